@@ -1,0 +1,22 @@
+//! Wire protocol v1 of `POST /sync/push`, shared by the client and the server.
+//!
+//! - [`payload`]: the sale (header, items, payments); money as `i64` minor units, quantities as
+//!   integer milli-units, no floats.
+//! - [`validate`]: the rules every stored sale satisfies, with one typed error per broken rule.
+//! - [`canonical`] and [`hash`]: RFC 8785 (JCS) canonical JSON and the payload hash v1
+//!   (SHA-256 of the canonical bytes, lowercase hex).
+//! - [`push`]: request and response bodies, per-sale statuses and the JSON error body.
+//!
+//! The normative description, with test vectors, is `docs/protocol.md`.
+
+pub mod canonical;
+pub mod hash;
+pub mod payload;
+pub mod push;
+pub mod validate;
+
+pub use canonical::{canonical_json, CanonicalError};
+pub use hash::{payload_sha256, PAYLOAD_HASH_VERSION_V1};
+pub use payload::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
+pub use push::{ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction};
+pub use validate::{validate_client_tx_id, validate_sale, InvalidSale, Limits};

@@ -1,0 +1,104 @@
+//! `POST /sync/push` request and response bodies.
+//!
+//! One request carries a batch of sales of one device; the response carries one [`PushResult`] per
+//! sale, in the request's order. Request-level failures (bad JSON, bad token, too large, overload)
+//! answer a non-200 status with an [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Path of the push endpoint.
+pub const PUSH_PATH: &str = "/sync/push";
+/// Header carrying the per-drain correlation id, echoed by the server.
+pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
+
+/// Body of `POST /sync/push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// The pushing device; must be the device of the bearer token.
+    pub device_id: String,
+    /// The sales, each settled on its own.
+    pub transactions: Vec<PushTransaction>,
+}
+
+/// One sale inside a push request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushTransaction {
+    /// Idempotency key of the sale, chosen by the till.
+    pub client_tx_id: String,
+    /// Version of the hash in `payload_sha256`; 1 is the only version today.
+    pub payload_hash_version: u32,
+    /// Hash v1 of `payload`: lowercase hex SHA-256 of its RFC 8785 canonical JSON.
+    pub payload_sha256: String,
+    /// How many times the till has tried to send this sale, this try included (from 1).
+    pub attempt: u32,
+    /// The sale (a [`crate::protocol::SalePayload`]), sent as the canonical bytes that were hashed.
+    pub payload: Box<RawValue>,
+}
+
+/// Outcome of one sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PushStatus {
+    /// Stored by this request.
+    Ok,
+    /// Already stored with the same hash: a replay; the till treats it as sent.
+    Duplicate,
+    /// `client_tx_id` already stored with a different hash; nothing overwritten; needs a person.
+    Conflict,
+    /// Fails validation or its hash does not match; permanent; needs a person.
+    Invalid,
+    /// Transient failure (lock timeout, deadlock, serialization failure, lost connection); nothing
+    /// stored; send again later.
+    Retry,
+}
+
+impl PushStatus {
+    /// The wire name (`"OK"`, `"DUPLICATE"`, ...), also used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushStatus::Ok => "OK",
+            PushStatus::Duplicate => "DUPLICATE",
+            PushStatus::Conflict => "CONFLICT",
+            PushStatus::Invalid => "INVALID",
+            PushStatus::Retry => "RETRY",
+        }
+    }
+}
+
+/// Result of one sale, at the same position as the sale in the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// The sale's id as sent (empty when the entry had none).
+    pub client_tx_id: String,
+    /// What happened.
+    pub status: PushStatus,
+    /// Machine-readable reason for `CONFLICT`, `INVALID` and `RETRY` (see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Human-readable detail for the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Server id of the stored sale, for `OK` and `DUPLICATE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tx_id: Option<i64>,
+}
+
+/// Body of a 200 answer to `POST /sync/push`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// One result per sale, in request order.
+    pub results: Vec<PushResult>,
+}
+
+/// JSON body of every non-200 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code (`malformed_json`, `unauthorized`, `body_too_large`, ...).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// The request's correlation id, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}

@@ -1,1 +1,19 @@
-//! placeholder
+//! possync-server: the reference server of possync for small shops.
+//!
+//! `POST /sync/push` settles each sale of a batch in its own PostgreSQL transaction, idempotent by
+//! `client_tx_id` and payload hash (see `docs/protocol.md`). The crate is a library so tests and the
+//! till simulator can run a server in-process; the `possync-server` binary is its CLI.
+//!
+//! - [`http`]: worker pool, routes, limits, correlation ids, graceful shutdown.
+//! - [`push`]: the per-request and per-sale logic of `/sync/push`.
+//! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
+//! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod push;
+pub mod store;

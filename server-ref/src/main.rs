@@ -1,1 +1,233 @@
-fn main() {}
+//! `possync-server`: migrate the database, serve `/sync/push`, manage device tokens.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use possync_core::protocol::Limits;
+use possync_server::auth::{generate_token, token_sha256};
+use possync_server::http::{self, HttpConfig};
+use possync_server::push::PushLimits;
+use possync_server::store::postgres::{PgOptions, PgStore};
+use possync_server::store::{Device, Store};
+
+/// possync reference server: idempotent, transactional POST /sync/push on PostgreSQL.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log level of the JSON-lines logs on stderr.
+    #[arg(long, env = "POSSYNC_LOG", default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run from several instances at once).
+    Migrate(DbArgs),
+    /// Serve /sync/push, /healthz, /readyz and /metrics until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+    /// Manage device tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+struct DbArgs {
+    /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "POSSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// HTTP worker threads (requests answered at once).
+    #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 8)]
+    workers: usize,
+    /// Database connections in the pool.
+    #[arg(long, env = "POSSYNC_POOL_SIZE", default_value_t = 16)]
+    pool_size: u32,
+    /// How long a request waits for a database connection before a 503, in ms.
+    #[arg(long, env = "POSSYNC_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pool_timeout_ms: u64,
+    /// lock_timeout of each sale's transaction, in ms.
+    #[arg(long, env = "POSSYNC_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    lock_timeout_ms: u64,
+    /// statement_timeout of each sale's transaction, in ms.
+    #[arg(long, env = "POSSYNC_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    statement_timeout_ms: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Most sales per request.
+    #[arg(long, env = "POSSYNC_MAX_TRANSACTIONS", default_value_t = 500)]
+    max_transactions: usize,
+    /// Most items per sale.
+    #[arg(long, env = "POSSYNC_MAX_ITEMS", default_value_t = 500)]
+    max_items: usize,
+    /// Retry-After seconds sent with 503 answers.
+    #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
+    retry_after_secs: u32,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a device of a store; the token is printed once and never stored.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Store the device belongs to.
+        #[arg(long)]
+        store: String,
+        /// Device (till) id; the till sends it as device_id.
+        #[arg(long)]
+        device: String,
+        /// Free text, e.g. "front till".
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke every live token of a device.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Store the device belongs to.
+        #[arg(long)]
+        store: String,
+        /// Device id.
+        #[arg(long)]
+        device: String,
+    },
+    /// List tokens (hash prefixes, never the tokens).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this store.
+        #[arg(long)]
+        store: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    possync_server::logging::init(&cli.log_level);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("possync-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_store(db: &DbArgs, opts: &PgOptions) -> Result<PgStore, String> {
+    let config: postgres::Config =
+        db.database_url.parse().map_err(|e| format!("invalid --database-url / DATABASE_URL: {e}"))?;
+    PgStore::connect(config, opts).map_err(|e| format!("cannot connect to the database: {e}"))
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Migrate(db) => {
+            let store = open_store(&db, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
+            let applied = store.migrate().map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                println!("schema is up to date");
+            }
+            for name in applied {
+                println!("applied {name}");
+            }
+            Ok(())
+        }
+        Command::Serve(args) => serve(args),
+        Command::Token(cmd) => token(cmd),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let opts = PgOptions {
+        pool_size: args.pool_size,
+        pool_timeout: Duration::from_millis(args.pool_timeout_ms),
+        lock_timeout_ms: args.lock_timeout_ms,
+        statement_timeout_ms: args.statement_timeout_ms,
+        ..PgOptions::default()
+    };
+    let store = open_store(&args.db, &opts)?;
+    store.check_ready().map_err(|e| e.to_string())?;
+    let config = HttpConfig {
+        listen: args.listen,
+        workers: args.workers,
+        max_body_bytes: args.max_body_bytes,
+        push_limits: PushLimits {
+            max_transactions: args.max_transactions,
+            sale: Limits { max_items_per_sale: args.max_items, ..Limits::default() },
+        },
+        retry_after_secs: args.retry_after_secs,
+    };
+    let server = http::start(Arc::new(store), config).map_err(|e| e.to_string())?;
+    let handle = server.shutdown_handle();
+    ctrlc::set_handler(move || {
+        log::info!("shutdown requested; finishing requests in hand");
+        handle.shutdown();
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    server.join();
+    Ok(())
+}
+
+fn token(cmd: TokenCommand) -> Result<(), String> {
+    let one = PgOptions { pool_size: 1, ..PgOptions::default() };
+    match cmd {
+        TokenCommand::Create { db, store, device, label } => {
+            let s = open_store(&db, &one)?;
+            s.check_ready().map_err(|e| e.to_string())?;
+            let token = generate_token();
+            let dev = Device { store_id: store, device_id: device };
+            s.create_token(&dev, &token_sha256(&token), label.as_deref()).map_err(|e| e.to_string())?;
+            eprintln!(
+                "token for store {} device {} (shown once, store it on the till):",
+                dev.store_id, dev.device_id
+            );
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::Revoke { db, store, device } => {
+            let s = open_store(&db, &one)?;
+            let n = s
+                .revoke_tokens(&Device { store_id: store.clone(), device_id: device.clone() })
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("no live token for store {store} device {device}"));
+            }
+            println!("revoked {n} token(s) of store {store} device {device}");
+            Ok(())
+        }
+        TokenCommand::List { db, store } => {
+            let s = open_store(&db, &one)?;
+            let tokens = s.list_tokens(store.as_deref()).map_err(|e| e.to_string())?;
+            println!(
+                "{:<14} {:<16} {:<16} {:<21} {:<21} label",
+                "sha256", "store", "device", "created", "revoked"
+            );
+            for t in tokens {
+                println!(
+                    "{:<14} {:<16} {:<16} {:<21} {:<21} {}",
+                    t.token_sha256_prefix,
+                    t.store_id,
+                    t.device_id,
+                    t.created_at,
+                    t.revoked_at.as_deref().unwrap_or("-"),
+                    t.label.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -228,10 +228,7 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
         return Err(InvalidSale::NoItems);
     }
     if sale.items.len() > limits.max_items_per_sale {
-        return Err(InvalidSale::TooManyItems {
-            count: sale.items.len(),
-            max: limits.max_items_per_sale,
-        });
+        return Err(InvalidSale::TooManyItems { count: sale.items.len(), max: limits.max_items_per_sale });
     }
     if sale.payments.len() > limits.max_payments_per_sale {
         return Err(InvalidSale::TooManyPayments {
@@ -261,7 +258,9 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
         ] {
             money_in_range(&format!("items[{i}].{name}"), value)?;
         }
-        for (name, value) in [("unit_price_minor", item.unit_price_minor), ("discount_minor", item.discount_minor)] {
+        for (name, value) in
+            [("unit_price_minor", item.unit_price_minor), ("discount_minor", item.discount_minor)]
+        {
             if value < 0 {
                 return Err(InvalidSale::NegativeMoney { field: format!("items[{i}].{name}") });
             }

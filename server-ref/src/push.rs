@@ -1,0 +1,278 @@
+//! The `/sync/push` logic, independent of HTTP: parse, check and settle each sale of a request.
+//!
+//! Request-level problems ([`PushError`]) refuse the whole request and store nothing. Everything about
+//! one sale (its envelope, id, hash, payload shape, business rules, storage) settles only that sale:
+//! one bad sale never fails its neighbours. Results come back in request order.
+
+use std::time::Instant;
+
+use possync_core::protocol::hash::is_sha256_hex;
+use possync_core::protocol::{
+    canonical_json, payload_sha256, validate_client_tx_id, validate_sale, InvalidSale, Limits, PushResponse,
+    PushResult, PushStatus, SalePayload, PAYLOAD_HASH_VERSION_V1,
+};
+use serde::Deserialize;
+
+use crate::metrics::Metrics;
+use crate::store::{CheckedSale, Device, PushContext, Rejection, Store};
+
+/// Limits of one push request.
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    /// Most sales in one request (more ⇒ 413 `too_many_transactions`).
+    pub max_transactions: usize,
+    /// Per-sale limits (more items ⇒ that sale is `INVALID` `too_many_items`).
+    pub sale: Limits,
+}
+
+impl Default for PushLimits {
+    fn default() -> Self {
+        PushLimits { max_transactions: 500, sale: Limits::default() }
+    }
+}
+
+/// Why a whole push request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The body is not JSON of the push request's shape (400 `malformed_json`).
+    #[error("request body is not a push request: {0}")]
+    Malformed(String),
+    /// More sales than allowed in one request (413 `too_many_transactions`).
+    #[error("{count} transactions exceed the limit of {max} per request")]
+    TooManyTransactions {
+        /// Sales in the request.
+        count: usize,
+        /// The limit in force.
+        max: usize,
+    },
+    /// The body's `device_id` is not the token's device (403 `device_mismatch`).
+    #[error("device_id {sent:?} does not match the token's device")]
+    DeviceMismatch {
+        /// What the body said.
+        sent: String,
+    },
+    /// A sale belongs to another store than the token's (403 `store_forbidden`).
+    #[error("transactions[{index}] is for store {store_id:?}, which this device may not push to")]
+    StoreForbidden {
+        /// Position of the first such sale.
+        index: usize,
+        /// The store the sale names.
+        store_id: String,
+    },
+}
+
+impl PushError {
+    /// HTTP status and machine-readable code of the refusal.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            PushError::Malformed(_) => (400, "malformed_json"),
+            PushError::TooManyTransactions { .. } => (413, "too_many_transactions"),
+            PushError::DeviceMismatch { .. } => (403, "device_mismatch"),
+            PushError::StoreForbidden { .. } => (403, "store_forbidden"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RequestIn {
+    device_id: String,
+    transactions: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn {
+    client_tx_id: String,
+    payload_hash_version: u32,
+    payload_sha256: String,
+    attempt: u32,
+    payload: serde_json::Value,
+}
+
+/// A sale that passed every check, owning what [`CheckedSale`] borrows.
+struct Prepared {
+    client_tx_id: String,
+    payload_hash_version: u32,
+    payload_sha256: String,
+    attempt: u32,
+    payload: SalePayload,
+    canonical: String,
+}
+
+/// A sale refused before storage, with what could be read of it for the audit.
+struct Refused {
+    client_tx_id: String,
+    attempt: Option<u32>,
+    payload_hash_version: Option<u32>,
+    payload_sha256: Option<String>,
+    code: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn from_envelope(env: &EnvelopeIn, code: &'static str, message: String) -> Self {
+        Refused {
+            client_tx_id: env.client_tx_id.clone(),
+            attempt: Some(env.attempt),
+            payload_hash_version: Some(env.payload_hash_version),
+            payload_sha256: Some(env.payload_sha256.clone()),
+            code,
+            message,
+        }
+    }
+
+    fn invalid(env: &EnvelopeIn, err: &InvalidSale) -> Self {
+        Self::from_envelope(env, err.code(), err.to_string())
+    }
+}
+
+/// Parses a request body, checks it against the device and limits, and settles every sale.
+///
+/// # Errors
+/// A [`PushError`] when the request as a whole is refused; then nothing was stored.
+pub fn handle_push(
+    store: &dyn Store,
+    metrics: &Metrics,
+    device: &Device,
+    correlation_id: &str,
+    body: &[u8],
+    limits: &PushLimits,
+) -> Result<PushResponse, PushError> {
+    let request: RequestIn = serde_json::from_slice(body).map_err(|e| PushError::Malformed(e.to_string()))?;
+    if request.transactions.len() > limits.max_transactions {
+        return Err(PushError::TooManyTransactions {
+            count: request.transactions.len(),
+            max: limits.max_transactions,
+        });
+    }
+    if request.device_id != device.device_id {
+        return Err(PushError::DeviceMismatch { sent: request.device_id });
+    }
+    let checked: Vec<Result<Prepared, Refused>> =
+        request.transactions.into_iter().map(|v| check(v, &limits.sale)).collect();
+    for (index, sale) in checked.iter().enumerate() {
+        if let Ok(p) = sale {
+            if p.payload.header.store_id != device.store_id {
+                return Err(PushError::StoreForbidden { index, store_id: p.payload.header.store_id.clone() });
+            }
+        }
+    }
+
+    let ctx = PushContext { device, correlation_id };
+    let results = checked.into_iter().map(|sale| settle(store, metrics, &ctx, sale)).collect();
+    Ok(PushResponse { results })
+}
+
+fn settle(
+    store: &dyn Store,
+    metrics: &Metrics,
+    ctx: &PushContext<'_>,
+    sale: Result<Prepared, Refused>,
+) -> PushResult {
+    let started = Instant::now();
+    let (result, attempt) = match sale {
+        Ok(p) => {
+            let checked = CheckedSale {
+                client_tx_id: &p.client_tx_id,
+                payload_hash_version: p.payload_hash_version,
+                payload_sha256: &p.payload_sha256,
+                attempt: p.attempt,
+                payload: &p.payload,
+                canonical: &p.canonical,
+            };
+            (store.store_sale(ctx, &checked), Some(p.attempt))
+        }
+        Err(r) => {
+            let rejection = Rejection {
+                client_tx_id: &r.client_tx_id,
+                attempt: r.attempt,
+                payload_hash_version: r.payload_hash_version,
+                payload_sha256: r.payload_sha256.as_deref(),
+                code: r.code,
+                message: &r.message,
+            };
+            if let Err(e) = store.audit_rejection(ctx, &rejection) {
+                log::error!(correlation_id = ctx.correlation_id, client_tx_id = r.client_tx_id.as_str(),
+                    error:% = e; "audit of a refused sale failed");
+            }
+            let result = PushResult {
+                client_tx_id: r.client_tx_id,
+                status: PushStatus::Invalid,
+                code: Some(r.code.to_owned()),
+                message: Some(r.message),
+                server_tx_id: None,
+            };
+            (result, r.attempt)
+        }
+    };
+    let elapsed = started.elapsed();
+    metrics.push_results.with_label_values(&[result.status.as_str()]).inc();
+    metrics.sale_seconds.observe(elapsed.as_secs_f64());
+    let level = match result.status {
+        PushStatus::Ok | PushStatus::Duplicate => log::Level::Info,
+        PushStatus::Retry | PushStatus::Conflict | PushStatus::Invalid => log::Level::Warn,
+    };
+    log::log!(level,
+        correlation_id = ctx.correlation_id,
+        client_tx_id = result.client_tx_id.as_str(),
+        store_id = ctx.device.store_id.as_str(),
+        device_id = ctx.device.device_id.as_str(),
+        attempt = attempt.unwrap_or(0),
+        result = result.status.as_str(),
+        code = result.code.as_deref().unwrap_or(""),
+        server_tx_id = result.server_tx_id.unwrap_or(0),
+        latency_ms = elapsed.as_millis() as u64;
+        "sale settled");
+    result
+}
+
+/// Every per-sale check short of the database: envelope, id, hash version, hash, shape, rules.
+fn check(value: serde_json::Value, limits: &Limits) -> Result<Prepared, Refused> {
+    let env: EnvelopeIn = match EnvelopeIn::deserialize(&value) {
+        Ok(env) => env,
+        Err(e) => {
+            let id = value.get("client_tx_id").and_then(|v| v.as_str()).unwrap_or_default();
+            return Err(Refused {
+                client_tx_id: id.chars().take(128).collect(),
+                attempt: value.get("attempt").and_then(|v| v.as_u64()).and_then(|a| u32::try_from(a).ok()),
+                payload_hash_version: None,
+                payload_sha256: None,
+                code: "malformed_transaction",
+                message: format!("transaction entry is not valid: {e}"),
+            });
+        }
+    };
+    if let Err(e) = validate_client_tx_id(&env.client_tx_id) {
+        return Err(Refused::invalid(&env, &e));
+    }
+    if env.payload_hash_version != PAYLOAD_HASH_VERSION_V1 {
+        return Err(Refused::from_envelope(
+            &env,
+            "unsupported_hash_version",
+            format!("payload_hash_version {} is not supported; use 1", env.payload_hash_version),
+        ));
+    }
+    let canonical = match canonical_json(&env.payload) {
+        Ok(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+        Err(e) => return Err(Refused::from_envelope(&env, "malformed_sale", e.to_string())),
+    };
+    let computed = payload_sha256(canonical.as_bytes());
+    if !is_sha256_hex(&env.payload_sha256) || computed != env.payload_sha256 {
+        let message = format!("payload_sha256 does not match the payload; the server computed {computed}");
+        return Err(Refused::from_envelope(&env, "hash_mismatch", message));
+    }
+    let payload = match SalePayload::deserialize(&env.payload) {
+        Ok(p) => p,
+        Err(e) => return Err(Refused::invalid(&env, &InvalidSale::Malformed { detail: e.to_string() })),
+    };
+    if let Err(e) = validate_sale(&payload, limits) {
+        return Err(Refused::invalid(&env, &e));
+    }
+    Ok(Prepared {
+        client_tx_id: env.client_tx_id,
+        payload_hash_version: env.payload_hash_version,
+        payload_sha256: computed,
+        attempt: env.attempt,
+        payload,
+        canonical,
+    })
+}

@@ -1,0 +1,173 @@
+//! The storage boundary of the server.
+//!
+//! [`Store`] is what the HTTP layer needs from a database: token lookup, storing one sale in one
+//! transaction with the idempotency rules, auditing refused attempts, readiness and token
+//! administration. [`postgres::PgStore`] is the primary implementation.
+
+pub mod postgres;
+mod postgres_sql;
+
+use possync_core::protocol::{PushResult, SalePayload};
+
+/// The device behind a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// The store the token is scoped to.
+    pub store_id: String,
+    /// The device the token was issued for.
+    pub device_id: String,
+}
+
+/// What a token hash resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLookup {
+    /// A live token.
+    Active(Device),
+    /// A token that was revoked.
+    Revoked,
+    /// No such token.
+    Unknown,
+}
+
+/// One token as listed by `possync-server token list` (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// First 12 hex characters of the token's SHA-256, enough to tell tokens apart.
+    pub token_sha256_prefix: String,
+    /// Store the token is scoped to.
+    pub store_id: String,
+    /// Device the token was issued for.
+    pub device_id: String,
+    /// Free text given at creation.
+    pub label: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Revocation time, RFC 3339, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Who is pushing, for the audit trail and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct PushContext<'a> {
+    /// The authenticated device.
+    pub device: &'a Device,
+    /// The request's correlation id.
+    pub correlation_id: &'a str,
+}
+
+/// A sale that passed every check of the push endpoint and is ready to be stored.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedSale<'a> {
+    /// Idempotency key.
+    pub client_tx_id: &'a str,
+    /// Hash version (1).
+    pub payload_hash_version: u32,
+    /// Hash recomputed by the server, equal to the one sent.
+    pub payload_sha256: &'a str,
+    /// The till's attempt counter.
+    pub attempt: u32,
+    /// The parsed, validated sale.
+    pub payload: &'a SalePayload,
+    /// Canonical JSON of the payload (what was hashed).
+    pub canonical: &'a str,
+}
+
+/// An attempt refused before the database was touched (`INVALID`), to be audited.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejection<'a> {
+    /// The id as sent (possibly empty or malformed, truncated to 128 characters).
+    pub client_tx_id: &'a str,
+    /// The till's attempt counter, if readable.
+    pub attempt: Option<u32>,
+    /// Hash version as sent, if readable.
+    pub payload_hash_version: Option<u32>,
+    /// Hash as sent, if readable.
+    pub payload_sha256: Option<&'a str>,
+    /// Machine-readable reason.
+    pub code: &'a str,
+    /// Human-readable reason.
+    pub message: &'a str,
+}
+
+/// Usage of the connection pool, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolState {
+    /// Open connections.
+    pub connections: u32,
+    /// Idle connections.
+    pub idle: u32,
+    /// Largest number of connections the pool opens.
+    pub max: u32,
+}
+
+/// Failures of the store outside the per-sale outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No database connection could be had in time; the request should be retried later (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] ::postgres::Error),
+    /// The schema is not the one this binary was built for.
+    #[error("{0}")]
+    Schema(String),
+    /// An admin command was given something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Everything the push endpoint and the admin commands need from a database.
+///
+/// Implementations are shared by all worker threads.
+pub trait Store: Send + Sync + 'static {
+    /// Resolves a token's SHA-256 (lowercase hex).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be reached.
+    fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError>;
+
+    /// Stores one sale in its own transaction and answers its outcome: `OK` (stored now),
+    /// `DUPLICATE` (same id and hash already stored), `CONFLICT` (same id, other hash; nothing
+    /// overwritten), `INVALID` (the database refused a row) or `RETRY` (transient; nothing stored).
+    /// Decided outcomes are audited in the same transaction.
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult;
+
+    /// Audits an attempt refused before storage (`INVALID`).
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the audit row cannot be written; the caller logs it.
+    fn audit_rejection(&self, ctx: &PushContext<'_>, rejection: &Rejection<'_>) -> Result<(), StoreError>;
+
+    /// Checks that the database is reachable and its schema is the one this binary expects.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Schema`] saying what is wrong.
+    fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// Registers a token (by its SHA-256) for a device of a store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn create_token(
+        &self,
+        device: &Device,
+        token_sha256: &str,
+        label: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes every live token of a device; returns how many were revoked.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError>;
+
+    /// Lists tokens, of one store or of all.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Connection pool usage.
+    fn pool_state(&self) -> PoolState;
+}

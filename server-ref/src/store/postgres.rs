@@ -1,0 +1,439 @@
+//! The PostgreSQL store: one explicit transaction per sale, idempotent by `client_tx_id` + hash.
+//!
+//! Per sale: `BEGIN`; `SET LOCAL lock_timeout, statement_timeout`; `INSERT` header
+//! `ON CONFLICT DO NOTHING RETURNING`; when no row came back the stored hash decides `DUPLICATE` or
+//! `CONFLICT` (nothing overwritten, attempt audited); otherwise items, payments and the audit row,
+//! `COMMIT` ⇒ `OK`. Any error rolls the whole transaction back (zero partial rows) and is classified by
+//! SQLSTATE, never by message text: deadlock, lock timeout, serialization failure, statement timeout,
+//! connection loss ⇒ `RETRY`; integrity or data errors ⇒ `INVALID`.
+
+use std::time::Duration;
+
+use ::postgres::error::SqlState;
+use ::postgres::{Client, NoTls, Transaction};
+use possync_core::protocol::{PushResult, PushStatus};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::postgres_sql as sql;
+use super::{
+    CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, TokenInfo, TokenLookup,
+};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Connection and timeout settings of [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Largest number of pooled connections.
+    pub pool_size: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub pool_timeout: Duration,
+    /// TCP connect timeout for new connections.
+    pub connect_timeout: Duration,
+    /// `lock_timeout` of every push transaction, in milliseconds.
+    pub lock_timeout_ms: u64,
+    /// `statement_timeout` of every push transaction, in milliseconds.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 16,
+            pool_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            lock_timeout_ms: 2_000,
+            statement_timeout_ms: 5_000,
+        }
+    }
+}
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The PostgreSQL [`Store`], over an r2d2 connection pool.
+pub struct PgStore {
+    pool: Pool,
+    lock_timeout: String,
+    statement_timeout: String,
+}
+
+enum TxError {
+    Db(::postgres::Error),
+    Pool(String),
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    Injected(String),
+}
+
+impl From<::postgres::Error> for TxError {
+    fn from(e: ::postgres::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+/// The newest migration version compiled into this binary.
+pub fn expected_schema_version() -> i32 {
+    embedded::migrations::runner().get_migrations().iter().map(|m| m.version()).max().unwrap_or(0)
+}
+
+impl PgStore {
+    /// Opens a pool to the database of `config` (one connection is made at once, so a wrong URL or
+    /// an unreachable server fails here).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when no connection can be made.
+    pub fn connect(mut config: ::postgres::Config, opts: &PgOptions) -> Result<Self, StoreError> {
+        config.connect_timeout(opts.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("possync-server");
+        }
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(opts.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(opts.pool_timeout)
+            .build(manager)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(PgStore {
+            pool,
+            lock_timeout: opts.lock_timeout_ms.to_string(),
+            statement_timeout: opts.statement_timeout_ms.to_string(),
+        })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Applies pending migrations (all in one transaction, under an advisory lock so that several
+    /// instances may run it at once). Returns the names of the migrations applied now.
+    ///
+    /// # Errors
+    /// [`StoreError::Schema`] when a migration fails or the database is newer than this binary.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute(sql::LOCK_MIGRATIONS, &[])?;
+        let result = self.migrate_locked(&mut conn);
+        let unlock = conn.execute(sql::UNLOCK_MIGRATIONS, &[]);
+        let applied = result?;
+        unlock?;
+        Ok(applied)
+    }
+
+    fn migrate_locked(&self, conn: &mut Client) -> Result<Vec<String>, StoreError> {
+        if let Some(found) = schema_version(conn)? {
+            let expected = expected_schema_version();
+            if found > expected {
+                return Err(StoreError::Schema(format!(
+                    "database schema version {found} is newer than this binary's {expected}: \
+                     upgrade possync-server before migrating"
+                )));
+            }
+        }
+        let report = embedded::migrations::runner()
+            .set_grouped(true)
+            .run(conn)
+            .map_err(|e| StoreError::Schema(format!("migration failed: {e}")))?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
+    fn store_sale_tx(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> Result<PushResult, TxError> {
+        let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
+        let mut tx = conn.transaction()?;
+        tx.execute(sql::SET_LOCAL_TIMEOUTS, &[&self.lock_timeout, &self.statement_timeout])?;
+        let h = &sale.payload.header;
+        let hash_version = sale.payload_hash_version as i32;
+        let inserted = tx.query_opt(
+            sql::INSERT_HEADER,
+            &[
+                &sale.client_tx_id,
+                &sale.payload_sha256,
+                &hash_version,
+                &h.store_id,
+                &ctx.device.device_id,
+                &h.receipt_number,
+                &h.kind.as_str(),
+                &h.occurred_at_ms,
+                &h.currency,
+                &h.subtotal_minor,
+                &h.tax_minor,
+                &h.total_minor,
+                &h.change_minor,
+                &h.cashier_id,
+                &sale.canonical,
+                &ctx.correlation_id,
+            ],
+        )?;
+        let Some(row) = inserted else {
+            let stored = tx.query_one(sql::SELECT_STORED_HASH, &[&sale.client_tx_id])?;
+            let server_tx_id: i64 = stored.get(0);
+            let stored_sha: String = stored.get(1);
+            let stored_version: i32 = stored.get(2);
+            let same = stored_sha == sale.payload_sha256 && stored_version == hash_version;
+            let result = if same {
+                PushResult {
+                    client_tx_id: sale.client_tx_id.to_owned(),
+                    status: PushStatus::Duplicate,
+                    code: None,
+                    message: None,
+                    server_tx_id: Some(server_tx_id),
+                }
+            } else {
+                PushResult {
+                    client_tx_id: sale.client_tx_id.to_owned(),
+                    status: PushStatus::Conflict,
+                    code: Some("hash_differs".into()),
+                    message: Some(format!(
+                        "client_tx_id already stored with payload_sha256 {stored_sha} (v{stored_version}); \
+                         nothing was overwritten"
+                    )),
+                    server_tx_id: None,
+                }
+            };
+            audit(&mut tx, ctx, sale, Some(&stored_sha), &result)?;
+            tx.commit()?;
+            return Ok(result);
+        };
+        let server_tx_id: i64 = row.get(0);
+
+        fail::fail_point!("push.after_header", |arg| Err(TxError::Injected(format!(
+            "failpoint push.after_header: {}",
+            arg.unwrap_or_default()
+        ))));
+
+        insert_children(&mut tx, sale)?;
+        let result = PushResult {
+            client_tx_id: sale.client_tx_id.to_owned(),
+            status: PushStatus::Ok,
+            code: None,
+            message: None,
+            server_tx_id: Some(server_tx_id),
+        };
+        audit(&mut tx, ctx, sale, None, &result)?;
+        tx.commit()?;
+        Ok(result)
+    }
+}
+
+fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), ::postgres::Error> {
+    let items = &sale.payload.items;
+    let line_no: Vec<i32> = items.iter().map(|i| i.line_no as i32).collect();
+    let sku: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+    let name: Vec<&str> = items.iter().map(|i| i.name.as_str()).collect();
+    let qty: Vec<i64> = items.iter().map(|i| i.quantity_milli).collect();
+    let price: Vec<i64> = items.iter().map(|i| i.unit_price_minor).collect();
+    let discount: Vec<i64> = items.iter().map(|i| i.discount_minor).collect();
+    let total: Vec<i64> = items.iter().map(|i| i.line_total_minor).collect();
+    let refund: Vec<bool> = items.iter().map(|i| i.refund).collect();
+    tx.execute(
+        sql::INSERT_ITEMS,
+        &[&sale.client_tx_id, &line_no, &sku, &name, &qty, &price, &discount, &total, &refund],
+    )?;
+    let payments = &sale.payload.payments;
+    if !payments.is_empty() {
+        let no: Vec<i32> = (1..=payments.len() as i32).collect();
+        let method: Vec<&str> = payments.iter().map(|p| p.method.as_str()).collect();
+        let amount: Vec<i64> = payments.iter().map(|p| p.amount_minor).collect();
+        let reference: Vec<Option<&str>> = payments.iter().map(|p| p.reference.as_deref()).collect();
+        tx.execute(sql::INSERT_PAYMENTS, &[&sale.client_tx_id, &no, &method, &amount, &reference])?;
+    }
+    Ok(())
+}
+
+fn audit(
+    tx: &mut Transaction<'_>,
+    ctx: &PushContext<'_>,
+    sale: &CheckedSale<'_>,
+    stored_sha256: Option<&str>,
+    result: &PushResult,
+) -> Result<(), ::postgres::Error> {
+    tx.execute(
+        sql::INSERT_AUDIT,
+        &[
+            &sale.client_tx_id,
+            &ctx.device.store_id,
+            &ctx.device.device_id,
+            &ctx.correlation_id,
+            &(sale.attempt.min(i32::MAX as u32) as i32),
+            &(sale.payload_hash_version as i32),
+            &sale.payload_sha256,
+            &stored_sha256,
+            &result.status.as_str(),
+            &result.code,
+            &result.message,
+        ],
+    )?;
+    Ok(())
+}
+
+fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
+    let has_history: bool = conn.query_one(sql::HAS_SCHEMA_HISTORY, &[])?.get(0);
+    if !has_history {
+        return Ok(None);
+    }
+    Ok(conn.query_one(sql::SELECT_SCHEMA_VERSION, &[])?.get(0))
+}
+
+/// How a database error settles a sale: `(status, code)`, by SQLSTATE only.
+pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
+    let Some(state) = err.code() else {
+        let io = std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>());
+        let code = if err.is_closed() || io { "connection_lost" } else { "database_error" };
+        return (PushStatus::Retry, code);
+    };
+    let class = &state.code()[..2];
+    if *state == SqlState::T_R_DEADLOCK_DETECTED {
+        (PushStatus::Retry, "deadlock")
+    } else if *state == SqlState::LOCK_NOT_AVAILABLE {
+        (PushStatus::Retry, "lock_timeout")
+    } else if *state == SqlState::T_R_SERIALIZATION_FAILURE {
+        (PushStatus::Retry, "serialization_failure")
+    } else if *state == SqlState::QUERY_CANCELED {
+        (PushStatus::Retry, "statement_timeout")
+    } else if class == "23" || class == "22" {
+        (PushStatus::Invalid, "rejected_by_database")
+    } else if matches!(class, "08" | "53" | "57") {
+        (PushStatus::Retry, "database_unavailable")
+    } else {
+        (PushStatus::Retry, "database_error")
+    }
+}
+
+fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
+    PushResult {
+        client_tx_id: client_tx_id.to_owned(),
+        status: PushStatus::Retry,
+        code: Some(code.to_owned()),
+        message: Some(message),
+        server_tx_id: None,
+    }
+}
+
+impl Store for PgStore {
+    fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .query_opt(sql::SELECT_TOKEN, &[&token_sha256])
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(match row {
+            None => TokenLookup::Unknown,
+            Some(row) if row.get::<_, bool>(2) => TokenLookup::Revoked,
+            Some(row) => TokenLookup::Active(Device { store_id: row.get(0), device_id: row.get(1) }),
+        })
+    }
+
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult {
+        match self.store_sale_tx(ctx, sale) {
+            Ok(result) => result,
+            Err(TxError::Pool(message)) => retry(sale.client_tx_id, "database_unavailable", message),
+            Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
+            Err(TxError::Db(err)) => {
+                let (status, code) = classify(&err);
+                let message = err.to_string();
+                if status == PushStatus::Invalid {
+                    let rejection = Rejection {
+                        client_tx_id: sale.client_tx_id,
+                        attempt: Some(sale.attempt),
+                        payload_hash_version: Some(sale.payload_hash_version),
+                        payload_sha256: Some(sale.payload_sha256),
+                        code,
+                        message: &message,
+                    };
+                    if let Err(e) = self.audit_rejection(ctx, &rejection) {
+                        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
+                    }
+                    return PushResult {
+                        client_tx_id: sale.client_tx_id.to_owned(),
+                        status,
+                        code: Some(code.into()),
+                        message: Some(message),
+                        server_tx_id: None,
+                    };
+                }
+                if code == "database_error" {
+                    log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
+                }
+                retry(sale.client_tx_id, code, message)
+            }
+        }
+    }
+
+    fn audit_rejection(&self, ctx: &PushContext<'_>, r: &Rejection<'_>) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute(sql::SET_LOCAL_TIMEOUTS, &[&self.lock_timeout, &self.statement_timeout])?;
+        let id: String = r.client_tx_id.chars().take(128).collect();
+        tx.execute(
+            sql::INSERT_AUDIT,
+            &[
+                &id,
+                &ctx.device.store_id,
+                &ctx.device.device_id,
+                &ctx.correlation_id,
+                &r.attempt.map(|a| a.min(i32::MAX as u32) as i32),
+                &r.payload_hash_version.map(|v| v.min(i32::MAX as u32) as i32),
+                &r.payload_sha256.map(|s| s.chars().take(128).collect::<String>()),
+                &None::<String>,
+                &PushStatus::Invalid.as_str(),
+                &r.code,
+                &r.message,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn check_ready(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let found = schema_version(&mut conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let expected = expected_schema_version();
+        match found {
+            Some(v) if v == expected => Ok(()),
+            Some(v) if v > expected => Err(StoreError::Schema(format!(
+                "database schema version {v} is newer than this binary's {expected}: upgrade possync-server"
+            ))),
+            Some(v) => Err(StoreError::Schema(format!(
+                "database schema version {v} is older than {expected}: run `possync-server migrate`"
+            ))),
+            None => {
+                Err(StoreError::Schema("database has no possync schema: run `possync-server migrate`".into()))
+            }
+        }
+    }
+
+    fn create_token(
+        &self,
+        device: &Device,
+        token_sha256: &str,
+        label: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(sql::INSERT_TOKEN, &[&token_sha256, &device.store_id, &device.device_id, &label])?;
+        Ok(())
+    }
+
+    fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError> {
+        Ok(self.conn()?.execute(sql::REVOKE_TOKENS, &[&device.store_id, &device.device_id])?)
+    }
+
+    fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows = self.conn()?.query(sql::LIST_TOKENS, &[&store_id])?;
+        Ok(rows
+            .into_iter()
+            .map(|row| TokenInfo {
+                token_sha256_prefix: row.get(0),
+                store_id: row.get(1),
+                device_id: row.get(2),
+                label: row.get(3),
+                created_at: row.get(4),
+                revoked_at: row.get(5),
+            })
+            .collect())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState { connections: state.connections, idle: state.idle_connections, max: self.pool.max_size() }
+    }
+}

@@ -1,0 +1,66 @@
+//! Every SQL statement of the PostgreSQL store, in one place.
+//!
+//! Times are `timestamptz`; money and quantities `bigint`. Items and payments are inserted with one
+//! multi-row `INSERT .. SELECT .. FROM UNNEST(..)` each, whatever their count.
+
+/// Per-transaction timeouts, in milliseconds (`SET LOCAL` through `set_config(.., true)`).
+pub const SET_LOCAL_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, true), \
+     set_config('statement_timeout', $2, true)";
+
+/// Inserts a header unless its `client_tx_id` exists; returns the new `server_tx_id`.
+pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
+     payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
+     subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, timestamptz 'epoch' + $8::int8 * interval '1 millisecond', $9, \
+     $10, $11, $12, $13, $14, $15, $16) \
+     ON CONFLICT (client_tx_id) DO NOTHING RETURNING server_tx_id";
+
+/// The stored identity of a header, to tell a replay from a conflict.
+pub const SELECT_STORED_HASH: &str = "SELECT server_tx_id, payload_sha256, payload_hash_version \
+     FROM pos_transactions WHERE client_tx_id = $1";
+
+/// All items of a sale in one statement.
+pub const INSERT_ITEMS: &str = "INSERT INTO pos_transaction_items (client_tx_id, line_no, sku, name, \
+     quantity_milli, unit_price_minor, discount_minor, line_total_minor, refund) \
+     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
+     $7::int8[], $8::int8[], $9::bool[])";
+
+/// All payments of a sale in one statement.
+pub const INSERT_PAYMENTS: &str = "INSERT INTO pos_transaction_payments (client_tx_id, payment_no, \
+     method, amount_minor, reference) \
+     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int8[], $5::text[])";
+
+/// One audit row.
+pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
+     correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Resolves a token hash to its device.
+pub const SELECT_TOKEN: &str = "SELECT store_id, device_id, revoked_at IS NOT NULL \
+     FROM pos_devices WHERE token_sha256 = $1";
+
+/// Registers a token hash.
+pub const INSERT_TOKEN: &str =
+    "INSERT INTO pos_devices (token_sha256, store_id, device_id, label) VALUES ($1, $2, $3, $4)";
+
+/// Revokes every live token of a device.
+pub const REVOKE_TOKENS: &str = "UPDATE pos_devices SET revoked_at = now() \
+     WHERE store_id = $1 AND device_id = $2 AND revoked_at IS NULL";
+
+/// Lists tokens, of one store (`$1`) or all (`$1` NULL).
+pub const LIST_TOKENS: &str = "SELECT left(token_sha256, 12), store_id, device_id, label, \
+     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+     FROM pos_devices WHERE $1::text IS NULL OR store_id = $1 ORDER BY store_id, device_id, created_at";
+
+/// Whether the migration history table exists.
+pub const HAS_SCHEMA_HISTORY: &str = "SELECT to_regclass('refinery_schema_history') IS NOT NULL";
+
+/// Highest applied migration version (NULL when none ran).
+pub const SELECT_SCHEMA_VERSION: &str = "SELECT max(version)::int4 FROM refinery_schema_history";
+
+/// Serializes concurrent `migrate` runs of several server instances.
+pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock(7270420001)";
+
+/// Releases [`LOCK_MIGRATIONS`].
+pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(7270420001)";

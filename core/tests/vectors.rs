@@ -40,6 +40,10 @@ fn protocol_doc_publishes_every_vector() {
     let doc = include_str!("../../docs/protocol.md");
     for v in vectors() {
         assert!(doc.contains(&v.sha256), "docs/protocol.md lacks the hash of vector {}", v.name);
-        assert!(doc.contains(&v.canonical), "docs/protocol.md lacks the canonical bytes of vector {}", v.name);
+        assert!(
+            doc.contains(&v.canonical),
+            "docs/protocol.md lacks the canonical bytes of vector {}",
+            v.name
+        );
     }
 }

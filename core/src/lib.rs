@@ -1,9 +1,24 @@
 //! possync-core: the till side of possync.
 //!
-//! For now this crate holds the wire protocol v1 ([`protocol`]) shared by the reference server and the
-//! client: sale payload types, validation, RFC 8785 canonical JSON, the payload hash and the
-//! `/sync/push` request and response types. The durable outbox and the drain scheduler build on it.
+//! - [`protocol`]: wire protocol v1 shared with the server (payload, validation, canonical JSON, hash,
+//!   push request and response).
+//! - [`outbox`]: the durable SQLite outbox with leases, atomic claim, heartbeat and CAS finalize.
+//! - [`transport`]: the `Transport` trait and its HTTP implementation (ureq).
+//! - [`drain`]: one drain run: claim, send in batches, finalize, until nothing is due.
+//! - [`backoff`], [`config`], [`clock`], [`reason`], [`error`]: policy and plumbing.
+//!
+//! Synchronous: plain threads and `parking_lot`, no async runtime.
 
 #![warn(missing_docs)]
 
+pub mod backoff;
+pub mod clock;
+pub mod config;
+pub mod drain;
+pub mod error;
+pub mod outbox;
 pub mod protocol;
+pub mod reason;
+pub mod transport;
+
+pub use error::Error;

@@ -21,6 +21,14 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError
     Ok(serde_json_canonicalizer::to_vec(value)?)
 }
 
+/// Canonical JSON (RFC 8785) of any serializable value, as a string.
+///
+/// # Errors
+/// As [`canonical_json`].
+pub fn canonical_json_string<T: Serialize>(value: &T) -> Result<String, CanonicalError> {
+    Ok(serde_json_canonicalizer::to_string(value)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

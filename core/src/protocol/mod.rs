@@ -15,7 +15,7 @@ pub mod payload;
 pub mod push;
 pub mod validate;
 
-pub use canonical::{canonical_json, CanonicalError};
+pub use canonical::{canonical_json, canonical_json_string, CanonicalError};
 pub use hash::{payload_sha256, PAYLOAD_HASH_VERSION_V1};
 pub use payload::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 pub use push::{ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction};

@@ -1,0 +1,138 @@
+//! Policy as data: every timeout, lease length, batch size and retention in one place, with units in
+//! the names, validated once.
+
+use crate::backoff::BackoffPolicy;
+use crate::error::Error;
+
+/// How hard SQLite flushes each committed sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL` (default): a committed sale survives power loss.
+    Full,
+    /// `synchronous=NORMAL`: faster; in WAL mode a power cut may lose the last commits (never
+    /// corrupt the file). Only for tills with a battery or UPS.
+    Normal,
+}
+
+/// Settings of the outbox file.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    /// Flush policy.
+    pub durability: Durability,
+    /// How long a writer waits for another process's lock before failing with `Busy`, in ms.
+    pub busy_timeout_ms: u64,
+    /// Sent sales are pruned after this age, in ms (unsent ones never are). Default 7 days.
+    pub sent_retention_ms: u64,
+    /// Upper bound of the file size, in bytes (`None`: no bound but the disk). When reached, new sales
+    /// are refused with `DiskFull` and stored ones stay safe.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            durability: Durability::Full,
+            busy_timeout_ms: 5_000,
+            sent_retention_ms: 7 * 24 * 3_600 * 1_000,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// Minimum margin by which a lease must outlive the HTTP request timeout, in ms.
+pub const LEASE_MARGIN_MS: u64 = 5_000;
+
+/// Settings of pushing sales to the server.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Base URL of the server, e.g. `https://pos.example.com` (the client appends `/sync/push`).
+    pub server_url: String,
+    /// The device token (`pst_...`), sent as `Authorization: Bearer`.
+    pub token: String,
+    /// This till's device id, as registered with the token.
+    pub device_id: String,
+    /// TCP connect timeout, in ms.
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout (connect, send, wait, read), in ms.
+    pub request_timeout_ms: u64,
+    /// Lease length of claimed sales, in ms; must exceed `request_timeout_ms` by [`LEASE_MARGIN_MS`].
+    pub lease_ms: u64,
+    /// Interval of lease heartbeats during a send, in ms; at most a third of `lease_ms`.
+    pub heartbeat_ms: u64,
+    /// Sales per request.
+    pub batch_size: usize,
+    /// Per-sale retry backoff.
+    pub backoff: BackoffPolicy,
+}
+
+impl SyncConfig {
+    /// A config with default timeouts for a server, token and device.
+    pub fn new(
+        server_url: impl Into<String>,
+        token: impl Into<String>,
+        device_id: impl Into<String>,
+    ) -> Self {
+        SyncConfig {
+            server_url: server_url.into(),
+            token: token.into(),
+            device_id: device_id.into(),
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            lease_ms: 60_000,
+            heartbeat_ms: 10_000,
+            batch_size: 50,
+            backoff: BackoffPolicy::default(),
+        }
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
+            return bad(format!("server_url {:?} must start with http:// or https://", self.server_url));
+        }
+        if self.token.trim().is_empty() || self.device_id.trim().is_empty() {
+            return bad("token and device_id must not be empty".into());
+        }
+        if self.connect_timeout_ms == 0 || self.request_timeout_ms < self.connect_timeout_ms {
+            return bad("request_timeout_ms must be at least connect_timeout_ms, both above 0".into());
+        }
+        if self.lease_ms < self.request_timeout_ms + LEASE_MARGIN_MS {
+            return bad(format!(
+                "lease_ms {} must exceed request_timeout_ms {} by at least {LEASE_MARGIN_MS} ms",
+                self.lease_ms, self.request_timeout_ms
+            ));
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms * 3 > self.lease_ms {
+            return bad(format!("heartbeat_ms must be in 1..={}", self.lease_ms / 3));
+        }
+        if self.batch_size == 0 || self.batch_size > 500 {
+            return bad("batch_size must be in 1..=500".into());
+        }
+        if self.backoff.base_ms == 0 || self.backoff.cap_ms < self.backoff.base_ms {
+            return bad("backoff needs 0 < base_ms <= cap_ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_must_outlive_the_request_timeout() {
+        let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_x", "till-1");
+        assert!(c.validate().is_ok());
+        c.lease_ms = c.request_timeout_ms + LEASE_MARGIN_MS - 1;
+        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("lease_ms")));
+        let mut c = SyncConfig::new("ftp://x", "pst_x", "till-1");
+        assert!(c.validate().is_err());
+        c.server_url = "https://x".into();
+        c.heartbeat_ms = c.lease_ms;
+        assert!(c.validate().is_err());
+    }
+}

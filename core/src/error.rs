@@ -1,0 +1,99 @@
+//! Errors of the client core. Every variant says what happened and hints at the fix; none of them
+//! ever means a stored sale was dropped.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::ErrorCode;
+
+use crate::protocol::{CanonicalError, InvalidSale};
+
+/// Everything the outbox and the drain can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sale breaks a protocol rule; nothing was stored.
+    #[error("invalid sale ({code}): {0}", code = .0.code())]
+    InvalidSale(#[from] InvalidSale),
+    /// A caller-supplied `client_tx_id` already holds a different sale; nothing was stored.
+    #[error("client_tx_id {client_tx_id} already holds a different sale; use a new id for a new sale")]
+    IdConflict {
+        /// The id given.
+        client_tx_id: String,
+    },
+    /// The sale could not be canonicalized (should not happen for a typed sale).
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+    /// The file is not a SQLite database or is damaged. It was left untouched.
+    #[error("outbox file {path} is corrupt or not an outbox ({reason}); it was left untouched for recovery")]
+    Corrupt {
+        /// The outbox file.
+        path: PathBuf,
+        /// SQLite's message.
+        reason: String,
+    },
+    /// The file was written by a newer version of possync.
+    #[error("outbox file {path} has schema version {found}, newer than this build supports ({supported}); update the app")]
+    IncompatibleVersion {
+        /// The outbox file.
+        path: PathBuf,
+        /// The file's schema version.
+        found: usize,
+        /// The newest version this build knows.
+        supported: usize,
+    },
+    /// The file or its directory cannot be written.
+    #[error("outbox file {path} is read-only; check file permissions and free the storage location")]
+    ReadOnly {
+        /// The outbox file.
+        path: PathBuf,
+    },
+    /// The disk (or the configured size cap) is full; the sale was not stored, earlier ones are safe.
+    #[error("outbox file {path} cannot grow: disk or size limit full; free space, earlier sales are safe")]
+    DiskFull {
+        /// The outbox file.
+        path: PathBuf,
+    },
+    /// Another process holds the outbox locked longer than the busy timeout.
+    #[error("outbox file {path} is locked by another process; try again")]
+    Busy {
+        /// The outbox file.
+        path: PathBuf,
+    },
+    /// The file cannot be opened (missing directory, permissions).
+    #[error("cannot open outbox file {path}: {reason}")]
+    CannotOpen {
+        /// The outbox file.
+        path: PathBuf,
+        /// SQLite's message.
+        reason: String,
+    },
+    /// Any other SQLite failure.
+    #[error("outbox storage error on {path}: {source}")]
+    Storage {
+        /// The outbox file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Classifies a SQLite error by its result code, never by message text.
+    pub(crate) fn from_sqlite(path: &Path, err: rusqlite::Error) -> Error {
+        let path = path.to_path_buf();
+        match err.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                Error::Corrupt { path, reason: err.to_string() }
+            }
+            Some(ErrorCode::ReadOnly) => Error::ReadOnly { path },
+            Some(ErrorCode::DiskFull) => Error::DiskFull { path },
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Busy { path },
+            Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+                Error::CannotOpen { path, reason: err.to_string() }
+            }
+            _ => Error::Storage { path, source: err },
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! The durable outbox of finished sales: a SQLite file owned by the library.
+//!
+//! A sale moves `pending → in_flight → sent | conflict | invalid`. Unsent sales are never deleted;
+//! sent ones are pruned after [`OutboxConfig::sent_retention_ms`]. Sending goes through leases:
+//!
+//! - [`Outbox::claim`] takes due sales in one `BEGIN IMMEDIATE` transaction and one statement (pending
+//!   sales due now, or in-flight ones whose lease expired), giving them an owner, a fresh random
+//!   fencing token and an expiry, and bumping `attempt`. Two claimers, in threads or processes, never
+//!   get the same sale.
+//! - [`Outbox::heartbeat`] extends leases by compare-and-swap on `(seq, lease_token)` while a send is in
+//!   flight; [`LeaseState::Lost`] means another sender took over.
+//! - [`Outbox::finalize`] writes a result by the same CAS; [`Finalized::LeaseLost`] means the result was
+//!   stale and was dropped, never written over a newer one.
+//!
+//! All SQL is in `sql.rs`; the schema and migrations in `schema.rs`. One connection per `Outbox`,
+//! guarded by a mutex that is never held across a network call or a callback.
+
+mod schema;
+mod sql;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::RngCore;
+use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Durability, OutboxConfig};
+use crate::error::Error;
+use crate::protocol::{
+    canonical_json_string, payload_sha256, validate_client_tx_id, validate_sale, Limits, SalePayload,
+    PAYLOAD_HASH_VERSION_V1,
+};
+
+pub use schema::LATEST_VERSION as SCHEMA_VERSION;
+
+/// Where a sale is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaleState {
+    /// Waiting to be sent (possibly after a backoff delay).
+    Pending,
+    /// Claimed by a sender; its lease may have expired.
+    InFlight,
+    /// On the server (`OK` or `DUPLICATE`).
+    Sent,
+    /// The server holds another sale under this id; needs a person.
+    Conflict,
+    /// The server refused the sale as invalid; needs a person.
+    Invalid,
+}
+
+impl SaleState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaleState::Pending => "pending",
+            SaleState::InFlight => "in_flight",
+            SaleState::Sent => "sent",
+            SaleState::Conflict => "conflict",
+            SaleState::Invalid => "invalid",
+        }
+    }
+
+    fn parse(s: &str) -> Option<SaleState> {
+        Some(match s {
+            "pending" => SaleState::Pending,
+            "in_flight" => SaleState::InFlight,
+            "sent" => SaleState::Sent,
+            "conflict" => SaleState::Conflict,
+            "invalid" => SaleState::Invalid,
+            _ => return None,
+        })
+    }
+}
+
+/// Result of [`Outbox::enqueue_with_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// False when the same sale was already stored under this id (a no-op).
+    pub created: bool,
+}
+
+/// A claim on one sale: what finalize and heartbeat need to prove ownership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Row id in the outbox.
+    pub seq: i64,
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// Fencing token of this claim (32 hex characters, fresh per claim).
+    pub token: String,
+}
+
+/// A claimed sale, ready to send.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The lease to finalize with.
+    pub lease: Lease,
+    /// This try's number (from 1).
+    pub attempt: u32,
+    /// Canonical JSON of the sale (what was hashed).
+    pub payload: String,
+    /// Hash of `payload`.
+    pub payload_sha256: String,
+    /// Hash version.
+    pub payload_hash_version: u32,
+}
+
+/// State of a lease after a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Still ours; extended.
+    Held,
+    /// Taken over by another sender (or already settled): stop, do not finalize.
+    Lost,
+}
+
+/// What the send of one sale came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server has it (`OK`, or `DUPLICATE` when `duplicate`).
+    Sent {
+        /// True for `DUPLICATE`.
+        duplicate: bool,
+        /// The server's id of the sale.
+        server_tx_id: Option<i64>,
+    },
+    /// `CONFLICT`: terminal, kept for a person.
+    Conflict {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// `INVALID`: terminal, kept for a person.
+    Invalid {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Not settled (server `RETRY`, or the request failed): back to pending until `next_attempt_at_ms`.
+    Retry {
+        /// True when the server answered `RETRY`; false for a transport failure.
+        from_server: bool,
+        /// Machine-readable reason.
+        code: String,
+        /// Human-readable reason.
+        message: String,
+        /// When the sale is due again, Unix ms.
+        next_attempt_at_ms: i64,
+    },
+}
+
+/// Result of a finalize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Finalized {
+    /// The outcome was written.
+    Written,
+    /// The lease was no longer ours: the outcome was dropped (and logged), nothing written.
+    LeaseLost,
+}
+
+/// Sales by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Waiting to be sent.
+    pub pending: u64,
+    /// Being sent (or with an expired lease).
+    pub in_flight: u64,
+    /// On the server, not yet pruned.
+    pub sent: u64,
+    /// Conflicts awaiting a person.
+    pub conflict: u64,
+    /// Invalid sales awaiting a person.
+    pub invalid: u64,
+}
+
+impl Counts {
+    /// Sales not yet on the server (pending + in flight).
+    pub fn unsent(&self) -> u64 {
+        self.pending + self.in_flight
+    }
+}
+
+/// Unsent sales of one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencyAmount {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Number of unsent sales.
+    pub count: u64,
+    /// Sum of their totals, in minor units.
+    pub total_minor: i64,
+}
+
+/// A sale that needs a person (conflict or invalid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttentionItem {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// `Conflict` or `Invalid`.
+    pub state: SaleState,
+    /// The server's code.
+    pub code: Option<String>,
+    /// The server's message.
+    pub message: Option<String>,
+    /// The sale's hash.
+    pub payload_sha256: String,
+    /// When the sale was recorded, Unix ms.
+    pub created_at_ms: i64,
+    /// How many sends were tried.
+    pub attempt: u32,
+}
+
+/// One outbox row, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// Its state.
+    pub state: SaleState,
+    /// Sends tried.
+    pub attempt: u32,
+    /// Canonical JSON of the sale.
+    pub payload: String,
+    /// Its hash.
+    pub payload_sha256: String,
+    /// Recorded at, Unix ms.
+    pub created_at_ms: i64,
+    /// Due at, Unix ms.
+    pub next_attempt_at_ms: i64,
+    /// `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+    pub last_result: Option<String>,
+    /// Machine-readable reason of the last result.
+    pub last_code: Option<String>,
+    /// Human-readable reason of the last result.
+    pub last_error: Option<String>,
+    /// Server id once sent.
+    pub server_tx_id: Option<i64>,
+    /// Lease owner while in flight.
+    pub lease_owner_id: Option<String>,
+    /// Fencing token while in flight.
+    pub lease_token: Option<String>,
+    /// Lease expiry while in flight, Unix ms.
+    pub lease_expires_at_ms: Option<i64>,
+}
+
+/// The outbox. Cheap to share behind an `Arc`; every method is safe from any thread.
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    config: OutboxConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox file at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a file that is not a SQLite database, [`Error::IncompatibleVersion`] for a
+    /// file of a newer build, [`Error::ReadOnly`], [`Error::CannotOpen`]; the file is never modified
+    /// or deleted on error.
+    pub fn open(path: impl AsRef<Path>, config: OutboxConfig) -> Result<Outbox, Error> {
+        Self::open_with_clock(path, config, Arc::new(SystemClock))
+    }
+
+    /// [`Outbox::open`] with a custom clock (tests).
+    ///
+    /// # Errors
+    /// As [`Outbox::open`].
+    pub fn open_with_clock(
+        path: impl AsRef<Path>,
+        config: OutboxConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Outbox, Error> {
+        let path = path.as_ref().to_path_buf();
+        let conn = open_connection(&path, &config)?;
+        Ok(Outbox { conn: Mutex::new(conn), path, config, clock })
+    }
+
+    /// The file this outbox lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The clock used for leases and ages.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn err(&self, e: rusqlite::Error) -> Error {
+        Error::from_sqlite(&self.path, e)
+    }
+
+    /// Validates, canonicalizes, hashes and stores a sale under a new UUID v7; returns its id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSale`] (nothing stored), or a storage error ([`Error::DiskFull`], ...).
+    pub fn enqueue(&self, sale: &SalePayload) -> Result<String, Error> {
+        Ok(self.enqueue_with_id(&uuid::Uuid::now_v7().to_string(), sale)?.client_tx_id)
+    }
+
+    /// Like [`Outbox::enqueue`] with a caller-chosen id. The same sale under the same id again is a
+    /// no-op (`created: false`).
+    ///
+    /// # Errors
+    /// [`Error::IdConflict`] when the id holds a different sale; otherwise as [`Outbox::enqueue`].
+    pub fn enqueue_with_id(&self, client_tx_id: &str, sale: &SalePayload) -> Result<Enqueued, Error> {
+        validate_client_tx_id(client_tx_id)?;
+        validate_sale(sale, &Limits::default())?;
+        let canonical = canonical_json_string(sale)?;
+        let sha = payload_sha256(canonical.as_bytes());
+        let now = self.clock.now_ms();
+        let conn = self.conn.lock();
+        let inserted = conn
+            .prepare_cached(sql::INSERT)
+            .and_then(|mut s| {
+                s.execute(named_params! {
+                    ":id": client_tx_id, ":payload": canonical, ":sha": sha,
+                    ":version": PAYLOAD_HASH_VERSION_V1, ":currency": sale.header.currency,
+                    ":total": sale.header.total_minor, ":now": now,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        if inserted == 1 {
+            return Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: true });
+        }
+        let stored: String = conn
+            .query_row(sql::SELECT_HASH, named_params! {":id": client_tx_id}, |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if stored == sha {
+            Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: false })
+        } else {
+            Err(Error::IdConflict { client_tx_id: client_tx_id.to_owned() })
+        }
+    }
+
+    /// Claims up to `max` sales that are due now (see the module docs) for `owner`, with a lease of
+    /// `lease_ms`. Returns them in outbox order.
+    ///
+    /// # Errors
+    /// A storage error; nothing is claimed then.
+    pub fn claim(&self, owner: &str, max: usize, lease_ms: u64) -> Result<Vec<Claimed>, Error> {
+        self.claim_due_by(owner, max, lease_ms, self.clock.now_ms())
+    }
+
+    /// Like [`Outbox::claim`], but takes only pending sales due at or before `due_by_ms` (a drain run
+    /// passes its start time, so sales it retried are not taken again within the same run).
+    ///
+    /// # Errors
+    /// A storage error; nothing is claimed then.
+    pub fn claim_due_by(
+        &self,
+        owner: &str,
+        max: usize,
+        lease_ms: u64,
+        due_by_ms: i64,
+    ) -> Result<Vec<Claimed>, Error> {
+        let token = new_token();
+        let now = self.clock.now_ms();
+        let expires = now.saturating_add(lease_ms as i64);
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let mut claimed = {
+            let mut stmt = tx.prepare_cached(sql::CLAIM).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map(
+                    named_params! {
+                        ":owner": owner, ":token": token, ":expires": expires, ":now": now,
+                        ":due": due_by_ms, ":n": max as i64,
+                    },
+                    |r| {
+                        Ok(Claimed {
+                            lease: Lease { seq: r.get(0)?, client_tx_id: r.get(1)?, token: token.clone() },
+                            attempt: r.get(2)?,
+                            payload: r.get(3)?,
+                            payload_sha256: r.get(4)?,
+                            payload_hash_version: r.get(5)?,
+                        })
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        claimed.sort_by_key(|c| c.lease.seq);
+        Ok(claimed)
+    }
+
+    /// Extends each lease to now + `lease_ms` if it is still ours; one transaction for all.
+    ///
+    /// # Errors
+    /// A storage error; the leases keep their old expiry then.
+    pub fn heartbeat(&self, leases: &[Lease], lease_ms: u64) -> Result<Vec<LeaseState>, Error> {
+        let expires = self.clock.now_ms().saturating_add(lease_ms as i64);
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let mut states = Vec::with_capacity(leases.len());
+        {
+            let mut stmt = tx.prepare_cached(sql::HEARTBEAT).map_err(|e| self.err(e))?;
+            for lease in leases {
+                let n = stmt
+                    .execute(named_params! {":expires": expires, ":seq": lease.seq, ":token": lease.token})
+                    .map_err(|e| self.err(e))?;
+                states.push(if n == 1 { LeaseState::Held } else { LeaseState::Lost });
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(states)
+    }
+
+    /// Writes one outcome if the lease is still ours.
+    ///
+    /// # Errors
+    /// A storage error; the sale stays in flight and is reclaimed after its lease expires.
+    pub fn finalize(&self, lease: &Lease, outcome: &Outcome) -> Result<Finalized, Error> {
+        Ok(self.finalize_all(&[(lease.clone(), outcome.clone())])?[0])
+    }
+
+    /// Writes many outcomes in one transaction, each by CAS on its lease.
+    ///
+    /// # Errors
+    /// A storage error; nothing is written then.
+    pub fn finalize_all(&self, outcomes: &[(Lease, Outcome)]) -> Result<Vec<Finalized>, Error> {
+        let now = self.clock.now_ms();
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let mut results = Vec::with_capacity(outcomes.len());
+        {
+            let mut stmt = tx.prepare_cached(sql::FINALIZE).map_err(|e| self.err(e))?;
+            for (lease, outcome) in outcomes {
+                let (state, result, code, error, server_tx_id, sent_at, next) = match outcome {
+                    Outcome::Sent { duplicate, server_tx_id } => {
+                        let result = if *duplicate { "DUPLICATE" } else { "OK" };
+                        (SaleState::Sent, result, None, None, *server_tx_id, Some(now), None)
+                    }
+                    Outcome::Conflict { code, message } => {
+                        (SaleState::Conflict, "CONFLICT", Some(code), Some(message), None, None, None)
+                    }
+                    Outcome::Invalid { code, message } => {
+                        (SaleState::Invalid, "INVALID", Some(code), Some(message), None, None, None)
+                    }
+                    Outcome::Retry { from_server, code, message, next_attempt_at_ms } => {
+                        let result = if *from_server { "RETRY" } else { "TRANSPORT" };
+                        (
+                            SaleState::Pending,
+                            result,
+                            Some(code),
+                            Some(message),
+                            None,
+                            None,
+                            Some(*next_attempt_at_ms),
+                        )
+                    }
+                };
+                let n = stmt
+                    .execute(named_params! {
+                        ":state": state.as_str(), ":result": result, ":code": code, ":error": error,
+                        ":server_tx_id": server_tx_id, ":sent_at": sent_at, ":next_attempt_at": next,
+                        ":seq": lease.seq, ":token": lease.token,
+                    })
+                    .map_err(|e| self.err(e))?;
+                if n == 1 {
+                    results.push(Finalized::Written);
+                } else {
+                    log::warn!(client_tx_id = lease.client_tx_id.as_str(), lease_token = lease.token.as_str(),
+                        result = result; "stale finalize dropped: the lease was taken over");
+                    results.push(Finalized::LeaseLost);
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(results)
+    }
+
+    /// Sales by state.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn counts(&self) -> Result<Counts, Error> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::COUNT_BY_STATE).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut counts = Counts::default();
+        for row in rows {
+            let (state, n) = row.map_err(|e| self.err(e))?;
+            let n = n.max(0) as u64;
+            match SaleState::parse(&state) {
+                Some(SaleState::Pending) => counts.pending = n,
+                Some(SaleState::InFlight) => counts.in_flight = n,
+                Some(SaleState::Sent) => counts.sent = n,
+                Some(SaleState::Conflict) => counts.conflict = n,
+                Some(SaleState::Invalid) => counts.invalid = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Unsent sales per currency (count and amount), for the cashier's offline banner.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn unsent_by_currency(&self) -> Result<Vec<CurrencyAmount>, Error> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::UNSENT_BY_CURRENCY).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CurrencyAmount {
+                    currency: r.get(0)?,
+                    count: r.get::<_, i64>(1)?.max(0) as u64,
+                    total_minor: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Age of the oldest unsent sale in ms, `None` when everything is sent.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, Error> {
+        let conn = self.conn.lock();
+        let oldest: Option<i64> =
+            conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(oldest.map(|t| (self.clock.now_ms() - t).max(0)))
+    }
+
+    /// Conflicts and invalid sales, oldest first, with the server's code and message.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn attention(&self) -> Result<Vec<AttentionItem>, Error> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::ATTENTION).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state: String = r.get(1)?;
+                Ok(AttentionItem {
+                    client_tx_id: r.get(0)?,
+                    state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+                    code: r.get(2)?,
+                    message: r.get(3)?,
+                    payload_sha256: r.get(4)?,
+                    created_at_ms: r.get(5)?,
+                    attempt: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One sale's row, if present.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, Error> {
+        let conn = self.conn.lock();
+        conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, |r| {
+            let state: String = r.get(1)?;
+            Ok(OutboxEntry {
+                client_tx_id: r.get(0)?,
+                state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+                attempt: r.get(2)?,
+                payload: r.get(3)?,
+                payload_sha256: r.get(4)?,
+                created_at_ms: r.get(5)?,
+                next_attempt_at_ms: r.get(6)?,
+                last_result: r.get(7)?,
+                last_code: r.get(8)?,
+                last_error: r.get(9)?,
+                server_tx_id: r.get(10)?,
+                lease_owner_id: r.get(11)?,
+                lease_token: r.get(12)?,
+                lease_expires_at_ms: r.get(13)?,
+            })
+        })
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    /// Deletes sent sales older than the retention; returns how many. Unsent sales are never touched.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn prune_sent(&self) -> Result<u64, Error> {
+        let cutoff = self.clock.now_ms().saturating_sub(self.config.sent_retention_ms as i64);
+        let conn = self.conn.lock();
+        let n = conn.execute(sql::PRUNE_SENT, named_params! {":cutoff": cutoff}).map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+}
+
+/// A fresh random fencing token: 128 bits, hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Error> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let err = |e| Error::from_sqlite(path, e);
+    let mut conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::ReadOnly { path: path.to_path_buf() });
+    }
+    let sync = match config.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+    if let Some(max_bytes) = config.max_size_bytes {
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(err)?;
+        let pages = (max_bytes as i64 / page_size.max(512)).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(err)?;
+    }
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    migrate(path, &mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
+    let version = |conn: &Connection| -> Result<usize, Error> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map(|v| v.max(0) as usize)
+            .map_err(|e| Error::from_sqlite(path, e))
+    };
+    let found = version(conn)?;
+    if found > schema::LATEST_VERSION {
+        return Err(Error::IncompatibleVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
+    if found == schema::LATEST_VERSION {
+        return Ok(());
+    }
+    match schema::migrations().to_latest(conn) {
+        Ok(()) => Ok(()),
+        // Another process may have migrated the same file at the same moment.
+        Err(_) if version(conn)? == schema::LATEST_VERSION => Ok(()),
+        Err(rusqlite_migration::Error::RusqliteError { err, .. }) => Err(Error::from_sqlite(path, err)),
+        Err(e) => {
+            Err(Error::CannotOpen { path: path.to_path_buf(), reason: format!("migration failed: {e}") })
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Every SQL statement of the outbox, in one place, with `:named` parameters.
+
+/// Adds a sale unless its `client_tx_id` exists.
+pub const INSERT: &str = "INSERT INTO outbox (client_tx_id, payload, payload_sha256, payload_hash_version, \
+     currency, total_minor, state, attempt, created_at_ms, next_attempt_at_ms) \
+     VALUES (:id, :payload, :sha, :version, :currency, :total, 'pending', 0, :now, :now) \
+     ON CONFLICT (client_tx_id) DO NOTHING";
+
+/// The hash stored under an id.
+pub const SELECT_HASH: &str = "SELECT payload_sha256 FROM outbox WHERE client_tx_id = :id";
+
+/// Claims up to `:n` due sales in one statement: expired leases first, then pending sales due by
+/// `:due` (oldest due first). Sets owner, fencing token and expiry, bumps `attempt`.
+pub const CLAIM: &str =
+    "UPDATE outbox SET state = 'in_flight', lease_owner_id = :owner, lease_token = :token, \
+     lease_expires_at_ms = :expires, attempt = attempt + 1, last_attempt_at_ms = :now \
+     WHERE seq IN ( \
+       SELECT seq FROM (SELECT seq FROM outbox WHERE state = 'in_flight' AND lease_expires_at_ms <= :now \
+                        ORDER BY lease_expires_at_ms LIMIT :n) \
+       UNION ALL \
+       SELECT seq FROM (SELECT seq FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= :due \
+                        ORDER BY next_attempt_at_ms, seq LIMIT :n) \
+       LIMIT :n) \
+     RETURNING seq, client_tx_id, attempt, payload, payload_sha256, payload_hash_version";
+
+/// Extends one lease if it is still ours (CAS on the token).
+pub const HEARTBEAT: &str = "UPDATE outbox SET lease_expires_at_ms = :expires \
+     WHERE seq = :seq AND lease_token = :token AND state = 'in_flight'";
+
+/// Settles one claimed sale if its lease is still ours (CAS on the token).
+pub const FINALIZE: &str = "UPDATE outbox SET state = :state, last_result = :result, last_code = :code, \
+     last_error = :error, server_tx_id = coalesce(:server_tx_id, server_tx_id), sent_at_ms = :sent_at, \
+     next_attempt_at_ms = coalesce(:next_attempt_at, next_attempt_at_ms), \
+     lease_owner_id = NULL, lease_token = NULL, lease_expires_at_ms = NULL \
+     WHERE seq = :seq AND lease_token = :token AND state = 'in_flight'";
+
+/// Sales by state.
+pub const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM outbox GROUP BY state";
+
+/// Unsent sales per currency: count and amount.
+pub const UNSENT_BY_CURRENCY: &str = "SELECT currency, count(*), sum(total_minor) FROM outbox \
+     WHERE state IN ('pending', 'in_flight') GROUP BY currency ORDER BY currency";
+
+/// Creation time of the oldest unsent sale.
+pub const OLDEST_UNSENT: &str =
+    "SELECT min(created_at_ms) FROM outbox WHERE state IN ('pending', 'in_flight')";
+
+/// Sales that need a person: conflicts and invalid ones, oldest first.
+pub const ATTENTION: &str =
+    "SELECT client_tx_id, state, last_code, last_error, payload_sha256, created_at_ms, \
+     attempt FROM outbox WHERE state IN ('conflict', 'invalid') ORDER BY seq";
+
+/// One sale's full row.
+pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
+     next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
+     lease_expires_at_ms FROM outbox WHERE client_tx_id = :id";
+
+/// Removes sent sales older than `:cutoff`; never touches unsent ones.
+pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff";

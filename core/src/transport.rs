@@ -1,0 +1,200 @@
+//! Sending a push request: the [`Transport`] trait and its HTTP implementation over `ureq`.
+//!
+//! Request-level failures are typed ([`TransportError`]) so the drain can tell "try later"
+//! (timeouts, refused connections, 429/503 with `Retry-After`, other 5xx) from "stop and tell a person"
+//! (401/403) and "split the batch" (413).
+
+use std::time::Duration;
+
+use crate::config::SyncConfig;
+use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
+use crate::protocol::{ErrorBody, PushRequest, PushResponse};
+
+/// Why a push request as a whole failed. Nothing is known to be stored, except after
+/// [`TransportError::Timeout`] or [`TransportError::Io`] where the server may have committed (the replay
+/// is then answered `DUPLICATE`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The server could not be reached (refused, unresolvable, TLS failure).
+    #[error("server unreachable: {0}")]
+    Unreachable(String),
+    /// No complete answer within the request timeout.
+    #[error("request timed out: {0}")]
+    Timeout(String),
+    /// The connection broke mid-request.
+    #[error("connection failed mid-request: {0}")]
+    Io(String),
+    /// 401: the token is missing, unknown or revoked. Retrying cannot help.
+    #[error("unauthorized ({code}): {message}")]
+    Unauthorized {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 403: the device may not push for this store. Retrying cannot help.
+    #[error("forbidden ({code}): {message}")]
+    Forbidden {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 413: the request is too large; send fewer sales per request.
+    #[error("request too large ({code}): {message}")]
+    TooLarge {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// 429 or 503: the server sheds load; try again after `retry_after_ms` when given.
+    #[error("server busy ({status} {code}): {message}")]
+    Overloaded {
+        /// 429 or 503.
+        status: u16,
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// `Retry-After`, in ms.
+        retry_after_ms: Option<u64>,
+    },
+    /// Any other non-200 answer (400, 404, 5xx, ...).
+    #[error("HTTP {status} ({code}): {message}")]
+    Http {
+        /// The status.
+        status: u16,
+        /// The server's code (or `unknown`).
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A 200 whose body is not a valid push response.
+    #[error("unexpected response: {0}")]
+    BadResponse(String),
+}
+
+impl TransportError {
+    /// True for 401 and 403: the drain stops instead of hammering.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, TransportError::Unauthorized { .. } | TransportError::Forbidden { .. })
+    }
+
+    /// The server's `Retry-After`, in ms, if it sent one.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            TransportError::Overloaded { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable code (`unreachable`, `timeout`, `unauthorized`, or the server's code).
+    pub fn code(&self) -> &str {
+        match self {
+            TransportError::Unreachable(_) => "unreachable",
+            TransportError::Timeout(_) => "timeout",
+            TransportError::Io(_) => "connection_failed",
+            TransportError::BadResponse(_) => "bad_response",
+            TransportError::Unauthorized { code, .. }
+            | TransportError::Forbidden { code, .. }
+            | TransportError::TooLarge { code, .. }
+            | TransportError::Overloaded { code, .. }
+            | TransportError::Http { code, .. } => code,
+        }
+    }
+}
+
+/// Something that delivers a push request and returns the server's answer.
+pub trait Transport: Send + Sync {
+    /// Sends `request` with `correlation_id`; returns the per-sale results.
+    ///
+    /// # Errors
+    /// A [`TransportError`] when the request as a whole failed.
+    fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError>;
+}
+
+/// HTTP(S) transport: `POST {server_url}/sync/push` with connect and overall timeouts, bearer token and
+/// correlation id.
+pub struct HttpTransport {
+    agent: ureq::Agent,
+    url: String,
+    authorization: String,
+}
+
+impl HttpTransport {
+    /// A transport for `config`'s server, token and timeouts.
+    pub fn new(config: &SyncConfig) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .timeout_global(Some(Duration::from_millis(config.request_timeout_ms)))
+            .build()
+            .into();
+        HttpTransport {
+            agent,
+            url: format!("{}{PUSH_PATH}", config.server_url.trim_end_matches('/')),
+            authorization: format!("Bearer {}", config.token),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("HttpTransport").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Transport for HttpTransport {
+    fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError> {
+        let body = serde_json::to_vec(request).map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("Authorization", &self.authorization)
+            .header(CORRELATION_HEADER, correlation_id)
+            .header("Content-Type", "application/json")
+            .send(&body[..]);
+        let mut response = response.map_err(classify_ureq)?;
+        let status = response.status().as_u16();
+        let retry_after_ms = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|secs| secs.saturating_mul(1_000));
+        let text = response.body_mut().read_to_string().map_err(classify_ureq)?;
+        if status == 200 {
+            return serde_json::from_str(&text).map_err(|e| TransportError::BadResponse(e.to_string()));
+        }
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (b.code, b.message),
+            Err(_) => ("unknown".to_owned(), text.chars().take(200).collect()),
+        };
+        Err(match status {
+            401 => TransportError::Unauthorized { code, message },
+            403 => TransportError::Forbidden { code, message },
+            413 => TransportError::TooLarge { code, message },
+            429 | 503 => TransportError::Overloaded { status, code, message, retry_after_ms },
+            _ => TransportError::Http { status, code, message },
+        })
+    }
+}
+
+fn classify_ureq(err: ureq::Error) -> TransportError {
+    match err {
+        ureq::Error::Timeout(t) => TransportError::Timeout(t.to_string()),
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+            TransportError::Unreachable(err.to_string())
+        }
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            TransportError::Unreachable(e.to_string())
+        }
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            TransportError::Timeout(e.to_string())
+        }
+        ureq::Error::Io(e) => TransportError::Io(e.to_string()),
+        other => TransportError::Io(other.to_string()),
+    }
+}

@@ -1,0 +1,345 @@
+//! The outbox's guarantees without a server: enqueue rules, atomic claims, fencing tokens, heartbeats,
+//! retention and the typed errors of bad files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{sale, TempOutbox, T0};
+use possync_core::clock::ManualClock;
+use possync_core::config::OutboxConfig;
+use possync_core::outbox::{Finalized, LeaseState, Outbox, Outcome, SaleState};
+use possync_core::Error;
+
+const LEASE_MS: u64 = 60_000;
+
+fn sent() -> Outcome {
+    Outcome::Sent { duplicate: false, server_tx_id: Some(1) }
+}
+
+#[test]
+fn enqueue_stores_canonical_payload_and_hash() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    assert_eq!(id.len(), 36, "a UUID");
+    let entry = outbox.get(&id).expect("get").expect("stored");
+    assert_eq!(entry.state, SaleState::Pending);
+    assert_eq!(entry.attempt, 0);
+    let canonical = possync_core::protocol::canonical_json_string(&sale(1)).expect("canonical");
+    assert_eq!(entry.payload, canonical);
+    assert_eq!(entry.payload_sha256, possync_core::protocol::payload_sha256(canonical.as_bytes()));
+    assert_eq!(outbox.counts().expect("counts").pending, 1);
+}
+
+#[test]
+fn invalid_sale_is_refused_with_a_typed_error_and_nothing_stored() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let mut bad = sale(1);
+    bad.header.total_minor += 1;
+    match outbox.enqueue(&bad) {
+        Err(Error::InvalidSale(e)) => assert_eq!(e.code(), "totals_mismatch"),
+        other => panic!("expected InvalidSale, got {other:?}"),
+    }
+    assert!(matches!(outbox.enqueue_with_id("bad id", &sale(1)), Err(Error::InvalidSale(_))));
+    assert_eq!(outbox.counts().expect("counts"), Default::default());
+}
+
+#[test]
+fn caller_supplied_id_same_payload_is_noop_other_payload_is_error() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let first = outbox.enqueue_with_id("till-1:000001", &sale(1)).expect("first");
+    assert!(first.created);
+    let again = outbox.enqueue_with_id("till-1:000001", &sale(1)).expect("same again");
+    assert!(!again.created, "same id and payload is a no-op");
+    match outbox.enqueue_with_id("till-1:000001", &sale(2)) {
+        Err(Error::IdConflict { client_tx_id }) => assert_eq!(client_tx_id, "till-1:000001"),
+        other => panic!("expected IdConflict, got {other:?}"),
+    }
+    let entry = outbox.get("till-1:000001").expect("get").expect("stored");
+    assert!(entry.payload.contains("R-1"), "the first sale is kept");
+    assert_eq!(outbox.counts().expect("counts").pending, 1);
+}
+
+#[test]
+fn two_claimers_in_threads_never_hold_the_same_sale() {
+    let t = TempOutbox::new();
+    let setup = t.open();
+    let n = 1_000;
+    for i in 0..n {
+        setup.enqueue(&sale(i)).expect("enqueue");
+    }
+    // Each thread has its own connection, as two processes would.
+    let barrier = std::sync::Barrier::new(4);
+    let claimed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|k| {
+                let path = t.path.clone();
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
+                    barrier.wait();
+                    let owner = format!("owner-{k}");
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = outbox.claim(&owner, 7, LEASE_MS).expect("claim");
+                        if batch.is_empty() {
+                            break;
+                        }
+                        let outcomes: Vec<_> = batch.iter().map(|c| (c.lease.clone(), sent())).collect();
+                        let written = outbox.finalize_all(&outcomes).expect("finalize");
+                        assert!(written.iter().all(|w| *w == Finalized::Written));
+                        mine.extend(batch.into_iter().map(|c| c.lease.client_tx_id));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("claimer")).collect()
+    });
+    let all: Vec<&String> = claimed.iter().flatten().collect();
+    let unique: HashSet<&String> = all.iter().copied().collect();
+    assert_eq!(all.len(), n as usize, "every sale claimed exactly once in total");
+    assert_eq!(unique.len(), n as usize, "no sale claimed twice");
+    assert!(claimed.iter().filter(|c| !c.is_empty()).count() >= 2, "the claimers really competed");
+    assert_eq!(setup.counts().expect("counts").sent, n as u64);
+}
+
+#[test]
+fn stale_lease_token_cannot_overwrite_a_newer_result() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+
+    let old = outbox.claim("sender-a", 10, 1_000).expect("claim a").remove(0);
+    clock.advance(1_001);
+    let new = outbox.claim("sender-b", 10, 1_000).expect("claim b").remove(0);
+    assert_eq!(new.lease.client_tx_id, id);
+    assert_ne!(old.lease.token, new.lease.token, "every claim gets a fresh fencing token");
+    assert_eq!(new.attempt, 2);
+
+    assert_eq!(outbox.finalize(&new.lease, &sent()).expect("finalize b"), Finalized::Written);
+    let stale = Outcome::Retry {
+        from_server: false,
+        code: "timeout".into(),
+        message: "late".into(),
+        next_attempt_at_ms: T0,
+    };
+    assert_eq!(outbox.finalize(&old.lease, &stale).expect("finalize a"), Finalized::LeaseLost);
+
+    let entry = outbox.get(&id).expect("get").expect("row");
+    assert_eq!(entry.state, SaleState::Sent, "the newer result stands");
+    assert_eq!(entry.last_result.as_deref(), Some("OK"));
+    assert_eq!(entry.lease_token, None);
+    // A heartbeat with the stale token is refused too.
+    assert_eq!(outbox.heartbeat(&[old.lease], 1_000).expect("heartbeat"), vec![LeaseState::Lost]);
+}
+
+#[test]
+fn heartbeat_keeps_a_slow_send_and_without_it_the_lease_is_taken_over() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    outbox.enqueue(&sale(1)).expect("enqueue");
+    outbox.enqueue(&sale(2)).expect("enqueue");
+
+    let batch = outbox.claim("slow", 1, 1_000).expect("claim");
+    let kept = batch[0].lease.clone();
+    for _ in 0..10 {
+        clock.advance(600);
+        assert_eq!(outbox.heartbeat(std::slice::from_ref(&kept), 1_000).expect("hb"), vec![LeaseState::Held]);
+        assert!(
+            outbox.claim("thief", 10, 1_000).expect("claim").iter().all(|c| c.lease.seq != kept.seq),
+            "a heartbeated lease is never taken over"
+        );
+    }
+    // The second sale was claimed by the thief meanwhile; take it back under a lease nobody extends.
+    let unbeaten = outbox.claim("slow", 1, 1_000).expect("claim");
+    assert!(unbeaten.is_empty(), "the thief holds the other sale");
+    clock.advance(6_000);
+    let taken = outbox.claim("thief-2", 10, 1_000).expect("claim");
+    let taken_ids: HashSet<i64> = taken.iter().map(|c| c.lease.seq).collect();
+    assert!(taken_ids.contains(&kept.seq), "without heartbeats the lease expires and is taken over");
+    assert_eq!(outbox.heartbeat(&[kept], 1_000).expect("hb"), vec![LeaseState::Lost]);
+}
+
+#[test]
+fn retry_outcome_waits_for_its_backoff_and_keeps_the_error() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let c = outbox.claim("a", 1, LEASE_MS).expect("claim").remove(0);
+    let retry = Outcome::Retry {
+        from_server: true,
+        code: "lock_timeout".into(),
+        message: "busy".into(),
+        next_attempt_at_ms: T0 + 5_000,
+    };
+    assert_eq!(outbox.finalize(&c.lease, &retry).expect("finalize"), Finalized::Written);
+    assert!(outbox.claim("a", 1, LEASE_MS).expect("claim").is_empty(), "not due yet");
+    clock.advance(5_000);
+    let again = outbox.claim("a", 1, LEASE_MS).expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+    let entry = outbox.get(&id).expect("get").expect("row");
+    assert_eq!(
+        (entry.last_result.as_deref(), entry.last_code.as_deref()),
+        (Some("RETRY"), Some("lock_timeout"))
+    );
+}
+
+#[test]
+fn conflict_and_invalid_are_terminal_and_listed_for_attention() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let a = outbox.enqueue(&sale(1)).expect("enqueue");
+    let b = outbox.enqueue(&sale(2)).expect("enqueue");
+    let claimed = outbox.claim("x", 10, LEASE_MS).expect("claim");
+    let outcomes = vec![
+        (claimed[0].lease.clone(), Outcome::Conflict { code: "hash_differs".into(), message: "m1".into() }),
+        (claimed[1].lease.clone(), Outcome::Invalid { code: "totals_mismatch".into(), message: "m2".into() }),
+    ];
+    outbox.finalize_all(&outcomes).expect("finalize");
+    assert!(outbox.claim("x", 10, LEASE_MS).expect("claim").is_empty(), "terminal sales are never resent");
+    let attention = outbox.attention().expect("attention");
+    assert_eq!(attention.len(), 2);
+    assert_eq!((attention[0].client_tx_id.as_str(), attention[0].state), (a.as_str(), SaleState::Conflict));
+    assert_eq!(attention[0].code.as_deref(), Some("hash_differs"));
+    assert_eq!((attention[1].client_tx_id.as_str(), attention[1].state), (b.as_str(), SaleState::Invalid));
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.conflict, counts.invalid, counts.unsent()), (1, 1, 0));
+}
+
+#[test]
+fn unsent_amounts_per_currency_and_oldest_age() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    assert_eq!(outbox.oldest_unsent_age_ms().expect("age"), None);
+    for i in 0..4 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+        clock.advance(1_000);
+    }
+    let amounts = outbox.unsent_by_currency().expect("amounts");
+    let expected: Vec<(String, u64, i64)> =
+        vec![("EUR".into(), 2, 2 * 100 + 2 * 102), ("USD".into(), 2, 2 * 101 + 2 * 103)];
+    let got: Vec<(String, u64, i64)> =
+        amounts.into_iter().map(|a| (a.currency, a.count, a.total_minor)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(outbox.oldest_unsent_age_ms().expect("age"), Some(4_000));
+}
+
+#[test]
+fn sent_sales_are_pruned_after_retention_unsent_never() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = OutboxConfig { sent_retention_ms: 10_000, ..OutboxConfig::default() };
+    let outbox = Outbox::open_with_clock(&t.path, config, clock.clone()).expect("open");
+    let sent_id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let pending_id = outbox.enqueue(&sale(2)).expect("enqueue");
+    let conflict_id = outbox.enqueue(&sale(3)).expect("enqueue");
+    let claimed = outbox.claim("x", 3, LEASE_MS).expect("claim");
+    let by_id =
+        |id: &str| claimed.iter().find(|c| c.lease.client_tx_id == id).expect("claimed").lease.clone();
+    let retry = Outcome::Retry {
+        from_server: false,
+        code: "timeout".into(),
+        message: String::new(),
+        next_attempt_at_ms: T0,
+    };
+    let written = outbox
+        .finalize_all(&[
+            (by_id(&sent_id), sent()),
+            (by_id(&pending_id), retry),
+            (by_id(&conflict_id), Outcome::Conflict { code: "hash_differs".into(), message: String::new() }),
+        ])
+        .expect("finalize");
+    assert!(written.iter().all(|w| *w == Finalized::Written));
+
+    clock.advance(9_999);
+    assert_eq!(outbox.prune_sent().expect("prune"), 0, "not old enough");
+    clock.advance(1);
+    assert_eq!(outbox.prune_sent().expect("prune"), 1);
+    assert!(outbox.get(&sent_id).expect("get").is_none());
+    clock.advance(365 * 24 * 3_600 * 1_000);
+    assert_eq!(outbox.prune_sent().expect("prune"), 0);
+    assert!(outbox.get(&pending_id).expect("get").is_some(), "unsent sales are never pruned");
+    assert!(outbox.get(&conflict_id).expect("get").is_some(), "sales needing attention are never pruned");
+}
+
+#[test]
+fn corrupt_file_is_a_typed_error_and_left_untouched() {
+    let t = TempOutbox::new();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&t.path, &garbage).expect("write garbage");
+    match Outbox::open(&t.path, OutboxConfig::default()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, t.path),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&t.path).expect("read"), garbage, "the file is kept as it was");
+}
+
+#[test]
+fn file_of_a_newer_build_is_refused() {
+    let t = TempOutbox::new();
+    {
+        let outbox = t.open();
+        outbox.enqueue(&sale(1)).expect("enqueue");
+    }
+    let raw = rusqlite::Connection::open(&t.path).expect("raw open");
+    raw.pragma_update(None, "user_version", 99).expect("bump version");
+    drop(raw);
+    match Outbox::open(&t.path, OutboxConfig::default()) {
+        Err(Error::IncompatibleVersion { found, supported, .. }) => assert_eq!((found, supported), (99, 1)),
+        other => panic!("expected IncompatibleVersion, got {other:?}"),
+    }
+}
+
+#[test]
+fn full_disk_refuses_new_sales_and_keeps_the_old_ones() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig { max_size_bytes: Some(64 * 1024), ..OutboxConfig::default() };
+    let outbox = Outbox::open(&t.path, config).expect("open");
+    let mut stored = Vec::new();
+    let err = loop {
+        match outbox.enqueue(&sale(stored.len() as i64)) {
+            Ok(id) => stored.push(id),
+            Err(e) => break e,
+        }
+        assert!(stored.len() < 10_000, "the size cap never hit");
+    };
+    assert!(matches!(err, Error::DiskFull { .. }), "got {err:?}");
+    assert!(!stored.is_empty());
+    for id in &stored {
+        assert!(outbox.get(id).expect("get").is_some(), "earlier sales are safe");
+    }
+    assert_eq!(outbox.counts().expect("counts").pending, stored.len() as u64);
+}
+
+#[test]
+fn read_only_file_is_a_typed_error_and_no_sale_is_lost() {
+    let t = TempOutbox::new();
+    let id = {
+        let outbox = t.open();
+        outbox.enqueue(&sale(1)).expect("enqueue")
+    };
+    // The tests run as root, for whom file modes do not apply: make the directory immutable instead.
+    let status = std::process::Command::new("chattr").arg("+i").arg(t.dir.path()).status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "this test needs `chattr +i` (e2fsprogs, root): {status:?}"
+    );
+    let result = Outbox::open(&t.path, OutboxConfig::default()).and_then(|o| o.enqueue(&sale(2)));
+    let _ = std::process::Command::new("chattr").arg("-i").arg(t.dir.path()).status();
+    match result {
+        Err(Error::ReadOnly { .. }) | Err(Error::CannotOpen { .. }) => {}
+        other => panic!("expected ReadOnly or CannotOpen, got {other:?}"),
+    }
+    let outbox = t.open();
+    assert!(outbox.get(&id).expect("get").is_some(), "the stored sale survived");
+}

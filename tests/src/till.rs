@@ -1,0 +1,22 @@
+//! Till-side helpers of the end-to-end tests.
+
+use possync_core::config::SyncConfig;
+use possync_core::protocol::SalePayload;
+
+/// A sync config for tests: short timeouts, the minimum lease margin, tiny backoff.
+pub fn sync_config(server_url: &str, token: &str, device_id: &str) -> SyncConfig {
+    let mut c = SyncConfig::new(server_url, token, device_id);
+    c.connect_timeout_ms = 1_000;
+    c.request_timeout_ms = 2_000;
+    c.lease_ms = 7_000;
+    c.heartbeat_ms = 1_000;
+    c.batch_size = 50;
+    c.backoff.base_ms = 1;
+    c.backoff.cap_ms = 5;
+    c
+}
+
+/// A valid sale of `store-1` (the server harness's `sale`).
+pub fn sale(seed: i64, items: usize) -> SalePayload {
+    crate::server::sale("store-1", seed, items)
+}

@@ -1,0 +1,283 @@
+//! The client core against the real reference server on real PostgreSQL: drains converge to `sent`
+//! exactly once through timeouts, crashes, concurrent claimers, conflicts and bad tokens.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use possync_core::clock::{Clock, ManualClock, SystemClock};
+use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::drain::{DrainStop, Drainer};
+use possync_core::outbox::{Outbox, SaleState};
+use possync_core::reason::DrainReason;
+use possync_core::transport::{HttpTransport, TransportError};
+use possync_tests::proxy::{FaultProxy, Mode};
+use possync_tests::server::TestServer;
+use possync_tests::till::{sale, sync_config};
+
+fn drain(outbox: &Outbox, config: &SyncConfig) -> possync_core::drain::DrainReport {
+    let transport = HttpTransport::new(config);
+    Drainer::new(outbox, &transport, config)
+        .expect("drainer")
+        .drain_once(DrainReason::Manual.into())
+        .expect("drain")
+}
+
+/// Every outbox sale is on the server exactly once, with its items and payments.
+fn assert_exactly_once(server: &TestServer, outbox: &Outbox, ids: &[String], items: i64) {
+    for id in ids {
+        assert_eq!(outbox.get(id).expect("get").expect("row").state, SaleState::Sent, "{id}");
+        assert_eq!(server.sale_rows(id), (1, items, 2), "{id} once on the server");
+    }
+    assert_eq!(server.total("pos_transactions"), ids.len() as i64);
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn drain_sends_a_backlog_in_batches_exactly_once() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..230).map(|i| outbox.enqueue(&sale(i, 3)).expect("enqueue")).collect();
+    let config = sync_config(&server.base, &server.token, "till-1");
+    let mut seen = Vec::new();
+    let transport = HttpTransport::new(&config);
+    let drainer = Drainer::new(&outbox, &transport, &config).expect("drainer");
+    let report = drainer
+        .drain_with_progress(DrainReason::Manual.into(), &mut |done, total| seen.push((done, total)))
+        .expect("drain");
+    assert_eq!((report.sent, report.duplicate, report.retry, report.remaining_pending), (230, 0, 0, 0));
+    assert_eq!(report.stop, None);
+    assert_eq!(seen.last(), Some(&(230, 230)));
+    assert_eq!(seen.len(), 5, "batches of 50: {seen:?}");
+    assert_exactly_once(&server, &outbox, &ids, 3);
+    // The correlation id of the run is in the server's audit trail.
+    let mut c = server.db.client();
+    let audited: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pos_transaction_audit WHERE correlation_id = $1",
+            &[&report.correlation_id],
+        )
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 230);
+    assert!(drain(&outbox, &config).settled() == 0, "nothing left to send");
+}
+
+#[test]
+fn timeout_then_replay_converges_to_sent_via_duplicate() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..20).map(|i| outbox.enqueue(&sale(i, 2)).expect("enqueue")).collect();
+    let config = sync_config(&proxy.url(), &server.token, "till-1");
+
+    // The server commits, but the answer is held past the till's 2 s request timeout.
+    proxy.set_mode(Mode::HoldResponse(Duration::from_secs(4)));
+    let first = drain(&outbox, &config);
+    assert!(
+        matches!(first.stop, Some(DrainStop::Offline { error: TransportError::Timeout(_) })),
+        "{first:?}"
+    );
+    assert_eq!((first.sent, first.retry, first.remaining_pending), (0, 20, 20));
+    wait_until("the server to commit the lost batch", || server.total("pos_transactions") == 20);
+    for id in &ids {
+        let entry = outbox.get(id).expect("get").expect("row");
+        assert_eq!((entry.state, entry.last_result.as_deref()), (SaleState::Pending, Some("TRANSPORT")));
+    }
+
+    proxy.set_mode(Mode::Pass);
+    std::thread::sleep(Duration::from_millis(20)); // past the (tiny) test backoff
+    let replay = drain(&outbox, &config);
+    assert_eq!((replay.sent, replay.duplicate, replay.remaining_pending), (0, 20, 0), "{replay:?}");
+    assert_exactly_once(&server, &outbox, &ids, 2);
+    assert_eq!(outbox.get(&ids[0]).expect("get").expect("row").attempt, 2);
+}
+
+#[test]
+fn crash_mid_send_leaves_a_lease_that_expires_and_the_sale_converges() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("till.db");
+    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..10).map(|i| outbox.enqueue(&sale(i, 1)).expect("enqueue")).collect();
+
+    // A till process sends through a proxy that never answers in time, and is killed mid-send.
+    proxy.set_mode(Mode::HoldResponse(Duration::from_secs(60)));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_possync-test-drain"))
+        .args([path.to_str().expect("utf-8 path"), &proxy.url(), &server.token, "till-1"])
+        .spawn()
+        .expect("spawn till process");
+    wait_until("the till to hold leases", || outbox.counts().expect("counts").in_flight == 10);
+    wait_until("the server to commit", || server.total("pos_transactions") == 10);
+    child.kill().expect("SIGKILL the till");
+    let _ = child.wait();
+    proxy.set_mode(Mode::Pass);
+
+    let config = sync_config(&server.base, &server.token, "till-1");
+    let before_expiry = drain(&outbox, &config);
+    assert_eq!(before_expiry.settled(), 0, "live leases are respected");
+    let entry = outbox.get(&ids[0]).expect("get").expect("row");
+    assert_eq!(entry.state, SaleState::InFlight);
+    let expires = entry.lease_expires_at_ms.expect("lease expiry");
+
+    // Reopen the file with a clock past the lease expiry instead of sleeping through it.
+    let clock = Arc::new(ManualClock::new(expires.max(SystemClock.now_ms()) + 1));
+    let later = Outbox::open_with_clock(&path, OutboxConfig::default(), clock).expect("reopen");
+    let report = drain(&later, &config);
+    assert_eq!((report.sent, report.duplicate, report.remaining_pending), (0, 10, 0), "{report:?}");
+    assert_exactly_once(&server, &later, &ids, 1);
+}
+
+#[test]
+fn two_processes_draining_one_file_never_send_a_sale_twice() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("till.db");
+    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..600).map(|i| outbox.enqueue(&sale(i, 1)).expect("enqueue")).collect();
+    let mut config = sync_config(&server.base, &server.token, "till-1");
+    config.batch_size = 5;
+
+    let child = Command::new(env!("CARGO_BIN_EXE_possync-test-drain"))
+        .args([path.to_str().expect("utf-8 path"), &server.base, &server.token, "till-1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn second till process");
+    let mut ours = 0;
+    loop {
+        let report = drain(&outbox, &config);
+        ours += report.sent;
+        assert_eq!(report.duplicate, 0, "a sale sent twice would come back DUPLICATE");
+        if report.settled() == 0 && outbox.counts().expect("counts").in_flight == 0 {
+            break;
+        }
+    }
+    let out = child.wait_with_output().expect("child");
+    assert!(out.status.success());
+    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("child report");
+    assert_eq!(theirs["duplicate"], 0);
+    let theirs = theirs["sent"].as_u64().expect("sent");
+    assert_eq!(ours + theirs, 600, "ours {ours}, theirs {theirs}");
+    assert!(ours > 0 && theirs > 0, "both processes took part: ours {ours}, theirs {theirs}");
+    assert_exactly_once(&server, &outbox, &ids, 1);
+    let mut c = server.db.client();
+    let attempts: i64 = c.query_one("SELECT count(*) FROM pos_transaction_audit", &[]).expect("audit").get(0);
+    assert_eq!(attempts, 600, "exactly one send per sale");
+}
+
+#[test]
+fn two_threads_draining_with_their_own_connections_never_send_a_sale_twice() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("till.db");
+    let setup = Outbox::open(&path, OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..400).map(|i| setup.enqueue(&sale(i, 1)).expect("enqueue")).collect();
+    let mut config = sync_config(&server.base, &server.token, "till-1");
+    config.batch_size = 4;
+    let sent: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (path, config) = (&path, &config);
+                s.spawn(move || {
+                    let outbox = Outbox::open(path, OutboxConfig::default()).expect("open");
+                    let report = drain(&outbox, config);
+                    assert_eq!(report.duplicate, 0);
+                    report.sent
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("drainer")).sum()
+    });
+    assert_eq!(sent, 400);
+    assert_exactly_once(&server, &setup, &ids, 1);
+}
+
+#[test]
+fn conflict_and_invalid_become_terminal_with_the_servers_code() {
+    let mut http = possync_tests::server::test_http_config();
+    http.push_limits.sale.max_items_per_sale = 3;
+    let server = TestServer::start_with(http, possync_tests::server::test_pg_options());
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = sync_config(&server.base, &server.token, "till-1");
+
+    // Another till already stored a different sale under the id this till will use.
+    let other = Outbox::open(dir.path().join("other.db"), OutboxConfig::default()).expect("open");
+    other.enqueue_with_id("shared-id-1", &sale(1, 1)).expect("enqueue");
+    assert_eq!(drain(&other, &config).sent, 1);
+
+    let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    outbox.enqueue_with_id("shared-id-1", &sale(2, 2)).expect("enqueue");
+    let too_big = outbox.enqueue(&sale(3, 4)).expect("enqueue");
+    let fine = outbox.enqueue(&sale(4, 1)).expect("enqueue");
+    let report = drain(&outbox, &config);
+    assert_eq!((report.sent, report.conflict, report.invalid, report.remaining_pending), (1, 1, 1, 0));
+    let attention = outbox.attention().expect("attention");
+    let codes: HashSet<(String, SaleState, Option<String>)> =
+        attention.into_iter().map(|a| (a.client_tx_id, a.state, a.code)).collect();
+    assert!(
+        codes.contains(&("shared-id-1".into(), SaleState::Conflict, Some("hash_differs".into()))),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&(too_big, SaleState::Invalid, Some("too_many_items".into()))), "{codes:?}");
+    assert_eq!(outbox.get(&fine).expect("get").expect("row").state, SaleState::Sent);
+    assert_eq!(drain(&outbox, &config).settled(), 0, "terminal sales are not resent");
+}
+
+#[test]
+fn revoked_token_stops_the_drain_and_keeps_every_sale() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    for i in 0..120 {
+        outbox.enqueue(&sale(i, 1)).expect("enqueue");
+    }
+    let config = sync_config(&server.base, "pst_wrong", "till-1");
+    let report = drain(&outbox, &config);
+    match &report.stop {
+        Some(DrainStop::AuthFailed { error: TransportError::Unauthorized { code, .. } }) => {
+            assert_eq!(code, "invalid_token")
+        }
+        other => panic!("expected AuthFailed, got {other:?}"),
+    }
+    assert_eq!(report.retry, 50, "one batch tried, then the drain stopped instead of hammering");
+    assert_eq!(outbox.counts().expect("counts").pending, 120);
+    assert_eq!(server.total("pos_transactions"), 0);
+
+    // With the right token the same sales go through.
+    let good = sync_config(&server.base, &server.token, "till-1");
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(drain(&outbox, &good).sent, 120);
+}
+
+#[test]
+fn unreachable_server_is_offline_with_backoff_and_nothing_lost() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    let id = outbox.enqueue(&sale(1, 1)).expect("enqueue");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener); // nothing listens there any more
+    let mut config = sync_config(&dead, "pst_x", "till-1");
+    config.backoff.base_ms = 60_000;
+    config.backoff.cap_ms = 60_000;
+    let report = drain(&outbox, &config);
+    assert!(
+        matches!(report.stop, Some(DrainStop::Offline { error: TransportError::Unreachable(_) })),
+        "{report:?}"
+    );
+    let entry = outbox.get(&id).expect("get").expect("row");
+    assert_eq!(entry.state, SaleState::Pending);
+    assert!(entry.next_attempt_at_ms >= entry.created_at_ms, "backoff set");
+    assert!(report.last_error.is_some());
+}

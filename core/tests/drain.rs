@@ -1,0 +1,193 @@
+//! Drain runs against scripted transports: batch splitting on 413, leases lost mid-send, heartbeats
+//! during a slow send, and answers that do not match the request.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sale, TempOutbox, T0};
+use parking_lot::Mutex;
+use possync_core::clock::ManualClock;
+use possync_core::config::SyncConfig;
+use possync_core::drain::{DrainStop, Drainer};
+use possync_core::outbox::{Outbox, SaleState};
+use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
+use possync_core::reason::DrainReason;
+use possync_core::transport::{Transport, TransportError};
+
+/// A transport answering with a closure, recording the size of every request.
+struct Scripted<F: Fn(&PushRequest) -> Result<PushResponse, TransportError> + Send + Sync> {
+    answer: F,
+    sizes: Mutex<Vec<usize>>,
+}
+
+impl<F: Fn(&PushRequest) -> Result<PushResponse, TransportError> + Send + Sync> Transport for Scripted<F> {
+    fn push(&self, request: &PushRequest, _correlation_id: &str) -> Result<PushResponse, TransportError> {
+        self.sizes.lock().push(request.transactions.len());
+        (self.answer)(request)
+    }
+}
+
+fn scripted<F: Fn(&PushRequest) -> Result<PushResponse, TransportError> + Send + Sync>(
+    answer: F,
+) -> Scripted<F> {
+    Scripted { answer, sizes: Mutex::new(Vec::new()) }
+}
+
+fn all_ok(request: &PushRequest) -> PushResponse {
+    let results = request
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(i, t)| PushResult {
+            client_tx_id: t.client_tx_id.clone(),
+            status: PushStatus::Ok,
+            code: None,
+            message: None,
+            server_tx_id: Some(i as i64),
+        })
+        .collect();
+    PushResponse { results }
+}
+
+fn config() -> SyncConfig {
+    let mut c = SyncConfig::new("http://127.0.0.1:9", "pst_test", "till-1");
+    c.connect_timeout_ms = 500;
+    c.request_timeout_ms = 1_000;
+    c.lease_ms = 6_000;
+    c.heartbeat_ms = 2_000;
+    c.backoff.base_ms = 1;
+    c.backoff.cap_ms = 1;
+    c
+}
+
+#[test]
+fn request_too_large_halves_the_batch_and_everything_goes() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..40 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let transport = scripted(|r| {
+        if r.transactions.len() > 8 {
+            Err(TransportError::TooLarge { code: "body_too_large".into(), message: "too big".into() })
+        } else {
+            Ok(all_ok(r))
+        }
+    });
+    let config = config();
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Manual.into())
+        .expect("drain");
+    assert_eq!((report.sent, report.remaining_pending, report.stop.clone()), (40, 0, None), "{report:?}");
+    let sizes = transport.sizes.lock().clone();
+    assert_eq!(&sizes[..3], &[40, 20, 10], "halved until accepted: {sizes:?}");
+    assert!(sizes[3..].iter().all(|&n| n <= 8));
+}
+
+#[test]
+fn a_single_sale_too_large_for_the_server_is_invalid() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = scripted(|_| {
+        Err(TransportError::TooLarge { code: "body_too_large".into(), message: "too big".into() })
+    });
+    let config = config();
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Manual.into())
+        .expect("drain");
+    assert_eq!(report.invalid, 1);
+    let entry = outbox.get(&id).expect("get").expect("row");
+    assert_eq!((entry.state, entry.last_code.as_deref()), (SaleState::Invalid, Some("body_too_large")));
+}
+
+#[test]
+fn results_that_do_not_match_the_request_put_the_batch_back() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let transport = scripted(|r| {
+        let mut response = all_ok(r);
+        response.results.pop();
+        Ok(response)
+    });
+    let config = config();
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Manual.into())
+        .expect("drain");
+    assert!(
+        matches!(report.stop, Some(DrainStop::Offline { error: TransportError::BadResponse(_) })),
+        "{report:?}"
+    );
+    assert_eq!((report.sent, report.retry, outbox.counts().expect("counts").pending), (0, 3, 3));
+}
+
+#[test]
+fn a_lease_taken_over_mid_send_is_not_finalized_and_the_run_stops() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    for i in 0..5 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let thief = t.open_with(clock.clone());
+    let stolen = Mutex::new(Vec::new());
+    let transport = scripted(|r| {
+        // The till stalls past its lease; another sender takes the sales over meanwhile.
+        clock.advance(10_000);
+        stolen.lock().extend(thief.claim("thief", 10, 60_000).expect("thief claims"));
+        Ok(all_ok(r))
+    });
+    let config = config();
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Interval.into())
+        .expect("drain");
+    assert_eq!((report.sent, report.lease_lost, report.stop.clone()), (0, 5, Some(DrainStop::LeaseLost)));
+    let stolen = stolen.lock();
+    assert_eq!(stolen.len(), 5);
+    for c in stolen.iter() {
+        let entry = outbox.get(&c.lease.client_tx_id).expect("get").expect("row");
+        assert_eq!(entry.state, SaleState::InFlight, "the stale result was not written");
+        assert_eq!(entry.lease_owner_id.as_deref(), Some("thief"));
+        assert_eq!(entry.lease_token.as_deref(), Some(c.lease.token.as_str()));
+    }
+}
+
+#[test]
+fn heartbeats_keep_the_leases_of_a_slow_send() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let thief: Outbox = t.open_with(clock.clone());
+    let mut config = config();
+    config.heartbeat_ms = 20;
+    let lease_ms = config.lease_ms as i64;
+    let transport = scripted(|r| {
+        // Five times the lease passes on the till's clock while the request is in flight.
+        for _ in 0..10 {
+            clock.advance(lease_ms / 2);
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(
+                thief.claim("thief", 10, 60_000).expect("claim").is_empty(),
+                "a heartbeated lease was taken"
+            );
+        }
+        Ok(all_ok(r))
+    });
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Online.into())
+        .expect("drain");
+    assert_eq!((report.sent, report.lease_lost), (3, 0), "{report:?}");
+}

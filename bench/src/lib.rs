@@ -1,0 +1,61 @@
+//! possync benchmarks. Each scenario runs beside its baseline in the same process, interleaved, and
+//! reports the ratio: absolute numbers on a shared 2-core machine mean little, ratios mean more.
+//!
+//! - [`outbox::enqueue`]: `Outbox::enqueue` vs a raw rusqlite `INSERT` of the same canonical bytes at
+//!   the same durability (WAL, one transaction per sale), for `synchronous=FULL` and `NORMAL`.
+//! - [`outbox::claim_finalize`]: claim + finalize per sale with 10k and with 1M pending sales.
+
+pub mod outbox;
+
+/// One measured line of the results table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// The measured value.
+    pub value: f64,
+    /// The baseline measured beside it.
+    pub baseline: f64,
+    /// Unit of both.
+    pub unit: &'static str,
+    /// What the ratio means and its target.
+    pub note: String,
+}
+
+impl Row {
+    /// `value / baseline`.
+    pub fn ratio(&self) -> f64 {
+        if self.baseline == 0.0 {
+            0.0
+        } else {
+            self.value / self.baseline
+        }
+    }
+}
+
+/// The rows as a Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from("| scenario | value | baseline | ratio | note |\n|---|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.1} {} | {:.1} {} | {:.2} | {} |\n",
+            r.scenario,
+            r.value,
+            r.unit,
+            r.baseline,
+            r.unit,
+            r.ratio(),
+            r.note
+        ));
+    }
+    out
+}
+
+/// Median of the samples (0 for none).
+pub fn median(mut samples: Vec<f64>) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}

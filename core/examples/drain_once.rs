@@ -50,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = Drainer::new(&outbox, &transport, &config)?.drain_once(DrainReason::Manual.into())?;
     println!(
         "sent {} duplicate {} conflict {} invalid {} retry {} remaining {} stop {:?}",
-        report.sent, report.duplicate, report.conflict, report.invalid, report.retry, report.remaining_pending, report.stop
+        report.sent,
+        report.duplicate,
+        report.conflict,
+        report.invalid,
+        report.retry,
+        report.remaining_pending,
+        report.stop
     );
     Ok(())
 }

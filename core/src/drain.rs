@@ -18,7 +18,7 @@ use crate::config::SyncConfig;
 use crate::error::Error;
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
 use crate::protocol::{PushRequest, PushResponse, PushStatus, PushTransaction};
-use crate::reason::DrainReasons;
+use crate::reason::{DrainReason, DrainReasons};
 use crate::transport::{Transport, TransportError};
 
 /// Why a run ended before everything due was settled.
@@ -113,6 +113,20 @@ impl<'a> Drainer<'a> {
         self.drain_with_progress(reasons, &mut |_, _| {})
     }
 
+    /// [`Drainer::drain_with_progress`] that also stops between batches once `stop()` is true (the
+    /// batch in flight is finished and finalized first).
+    ///
+    /// # Errors
+    /// As [`Drainer::drain_once`].
+    pub fn drain_until(
+        &self,
+        reasons: DrainReasons,
+        progress: &mut dyn FnMut(u64, u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<DrainReport, Error> {
+        self.run(reasons, progress, stop)
+    }
+
     /// [`Drainer::drain_once`], calling `progress(done, total)` after each batch, where `total` is the
     /// number of unsent sales when the run started.
     ///
@@ -123,6 +137,22 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<DrainReport, Error> {
+        self.run(reasons, progress, &|| false)
+    }
+
+    fn run(
+        &self,
+        reasons: DrainReasons,
+        progress: &mut dyn FnMut(u64, u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<DrainReport, Error> {
+        if reasons.contains(DrainReason::Manual) || reasons.contains(DrainReason::Online) {
+            // "Sync now" and "back online" must not wait out per-sale backoff from the outage.
+            let moved = self.outbox.make_all_due()?;
+            if moved > 0 {
+                log::info!(drain_reason:% = reasons, sales = moved; "backoff skipped for pending sales");
+            }
+        }
         let clock = self.outbox.clock().clone();
         let started_at_ms = clock.now_ms();
         let wall = Instant::now();
@@ -147,7 +177,7 @@ impl<'a> Drainer<'a> {
         let mut batch_size = self.config.batch_size;
         let mut done = 0u64;
         let mut rng = rand::rng();
-        while report.stop.is_none() {
+        while report.stop.is_none() && !stop() {
             let claimed =
                 self.outbox.claim_due_by(&self.owner, batch_size, self.config.lease_ms, started_at_ms)?;
             if claimed.is_empty() {

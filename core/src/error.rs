@@ -74,6 +74,24 @@ pub enum Error {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// `sync_now` did not see its run finish in time; the run goes on.
+    #[error("sync did not finish within {waited_ms} ms; it goes on in the background")]
+    Timeout {
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
+    /// The engine was shut down.
+    #[error("the sync engine is shut down")]
+    ShutDown,
+    /// A drain run failed on the outbox (its storage error, as text).
+    #[error("the drain run failed: {reason}")]
+    DrainFailed {
+        /// What failed.
+        reason: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

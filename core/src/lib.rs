@@ -5,6 +5,7 @@
 //! - [`outbox`]: the durable SQLite outbox with leases, atomic claim, heartbeat and CAS finalize.
 //! - [`transport`]: the `Transport` trait and its HTTP implementation (ureq).
 //! - [`drain`]: one drain run: claim, send in batches, finalize, until nothing is due.
+//! - [`engine`]: the single-flight drain scheduler ([`engine::SyncEngine`]) and [`status`] for the cashier.
 //! - [`backoff`], [`config`], [`clock`], [`reason`], [`error`]: policy and plumbing.
 //!
 //! Synchronous: plain threads and `parking_lot`, no async runtime.
@@ -15,10 +16,12 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod drain;
+pub mod engine;
 pub mod error;
 pub mod outbox;
 pub mod protocol;
 pub mod reason;
+pub mod status;
 pub mod transport;
 
 pub use error::Error;

@@ -594,6 +594,17 @@ impl Outbox {
         .map_err(|e| self.err(e))
     }
 
+    /// Makes every pending sale due now, skipping its backoff (never a lease); returns how many moved.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn make_all_due(&self) -> Result<u64, Error> {
+        let now = self.clock.now_ms();
+        let conn = self.conn.lock();
+        let n = conn.execute(sql::MAKE_ALL_DUE, named_params! {":now": now}).map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
     /// Deletes sent sales older than the retention; returns how many. Unsent sales are never touched.
     ///
     /// # Errors

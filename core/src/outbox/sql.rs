@@ -57,3 +57,7 @@ pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payl
 
 /// Removes sent sales older than `:cutoff`; never touches unsent ones.
 pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff";
+
+/// Makes every pending sale due now (a manual "Sync now" or the network coming back skips backoff).
+pub const MAKE_ALL_DUE: &str = "UPDATE outbox SET next_attempt_at_ms = :now \
+     WHERE state = 'pending' AND next_attempt_at_ms > :now";

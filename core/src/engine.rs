@@ -1,0 +1,341 @@
+//! The drain scheduler: one engine per outbox, one worker thread, single flight.
+//!
+//! Triggers (`Startup`, `Interval`, `Online`, `Focus`, `Manual`) only add a reason to a pending set and
+//! wake the worker. The worker takes the whole set when it starts a run, so triggers that arrive during
+//! a run merge into exactly one follow-up run: a burst of N triggers gives at most two runs, and two
+//! drains never overlap. [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that
+//! starts after it, so the sales recorded before the call are covered.
+//!
+//! After a failed request (offline, 429/503, 401/403) the engine backs off as a whole (capped
+//! exponential with full jitter, `Retry-After` as a floor): the interval timer pauses, `Focus` and
+//! `Interval` wait, while `Online` and `Manual` go at once and skip the per-sale backoff too (never the
+//! leases or the single flight).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::backoff::BackoffPolicy;
+use crate::config::SyncConfig;
+use crate::drain::{DrainReport, DrainStop, Drainer};
+use crate::error::Error;
+use crate::outbox::{Counts, CurrencyAmount, Outbox};
+use crate::reason::{DrainReason, DrainReasons};
+use crate::status::{Notifier, StatusListener, SyncStatus};
+use crate::transport::Transport;
+
+/// Settings of a [`SyncEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How to reach the server, leases, batches and per-sale backoff.
+    pub sync: SyncConfig,
+    /// Period of the `Interval` trigger, in ms (paused while the engine backs off).
+    pub interval_ms: u64,
+    /// Whole-engine backoff after a failed request.
+    pub offline_backoff: BackoffPolicy,
+}
+
+impl EngineConfig {
+    /// Defaults around `sync`: a drain every minute, offline backoff from 2 s up to 5 min.
+    pub fn new(sync: SyncConfig) -> Self {
+        EngineConfig {
+            sync,
+            interval_ms: 60_000,
+            offline_backoff: BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 },
+        }
+    }
+}
+
+/// Everything a cashier's screen needs, in one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSnapshot {
+    /// The engine's state.
+    pub status: SyncStatus,
+    /// Sales by state.
+    pub counts: Counts,
+    /// Unsent sales per currency (count and amount).
+    pub unsent_by_currency: Vec<CurrencyAmount>,
+    /// Age of the oldest unsent sale, in ms.
+    pub oldest_unsent_age_ms: Option<i64>,
+    /// The last finished run.
+    pub last_report: Option<DrainReport>,
+}
+
+/// Reports of recent runs kept for `sync_now` callers.
+const RECENT_RUNS: usize = 16;
+
+struct State {
+    requested: DrainReasons,
+    started_runs: u64,
+    finished_runs: u64,
+    recent: VecDeque<(u64, Result<DrainReport, String>)>,
+    next_interval: Instant,
+    offline_until: Option<Instant>,
+    offline_failures: u32,
+    status: SyncStatus,
+    shutdown: bool,
+}
+
+struct Shared {
+    outbox: Arc<Outbox>,
+    transport: Arc<dyn Transport>,
+    config: EngineConfig,
+    state: Mutex<State>,
+    wake: Condvar,
+    notifier: Notifier,
+}
+
+/// One outbox's sync engine. Dropping it shuts it down.
+pub struct SyncEngine {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SyncEngine {
+    /// Starts the worker (named `possync-drain`) with a `Startup` run, and the status thread when a
+    /// listener is given.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid config; [`Error::Thread`] when a thread cannot be started.
+    pub fn start(
+        outbox: Arc<Outbox>,
+        transport: Arc<dyn Transport>,
+        config: EngineConfig,
+        listener: Option<Arc<dyn StatusListener>>,
+    ) -> Result<SyncEngine, Error> {
+        config.sync.validate()?;
+        if config.interval_ms == 0 || config.offline_backoff.base_ms == 0 {
+            return Err(Error::Config("interval_ms and offline_backoff.base_ms must be above 0".into()));
+        }
+        let notifier = Notifier::start(listener).map_err(|e| Error::Thread(e.to_string()))?;
+        let state = State {
+            requested: DrainReason::Startup.into(),
+            started_runs: 0,
+            finished_runs: 0,
+            recent: VecDeque::new(),
+            next_interval: Instant::now() + Duration::from_millis(config.interval_ms),
+            offline_until: None,
+            offline_failures: 0,
+            status: SyncStatus::Idle,
+            shutdown: false,
+        };
+        let shared = Arc::new(Shared {
+            outbox,
+            transport,
+            config,
+            state: Mutex::new(state),
+            wake: Condvar::new(),
+            notifier,
+        });
+        let s = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name("possync-drain".into())
+            .spawn(move || worker(&s))
+            .map_err(|e| Error::Thread(e.to_string()))?;
+        Ok(SyncEngine { shared, worker: Mutex::new(Some(worker)) })
+    }
+
+    /// The outbox this engine drains (to enqueue sales and query them).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.shared.outbox
+    }
+
+    /// Asks for a drain. Returns at once; coalesces with every other pending trigger.
+    pub fn trigger(&self, reason: DrainReason) {
+        let mut st = self.shared.state.lock();
+        st.requested.insert(reason);
+        self.shared.wake.notify_all();
+    }
+
+    /// "Sync now": a `Manual` trigger that waits (up to `timeout`) for the run that starts after this
+    /// call and returns its report, so every sale recorded before the call was covered by it.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when the run did not finish in time (it goes on); [`Error::ShutDown`];
+    /// [`Error::DrainFailed`] when the run hit a storage error.
+    pub fn sync_now(&self, timeout: Duration) -> Result<DrainReport, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state.lock();
+        if st.shutdown {
+            return Err(Error::ShutDown);
+        }
+        st.requested.insert(DrainReason::Manual);
+        let target = st.started_runs + 1;
+        self.shared.wake.notify_all();
+        while st.finished_runs < target {
+            if st.shutdown {
+                return Err(Error::ShutDown);
+            }
+            if self.shared.wake.wait_until(&mut st, deadline).timed_out() && st.finished_runs < target {
+                return Err(Error::Timeout { waited_ms: timeout.as_millis() as u64 });
+            }
+        }
+        match st.recent.iter().find(|(seq, _)| *seq == target) {
+            Some((_, Ok(report))) => Ok(report.clone()),
+            Some((_, Err(reason))) => Err(Error::DrainFailed { reason: reason.clone() }),
+            None => Err(Error::DrainFailed { reason: "the run's report is no longer kept".into() }),
+        }
+    }
+
+    /// The status, counts, unsent amounts, oldest unsent age and last report, in one call.
+    ///
+    /// # Errors
+    /// A storage error of the outbox.
+    pub fn status(&self) -> Result<StatusSnapshot, Error> {
+        let (status, last_report) = {
+            let st = self.shared.state.lock();
+            (st.status.clone(), st.recent.back().and_then(|(_, r)| r.as_ref().ok().cloned()))
+        };
+        let outbox = &self.shared.outbox;
+        Ok(StatusSnapshot {
+            status,
+            counts: outbox.counts()?,
+            unsent_by_currency: outbox.unsent_by_currency()?,
+            oldest_unsent_age_ms: outbox.oldest_unsent_age_ms()?,
+            last_report,
+        })
+    }
+
+    /// Runs started so far (for tests and diagnostics).
+    pub fn runs_started(&self) -> u64 {
+        self.shared.state.lock().started_runs
+    }
+
+    /// Asks the engine to stop and returns at once; [`SyncEngine::shutdown`] waits for it.
+    pub fn request_shutdown(&self) {
+        let mut st = self.shared.state.lock();
+        st.shutdown = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Stops the engine: the batch in flight is finished and finalized (its HTTP call is bounded by
+    /// the request timeout), no further batch starts, pending statuses are delivered, threads are
+    /// joined. Sales not sent stay in the outbox; leases left behind expire on their own.
+    pub fn shutdown(&self) {
+        self.request_shutdown();
+        if let Some(worker) = self.worker.lock().take() {
+            if worker.join().is_err() {
+                log::error!("the drain thread panicked");
+            }
+        }
+        self.shared.notifier.close();
+    }
+}
+
+impl Drop for SyncEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn worker(shared: &Shared) {
+    let drainer = match Drainer::new(&shared.outbox, &*shared.transport, &shared.config.sync) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!(error:% = e; "drain thread cannot start");
+            return;
+        }
+    };
+    loop {
+        let Some((reasons, seq)) = next_run(shared) else { return };
+        shared.notifier.status(SyncStatus::Draining { done: 0, total: 0 });
+        let result = drainer.drain_until(
+            reasons,
+            &mut |done, total| shared.notifier.status(SyncStatus::Draining { done, total }),
+            &|| shared.state.lock().shutdown,
+        );
+        finish_run(shared, seq, result);
+    }
+}
+
+/// Waits for a run to be due; returns its reasons and sequence number, or `None` on shutdown.
+fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
+    let mut st = shared.state.lock();
+    loop {
+        if st.shutdown {
+            return None;
+        }
+        let now = Instant::now();
+        let offline = st.offline_until.is_some_and(|t| t > now);
+        let urgent = st.requested.contains(DrainReason::Manual) || st.requested.contains(DrainReason::Online);
+        if !st.requested.is_empty() && (!offline || urgent) {
+            break;
+        }
+        // The interval timer is paused while the engine backs off; the backoff's end is a run of its own.
+        let deadline = match st.offline_until {
+            Some(until) if offline => until,
+            _ => st.next_interval,
+        };
+        if shared.wake.wait_until(&mut st, deadline).timed_out() {
+            let now = Instant::now();
+            if offline && st.offline_until.is_some_and(|t| t <= now) {
+                st.requested.insert(DrainReason::Interval);
+            }
+            if now >= st.next_interval {
+                st.requested.insert(DrainReason::Interval);
+                st.next_interval = now + Duration::from_millis(shared.config.interval_ms);
+            }
+        }
+    }
+    let reasons = std::mem::take(&mut st.requested);
+    st.started_runs += 1;
+    Some((reasons, st.started_runs))
+}
+
+/// Records a finished run, sets the engine's backoff and status, wakes `sync_now` callers, notifies.
+fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, Error>) {
+    let counts = shared.outbox.counts().unwrap_or_default();
+    let mut rng = rand::rng();
+    let (status, retry_after) = match &result {
+        Ok(report) => match &report.stop {
+            Some(DrainStop::Offline { error }) => (None, Some((error.to_string(), error.retry_after_ms()))),
+            Some(DrainStop::AuthFailed { error }) => (
+                Some(SyncStatus::AuthFailed { last_error: error.to_string() }),
+                Some((error.to_string(), None)),
+            ),
+            _ if counts.conflict + counts.invalid > 0 => (
+                Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
+                None,
+            ),
+            _ => (Some(SyncStatus::Idle), None),
+        },
+        Err(e) => (None, Some((e.to_string(), None))),
+    };
+    let status = {
+        let mut st = shared.state.lock();
+        let status = match retry_after {
+            Some((last_error, retry_after_ms)) => {
+                st.offline_failures = st.offline_failures.saturating_add(1);
+                let delay = shared
+                    .config
+                    .offline_backoff
+                    .delay_ms(st.offline_failures, retry_after_ms, &mut rng)
+                    .max(1);
+                st.offline_until = Some(Instant::now() + Duration::from_millis(delay));
+                let next_retry_at_ms = shared.outbox.clock().now_ms() + delay as i64;
+                status.unwrap_or(SyncStatus::Offline { next_retry_at_ms, last_error })
+            }
+            None => {
+                st.offline_failures = 0;
+                st.offline_until = None;
+                status.unwrap_or(SyncStatus::Idle)
+            }
+        };
+        st.finished_runs = seq;
+        st.recent.push_back((seq, result.as_ref().map(Clone::clone).map_err(|e| e.to_string())));
+        while st.recent.len() > RECENT_RUNS {
+            st.recent.pop_front();
+        }
+        st.status = status.clone();
+        shared.wake.notify_all();
+        status
+    };
+    match result {
+        Ok(report) => shared.notifier.report(report),
+        Err(e) => log::error!(error:% = e; "drain run failed on the outbox"),
+    }
+    shared.notifier.status(status);
+}

@@ -1,0 +1,297 @@
+//! The drain scheduler with instrumented transports: single flight, coalescing, "Sync now",
+//! offline → online, shutdown and restart, and listeners that misbehave.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sale, TempOutbox};
+use parking_lot::{Condvar, Mutex};
+use possync_core::backoff::BackoffPolicy;
+use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::drain::DrainReport;
+use possync_core::engine::{EngineConfig, SyncEngine};
+use possync_core::outbox::{Outbox, SaleState};
+use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
+use possync_core::reason::{DrainReason, DrainReasons};
+use possync_core::status::{StatusListener, SyncStatus};
+use possync_core::transport::{Transport, TransportError};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A transport that answers OK to everything once its gate is open, counting overlapping calls.
+#[derive(Default)]
+struct Gated {
+    open: Mutex<bool>,
+    cv: Condvar,
+    entered: AtomicUsize,
+    inside: AtomicUsize,
+    max_inside: AtomicUsize,
+    offline: AtomicBool,
+}
+
+impl Gated {
+    fn closed() -> Arc<Self> {
+        Arc::new(Gated::default())
+    }
+
+    fn opened() -> Arc<Self> {
+        let g = Gated::default();
+        *g.open.lock() = true;
+        Arc::new(g)
+    }
+
+    fn open(&self) {
+        *self.open.lock() = true;
+        self.cv.notify_all();
+    }
+
+    fn wait_entered(&self, n: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while self.entered.load(Ordering::SeqCst) < n {
+            assert!(std::time::Instant::now() < deadline, "transport never entered");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Transport for Gated {
+    fn push(&self, request: &PushRequest, _cid: &str) -> Result<PushResponse, TransportError> {
+        let now_inside = self.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_inside.fetch_max(now_inside, Ordering::SeqCst);
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut open = self.open.lock();
+            while !*open {
+                self.cv.wait(&mut open);
+            }
+        }
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+        if self.offline.load(Ordering::SeqCst) {
+            return Err(TransportError::Unreachable("connection refused".into()));
+        }
+        let results = request
+            .transactions
+            .iter()
+            .map(|t| PushResult {
+                client_tx_id: t.client_tx_id.clone(),
+                status: PushStatus::Ok,
+                code: None,
+                message: None,
+                server_tx_id: Some(1),
+            })
+            .collect();
+        Ok(PushResponse { results })
+    }
+}
+
+/// A listener that forwards reports and statuses to channels.
+struct Channels {
+    reports: Mutex<mpsc::Sender<DrainReport>>,
+    statuses: Mutex<mpsc::Sender<SyncStatus>>,
+}
+
+impl StatusListener for Channels {
+    fn on_status(&self, status: SyncStatus) {
+        let _ = self.statuses.lock().send(status);
+    }
+    fn on_report(&self, report: DrainReport) {
+        let _ = self.reports.lock().send(report);
+    }
+}
+
+fn listener() -> (Arc<Channels>, mpsc::Receiver<DrainReport>, mpsc::Receiver<SyncStatus>) {
+    let (rt, rr) = mpsc::channel();
+    let (st, sr) = mpsc::channel();
+    (Arc::new(Channels { reports: Mutex::new(rt), statuses: Mutex::new(st) }), rr, sr)
+}
+
+fn engine_config() -> EngineConfig {
+    let mut sync = SyncConfig::new("http://127.0.0.1:9", "pst_test", "till-1");
+    sync.connect_timeout_ms = 500;
+    sync.request_timeout_ms = 1_000;
+    sync.lease_ms = 6_000;
+    sync.heartbeat_ms = 2_000;
+    sync.backoff = BackoffPolicy { base_ms: 60_000, cap_ms: 60_000 };
+    let mut c = EngineConfig::new(sync);
+    c.interval_ms = 3_600_000;
+    c.offline_backoff = BackoffPolicy { base_ms: 3_600_000, cap_ms: 3_600_000 };
+    c
+}
+
+fn start(outbox: &Arc<Outbox>, transport: &Arc<Gated>, l: Option<Arc<Channels>>) -> SyncEngine {
+    let listener = l.map(|l| l as Arc<dyn StatusListener>);
+    SyncEngine::start(outbox.clone(), transport.clone(), engine_config(), listener).expect("engine")
+}
+
+#[test]
+fn overlapping_triggers_are_coalesced_into_one_follow_up_run() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = Gated::closed();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    transport.wait_entered(1); // the startup run is in flight, held by the gate
+
+    let reasons = [DrainReason::Interval, DrainReason::Online, DrainReason::Focus, DrainReason::Manual];
+    std::thread::scope(|s| {
+        for k in 0..8 {
+            let engine = &engine;
+            s.spawn(move || {
+                for i in 0..13 {
+                    engine.trigger(reasons[(k + i) % 4]);
+                }
+            });
+        }
+    });
+    transport.open();
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    let second = reports.recv_timeout(WAIT).expect("follow-up run");
+    assert_eq!(first.reasons, DrainReason::Startup.into());
+    let mut merged = DrainReasons::empty();
+    reasons.iter().for_each(|r| merged.insert(*r));
+    assert_eq!(second.reasons, merged, "the follow-up run carries the union of the reasons");
+    engine.shutdown();
+    assert_eq!(engine.runs_started(), 2, "104 triggers during a run give exactly one follow-up run");
+    assert_eq!(transport.max_inside.load(Ordering::SeqCst), 1, "never two drains at once");
+}
+
+#[test]
+fn sync_now_during_a_run_returns_a_run_that_started_after_the_call() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let a = outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = Gated::closed();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    transport.wait_entered(1);
+
+    let b = outbox.enqueue(&sale(2)).expect("enqueue during the run");
+    let called_at = outbox.clock().now_ms();
+    let report = std::thread::scope(|s| {
+        let waiter = s.spawn(|| engine.sync_now(WAIT));
+        transport.open();
+        waiter.join().expect("sync_now thread")
+    })
+    .expect("sync_now");
+    let first = reports.recv_timeout(WAIT).expect("first run");
+    assert_ne!(report.correlation_id, first.correlation_id, "not the run that was in flight");
+    assert!(report.started_at_ms >= called_at);
+    assert!(report.reasons.contains(DrainReason::Manual));
+    assert_eq!(report.sent, 1, "the run covered the sale recorded before the call");
+    for id in [&a, &b] {
+        assert_eq!(outbox.get(id).expect("get").expect("row").state, SaleState::Sent);
+    }
+}
+
+#[test]
+fn offline_then_online_sends_without_waiting_for_the_interval() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    transport.offline.store(true, Ordering::SeqCst);
+    for i in 0..5 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let (l, reports, statuses) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    let offline = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((offline.sent, offline.retry, offline.remaining_pending), (0, 5, 5));
+    let status = loop {
+        match statuses.recv_timeout(WAIT).expect("status") {
+            SyncStatus::Draining { .. } => continue,
+            other => break other,
+        }
+    };
+    assert!(matches!(status, SyncStatus::Offline { .. }), "{status:?}");
+
+    // Interval (1 h) and engine backoff (1 h) and per-sale backoff (60 s) are all far away.
+    transport.offline.store(false, Ordering::SeqCst);
+    engine.trigger(DrainReason::Online);
+    let online = reports.recv_timeout(WAIT).expect("online run");
+    assert!(online.reasons.contains(DrainReason::Online));
+    assert_eq!((online.sent, online.remaining_pending), (5, 0), "{online:?}");
+    assert_eq!(engine.status().expect("status").status, SyncStatus::Idle);
+}
+
+#[test]
+fn shutdown_while_draining_loses_nothing_and_a_restart_resumes() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let ids: Vec<String> = (0..120).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    let transport = Gated::closed();
+    let engine = start(&outbox, &transport, None);
+    transport.wait_entered(1); // first batch of 50 on the wire
+    engine.request_shutdown();
+    transport.open();
+    engine.shutdown();
+    let counts = outbox.counts().expect("counts");
+    assert_eq!(
+        (counts.sent, counts.pending, counts.in_flight),
+        (50, 70, 0),
+        "the batch in flight was finished"
+    );
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
+    drop(engine);
+
+    let reopened = Arc::new(Outbox::open(&t.path, OutboxConfig::default()).expect("reopen"));
+    let engine = start(&reopened, &Gated::opened(), None);
+    let report = engine.sync_now(WAIT).expect("sync after restart");
+    assert_eq!(report.remaining_pending, 0);
+    for id in &ids {
+        assert_eq!(reopened.get(id).expect("get").expect("row").state, SaleState::Sent);
+    }
+}
+
+struct Panicky(AtomicUsize);
+
+impl StatusListener for Panicky {
+    fn on_status(&self, _status: SyncStatus) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("listener bug");
+    }
+    fn on_report(&self, _report: DrainReport) {
+        std::thread::sleep(Duration::from_millis(200));
+        panic!("listener bug");
+    }
+}
+
+#[test]
+fn a_panicking_or_slow_listener_does_not_stall_the_engine() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let panicky = Arc::new(Panicky(AtomicUsize::new(0)));
+    let engine = SyncEngine::start(outbox.clone(), Gated::opened(), engine_config(), Some(panicky.clone()))
+        .expect("engine");
+    for round in 0..5 {
+        outbox.enqueue(&sale(round)).expect("enqueue");
+        let report = engine.sync_now(WAIT).expect("sync_now");
+        assert_eq!(report.remaining_pending, 0);
+    }
+    engine.shutdown();
+    assert!(panicky.0.load(Ordering::SeqCst) >= 1, "the listener was called");
+}
+
+#[test]
+fn status_reports_counts_amounts_and_attention_in_one_call() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    transport.offline.store(true, Ordering::SeqCst);
+    outbox.enqueue(&sale(2)).expect("enqueue");
+    outbox.enqueue(&sale(4)).expect("enqueue");
+    let engine = start(&outbox, &transport, None);
+    let report = engine.sync_now(WAIT).expect("sync_now");
+    assert!(report.stop.is_some());
+    let snapshot = engine.status().expect("status");
+    assert!(matches!(snapshot.status, SyncStatus::Offline { .. }));
+    assert_eq!(snapshot.counts.pending, 2);
+    assert_eq!(snapshot.unsent_by_currency.len(), 1);
+    assert_eq!(snapshot.unsent_by_currency[0].total_minor, 2 * 102 + 2 * 104);
+    assert!(snapshot.oldest_unsent_age_ms.is_some());
+    assert_eq!(snapshot.last_report.map(|r| r.correlation_id), Some(report.correlation_id));
+}

@@ -84,8 +84,15 @@ fn two_claimers_in_threads_never_hold_the_same_sale() {
                     barrier.wait();
                     let owner = format!("owner-{k}");
                     let mut mine = Vec::new();
+                    let mut first = true;
                     loop {
                         let batch = outbox.claim(&owner, 7, LEASE_MS).expect("claim");
+                        if first {
+                            // Every claimer holds its first batch at the same time as the others.
+                            assert_eq!(batch.len(), 7);
+                            barrier.wait();
+                            first = false;
+                        }
                         if batch.is_empty() {
                             break;
                         }
@@ -104,7 +111,6 @@ fn two_claimers_in_threads_never_hold_the_same_sale() {
     let unique: HashSet<&String> = all.iter().copied().collect();
     assert_eq!(all.len(), n as usize, "every sale claimed exactly once in total");
     assert_eq!(unique.len(), n as usize, "no sale claimed twice");
-    assert!(claimed.iter().filter(|c| !c.is_empty()).count() >= 2, "the claimers really competed");
     assert_eq!(setup.counts().expect("counts").sent, n as u64);
 }
 

@@ -147,20 +147,28 @@ fn two_processes_draining_one_file_never_send_a_sale_twice() {
     let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
     let ids: Vec<String> = (0..600).map(|i| outbox.enqueue(&sale(i, 1)).expect("enqueue")).collect();
     let mut config = sync_config(&server.base, &server.token, "till-1");
-    config.batch_size = 5;
+    config.batch_size = 10;
 
+    // The other process sends through a slow proxy, so it still holds its first batch while this one
+    // drains: both take part, and neither may take the other's leased sales.
+    let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
+    proxy.set_mode(Mode::HoldResponse(Duration::from_millis(300)));
     let child = Command::new(env!("CARGO_BIN_EXE_possync-test-drain"))
-        .args([path.to_str().expect("utf-8 path"), &server.base, &server.token, "till-1"])
+        .args([path.to_str().expect("utf-8 path"), &proxy.url(), &server.token, "till-1"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn second till process");
+    wait_until("the other process to claim", || outbox.counts().expect("counts").in_flight > 0);
     let mut ours = 0;
     loop {
         let report = drain(&outbox, &config);
         ours += report.sent;
         assert_eq!(report.duplicate, 0, "a sale sent twice would come back DUPLICATE");
-        if report.settled() == 0 && outbox.counts().expect("counts").in_flight == 0 {
-            break;
+        if report.settled() == 0 {
+            if outbox.counts().expect("counts").in_flight == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // the other process still holds leases
         }
     }
     let out = child.wait_with_output().expect("child");
@@ -169,6 +177,7 @@ fn two_processes_draining_one_file_never_send_a_sale_twice() {
     assert_eq!(theirs["duplicate"], 0);
     let theirs = theirs["sent"].as_u64().expect("sent");
     assert_eq!(ours + theirs, 600, "ours {ours}, theirs {theirs}");
+    eprintln!("sales sent by this process: {ours}, by the other: {theirs}");
     assert!(ours > 0 && theirs > 0, "both processes took part: ours {ours}, theirs {theirs}");
     assert_exactly_once(&server, &outbox, &ids, 1);
     let mut c = server.db.client();

@@ -491,23 +491,21 @@ impl Outbox {
     /// A storage error.
     pub fn counts(&self) -> Result<Counts, Error> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(sql::COUNT_BY_STATE).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        let n = |v: i64| v.max(0) as u64;
+        let counts = conn
+            .prepare_cached(sql::COUNT_BY_STATE)
+            .and_then(|mut stmt| {
+                stmt.query_row([], |r| {
+                    Ok(Counts {
+                        pending: n(r.get(0)?),
+                        in_flight: n(r.get(1)?),
+                        sent: n(r.get(2)?),
+                        conflict: n(r.get(3)?),
+                        invalid: n(r.get(4)?),
+                    })
+                })
+            })
             .map_err(|e| self.err(e))?;
-        let mut counts = Counts::default();
-        for row in rows {
-            let (state, n) = row.map_err(|e| self.err(e))?;
-            let n = n.max(0) as u64;
-            match SaleState::parse(&state) {
-                Some(SaleState::Pending) => counts.pending = n,
-                Some(SaleState::InFlight) => counts.in_flight = n,
-                Some(SaleState::Sent) => counts.sent = n,
-                Some(SaleState::Conflict) => counts.conflict = n,
-                Some(SaleState::Invalid) => counts.invalid = n,
-                None => {}
-            }
-        }
         Ok(counts)
     }
 
@@ -537,7 +535,7 @@ impl Outbox {
     pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, Error> {
         let conn = self.conn.lock();
         let oldest: Option<i64> =
-            conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).map_err(|e| self.err(e))?;
+            conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
         Ok(oldest.map(|t| (self.clock.now_ms() - t).max(0)))
     }
 

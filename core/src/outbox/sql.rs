@@ -34,16 +34,23 @@ pub const FINALIZE: &str = "UPDATE outbox SET state = :state, last_result = :res
      lease_owner_id = NULL, lease_token = NULL, lease_expires_at_ms = NULL \
      WHERE seq = :seq AND lease_token = :token AND state = 'in_flight'";
 
-/// Sales by state.
-pub const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM outbox GROUP BY state";
+/// Sales by state, each counted through its state's partial index: pending, in flight, sent, conflict,
+/// invalid.
+pub const COUNT_BY_STATE: &str = "SELECT \
+     (SELECT count(*) FROM outbox WHERE state = 'pending'), \
+     (SELECT count(*) FROM outbox WHERE state = 'in_flight'), \
+     (SELECT count(*) FROM outbox WHERE state = 'sent'), \
+     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'conflict'), \
+     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'invalid')";
 
 /// Unsent sales per currency: count and amount.
 pub const UNSENT_BY_CURRENCY: &str = "SELECT currency, count(*), sum(total_minor) FROM outbox \
      WHERE state IN ('pending', 'in_flight') GROUP BY currency ORDER BY currency";
 
-/// Creation time of the oldest unsent sale.
+/// Creation time of the oldest unsent sale (sales are stored in enqueue order, so the first unsent row
+/// in rowid order is the oldest; only not-yet-pruned sent rows are skipped).
 pub const OLDEST_UNSENT: &str =
-    "SELECT min(created_at_ms) FROM outbox WHERE state IN ('pending', 'in_flight')";
+    "SELECT created_at_ms FROM outbox WHERE state IN ('pending', 'in_flight') ORDER BY seq LIMIT 1";
 
 /// Sales that need a person: conflicts and invalid ones, oldest first.
 pub const ATTENTION: &str =

@@ -8,9 +8,11 @@
 //! - [`push`]: the per-request and per-sale logic of `/sync/push`.
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
+//! - [`attention`]: review of CONFLICT and INVALID attempts.
 
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod auth;
 pub mod http;
 pub mod logging;

@@ -1,12 +1,16 @@
-//! `possync-server`: migrate the database, serve `/sync/push`, manage device tokens.
+//! `possync-server`: migrate the database, serve `/sync/push`, manage device tokens, review sales
+//! that need attention.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use possync_core::protocol::Limits;
+use possync_server::attention;
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http::{self, HttpConfig};
 use possync_server::push::PushLimits;
@@ -33,6 +37,9 @@ enum Command {
     /// Manage device tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Review sales that need a person: CONFLICT and INVALID attempts from the audit trail.
+    #[command(subcommand)]
+    Attention(AttentionCommand),
 }
 
 #[derive(Args)]
@@ -76,6 +83,46 @@ struct ServeArgs {
     /// Retry-After seconds sent with 503 answers.
     #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
     retry_after_secs: u32,
+}
+
+#[derive(Subcommand)]
+enum AttentionCommand {
+    /// List CONFLICT and INVALID attempts of a store, oldest first, with both hashes.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Store to review.
+        #[arg(long)]
+        store: String,
+        /// Only attempts since: a number of days (7 or 7d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Show every audit row of one sale, and the stored sale's hash if one is stored.
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Store the sale belongs to.
+        #[arg(long)]
+        store: String,
+        /// The sale's client_tx_id.
+        #[arg(long)]
+        client_tx_id: String,
+    },
+    /// Write CONFLICT and INVALID attempts of a store as CSV with a header row.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Store to export.
+        #[arg(long)]
+        store: String,
+        /// Only attempts since: a number of days (7 or 7d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +195,7 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Serve(args) => serve(args),
         Command::Token(cmd) => token(cmd),
+        Command::Attention(cmd) => attention_cmd(cmd),
     }
 }
 
@@ -179,6 +227,50 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     server.join();
+    Ok(())
+}
+
+/// A one-connection store whose schema is checked to be this binary's, for admin commands.
+fn open_ready_store(db: &DbArgs) -> Result<PgStore, String> {
+    let store = open_store(db, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
+    store.check_ready().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+fn attention_cmd(cmd: AttentionCommand) -> Result<(), String> {
+    let since = |text: Option<String>| {
+        text.map(|t| attention::parse_since(&t, SystemTime::now())).transpose().map_err(|e| e.to_string())
+    };
+    let stdout = std::io::stdout();
+    match cmd {
+        AttentionCommand::List { db, store, since: s } => {
+            let since = since(s)?;
+            let st = open_ready_store(&db)?;
+            attention::list(&st, &store, since, &mut stdout.lock()).map_err(|e| e.to_string())?;
+        }
+        AttentionCommand::Show { db, store, client_tx_id } => {
+            let st = open_ready_store(&db)?;
+            attention::show(&st, &store, &client_tx_id, &mut stdout.lock()).map_err(|e| e.to_string())?;
+        }
+        AttentionCommand::Export { db, store, since: s, output } => {
+            let since = since(s)?;
+            let st = open_ready_store(&db)?;
+            match output {
+                Some(path) => {
+                    let mut f = std::fs::File::create(&path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    let n = attention::export_csv(&st, &store, since, &mut f).map_err(|e| e.to_string())?;
+                    f.sync_all().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    eprintln!("wrote {n} row(s) to {}", path.display());
+                }
+                None => {
+                    let mut out = stdout.lock();
+                    attention::export_csv(&st, &store, since, &mut out).map_err(|e| e.to_string())?;
+                    out.flush().map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -1,11 +1,14 @@
 //! The storage boundary of the server.
 //!
 //! [`Store`] is what the HTTP layer needs from a database: token lookup, storing one sale in one
-//! transaction with the idempotency rules, auditing refused attempts, readiness and token
-//! administration. [`postgres::PgStore`] is the primary implementation.
+//! transaction with the idempotency rules, auditing refused attempts, readiness, token
+//! administration, and reading the audit trail (attention review).
+//! [`postgres::PgStore`] is the primary implementation.
 
 pub mod postgres;
 mod postgres_sql;
+
+use std::time::SystemTime;
 
 use possync_core::protocol::{PushResult, SalePayload};
 
@@ -89,6 +92,52 @@ pub struct Rejection<'a> {
     pub message: &'a str,
 }
 
+/// One row of the audit trail (`pos_transaction_audit`), as the attention commands show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Row id, increasing with insertion.
+    pub audit_id: i64,
+    /// When the attempt was decided, RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// Store of the pushing device.
+    pub store_id: String,
+    /// The pushing device.
+    pub device_id: String,
+    /// The sale's id as sent.
+    pub client_tx_id: String,
+    /// The request's correlation id.
+    pub correlation_id: Option<String>,
+    /// The till's attempt counter, if it was readable.
+    pub attempt: Option<i32>,
+    /// `OK`, `DUPLICATE`, `CONFLICT` or `INVALID`.
+    pub outcome: String,
+    /// Machine-readable reason (`hash_differs`, `totals_mismatch`, ...).
+    pub code: Option<String>,
+    /// Human-readable reason.
+    pub message: Option<String>,
+    /// Hash version as sent.
+    pub payload_hash_version: Option<i32>,
+    /// Hash as sent by the till.
+    pub payload_sha256: Option<String>,
+    /// Hash of the sale already stored under this id (set for `DUPLICATE` and `CONFLICT`).
+    pub stored_sha256: Option<String>,
+}
+
+/// The identity of a stored sale header, for `attention show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSale {
+    /// Server-side id.
+    pub server_tx_id: i64,
+    /// The stored payload hash.
+    pub payload_sha256: String,
+    /// The stored hash version.
+    pub payload_hash_version: i32,
+    /// The device that stored it.
+    pub device_id: String,
+    /// When it was stored, RFC 3339 UTC with milliseconds.
+    pub received_at: String,
+}
+
 /// Usage of the connection pool, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PoolState {
@@ -167,6 +216,29 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// A [`StoreError`] from the database.
     fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+
+    /// Audit rows of one store that need a person: outcomes `CONFLICT` and `INVALID`, oldest first,
+    /// only those decided at or after `since` when given.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn attention_items(
+        &self,
+        store_id: &str,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Every audit row of one sale pushed by devices of one store, oldest first.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn audit_trail(&self, store_id: &str, client_tx_id: &str) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// The stored header of a sale of one store, if one is stored under `client_tx_id`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError>;
 
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;

@@ -7,7 +7,7 @@
 //! SQLSTATE, never by message text: deadlock, lock timeout, serialization failure, statement timeout,
 //! connection loss ⇒ `RETRY`; integrity or data errors ⇒ `INVALID`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ::postgres::error::SqlState;
 use ::postgres::{Client, NoTls, Transaction};
@@ -16,7 +16,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_sql as sql;
 use super::{
-    CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, TokenInfo, TokenLookup,
+    AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, StoredSale,
+    TokenInfo, TokenLookup,
 };
 
 mod embedded {
@@ -275,6 +276,24 @@ fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
     Ok(conn.query_one(sql::SELECT_SCHEMA_VERSION, &[])?.get(0))
 }
 
+fn audit_record(row: &::postgres::Row) -> AuditRecord {
+    AuditRecord {
+        audit_id: row.get(0),
+        at: row.get(1),
+        store_id: row.get(2),
+        device_id: row.get(3),
+        client_tx_id: row.get(4),
+        correlation_id: row.get(5),
+        attempt: row.get(6),
+        outcome: row.get(7),
+        code: row.get(8),
+        message: row.get(9),
+        payload_hash_version: row.get(10),
+        payload_sha256: row.get(11),
+        stored_sha256: row.get(12),
+    }
+}
+
 /// How a database error settles a sale: `(status, code)`, by SQLSTATE only.
 pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
     let Some(state) = err.code() else {
@@ -430,6 +449,31 @@ impl Store for PgStore {
                 revoked_at: row.get(5),
             })
             .collect())
+    }
+
+    fn attention_items(
+        &self,
+        store_id: &str,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = self.conn()?.query(sql::SELECT_ATTENTION, &[&store_id, &since])?;
+        Ok(rows.iter().map(audit_record).collect())
+    }
+
+    fn audit_trail(&self, store_id: &str, client_tx_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = self.conn()?.query(sql::SELECT_AUDIT_TRAIL, &[&store_id, &client_tx_id])?;
+        Ok(rows.iter().map(audit_record).collect())
+    }
+
+    fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError> {
+        let row = self.conn()?.query_opt(sql::SELECT_STORED_SALE, &[&store_id, &client_tx_id])?;
+        Ok(row.map(|row| StoredSale {
+            server_tx_id: row.get(0),
+            payload_sha256: row.get(1),
+            payload_hash_version: row.get(2),
+            device_id: row.get(3),
+            received_at: row.get(4),
+        }))
     }
 
     fn pool_state(&self) -> PoolState {

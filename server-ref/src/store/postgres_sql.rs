@@ -64,3 +64,32 @@ pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock(7270420001)";
 
 /// Releases [`LOCK_MIGRATIONS`].
 pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(7270420001)";
+
+/// The columns of an audit row, in the order of [`super::AuditRecord`]'s fields.
+macro_rules! audit_columns {
+    () => {
+        "audit_id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), store_id, \
+         device_id, client_tx_id, correlation_id, attempt, outcome, code, message, payload_hash_version, \
+         payload_sha256, stored_sha256"
+    };
+}
+
+/// Attention items of a store (`$1`): CONFLICT and INVALID attempts at or after `$2` (NULL: all).
+pub const SELECT_ATTENTION: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM pos_transaction_audit WHERE store_id = $1 AND outcome IN ('CONFLICT', 'INVALID') \
+     AND ($2::timestamptz IS NULL OR at >= $2::timestamptz) ORDER BY at, audit_id"
+);
+
+/// Every audit row of one sale (`$2`) pushed by devices of a store (`$1`).
+pub const SELECT_AUDIT_TRAIL: &str = concat!(
+    "SELECT ",
+    audit_columns!(),
+    " FROM pos_transaction_audit WHERE store_id = $1 AND client_tx_id = $2 ORDER BY at, audit_id"
+);
+
+/// The stored header identity of a sale (`$2`) of a store (`$1`).
+pub const SELECT_STORED_SALE: &str = "SELECT server_tx_id, payload_sha256, payload_hash_version, \
+     device_id, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+     FROM pos_transactions WHERE store_id = $1 AND client_tx_id = $2";

@@ -279,3 +279,128 @@ pub fn request(envelopes: Vec<Value>) -> Value {
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// A URL of the test database `db` (same server and user as [`admin_url`]).
+pub fn db_url(db: &TestDb) -> String {
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    format!("{base}/{}", db.name)
+}
+
+/// The `possync-server` binary with a clean environment: no `DATABASE_URL` or `POSSYNC_*` from the
+/// test's own environment, logs at `warn`.
+///
+/// Only server-ref's own integration tests know where the binary is (`CARGO_BIN_EXE_*`); this module
+/// is also compiled into the workspace's `possync-tests` crate, where calling this panics.
+pub fn cli() -> std::process::Command {
+    let Some(bin) = option_env!("CARGO_BIN_EXE_possync-server") else {
+        panic!("cli() works only in server-ref's integration tests (CARGO_BIN_EXE_possync-server)");
+    };
+    let mut cmd = std::process::Command::new(bin);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key == "DATABASE_URL" || key.starts_with("POSSYNC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("POSSYNC_LOG", "warn");
+    cmd
+}
+
+/// Runs a prepared [`cli`] command; returns (success, stdout, stderr).
+pub fn run(cmd: &mut std::process::Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run possync-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `possync-server ARGS` against `url` (as `DATABASE_URL`).
+pub fn run_cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    run(cli().args(args).env("DATABASE_URL", url))
+}
+
+/// Moves every audit row of `client_tx_id` `days` days into the past.
+pub fn age_audit(db: &TestDb, client_tx_id: &str, days: i32) {
+    db.client()
+        .execute(
+            "UPDATE pos_transaction_audit SET at = at - make_interval(days => $2) WHERE client_tx_id = $1",
+            &[&client_tx_id, &days],
+        )
+        .expect("age audit rows");
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// A `possync-server serve` child process.
+pub struct ServeProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    /// Spawns `cmd` (a [`cli`] `serve` command listening on `port`) and waits until `/readyz` answers
+    /// 200; panics with its stderr if it exits first.
+    pub fn spawn(cmd: &mut std::process::Command, port: u16) -> ServeProcess {
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn possync-server serve");
+        let mut process = ServeProcess { child, base: format!("http://127.0.0.1:{port}") };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                let (_, stderr) = process.wait_output();
+                panic!("possync-server serve exited with {status} before it was ready: {stderr}");
+            }
+            let ready = agent.get(format!("{}/readyz", process.base)).call();
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return process;
+            }
+            assert!(std::time::Instant::now() < deadline, "possync-server serve not ready within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited successfully, and its stderr.
+    pub fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = self.child.wait().expect("wait for possync-server");
+        (status.success(), self.wait_output().1)
+    }
+
+    fn wait_output(&mut self) -> (String, String) {
+        use std::io::Read;
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_string(&mut err);
+        }
+        (out, err)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! - [`push`]: the per-request and per-sale logic of `/sync/push`.
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
-//! - [`attention`]: review of CONFLICT and INVALID attempts.
+//! - [`attention`]: review of CONFLICT and INVALID attempts. [`retention`]: audit pruning.
 
 #![warn(missing_docs)]
 
@@ -18,4 +18,5 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod push;
+pub mod retention;
 pub mod store;

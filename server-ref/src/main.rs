@@ -1,5 +1,5 @@
 //! `possync-server`: migrate the database, serve `/sync/push`, manage device tokens, review sales
-//! that need attention.
+//! that need attention, prune the audit trail.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use possync_server::attention;
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http::{self, HttpConfig};
 use possync_server::push::PushLimits;
+use possync_server::retention::{self, RetentionPolicy, RetentionThread};
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
 
@@ -40,6 +41,9 @@ enum Command {
     /// Review sales that need a person: CONFLICT and INVALID attempts from the audit trail.
     #[command(subcommand)]
     Attention(AttentionCommand),
+    /// Maintain the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Args)]
@@ -83,6 +87,9 @@ struct ServeArgs {
     /// Retry-After seconds sent with 503 answers.
     #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
     retry_after_secs: u32,
+    /// Delete audit rows older than this many days, at start and then hourly (default: keep all).
+    #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    audit_retention_days: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +129,18 @@ enum AttentionCommand {
         /// Write to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Delete audit rows older than N days (sales, items and payments are never touched).
+    Prune {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Keep this many days of audit rows.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        older_than_days: u32,
     },
 }
 
@@ -196,6 +215,12 @@ fn run(command: Command) -> Result<(), String> {
         Command::Serve(args) => serve(args),
         Command::Token(cmd) => token(cmd),
         Command::Attention(cmd) => attention_cmd(cmd),
+        Command::Audit(AuditCommand::Prune { db, older_than_days }) => {
+            let store = open_ready_store(&db)?;
+            let deleted = retention::prune_once(&store, older_than_days).map_err(|e| e.to_string())?;
+            println!("pruned {deleted} audit row(s) older than {older_than_days} day(s)");
+            Ok(())
+        }
     }
 }
 
@@ -207,7 +232,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         statement_timeout_ms: args.statement_timeout_ms,
         ..PgOptions::default()
     };
-    let store = open_store(&args.db, &opts)?;
+    let store = Arc::new(open_store(&args.db, &opts)?);
     store.check_ready().map_err(|e| e.to_string())?;
     let config = HttpConfig {
         listen: args.listen,
@@ -219,7 +244,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         },
         retry_after_secs: args.retry_after_secs,
     };
-    let server = http::start(Arc::new(store), config).map_err(|e| e.to_string())?;
+    let retention = args
+        .audit_retention_days
+        .map(|days| RetentionThread::start(store.clone(), RetentionPolicy::hourly(days)))
+        .transpose()
+        .map_err(|e| format!("cannot start the audit retention thread: {e}"))?;
+    let server = http::start(store, config).map_err(|e| e.to_string())?;
     let handle = server.shutdown_handle();
     ctrlc::set_handler(move || {
         log::info!("shutdown requested; finishing requests in hand");
@@ -227,6 +257,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     server.join();
+    if let Some(retention) = retention {
+        retention.stop();
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is what the HTTP layer needs from a database: token lookup, storing one sale in one
 //! transaction with the idempotency rules, auditing refused attempts, readiness, token
-//! administration, and reading the audit trail (attention review).
+//! administration, and reading and pruning the audit trail (attention review, retention).
 //! [`postgres::PgStore`] is the primary implementation.
 
 pub mod postgres;
@@ -239,6 +239,13 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// A [`StoreError`] from the database.
     fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError>;
+
+    /// Deletes audit rows decided more than `older_than_days` days ago; returns how many were
+    /// deleted. Never touches the sale tables.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database; rows deleted before the error stay deleted.
+    fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError>;
 
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;

@@ -20,6 +20,9 @@ use super::{
     TokenInfo, TokenLookup,
 };
 
+/// Audit rows deleted per transaction by [`Store::prune_audit`].
+const PRUNE_BATCH_ROWS: i64 = 10_000;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -474,6 +477,19 @@ impl Store for PgStore {
             device_id: row.get(3),
             received_at: row.get(4),
         }))
+    }
+
+    fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError> {
+        let days = i32::try_from(older_than_days).unwrap_or(i32::MAX);
+        let mut conn = self.conn()?;
+        let mut deleted = 0;
+        loop {
+            let n = conn.execute(sql::PRUNE_AUDIT_BATCH, &[&days, &PRUNE_BATCH_ROWS])?;
+            deleted += n;
+            if n < PRUNE_BATCH_ROWS as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     fn pool_state(&self) -> PoolState {

@@ -93,3 +93,9 @@ pub const SELECT_AUDIT_TRAIL: &str = concat!(
 pub const SELECT_STORED_SALE: &str = "SELECT server_tx_id, payload_sha256, payload_hash_version, \
      device_id, to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
      FROM pos_transactions WHERE store_id = $1 AND client_tx_id = $2";
+
+/// Deletes up to `$2` audit rows older than `$1` days; run until it deletes fewer than `$2`, so each
+/// transaction stays short. Keyed by the primary key (not `ctid`), which also works on Citus.
+pub const PRUNE_AUDIT_BATCH: &str = "DELETE FROM pos_transaction_audit \
+     WHERE (client_tx_id, audit_id) IN (SELECT client_tx_id, audit_id FROM pos_transaction_audit \
+     WHERE at < now() - make_interval(days => $1::int4) LIMIT $2::int8)";

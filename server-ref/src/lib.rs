@@ -9,11 +9,13 @@
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
 //! - [`attention`]: review of CONFLICT and INVALID attempts. [`retention`]: audit pruning.
+//! - [`config`]: the TOML config file.
 
 #![warn(missing_docs)]
 
 pub mod attention;
 pub mod auth;
+pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;

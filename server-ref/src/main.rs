@@ -1,17 +1,23 @@
 //! `possync-server`: migrate the database, serve `/sync/push`, manage device tokens, review sales
 //! that need attention, prune the audit trail.
+//!
+//! Every option can come from the command line, an environment variable or the config file
+//! (`--config` / `POSSYNC_CONFIG`, see [`possync_server::config`]), in that order of precedence, else
+//! its default.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use possync_core::protocol::Limits;
 use possync_server::attention;
 use possync_server::auth::{generate_token, token_sha256};
+use possync_server::config::{redact_database_url, FileConfig};
 use possync_server::http::{self, HttpConfig};
 use possync_server::push::PushLimits;
 use possync_server::retention::{self, RetentionPolicy, RetentionThread};
@@ -48,9 +54,13 @@ enum Command {
 
 #[derive(Args)]
 struct DbArgs {
-    /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync
+    /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
+    /// config file).
     #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
+    database_url: Option<String>,
+    /// TOML config file; its keys are the long option names with underscores.
+    #[arg(long, env = "POSSYNC_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -90,6 +100,9 @@ struct ServeArgs {
     /// Delete audit rows older than this many days, at start and then hourly (default: keep all).
     #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     audit_retention_days: Option<u32>,
+    /// Print the effective settings (password hidden) as TOML and exit without starting.
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Subcommand)]
@@ -182,9 +195,25 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    possync_server::logging::init(&cli.log_level);
-    match run(cli.command) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let file = match config_path(&cli.command).map(FileConfig::load).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("possync-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_level = match (from_user(&matches, "log_level"), &file.log_level) {
+        (false, Some(level)) => level.clone(),
+        _ => cli.log_level.clone(),
+    };
+    possync_server::logging::init(&log_level);
+    let serve_matches = matches.subcommand_matches("serve");
+    match run(cli.command, file, serve_matches, &log_level) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("possync-server: {message}");
@@ -193,16 +222,57 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_store(db: &DbArgs, opts: &PgOptions) -> Result<PgStore, String> {
+fn config_path(command: &Command) -> Option<&Path> {
+    let db = match command {
+        Command::Migrate(db) => db,
+        Command::Serve(args) => &args.db,
+        Command::Token(TokenCommand::Create { db, .. })
+        | Command::Token(TokenCommand::Revoke { db, .. })
+        | Command::Token(TokenCommand::List { db, .. })
+        | Command::Attention(AttentionCommand::List { db, .. })
+        | Command::Attention(AttentionCommand::Show { db, .. })
+        | Command::Attention(AttentionCommand::Export { db, .. })
+        | Command::Audit(AuditCommand::Prune { db, .. }) => db,
+    };
+    db.config.as_deref()
+}
+
+/// Whether an option was given on the command line or in its environment variable (which both
+/// win over the config file), as opposed to left at its default.
+fn from_user(matches: &ArgMatches, id: &str) -> bool {
+    matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+/// The database URL: command line or `DATABASE_URL`, else the config file.
+fn database_url(db: &DbArgs, file: &FileConfig) -> Result<String, String> {
+    db.database_url.clone().or_else(|| file.database_url.clone()).ok_or_else(|| {
+        "no database URL: pass --database-url, set DATABASE_URL or put database_url in the config file".into()
+    })
+}
+
+fn open_store(url: &str, opts: &PgOptions) -> Result<PgStore, String> {
     let config: postgres::Config =
-        db.database_url.parse().map_err(|e| format!("invalid --database-url / DATABASE_URL: {e}"))?;
+        url.parse().map_err(|e| format!("invalid --database-url / DATABASE_URL: {e}"))?;
     PgStore::connect(config, opts).map_err(|e| format!("cannot connect to the database: {e}"))
 }
 
-fn run(command: Command) -> Result<(), String> {
+/// A one-connection store whose schema is checked to be this binary's, for admin commands.
+fn open_ready_store(db: &DbArgs, file: &FileConfig) -> Result<PgStore, String> {
+    let store = open_store(&database_url(db, file)?, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
+    store.check_ready().map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+fn run(
+    command: Command,
+    file: FileConfig,
+    serve_matches: Option<&ArgMatches>,
+    log_level: &str,
+) -> Result<(), String> {
     match command {
         Command::Migrate(db) => {
-            let store = open_store(&db, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
+            let url = database_url(&db, &file)?;
+            let store = open_store(&url, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
             let applied = store.migrate().map_err(|e| e.to_string())?;
             if applied.is_empty() {
                 println!("schema is up to date");
@@ -212,11 +282,14 @@ fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(args),
-        Command::Token(cmd) => token(cmd),
-        Command::Attention(cmd) => attention_cmd(cmd),
+        Command::Serve(args) => {
+            let matches = serve_matches.ok_or("internal error: no matches for serve")?;
+            serve(merge_serve(args, file, matches)?, log_level)
+        }
+        Command::Token(cmd) => token(cmd, &file),
+        Command::Attention(cmd) => attention_cmd(cmd, &file),
         Command::Audit(AuditCommand::Prune { db, older_than_days }) => {
-            let store = open_ready_store(&db)?;
+            let store = open_ready_store(&db, &file)?;
             let deleted = retention::prune_once(&store, older_than_days).map_err(|e| e.to_string())?;
             println!("pruned {deleted} audit row(s) older than {older_than_days} day(s)");
             Ok(())
@@ -224,7 +297,71 @@ fn run(command: Command) -> Result<(), String> {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), String> {
+/// [`ServeArgs`] with every option left at its default taken from the config file instead.
+struct Settings {
+    args: ServeArgs,
+    database_url: String,
+}
+
+fn merge_serve(mut args: ServeArgs, mut file: FileConfig, matches: &ArgMatches) -> Result<Settings, String> {
+    macro_rules! from_file {
+        ($($key:ident),*) => {$(
+            if !from_user(matches, stringify!($key)) {
+                if let Some(value) = file.$key.take() {
+                    args.$key = value;
+                }
+            }
+        )*};
+    }
+    from_file!(
+        listen,
+        workers,
+        pool_size,
+        pool_timeout_ms,
+        lock_timeout_ms,
+        statement_timeout_ms,
+        max_body_bytes,
+        max_transactions,
+        max_items,
+        retry_after_secs
+    );
+    if !from_user(matches, "audit_retention_days") && file.audit_retention_days.is_some() {
+        args.audit_retention_days = file.audit_retention_days;
+    }
+    if args.audit_retention_days == Some(0) {
+        return Err("audit_retention_days must be at least 1 (leave it out to keep every audit row)".into());
+    }
+    let database_url = database_url(&args.db, &file)?;
+    Ok(Settings { args, database_url })
+}
+
+fn print_config(settings: &Settings, log_level: &str) -> Result<(), String> {
+    let a = &settings.args;
+    let effective = FileConfig {
+        database_url: Some(redact_database_url(&settings.database_url)),
+        log_level: Some(log_level.to_owned()),
+        listen: Some(a.listen),
+        workers: Some(a.workers),
+        pool_size: Some(a.pool_size),
+        pool_timeout_ms: Some(a.pool_timeout_ms),
+        lock_timeout_ms: Some(a.lock_timeout_ms),
+        statement_timeout_ms: Some(a.statement_timeout_ms),
+        max_body_bytes: Some(a.max_body_bytes),
+        max_transactions: Some(a.max_transactions),
+        max_items: Some(a.max_items),
+        retry_after_secs: Some(a.retry_after_secs),
+        audit_retention_days: a.audit_retention_days,
+    };
+    let text = toml::to_string(&effective).map_err(|e| format!("cannot print the settings: {e}"))?;
+    print!("{text}");
+    Ok(())
+}
+
+fn serve(settings: Settings, log_level: &str) -> Result<(), String> {
+    if settings.args.print_config {
+        return print_config(&settings, log_level);
+    }
+    let args = settings.args;
     let opts = PgOptions {
         pool_size: args.pool_size,
         pool_timeout: Duration::from_millis(args.pool_timeout_ms),
@@ -232,7 +369,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         statement_timeout_ms: args.statement_timeout_ms,
         ..PgOptions::default()
     };
-    let store = Arc::new(open_store(&args.db, &opts)?);
+    let store = Arc::new(open_store(&settings.database_url, &opts)?);
     store.check_ready().map_err(|e| e.to_string())?;
     let config = HttpConfig {
         listen: args.listen,
@@ -263,14 +400,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A one-connection store whose schema is checked to be this binary's, for admin commands.
-fn open_ready_store(db: &DbArgs) -> Result<PgStore, String> {
-    let store = open_store(db, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
-    store.check_ready().map_err(|e| e.to_string())?;
-    Ok(store)
-}
-
-fn attention_cmd(cmd: AttentionCommand) -> Result<(), String> {
+fn attention_cmd(cmd: AttentionCommand, file: &FileConfig) -> Result<(), String> {
     let since = |text: Option<String>| {
         text.map(|t| attention::parse_since(&t, SystemTime::now())).transpose().map_err(|e| e.to_string())
     };
@@ -278,16 +408,16 @@ fn attention_cmd(cmd: AttentionCommand) -> Result<(), String> {
     match cmd {
         AttentionCommand::List { db, store, since: s } => {
             let since = since(s)?;
-            let st = open_ready_store(&db)?;
+            let st = open_ready_store(&db, file)?;
             attention::list(&st, &store, since, &mut stdout.lock()).map_err(|e| e.to_string())?;
         }
         AttentionCommand::Show { db, store, client_tx_id } => {
-            let st = open_ready_store(&db)?;
+            let st = open_ready_store(&db, file)?;
             attention::show(&st, &store, &client_tx_id, &mut stdout.lock()).map_err(|e| e.to_string())?;
         }
         AttentionCommand::Export { db, store, since: s, output } => {
             let since = since(s)?;
-            let st = open_ready_store(&db)?;
+            let st = open_ready_store(&db, file)?;
             match output {
                 Some(path) => {
                     let mut f = std::fs::File::create(&path)
@@ -307,11 +437,11 @@ fn attention_cmd(cmd: AttentionCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn token(cmd: TokenCommand) -> Result<(), String> {
+fn token(cmd: TokenCommand, file: &FileConfig) -> Result<(), String> {
     let one = PgOptions { pool_size: 1, ..PgOptions::default() };
     match cmd {
         TokenCommand::Create { db, store, device, label } => {
-            let s = open_store(&db, &one)?;
+            let s = open_store(&database_url(&db, file)?, &one)?;
             s.check_ready().map_err(|e| e.to_string())?;
             let token = generate_token();
             let dev = Device { store_id: store, device_id: device };
@@ -324,7 +454,7 @@ fn token(cmd: TokenCommand) -> Result<(), String> {
             Ok(())
         }
         TokenCommand::Revoke { db, store, device } => {
-            let s = open_store(&db, &one)?;
+            let s = open_store(&database_url(&db, file)?, &one)?;
             let n = s
                 .revoke_tokens(&Device { store_id: store.clone(), device_id: device.clone() })
                 .map_err(|e| e.to_string())?;
@@ -335,7 +465,7 @@ fn token(cmd: TokenCommand) -> Result<(), String> {
             Ok(())
         }
         TokenCommand::List { db, store } => {
-            let s = open_store(&db, &one)?;
+            let s = open_store(&database_url(&db, file)?, &one)?;
             let tokens = s.list_tokens(store.as_deref()).map_err(|e| e.to_string())?;
             println!(
                 "{:<14} {:<16} {:<16} {:<21} {:<21} label",

@@ -438,11 +438,9 @@ fn attention_cmd(cmd: AttentionCommand, file: &FileConfig) -> Result<(), String>
 }
 
 fn token(cmd: TokenCommand, file: &FileConfig) -> Result<(), String> {
-    let one = PgOptions { pool_size: 1, ..PgOptions::default() };
     match cmd {
         TokenCommand::Create { db, store, device, label } => {
-            let s = open_store(&database_url(&db, file)?, &one)?;
-            s.check_ready().map_err(|e| e.to_string())?;
+            let s = open_ready_store(&db, file)?;
             let token = generate_token();
             let dev = Device { store_id: store, device_id: device };
             s.create_token(&dev, &token_sha256(&token), label.as_deref()).map_err(|e| e.to_string())?;
@@ -454,7 +452,7 @@ fn token(cmd: TokenCommand, file: &FileConfig) -> Result<(), String> {
             Ok(())
         }
         TokenCommand::Revoke { db, store, device } => {
-            let s = open_store(&database_url(&db, file)?, &one)?;
+            let s = open_ready_store(&db, file)?;
             let n = s
                 .revoke_tokens(&Device { store_id: store.clone(), device_id: device.clone() })
                 .map_err(|e| e.to_string())?;
@@ -465,7 +463,7 @@ fn token(cmd: TokenCommand, file: &FileConfig) -> Result<(), String> {
             Ok(())
         }
         TokenCommand::List { db, store } => {
-            let s = open_store(&database_url(&db, file)?, &one)?;
+            let s = open_ready_store(&db, file)?;
             let tokens = s.list_tokens(store.as_deref()).map_err(|e| e.to_string())?;
             println!(
                 "{:<14} {:<16} {:<16} {:<21} {:<21} label",

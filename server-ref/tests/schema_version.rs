@@ -1,5 +1,5 @@
-//! A binary older than the database schema refuses to run: `migrate`, `serve` and `token create` exit
-//! non-zero with a message saying the database is newer.
+//! A binary older than the database schema refuses to run: `migrate`, `serve`, the `token` commands and
+//! the admin commands exit non-zero with a message saying the database is newer.
 
 mod common;
 
@@ -29,6 +29,8 @@ fn binary_older_than_the_schema_refuses_to_migrate_serve_or_create_tokens() {
         &["migrate"][..],
         &["serve", "--listen", "127.0.0.1:0"][..],
         &["token", "create", "--store", "s1", "--device", "d1"][..],
+        &["token", "list"][..],
+        &["token", "revoke", "--store", "s1", "--device", "d1"][..],
         &["attention", "list", "--store", "s1"][..],
         &["audit", "prune", "--older-than-days", "30"][..],
     ] {

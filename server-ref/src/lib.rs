@@ -7,6 +7,7 @@
 //! - [`http`]: worker pool, routes, limits, correlation ids, graceful shutdown.
 //! - [`push`]: the per-request and per-sale logic of `/sync/push`.
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
+//! - [`verify`]: compare a till's outbox file with the server after an incident.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
 //! - [`attention`]: review of CONFLICT and INVALID attempts. [`retention`]: audit pruning.
 //! - [`config`]: the TOML config file.
@@ -22,3 +23,4 @@ pub mod metrics;
 pub mod push;
 pub mod retention;
 pub mod store;
+pub mod verify;

@@ -50,6 +50,24 @@ enum Command {
     /// Maintain the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Compare a till's outbox file with the server: missing, mismatched and extra sales. Exits 1 when
+    /// a sale the till marked sent is missing on the server or stored with another payload.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The till's outbox file (copy it off the device; it is opened for reading and queries only).
+        #[arg(long)]
+        outbox: PathBuf,
+        /// The till's store, to list the device's sales that the outbox lacks (with --device).
+        #[arg(long, requires = "device")]
+        store: Option<String>,
+        /// The till's device id (with --store).
+        #[arg(long, requires = "store")]
+        device: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -232,7 +250,8 @@ fn config_path(command: &Command) -> Option<&Path> {
         | Command::Attention(AttentionCommand::List { db, .. })
         | Command::Attention(AttentionCommand::Show { db, .. })
         | Command::Attention(AttentionCommand::Export { db, .. })
-        | Command::Audit(AuditCommand::Prune { db, .. }) => db,
+        | Command::Audit(AuditCommand::Prune { db, .. })
+        | Command::Verify { db, .. } => db,
     };
     db.config.as_deref()
 }
@@ -288,6 +307,24 @@ fn run(
         }
         Command::Token(cmd) => token(cmd, &file),
         Command::Attention(cmd) => attention_cmd(cmd, &file),
+        Command::Verify { db, outbox, store, device, json } => {
+            let server = open_ready_store(&db, &file)?;
+            let outbox = possync_core::outbox::Outbox::open(&outbox, Default::default())
+                .map_err(|e| format!("cannot open the outbox: {e}"))?;
+            let device = store.zip(device).map(|(store_id, device_id)| Device { store_id, device_id });
+            let report = possync_server::verify::verify(&server, &outbox, device.as_ref())
+                .map_err(|e| e.to_string())?;
+            print_verify(&report, json);
+            if report.is_clean() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} sale(s) missing on the server, {} stored with another payload",
+                    report.missing.len(),
+                    report.mismatched.len()
+                ))
+            }
+        }
         Command::Audit(AuditCommand::Prune { db, older_than_days }) => {
             let store = open_ready_store(&db, &file)?;
             let deleted = retention::prune_once(&store, older_than_days).map_err(|e| e.to_string())?;
@@ -482,5 +519,37 @@ fn token(cmd: TokenCommand, file: &FileConfig) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+fn print_verify(report: &possync_server::verify::VerifyReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+        return;
+    }
+    println!("checked {} sale(s) of the outbox", report.checked);
+    println!("  sent and on the server:            {}", report.sent_ok);
+    println!(
+        "  unsent, already on the server:     {} (the next drain gets DUPLICATE)",
+        report.unsent_on_server.len()
+    );
+    println!(
+        "  unsent, not on the server:         {} (the next drain sends them)",
+        report.unsent_not_on_server
+    );
+    println!("  conflicts / invalid on the till:   {} / {}", report.conflicts, report.invalid);
+    println!("  MISSING on the server:             {}", report.missing.len());
+    println!("  MISMATCHED (other payload stored): {}", report.mismatched.len());
+    if !report.extra.is_empty() {
+        println!(
+            "  on the server, not in the outbox:  {} (pruned after retention, or another outbox)",
+            report.extra.len()
+        );
+    }
+    for id in &report.missing {
+        println!("missing {id}");
+    }
+    for m in &report.mismatched {
+        println!("mismatched {} outbox {} server {}", m.client_tx_id, m.outbox_sha256, m.server_sha256);
     }
 }

@@ -1,65 +1,133 @@
-//! A fault-injecting TCP proxy for loopback tests.
+//! A fault-injecting HTTP proxy for loopback tests.
 //!
-//! Every connection is forwarded to the upstream server. The mode, read for each chunk of the answer,
-//! decides what the till sees: [`Mode::Pass`] forwards, [`Mode::HoldResponse`] forwards the request
-//! (so the server commits) but delays the answer past the till's timeout, [`Mode::Refuse`] closes new
-//! connections at once. Threads end with their connections; dropping the proxy stops accepting.
+//! It reads each HTTP/1.1 request of a till (headers and `Content-Length` body), decides what to do
+//! with it, and forwards it to the upstream server over a fresh connection. Decisions come from a fixed
+//! [`Mode`] or, in [`Mode::Chaos`], from a seeded RNG, so a failing run replays from its seed:
+//!
+//! | [`Action`] | the server | the till |
+//! |---|---|---|
+//! | `Pass` | settles the request | gets the answer |
+//! | `Delay` | settles it, a little later | gets the answer late |
+//! | `DropBeforeForward` | never sees it | connection closed |
+//! | `CutAfterForward` | settles it (commits) | connection closed, no answer |
+//! | `Unavailable` | never sees it | 503 with `Retry-After: 1` |
+//! | `Stall` | never sees it | no answer until its timeout |
+//!
+//! Threads end with their connections; dropping the proxy stops accepting.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
-/// What the proxy does with traffic.
+/// What happens to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Forward and answer.
+    Pass,
+    /// Wait this long, then forward and answer.
+    Delay(Duration),
+    /// Close the till's connection without forwarding.
+    DropBeforeForward,
+    /// Forward (the server commits), then close the till's connection without the answer.
+    CutAfterForward,
+    /// Answer 503 with `Retry-After: 1` without forwarding.
+    Unavailable,
+    /// Hold the request without forwarding for this long (past the till's timeout), then close.
+    Stall(Duration),
+}
+
+impl Action {
+    /// A short name for statistics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Delay(_) => "delay",
+            Action::DropBeforeForward => "drop_before_forward",
+            Action::CutAfterForward => "cut_after_forward",
+            Action::Unavailable => "unavailable_503",
+            Action::Stall(_) => "stall",
+        }
+    }
+}
+
+/// How the proxy decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Forward both ways.
+    /// Forward everything.
     Pass,
-    /// Forward the request, hold each chunk of the answer this long before passing it on.
+    /// Forward the request, hold the answer this long (the server commits, the till times out).
     HoldResponse(Duration),
-    /// Close new connections without forwarding anything.
+    /// Close new connections at once.
     Refuse,
+    /// Pick an action per request from the seeded RNG: `fault_percent` of requests get a fault
+    /// (spread evenly over the five faults), the rest pass; `stall` is the stall length.
+    Chaos {
+        /// Share of requests that get a fault, in percent.
+        fault_percent: u32,
+        /// How long a stalled request is held.
+        stall: Duration,
+    },
+}
+
+struct Shared {
+    mode: Mutex<Mode>,
+    rng: Mutex<StdRng>,
+    stats: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    upstream: Mutex<SocketAddr>,
 }
 
 /// A running proxy on a free loopback port.
 pub struct FaultProxy {
     addr: SocketAddr,
-    mode: Arc<Mutex<Mode>>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` in [`Mode::Pass`].
+    /// Starts a proxy to `upstream` in [`Mode::Pass`], with its RNG seeded by `seed`.
     pub fn start(upstream: SocketAddr) -> FaultProxy {
+        Self::start_seeded(upstream, 0)
+    }
+
+    /// Starts a proxy whose chaos decisions come from `seed`.
+    pub fn start_seeded(upstream: SocketAddr, seed: u64) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
-        let mode = Arc::new(Mutex::new(Mode::Pass));
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(Mode::Pass),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            stats: Mutex::new(Default::default()),
+            upstream: Mutex::new(upstream),
+        });
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (mode.clone(), stop.clone());
+        let (sh, st) = (shared.clone(), stop.clone());
         let accept = std::thread::Builder::new()
             .name("fault-proxy".into())
             .spawn(move || {
                 for conn in listener.incoming() {
-                    if s.load(Ordering::SeqCst) {
+                    if st.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(client) = conn else { continue };
-                    if *m.lock() == Mode::Refuse {
+                    if *sh.mode.lock() == Mode::Refuse {
                         drop(client);
                         continue;
                     }
-                    let m = m.clone();
+                    let sh = sh.clone();
                     let _ = std::thread::Builder::new()
                         .name("fault-proxy-conn".into())
-                        .spawn(move || forward(client, upstream, &m));
+                        .spawn(move || serve(client, &sh));
                 }
             })
             .expect("spawn proxy");
-        FaultProxy { addr, mode, stop, accept: Some(accept) }
+        FaultProxy { addr, shared, stop, accept: Some(accept) }
     }
 
     /// The proxy's base URL.
@@ -69,7 +137,17 @@ impl FaultProxy {
 
     /// Switches the mode for what follows.
     pub fn set_mode(&self, mode: Mode) {
-        *self.mode.lock() = mode;
+        *self.shared.mode.lock() = mode;
+    }
+
+    /// Points the proxy at another upstream (e.g. a restarted server on a new port).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.shared.upstream.lock() = upstream;
+    }
+
+    /// How many requests got each action so far.
+    pub fn stats(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.shared.stats.lock().clone()
     }
 }
 
@@ -83,31 +161,100 @@ impl Drop for FaultProxy {
     }
 }
 
-fn forward(client: TcpStream, upstream: SocketAddr, mode: &Mutex<Mode>) {
-    let Ok(server) = TcpStream::connect(upstream) else { return };
-    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else {
-        return;
-    };
-    let up = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_read, &mut server_write);
-        let _ = server_write.shutdown(Shutdown::Write);
-    });
-    let (mut server_read, mut client_write) = (server, client);
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match server_read.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let current = *mode.lock();
-        if let Mode::HoldResponse(delay) = current {
-            std::thread::sleep(delay);
+fn decide(shared: &Shared) -> (Action, Option<Duration>) {
+    match *shared.mode.lock() {
+        Mode::Pass | Mode::Refuse => (Action::Pass, None),
+        Mode::HoldResponse(d) => (Action::Pass, Some(d)),
+        Mode::Chaos { fault_percent, stall } => {
+            let mut rng = shared.rng.lock();
+            if rng.random_range(0..100) >= fault_percent {
+                return (Action::Pass, None);
+            }
+            let action = match rng.random_range(0..5) {
+                0 => Action::Delay(Duration::from_millis(rng.random_range(10..300))),
+                1 => Action::DropBeforeForward,
+                2 => Action::CutAfterForward,
+                3 => Action::Unavailable,
+                _ => Action::Stall(stall),
+            };
+            (action, None)
         }
-        if client_write.write_all(&buf[..n]).is_err() {
+    }
+}
+
+/// Serves one till connection, request by request.
+fn serve(client: TcpStream, shared: &Shared) {
+    let Ok(read_half) = client.try_clone() else { return };
+    let mut reader = BufReader::new(read_half);
+    let mut client = client;
+    while let Some(request) = read_message(&mut reader) {
+        let (action, hold) = decide(shared);
+        *shared.stats.lock().entry(action.name()).or_default() += 1;
+        match action {
+            Action::DropBeforeForward => break,
+            Action::Unavailable => {
+                let body = br#"{"code":"overloaded","message":"fault proxy: try again later"}"#;
+                let head = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if client.write_all(head.as_bytes()).and_then(|_| client.write_all(body)).is_err() {
+                    break;
+                }
+            }
+            Action::Stall(d) => {
+                std::thread::sleep(d);
+                break;
+            }
+            Action::Pass | Action::Delay(_) | Action::CutAfterForward => {
+                if let Action::Delay(d) = action {
+                    std::thread::sleep(d);
+                }
+                let upstream = *shared.upstream.lock();
+                let Some(response) = forward(upstream, &request) else { break };
+                if action == Action::CutAfterForward {
+                    break;
+                }
+                if let Some(d) = hold {
+                    std::thread::sleep(d);
+                }
+                if client.write_all(&response).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Sends one request upstream on a fresh connection and reads the whole answer.
+fn forward(upstream: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+    let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)).ok()?;
+    server.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    server.write_all(request).ok()?;
+    read_message(&mut BufReader::new(server))
+}
+
+/// One HTTP/1.1 message (request or response): head up to the blank line, then `Content-Length` bytes.
+fn read_message(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = text.strip_prefix("content-length:") {
+            content_length = v.trim().parse().ok()?;
+        }
+        message.extend_from_slice(&line);
+        if line == b"\r\n" || line == b"\n" {
             break;
         }
     }
-    let _ = client_write.shutdown(Shutdown::Both);
-    let _ = server_read.shutdown(Shutdown::Both);
-    let _ = up.join();
+    let start = message.len();
+    message.resize(start + content_length, 0);
+    reader.read_exact(&mut message[start..]).ok()?;
+    Some(message)
 }

@@ -218,6 +218,19 @@ pub struct AttentionItem {
     pub attempt: u32,
 }
 
+/// Id, state, hash and attempts of one sale: what verification compares with the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySummary {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// Its state.
+    pub state: SaleState,
+    /// Its hash.
+    pub payload_sha256: String,
+    /// Sends tried.
+    pub attempt: u32,
+}
+
 /// One outbox row, for inspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -590,6 +603,27 @@ impl Outbox {
         })
         .optional()
         .map_err(|e| self.err(e))
+    }
+
+    /// Every sale in the outbox (id, state, hash, attempts), in enqueue order.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn summaries(&self) -> Result<Vec<EntrySummary>, Error> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::SUMMARIES).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let state: String = r.get(1)?;
+                Ok(EntrySummary {
+                    client_tx_id: r.get(0)?,
+                    state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+                    payload_sha256: r.get(2)?,
+                    attempt: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Makes every pending sale due now, skipping its backoff (never a lease); returns how many moved.

@@ -72,3 +72,6 @@ pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_a
 /// Makes every pending sale due now (a manual "Sync now" or the network coming back skips backoff).
 pub const MAKE_ALL_DUE: &str = "UPDATE outbox SET next_attempt_at_ms = :now \
      WHERE state = 'pending' AND next_attempt_at_ms > :now";
+
+/// Every sale's id, state, hash and attempt count, in enqueue order (for verification).
+pub const SUMMARIES: &str = "SELECT client_tx_id, state, payload_sha256, attempt FROM outbox ORDER BY seq";

@@ -247,6 +247,21 @@ pub trait Store: Send + Sync + 'static {
     /// A [`StoreError`] from the database; rows deleted before the error stay deleted.
     fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError>;
 
+    /// Stored `payload_sha256` of each of these sales that the server has.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn sale_hashes(
+        &self,
+        client_tx_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError>;
+
+    /// Ids of every sale a device pushed to a store.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError>;
+
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
 }

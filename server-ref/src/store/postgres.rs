@@ -492,6 +492,25 @@ impl Store for PgStore {
         }
     }
 
+    fn sale_hashes(
+        &self,
+        client_tx_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut found = std::collections::HashMap::with_capacity(client_tx_ids.len());
+        for chunk in client_tx_ids.chunks(10_000) {
+            for row in conn.query(sql::SELECT_HASHES, &[&chunk])? {
+                found.insert(row.get(0), row.get(1));
+            }
+        }
+        Ok(found)
+    }
+
+    fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn()?.query(sql::SELECT_DEVICE_SALES, &[&device.store_id, &device.device_id])?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
     fn pool_state(&self) -> PoolState {
         let state = self.pool.state();
         PoolState { connections: state.connections, idle: state.idle_connections, max: self.pool.max_size() }

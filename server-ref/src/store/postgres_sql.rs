@@ -99,3 +99,11 @@ pub const SELECT_STORED_SALE: &str = "SELECT server_tx_id, payload_sha256, paylo
 pub const PRUNE_AUDIT_BATCH: &str = "DELETE FROM pos_transaction_audit \
      WHERE (client_tx_id, audit_id) IN (SELECT client_tx_id, audit_id FROM pos_transaction_audit \
      WHERE at < now() - make_interval(days => $1::int4) LIMIT $2::int8)";
+
+/// Stored hashes of a set of sales (`$1` is a text array of client_tx_ids).
+pub const SELECT_HASHES: &str = "SELECT client_tx_id, payload_sha256 FROM pos_transactions \
+     WHERE client_tx_id = ANY($1)";
+
+/// Every sale a device pushed to a store.
+pub const SELECT_DEVICE_SALES: &str = "SELECT client_tx_id FROM pos_transactions \
+     WHERE store_id = $1 AND device_id = $2";

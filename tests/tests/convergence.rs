@@ -1,0 +1,360 @@
+//! Convergence under chaos: many tills (engines in threads, plus one OS process killed with SIGKILL and
+//! restarted), random triggers, a fault-injecting proxy, the server process killed and restarted,
+//! connection-killing storms on PostgreSQL and injected lock contention. At the end every sale is on
+//! the server exactly once, every outbox row is `sent` (or the expected `conflict`), no lease is left,
+//! the verifier finds nothing missing or mismatched, and the audit trail accounts for every attempt.
+//!
+//! Size and seed: `POSSYNC_CONVERGENCE_SALES` (default 20000) and `POSSYNC_SEED` (default: random; the
+//! seed is printed so that a failing run can be replayed).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use possync_core::config::OutboxConfig;
+use possync_core::engine::SyncEngine;
+use possync_core::outbox::{Outbox, SaleState};
+use possync_core::protocol::{canonical_json_string, payload_sha256};
+use possync_core::reason::DrainReason;
+use possync_core::transport::HttpTransport;
+use possync_server::store::postgres::{PgOptions, PgStore};
+use possync_server::store::{Device, Store};
+use possync_tests::proxy::{FaultProxy, Mode};
+use possync_tests::server::{admin_url, TestDb};
+use possync_tests::till::{engine_config, sale};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const THREAD_TILLS: usize = 8;
+const CONFLICT_PAIRS: usize = 4;
+
+fn db_url(db: &TestDb) -> String {
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
+    format!("{base}/{}", db.name)
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+fn start_server(url: &str, addr: SocketAddr) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_possync-test-server"))
+        .args([url, &addr.to_string(), "300"])
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start server process");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "server process did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn start_till(path: &std::path::Path, url: &str, token: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_possync-test-till"))
+        .args([path.to_str().expect("utf-8 path"), url, token, "till-p"])
+        .spawn()
+        .expect("start till process")
+}
+
+/// Items of the sale with global number `n` (1..=3).
+fn items_of(n: i64) -> usize {
+    1 + (n % 3) as usize
+}
+
+#[test]
+fn every_sale_arrives_exactly_once_under_chaos() {
+    let total: usize =
+        std::env::var("POSSYNC_CONVERGENCE_SALES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let seed: u64 =
+        std::env::var("POSSYNC_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("convergence: seed {seed}, {total} sales (replay with POSSYNC_SEED={seed})");
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let db = TestDb::create();
+    let url = db_url(&db);
+    let admin_store =
+        PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
+            .expect("store");
+    admin_store.migrate().expect("migrate");
+    let token_of = |device: &str| {
+        let token = possync_server::auth::generate_token();
+        let d = Device { store_id: "store-1".into(), device_id: device.into() };
+        admin_store.create_token(&d, &possync_server::auth::token_sha256(&token), None).expect("token");
+        token
+    };
+
+    let server_addr = free_port();
+    let mut server = start_server(&url, server_addr);
+    let proxy = FaultProxy::start_seeded(server_addr, seed);
+    proxy.set_mode(Mode::Chaos { fault_percent: 15, stall: Duration::from_millis(2_500) });
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let per_till = total / (THREAD_TILLS + 1);
+    let mut next_sale = 0i64;
+    let mut shares: Vec<Vec<(String, i64)>> = Vec::new();
+    for _ in 0..=THREAD_TILLS {
+        let share = (0..per_till)
+            .map(|_| {
+                next_sale += 1;
+                (uuid::Uuid::now_v7().to_string(), next_sale)
+            })
+            .collect();
+        shares.push(share);
+    }
+    // Deliberate conflicts: the same id with another sale on the next till.
+    let mut conflicts: Vec<String> = Vec::new();
+    for k in 0..CONFLICT_PAIRS {
+        let id = format!("conflict-{k}");
+        next_sale += 2;
+        shares[k].push((id.clone(), next_sale - 1));
+        shares[k + 1].push((id.clone(), next_sale));
+        conflicts.push(id);
+    }
+
+    // The till that runs as its own OS process: its outbox is filled by this test.
+    let process_path = dir.path().join("till-p.db");
+    let process_outbox = Outbox::open(&process_path, OutboxConfig::default()).expect("process outbox");
+    let process_token = token_of("till-p");
+    let mut process_till = start_till(&process_path, &proxy.url(), &process_token);
+
+    let chaos_on = Arc::new(AtomicBool::new(true));
+    let engines: Vec<(Arc<Outbox>, SyncEngine)> = (0..THREAD_TILLS)
+        .map(|k| {
+            let device = format!("till-{k}");
+            let outbox = Arc::new(
+                Outbox::open(dir.path().join(format!("{device}.db")), OutboxConfig::default())
+                    .expect("outbox"),
+            );
+            let config = engine_config(&proxy.url(), &token_of(&device), &device);
+            let transport = Arc::new(HttpTransport::new(&config.sync));
+            let engine = SyncEngine::start(outbox.clone(), transport, config, None).expect("engine");
+            (outbox, engine)
+        })
+        .collect();
+
+    let mut chaos_log: Vec<String> = Vec::new();
+    let thread_seeds: Vec<u64> = (0..THREAD_TILLS).map(|_| rng.random()).collect();
+    std::thread::scope(|s| {
+        // Lock contention: hold an exclusive lock on the headers longer than the server's lock timeout.
+        let locker = s.spawn(|| {
+            let mut held = 0;
+            while chaos_on.load(Ordering::SeqCst) {
+                if let Ok(mut c) = db.config.connect(postgres::NoTls) {
+                    if let Ok(mut tx) = c.transaction() {
+                        if tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").is_ok()
+                        {
+                            held += 1;
+                            std::thread::sleep(Duration::from_millis(450));
+                        }
+                        let _ = tx.rollback();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(900));
+            }
+            held
+        });
+
+        // Tills in threads: record sales with random triggers in between.
+        let writers: Vec<_> = engines
+            .iter()
+            .zip(&shares)
+            .zip(&thread_seeds)
+            .map(|(((outbox, engine), share), seed)| {
+                s.spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(*seed);
+                    for (i, (id, n)) in share.iter().enumerate() {
+                        outbox.enqueue_with_id(id, &sale(*n, items_of(*n))).expect("enqueue");
+                        if i % 40 == 0 {
+                            match rng.random_range(0..10) {
+                                0 => drop(engine.sync_now(Duration::from_secs(3))),
+                                1..=3 => engine.trigger(DrainReason::Focus),
+                                4..=5 => engine.trigger(DrainReason::Online),
+                                _ => engine.trigger(DrainReason::Manual),
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        // The process till's sales, with two SIGKILLs of that process and one of the server in between.
+        let share = &shares[THREAD_TILLS];
+        let kill_at = [share.len() / 4, share.len() / 2, (share.len() * 3) / 4];
+        for (i, (id, n)) in share.iter().enumerate() {
+            process_outbox.enqueue_with_id(id, &sale(*n, items_of(*n))).expect("enqueue");
+            if i == kill_at[0] || i == kill_at[2] {
+                let _ = process_till.kill();
+                let _ = process_till.wait();
+                chaos_log.push(format!("SIGKILL till process at its sale {i}"));
+                std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
+                process_till = start_till(&process_path, &proxy.url(), &process_token);
+            }
+            if i == kill_at[1] {
+                let _ = server.kill();
+                let _ = server.wait();
+                chaos_log.push(format!("SIGKILL server at till-p sale {i}"));
+                std::thread::sleep(Duration::from_millis(rng.random_range(100..800)));
+                server = start_server(&url, server_addr);
+                // A storm of killed database connections right after the restart.
+                for _ in 0..3 {
+                    if let Ok(mut c) = db.config.connect(postgres::NoTls) {
+                        let killed = c
+                            .query_one(
+                                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                                &[],
+                            )
+                            .map(|r| r.get::<_, i64>(0))
+                            .unwrap_or(0);
+                        chaos_log.push(format!("pg_terminate_backend storm: {killed} connection(s)"));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        for w in writers {
+            w.join().expect("till thread");
+        }
+        chaos_on.store(false, Ordering::SeqCst);
+        let held = locker.join().expect("locker");
+        chaos_log.push(format!("lock contention: table locked {held} time(s)"));
+    });
+    let recorded = started.elapsed();
+
+    // Faults stop; every till converges.
+    proxy.set_mode(Mode::Pass);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        for (_, engine) in &engines {
+            let _ = engine.sync_now(Duration::from_secs(30));
+        }
+        let unsent: u64 = engines.iter().map(|(o, _)| o.counts().expect("counts").unsent()).sum::<u64>()
+            + process_outbox.counts().expect("counts").unsent();
+        if unsent == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no convergence: {unsent} sale(s) still unsent");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = process_till.kill();
+    let _ = process_till.wait();
+    for (_, engine) in &engines {
+        engine.shutdown();
+    }
+    let converged = started.elapsed();
+
+    // 1. Every outbox row is sent, except exactly one side of each deliberate conflict.
+    let mut outboxes: Vec<(&Outbox, String)> =
+        engines.iter().enumerate().map(|(k, (o, _))| (o.as_ref(), format!("till-{k}"))).collect();
+    outboxes.push((&process_outbox, "till-p".into()));
+    let mut expected: HashMap<String, (i64, String)> = HashMap::new(); // id -> (sale number, hash) of what is stored
+    let mut conflict_rows = 0;
+    for ((outbox, device), share) in outboxes.iter().zip(&shares) {
+        let counts = outbox.counts().expect("counts");
+        assert_eq!((counts.pending, counts.in_flight, counts.invalid), (0, 0, 0), "{device}: {counts:?}");
+        let numbers: HashMap<&str, i64> = share.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+        for e in outbox.summaries().expect("summaries") {
+            match e.state {
+                SaleState::Sent => {
+                    let n = numbers[e.client_tx_id.as_str()];
+                    let previous = expected.insert(e.client_tx_id.clone(), (n, e.payload_sha256.clone()));
+                    assert!(previous.is_none(), "{} sent by two tills", e.client_tx_id);
+                }
+                SaleState::Conflict => {
+                    assert!(conflicts.contains(&e.client_tx_id), "unexpected conflict {}", e.client_tx_id);
+                    conflict_rows += 1;
+                }
+                other => panic!("{device}: {} left {other:?}", e.client_tx_id),
+            }
+        }
+        let report = possync_server::verify::verify(
+            &admin_store,
+            outbox,
+            Some(&Device { store_id: "store-1".into(), device_id: device.clone() }),
+        )
+        .expect("verify");
+        assert!(report.is_clean(), "{device}: {report:?}");
+        assert!(
+            report.extra.is_empty(),
+            "{device}: sales on the server that the outbox lacks: {:?}",
+            report.extra
+        );
+    }
+    assert_eq!(conflict_rows, CONFLICT_PAIRS, "exactly one side of each conflict pair");
+    assert_eq!(expected.len(), per_till * (THREAD_TILLS + 1) + CONFLICT_PAIRS);
+
+    // 2. The server holds each sale exactly once, with all its items and payments, and nothing else.
+    let mut c = db.client();
+    let rows = c
+        .query(
+            "SELECT t.client_tx_id, t.payload_sha256, \
+               (SELECT count(*) FROM pos_transaction_items i WHERE i.client_tx_id = t.client_tx_id), \
+               (SELECT count(*) FROM pos_transaction_payments p WHERE p.client_tx_id = t.client_tx_id) \
+             FROM pos_transactions t",
+            &[],
+        )
+        .expect("server sales");
+    assert_eq!(rows.len(), expected.len(), "server headers vs sales sent");
+    for row in &rows {
+        let id: String = row.get(0);
+        let (n, hash) = expected.get(&id).unwrap_or_else(|| panic!("server holds unknown sale {id}"));
+        assert_eq!(&row.get::<_, String>(1), hash, "{id}");
+        let canonical = canonical_json_string(&sale(*n, items_of(*n))).expect("canonical");
+        assert_eq!(hash, &payload_sha256(canonical.as_bytes()), "{id}: stored hash is the sale's");
+        assert_eq!((row.get::<_, i64>(2), row.get::<_, i64>(3)), (items_of(*n) as i64, 2), "{id}");
+    }
+
+    // 3. The audit trail: exactly one OK per sale, every other decided attempt a DUPLICATE (or the
+    //    CONFLICT of a deliberate pair), and never more decided attempts than the tills made.
+    let audit = c
+        .query(
+            "SELECT client_tx_id, count(*) FILTER (WHERE outcome = 'OK'), \
+               count(*) FILTER (WHERE outcome = 'DUPLICATE'), count(*) FILTER (WHERE outcome = 'CONFLICT'), \
+               count(*) FILTER (WHERE outcome = 'INVALID') \
+             FROM pos_transaction_audit GROUP BY client_tx_id",
+            &[],
+        )
+        .expect("audit");
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    for (outbox, _) in &outboxes {
+        for e in outbox.summaries().expect("summaries") {
+            *attempts.entry(e.client_tx_id).or_default() += e.attempt;
+        }
+    }
+    let mut duplicates = 0i64;
+    let conflict_set: HashSet<&String> = conflicts.iter().collect();
+    assert_eq!(audit.len(), expected.len());
+    for row in &audit {
+        let id: String = row.get(0);
+        let (ok, dup, conflict, invalid): (i64, i64, i64, i64) =
+            (row.get(1), row.get(2), row.get(3), row.get(4));
+        assert_eq!((ok, invalid), (1, 0), "{id}: exactly one OK");
+        assert_eq!(conflict > 0, conflict_set.contains(&id), "{id}: CONFLICT only for the deliberate pairs");
+        assert!((ok + dup + conflict) as u32 <= attempts[&id], "{id}: more decided attempts than sends");
+        duplicates += dup;
+    }
+
+    eprintln!(
+        "convergence: seed {seed}: {} sales on the server exactly once ({} items), {conflict_rows} deliberate \
+         conflicts, {duplicates} replays answered DUPLICATE; recorded in {:.1} s, converged at {:.1} s",
+        expected.len(),
+        rows.iter().map(|r| r.get::<_, i64>(2)).sum::<i64>(),
+        recorded.as_secs_f64(),
+        converged.as_secs_f64()
+    );
+    eprintln!("convergence: proxy decisions {:?}", proxy.stats());
+    for line in chaos_log {
+        eprintln!("convergence: {line}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -52,11 +52,7 @@ fn all_ok(request: &PushRequest) -> PushResponse {
 }
 
 fn config() -> SyncConfig {
-    let mut c = SyncConfig::new("http://127.0.0.1:9", "pst_test", "till-1");
-    c.connect_timeout_ms = 500;
-    c.request_timeout_ms = 1_000;
-    c.lease_ms = 6_000;
-    c.heartbeat_ms = 2_000;
+    let mut c = common::sync_config("pst_test");
     c.backoff.base_ms = 1;
     c.backoff.cap_ms = 1;
     c

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{sale, TempOutbox};
 use parking_lot::{Condvar, Mutex};
 use possync_core::backoff::BackoffPolicy;
-use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::config::OutboxConfig;
 use possync_core::drain::DrainReport;
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::{Outbox, SaleState};
@@ -110,11 +110,7 @@ fn listener() -> (Arc<Channels>, mpsc::Receiver<DrainReport>, mpsc::Receiver<Syn
 }
 
 fn engine_config() -> EngineConfig {
-    let mut sync = SyncConfig::new("http://127.0.0.1:9", "pst_test", "till-1");
-    sync.connect_timeout_ms = 500;
-    sync.request_timeout_ms = 1_000;
-    sync.lease_ms = 6_000;
-    sync.heartbeat_ms = 2_000;
+    let mut sync = common::sync_config("pst_test");
     sync.backoff = BackoffPolicy { base_ms: 60_000, cap_ms: 60_000 };
     let mut c = EngineConfig::new(sync);
     c.interval_ms = 3_600_000;

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use common::{sale, TempOutbox};
 use parking_lot::Mutex;
-use possync_core::config::SyncConfig;
 use possync_core::drain::Drainer;
 use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
 use possync_core::reason::DrainReason;
@@ -83,11 +82,7 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
     let t = TempOutbox::new();
     let outbox = t.open();
     let ids: Vec<String> = (1..=4).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
-    let mut config = SyncConfig::new("http://127.0.0.1:9", "pst_secret_token_value", "till-1");
-    config.request_timeout_ms = 1_000;
-    config.connect_timeout_ms = 500;
-    config.lease_ms = 6_000;
-    config.heartbeat_ms = 2_000;
+    let config = common::sync_config("pst_secret_token_value");
     let report = Drainer::new(&outbox, &ByReceipt, &config)
         .expect("drainer")
         .drain_once(DrainReason::Focus.into())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use possync_core::clock::ManualClock;
-use possync_core::config::OutboxConfig;
+use possync_core::config::{OutboxConfig, SyncConfig};
 use possync_core::outbox::Outbox;
 use possync_core::protocol::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 
@@ -63,3 +63,14 @@ pub fn sale(seed: i64) -> SalePayload {
 }
 
 pub const T0: i64 = 1_800_000_000_000;
+
+/// A valid sync config for scripted transports (no server listens at its URL): 1 s request timeout, the
+/// minimum lease margin, a heartbeat every 2 s, and the given token.
+pub fn sync_config(token: &str) -> SyncConfig {
+    let mut c = SyncConfig::new("http://127.0.0.1:9", token, "till-1");
+    c.connect_timeout_ms = 500;
+    c.request_timeout_ms = 1_000;
+    c.lease_ms = 6_000;
+    c.heartbeat_ms = 2_000;
+    c
+}

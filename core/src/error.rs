@@ -13,6 +13,14 @@ pub enum Error {
     /// The sale breaks a protocol rule; nothing was stored.
     #[error("invalid sale ({code}): {0}", code = .0.code())]
     InvalidSale(#[from] InvalidSale),
+    /// A sale cannot be resolved (missing, not a conflict or invalid sale, or resolved already).
+    #[error("sale {client_tx_id} cannot be resolved: {reason}")]
+    NotResolvable {
+        /// The id given.
+        client_tx_id: String,
+        /// Why not.
+        reason: String,
+    },
     /// A caller-supplied `client_tx_id` already holds a different sale; nothing was stored.
     #[error("client_tx_id {client_tx_id} already holds a different sale; use a new id for a new sale")]
     IdConflict {

@@ -301,7 +301,9 @@ fn file_of_a_newer_build_is_refused() {
     raw.pragma_update(None, "user_version", 99).expect("bump version");
     drop(raw);
     match Outbox::open(&t.path, OutboxConfig::default()) {
-        Err(Error::IncompatibleVersion { found, supported, .. }) => assert_eq!((found, supported), (99, 1)),
+        Err(Error::IncompatibleVersion { found, supported, .. }) => {
+            assert_eq!((found, supported), (99, possync_core::outbox::SCHEMA_VERSION))
+        }
         other => panic!("expected IncompatibleVersion, got {other:?}"),
     }
 }
@@ -348,4 +350,65 @@ fn read_only_file_is_a_typed_error_and_no_sale_is_lost() {
     }
     let outbox = t.open();
     assert!(outbox.get(&id).expect("get").is_some(), "the stored sale survived");
+}
+
+#[test]
+fn resolving_keeps_the_original_and_links_the_new_sale() {
+    use possync_core::outbox::Resolution;
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let ids: Vec<String> = (1..=4).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    let claimed = outbox.claim("x", 10, LEASE_MS).expect("claim");
+    let lease =
+        |id: &str| claimed.iter().find(|c| c.lease.client_tx_id == id).expect("claimed").lease.clone();
+    let conflict = || Outcome::Conflict { code: "hash_differs".into(), message: "m".into() };
+    let invalid = || Outcome::Invalid { code: "totals_mismatch".into(), message: "m".into() };
+    outbox
+        .finalize_all(&[
+            (lease(&ids[0]), conflict()),
+            (lease(&ids[1]), invalid()),
+            (lease(&ids[2]), conflict()),
+            (lease(&ids[3]), sent()),
+        ])
+        .expect("finalize");
+    assert_eq!(outbox.attention().expect("attention").len(), 3);
+
+    // Re-key the conflict: the same payload goes again under a new id.
+    let rekeyed =
+        outbox.resolve(&ids[0], &Resolution::Rekey, Some("id reused by another till")).expect("rekey");
+    let new_id = rekeyed.expect("a new id");
+    let (old, new) =
+        (outbox.get(&ids[0]).expect("get").expect("old"), outbox.get(&new_id).expect("get").expect("new"));
+    assert_eq!((old.state, old.resolution.as_deref()), (SaleState::Conflict, Some("rekeyed")));
+    assert_eq!(old.linked_client_tx_id.as_deref(), Some(new_id.as_str()));
+    assert_eq!(old.resolution_note.as_deref(), Some("id reused by another till"));
+    assert_eq!((new.state, new.linked_client_tx_id.as_deref()), (SaleState::Pending, Some(ids[0].as_str())));
+    assert_eq!(
+        (new.payload.as_str(), new.payload_sha256.as_str()),
+        (old.payload.as_str(), old.payload_sha256.as_str())
+    );
+
+    // Replace the invalid sale with a corrected one; an invalid replacement is refused and changes nothing.
+    let mut bad = sale(20);
+    bad.header.total_minor += 1;
+    assert!(matches!(outbox.resolve(&ids[1], &Resolution::Replace(bad), None), Err(Error::InvalidSale(_))));
+    let replaced =
+        outbox.resolve(&ids[1], &Resolution::Replace(sale(21)), None).expect("replace").expect("new id");
+    assert!(outbox.get(&replaced).expect("get").expect("new").payload.contains("R-21"));
+    assert!(outbox.get(&ids[1]).expect("get").expect("old").payload.contains("R-2"), "original payload kept");
+
+    // Void the other conflict: no new sale, still kept.
+    assert_eq!(outbox.resolve(&ids[2], &Resolution::Void, Some("test sale")).expect("void"), None);
+    assert_eq!(outbox.get(&ids[2]).expect("get").expect("kept").resolution.as_deref(), Some("voided"));
+
+    assert!(outbox.attention().expect("attention").is_empty(), "resolved sales leave the attention list");
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.conflict, counts.invalid, counts.pending), (0, 0, 2));
+    for (id, why) in [(&ids[0], "resolved already"), (&ids[3], "sent"), (&"nope".to_owned(), "no such sale")]
+    {
+        match outbox.resolve(id, &Resolution::Void, None) {
+            Err(Error::NotResolvable { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected NotResolvable for {id}, got {other:?}"),
+        }
+    }
 }

@@ -241,6 +241,15 @@ fn conflict_and_invalid_become_terminal_with_the_servers_code() {
     assert!(codes.contains(&(too_big, SaleState::Invalid, Some("too_many_items".into()))), "{codes:?}");
     assert_eq!(outbox.get(&fine).expect("get").expect("row").state, SaleState::Sent);
     assert_eq!(drain(&outbox, &config).settled(), 0, "terminal sales are not resent");
+
+    // A person re-keys the conflict: the same sale goes to the server under a new id.
+    let new_id = outbox
+        .resolve("shared-id-1", &possync_core::outbox::Resolution::Rekey, Some("id clash"))
+        .expect("resolve")
+        .expect("new id");
+    assert_eq!(drain(&outbox, &config).sent, 1);
+    assert_eq!(server.sale_rows(&new_id), (1, 2, 2));
+    assert_eq!(server.sale_rows("shared-id-1"), (1, 1, 2), "the other till's sale is untouched");
 }
 
 #[test]

@@ -262,6 +262,34 @@ pub struct OutboxEntry {
     pub lease_token: Option<String>,
     /// Lease expiry while in flight, Unix ms.
     pub lease_expires_at_ms: Option<i64>,
+    /// What a person decided for a conflict or invalid sale (`rekeyed`, `replaced`, `voided`).
+    pub resolution: Option<String>,
+    /// The person's note with the resolution.
+    pub resolution_note: Option<String>,
+    /// The sale this one is linked with: the new sale of a resolved one, or the resolved one of a new sale.
+    pub linked_client_tx_id: Option<String>,
+}
+
+/// What a person decides for a sale that needs attention. The original sale and its payload are
+/// always kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Send the same sale again under a new `client_tx_id` (the fix for a `CONFLICT`: the id clashed).
+    Rekey,
+    /// Send a corrected sale under a new `client_tx_id` instead (the fix for an `INVALID` sale).
+    Replace(SalePayload),
+    /// Do not send it; keep it as voided.
+    Void,
+}
+
+impl Resolution {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Resolution::Rekey => "rekeyed",
+            Resolution::Replace(_) => "replaced",
+            Resolution::Void => "voided",
+        }
+    }
 }
 
 /// The outbox. Cheap to share behind an `Arc`; every method is safe from any thread.
@@ -599,10 +627,95 @@ impl Outbox {
                 lease_owner_id: r.get(11)?,
                 lease_token: r.get(12)?,
                 lease_expires_at_ms: r.get(13)?,
+                resolution: r.get(14)?,
+                resolution_note: r.get(15)?,
+                linked_client_tx_id: r.get(16)?,
             })
         })
         .optional()
         .map_err(|e| self.err(e))
+    }
+
+    /// Resolves a conflict or invalid sale as a person decided, in one transaction: `Rekey` and
+    /// `Replace` add a new pending sale under a new id (returned) linked with the old one; `Void` only
+    /// marks it. The original row, its payload and its server answer are kept; it leaves the attention
+    /// list.
+    ///
+    /// # Errors
+    /// [`Error::NotResolvable`] when the sale does not exist, is not a conflict or invalid, or was
+    /// resolved already; [`Error::InvalidSale`] for an invalid replacement; storage errors.
+    pub fn resolve(
+        &self,
+        client_tx_id: &str,
+        resolution: &Resolution,
+        note: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let replacement = match resolution {
+            Resolution::Replace(sale) => {
+                validate_sale(sale, &Limits::default())?;
+                let canonical = canonical_json_string(sale)?;
+                let sha = payload_sha256(canonical.as_bytes());
+                Some((canonical, sha, sale.header.currency.clone(), sale.header.total_minor))
+            }
+            _ => None,
+        };
+        let not = |reason: &str| Error::NotResolvable {
+            client_tx_id: client_tx_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let now = self.clock.now_ms();
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let row = tx
+            .query_row(sql::SELECT_FOR_RESOLVE, named_params! {":id": client_tx_id}, |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((state, resolved, payload, sha, version, currency, total)) = row else {
+            return Err(not("no such sale"));
+        };
+        if !matches!(SaleState::parse(&state), Some(SaleState::Conflict | SaleState::Invalid)) {
+            return Err(not(&format!("it is {state}, only conflict and invalid sales are resolved")));
+        }
+        if let Some(r) = resolved {
+            return Err(not(&format!("it was resolved already ({r})")));
+        }
+        let new_id = match resolution {
+            Resolution::Void => None,
+            Resolution::Rekey | Resolution::Replace(_) => {
+                let id = uuid::Uuid::now_v7().to_string();
+                let (payload, sha, currency, total) = replacement.unwrap_or((payload, sha, currency, total));
+                tx.execute(
+                    sql::INSERT_LINKED,
+                    named_params! {
+                        ":id": id, ":payload": payload, ":sha": sha, ":version": version,
+                        ":currency": currency, ":total": total, ":now": now, ":linked": client_tx_id,
+                    },
+                )
+                .map_err(|e| self.err(e))?;
+                Some(id)
+            }
+        };
+        tx.execute(
+            sql::MARK_RESOLVED,
+            named_params! {
+                ":resolution": resolution.as_str(), ":now": now, ":note": note, ":linked": new_id, ":id": client_tx_id,
+            },
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        log::info!(client_tx_id = client_tx_id, resolution = resolution.as_str(),
+            new_client_tx_id = new_id.as_deref().unwrap_or(""); "sale resolved");
+        Ok(new_id)
     }
 
     /// Every sale in the outbox (id, state, hash, attempts), in enqueue order.

@@ -38,13 +38,23 @@ CREATE INDEX IF NOT EXISTS outbox_attention ON outbox (seq) WHERE state IN ('con
 CREATE INDEX IF NOT EXISTS outbox_sent_at ON outbox (sent_at_ms) WHERE state = 'sent';
 ";
 
+/// Version 2: resolving sales that need a person without losing them. A conflict or invalid sale keeps
+/// its state and payload; `resolution` says what a person decided (`rekeyed`, `replaced`, `voided`), and
+/// `linked_client_tx_id` links it with the new sale that carries it on (both ways).
+const V2: &str = "
+ALTER TABLE outbox ADD COLUMN resolution TEXT CHECK (resolution IN ('rekeyed', 'replaced', 'voided'));
+ALTER TABLE outbox ADD COLUMN resolved_at_ms INTEGER;
+ALTER TABLE outbox ADD COLUMN resolution_note TEXT;
+ALTER TABLE outbox ADD COLUMN linked_client_tx_id TEXT;
+";
+
 /// All migrations, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: usize = 1;
+pub const LATEST_VERSION: usize = 2;
 
 #[cfg(test)]
 mod tests {
@@ -53,5 +63,26 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn a_version_1_file_upgrades_to_the_latest_and_keeps_its_sales() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        migrations().to_version(&mut conn, 1).expect("v1");
+        conn.execute(
+            "INSERT INTO outbox (client_tx_id, payload, payload_sha256, payload_hash_version, currency, \
+             total_minor, state, created_at_ms, next_attempt_at_ms) VALUES ('a', '{}', 'h', 1, 'EUR', 5, 'conflict', 1, 1)",
+            [],
+        )
+        .expect("insert v1 row");
+        migrations().to_latest(&mut conn).expect("upgrade");
+        let (state, resolution): (String, Option<String>) = conn
+            .query_row("SELECT state, resolution FROM outbox WHERE client_tx_id = 'a'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row kept");
+        assert_eq!((state.as_str(), resolution), ("conflict", None));
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version as usize, LATEST_VERSION);
     }
 }

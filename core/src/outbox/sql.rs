@@ -44,8 +44,10 @@ pub const COUNT_BY_STATE: &str = "SELECT \
      (SELECT count(*) FROM outbox WHERE state = 'pending'), \
      (SELECT count(*) FROM outbox WHERE state = 'in_flight'), \
      (SELECT count(*) FROM outbox WHERE state = 'sent'), \
-     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'conflict'), \
-     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'invalid')";
+     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'conflict' \
+        AND resolution IS NULL), \
+     (SELECT count(*) FROM outbox WHERE state IN ('conflict', 'invalid') AND state = 'invalid' \
+        AND resolution IS NULL)";
 
 /// Unsent sales per currency: count and amount.
 pub const UNSENT_BY_CURRENCY: &str = "SELECT currency, count(*), sum(total_minor) FROM outbox \
@@ -56,15 +58,31 @@ pub const UNSENT_BY_CURRENCY: &str = "SELECT currency, count(*), sum(total_minor
 pub const OLDEST_UNSENT: &str =
     "SELECT created_at_ms FROM outbox WHERE state IN ('pending', 'in_flight') ORDER BY seq LIMIT 1";
 
-/// Sales that need a person: conflicts and invalid ones, oldest first.
+/// Sales that need a person: unresolved conflicts and invalid ones, oldest first.
 pub const ATTENTION: &str =
     "SELECT client_tx_id, state, last_code, last_error, payload_sha256, created_at_ms, \
-     attempt FROM outbox WHERE state IN ('conflict', 'invalid') ORDER BY seq";
+     attempt FROM outbox WHERE state IN ('conflict', 'invalid') AND resolution IS NULL ORDER BY seq";
+
+/// What a resolution needs to know of a sale.
+pub const SELECT_FOR_RESOLVE: &str =
+    "SELECT state, resolution, payload, payload_sha256, payload_hash_version, \
+     currency, total_minor FROM outbox WHERE client_tx_id = :id";
+
+/// A new sale carrying on a resolved one (linked to it).
+pub const INSERT_LINKED: &str =
+    "INSERT INTO outbox (client_tx_id, payload, payload_sha256, payload_hash_version, \
+     currency, total_minor, state, attempt, created_at_ms, next_attempt_at_ms, linked_client_tx_id) \
+     VALUES (:id, :payload, :sha, :version, :currency, :total, 'pending', 0, :now, :now, :linked)";
+
+/// Records a person's decision on a conflict or invalid sale; its payload is kept.
+pub const MARK_RESOLVED: &str = "UPDATE outbox SET resolution = :resolution, resolved_at_ms = :now, \
+     resolution_note = :note, linked_client_tx_id = :linked \
+     WHERE client_tx_id = :id AND state IN ('conflict', 'invalid') AND resolution IS NULL";
 
 /// One sale's full row.
 pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
      next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
-     lease_expires_at_ms FROM outbox WHERE client_tx_id = :id";
+     lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id FROM outbox WHERE client_tx_id = :id";
 
 /// Removes sent sales older than `:cutoff`; never touches unsent ones.
 pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff";

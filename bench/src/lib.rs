@@ -4,8 +4,11 @@
 //! - [`outbox::enqueue`]: `Outbox::enqueue` vs a raw rusqlite `INSERT` of the same canonical bytes at
 //!   the same durability (WAL, one transaction per sale), for `synchronous=FULL` and `NORMAL`.
 //! - [`outbox::claim_finalize`]: claim + finalize per sale with 10k and with 1M pending sales.
+//! - [`server::push_vs_pgbench`]: server push throughput vs `pgbench` running the same per-sale SQL.
+//! - [`server::duplicate_storm`]: concurrent pushes of one sale: exactly one `OK`, p50/p99 latency.
 
 pub mod outbox;
+pub mod server;
 
 /// One measured line of the results table.
 #[derive(Debug, Clone)]

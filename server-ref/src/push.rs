@@ -182,13 +182,18 @@ fn settle(
             (store.store_sale(ctx, &checked), Some(p.attempt))
         }
         Err(r) => {
+            let (id, sha, message) = (
+                without_nul(&r.client_tx_id),
+                r.payload_sha256.as_deref().map(without_nul),
+                without_nul(&r.message),
+            );
             let rejection = Rejection {
-                client_tx_id: &r.client_tx_id,
+                client_tx_id: &id,
                 attempt: r.attempt,
                 payload_hash_version: r.payload_hash_version,
-                payload_sha256: r.payload_sha256.as_deref(),
+                payload_sha256: sha.as_deref(),
                 code: r.code,
-                message: &r.message,
+                message: &message,
             };
             if let Err(e) = store.audit_rejection(ctx, &rejection) {
                 log::error!(correlation_id = ctx.correlation_id, client_tx_id = r.client_tx_id.as_str(),
@@ -223,6 +228,17 @@ fn settle(
         latency_ms = elapsed.as_millis() as u64;
         "sale settled");
     result
+}
+
+/// `s` with every U+0000 replaced by U+FFFD, for the audit row of a refused attempt: refused input may
+/// carry NUL (in its id, its hash, or quoted in a parser message), which a PostgreSQL `text` cannot
+/// hold; without this the audit insert fails and the attempt goes unaudited.
+fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// Every per-sale check short of the database: envelope, id, hash version, hash, shape, rules.

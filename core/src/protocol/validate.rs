@@ -14,6 +14,8 @@ pub const MAX_ABS_QUANTITY_MILLI: i64 = 1_000_000_000;
 pub const MAX_TEXT_CHARS: usize = 200;
 /// Longest accepted `client_tx_id`, in bytes.
 pub const MAX_CLIENT_TX_ID_LEN: usize = 64;
+/// Largest accepted `line_no` (2^31 - 1): the server stores line numbers as SQL `integer`.
+pub const MAX_LINE_NO: u32 = i32::MAX as u32;
 /// Earliest accepted `occurred_at_ms` (2000-01-01T00:00:00Z).
 pub const MIN_OCCURRED_AT_MS: i64 = 946_684_800_000;
 /// Latest accepted `occurred_at_ms`, exclusive (2100-01-01T00:00:00Z).
@@ -107,8 +109,8 @@ pub enum InvalidSale {
         /// The limit in force.
         max: usize,
     },
-    /// Two items share a `line_no`, or a `line_no` is 0.
-    #[error("items[{index}].line_no {line_no} is 0 or repeated")]
+    /// Two items share a `line_no`, or a `line_no` is 0 or above [`MAX_LINE_NO`].
+    #[error("items[{index}].line_no {line_no} is 0, above {MAX_LINE_NO} or repeated")]
     BadLineNo {
         /// Index of the item.
         index: usize,
@@ -240,7 +242,7 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
     let mut line_numbers = std::collections::HashSet::with_capacity(sale.items.len());
     let mut subtotal: i128 = 0;
     for (i, item) in sale.items.iter().enumerate() {
-        if item.line_no == 0 || !line_numbers.insert(item.line_no) {
+        if item.line_no == 0 || item.line_no > MAX_LINE_NO || !line_numbers.insert(item.line_no) {
             return Err(InvalidSale::BadLineNo { index: i, line_no: item.line_no });
         }
         text(&format!("items[{i}].sku"), &item.sku)?;
@@ -466,6 +468,15 @@ mod tests {
         let mut s = sample();
         s.items[0].unit_price_minor = i64::MAX;
         assert_eq!(validate_sale(&s, &Limits::default()).unwrap_err().code(), "out_of_range");
+    }
+
+    #[test]
+    fn line_numbers_beyond_the_sql_integer_range_are_bad_line_no() {
+        let mut s = sample();
+        s.items[1].line_no = MAX_LINE_NO;
+        assert_eq!(validate_sale(&s, &Limits::default()), Ok(()));
+        s.items[1].line_no = MAX_LINE_NO + 1;
+        assert_eq!(validate_sale(&s, &Limits::default()).unwrap_err().code(), "bad_line_no");
     }
 
     #[test]

@@ -1008,6 +1008,12 @@ fn malformed_envelopes_are_invalid_with_the_documented_code_and_audited() {
         // PostgreSQL text cannot hold U+0000, so an id with NUL can neither be stored nor looked up.
         let id_is_storable = !id.contains('\0');
         match expected {
+            None if stored.borrow().contains(&id) => {
+                // A short valid id (e.g. "c") comes up again: a replay, never a second write.
+                let status = answer.sale(0).map(|(s, _)| s);
+                prop_assert!(matches!(status, Some("DUPLICATE" | "CONFLICT")), "{}", reply.body);
+                prop_assert_eq!(db.sale_rows(&id)[0], 1, "{} stored once", id);
+            }
             None => {
                 prop_assert_eq!(answer.sale(0), Some(("OK", None)), "{}", reply.body);
                 db.assert_stored(&id, &sale)?;
@@ -1032,4 +1038,64 @@ fn malformed_envelopes_are_invalid_with_the_documented_code_and_audited() {
     });
     assert_only_stored(&server, &stored.borrow());
     assert_still_serving(&server);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Regressions for what the properties above found (deterministic, so they fail on every run).
+
+/// Found by `malformed_envelopes_...`, `wrong_hashes_...` and `unicode_edge_cases_...`: a refused
+/// attempt whose id, hash or parser message held U+0000 left no audit row (PostgreSQL `text` cannot
+/// hold NUL, so the audit insert failed). It is audited with U+FFFD in place of NUL.
+#[test]
+fn refused_input_with_nul_is_still_audited() {
+    let server = start_server();
+    let good = sale("store-1", 1, 1);
+    let mut bad_id = envelope("a\u{0}b", &good);
+    bad_id["attempt"] = json!(2);
+    let mut bad_hash = envelope(&new_id(), &good);
+    bad_hash["payload_sha256"] = json!(format!("{}\u{0}", "0".repeat(63)));
+    let mut bad_kind = serde_json::to_value(&good).expect("json");
+    bad_kind["header"]["kind"] = json!("\u{0}");
+    let canonical = canonical_json(&bad_kind).expect("canonical");
+    let bad_kind_id = new_id();
+    let bad_kind = json!({"client_tx_id": bad_kind_id, "payload_hash_version": 1, "attempt": 1,
+                          "payload_sha256": payload_sha256(&canonical), "payload": bad_kind});
+    let reply = server.push(&request(vec![bad_id, bad_hash, bad_kind]));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let codes: Vec<&str> = (0..3).map(|i| reply.code_of(i)).collect();
+    assert_eq!(codes, ["bad_client_tx_id", "hash_mismatch", "malformed_sale"]);
+    let cid = reply.correlation_id.expect("correlation id");
+    let mut c = server.db.client();
+    let rows = c
+        .query(
+            "SELECT client_tx_id, coalesce(payload_sha256, ''), coalesce(message, ''), outcome \
+             FROM pos_transaction_audit WHERE correlation_id = $1 ORDER BY audit_id",
+            &[&cid],
+        )
+        .expect("audit rows");
+    assert_eq!(rows.len(), 3, "every refused attempt is audited");
+    assert_eq!(rows[0].get::<_, String>(0), "a\u{fffd}b");
+    assert!(rows[1].get::<_, String>(1).ends_with('\u{fffd}'));
+    assert_eq!(rows[2].get::<_, String>(0), bad_kind_id);
+    assert!(rows.iter().all(|r| r.get::<_, String>(3) == "INVALID"));
+    assert_nothing_stored(&server);
+}
+
+/// Found by `huge_and_odd_numbers_...`: a `line_no` above 2^31 - 1 passed validation (the till would
+/// enqueue it) but the database refused it (`rejected_by_database`, "should not happen after
+/// validation"). Validation now refuses it as `bad_line_no`; 2^31 - 1 itself is stored.
+#[test]
+fn line_no_beyond_the_sql_integer_range_is_bad_line_no() {
+    let server = start_server();
+    let mut s = sale("store-1", 1, 1);
+    s.items[0].line_no = u32::MAX;
+    let id = new_id();
+    let reply = server.push(&request(vec![envelope(&id, &s)]));
+    assert_eq!((reply.status_of(0), reply.code_of(0)), ("INVALID", "bad_line_no"), "{}", reply.body);
+    assert_eq!(server.sale_rows(&id), (0, 0, 0));
+    s.items[0].line_no = i32::MAX as u32;
+    let id = new_id();
+    let reply = server.push(&request(vec![envelope(&id, &s)]));
+    assert_eq!(reply.status_of(0), "OK", "{}", reply.body);
+    assert_eq!(server.sale_rows(&id), (1, 1, 2));
 }

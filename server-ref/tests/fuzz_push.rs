@@ -752,7 +752,7 @@ fn unicode_edge_cases_in_payload_strings_are_stored_exactly_or_refused_with_the_
         let edited_value = value;
         let (body, payload) = {
             let mut p = edited_value;
-            if let Some(slot) = p.pointer_mut(&last_path) {
+            if let Some(slot) = p.pointer_mut(last_path) {
                 *slot = Value::String(MARK.into());
             }
             let env = json!({"client_tx_id": id, "payload_hash_version": 1, "payload_sha256": HASH_MARK,

@@ -23,6 +23,9 @@ pub struct FileConfig {
     /// `--database-url` / `DATABASE_URL`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// `--sqlite` / `POSSYNC_SQLITE`: the embedded store's file instead of PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<PathBuf>,
     /// `--log-level` / `POSSYNC_LOG`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,

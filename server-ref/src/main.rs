@@ -22,9 +22,11 @@ use possync_server::http::{self, HttpConfig};
 use possync_server::push::PushLimits;
 use possync_server::retention::{self, RetentionPolicy, RetentionThread};
 use possync_server::store::postgres::{PgOptions, PgStore};
+use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
 use possync_server::store::{Device, Store};
 
-/// possync reference server: idempotent, transactional POST /sync/push on PostgreSQL.
+/// possync reference server: idempotent, transactional POST /sync/push on PostgreSQL (or an embedded
+/// SQLite file with --sqlite).
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -76,6 +78,10 @@ struct DbArgs {
     /// config file).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or
+    /// `sqlite` in the config file); `migrate` creates it.
+    #[arg(long, env = "POSSYNC_SQLITE", conflicts_with = "database_url")]
+    sqlite: Option<PathBuf>,
     /// TOML config file; its keys are the long option names with underscores.
     #[arg(long, env = "POSSYNC_CONFIG")]
     config: Option<PathBuf>,
@@ -262,22 +268,90 @@ fn from_user(matches: &ArgMatches, id: &str) -> bool {
     matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
 }
 
-/// The database URL: command line or `DATABASE_URL`, else the config file.
-fn database_url(db: &DbArgs, file: &FileConfig) -> Result<String, String> {
-    db.database_url.clone().or_else(|| file.database_url.clone()).ok_or_else(|| {
-        "no database URL: pass --database-url, set DATABASE_URL or put database_url in the config file".into()
-    })
+/// Which database a command works on.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// PostgreSQL at this URL.
+    Postgres(String),
+    /// The embedded SQLite store in this file.
+    Sqlite(PathBuf),
 }
 
-fn open_store(url: &str, opts: &PgOptions) -> Result<PgStore, String> {
-    let config: postgres::Config =
-        url.parse().map_err(|e| format!("invalid --database-url / DATABASE_URL: {e}"))?;
-    PgStore::connect(config, opts).map_err(|e| format!("cannot connect to the database: {e}"))
+/// The database: `--database-url` / `DATABASE_URL` or `--sqlite` / `POSSYNC_SQLITE` (clap refuses
+/// both), else `database_url` or `sqlite` of the config file (not both).
+fn backend(db: &DbArgs, file: &FileConfig) -> Result<Backend, String> {
+    if let Some(path) = &db.sqlite {
+        return Ok(Backend::Sqlite(path.clone()));
+    }
+    if let Some(url) = &db.database_url {
+        return Ok(Backend::Postgres(url.clone()));
+    }
+    match (&file.database_url, &file.sqlite) {
+        (Some(_), Some(_)) => Err("the config file sets both database_url and sqlite: keep one".into()),
+        (Some(url), None) => Ok(Backend::Postgres(url.clone())),
+        (None, Some(path)) => Ok(Backend::Sqlite(path.clone())),
+        (None, None) => Err("no database: pass --database-url (or set DATABASE_URL) for PostgreSQL, or \
+                             --sqlite FILE for the embedded store, or put database_url or sqlite in the \
+                             config file"
+            .into()),
+    }
+}
+
+/// A store opened on either database.
+enum Opened {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl Opened {
+    fn store(self) -> Arc<dyn Store> {
+        match self {
+            Opened::Postgres(s) => Arc::new(s),
+            Opened::Sqlite(s) => Arc::new(s),
+        }
+    }
+
+    fn migrate(&self) -> Result<Vec<String>, String> {
+        match self {
+            Opened::Postgres(s) => s.migrate(),
+            Opened::Sqlite(s) => s.migrate(),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the database; `create` lets a SQLite file be created (only `migrate` does).
+fn open_store(backend: &Backend, opts: &PgOptions, create: bool) -> Result<Opened, String> {
+    match backend {
+        Backend::Postgres(url) => {
+            let config: postgres::Config =
+                url.parse().map_err(|e| format!("invalid --database-url / DATABASE_URL: {e}"))?;
+            PgStore::connect(config, opts)
+                .map(Opened::Postgres)
+                .map_err(|e| format!("cannot connect to the database: {e}"))
+        }
+        Backend::Sqlite(path) => {
+            if !create && !path.exists() {
+                return Err(format!(
+                    "SQLite file {} does not exist: create it with `possync-server migrate --sqlite {}`",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            let sqlite = SqliteOptions {
+                pool_size: opts.pool_size,
+                pool_timeout: opts.pool_timeout,
+                busy_timeout: Duration::from_millis(opts.lock_timeout_ms),
+            };
+            SqliteStore::open(path, create, &sqlite).map(Opened::Sqlite).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// A one-connection store whose schema is checked to be this binary's, for admin commands.
-fn open_ready_store(db: &DbArgs, file: &FileConfig) -> Result<PgStore, String> {
-    let store = open_store(&database_url(db, file)?, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
+fn open_ready_store(db: &DbArgs, file: &FileConfig) -> Result<Arc<dyn Store>, String> {
+    let opts = PgOptions { pool_size: 1, ..PgOptions::default() };
+    let store = open_store(&backend(db, file)?, &opts, false)?.store();
     store.check_ready().map_err(|e| e.to_string())?;
     Ok(store)
 }
@@ -290,9 +364,9 @@ fn run(
 ) -> Result<(), String> {
     match command {
         Command::Migrate(db) => {
-            let url = database_url(&db, &file)?;
-            let store = open_store(&url, &PgOptions { pool_size: 1, ..PgOptions::default() })?;
-            let applied = store.migrate().map_err(|e| e.to_string())?;
+            let backend = backend(&db, &file)?;
+            let store = open_store(&backend, &PgOptions { pool_size: 1, ..PgOptions::default() }, true)?;
+            let applied = store.migrate()?;
             if applied.is_empty() {
                 println!("schema is up to date");
             }
@@ -312,7 +386,7 @@ fn run(
             let outbox = possync_core::outbox::Outbox::open(&outbox, Default::default())
                 .map_err(|e| format!("cannot open the outbox: {e}"))?;
             let device = store.zip(device).map(|(store_id, device_id)| Device { store_id, device_id });
-            let report = possync_server::verify::verify(&server, &outbox, device.as_ref())
+            let report = possync_server::verify::verify(&*server, &outbox, device.as_ref())
                 .map_err(|e| e.to_string())?;
             print_verify(&report, json);
             if report.is_clean() {
@@ -327,7 +401,7 @@ fn run(
         }
         Command::Audit(AuditCommand::Prune { db, older_than_days }) => {
             let store = open_ready_store(&db, &file)?;
-            let deleted = retention::prune_once(&store, older_than_days).map_err(|e| e.to_string())?;
+            let deleted = retention::prune_once(&*store, older_than_days).map_err(|e| e.to_string())?;
             println!("pruned {deleted} audit row(s) older than {older_than_days} day(s)");
             Ok(())
         }
@@ -337,7 +411,7 @@ fn run(
 /// [`ServeArgs`] with every option left at its default taken from the config file instead.
 struct Settings {
     args: ServeArgs,
-    database_url: String,
+    backend: Backend,
 }
 
 fn merge_serve(mut args: ServeArgs, mut file: FileConfig, matches: &ArgMatches) -> Result<Settings, String> {
@@ -368,14 +442,19 @@ fn merge_serve(mut args: ServeArgs, mut file: FileConfig, matches: &ArgMatches) 
     if args.audit_retention_days == Some(0) {
         return Err("audit_retention_days must be at least 1 (leave it out to keep every audit row)".into());
     }
-    let database_url = database_url(&args.db, &file)?;
-    Ok(Settings { args, database_url })
+    let backend = backend(&args.db, &file)?;
+    Ok(Settings { args, backend })
 }
 
 fn print_config(settings: &Settings, log_level: &str) -> Result<(), String> {
     let a = &settings.args;
+    let (database_url, sqlite) = match &settings.backend {
+        Backend::Postgres(url) => (Some(redact_database_url(url)), None),
+        Backend::Sqlite(path) => (None, Some(path.clone())),
+    };
     let effective = FileConfig {
-        database_url: Some(redact_database_url(&settings.database_url)),
+        database_url,
+        sqlite,
         log_level: Some(log_level.to_owned()),
         listen: Some(a.listen),
         workers: Some(a.workers),
@@ -406,7 +485,7 @@ fn serve(settings: Settings, log_level: &str) -> Result<(), String> {
         statement_timeout_ms: args.statement_timeout_ms,
         ..PgOptions::default()
     };
-    let store = Arc::new(open_store(&settings.database_url, &opts)?);
+    let store = open_store(&settings.backend, &opts, false)?.store();
     store.check_ready().map_err(|e| e.to_string())?;
     let config = HttpConfig {
         listen: args.listen,
@@ -446,11 +525,11 @@ fn attention_cmd(cmd: AttentionCommand, file: &FileConfig) -> Result<(), String>
         AttentionCommand::List { db, store, since: s } => {
             let since = since(s)?;
             let st = open_ready_store(&db, file)?;
-            attention::list(&st, &store, since, &mut stdout.lock()).map_err(|e| e.to_string())?;
+            attention::list(&*st, &store, since, &mut stdout.lock()).map_err(|e| e.to_string())?;
         }
         AttentionCommand::Show { db, store, client_tx_id } => {
             let st = open_ready_store(&db, file)?;
-            attention::show(&st, &store, &client_tx_id, &mut stdout.lock()).map_err(|e| e.to_string())?;
+            attention::show(&*st, &store, &client_tx_id, &mut stdout.lock()).map_err(|e| e.to_string())?;
         }
         AttentionCommand::Export { db, store, since: s, output } => {
             let since = since(s)?;
@@ -459,13 +538,13 @@ fn attention_cmd(cmd: AttentionCommand, file: &FileConfig) -> Result<(), String>
                 Some(path) => {
                     let mut f = std::fs::File::create(&path)
                         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-                    let n = attention::export_csv(&st, &store, since, &mut f).map_err(|e| e.to_string())?;
+                    let n = attention::export_csv(&*st, &store, since, &mut f).map_err(|e| e.to_string())?;
                     f.sync_all().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                     eprintln!("wrote {n} row(s) to {}", path.display());
                 }
                 None => {
                     let mut out = stdout.lock();
-                    attention::export_csv(&st, &store, since, &mut out).map_err(|e| e.to_string())?;
+                    attention::export_csv(&*st, &store, since, &mut out).map_err(|e| e.to_string())?;
                     out.flush().map_err(|e| e.to_string())?;
                 }
             }

@@ -3,10 +3,13 @@
 //! [`Store`] is what the HTTP layer needs from a database: token lookup, storing one sale in one
 //! transaction with the idempotency rules, auditing refused attempts, readiness, token
 //! administration, and reading and pruning the audit trail (attention review, retention).
-//! [`postgres::PgStore`] is the primary implementation.
+//! [`postgres::PgStore`] is the primary implementation; [`sqlite::SqliteStore`] is the embedded one
+//! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/conformance.rs`.
 
 pub mod postgres;
 mod postgres_sql;
+pub mod sqlite;
+mod sqlite_sql;
 
 use std::time::SystemTime;
 
@@ -158,6 +161,9 @@ pub enum StoreError {
     /// The database answered with an error.
     #[error("database error: {0}")]
     Database(#[from] ::postgres::Error),
+    /// The SQLite file answered with an error.
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The schema is not the one this binary was built for.
     #[error("{0}")]
     Schema(String),

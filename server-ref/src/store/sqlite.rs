@@ -1,0 +1,643 @@
+//! The embedded SQLite store: the same rules as [`super::postgres::PgStore`] in one file, for the demo
+//! and a one-till shop that runs no database server.
+//!
+//! Per sale: `BEGIN IMMEDIATE` (takes the file's write lock at once, waiting up to the busy timeout);
+//! `INSERT` header `ON CONFLICT DO NOTHING RETURNING`; when no row came back the stored hash decides
+//! `DUPLICATE` or `CONFLICT` (nothing overwritten, attempt audited in the same transaction); otherwise
+//! items, payments and the audit row, `COMMIT` ⇒ `OK`. Any error rolls the whole transaction back
+//! (zero partial rows) and is classified by SQLite's result code, never by message text: busy or
+//! locked (the busy timeout ran out), interrupted (the statement timeout), I/O and full-disk errors
+//! ⇒ `RETRY`; constraint violations ⇒ `INVALID`.
+//!
+//! The file is opened in WAL mode with `synchronous=FULL` and foreign keys on. Connections come from a
+//! small fixed pool ([`SqliteOptions::pool_size`]): readers (token lookups, `/readyz`) run beside a
+//! writer, and writers queue on SQLite's own lock with the busy timeout (see `docs/decisions.md`).
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex};
+use possync_core::protocol::{PushResult, PushStatus};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
+use rusqlite_migration::{Migrations, M};
+
+use super::sqlite_sql as sql;
+use super::{
+    AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, StoredSale,
+    TokenInfo, TokenLookup,
+};
+
+/// Audit rows deleted per transaction by [`Store::prune_audit`].
+const PRUNE_BATCH_ROWS: i64 = 10_000;
+
+/// The schema's migrations, oldest first (the version lives in `PRAGMA user_version`).
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(sql::MIGRATION_V1)])
+}
+
+/// Names of the migrations, in the order of [`migrations`], for `migrate`'s report.
+const MIGRATION_NAMES: [&str; 1] = ["V1__init"];
+
+/// The newest schema version compiled into this binary.
+pub fn expected_schema_version() -> usize {
+    MIGRATION_NAMES.len()
+}
+
+/// Settings of [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Connections in the pool (at least 1).
+    pub pool_size: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub pool_timeout: Duration,
+    /// How long a writer waits for the file's write lock (SQLite's busy timeout) before the sale
+    /// answers `RETRY` (`lock_timeout`). SQLite has no statement timeout: a sale's statements touch
+    /// a handful of rows by key, and the only wait is for the lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            pool_size: 4,
+            pool_timeout: Duration::from_secs(2),
+            busy_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A fixed set of open connections; [`Pool::get`] waits up to the pool timeout for a free one.
+struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+    max: u32,
+    timeout: Duration,
+}
+
+/// A connection on loan from the [`Pool`], given back on drop.
+struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Invariant: `conn` is `Some` until drop.
+        self.conn.as_ref().expect("pooled connection present until drop")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("pooled connection present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.idle.lock().push(conn);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl Pool {
+    fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut idle = self.idle.lock();
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Ok(Pooled { pool: self, conn: Some(conn) });
+            }
+            if self.returned.wait_until(&mut idle, deadline).timed_out() && idle.is_empty() {
+                return Err(StoreError::Unavailable(format!(
+                    "no free SQLite connection within {} ms",
+                    self.timeout.as_millis()
+                )));
+            }
+        }
+    }
+}
+
+/// The embedded SQLite [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    pool: Pool,
+}
+
+enum TxError {
+    Db(rusqlite::Error),
+    Pool(String),
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    Injected(String),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+fn open_connection(path: &Path, create: bool, opts: &SqliteOptions) -> Result<Connection, rusqlite::Error> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some(format!("cannot switch {} to WAL mode (journal_mode is {mode})", path.display())),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.query_row(sql::PING, [], |_| Ok(()))?;
+    Ok(conn)
+}
+
+fn now_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+impl SqliteStore {
+    /// Opens the pool on `path`. With `create` a missing file is created (for `migrate`); without it
+    /// a missing file is an error, so a mistyped path never starts a server on an empty database.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened as a database in WAL mode.
+    pub fn open(path: impl AsRef<Path>, create: bool, opts: &SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let max = opts.pool_size.max(1);
+        let mut conns = Vec::with_capacity(max as usize);
+        for _ in 0..max {
+            let conn = open_connection(&path, create, opts)
+                .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+            conns.push(conn);
+        }
+        Ok(SqliteStore {
+            path,
+            pool: Pool { idle: Mutex::new(conns), returned: Condvar::new(), max, timeout: opts.pool_timeout },
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Applies pending migrations in one `BEGIN IMMEDIATE` transaction each (the file lock keeps two
+    /// processes from migrating at once). Returns the names of the migrations applied now.
+    ///
+    /// # Errors
+    /// [`StoreError::Schema`] when a migration fails or the file is newer than this binary.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let found = user_version(&conn)?;
+        let expected = expected_schema_version();
+        if found > expected {
+            return Err(StoreError::Schema(format!(
+                "database schema version {found} of {} is newer than this binary's {expected}: \
+                 upgrade possync-server before migrating",
+                self.path.display()
+            )));
+        }
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Schema(format!("migration of {} failed: {e}", self.path.display())))?;
+        let now = user_version(&conn)?;
+        Ok(MIGRATION_NAMES[found.min(now)..now].iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    fn store_sale_tx(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> Result<PushResult, TxError> {
+        let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
+        store_sale_in(&mut conn, ctx, sale)
+    }
+}
+
+fn store_sale_in(
+    conn: &mut Connection,
+    ctx: &PushContext<'_>,
+    sale: &CheckedSale<'_>,
+) -> Result<PushResult, TxError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let h = &sale.payload.header;
+    let hash_version = i64::from(sale.payload_hash_version);
+    let inserted: Option<i64> = tx
+        .prepare_cached(sql::INSERT_HEADER)?
+        .query_row(
+            params![
+                sale.client_tx_id,
+                sale.payload_sha256,
+                hash_version,
+                h.store_id,
+                ctx.device.device_id,
+                h.receipt_number,
+                h.kind.as_str(),
+                h.occurred_at_ms,
+                h.currency,
+                h.subtotal_minor,
+                h.tax_minor,
+                h.total_minor,
+                h.change_minor,
+                h.cashier_id,
+                sale.canonical,
+                ctx.correlation_id,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(server_tx_id) = inserted else {
+        let (server_tx_id, stored_sha, stored_version): (i64, String, i64) = tx
+            .prepare_cached(sql::SELECT_STORED_HASH)?
+            .query_row([sale.client_tx_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let same = stored_sha == sale.payload_sha256 && stored_version == hash_version;
+        let result = if same {
+            PushResult {
+                client_tx_id: sale.client_tx_id.to_owned(),
+                status: PushStatus::Duplicate,
+                code: None,
+                message: None,
+                server_tx_id: Some(server_tx_id),
+            }
+        } else {
+            PushResult {
+                client_tx_id: sale.client_tx_id.to_owned(),
+                status: PushStatus::Conflict,
+                code: Some("hash_differs".into()),
+                message: Some(format!(
+                    "client_tx_id already stored with payload_sha256 {stored_sha} (v{stored_version}); \
+                     nothing was overwritten"
+                )),
+                server_tx_id: None,
+            }
+        };
+        audit(&tx, ctx, sale, Some(&stored_sha), &result)?;
+        tx.commit()?;
+        return Ok(result);
+    };
+
+    fail::fail_point!("push.after_header", |arg| Err(TxError::Injected(format!(
+        "failpoint push.after_header: {}",
+        arg.unwrap_or_default()
+    ))));
+
+    insert_children(&tx, sale)?;
+    let result = PushResult {
+        client_tx_id: sale.client_tx_id.to_owned(),
+        status: PushStatus::Ok,
+        code: None,
+        message: None,
+        server_tx_id: Some(server_tx_id),
+    };
+    audit(&tx, ctx, sale, None, &result)?;
+    tx.commit()?;
+    Ok(result)
+}
+
+fn insert_children(tx: &Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), rusqlite::Error> {
+    let mut items = tx.prepare_cached(sql::INSERT_ITEM)?;
+    for i in &sale.payload.items {
+        items.execute(params![
+            sale.client_tx_id,
+            i.line_no,
+            i.sku,
+            i.name,
+            i.quantity_milli,
+            i.unit_price_minor,
+            i.discount_minor,
+            i.line_total_minor,
+            i.refund,
+        ])?;
+    }
+    let mut payments = tx.prepare_cached(sql::INSERT_PAYMENT)?;
+    for (no, p) in sale.payload.payments.iter().enumerate() {
+        payments.execute(params![sale.client_tx_id, no as i64 + 1, p.method, p.amount_minor, p.reference])?;
+    }
+    Ok(())
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    ctx: &PushContext<'_>,
+    sale: &CheckedSale<'_>,
+    stored_sha256: Option<&str>,
+    result: &PushResult,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(sql::INSERT_AUDIT)?.execute(params![
+        sale.client_tx_id,
+        ctx.device.store_id,
+        ctx.device.device_id,
+        ctx.correlation_id,
+        i64::from(sale.attempt),
+        i64::from(sale.payload_hash_version),
+        sale.payload_sha256,
+        stored_sha256,
+        result.status.as_str(),
+        result.code,
+        result.message,
+    ])?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> Result<usize, StoreError> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+fn audit_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        audit_id: row.get(0)?,
+        at: row.get(1)?,
+        store_id: row.get(2)?,
+        device_id: row.get(3)?,
+        client_tx_id: row.get(4)?,
+        correlation_id: row.get(5)?,
+        attempt: row.get(6)?,
+        outcome: row.get(7)?,
+        code: row.get(8)?,
+        message: row.get(9)?,
+        payload_hash_version: row.get(10)?,
+        payload_sha256: row.get(11)?,
+        stored_sha256: row.get(12)?,
+    })
+}
+
+/// How a SQLite error settles a sale: `(status, code)`, by result code only.
+pub fn classify(err: &rusqlite::Error) -> (PushStatus, &'static str) {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (PushStatus::Retry, "lock_timeout"),
+        Some(ErrorCode::OperationInterrupted) => (PushStatus::Retry, "interrupted"),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
+            (PushStatus::Invalid, "rejected_by_database")
+        }
+        Some(
+            ErrorCode::DiskFull
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::OutOfMemory
+            | ErrorCode::PermissionDenied,
+        ) => (PushStatus::Retry, "database_unavailable"),
+        _ => (PushStatus::Retry, "database_error"),
+    }
+}
+
+fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
+    PushResult {
+        client_tx_id: client_tx_id.to_owned(),
+        status: PushStatus::Retry,
+        code: Some(code.to_owned()),
+        message: Some(message),
+        server_tx_id: None,
+    }
+}
+
+impl Store for SqliteStore {
+    fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
+        let conn = self.pool.get()?;
+        let row: Option<(String, String, bool)> = conn
+            .prepare_cached(sql::SELECT_TOKEN)
+            .and_then(|mut s| {
+                s.query_row([token_sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+            })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(match row {
+            None => TokenLookup::Unknown,
+            Some((_, _, true)) => TokenLookup::Revoked,
+            Some((store_id, device_id, false)) => TokenLookup::Active(Device { store_id, device_id }),
+        })
+    }
+
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult {
+        match self.store_sale_tx(ctx, sale) {
+            Ok(result) => result,
+            Err(TxError::Pool(message)) => retry(sale.client_tx_id, "database_unavailable", message),
+            Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
+            Err(TxError::Db(err)) => {
+                let (status, code) = classify(&err);
+                let message = err.to_string();
+                if status == PushStatus::Invalid {
+                    let rejection = Rejection {
+                        client_tx_id: sale.client_tx_id,
+                        attempt: Some(sale.attempt),
+                        payload_hash_version: Some(sale.payload_hash_version),
+                        payload_sha256: Some(sale.payload_sha256),
+                        code,
+                        message: &message,
+                    };
+                    if let Err(e) = self.audit_rejection(ctx, &rejection) {
+                        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
+                    }
+                    return PushResult {
+                        client_tx_id: sale.client_tx_id.to_owned(),
+                        status,
+                        code: Some(code.into()),
+                        message: Some(message),
+                        server_tx_id: None,
+                    };
+                }
+                if code == "database_error" {
+                    log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
+                }
+                retry(sale.client_tx_id, code, message)
+            }
+        }
+    }
+
+    fn audit_rejection(&self, ctx: &PushContext<'_>, r: &Rejection<'_>) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: String = r.client_tx_id.chars().take(128).collect();
+        tx.prepare_cached(sql::INSERT_AUDIT)?.execute(params![
+            id,
+            ctx.device.store_id,
+            ctx.device.device_id,
+            ctx.correlation_id,
+            r.attempt.map(i64::from),
+            r.payload_hash_version.map(i64::from),
+            r.payload_sha256.map(|s| s.chars().take(128).collect::<String>()),
+            None::<String>,
+            PushStatus::Invalid.as_str(),
+            r.code,
+            r.message,
+        ])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn check_ready(&self) -> Result<(), StoreError> {
+        let conn = self.pool.get()?;
+        let found = user_version(&conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let expected = expected_schema_version();
+        let file = self.path.display();
+        match found {
+            v if v == expected => Ok(()),
+            v if v > expected => Err(StoreError::Schema(format!(
+                "database schema version {v} of {file} is newer than this binary's {expected}: \
+                 upgrade possync-server"
+            ))),
+            0 => Err(StoreError::Schema(format!(
+                "{file} has no possync schema: run `possync-server migrate --sqlite {file}`"
+            ))),
+            v => Err(StoreError::Schema(format!(
+                "database schema version {v} of {file} is older than {expected}: \
+                 run `possync-server migrate --sqlite {file}`"
+            ))),
+        }
+    }
+
+    fn create_token(
+        &self,
+        device: &Device,
+        token_sha256: &str,
+        label: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.pool.get()?.prepare_cached(sql::INSERT_TOKEN)?.execute(params![
+            token_sha256,
+            device.store_id,
+            device.device_id,
+            label
+        ])?;
+        Ok(())
+    }
+
+    fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError> {
+        let n = self
+            .pool
+            .get()?
+            .prepare_cached(sql::REVOKE_TOKENS)?
+            .execute(params![device.store_id, device.device_id])?;
+        Ok(n as u64)
+    }
+
+    fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::LIST_TOKENS)?;
+        let rows = stmt.query_map([store_id], |row| {
+            Ok(TokenInfo {
+                token_sha256_prefix: row.get(0)?,
+                store_id: row.get(1)?,
+                device_id: row.get(2)?,
+                label: row.get(3)?,
+                created_at: row.get(4)?,
+                revoked_at: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn attention_items(
+        &self,
+        store_id: &str,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_ATTENTION)?;
+        let rows = stmt.query_map(params![store_id, since.map(now_ms)], audit_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn audit_trail(&self, store_id: &str, client_tx_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_AUDIT_TRAIL)?;
+        let rows = stmt.query_map(params![store_id, client_tx_id], audit_record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_STORED_SALE)?;
+        let sale = stmt
+            .query_row(params![store_id, client_tx_id], |row| {
+                Ok(StoredSale {
+                    server_tx_id: row.get(0)?,
+                    payload_sha256: row.get(1)?,
+                    payload_hash_version: row.get(2)?,
+                    device_id: row.get(3)?,
+                    received_at: row.get(4)?,
+                })
+            })
+            .optional()?;
+        Ok(sale)
+    }
+
+    fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::PRUNE_AUDIT_BATCH)?;
+        let mut deleted = 0;
+        loop {
+            let n = stmt.execute(params![i64::from(older_than_days), PRUNE_BATCH_ROWS])? as u64;
+            deleted += n;
+            if n < PRUNE_BATCH_ROWS as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    fn sale_hashes(
+        &self,
+        client_tx_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_HASHES)?;
+        let mut found = std::collections::HashMap::with_capacity(client_tx_ids.len());
+        for chunk in client_tx_ids.chunks(10_000) {
+            let ids = serde_json::to_string(chunk)
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode sale ids: {e}")))?;
+            let rows = stmt.query_map([ids], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (id, hash) = row?;
+                found.insert(id, hash);
+            }
+        }
+        Ok(found)
+    }
+
+    fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_DEVICE_SALES)?;
+        let rows = stmt.query_map(params![device.store_id, device.device_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let idle = self.pool.idle.lock().len() as u32;
+        PoolState { connections: self.pool.max, idle, max: self.pool.max }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+        assert_eq!(expected_schema_version(), 1);
+    }
+
+    #[test]
+    fn a_missing_file_is_not_created_unless_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.db");
+        let err = SqliteStore::open(&path, false, &SqliteOptions::default()).err().expect("refused");
+        assert!(err.to_string().contains("absent.db"), "{err}");
+        assert!(!path.exists());
+        let store = SqliteStore::open(&path, true, &SqliteOptions::default()).expect("created");
+        assert!(matches!(store.check_ready(), Err(StoreError::Schema(_))));
+        assert_eq!(store.migrate().expect("migrate"), vec!["V1__init".to_owned()]);
+        assert!(store.migrate().expect("again").is_empty());
+        store.check_ready().expect("ready");
+    }
+}

@@ -1,0 +1,247 @@
+//! One conformance suite for both stores: every test function takes a [`Harness`] and runs against
+//! PostgreSQL (a fresh database) and the embedded SQLite store (a fresh file). PostgreSQL also carries
+//! the concurrency tests (push_idempotency.rs, two_instances.rs); the failpoint case is in
+//! conformance_failpoint.rs (failpoints are process-global).
+
+mod common;
+mod stores;
+
+use std::time::{Duration, SystemTime};
+
+use possync_core::protocol::PushStatus;
+use possync_server::store::{Device, PushContext, Rejection, TokenLookup};
+use stores::{push, till1, Harness, Prepared};
+
+use common::{new_id, sale};
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $( #[test] fn $name() { super::$name(&super::stores::Pg::new()); } )*
+        }
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::stores::Lite::new()); } )*
+        }
+    };
+}
+
+conformance!(
+    ok_then_duplicate,
+    conflict_leaves_the_stored_sale_unchanged,
+    mixed_batch_row_counts,
+    database_refusal_is_invalid_with_zero_partial_rows,
+    tokens_create_lookup_revoke_list,
+    attention_lists_conflicts_and_invalid_of_one_store,
+    prune_audit_deletes_only_old_audit_rows,
+    sale_hashes_and_device_sales,
+    ready_and_pool_state,
+);
+
+fn ok_then_duplicate(h: &dyn Harness) {
+    let s = Prepared::new(&new_id(), sale("store-1", 1, 3));
+    let first = push(h, &till1(), "corr-1", &s);
+    assert_eq!(first.status, PushStatus::Ok, "{}: {first:?}", h.name());
+    let server_tx_id = first.server_tx_id.expect("server_tx_id on OK");
+    let again = push(h, &till1(), "corr-2", &s);
+    assert_eq!(again.status, PushStatus::Duplicate, "{}: {again:?}", h.name());
+    assert_eq!(again.server_tx_id, Some(server_tx_id), "{}: a replay answers the stored id", h.name());
+    assert_eq!(h.sale_rows(&s.id), (1, 3, 2), "{}: stored once", h.name());
+    let trail = h.store().audit_trail("store-1", &s.id).expect("audit trail");
+    let outcomes: Vec<_> = trail.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["OK", "DUPLICATE"], "{}", h.name());
+    assert_eq!(trail[1].stored_sha256.as_deref(), Some(s.sha.as_str()), "{}", h.name());
+    assert_eq!(trail[1].correlation_id.as_deref(), Some("corr-2"), "{}", h.name());
+    assert!(
+        trail[0].at.ends_with('Z') && trail[0].at.len() == 24,
+        "{}: RFC 3339 ms: {}",
+        h.name(),
+        trail[0].at
+    );
+}
+
+fn conflict_leaves_the_stored_sale_unchanged(h: &dyn Harness) {
+    let id = new_id();
+    let a = Prepared::new(&id, sale("store-1", 1, 2));
+    let b = Prepared::new(&id, sale("store-1", 2, 5));
+    assert_ne!(a.sha, b.sha);
+    assert_eq!(push(h, &till1(), "c1", &a).status, PushStatus::Ok, "{}", h.name());
+    let before = h.store().stored_sale("store-1", &id).expect("read").expect("stored");
+    let conflict = push(h, &till1(), "c2", &b);
+    assert_eq!(conflict.status, PushStatus::Conflict, "{}: {conflict:?}", h.name());
+    assert_eq!(conflict.code.as_deref(), Some("hash_differs"), "{}", h.name());
+    assert_eq!(conflict.server_tx_id, None, "{}", h.name());
+    let after = h.store().stored_sale("store-1", &id).expect("read").expect("stored");
+    assert_eq!(before, after, "{}: nothing overwritten", h.name());
+    assert_eq!(after.payload_sha256, a.sha, "{}", h.name());
+    assert_eq!(h.sale_rows(&id), (1, 2, 2), "{}: A's rows only", h.name());
+    let trail = h.store().audit_trail("store-1", &id).expect("audit trail");
+    let last = trail.last().expect("audit rows");
+    assert_eq!(last.outcome, "CONFLICT", "{}", h.name());
+    assert_eq!(last.payload_sha256.as_deref(), Some(b.sha.as_str()), "{}", h.name());
+    assert_eq!(last.stored_sha256.as_deref(), Some(a.sha.as_str()), "{}", h.name());
+}
+
+fn mixed_batch_row_counts(h: &dyn Harness) {
+    let sales: Vec<Prepared> = [1usize, 3, 7, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Prepared::new(&new_id(), sale("store-1", i as i64, *n)))
+        .collect();
+    let mut statuses = Vec::new();
+    for s in &sales {
+        statuses.push(push(h, &till1(), "batch", s).status);
+    }
+    // A replay of the second and a conflict on the third, in the same "batch".
+    statuses.push(push(h, &till1(), "batch", &sales[1]).status);
+    let clash = Prepared::new(&sales[2].id, sale("store-1", 99, 1));
+    statuses.push(push(h, &till1(), "batch", &clash).status);
+    use PushStatus::*;
+    assert_eq!(statuses, [Ok, Ok, Ok, Ok, Duplicate, Conflict], "{}", h.name());
+    for s in &sales {
+        assert_eq!(h.sale_rows(&s.id), (1, s.payload.items.len() as i64, 2), "{}: {}", h.name(), s.id);
+    }
+    assert_eq!(h.total("pos_transactions"), 4, "{}", h.name());
+    assert_eq!(h.total("pos_transaction_items"), 13, "{}", h.name());
+    assert_eq!(h.total("pos_transaction_payments"), 8, "{}", h.name());
+    assert_eq!(h.total("pos_transaction_audit"), 6, "{}", h.name());
+}
+
+fn database_refusal_is_invalid_with_zero_partial_rows(h: &dyn Harness) {
+    // A zero quantity passes no validation, but if one slipped through, the database's CHECK refuses
+    // the item row after the header was inserted: the whole sale must roll back.
+    let mut payload = sale("store-1", 5, 3);
+    payload.items[2].quantity_milli = 0;
+    let s = Prepared::new(&new_id(), payload);
+    let result = push(h, &till1(), "c", &s);
+    assert_eq!(result.status, PushStatus::Invalid, "{}: {result:?}", h.name());
+    assert_eq!(result.code.as_deref(), Some("rejected_by_database"), "{}", h.name());
+    assert_eq!(h.sale_rows(&s.id), (0, 0, 0), "{}: no partial sale", h.name());
+    let trail = h.store().audit_trail("store-1", &s.id).expect("audit trail");
+    assert_eq!(trail.len(), 1, "{}: the refusal is audited", h.name());
+    assert_eq!(trail[0].outcome, "INVALID", "{}", h.name());
+}
+
+fn tokens_create_lookup_revoke_list(h: &dyn Harness) {
+    let st = h.store();
+    let t1 = "a".repeat(64);
+    let t2 = "b".repeat(64);
+    let t3 = "c".repeat(64);
+    st.create_token(&till1(), &t1, Some("front till")).expect("create");
+    st.create_token(&till1(), &t2, None).expect("create second");
+    let other = Device { store_id: "store-2".into(), device_id: "till-9".into() };
+    st.create_token(&other, &t3, None).expect("create other store");
+    assert!(st.create_token(&till1(), &t1, None).is_err(), "{}: a token hash is unique", h.name());
+    assert_eq!(st.lookup_token(&t1).expect("lookup"), TokenLookup::Active(till1()), "{}", h.name());
+    assert_eq!(st.lookup_token(&"d".repeat(64)).expect("lookup"), TokenLookup::Unknown, "{}", h.name());
+    let listed = st.list_tokens(Some("store-1")).expect("list");
+    assert_eq!(listed.len(), 2, "{}", h.name());
+    assert!(
+        listed.iter().all(|t| t.token_sha256_prefix.len() == 12 && t.revoked_at.is_none()),
+        "{}",
+        h.name()
+    );
+    assert!(listed.iter().any(|t| t.label.as_deref() == Some("front till")), "{}", h.name());
+    assert!(listed[0].created_at.ends_with('Z'), "{}: {}", h.name(), listed[0].created_at);
+    assert_eq!(st.list_tokens(None).expect("list all").len(), 3, "{}", h.name());
+    assert_eq!(st.revoke_tokens(&till1()).expect("revoke"), 2, "{}", h.name());
+    assert_eq!(st.revoke_tokens(&till1()).expect("revoke again"), 0, "{}", h.name());
+    assert_eq!(st.lookup_token(&t1).expect("lookup"), TokenLookup::Revoked, "{}", h.name());
+    assert_eq!(st.lookup_token(&t3).expect("lookup"), TokenLookup::Active(other), "{}", h.name());
+    assert!(st.list_tokens(Some("store-1")).expect("list")[0].revoked_at.is_some(), "{}", h.name());
+}
+
+fn attention_lists_conflicts_and_invalid_of_one_store(h: &dyn Harness) {
+    let id = new_id();
+    push(h, &till1(), "c1", &Prepared::new(&id, sale("store-1", 1, 1)));
+    push(h, &till1(), "c2", &Prepared::new(&id, sale("store-1", 2, 1)));
+    let rejection = Rejection {
+        client_tx_id: "bad id!",
+        attempt: Some(3),
+        payload_hash_version: Some(1),
+        payload_sha256: Some("0000"),
+        code: "bad_client_tx_id",
+        message: "client_tx_id has characters outside A-Z a-z 0-9 . _ : -",
+    };
+    h.store()
+        .audit_rejection(&PushContext { device: &till1(), correlation_id: "c3" }, &rejection)
+        .expect("audit rejection");
+    let items = h.store().attention_items("store-1", None).expect("attention");
+    let got: Vec<_> = items.iter().map(|r| (r.outcome.as_str(), r.client_tx_id.as_str())).collect();
+    assert_eq!(got, [("CONFLICT", id.as_str()), ("INVALID", "bad id!")], "{}", h.name());
+    assert_eq!(items[1].attempt, Some(3), "{}", h.name());
+    assert_eq!(items[1].code.as_deref(), Some("bad_client_tx_id"), "{}", h.name());
+    assert!(h.store().attention_items("store-2", None).expect("attention").is_empty(), "{}", h.name());
+    let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+    assert_eq!(h.store().attention_items("store-1", Some(hour_ago)).expect("since").len(), 2, "{}", h.name());
+    let later = SystemTime::now() + Duration::from_secs(3_600);
+    assert!(h.store().attention_items("store-1", Some(later)).expect("since").is_empty(), "{}", h.name());
+}
+
+fn prune_audit_deletes_only_old_audit_rows(h: &dyn Harness) {
+    let old = Prepared::new(&new_id(), sale("store-1", 1, 2));
+    let new = Prepared::new(&new_id(), sale("store-1", 2, 2));
+    push(h, &till1(), "c", &old);
+    push(h, &till1(), "c", &old);
+    push(h, &till1(), "c", &new);
+    h.age_audit(&old.id, 10);
+    assert_eq!(h.store().prune_audit(30).expect("prune"), 0, "{}", h.name());
+    assert_eq!(h.store().prune_audit(5).expect("prune"), 2, "{}", h.name());
+    assert_eq!(h.count("pos_transaction_audit", &old.id), 0, "{}", h.name());
+    assert_eq!(h.count("pos_transaction_audit", &new.id), 1, "{}", h.name());
+    assert_eq!(h.sale_rows(&old.id), (1, 2, 2), "{}: sales are never pruned", h.name());
+}
+
+fn sale_hashes_and_device_sales(h: &dyn Harness) {
+    let a = Prepared::new(&new_id(), sale("store-1", 1, 1));
+    let b = Prepared::new(&new_id(), sale("store-1", 2, 1));
+    let till2 = Device { store_id: "store-1".into(), device_id: "till-2".into() };
+    push(h, &till1(), "c", &a);
+    push(h, &till2, "c", &b);
+    let hashes = h.store().sale_hashes(&[a.id.clone(), b.id.clone(), "absent".into()]).expect("hashes");
+    assert_eq!(hashes.len(), 2, "{}", h.name());
+    assert_eq!(hashes.get(&a.id), Some(&a.sha), "{}", h.name());
+    assert_eq!(hashes.get(&b.id), Some(&b.sha), "{}", h.name());
+    assert!(h.store().sale_hashes(&[]).expect("no ids").is_empty(), "{}", h.name());
+    assert_eq!(h.store().device_sales(&till1()).expect("device sales"), vec![a.id.clone()], "{}", h.name());
+    assert_eq!(h.store().device_sales(&till2).expect("device sales"), vec![b.id.clone()], "{}", h.name());
+    assert!(h.store().stored_sale("store-2", &a.id).expect("other store").is_none(), "{}", h.name());
+    assert!(h.store().stored_sale("store-1", "absent").expect("absent").is_none(), "{}", h.name());
+}
+
+fn ready_and_pool_state(h: &dyn Harness) {
+    h.store().check_ready().expect("migrated store is ready");
+    let pool = h.store().pool_state();
+    assert!(
+        pool.max >= 1 && pool.connections <= pool.max && pool.idle <= pool.connections,
+        "{}: {pool:?}",
+        h.name()
+    );
+}
+
+/// SQLite only: a writer holding the file's lock past the busy timeout makes a sale `RETRY`
+/// (`lock_timeout`) with nothing stored; PostgreSQL's lock-timeout case is in push_idempotency.rs.
+#[test]
+fn sqlite_busy_file_answers_retry_and_stores_nothing() {
+    use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
+    use possync_server::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("shop.db");
+    let opts = SqliteOptions { busy_timeout: Duration::from_millis(100), ..SqliteOptions::default() };
+    let store = SqliteStore::open(&path, true, &opts).expect("open");
+    store.migrate().expect("migrate");
+    let blocker = rusqlite::Connection::open(&path).expect("side connection");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("hold the write lock");
+    let s = Prepared::new(&new_id(), sale("store-1", 1, 2));
+    let result = store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked());
+    assert_eq!(
+        (result.status, result.code.as_deref()),
+        (PushStatus::Retry, Some("lock_timeout")),
+        "{result:?}"
+    );
+    blocker.execute_batch("ROLLBACK").expect("release");
+    let count: i64 =
+        blocker.query_row("SELECT count(*) FROM pos_transaction_audit", [], |r| r.get(0)).expect("count");
+    assert_eq!(count, 0, "a RETRY stores nothing, not even an audit row");
+    let again = store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked());
+    assert_eq!(again.status, PushStatus::Ok, "{again:?}");
+}

@@ -260,10 +260,9 @@ fn ring_up(tills: &[Till], n: u32, pace_ms: u64, seed: u64) -> Result<(), TillEr
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(TillError::Demo("a till thread panicked".into()))))
-            .collect::<Result<(), TillError>>()
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|_| Err(TillError::Demo("a till thread panicked".into())))
+        })
     })
 }
 

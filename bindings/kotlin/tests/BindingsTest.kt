@@ -1,0 +1,220 @@
+// Kotlin binding tests, run on the desktop JVM against the cdylib (JNA): enqueue and sync against a real
+// server, status callbacks, run reports, typed exceptions, and the log sink's structured fields.
+// A plain runner: each test is a function; the closing line is `kotlin: N passed, M failed`, and the
+// process exits non-zero when any test failed.
+package app.possync.tests
+
+import app.possync.*
+import java.nio.file.Files
+import java.util.concurrent.ConcurrentLinkedQueue
+import java.util.concurrent.CopyOnWriteArrayList
+import java.util.concurrent.TimeUnit
+import kotlin.system.exitProcess
+
+/** Collects every log record the Rust side emits. */
+object CapturedLogs : LogSink {
+    val records = ConcurrentLinkedQueue<LogRecord>()
+    override fun log(record: LogRecord) {
+        records.add(record)
+    }
+}
+
+/** Records every status and report, with the JVM thread they arrived on. */
+class RecordingListener : StatusListener {
+    val statuses = CopyOnWriteArrayList<SyncStatus>()
+    val reports = CopyOnWriteArrayList<DrainReport>()
+    val callerThreads = CopyOnWriteArrayList<Thread>()
+    override fun onStatus(status: SyncStatus) {
+        callerThreads.add(Thread.currentThread())
+        statuses.add(status)
+    }
+    override fun onReport(report: DrainReport) {
+        callerThreads.add(Thread.currentThread())
+        reports.add(report)
+    }
+}
+
+fun check(cond: Boolean, msg: () -> String) {
+    if (!cond) throw AssertionError(msg())
+}
+
+fun waitFor(what: String, timeoutMs: Long = 10_000, cond: () -> Boolean) {
+    val deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs)
+    while (!cond()) {
+        if (System.nanoTime() > deadline) throw AssertionError("timed out waiting for $what")
+        Thread.sleep(20)
+    }
+}
+
+/** A valid sale: `n` lines of 1 piece at 2.50, paid by card. */
+fun sale(seed: Int, n: Int = 2, store: String = TestServer.STORE): SalePayload {
+    val items = (1..n).map {
+        SaleItem(lineNo = it.toUInt(), sku = "sku-$it", name = "Article $it", quantityMilli = 1000, unitPriceMinor = 250,
+            discountMinor = 0, lineTotalMinor = 250, refund = false)
+    }
+    val total = 250L * n
+    return SalePayload(
+        header = SaleHeader(storeId = store, receiptNumber = "R-$seed", kind = SaleKind.SALE,
+            occurredAtMs = 1_764_000_000_000 + seed, currency = "EUR", subtotalMinor = total, taxMinor = 0,
+            totalMinor = total, changeMinor = 0),
+        items = items,
+        payments = listOf(SalePayment(method = "card", amountMinor = total, reference = "auth-$seed")),
+    )
+}
+
+fun config(server: String, token: String) = PossyncConfig(
+    outboxPath = Files.createTempDirectory("possync-kt").resolve("outbox.db").toString(),
+    serverUrl = server, token = token, deviceId = TestServer.DEVICE,
+    intervalMs = 3_600_000uL, connectTimeoutMs = 2_000uL, requestTimeoutMs = 5_000uL, leaseMs = 15_000uL, heartbeatMs = 2_000uL,
+)
+
+fun enqueueThenSyncNowSendsEverySaleAndReportsIt() {
+    TestServer.start().use { server ->
+        val listener = RecordingListener()
+        val engine = PossyncEngine(config(server.baseUrl, server.token), listener)
+        try {
+            // The startup run (nothing to send) reports first; wait for it so the counts below are exact.
+            waitFor("the startup run's report") { listener.reports.any { DrainReason.STARTUP in it.reasons } }
+            val ids = (1..3).map { engine.enqueue(sale(it)) }
+            check(ids.toSet().size == 3) { "ids not distinct: $ids" }
+            check(engine.counts().pending == 3uL) { "counts before sync: ${engine.counts()}" }
+
+            val report = engine.syncNow(20_000uL)
+            check(report.sent == 3uL) { "report.sent: $report" }
+            check(report.duplicate == 0uL && report.conflict == 0uL && report.invalid == 0uL && report.retry == 0uL) { "report: $report" }
+            check(report.remainingPending == 0uL && report.stop == null) { "report: $report" }
+            check(DrainReason.MANUAL in report.reasons) { "reasons: ${report.reasons}" }
+
+            val counts = engine.counts()
+            check(counts.sent == 3uL && counts.unsent == 0uL && counts.pending == 0uL) { "counts after sync: $counts" }
+            check(engine.attentionItems().isEmpty()) { "attention items" }
+
+            // The listener sees the same run's report and ends Idle. (Statuses are coalesced for a slow
+            // listener, so the Draining ones in between are not guaranteed and not asserted.)
+            waitFor("the manual run's report on the listener") { listener.reports.any { it.correlationId == report.correlationId } }
+            waitFor("Idle after the run") { listener.statuses.lastOrNull() == SyncStatus.Idle }
+            check(listener.callerThreads.none { it == Thread.currentThread() }) { "a callback ran on the caller's thread" }
+
+            val snapshot = engine.status()
+            check(snapshot.status == SyncStatus.Idle) { "status: ${snapshot.status}" }
+            check(snapshot.lastReport?.correlationId == report.correlationId) { "last report: ${snapshot.lastReport}" }
+            check(snapshot.counts.sent == 3uL) { "snapshot counts: ${snapshot.counts}" }
+
+            // The log sink got one `possync::send` record per sale, with every structured field.
+            val sends = CapturedLogs.records.filter { it.target == "possync::send" && it.fields["correlation_id"] == report.correlationId }
+            check(sends.size == 3) { "send logs: ${sends.size}" }
+            for (r in sends) {
+                for (key in listOf("correlation_id", "client_tx_id", "attempt", "lease_token", "drain_reason", "latency_ms", "result", "code")) {
+                    check(r.fields.containsKey(key)) { "field $key missing in ${r.fields}" }
+                }
+                check(r.level == LogLevel.INFO && r.fields["result"] == "OK" && r.fields["attempt"] == "1") { "send record: $r" }
+                check(r.fields["drain_reason"]!!.contains("manual")) { "drain_reason: ${r.fields}" }
+                check(r.fields["lease_token"]!!.isNotEmpty()) { "lease_token empty" }
+            }
+            check(sends.map { it.fields["client_tx_id"] }.toSet() == ids.toSet()) { "client_tx_ids in logs differ from enqueued ids" }
+        } finally {
+            engine.shutdown()
+            engine.close()
+        }
+    }
+}
+
+fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
+    val port = java.net.ServerSocket(0).use { it.localPort } // nothing listens there any more
+    val listener = RecordingListener()
+    val engine = PossyncEngine(config("http://127.0.0.1:$port", "pst_unused"), listener)
+    try {
+        engine.enqueue(sale(1))
+        val report = engine.syncNow(20_000uL)
+        check(report.stop is DrainStop.Offline) { "stop: ${report.stop}" }
+        check(report.sent == 0uL && report.remainingPending == 1uL) { "report: $report" }
+        waitFor("an Offline status") { listener.statuses.lastOrNull() is SyncStatus.Offline }
+        check(engine.counts().pending == 1uL) { "the sale must stay pending: ${engine.counts()}" }
+        val sends = CapturedLogs.records.filter { it.target == "possync::send" && it.fields["correlation_id"] == report.correlationId }
+        check(sends.isNotEmpty() && sends.all { it.fields["result"] == "TRANSPORT" && it.level == LogLevel.WARN }) { "send logs: $sends" }
+    } finally {
+        engine.close()
+    }
+}
+
+fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
+    val engine = PossyncEngine(config("http://127.0.0.1:9", "pst_unused"), null)
+    try {
+        val bad = sale(1).let { it.copy(header = it.header.copy(totalMinor = it.header.totalMinor + 1)) }
+        try {
+            engine.enqueue(bad)
+            throw AssertionError("an invalid sale was accepted")
+        } catch (e: SaleException.Invalid) {
+            check(e.code == "totals_mismatch") { "code: ${e.code}" }
+            check(e.reason.isNotBlank()) { "no reason to show" }
+        }
+        val noItems = sale(2).copy(items = emptyList())
+        try {
+            engine.enqueue(noItems)
+            throw AssertionError("a sale without items was accepted")
+        } catch (e: SaleException.Invalid) {
+            check(e.code == "no_items") { "code: ${e.code}" }
+        }
+        check(engine.counts().pending == 0uL) { "nothing may be stored: ${engine.counts()}" }
+
+        val first = engine.enqueueWithId("till-1:000001", sale(3))
+        check(first.created) { "first enqueue_with_id" }
+        check(!engine.enqueueWithId("till-1:000001", sale(3)).created) { "the same sale again must be a no-op" }
+        try {
+            engine.enqueueWithId("till-1:000001", sale(4))
+            throw AssertionError("another sale under a used id was accepted")
+        } catch (e: SaleException.IdConflict) {
+            check(e.clientTxId == "till-1:000001") { "id: ${e.clientTxId}" }
+        }
+        engine.shutdown()
+        try {
+            engine.syncNow(1_000uL)
+            throw AssertionError("sync_now after shutdown succeeded")
+        } catch (e: SyncException.ShutDown) {
+        }
+    } finally {
+        engine.close()
+    }
+}
+
+fun invalidConfigThrowsOpenException() {
+    try {
+        PossyncEngine(config("ftp://127.0.0.1:9", "pst_x"), null).close()
+        throw AssertionError("an ftp:// server URL was accepted")
+    } catch (e: OpenException.InvalidConfig) {
+        check(e.reason.contains("server_url")) { "reason: ${e.reason}" }
+    }
+    val notADb = Files.createTempFile("possync-kt", ".db")
+    Files.write(notADb, ByteArray(4096) { 0x42 })
+    try {
+        PossyncEngine(config("http://127.0.0.1:9", "pst_x").copy(outboxPath = notADb.toString()), null).close()
+        throw AssertionError("a corrupt outbox was opened")
+    } catch (e: OpenException.Corrupt) {
+        check(Files.size(notADb) == 4096L) { "the corrupt file must be left untouched" }
+    }
+}
+
+fun main() {
+    installLogSink(CapturedLogs, LogLevel.DEBUG)
+    val tests = listOf<Pair<String, () -> Unit>>(
+        "enqueue_then_sync_now_sends_every_sale_and_reports_it" to ::enqueueThenSyncNowSendsEverySaleAndReportsIt,
+        "sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales" to ::syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales,
+        "invalid_sale_throws_a_typed_exception_and_stores_nothing" to ::invalidSaleThrowsATypedExceptionAndStoresNothing,
+        "invalid_config_throws_open_exception" to ::invalidConfigThrowsOpenException,
+    )
+    var passed = 0
+    var failed = 0
+    for ((name, test) in tests) {
+        try {
+            test()
+            passed++
+            println("test $name ... ok")
+        } catch (e: Throwable) {
+            failed++
+            println("test $name ... FAILED")
+            e.printStackTrace(System.out)
+        }
+    }
+    println("kotlin: $passed passed, $failed failed")
+    exitProcess(if (failed == 0) 0 else 1)
+}

@@ -1,0 +1,197 @@
+//! The one object apps hold: [`PossyncEngine`], an outbox and its sync engine. Every method is a
+//! delegate to `possync-core` plus error mapping.
+//!
+//! Thread-safe: call it from any thread. `sync_now` blocks the calling thread (up to its timeout): call
+//! it off the UI thread. Listener callbacks arrive on the engine's `possync-status` thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use possync_core::backoff::BackoffPolicy;
+use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::engine::{EngineConfig, SyncEngine};
+use possync_core::outbox::Outbox;
+use possync_core::transport::HttpTransport;
+
+use crate::error::{
+    open_error, sale_error, storage_error, sync_error, OpenError, SaleError, StorageError, SyncError,
+};
+use crate::listener::{ListenerBridge, StatusListener};
+use crate::types::{AttentionItem, Counts, DrainReason, DrainReport, Enqueued, SalePayload, StatusSnapshot};
+
+/// How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct PossyncConfig {
+    /// Path of the outbox SQLite file, in the app's private storage (Android: `filesDir`, iOS:
+    /// Application Support). Created when missing; its folder must exist.
+    pub outbox_path: String,
+    /// Base URL of the shop's server, e.g. `https://pos.example.com`.
+    pub server_url: String,
+    /// The device token (`pst_...`) from `possync-server token create`.
+    pub token: String,
+    /// This till's device id, as registered with the token.
+    pub device_id: String,
+    /// Period of the engine's own `Interval` trigger, in ms (paused while offline).
+    #[uniffi(default = 60000)]
+    pub interval_ms: u64,
+    /// TCP connect timeout, in ms.
+    #[uniffi(default = 5000)]
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, in ms (at least `connect_timeout_ms`).
+    #[uniffi(default = 30000)]
+    pub request_timeout_ms: u64,
+    /// Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
+    #[uniffi(default = 60000)]
+    pub lease_ms: u64,
+    /// Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
+    #[uniffi(default = 10000)]
+    pub heartbeat_ms: u64,
+    /// Sales per request, 1..=500.
+    #[uniffi(default = 50)]
+    pub batch_size: u32,
+    /// First per-sale retry ceiling, in ms.
+    #[uniffi(default = 1000)]
+    pub retry_backoff_base_ms: u64,
+    /// Largest per-sale retry ceiling, in ms.
+    #[uniffi(default = 300000)]
+    pub retry_backoff_cap_ms: u64,
+    /// First whole-engine backoff ceiling after a failed request, in ms.
+    #[uniffi(default = 2000)]
+    pub offline_backoff_base_ms: u64,
+    /// Largest whole-engine backoff ceiling, in ms.
+    #[uniffi(default = 300000)]
+    pub offline_backoff_cap_ms: u64,
+    /// How long a write waits for another process's lock on the outbox, in ms.
+    #[uniffi(default = 5000)]
+    pub busy_timeout_ms: u64,
+    /// Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
+    #[uniffi(default = None)]
+    pub max_size_bytes: Option<u64>,
+}
+
+impl PossyncConfig {
+    fn outbox_config(&self) -> OutboxConfig {
+        OutboxConfig {
+            busy_timeout_ms: self.busy_timeout_ms,
+            max_size_bytes: self.max_size_bytes,
+            ..OutboxConfig::default()
+        }
+    }
+
+    fn engine_config(&self) -> EngineConfig {
+        let mut sync = SyncConfig::new(&self.server_url, &self.token, &self.device_id);
+        sync.connect_timeout_ms = self.connect_timeout_ms;
+        sync.request_timeout_ms = self.request_timeout_ms;
+        sync.lease_ms = self.lease_ms;
+        sync.heartbeat_ms = self.heartbeat_ms;
+        sync.batch_size = self.batch_size as usize;
+        sync.backoff =
+            BackoffPolicy { base_ms: self.retry_backoff_base_ms, cap_ms: self.retry_backoff_cap_ms };
+        let mut engine = EngineConfig::new(sync);
+        engine.interval_ms = self.interval_ms;
+        engine.offline_backoff =
+            BackoffPolicy { base_ms: self.offline_backoff_base_ms, cap_ms: self.offline_backoff_cap_ms };
+        engine
+    }
+}
+
+/// A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
+/// `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+#[derive(uniffi::Object)]
+pub struct PossyncEngine {
+    engine: SyncEngine,
+}
+
+#[uniffi::export]
+impl PossyncEngine {
+    /// Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
+    /// gets every status change and run report on the engine's `possync-status` thread.
+    ///
+    /// # Errors
+    /// [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+    #[uniffi::constructor]
+    pub fn new(
+        config: PossyncConfig,
+        listener: Option<Arc<dyn StatusListener>>,
+    ) -> Result<Arc<Self>, OpenError> {
+        let outbox = Outbox::open(&config.outbox_path, config.outbox_config()).map_err(open_error)?;
+        let engine_config = config.engine_config();
+        let transport = Arc::new(HttpTransport::new(&engine_config.sync));
+        let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
+        let engine =
+            SyncEngine::start(Arc::new(outbox), transport, engine_config, listener).map_err(open_error)?;
+        Ok(Arc::new(PossyncEngine { engine }))
+    }
+
+    /// Records a sale durably (it survives a crash once this returns) and returns its new
+    /// `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+    ///
+    /// # Errors
+    /// [`SaleError`]; nothing was stored.
+    pub fn enqueue(&self, sale: SalePayload) -> Result<String, SaleError> {
+        self.engine.outbox().enqueue(&sale.into()).map_err(sale_error)
+    }
+
+    /// Records a sale under the app's own id. The same sale under the same id again is a no-op
+    /// (`created == false`), so an app may retry after a crash without doubling the sale.
+    ///
+    /// # Errors
+    /// [`SaleError::IdConflict`] when the id holds another sale; other [`SaleError`]s; nothing was stored.
+    pub fn enqueue_with_id(&self, client_tx_id: String, sale: SalePayload) -> Result<Enqueued, SaleError> {
+        self.engine
+            .outbox()
+            .enqueue_with_id(&client_tx_id, &sale.into())
+            .map(Enqueued::from)
+            .map_err(sale_error)
+    }
+
+    /// Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
+    pub fn trigger(&self, reason: DrainReason) {
+        self.engine.trigger(reason.into());
+    }
+
+    /// "Sync now": waits up to `timeout_ms` for a run that starts after this call (so it covers every
+    /// sale recorded before) and returns its report. Blocks: call it off the UI thread.
+    ///
+    /// # Errors
+    /// [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
+    pub fn sync_now(&self, timeout_ms: u64) -> Result<DrainReport, SyncError> {
+        self.engine.sync_now(Duration::from_millis(timeout_ms)).map(DrainReport::from).map_err(sync_error)
+    }
+
+    /// The status, counts, unsent amounts per currency, oldest unsent age and last report.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn status(&self) -> Result<StatusSnapshot, StorageError> {
+        self.engine.status().map(StatusSnapshot::from).map_err(storage_error)
+    }
+
+    /// Sales in the outbox by state.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn counts(&self) -> Result<Counts, StorageError> {
+        self.engine.outbox().counts().map(Counts::from).map_err(storage_error)
+    }
+
+    /// Sales refused for good (`Conflict`, `Invalid`) that a person must look at, with the server's
+    /// code and message.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn attention_items(&self) -> Result<Vec<AttentionItem>, StorageError> {
+        self.engine
+            .outbox()
+            .attention()
+            .map(|items| items.into_iter().map(AttentionItem::from).collect())
+            .map_err(storage_error)
+    }
+
+    /// Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
+    /// statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
+    /// it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+    pub fn shutdown(&self) {
+        self.engine.shutdown();
+    }
+}

@@ -1,0 +1,468 @@
+//! Records and enums that cross the FFI, each a mirror of a core type, and their conversions.
+//!
+//! Conversions are field-for-field: this module decides nothing. Integer widths that uniffi lacks
+//! (`usize`) become `u32`/`u64`; the core's bit set of drain reasons becomes a list.
+
+use possync_core::drain as core_drain;
+use possync_core::engine as core_engine;
+use possync_core::outbox as core_outbox;
+use possync_core::protocol as core_protocol;
+use possync_core::reason as core_reason;
+use possync_core::status as core_status;
+
+/// Whether a receipt is a sale or a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SaleKind {
+    /// A sale: total is zero or positive.
+    Sale,
+    /// A refund: total is zero or negative.
+    Refund,
+}
+
+/// Receipt-level data of a sale. Money in minor units of `currency`, times in Unix ms (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SaleHeader {
+    /// The shop the sale belongs to; must be the store of this till's token.
+    pub store_id: String,
+    /// The receipt number printed for the customer.
+    pub receipt_number: String,
+    /// Sale or refund.
+    pub kind: SaleKind,
+    /// When the sale was finished on the till, Unix time in milliseconds (UTC).
+    pub occurred_at_ms: i64,
+    /// ISO 4217 alphabetic code, upper case (`"EUR"`).
+    pub currency: String,
+    /// Sum of the items' `line_total_minor`.
+    pub subtotal_minor: i64,
+    /// Tax added on top of the subtotal (0 where prices include tax).
+    pub tax_minor: i64,
+    /// `subtotal_minor + tax_minor`: what the customer pays (negative for a refund).
+    pub total_minor: i64,
+    /// Change handed back in cash (0 or positive; only on sales).
+    pub change_minor: i64,
+    /// Cashier who rang up the sale, if the till knows.
+    #[uniffi(default = None)]
+    pub cashier_id: Option<String>,
+}
+
+/// One line of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SaleItem {
+    /// Position on the receipt, unique within the sale, from 1.
+    pub line_no: u32,
+    /// Article number.
+    pub sku: String,
+    /// Article name as printed.
+    pub name: String,
+    /// Quantity in milli-units (1 piece = 1000); negative only on a refund line.
+    pub quantity_milli: i64,
+    /// Price of one unit in minor units (0 or positive).
+    pub unit_price_minor: i64,
+    /// Discount on this line in minor units (0 or positive).
+    pub discount_minor: i64,
+    /// `round(quantity_milli * unit_price_minor / 1000)` (half away from zero) minus the discount.
+    pub line_total_minor: i64,
+    /// True on a refund line (a returned article).
+    pub refund: bool,
+}
+
+/// One tender of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SalePayment {
+    /// Tender type, lower-case ASCII letters, digits and `_` (`"cash"`, `"card"`).
+    pub method: String,
+    /// Amount tendered in minor units; positive on sales, negative on refunds.
+    pub amount_minor: i64,
+    /// Terminal or voucher reference, if any.
+    #[uniffi(default = None)]
+    pub reference: Option<String>,
+}
+
+/// One finished sale (or refund) as recorded by the till (protocol v1, see docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SalePayload {
+    /// Receipt-level data and totals.
+    pub header: SaleHeader,
+    /// Sold (or refunded) lines; at least one.
+    pub items: Vec<SaleItem>,
+    /// Tenders; their sum minus `header.change_minor` equals `header.total_minor`.
+    pub payments: Vec<SalePayment>,
+}
+
+/// Result of `PossyncEngine::enqueue_with_id`.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Enqueued {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// False when the same sale was already stored under this id (a harmless repeat).
+    pub created: bool,
+}
+
+/// Why a drain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DrainReason {
+    /// The periodic timer (or the app's periodic background job).
+    Interval,
+    /// The network came back.
+    Online,
+    /// The app came to the foreground.
+    Focus,
+    /// The cashier pressed "Sync now".
+    Manual,
+    /// The engine started.
+    Startup,
+}
+
+/// Why a drain run ended before everything due was settled.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum DrainStop {
+    /// The server could not be reached or sheds load; sales wait and are retried.
+    Offline {
+        /// Short machine-readable code (`unreachable`, `timeout`, or the server's code).
+        code: String,
+        /// What went wrong, for a person.
+        reason: String,
+    },
+    /// The server refuses this till's token or device (401/403): a person must fix the setup.
+    AuthFailed {
+        /// The server's code.
+        code: String,
+        /// The server's answer, for a person.
+        reason: String,
+    },
+    /// Another sender took over some sales (e.g. after a long pause); it carries on.
+    LeaseLost,
+}
+
+/// What one drain run did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DrainReport {
+    /// Id of the run, sent as `X-Correlation-Id` with each of its requests (find it in server logs).
+    pub correlation_id: String,
+    /// Why the run happened (merged reasons of coalesced triggers).
+    pub reasons: Vec<DrainReason>,
+    /// Start, Unix ms.
+    pub started_at_ms: i64,
+    /// Wall time of the run, in ms.
+    pub duration_ms: u64,
+    /// Sales stored by the server in this run (`OK`).
+    pub sent: u64,
+    /// Sales the server already had (`DUPLICATE`), now marked sent.
+    pub duplicate: u64,
+    /// Sales answered `CONFLICT` (need a person).
+    pub conflict: u64,
+    /// Sales answered `INVALID` (need a person).
+    pub invalid: u64,
+    /// Sales put back to pending (server `RETRY` or failed request).
+    pub retry: u64,
+    /// Results dropped because another sender had taken the sale over.
+    pub lease_lost: u64,
+    /// Unsent sales after the run.
+    pub remaining_pending: u64,
+    /// Age of the oldest unsent sale after the run, in ms.
+    pub oldest_pending_age_ms: Option<i64>,
+    /// The last error seen, for a person.
+    pub last_error: Option<String>,
+    /// Why the run stopped early, if it did.
+    pub stop: Option<DrainStop>,
+}
+
+/// The engine's state, as a cashier's banner shows it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncStatus {
+    /// Nothing to do, or waiting for the next trigger.
+    Idle,
+    /// A drain run is sending: `done` of `total` unsent sales handled so far.
+    Draining {
+        /// Sales handled in this run.
+        done: u64,
+        /// Unsent sales when the run started.
+        total: u64,
+    },
+    /// The server cannot be reached; sales are kept and sent when it can.
+    Offline {
+        /// When the engine tries again by itself, Unix ms ("Sync now" or "online" try at once).
+        next_retry_at_ms: i64,
+        /// What went wrong, for a person.
+        last_error: String,
+    },
+    /// The server refuses this till's token or device: a person must fix the setup.
+    AuthFailed {
+        /// The server's answer, for a person.
+        last_error: String,
+    },
+    /// Some sales were refused for good and need a person (see `attention_items`).
+    NeedsAttention {
+        /// Sales in `conflict`.
+        conflicts: u64,
+        /// Sales in `invalid`.
+        invalid: u64,
+    },
+}
+
+/// Sales in the outbox by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Counts {
+    /// Waiting to be sent.
+    pub pending: u64,
+    /// Being sent (or left by a sender whose lease will expire).
+    pub in_flight: u64,
+    /// On the server (kept for the retention period, then pruned).
+    pub sent: u64,
+    /// Refused as a conflict; need a person.
+    pub conflict: u64,
+    /// Refused as invalid; need a person.
+    pub invalid: u64,
+    /// `pending + in_flight`: not yet on the server.
+    pub unsent: u64,
+}
+
+/// Unsent sales of one currency.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CurrencyAmount {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Number of unsent sales.
+    pub count: u64,
+    /// Sum of their totals, in minor units.
+    pub total_minor: i64,
+}
+
+/// Where a sale is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SaleState {
+    /// Waiting to be sent.
+    Pending,
+    /// Claimed by a sender.
+    InFlight,
+    /// On the server.
+    Sent,
+    /// The server holds another sale under this id; needs a person.
+    Conflict,
+    /// The server refused the sale as invalid; needs a person.
+    Invalid,
+}
+
+/// A sale refused for good, which a person must look at.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AttentionItem {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// `Conflict` or `Invalid`.
+    pub state: SaleState,
+    /// The server's code (e.g. `totals_mismatch`).
+    pub code: Option<String>,
+    /// The server's message.
+    pub message: Option<String>,
+    /// SHA-256 of the stored canonical payload (hex).
+    pub payload_sha256: String,
+    /// When the sale was recorded, Unix ms.
+    pub created_at_ms: i64,
+    /// Send attempts made.
+    pub attempt: u32,
+}
+
+/// Everything a cashier's screen needs, in one call.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StatusSnapshot {
+    /// The engine's state.
+    pub status: SyncStatus,
+    /// Sales by state.
+    pub counts: Counts,
+    /// Unsent sales per currency (count and amount).
+    pub unsent_by_currency: Vec<CurrencyAmount>,
+    /// Age of the oldest unsent sale, in ms.
+    pub oldest_unsent_age_ms: Option<i64>,
+    /// The last finished run.
+    pub last_report: Option<DrainReport>,
+}
+
+impl From<SaleKind> for core_protocol::SaleKind {
+    fn from(k: SaleKind) -> Self {
+        match k {
+            SaleKind::Sale => core_protocol::SaleKind::Sale,
+            SaleKind::Refund => core_protocol::SaleKind::Refund,
+        }
+    }
+}
+
+impl From<SalePayload> for core_protocol::SalePayload {
+    fn from(s: SalePayload) -> Self {
+        let h = s.header;
+        core_protocol::SalePayload {
+            header: core_protocol::SaleHeader {
+                store_id: h.store_id,
+                receipt_number: h.receipt_number,
+                kind: h.kind.into(),
+                occurred_at_ms: h.occurred_at_ms,
+                currency: h.currency,
+                subtotal_minor: h.subtotal_minor,
+                tax_minor: h.tax_minor,
+                total_minor: h.total_minor,
+                change_minor: h.change_minor,
+                cashier_id: h.cashier_id,
+            },
+            items: s
+                .items
+                .into_iter()
+                .map(|i| core_protocol::SaleItem {
+                    line_no: i.line_no,
+                    sku: i.sku,
+                    name: i.name,
+                    quantity_milli: i.quantity_milli,
+                    unit_price_minor: i.unit_price_minor,
+                    discount_minor: i.discount_minor,
+                    line_total_minor: i.line_total_minor,
+                    refund: i.refund,
+                })
+                .collect(),
+            payments: s
+                .payments
+                .into_iter()
+                .map(|p| core_protocol::SalePayment {
+                    method: p.method,
+                    amount_minor: p.amount_minor,
+                    reference: p.reference,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<core_outbox::Enqueued> for Enqueued {
+    fn from(e: core_outbox::Enqueued) -> Self {
+        Enqueued { client_tx_id: e.client_tx_id, created: e.created }
+    }
+}
+
+impl From<DrainReason> for core_reason::DrainReason {
+    fn from(r: DrainReason) -> Self {
+        match r {
+            DrainReason::Interval => core_reason::DrainReason::Interval,
+            DrainReason::Online => core_reason::DrainReason::Online,
+            DrainReason::Focus => core_reason::DrainReason::Focus,
+            DrainReason::Manual => core_reason::DrainReason::Manual,
+            DrainReason::Startup => core_reason::DrainReason::Startup,
+        }
+    }
+}
+
+impl From<core_reason::DrainReason> for DrainReason {
+    fn from(r: core_reason::DrainReason) -> Self {
+        match r {
+            core_reason::DrainReason::Interval => DrainReason::Interval,
+            core_reason::DrainReason::Online => DrainReason::Online,
+            core_reason::DrainReason::Focus => DrainReason::Focus,
+            core_reason::DrainReason::Manual => DrainReason::Manual,
+            core_reason::DrainReason::Startup => DrainReason::Startup,
+        }
+    }
+}
+
+impl From<core_drain::DrainStop> for DrainStop {
+    fn from(s: core_drain::DrainStop) -> Self {
+        match s {
+            core_drain::DrainStop::Offline { error } => {
+                DrainStop::Offline { code: error.code().to_owned(), reason: error.to_string() }
+            }
+            core_drain::DrainStop::AuthFailed { error } => {
+                DrainStop::AuthFailed { code: error.code().to_owned(), reason: error.to_string() }
+            }
+            core_drain::DrainStop::LeaseLost => DrainStop::LeaseLost,
+        }
+    }
+}
+
+impl From<core_drain::DrainReport> for DrainReport {
+    fn from(r: core_drain::DrainReport) -> Self {
+        DrainReport {
+            correlation_id: r.correlation_id,
+            reasons: r.reasons.iter().map(DrainReason::from).collect(),
+            started_at_ms: r.started_at_ms,
+            duration_ms: r.duration_ms,
+            sent: r.sent,
+            duplicate: r.duplicate,
+            conflict: r.conflict,
+            invalid: r.invalid,
+            retry: r.retry,
+            lease_lost: r.lease_lost,
+            remaining_pending: r.remaining_pending,
+            oldest_pending_age_ms: r.oldest_pending_age_ms,
+            last_error: r.last_error,
+            stop: r.stop.map(DrainStop::from),
+        }
+    }
+}
+
+impl From<core_status::SyncStatus> for SyncStatus {
+    fn from(s: core_status::SyncStatus) -> Self {
+        match s {
+            core_status::SyncStatus::Idle => SyncStatus::Idle,
+            core_status::SyncStatus::Draining { done, total } => SyncStatus::Draining { done, total },
+            core_status::SyncStatus::Offline { next_retry_at_ms, last_error } => {
+                SyncStatus::Offline { next_retry_at_ms, last_error }
+            }
+            core_status::SyncStatus::AuthFailed { last_error } => SyncStatus::AuthFailed { last_error },
+            core_status::SyncStatus::NeedsAttention { conflicts, invalid } => {
+                SyncStatus::NeedsAttention { conflicts, invalid }
+            }
+        }
+    }
+}
+
+impl From<core_outbox::Counts> for Counts {
+    fn from(c: core_outbox::Counts) -> Self {
+        Counts {
+            pending: c.pending,
+            in_flight: c.in_flight,
+            sent: c.sent,
+            conflict: c.conflict,
+            invalid: c.invalid,
+            unsent: c.unsent(),
+        }
+    }
+}
+
+impl From<core_outbox::CurrencyAmount> for CurrencyAmount {
+    fn from(c: core_outbox::CurrencyAmount) -> Self {
+        CurrencyAmount { currency: c.currency, count: c.count, total_minor: c.total_minor }
+    }
+}
+
+impl From<core_outbox::SaleState> for SaleState {
+    fn from(s: core_outbox::SaleState) -> Self {
+        match s {
+            core_outbox::SaleState::Pending => SaleState::Pending,
+            core_outbox::SaleState::InFlight => SaleState::InFlight,
+            core_outbox::SaleState::Sent => SaleState::Sent,
+            core_outbox::SaleState::Conflict => SaleState::Conflict,
+            core_outbox::SaleState::Invalid => SaleState::Invalid,
+        }
+    }
+}
+
+impl From<core_outbox::AttentionItem> for AttentionItem {
+    fn from(a: core_outbox::AttentionItem) -> Self {
+        AttentionItem {
+            client_tx_id: a.client_tx_id,
+            state: a.state.into(),
+            code: a.code,
+            message: a.message,
+            payload_sha256: a.payload_sha256,
+            created_at_ms: a.created_at_ms,
+            attempt: a.attempt,
+        }
+    }
+}
+
+impl From<core_engine::StatusSnapshot> for StatusSnapshot {
+    fn from(s: core_engine::StatusSnapshot) -> Self {
+        StatusSnapshot {
+            status: s.status.into(),
+            counts: s.counts.into(),
+            unsent_by_currency: s.unsent_by_currency.into_iter().map(CurrencyAmount::from).collect(),
+            oldest_unsent_age_ms: s.oldest_unsent_age_ms,
+            last_report: s.last_report.map(DrainReport::from),
+        }
+    }
+}

@@ -181,6 +181,7 @@ pub fn open_error(err: Error) -> OpenError {
         | Error::Thread(_)
         | Error::InvalidSale(_)
         | Error::IdConflict { .. }
+        | Error::NotResolvable { .. }
         | Error::Canonical(_)
         | Error::Timeout { .. }
         | Error::ShutDown
@@ -208,6 +209,7 @@ pub fn sale_error(err: Error) -> SaleError {
                 Error::Busy { .. } => SaleError::Busy { reason },
                 Error::InvalidSale(_)
                 | Error::IdConflict { .. }
+                | Error::NotResolvable { .. }
                 | Error::Canonical(_)
                 | Error::Corrupt { .. }
                 | Error::IncompatibleVersion { .. }
@@ -238,6 +240,7 @@ pub fn storage_error(err: Error) -> StorageError {
         }
         Error::InvalidSale(_)
         | Error::IdConflict { .. }
+        | Error::NotResolvable { .. }
         | Error::Canonical(_)
         | Error::IncompatibleVersion { .. }
         | Error::ReadOnly { .. }
@@ -270,6 +273,7 @@ pub fn sync_error(err: Error) -> SyncError {
         }
         Error::InvalidSale(_)
         | Error::IdConflict { .. }
+        | Error::NotResolvable { .. }
         | Error::Canonical(_)
         | Error::Corrupt { .. }
         | Error::IncompatibleVersion { .. }

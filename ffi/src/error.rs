@@ -290,3 +290,44 @@ pub fn sync_error(err: Error) -> SyncError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use possync_core::protocol::InvalidSale;
+
+    use super::*;
+
+    #[test]
+    fn invalid_sale_keeps_its_protocol_code_and_a_reason_to_show() {
+        match sale_error(Error::InvalidSale(InvalidSale::NoItems)) {
+            SaleError::Invalid { code, reason } => {
+                assert_eq!(code, "no_items");
+                assert!(reason.contains("no_items"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_concern_maps_the_failures_an_app_acts_on() {
+        let path = PathBuf::from("/tmp/outbox.db");
+        assert!(matches!(sale_error(Error::DiskFull { path: path.clone() }), SaleError::StorageFull { .. }));
+        assert!(matches!(
+            sale_error(Error::IdConflict { client_tx_id: "a".into() }),
+            SaleError::IdConflict { client_tx_id, .. } if client_tx_id == "a"
+        ));
+        assert!(matches!(open_error(Error::Config("bad".into())), OpenError::InvalidConfig { .. }));
+        assert!(matches!(
+            open_error(Error::IncompatibleVersion { path: path.clone(), found: 9, supported: 2 }),
+            OpenError::IncompatibleVersion { found: 9, supported: 2, .. }
+        ));
+        assert!(matches!(storage_error(Error::Busy { path }), StorageError::Busy { .. }));
+        assert!(matches!(
+            sync_error(Error::Timeout { waited_ms: 5 }),
+            SyncError::Timeout { waited_ms: 5, .. }
+        ));
+        assert!(matches!(sync_error(Error::ShutDown), SyncError::ShutDown { .. }));
+    }
+}

@@ -271,3 +271,47 @@ pub trait Store: Send + Sync + 'static {
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
 }
+
+/// A `RETRY` result: transient, nothing stored.
+pub(crate) fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
+    PushResult {
+        client_tx_id: client_tx_id.to_owned(),
+        status: possync_core::protocol::PushStatus::Retry,
+        code: Some(code.to_owned()),
+        message: Some(message),
+        server_tx_id: None,
+    }
+}
+
+/// The result of a sale whose transaction failed and rolled back, for both stores: the database's
+/// refusal of a row (`status` `INVALID`) is audited and answered `INVALID`; anything else is `RETRY`.
+pub(crate) fn settle_failure(
+    store: &dyn Store,
+    ctx: &PushContext<'_>,
+    sale: &CheckedSale<'_>,
+    status: possync_core::protocol::PushStatus,
+    code: &str,
+    message: String,
+) -> PushResult {
+    if status != possync_core::protocol::PushStatus::Invalid {
+        return retry(sale.client_tx_id, code, message);
+    }
+    let rejection = Rejection {
+        client_tx_id: sale.client_tx_id,
+        attempt: Some(sale.attempt),
+        payload_hash_version: Some(sale.payload_hash_version),
+        payload_sha256: Some(sale.payload_sha256),
+        code,
+        message: &message,
+    };
+    if let Err(e) = store.audit_rejection(ctx, &rejection) {
+        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
+    }
+    PushResult {
+        client_tx_id: sale.client_tx_id.to_owned(),
+        status,
+        code: Some(code.to_owned()),
+        message: Some(message),
+        server_tx_id: None,
+    }
+}

@@ -16,8 +16,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_sql as sql;
 use super::{
-    AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, StoredSale,
-    TokenInfo, TokenLookup,
+    retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store,
+    StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -322,16 +322,6 @@ pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
     }
 }
 
-fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
-    PushResult {
-        client_tx_id: client_tx_id.to_owned(),
-        status: PushStatus::Retry,
-        code: Some(code.to_owned()),
-        message: Some(message),
-        server_tx_id: None,
-    }
-}
-
 impl Store for PgStore {
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
         let mut conn = self.conn()?;
@@ -352,31 +342,10 @@ impl Store for PgStore {
             Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
             Err(TxError::Db(err)) => {
                 let (status, code) = classify(&err);
-                let message = err.to_string();
-                if status == PushStatus::Invalid {
-                    let rejection = Rejection {
-                        client_tx_id: sale.client_tx_id,
-                        attempt: Some(sale.attempt),
-                        payload_hash_version: Some(sale.payload_hash_version),
-                        payload_sha256: Some(sale.payload_sha256),
-                        code,
-                        message: &message,
-                    };
-                    if let Err(e) = self.audit_rejection(ctx, &rejection) {
-                        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
-                    }
-                    return PushResult {
-                        client_tx_id: sale.client_tx_id.to_owned(),
-                        status,
-                        code: Some(code.into()),
-                        message: Some(message),
-                        server_tx_id: None,
-                    };
-                }
                 if code == "database_error" {
                     log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
                 }
-                retry(sale.client_tx_id, code, message)
+                settle_failure(self, ctx, sale, status, code, err.to_string())
             }
         }
     }

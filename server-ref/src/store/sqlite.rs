@@ -26,8 +26,8 @@ use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
 use super::{
-    AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store, StoreError, StoredSale,
-    TokenInfo, TokenLookup,
+    retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store,
+    StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -393,16 +393,6 @@ pub fn classify(err: &rusqlite::Error) -> (PushStatus, &'static str) {
     }
 }
 
-fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
-    PushResult {
-        client_tx_id: client_tx_id.to_owned(),
-        status: PushStatus::Retry,
-        code: Some(code.to_owned()),
-        message: Some(message),
-        server_tx_id: None,
-    }
-}
-
 impl Store for SqliteStore {
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
         let conn = self.pool.get()?;
@@ -426,31 +416,10 @@ impl Store for SqliteStore {
             Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
             Err(TxError::Db(err)) => {
                 let (status, code) = classify(&err);
-                let message = err.to_string();
-                if status == PushStatus::Invalid {
-                    let rejection = Rejection {
-                        client_tx_id: sale.client_tx_id,
-                        attempt: Some(sale.attempt),
-                        payload_hash_version: Some(sale.payload_hash_version),
-                        payload_sha256: Some(sale.payload_sha256),
-                        code,
-                        message: &message,
-                    };
-                    if let Err(e) = self.audit_rejection(ctx, &rejection) {
-                        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
-                    }
-                    return PushResult {
-                        client_tx_id: sale.client_tx_id.to_owned(),
-                        status,
-                        code: Some(code.into()),
-                        message: Some(message),
-                        server_tx_id: None,
-                    };
-                }
                 if code == "database_error" {
                     log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
                 }
-                retry(sale.client_tx_id, code, message)
+                settle_failure(self, ctx, sale, status, code, err.to_string())
             }
         }
     }

@@ -315,3 +315,35 @@ pub(crate) fn settle_failure(
         server_tx_id: None,
     }
 }
+
+/// The answer to a sale whose `client_tx_id` is already stored, for both stores: the same hash (and hash
+/// version) is a replay, `DUPLICATE` with the stored `server_tx_id`; another hash is `CONFLICT`, and
+/// nothing is overwritten.
+pub(crate) fn replay_result(
+    sale: &CheckedSale<'_>,
+    server_tx_id: i64,
+    stored_sha256: &str,
+    stored_version: i64,
+) -> PushResult {
+    let same = stored_sha256 == sale.payload_sha256 && stored_version == i64::from(sale.payload_hash_version);
+    if same {
+        PushResult {
+            client_tx_id: sale.client_tx_id.to_owned(),
+            status: possync_core::protocol::PushStatus::Duplicate,
+            code: None,
+            message: None,
+            server_tx_id: Some(server_tx_id),
+        }
+    } else {
+        PushResult {
+            client_tx_id: sale.client_tx_id.to_owned(),
+            status: possync_core::protocol::PushStatus::Conflict,
+            code: Some("hash_differs".into()),
+            message: Some(format!(
+                "client_tx_id already stored with payload_sha256 {stored_sha256} (v{stored_version}); \
+                 nothing was overwritten"
+            )),
+            server_tx_id: None,
+        }
+    }
+}

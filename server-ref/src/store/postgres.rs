@@ -16,8 +16,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_sql as sql;
 use super::{
-    retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store,
-    StoreError, StoredSale, TokenInfo, TokenLookup,
+    replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext,
+    Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -174,27 +174,7 @@ impl PgStore {
             let server_tx_id: i64 = stored.get(0);
             let stored_sha: String = stored.get(1);
             let stored_version: i32 = stored.get(2);
-            let same = stored_sha == sale.payload_sha256 && stored_version == hash_version;
-            let result = if same {
-                PushResult {
-                    client_tx_id: sale.client_tx_id.to_owned(),
-                    status: PushStatus::Duplicate,
-                    code: None,
-                    message: None,
-                    server_tx_id: Some(server_tx_id),
-                }
-            } else {
-                PushResult {
-                    client_tx_id: sale.client_tx_id.to_owned(),
-                    status: PushStatus::Conflict,
-                    code: Some("hash_differs".into()),
-                    message: Some(format!(
-                        "client_tx_id already stored with payload_sha256 {stored_sha} (v{stored_version}); \
-                         nothing was overwritten"
-                    )),
-                    server_tx_id: None,
-                }
-            };
+            let result = replay_result(sale, server_tx_id, &stored_sha, i64::from(stored_version));
             audit(&mut tx, ctx, sale, Some(&stored_sha), &result)?;
             tx.commit()?;
             return Ok(result);

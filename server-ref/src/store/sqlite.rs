@@ -26,8 +26,8 @@ use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
 use super::{
-    retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext, Rejection, Store,
-    StoreError, StoredSale, TokenInfo, TokenLookup,
+    replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext,
+    Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -261,27 +261,7 @@ fn store_sale_in(
         let (server_tx_id, stored_sha, stored_version): (i64, String, i64) = tx
             .prepare_cached(sql::SELECT_STORED_HASH)?
             .query_row([sale.client_tx_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        let same = stored_sha == sale.payload_sha256 && stored_version == hash_version;
-        let result = if same {
-            PushResult {
-                client_tx_id: sale.client_tx_id.to_owned(),
-                status: PushStatus::Duplicate,
-                code: None,
-                message: None,
-                server_tx_id: Some(server_tx_id),
-            }
-        } else {
-            PushResult {
-                client_tx_id: sale.client_tx_id.to_owned(),
-                status: PushStatus::Conflict,
-                code: Some("hash_differs".into()),
-                message: Some(format!(
-                    "client_tx_id already stored with payload_sha256 {stored_sha} (v{stored_version}); \
-                     nothing was overwritten"
-                )),
-                server_tx_id: None,
-            }
-        };
+        let result = replay_result(sale, server_tx_id, &stored_sha, stored_version);
         audit(&tx, ctx, sale, Some(&stored_sha), &result)?;
         tx.commit()?;
         return Ok(result);

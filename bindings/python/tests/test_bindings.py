@@ -118,7 +118,9 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
         report = engine.sync_now(20_000)
         assert isinstance(report.stop, p.DrainStop.OFFLINE), report.stop
         assert report.sent == 0 and report.remaining_pending == 1
-        wait_for("an Offline status", lambda: listener.statuses and listener.statuses[-1].is_offline())
+        # The engine keeps retrying on its own (Draining, then Offline again): wait for an Offline delivery.
+        wait_for("an Offline status", lambda: any(s.is_offline() for s in listener.statuses))
+        assert engine.status().status.is_offline(), engine.status().status
         assert engine.counts().pending == 1
         sends = logs.sends(report.correlation_id)
         assert sends and all(r.fields["result"] == "TRANSPORT" and r.level == p.LogLevel.WARN for r in sends)

@@ -5,10 +5,22 @@
 //!   the same durability (WAL, one transaction per sale), for `synchronous=FULL` and `NORMAL`.
 //! - [`outbox::claim_finalize`]: claim + finalize per sale with 10k and with 1M pending sales.
 //! - [`server::push_vs_pgbench`]: server push throughput vs `pgbench` running the same per-sale SQL.
-//! - [`server::duplicate_storm`]: concurrent pushes of one sale: exactly one `OK`, p50/p99 latency.
+//! - [`server::duplicate_storm`]: concurrent pushes of one sale: exactly one `OK`, p50/p99 latency
+//!   against one pusher alone.
+//! - [`till::drain_vs_pgbench`]: one till draining a large backlog end to end vs pgbench on one
+//!   connection.
+//! - [`till::till_memory`], [`till::server_memory`]: peak RSS of a till draining 1M sales, and of the
+//!   server under load.
+//! - [`peer::compare`]: the same queue workload on the outbox and on a peer queue (effectum).
+//!
+//! The server and the till run in their own processes ([`child`]).
 
+pub mod child;
 pub mod outbox;
+pub mod peer;
+pub mod report;
 pub mod server;
+pub mod till;
 
 /// One measured line of the results table.
 #[derive(Debug, Clone)]

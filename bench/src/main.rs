@@ -1,75 +1,238 @@
-//! `possync-bench`: runs the benchmarks, prints the table and (with `--write`) records it in
-//! docs/benchmarks.md.
+//! `possync-bench`: runs the benchmarks, prints the table of ratios and (with `--write`) records it
+//! with date, machine and commit in docs/benchmarks.md. `scripts/bench` runs them all.
 
-use clap::{Parser, ValueEnum};
-use possync_bench::{markdown, outbox, Row};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use possync_bench::{child, markdown, outbox, peer, report, server, till, Row};
 use possync_core::config::Durability;
 
 /// possync benchmarks, reported as ratios against baselines measured in the same run.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Which scenarios to run.
-    #[arg(value_enum, default_value = "outbox")]
-    scenario: Scenario,
-    /// Sales per enqueue round.
-    #[arg(long, default_value_t = 2_000)]
+    #[command(subcommand)]
+    command: Cmd,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Args)]
+struct Opts {
+    /// Sales per enqueue round (scenario 1).
+    #[arg(long, global = true, default_value_t = 2_000)]
     enqueue_sales: usize,
-    /// Pending sales of the large outbox.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Pending sales of the large outbox (scenario 2) and of the till whose memory is read (scenario 6).
+    #[arg(long, global = true, default_value_t = 1_000_000)]
     large: usize,
-    /// Pending sales of the small outbox.
-    #[arg(long, default_value_t = 10_000)]
+    /// Pending sales of the small outbox (scenarios 2 and 6).
+    #[arg(long, global = true, default_value_t = 10_000)]
     small: usize,
-    /// Sales claimed and finalized per measurement.
-    #[arg(long, default_value_t = 2_000)]
+    /// Sales claimed and finalized per measurement (scenario 2).
+    #[arg(long, global = true, default_value_t = 2_000)]
     claim_sales: usize,
-    /// Seconds of each server throughput measurement.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds of each throughput measurement against PostgreSQL (scenarios 3 and 4's baseline).
+    #[arg(long, global = true, default_value_t = 10)]
     seconds: u64,
+    /// Rounds of the duplicate storm (scenario 5).
+    #[arg(long, global = true, default_value_t = 50)]
+    storm_rounds: usize,
+    /// Backlog of the end-to-end drain (scenario 4).
+    #[arg(long, global = true, default_value_t = 100_000)]
+    backlog: usize,
+    /// Jobs of the peer-queue workload (scenario 7).
+    #[arg(long, global = true, default_value_t = 20_000)]
+    peer_jobs: usize,
+    /// The peer-queue binary (`bench/peer-effectum`, built by `scripts/bench`).
+    #[arg(long, global = true, env = "POSSYNC_PEER_BIN")]
+    peer_bin: Option<PathBuf>,
     /// PostgreSQL for the server scenarios (a database is created and dropped per measurement).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     database_url: String,
+    /// Record the results (date, machine, commit, table) in this Markdown file's generated section.
+    #[arg(long, global = true)]
+    write: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Scenario {
-    /// Outbox: enqueue vs raw insert; claim+finalize at small vs large backlog.
+#[derive(Subcommand)]
+enum Cmd {
+    /// Scenarios 1-2: enqueue vs raw insert; claim+finalize at a small vs a large backlog.
     Outbox,
-    /// Server: push throughput vs pgbench (batch 1 and 100, concurrency 1/4/16); duplicate storm.
+    /// Scenarios 3, 5 and the server half of 6: push vs pgbench, duplicate storm, server RSS.
     Server,
+    /// Scenario 4: end-to-end drain of one till vs pgbench on one connection.
+    Drain,
+    /// Scenario 6, till half: peak RSS of a till draining a large vs a small backlog.
+    Memory,
+    /// Scenario 7: the same queue workload on the outbox and on a peer queue (effectum).
+    Peer,
+    /// Every scenario, in the order above.
+    All,
+    /// (internal) The server in its own process, until stdin closes.
+    #[command(hide = true)]
+    ChildServer {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        workers: usize,
+        #[arg(long)]
+        pool: u32,
+    },
+    /// (internal) A till draining its outbox in its own process; prints the outcome as JSON.
+    #[command(hide = true)]
+    ChildDrain {
+        #[arg(long)]
+        outbox: PathBuf,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        device: String,
+    },
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut rows: Vec<Row> = Vec::new();
-    match cli.scenario {
-        Scenario::Outbox => {
-            for durability in [Durability::Full, Durability::Normal] {
-                rows.push(outbox::enqueue(dir.path(), durability, cli.enqueue_sales, 3));
-                eprintln!("{}", markdown(&rows[rows.len() - 1..]));
-            }
-            for batch in [1, 50] {
-                rows.push(outbox::claim_finalize(dir.path(), cli.small, cli.large, cli.claim_sales, batch));
-                eprintln!("{}", markdown(&rows[rows.len() - 1..]));
-            }
+/// Runs the measured scenarios, printing each row as it completes. Returns the rows and notes about
+/// scenarios that could not run.
+struct Run<'a> {
+    opts: &'a Opts,
+    exe: PathBuf,
+    dir: tempfile::TempDir,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Run<'_> {
+    fn push(&mut self, row: Row) {
+        eprint!("{}", markdown(std::slice::from_ref(&row)));
+        self.rows.push(row);
+    }
+
+    fn outbox(&mut self) {
+        let o = self.opts;
+        for durability in [Durability::Full, Durability::Normal] {
+            self.push(outbox::enqueue(self.dir.path(), durability, o.enqueue_sales, 3));
         }
-        Scenario::Server => {
-            for batch in [1, 100] {
-                for concurrency in [1, 4, 16] {
-                    rows.push(possync_bench::server::push_vs_pgbench(
-                        &cli.database_url,
-                        concurrency,
-                        batch,
-                        cli.seconds,
-                    ));
-                    eprintln!("{}", markdown(&rows[rows.len() - 1..]));
-                }
-            }
-            let (p50, p99) = possync_bench::server::duplicate_storm(&cli.database_url, 16, 50);
-            println!("duplicate storm, 16 pushers x 50 rounds: exactly one OK per round; p50 {p50:.1} ms, p99 {p99:.1} ms\n");
+        for batch in [1, 50] {
+            self.push(outbox::claim_finalize(self.dir.path(), o.small, o.large, o.claim_sales, batch));
         }
     }
-    println!("{}", markdown(&rows));
+
+    fn server(&mut self) {
+        let o = self.opts;
+        let mut heaviest = None;
+        for batch in [1, 100] {
+            for concurrency in [1, 4, 16] {
+                let cell = server::push_vs_pgbench(&self.exe, &o.database_url, concurrency, batch, o.seconds);
+                self.push(cell.row.clone());
+                heaviest = Some(cell);
+            }
+        }
+        for row in server::duplicate_storm(&self.exe, &o.database_url, 16, o.storm_rounds) {
+            self.push(row);
+        }
+        if let Some(cell) = heaviest {
+            self.push(till::server_memory(&cell));
+        }
+    }
+
+    fn drain(&mut self) {
+        let o = self.opts;
+        self.push(till::drain_vs_pgbench(&self.exe, self.dir.path(), &o.database_url, o.backlog, o.seconds));
+    }
+
+    fn memory(&mut self) {
+        let o = self.opts;
+        self.push(till::till_memory(&self.exe, self.dir.path(), o.small, o.large));
+    }
+
+    fn peer(&mut self) {
+        let o = self.opts;
+        let Some(bin) = &o.peer_bin else {
+            self.notes.push(
+                "Scenario 7 (peer queue) not run: no `--peer-bin` given (`scripts/bench` builds \
+                 `bench/peer-effectum` and passes it)."
+                    .into(),
+            );
+            return;
+        };
+        match peer::compare(bin, self.dir.path(), o.peer_jobs) {
+            Ok(rows) => rows.into_iter().for_each(|r| self.push(r)),
+            Err(e) => self.notes.push(format!("Scenario 7 (peer queue) failed: {e}")),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    match cli.command {
+        Cmd::ChildServer { database_url, workers, pool } => {
+            return match child::serve_until_stdin_closes(&database_url, workers, pool) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("child-server: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cmd::ChildDrain { outbox, server, token, device } => {
+            return match child::drain_all(&outbox, &server, &token, &device) {
+                Ok(outcome) => {
+                    println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("child-drain: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
+    let opts = &cli.opts;
+    let mut run = Run {
+        opts,
+        exe: child::current_exe(),
+        dir: tempfile::tempdir().expect("temp dir"),
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    match cli.command {
+        Cmd::Outbox => run.outbox(),
+        Cmd::Server => run.server(),
+        Cmd::Drain => run.drain(),
+        Cmd::Memory => run.memory(),
+        Cmd::Peer => run.peer(),
+        Cmd::All => {
+            run.outbox();
+            run.server();
+            run.drain();
+            run.memory();
+            run.peer();
+        }
+        Cmd::ChildServer { .. } | Cmd::ChildDrain { .. } => unreachable!("handled above"),
+    }
+    println!("\n{}", markdown(&run.rows));
+    for note in &run.notes {
+        println!("{note}");
+    }
+    if let Some(path) = &opts.write {
+        let machine = report::Machine::detect(Some(&opts.database_url));
+        let command = format!("possync-bench {}", command.join(" "));
+        let section =
+            report::section(&report::today(), &machine, &report::commit(), &command, &run.rows, &run.notes);
+        if let Err(e) = report::write_section(path, &section) {
+            eprintln!("possync-bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("results written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

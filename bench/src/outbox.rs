@@ -6,7 +6,7 @@ use std::time::Instant;
 use possync_core::config::{Durability, OutboxConfig};
 use possync_core::outbox::{Outbox, Outcome};
 use possync_core::protocol::{
-    canonical_json_string, SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment,
+    canonical_json_string, payload_sha256, SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment,
 };
 use rusqlite::{params, Connection};
 
@@ -102,8 +102,8 @@ pub fn enqueue(dir: &Path, durability: Durability, n: usize, rounds: usize) -> R
     }
 }
 
-/// Loads `pending` sales straight into an outbox file (setup only: one big transaction, same columns
-/// as `enqueue` writes).
+/// Loads `pending` copies of one valid sale, each under its own id, straight into an outbox file
+/// (setup only: one big transaction, the same columns and hash as `enqueue` writes).
 pub fn load_pending(path: &Path, pending: usize) {
     drop(Outbox::open(path, OutboxConfig::default()).expect("create outbox"));
     let mut conn = Connection::open(path).expect("open");
@@ -117,7 +117,7 @@ pub fn load_pending(path: &Path, pending: usize) {
             )
             .expect("prepare");
         let payload = canonical_json_string(&sample_sale(1)).expect("canonical");
-        let sha = "0".repeat(64);
+        let sha = payload_sha256(payload.as_bytes());
         for i in 0..pending as i64 {
             stmt.execute(params![format!("bench-{i:09}"), payload, sha, 597, 1_700_000_000_000i64 + i])
                 .expect("load");

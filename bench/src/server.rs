@@ -1,17 +1,18 @@
 //! Server benchmarks: push throughput against `pgbench` running the same per-sale SQL, and the latency
 //! of a duplicate storm. Each run creates its own database and drops it.
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use possync_core::protocol::{canonical_json, payload_sha256};
+use possync_core::protocol::{canonical_json, payload_sha256, PushResponse, PushStatus};
 use possync_server::auth::{generate_token, token_sha256};
-use possync_server::http::{self, HttpConfig, RunningServer};
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
-use serde_json::{json, Value};
+
+use crate::child::ServerProcess;
 
 use crate::outbox::sample_sale;
 use crate::{median, Row};
@@ -51,33 +52,54 @@ impl Drop for BenchDb {
     }
 }
 
-struct Served {
-    server: Option<RunningServer>,
-    base: String,
-    token: String,
+/// A benchmark database with the schema, a device token, and the server in its own process.
+pub struct Served {
+    /// The server process.
+    pub server: ServerProcess,
+    /// The device token of device `bench` of `store-1`.
+    pub token: String,
 }
 
-fn serve(db: &BenchDb, concurrency: usize) -> Served {
-    let pg = PgOptions { pool_size: (concurrency as u32 + 2).max(4), ..PgOptions::default() };
-    let store = Arc::new(PgStore::connect(db.config.clone(), &pg).expect("store"));
+/// Migrates `db`, registers device `bench` and starts the server (`exe child-server`) with enough
+/// workers and pooled connections for `concurrency` pushers.
+pub fn serve(exe: &Path, db: &BenchDb, concurrency: usize) -> Served {
+    let store = PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
+        .expect("store");
     store.migrate().expect("migrate");
     let token = generate_token();
     let device = Device { store_id: "store-1".into(), device_id: "bench".into() };
     store.create_token(&device, &token_sha256(&token), None).expect("token");
-    let config = HttpConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        workers: concurrency.max(2),
-        ..HttpConfig::default()
-    };
-    let server = http::start(store, config).expect("server");
-    Served { base: format!("http://{}", server.local_addr()), server: Some(server), token }
+    let pool = (concurrency as u32 + 2).max(4);
+    Served { server: ServerProcess::start(exe, &db.url, concurrency.max(2), pool), token }
 }
 
-fn envelope(id: &str, seed: i64) -> Value {
+/// One sale of a push request, serialized once: everything after its `client_tx_id`.
+fn envelope_tail(seed: i64) -> String {
     let sale = sample_sale(seed);
     let canonical = canonical_json(&sale).expect("canonical");
-    json!({"client_tx_id": id, "payload_hash_version": 1, "payload_sha256": payload_sha256(&canonical),
-           "attempt": 1, "payload": serde_json::from_slice::<Value>(&canonical).expect("json")})
+    let payload = String::from_utf8(canonical).expect("utf-8");
+    format!(
+        r#""payload_hash_version":1,"payload_sha256":"{}","attempt":1,"payload":{payload}}}"#,
+        payload_sha256(payload.as_bytes())
+    )
+}
+
+/// A push request body of `ids.len()` copies of one sale, each under its own id. The load generator
+/// builds bodies from a pre-serialized sale so that its own CPU use stays small next to the server's.
+fn push_body(tail: &str, ids: &[String]) -> Vec<u8> {
+    let mut body = String::with_capacity(32 + ids.len() * (tail.len() + 64));
+    body.push_str(r#"{"device_id":"bench","transactions":["#);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r#"{"client_tx_id":""#);
+        body.push_str(id);
+        body.push_str(r#"","#);
+        body.push_str(tail);
+    }
+    body.push_str("]}");
+    body.into_bytes()
 }
 
 fn agent() -> ureq::Agent {
@@ -88,51 +110,55 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sales per second stored by `concurrency` pushers sending batches of `batch` for `seconds`.
-pub fn push_rate(db: &BenchDb, concurrency: usize, batch: usize, seconds: u64) -> f64 {
-    let served = serve(db, concurrency);
+/// Sends one push; returns the statuses of its results (empty for a failed request).
+fn push(agent: &ureq::Agent, served: &Served, body: &[u8]) -> Vec<PushStatus> {
+    let response = agent
+        .post(format!("{}/sync/push", served.server.base))
+        .header("Authorization", format!("Bearer {}", served.token))
+        .header("Content-Type", "application/json")
+        .send(body);
+    let Ok(mut response) = response else { return Vec::new() };
+    if response.status() != 200 {
+        return Vec::new();
+    }
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    serde_json::from_str::<PushResponse>(&text)
+        .map(|r| r.results.into_iter().map(|r| r.status).collect())
+        .unwrap_or_default()
+}
+
+/// Sales per second stored (`OK`) by `concurrency` pushers sending batches of `batch` for `seconds`.
+pub fn push_rate(served: &Served, concurrency: usize, batch: usize, seconds: u64) -> f64 {
     let stop = AtomicBool::new(false);
     let stored = AtomicU64::new(0);
+    let tail = envelope_tail(1);
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..concurrency {
-            let (served, stop, stored) = (&served, &stop, &stored);
+            let (stop, stored, tail) = (&stop, &stored, &tail);
             s.spawn(move || {
                 let agent = agent();
-                let mut n = 0i64;
+                let run = uuid::Uuid::now_v7().simple().to_string();
+                let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let txs: Vec<Value> = (0..batch)
+                    let ids: Vec<String> = (0..batch)
                         .map(|_| {
                             n += 1;
-                            envelope(&format!("b-{t}-{n}-{}", uuid::Uuid::now_v7()), n)
+                            format!("b-{run}-{t}-{n}")
                         })
                         .collect();
-                    let body = serde_json::to_vec(&json!({"device_id": "bench", "transactions": txs}))
-                        .expect("json");
-                    let resp = agent
-                        .post(format!("{}/sync/push", served.base))
-                        .header("Authorization", format!("Bearer {}", served.token))
-                        .send(&body[..]);
-                    if let Ok(mut r) = resp {
-                        let v: Value =
-                            serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-                                .unwrap_or(Value::Null);
-                        let ok =
-                            v["results"].as_array().map(|a| a.iter().filter(|r| r["status"] == "OK").count());
-                        stored.fetch_add(ok.unwrap_or(0) as u64, Ordering::Relaxed);
-                    }
+                    let ok = push(&agent, served, &push_body(tail, &ids))
+                        .into_iter()
+                        .filter(|s| *s == PushStatus::Ok)
+                        .count();
+                    stored.fetch_add(ok as u64, Ordering::Relaxed);
                 }
             });
         }
         std::thread::sleep(Duration::from_secs(seconds));
         stop.store(true, Ordering::Relaxed);
     });
-    let rate = stored.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    let mut served = served;
-    if let Some(server) = served.server.take() {
-        server.shutdown();
-    }
-    rate
+    stored.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The per-sale SQL of the server (header, three items, one payment, audit, in one transaction), as a
@@ -181,36 +207,84 @@ pub fn pgbench_rate(db: &BenchDb, concurrency: usize, seconds: u64) -> f64 {
         .unwrap_or_else(|| panic!("pgbench failed: {}{}", text, String::from_utf8_lossy(&out.stderr)))
 }
 
-/// Push throughput vs pgbench with the same SQL at the same concurrency, on one fresh database each.
-pub fn push_vs_pgbench(admin_url: &str, concurrency: usize, batch: usize, seconds: u64) -> Row {
+/// Scenario 3's measurement of one cell, and the server's memory during it.
+#[derive(Debug, Clone)]
+pub struct PushCell {
+    /// Push throughput vs pgbench.
+    pub row: Row,
+    /// RSS of the server process just after it started, in KiB (last round).
+    pub server_idle_rss_kib: u64,
+    /// Peak RSS of the server process at the end of the load, in KiB (largest over the rounds).
+    pub server_peak_rss_kib: u64,
+}
+
+/// Push throughput vs pgbench with the same SQL at the same concurrency, two interleaved rounds on a
+/// fresh database each (medians).
+pub fn push_vs_pgbench(
+    exe: &Path,
+    admin_url: &str,
+    concurrency: usize,
+    batch: usize,
+    seconds: u64,
+) -> PushCell {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut idle, mut peak) = (0, 0);
     for round in 0..2 {
         let db = BenchDb::create(admin_url, 10 + round);
-        ours.push(push_rate(&db, concurrency, batch, seconds));
+        let served = serve(exe, &db, concurrency);
+        idle = served.server.rss_kib();
+        ours.push(push_rate(&served, concurrency, batch, seconds));
+        peak = peak.max(served.server.peak_rss_kib());
+        served.server.stop();
         theirs.push(pgbench_rate(&db, concurrency, seconds));
     }
-    Row {
-        scenario: format!("server push, batch {batch}, concurrency {concurrency}"),
-        value: median(ours),
-        baseline: median(theirs),
-        unit: "sales/s",
-        note: "vs pgbench running the same per-sale SQL at the same concurrency, same database; target ≥ 0.8"
-            .into(),
+    PushCell {
+        row: Row {
+            scenario: format!("server push, batch {batch}, concurrency {concurrency}"),
+            value: median(ours),
+            baseline: median(theirs),
+            unit: "sales/s",
+            note: "vs pgbench running the same per-sale SQL at the same concurrency, same database; target ≥ 0.8"
+                .into(),
+        },
+        server_idle_rss_kib: idle,
+        server_peak_rss_kib: peak,
     }
 }
 
-/// Latencies (ms) of `pushers` concurrent pushes of one sale, over `rounds` rounds; checks that each
-/// round stored the sale exactly once. Returns (p50, p99).
-pub fn duplicate_storm(admin_url: &str, pushers: usize, rounds: usize) -> (f64, f64) {
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// Scenario 5: `pushers` concurrent pushes of one sale, `rounds` times. Asserts that every round
+/// stored the sale exactly once (one `OK`, the rest `DUPLICATE`). Reports the storm's p50 and p99
+/// latency against the same percentiles of one pusher sending new sales alone, same server.
+pub fn duplicate_storm(exe: &Path, admin_url: &str, pushers: usize, rounds: usize) -> Vec<Row> {
     let db = BenchDb::create(admin_url, 20);
-    let served = serve(&db, pushers);
-    let mut latencies = Vec::new();
+    let served = serve(exe, &db, pushers);
+    let tail = envelope_tail(7);
+    let alone: Vec<f64> = {
+        let agent = agent();
+        let mut v: Vec<f64> = (0..rounds)
+            .map(|round| {
+                let body = push_body(&tail, &[format!("alone-{round}")]);
+                let t = Instant::now();
+                let statuses = push(&agent, &served, &body);
+                assert_eq!(statuses, [PushStatus::Ok], "uncontended push {round}");
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let mut storm = Vec::new();
     for round in 0..rounds {
-        let body =
-            serde_json::to_vec(&json!({"device_id": "bench", "transactions": [envelope(&format!("storm-{round}"), round as i64)]}))
-                .expect("json");
+        let body = push_body(&tail, &[format!("storm-{round}")]);
         let barrier = Barrier::new(pushers);
-        let results: Vec<(f64, String)> = std::thread::scope(|s| {
+        let results: Vec<(f64, Vec<PushStatus>)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..pushers)
                 .map(|_| {
                     let (served, body, barrier) = (&served, &body, &barrier);
@@ -218,33 +292,33 @@ pub fn duplicate_storm(admin_url: &str, pushers: usize, rounds: usize) -> (f64, 
                         let agent = agent();
                         barrier.wait();
                         let t = Instant::now();
-                        let mut r = agent
-                            .post(format!("{}/sync/push", served.base))
-                            .header("Authorization", format!("Bearer {}", served.token))
-                            .send(&body[..])
-                            .expect("push");
-                        let v: Value =
-                            serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
-                                .unwrap_or(Value::Null);
-                        (
-                            t.elapsed().as_secs_f64() * 1000.0,
-                            v["results"][0]["status"].as_str().unwrap_or("").to_owned(),
-                        )
+                        let statuses = push(&agent, served, body);
+                        (t.elapsed().as_secs_f64() * 1000.0, statuses)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("pusher")).collect()
         });
-        let ok = results.iter().filter(|(_, s)| s == "OK").count();
-        let dup = results.iter().filter(|(_, s)| s == "DUPLICATE").count();
-        assert_eq!((ok, dup), (1, pushers - 1), "duplicate storm round {round}: exactly one OK");
-        latencies.extend(results.into_iter().map(|(ms, _)| ms));
+        let count = |want: PushStatus| results.iter().filter(|(_, s)| s.as_slice() == [want]).count();
+        assert_eq!(
+            (count(PushStatus::Ok), count(PushStatus::Duplicate)),
+            (1, pushers - 1),
+            "duplicate storm round {round}: exactly one OK, the rest DUPLICATE"
+        );
+        storm.extend(results.into_iter().map(|(ms, _)| ms));
     }
-    let mut served = served;
-    if let Some(server) = served.server.take() {
-        server.shutdown();
-    }
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    (pct(0.50), pct(0.99))
+    served.server.stop();
+    storm.sort_by(|a, b| a.total_cmp(b));
+    [("p50", 0.50), ("p99", 0.99)]
+        .into_iter()
+        .map(|(name, p)| Row {
+            scenario: format!("duplicate storm, {pushers} pushers of one sale, {name} latency"),
+            value: percentile(&storm, p),
+            baseline: percentile(&alone, p),
+            unit: "ms",
+            note: format!(
+                "exactly one OK per round checked ({rounds} rounds); baseline: one pusher alone, new sales"
+            ),
+        })
+        .collect()
 }

@@ -1,26 +1,95 @@
-//! Each benchmark scenario runs at a tiny size (no timing is asserted: benchmarks are not tests).
+//! Each benchmark scenario runs at a tiny size. No timing is asserted (benchmarks are not tests); what
+//! is asserted is what each scenario checks itself (every sale drained exactly once, one `OK` per
+//! duplicate storm round) and that it produced measurements. PostgreSQL must be reachable.
 
-use possync_bench::outbox;
+use std::path::Path;
+
+use possync_bench::{child, outbox, peer, report, server, till, Row};
 use possync_core::config::Durability;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_possync-bench");
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn measured(row: &Row) {
+    assert!(row.value > 0.0 && row.baseline > 0.0, "{row:?}");
+}
 
 #[test]
 fn outbox_scenarios_run_at_a_tiny_size() {
     let dir = tempfile::tempdir().expect("tmp");
     for durability in [Durability::Full, Durability::Normal] {
-        let row = outbox::enqueue(dir.path(), durability, 20, 1);
-        assert!(row.value > 0.0 && row.baseline > 0.0, "{row:?}");
+        measured(&outbox::enqueue(dir.path(), durability, 20, 1));
     }
     let row = outbox::claim_finalize(dir.path(), 50, 200, 40, 5);
-    assert!(row.value > 0.0 && row.baseline > 0.0, "{row:?}");
+    measured(&row);
     assert!(possync_bench::markdown(&[row]).contains("claim+finalize"));
 }
 
 #[test]
-fn server_scenarios_run_at_a_tiny_size() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let row = possync_bench::server::push_vs_pgbench(&url, 2, 5, 1);
-    assert!(row.value > 0.0 && row.baseline > 0.0, "{row:?}");
-    let (p50, p99) = possync_bench::server::duplicate_storm(&url, 4, 3);
-    assert!(p50 > 0.0 && p99 >= p50);
+fn server_scenarios_run_at_a_tiny_size_with_the_server_in_its_own_process() {
+    let cell = server::push_vs_pgbench(Path::new(BENCH), &database_url(), 2, 5, 1);
+    measured(&cell.row);
+    assert!(cell.server_peak_rss_kib >= cell.server_idle_rss_kib && cell.server_idle_rss_kib > 0);
+    measured(&till::server_memory(&cell));
+    let rows = server::duplicate_storm(Path::new(BENCH), &database_url(), 4, 3);
+    assert_eq!(rows.len(), 2);
+    rows.iter().for_each(measured);
+}
+
+#[test]
+fn drain_scenario_drains_every_sale_exactly_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Asserts inside: the till settled all 120 and the server holds exactly 120.
+    measured(&till::drain_vs_pgbench(Path::new(BENCH), dir.path(), &database_url(), 120, 1));
+}
+
+#[test]
+fn memory_scenario_reads_the_till_process_peak_rss() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let row = till::till_memory(Path::new(BENCH), dir.path(), 50, 300);
+    measured(&row);
+    assert!(row.value < 1024.0, "a till's peak RSS in MiB: {row:?}");
+}
+
+#[test]
+fn peer_workload_claims_every_job_once_on_the_outbox() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (enqueue, complete) = peer::outbox_workload(dir.path(), 30, Durability::Normal);
+    assert!(enqueue > 0.0 && complete > 0.0);
+    // The peer binary is built outside the workspace (scripts/bench); a missing one is an error.
+    let err = peer::compare(Path::new("/nonexistent/possync-peer-effectum"), dir.path(), 10).unwrap_err();
+    assert!(err.contains("possync-peer-effectum"), "{err}");
+}
+
+#[test]
+fn child_drain_reports_a_clear_error_for_an_unreachable_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("o.db");
+    outbox::load_pending(&path, 3);
+    let err = child::drain_all(&path, "http://127.0.0.1:9", "pst_x", "bench").unwrap_err();
+    assert!(err.contains("stopped early"), "{err}");
+}
+
+#[test]
+fn results_section_replaces_only_the_generated_part() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let doc = dir.path().join("benchmarks.md");
+    std::fs::write(&doc, "# Benchmarks\n\nintro\n").expect("write");
+    let machine = report::Machine::detect(None);
+    let rows = [Row { scenario: "s".into(), value: 2.0, baseline: 4.0, unit: "x/s", note: "n".into() }];
+    let first = report::section("2026-01-01", &machine, "abc", "possync-bench all", &rows, &[]);
+    report::write_section(&doc, &first).expect("append");
+    std::fs::write(&doc, std::fs::read_to_string(&doc).expect("read") + "\nanalysis\n").expect("write");
+    let second =
+        report::section("2026-01-02", &machine, "def", "possync-bench all", &rows, &["skipped".into()]);
+    report::write_section(&doc, &second).expect("replace");
+    let text = std::fs::read_to_string(&doc).expect("read");
+    assert!(text.starts_with("# Benchmarks\n\nintro\n"), "{text}");
+    assert!(text.contains("Results of 2026-01-02") && !text.contains("2026-01-01"), "{text}");
+    assert!(text.contains("| s | 2.0 x/s | 4.0 x/s | 0.50 | n |") && text.contains("skipped"), "{text}");
+    assert!(text.trim_end().ends_with("analysis"), "{text}");
+    assert_eq!(text.matches(report::BEGIN).count(), 1);
 }

@@ -763,6 +763,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(384))]
+
+    /// `canonical_json` writes plain values (integers within ±2^53, ASCII keys) with serde_json and
+    /// everything else with serde_json_canonicalizer: both paths give the crate's bytes, for values
+    /// on either side of the line (huge integers, non-ASCII keys from the edge characters).
+    #[test]
+    fn b_the_fast_path_gives_the_same_bytes_as_the_canonicalizer_crate(
+        value in prop_oneof![json_value(true), json_value(false)],
+    ) {
+        let ours = canonical_json(&value).expect("canonicalizes");
+        let crate_bytes = serde_json_canonicalizer::to_vec(&value).expect("crate canonicalizes");
+        prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&crate_bytes));
+    }
+
+    #[test]
+    fn b_a_sale_canonicalizes_as_the_canonicalizer_crate_does(sale in some_valid_sale()) {
+        let ours = canonical_json(&sale).expect("canonicalizes");
+        let crate_bytes = serde_json_canonicalizer::to_vec(&sale).expect("crate canonicalizes");
+        prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&crate_bytes));
+    }
+}
+
 #[test]
 fn b_integers_beyond_2_pow_53_are_rounded_like_doubles() {
     let value: Value = serde_json::from_str("[9007199254740993,57393695149333541]").expect("JSON");

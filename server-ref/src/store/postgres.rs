@@ -10,6 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use ::postgres::error::SqlState;
+use ::postgres::types::Type;
 use ::postgres::{Client, NoTls, Transaction};
 use possync_core::protocol::{PushResult, PushStatus};
 use r2d2_postgres::PostgresConnectionManager;
@@ -145,37 +146,39 @@ impl PgStore {
     fn store_sale_tx(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> Result<PushResult, TxError> {
         let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
         let mut tx = conn.transaction()?;
-        tx.execute(sql::SET_LOCAL_TIMEOUTS, &[&self.lock_timeout, &self.statement_timeout])?;
+        self.set_local_timeouts(&mut tx)?;
         let h = &sale.payload.header;
         let hash_version = sale.payload_hash_version as i32;
-        let inserted = tx.query_opt(
+        let kind = h.kind.as_str();
+        let inserted = tx.query_typed_opt(
             sql::INSERT_HEADER,
             &[
-                &sale.client_tx_id,
-                &sale.payload_sha256,
-                &hash_version,
-                &h.store_id,
-                &ctx.device.device_id,
-                &h.receipt_number,
-                &h.kind.as_str(),
-                &h.occurred_at_ms,
-                &h.currency,
-                &h.subtotal_minor,
-                &h.tax_minor,
-                &h.total_minor,
-                &h.change_minor,
-                &h.cashier_id,
-                &sale.canonical,
-                &ctx.correlation_id,
+                (&sale.client_tx_id, Type::TEXT),
+                (&sale.payload_sha256, Type::TEXT),
+                (&hash_version, Type::INT4),
+                (&h.store_id, Type::TEXT),
+                (&ctx.device.device_id, Type::TEXT),
+                (&h.receipt_number, Type::TEXT),
+                (&kind, Type::TEXT),
+                (&h.occurred_at_ms, Type::INT8),
+                (&h.currency, Type::TEXT),
+                (&h.subtotal_minor, Type::INT8),
+                (&h.tax_minor, Type::INT8),
+                (&h.total_minor, Type::INT8),
+                (&h.change_minor, Type::INT8),
+                (&h.cashier_id, Type::TEXT),
+                (&sale.canonical, Type::TEXT),
+                (&ctx.correlation_id, Type::TEXT),
             ],
         )?;
         let Some(row) = inserted else {
-            let stored = tx.query_one(sql::SELECT_STORED_HASH, &[&sale.client_tx_id])?;
+            let stored = tx.query_typed_one(sql::SELECT_STORED_HASH, &[(&sale.client_tx_id, Type::TEXT)])?;
             let server_tx_id: i64 = stored.get(0);
             let stored_sha: String = stored.get(1);
             let stored_version: i32 = stored.get(2);
             let result = replay_result(sale, server_tx_id, &stored_sha, i64::from(stored_version));
-            audit(&mut tx, ctx, sale, Some(&stored_sha), &result)?;
+            let row = AuditRow::of_sale(ctx, sale, Some(&stored_sha), &result);
+            row.insert(&mut tx)?;
             tx.commit()?;
             return Ok(result);
         };
@@ -194,11 +197,23 @@ impl PgStore {
             message: None,
             server_tx_id: Some(server_tx_id),
         };
-        audit(&mut tx, ctx, sale, None, &result)?;
+        AuditRow::of_sale(ctx, sale, None, &result).insert(&mut tx)?;
         tx.commit()?;
         Ok(result)
     }
+
+    /// `SET LOCAL` of the push timeouts, as the transaction's first statement.
+    fn set_local_timeouts(&self, tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
+        tx.query_typed(
+            sql::SET_LOCAL_TIMEOUTS,
+            &[(&self.lock_timeout, Type::TEXT), (&self.statement_timeout, Type::TEXT)],
+        )?;
+        Ok(())
+    }
 }
+
+// Statements of the push path go through `query_typed` (parameter types given, unnamed statement):
+// one round trip each, where `execute` with a SQL string first prepares it in a round trip of its own.
 
 fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), ::postgres::Error> {
     let items = &sale.payload.items;
@@ -210,9 +225,19 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
     let discount: Vec<i64> = items.iter().map(|i| i.discount_minor).collect();
     let total: Vec<i64> = items.iter().map(|i| i.line_total_minor).collect();
     let refund: Vec<bool> = items.iter().map(|i| i.refund).collect();
-    tx.execute(
+    tx.query_typed(
         sql::INSERT_ITEMS,
-        &[&sale.client_tx_id, &line_no, &sku, &name, &qty, &price, &discount, &total, &refund],
+        &[
+            (&sale.client_tx_id, Type::TEXT),
+            (&line_no, Type::INT4_ARRAY),
+            (&sku, Type::TEXT_ARRAY),
+            (&name, Type::TEXT_ARRAY),
+            (&qty, Type::INT8_ARRAY),
+            (&price, Type::INT8_ARRAY),
+            (&discount, Type::INT8_ARRAY),
+            (&total, Type::INT8_ARRAY),
+            (&refund, Type::BOOL_ARRAY),
+        ],
     )?;
     let payments = &sale.payload.payments;
     if !payments.is_empty() {
@@ -220,35 +245,73 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
         let method: Vec<&str> = payments.iter().map(|p| p.method.as_str()).collect();
         let amount: Vec<i64> = payments.iter().map(|p| p.amount_minor).collect();
         let reference: Vec<Option<&str>> = payments.iter().map(|p| p.reference.as_deref()).collect();
-        tx.execute(sql::INSERT_PAYMENTS, &[&sale.client_tx_id, &no, &method, &amount, &reference])?;
+        tx.query_typed(
+            sql::INSERT_PAYMENTS,
+            &[
+                (&sale.client_tx_id, Type::TEXT),
+                (&no, Type::INT4_ARRAY),
+                (&method, Type::TEXT_ARRAY),
+                (&amount, Type::INT8_ARRAY),
+                (&reference, Type::TEXT_ARRAY),
+            ],
+        )?;
     }
     Ok(())
 }
 
-fn audit(
-    tx: &mut Transaction<'_>,
-    ctx: &PushContext<'_>,
-    sale: &CheckedSale<'_>,
-    stored_sha256: Option<&str>,
-    result: &PushResult,
-) -> Result<(), ::postgres::Error> {
-    tx.execute(
-        sql::INSERT_AUDIT,
-        &[
-            &sale.client_tx_id,
-            &ctx.device.store_id,
-            &ctx.device.device_id,
-            &ctx.correlation_id,
-            &(sale.attempt.min(i32::MAX as u32) as i32),
-            &(sale.payload_hash_version as i32),
-            &sale.payload_sha256,
-            &stored_sha256,
-            &result.status.as_str(),
-            &result.code,
-            &result.message,
-        ],
-    )?;
-    Ok(())
+/// One row of `pos_transaction_audit`.
+struct AuditRow<'a> {
+    client_tx_id: &'a str,
+    ctx: &'a PushContext<'a>,
+    attempt: Option<i32>,
+    payload_hash_version: Option<i32>,
+    payload_sha256: Option<&'a str>,
+    stored_sha256: Option<&'a str>,
+    outcome: &'static str,
+    code: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+impl<'a> AuditRow<'a> {
+    /// The audit row of a decided sale.
+    fn of_sale(
+        ctx: &'a PushContext<'a>,
+        sale: &'a CheckedSale<'a>,
+        stored_sha256: Option<&'a str>,
+        result: &'a PushResult,
+    ) -> Self {
+        AuditRow {
+            client_tx_id: sale.client_tx_id,
+            ctx,
+            attempt: Some(sale.attempt.min(i32::MAX as u32) as i32),
+            payload_hash_version: Some(sale.payload_hash_version.min(i32::MAX as u32) as i32),
+            payload_sha256: Some(sale.payload_sha256),
+            stored_sha256,
+            outcome: result.status.as_str(),
+            code: result.code.as_deref(),
+            message: result.message.as_deref(),
+        }
+    }
+
+    fn insert(&self, tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
+        tx.query_typed(
+            sql::INSERT_AUDIT,
+            &[
+                (&self.client_tx_id, Type::TEXT),
+                (&self.ctx.device.store_id, Type::TEXT),
+                (&self.ctx.device.device_id, Type::TEXT),
+                (&self.ctx.correlation_id, Type::TEXT),
+                (&self.attempt, Type::INT4),
+                (&self.payload_hash_version, Type::INT4),
+                (&self.payload_sha256, Type::TEXT),
+                (&self.stored_sha256, Type::TEXT),
+                (&self.outcome, Type::TEXT),
+                (&self.code, Type::TEXT),
+                (&self.message, Type::TEXT),
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
@@ -306,7 +369,7 @@ impl Store for PgStore {
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
         let mut conn = self.conn()?;
         let row = conn
-            .query_opt(sql::SELECT_TOKEN, &[&token_sha256])
+            .query_typed_opt(sql::SELECT_TOKEN, &[(&token_sha256, Type::TEXT)])
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(match row {
             None => TokenLookup::Unknown,
@@ -333,24 +396,21 @@ impl Store for PgStore {
     fn audit_rejection(&self, ctx: &PushContext<'_>, r: &Rejection<'_>) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        tx.execute(sql::SET_LOCAL_TIMEOUTS, &[&self.lock_timeout, &self.statement_timeout])?;
+        self.set_local_timeouts(&mut tx)?;
         let id: String = r.client_tx_id.chars().take(128).collect();
-        tx.execute(
-            sql::INSERT_AUDIT,
-            &[
-                &id,
-                &ctx.device.store_id,
-                &ctx.device.device_id,
-                &ctx.correlation_id,
-                &r.attempt.map(|a| a.min(i32::MAX as u32) as i32),
-                &r.payload_hash_version.map(|v| v.min(i32::MAX as u32) as i32),
-                &r.payload_sha256.map(|s| s.chars().take(128).collect::<String>()),
-                &None::<String>,
-                &PushStatus::Invalid.as_str(),
-                &r.code,
-                &r.message,
-            ],
-        )?;
+        let sha: Option<String> = r.payload_sha256.map(|s| s.chars().take(128).collect());
+        let row = AuditRow {
+            client_tx_id: &id,
+            ctx,
+            attempt: r.attempt.map(|a| a.min(i32::MAX as u32) as i32),
+            payload_hash_version: r.payload_hash_version.map(|v| v.min(i32::MAX as u32) as i32),
+            payload_sha256: sha.as_deref(),
+            stored_sha256: None,
+            outcome: PushStatus::Invalid.as_str(),
+            code: Some(r.code),
+            message: Some(r.message),
+        };
+        row.insert(&mut tx)?;
         tx.commit()?;
         Ok(())
     }

@@ -197,6 +197,8 @@ fn main() -> ExitCode {
         _ => {}
     }
     let opts = &cli.opts;
+    // What is measured is the code as it is now: read the commit before the run, not after it.
+    let commit = report::commit();
     let mut run = Run {
         opts,
         exe: child::current_exe(),
@@ -225,9 +227,10 @@ fn main() -> ExitCode {
     }
     if let Some(path) = &opts.write {
         let machine = report::Machine::detect(Some(&opts.database_url));
-        let command = format!("possync-bench {}", command.join(" "));
-        let section =
-            report::section(&report::today(), &machine, &report::commit(), &command, &run.rows, &run.notes);
+        // scripts/bench names itself, so the document shows the command a reader would run.
+        let command = std::env::var("POSSYNC_BENCH_COMMAND")
+            .unwrap_or_else(|_| format!("possync-bench {}", command.join(" ")));
+        let section = report::section(&report::today(), &machine, &commit, &command, &run.rows, &run.notes);
         if let Err(e) = report::write_section(path, &section) {
             eprintln!("possync-bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;

@@ -79,13 +79,17 @@ pub fn outbox_workload(dir: &Path, jobs: usize, durability: Durability) -> (f64,
 }
 
 /// Scenario 7: rows comparing the outbox with the peer on the same workload, at the peer's
-/// `synchronous` setting (FULL or NORMAL).
+/// durability: a committed job survives power loss in both (outbox: WAL with synchronous=FULL, unless
+/// the peer runs WAL with synchronous=NORMAL).
 ///
 /// # Errors
 /// A message when the peer cannot run.
 pub fn compare(peer_bin: &Path, dir: &Path, jobs: usize) -> Result<Vec<Row>, String> {
     let peer = run_peer(peer_bin, dir, jobs)?;
-    let durability = if peer.sqlite_synchronous.eq_ignore_ascii_case("full") {
+    // Same durability per commit: in a rollback journal (effectum's actual mode) every commit is
+    // fsynced even at synchronous=NORMAL, which in WAL mode only synchronous=FULL does.
+    let wal = peer.journal_mode.eq_ignore_ascii_case("wal");
+    let durability = if !wal || peer.sqlite_synchronous.eq_ignore_ascii_case("full") {
         Durability::Full
     } else {
         Durability::Normal

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use possync_core::protocol::{canonical_json, payload_sha256, PushResponse, PushStatus};
 use possync_server::auth::{generate_token, token_sha256};
+use possync_server::http::HttpConfig;
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
 
@@ -60,8 +61,8 @@ pub struct Served {
     pub token: String,
 }
 
-/// Migrates `db`, registers device `bench` and starts the server (`exe child-server`) with enough
-/// workers and pooled connections for `concurrency` pushers.
+/// Migrates `db`, registers device `bench` and starts the server (`exe child-server`) with one worker
+/// per pusher up to the server's default, and two pooled connections more than workers.
 pub fn serve(exe: &Path, db: &BenchDb, concurrency: usize) -> Served {
     let store = PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
         .expect("store");
@@ -69,8 +70,10 @@ pub fn serve(exe: &Path, db: &BenchDb, concurrency: usize) -> Served {
     let token = generate_token();
     let device = Device { store_id: "store-1".into(), device_id: "bench".into() };
     store.create_token(&device, &token_sha256(&token), None).expect("token");
-    let pool = (concurrency as u32 + 2).max(4);
-    Served { server: ServerProcess::start(exe, &db.url, concurrency.max(2), pool), token }
+    // Up to the server's default worker count (8): the server as a shop runs it. More workers than
+    // cores only add context switches; requests beyond them wait in the accept queue.
+    let workers = concurrency.clamp(2, HttpConfig::default().workers);
+    Served { server: ServerProcess::start(exe, &db.url, workers, workers as u32 + 2), token }
 }
 
 /// One sale of a push request, serialized once: everything after its `client_tx_id`.

@@ -59,6 +59,9 @@ pub struct FileConfig {
     /// `--retry-after-secs` / `POSSYNC_RETRY_AFTER_SECS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u32>,
+    /// `--token-cache-secs` / `POSSYNC_TOKEN_CACHE_SECS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_cache_secs: Option<u64>,
     /// `--audit-retention-days` / `POSSYNC_AUDIT_RETENTION_DAYS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u32>,

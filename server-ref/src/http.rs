@@ -22,6 +22,7 @@ use crate::auth::{bearer_token, token_sha256};
 use crate::metrics::Metrics;
 use crate::push::{handle_push, PushLimits};
 use crate::store::{Device, Store, TokenLookup};
+use crate::token_cache::TokenCache;
 
 /// Settings of the HTTP front.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct HttpConfig {
     pub push_limits: PushLimits,
     /// `Retry-After` seconds sent with 503 answers.
     pub retry_after_secs: u32,
+    /// How long an accepted device token is trusted without asking the store again (zero: every
+    /// request asks). A revoked token is refused within this time.
+    pub token_cache_ttl: Duration,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +50,7 @@ impl Default for HttpConfig {
             max_body_bytes: 4 * 1024 * 1024,
             push_limits: PushLimits::default(),
             retry_after_secs: 2,
+            token_cache_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -53,6 +58,7 @@ impl Default for HttpConfig {
 struct Shared {
     store: Arc<dyn Store>,
     metrics: Metrics,
+    tokens: TokenCache,
     config: HttpConfig,
 }
 
@@ -116,7 +122,8 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
     let workers = config.workers.max(1);
-    let shared = Arc::new(Shared { store, metrics: Metrics::new(), config });
+    let tokens = TokenCache::new(config.token_cache_ttl);
+    let shared = Arc::new(Shared { store, metrics: Metrics::new(), tokens, config });
     let mut handles = Vec::with_capacity(workers);
     for i in 0..workers {
         let (server, stop, shared) = (server.clone(), stop.clone(), shared.clone());
@@ -322,8 +329,15 @@ fn authenticate(shared: &Shared, request: &Request, cid: &str) -> Result<Device,
     let Some(token) = header(request, "Authorization").and_then(bearer_token) else {
         return Err(unauthorized("missing_token", "send Authorization: Bearer <device token>"));
     };
-    match shared.store.lookup_token(&token_sha256(token)) {
-        Ok(TokenLookup::Active(device)) => Ok(device),
+    let token_sha256 = token_sha256(token);
+    if let Some(device) = shared.tokens.get(&token_sha256) {
+        return Ok(device);
+    }
+    match shared.store.lookup_token(&token_sha256) {
+        Ok(TokenLookup::Active(device)) => {
+            shared.tokens.put(&token_sha256, &device);
+            Ok(device)
+        }
         Ok(TokenLookup::Revoked) => Err(unauthorized("token_revoked", "this device token was revoked")),
         Ok(TokenLookup::Unknown) => Err(unauthorized("invalid_token", "unknown device token")),
         Err(e) => Err(Reply::unavailable(shared, "database_unavailable", e.to_string(), cid)),

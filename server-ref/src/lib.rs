@@ -24,4 +24,5 @@ pub mod metrics;
 pub mod push;
 pub mod retention;
 pub mod store;
+pub mod token_cache;
 pub mod verify;

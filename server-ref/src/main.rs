@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Retry-After seconds sent with 503 answers.
     #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
     retry_after_secs: u32,
+    /// Seconds an accepted device token is trusted without a database lookup; a revoked token is
+    /// refused within this time. 0: look it up on every request.
+    #[arg(long, env = "POSSYNC_TOKEN_CACHE_SECS", default_value_t = 5)]
+    token_cache_secs: u64,
     /// Delete audit rows older than this many days, at start and then hourly (default: keep all).
     #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     audit_retention_days: Option<u32>,
@@ -434,7 +438,8 @@ fn merge_serve(mut args: ServeArgs, mut file: FileConfig, matches: &ArgMatches) 
         max_body_bytes,
         max_transactions,
         max_items,
-        retry_after_secs
+        retry_after_secs,
+        token_cache_secs
     );
     if !from_user(matches, "audit_retention_days") && file.audit_retention_days.is_some() {
         args.audit_retention_days = file.audit_retention_days;
@@ -466,6 +471,7 @@ fn print_config(settings: &Settings, log_level: &str) -> Result<(), String> {
         max_transactions: Some(a.max_transactions),
         max_items: Some(a.max_items),
         retry_after_secs: Some(a.retry_after_secs),
+        token_cache_secs: Some(a.token_cache_secs),
         audit_retention_days: a.audit_retention_days,
     };
     let text = toml::to_string(&effective).map_err(|e| format!("cannot print the settings: {e}"))?;
@@ -496,6 +502,7 @@ fn serve(settings: Settings, log_level: &str) -> Result<(), String> {
             sale: Limits { max_items_per_sale: args.max_items, ..Limits::default() },
         },
         retry_after_secs: args.retry_after_secs,
+        token_cache_ttl: Duration::from_secs(args.token_cache_secs),
     };
     let retention = args
         .audit_retention_days

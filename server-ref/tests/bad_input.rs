@@ -176,6 +176,34 @@ fn missing_wrong_and_revoked_tokens_are_401() {
     assert_nothing_stored(&server);
 }
 
+/// An accepted token is trusted for `token_cache_ttl` without a lookup; once revoked it is refused
+/// when that time is up (at once with the cache off), and the refused request stores nothing.
+#[test]
+fn a_revoked_token_is_refused_once_its_cache_entry_expires() {
+    use possync_server::store::Store;
+    let ttl = std::time::Duration::from_secs(3);
+    for ttl in [ttl, std::time::Duration::ZERO] {
+        let config = possync_server::http::HttpConfig { token_cache_ttl: ttl, ..common::test_http_config() };
+        let server = TestServer::start_with(config, common::test_pg_options());
+        let token = server.token.clone();
+        let push = |n: i64| {
+            let body = serde_json::to_vec(&request(vec![envelope(&new_id(), &sale("store-1", n, 1))]))
+                .expect("json");
+            server.push_raw(Some(&token), body)
+        };
+        assert_eq!(push(1).status, 200, "accepted and, with a TTL, cached");
+        let device = possync_server::store::Device { store_id: "store-1".into(), device_id: "till-1".into() };
+        assert_eq!(server.store.revoke_tokens(&device).expect("revoke"), 1);
+        if !ttl.is_zero() {
+            // Within the TTL the cached token still pushes (the documented revocation delay).
+            assert_eq!(push(2).status, 200, "cached for {ttl:?}");
+            std::thread::sleep(ttl + std::time::Duration::from_millis(100));
+        }
+        let reply = push(3);
+        assert_eq!((reply.status, reply.error_code()), (401, "token_revoked"), "ttl {ttl:?}");
+    }
+}
+
 #[test]
 fn device_of_another_store_is_403() {
     let server = TestServer::start();

@@ -21,8 +21,12 @@ struct Cli {
 #[derive(Args)]
 struct Opts {
     /// Sales per enqueue round (scenario 1).
-    #[arg(long, global = true, default_value_t = 2_000)]
+    #[arg(long, global = true, default_value_t = 500)]
     enqueue_sales: usize,
+    /// Enqueue rounds, each the outbox then the baseline (scenario 1): many short rounds keep a
+    /// spell of slow fsyncs from landing on one side only.
+    #[arg(long, global = true, default_value_t = 12)]
+    enqueue_rounds: usize,
     /// Pending sales of the large outbox (scenario 2) and of the till whose memory is read (scenario 6).
     #[arg(long, global = true, default_value_t = 1_000_000)]
     large: usize,
@@ -117,7 +121,7 @@ impl Run<'_> {
     fn outbox(&mut self) {
         let o = self.opts;
         for durability in [Durability::Full, Durability::Normal] {
-            self.push(outbox::enqueue(self.dir.path(), durability, o.enqueue_sales, 3));
+            self.push(outbox::enqueue(self.dir.path(), durability, o.enqueue_sales, o.enqueue_rounds));
         }
         for batch in [1, 50] {
             self.push(outbox::claim_finalize(self.dir.path(), o.small, o.large, o.claim_sales, batch));

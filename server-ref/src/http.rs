@@ -105,19 +105,27 @@ pub enum StartError {
     Spawn(#[from] std::io::Error),
 }
 
+/// A tiny_http server listening on `addr` with `TCP_NODELAY`.
+///
+/// tiny_http writes a response's head and body in two writes; with Nagle's algorithm the body waits
+/// for the ACK of the head, which the client delays by up to 40 ms (seen as 41 ms per request of a
+/// till's drain). Accepted sockets inherit `TCP_NODELAY` from the listener on Linux.
+///
+/// # Errors
+/// [`StartError::Bind`] when the address cannot be bound or the option cannot be set.
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server, StartError> {
+    let bind_error = |e: &dyn std::fmt::Display| StartError::Bind { addr, reason: e.to_string() };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_error(&e))?;
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true).map_err(|e| bind_error(&e))?;
+    tiny_http::Server::from_listener(listener, None).map_err(|e| bind_error(&e))
+}
+
 /// Binds `config.listen` and starts `config.workers` worker threads.
 ///
 /// # Errors
 /// [`StartError`] when the address cannot be bound or threads cannot be spawned.
 pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer, StartError> {
-    let bind_error =
-        |e: &dyn std::fmt::Display| StartError::Bind { addr: config.listen, reason: e.to_string() };
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| bind_error(&e))?;
-    // tiny_http writes a response's head and body in two writes; with Nagle's algorithm the body
-    // waits for the ACK of the head, which the client delays by up to 40 ms (seen as 41 ms per
-    // request of a till's drain). Accepted sockets inherit TCP_NODELAY from the listener on Linux.
-    socket2::SockRef::from(&listener).set_tcp_nodelay(true).map_err(|e| bind_error(&e))?;
-    let server = tiny_http::Server::from_listener(listener, None).map_err(|e| bind_error(&e))?;
+    let server = bind(config.listen)?;
     let addr = server.server_addr().to_ip().unwrap_or(config.listen);
     let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));

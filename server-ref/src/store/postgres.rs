@@ -177,8 +177,7 @@ impl PgStore {
             let stored_sha: String = stored.get(1);
             let stored_version: i32 = stored.get(2);
             let result = replay_result(sale, server_tx_id, &stored_sha, i64::from(stored_version));
-            let row = AuditRow::of_sale(ctx, sale, Some(&stored_sha), &result);
-            row.insert(&mut tx)?;
+            AuditRow::of_sale(ctx, sale, Some(&stored_sha), &result).insert(&mut tx)?;
             tx.commit()?;
             return Ok(result);
         };
@@ -259,6 +258,11 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
     Ok(())
 }
 
+/// A counter sent by the till as an `INTEGER` column, capped at its largest value.
+fn int4(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
 /// One row of `pos_transaction_audit`.
 struct AuditRow<'a> {
     client_tx_id: &'a str,
@@ -283,8 +287,8 @@ impl<'a> AuditRow<'a> {
         AuditRow {
             client_tx_id: sale.client_tx_id,
             ctx,
-            attempt: Some(sale.attempt.min(i32::MAX as u32) as i32),
-            payload_hash_version: Some(sale.payload_hash_version.min(i32::MAX as u32) as i32),
+            attempt: Some(int4(sale.attempt)),
+            payload_hash_version: Some(int4(sale.payload_hash_version)),
             payload_sha256: Some(sale.payload_sha256),
             stored_sha256,
             outcome: result.status.as_str(),
@@ -402,8 +406,8 @@ impl Store for PgStore {
         let row = AuditRow {
             client_tx_id: &id,
             ctx,
-            attempt: r.attempt.map(|a| a.min(i32::MAX as u32) as i32),
-            payload_hash_version: r.payload_hash_version.map(|v| v.min(i32::MAX as u32) as i32),
+            attempt: r.attempt.map(int4),
+            payload_hash_version: r.payload_hash_version.map(int4),
             payload_sha256: sha.as_deref(),
             stored_sha256: None,
             outcome: PushStatus::Invalid.as_str(),

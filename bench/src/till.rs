@@ -103,8 +103,11 @@ struct AckServer {
 
 impl AckServer {
     fn start() -> AckServer {
-        // Bound as the real server binds (TCP_NODELAY).
-        let server = possync_server::http::bind(([127, 0, 0, 1], 0).into()).expect("bind ack server");
+        // TCP_NODELAY as the real server: tiny_http writes head and body in two writes, and with
+        // Nagle's algorithm the body waits for the ACK of the head (up to 40 ms).
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind ack server");
+        socket2::SockRef::from(&listener).set_tcp_nodelay(true).expect("TCP_NODELAY");
+        let server = tiny_http::Server::from_listener(listener, None).expect("ack server");
         let base = format!("http://{}", server.server_addr().to_ip().expect("ip address"));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

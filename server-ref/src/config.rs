@@ -11,60 +11,19 @@
 //! built-in default (the CLI in `main.rs` merges them). An unknown key is an error that names it, so
 //! a typo never silently falls back to a default.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// The keys of a config file; `None` for a key the file does not set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+use crate::settings::ServeSettings;
+
+/// A parsed config file: its keys, each known to [`ServeSettings`] and of the right type.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileConfig {
-    /// `--database-url` / `DATABASE_URL`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
-    /// `--sqlite` / `POSSYNC_SQLITE`: the embedded store's file instead of PostgreSQL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sqlite: Option<PathBuf>,
-    /// `--log-level` / `POSSYNC_LOG`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
-    /// `--listen` / `POSSYNC_LISTEN`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<SocketAddr>,
-    /// `--workers` / `POSSYNC_WORKERS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workers: Option<usize>,
-    /// `--pool-size` / `POSSYNC_POOL_SIZE`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pool_size: Option<u32>,
-    /// `--pool-timeout-ms` / `POSSYNC_POOL_TIMEOUT_MS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pool_timeout_ms: Option<u64>,
-    /// `--lock-timeout-ms` / `POSSYNC_LOCK_TIMEOUT_MS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lock_timeout_ms: Option<u64>,
-    /// `--statement-timeout-ms` / `POSSYNC_STATEMENT_TIMEOUT_MS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub statement_timeout_ms: Option<u64>,
-    /// `--max-body-bytes` / `POSSYNC_MAX_BODY_BYTES`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<usize>,
-    /// `--max-transactions` / `POSSYNC_MAX_TRANSACTIONS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_transactions: Option<usize>,
-    /// `--max-items` / `POSSYNC_MAX_ITEMS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_items: Option<usize>,
-    /// `--retry-after-secs` / `POSSYNC_RETRY_AFTER_SECS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u32>,
-    /// `--token-cache-secs` / `POSSYNC_TOKEN_CACHE_SECS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_cache_secs: Option<u64>,
-    /// `--audit-retention-days` / `POSSYNC_AUDIT_RETENTION_DAYS`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_retention_days: Option<u32>,
+    table: toml::Table,
 }
 
 /// Why a config file could not be used.
@@ -94,20 +53,31 @@ impl FileConfig {
     /// # Errors
     /// [`ConfigError::Parse`] for bad TOML, an unknown key or a value of the wrong type.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
-            // The message alone may not name the key (a type error names only the types), so the
-            // offending line is quoted as well.
-            let message = match e.span() {
-                Some(span) => {
-                    let start = span.start.min(text.len());
-                    let line_no = text[..start].matches('\n').count() + 1;
-                    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                    format!("line {line_no} (`{line}`): {}", e.message())
-                }
-                None => e.message().to_owned(),
-            };
-            ConfigError::Parse { path: path.to_owned(), message }
-        })
+        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
+        // Every key must be a `serve` setting of the right type: checked on the defaults with the
+        // file laid over them, so a typo never silently falls back to a default.
+        let clap_error =
+            |e: clap::Error| ConfigError::Parse { path: path.to_owned(), message: e.to_string() };
+        let matches = <ServeCli as clap::CommandFactory>::command()
+            .try_get_matches_from(["serve"])
+            .map_err(clap_error)?;
+        let defaults =
+            <ServeSettings as clap::FromArgMatches>::from_arg_matches(&matches).map_err(clap_error)?;
+        for (key, value) in &table {
+            let one = toml::Table::from_iter([(key.clone(), value.clone())]);
+            overlay::<ServeSettings>(&defaults, &one, |_| false).map_err(|e| {
+                let found = text.lines().enumerate().find(|(_, l)| l.trim_start().starts_with(key.as_str()));
+                let (line_no, line) = found.map(|(i, l)| (i + 1, l.trim())).unwrap_or((0, ""));
+                let message = format!("line {line_no} (`{line}`): key `{key}`: {}", e.message().trim());
+                ConfigError::Parse { path: path.to_owned(), message }
+            })?;
+        }
+        Ok(FileConfig { table })
+    }
+
+    /// The value of `key`, if the file sets it.
+    pub fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.table.get(key)
     }
 
     /// Reads and parses a config file.
@@ -119,6 +89,65 @@ impl FileConfig {
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
+}
+
+/// `serve`'s settings as a command of their own, to read their defaults.
+#[derive(clap::Parser)]
+struct ServeCli {
+    #[command(flatten)]
+    settings: ServeSettings,
+}
+
+/// `value` with every key of `file` laid over it, except the keys `keep` says the user set (on the
+/// command line or in the environment); keys `T` does not know are ignored unless `T` refuses them.
+fn overlay<T: Serialize + DeserializeOwned>(
+    value: &T,
+    file: &toml::Table,
+    keep: impl Fn(&str) -> bool,
+) -> Result<T, toml::de::Error> {
+    let mut table = toml::Table::try_from(value).map_err(<toml::de::Error as serde::de::Error>::custom)?;
+    for (key, v) in file {
+        if !keep(key) {
+            table.insert(key.clone(), v.clone());
+        }
+    }
+    toml::Table::try_into(table)
+}
+
+/// Settings of a command with the config file laid under them: command line, then environment, then
+/// file, then default. `matches` are the command's own matches (whose ids are the field names).
+///
+/// # Errors
+/// [`ConfigError::Parse`] when a file value does not fit its setting.
+pub fn layer<T: Serialize + DeserializeOwned>(
+    value: &T,
+    matches: &ArgMatches,
+    file: &FileConfig,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    let from_user = |key: &str| {
+        matches!(
+            matches.try_get_raw(key).ok().flatten().and(matches.value_source(key)),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    overlay(value, &file.table, from_user)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.message().to_owned() })
+}
+
+fn parse_error(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
+    // The message alone may not name the key (a type error names only the types), so the offending
+    // line is quoted as well.
+    let message = match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} (`{line}`): {}", e.message())
+        }
+        None => e.message().to_owned(),
+    };
+    ConfigError::Parse { path: path.to_owned(), message }
 }
 
 /// `url` with its password replaced by `***` (URL form `scheme://user:pw@host` and key-value form
@@ -154,7 +183,8 @@ mod tests {
     fn keys_parse_with_their_types() {
         let c = FileConfig::parse("workers = 3\naudit_retention_days = 30\n", Path::new("s.toml"))
             .expect("valid");
-        assert_eq!((c.workers, c.audit_retention_days, c.listen), (Some(3), Some(30), None));
+        let int = |k: &str| c.get(k).and_then(toml::Value::as_integer);
+        assert_eq!((int("workers"), int("audit_retention_days"), c.get("listen")), (Some(3), Some(30), None));
         let err = FileConfig::parse("workers = \"many\"\n", Path::new("s.toml")).expect_err("type");
         assert!(err.to_string().contains("workers"), "{err}");
     }

@@ -5,24 +5,27 @@
 //! hash (see `docs/protocol.md`). The crate is a library so tests and the
 //! till simulator can run a server in-process; the `possync-server` binary is its CLI.
 //!
-//! - [`http`]: worker pool, routes, limits, correlation ids, graceful shutdown.
+//! - [`http`]: the HTTP front (hyper through axum): bounds on every input, admission control, routes,
+//!   correlation ids, graceful shutdown. [`blocking`]: the database threads behind it.
 //! - [`push`]: the per-request and per-sale logic of `/sync/push`.
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
 //! - [`verify`]: compare a till's outbox file with the server after an incident.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
 //! - [`attention`]: review of CONFLICT and INVALID attempts. [`retention`]: audit pruning.
-//! - [`config`]: the TOML config file.
+//! - [`config`]: the TOML config file and the layering of settings. [`settings`]: `serve`'s settings.
 
 #![warn(missing_docs)]
 
 pub mod attention;
 pub mod auth;
+pub mod blocking;
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod push;
 pub mod retention;
+pub mod settings;
 pub mod store;
 pub mod token_cache;
 pub mod verify;

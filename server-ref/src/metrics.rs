@@ -17,6 +17,17 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `possync_http_request_seconds{route}`: time to answer a request.
     pub http_seconds: HistogramVec,
+    /// `possync_http_connections_open`: open client connections.
+    pub connections_open: IntGauge,
+    /// `possync_http_connections_max`: the open-connection cap in force.
+    pub connections_max: IntGauge,
+    /// `possync_http_limit_hits_total{limit}`: requests or connections stopped by a limit of the front
+    /// (`header_timeout`, `header_too_large`, `body_timeout`, `body_too_large`, `idle_or_write_timeout`,
+    /// `max_connections`, `inflight_pushes`, `ambiguous_framing`, `malformed_request`, `accept_error`,
+    /// `request_deadline`, `connection_error`).
+    pub limit_hits: IntCounterVec,
+    /// `possync_push_in_flight`: push requests doing database work now.
+    pub pushes_in_flight: IntGauge,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
@@ -49,6 +60,20 @@ impl Metrics {
             &["route"],
         )
         .expect("static metric definition");
+        let connections_open =
+            IntGauge::new("possync_http_connections_open", "Open client connections").expect("static");
+        let connections_max =
+            IntGauge::new("possync_http_connections_max", "Open-connection cap in force").expect("static");
+        let limit_hits = IntCounterVec::new(
+            Opts::new(
+                "possync_http_limit_hits_total",
+                "Requests or connections stopped by a limit of the front",
+            ),
+            &["limit"],
+        )
+        .expect("static metric definition");
+        let pushes_in_flight =
+            IntGauge::new("possync_push_in_flight", "Push requests doing database work now").expect("static");
         let pool_connections =
             IntGauge::new("possync_db_pool_connections", "Open database connections").expect("static");
         let pool_idle =
@@ -60,6 +85,10 @@ impl Metrics {
             Box::new(sale_seconds.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_seconds.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_max.clone()),
+            Box::new(limit_hits.clone()),
+            Box::new(pushes_in_flight.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(pool_max.clone()),
@@ -72,6 +101,10 @@ impl Metrics {
             sale_seconds,
             http_requests,
             http_seconds,
+            connections_open,
+            connections_max,
+            limit_hits,
+            pushes_in_flight,
             pool_connections,
             pool_idle,
             pool_max,

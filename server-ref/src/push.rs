@@ -59,6 +59,10 @@ pub enum PushError {
         /// The store the sale names.
         store_id: String,
     },
+    /// The database could not be reached (503 `database_unavailable` + `Retry-After`). Sales settled
+    /// before it in the same request stay stored; their replay answers `DUPLICATE`.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl PushError {
@@ -69,6 +73,7 @@ impl PushError {
             PushError::TooManyTransactions { .. } => (413, "too_many_transactions"),
             PushError::DeviceMismatch { .. } => (403, "device_mismatch"),
             PushError::StoreForbidden { .. } => (403, "store_forbidden"),
+            PushError::Unavailable(_) => (503, "database_unavailable"),
         }
     }
 }
@@ -125,10 +130,12 @@ impl Refused {
     }
 }
 
-/// Parses a request body, checks it against the device and limits, and settles every sale.
+/// Parses a request body, checks it against the device and limits, and settles every sale. Sales not
+/// settled by `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database.
 ///
 /// # Errors
-/// A [`PushError`] when the request as a whole is refused; then nothing was stored.
+/// A [`PushError`] when the request as a whole is refused; then nothing was stored, except with
+/// [`PushError::Unavailable`] (the database went away mid-request: sales settled before stay stored).
 pub fn handle_push(
     store: &dyn Store,
     metrics: &Metrics,
@@ -136,6 +143,7 @@ pub fn handle_push(
     correlation_id: &str,
     body: &[u8],
     limits: &PushLimits,
+    deadline: Instant,
 ) -> Result<PushResponse, PushError> {
     let request: RequestIn = serde_json::from_slice(body).map_err(|e| PushError::Malformed(e.to_string()))?;
     if request.transactions.len() > limits.max_transactions {
@@ -158,7 +166,24 @@ pub fn handle_push(
     }
 
     let ctx = PushContext { device, correlation_id };
-    let results = checked.into_iter().map(|sale| settle(store, metrics, &ctx, sale)).collect();
+    let mut results = Vec::with_capacity(checked.len());
+    for sale in checked {
+        if Instant::now() >= deadline {
+            let id = match &sale {
+                Ok(p) => p.client_tx_id.clone(),
+                Err(r) => r.client_tx_id.clone(),
+            };
+            metrics.limit_hits.with_label_values(&["request_deadline"]).inc();
+            let message = "the request's deadline passed before this sale was settled; nothing stored".into();
+            results.push(crate::store::retry(&id, "deadline_exceeded", message));
+            continue;
+        }
+        let result = settle(store, metrics, &ctx, sale);
+        if result.status == PushStatus::Retry && result.code.as_deref() == Some("database_unavailable") {
+            return Err(PushError::Unavailable(result.message.unwrap_or_default()));
+        }
+        results.push(result);
+    }
     Ok(PushResponse { results })
 }
 

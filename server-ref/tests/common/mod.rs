@@ -83,8 +83,11 @@ pub fn test_pg_options() -> PgOptions {
     PgOptions { pool_size: 8, lock_timeout_ms: 2_000, statement_timeout_ms: 10_000, ..PgOptions::default() }
 }
 
+/// Four database threads; up to 64 pushes admitted at once (they queue for the threads), so tests
+/// that race many pushes measure the store, not the admission control (tested in `hostile.rs`).
 pub fn test_http_config() -> HttpConfig {
-    HttpConfig { listen: "127.0.0.1:0".parse().expect("addr"), workers: 4, ..HttpConfig::default() }
+    let limits = possync_server::http::FrontLimits { max_inflight_pushes: 64, ..Default::default() };
+    HttpConfig { listen: "127.0.0.1:0".parse().expect("addr"), workers: 4, limits, ..HttpConfig::default() }
 }
 
 impl TestServer {

@@ -1,0 +1,258 @@
+//! The HTTP front: hyper (HTTP/1.1) through axum on a small tokio runtime, with every input bounded
+//! in size and time, and the blocking database work on a bounded pool of pre-spawned threads.
+//!
+//! Routes: `POST /sync/push`, `GET /healthz` (process alive), `GET /readyz` (database reachable and
+//! schema current), `GET /metrics` (Prometheus text). Every answer carries `X-Correlation-Id` (the
+//! request's, or a fresh UUID v7); every error routed to the application is a JSON
+//! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code`.
+//!
+//! - [`accept`]: the accept loop (survives fd and thread exhaustion), the connection cap with eviction
+//!   of the longest-idle connection, and the per-connection timeouts.
+//! - [`routes`]: the router, the push handler (authentication, body limits, admission control,
+//!   deadline) and the small routes.
+//! - [`reply`]: JSON answers and their headers.
+//!
+//! [`RunningServer::shutdown`] stops accepting, lets every connection finish the request in hand (so
+//! in-flight sale transactions commit or roll back normally) and joins the database threads.
+
+pub mod accept;
+pub mod reply;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::blocking::BlockingPool;
+use crate::metrics::Metrics;
+use crate::push::PushLimits;
+use crate::store::Store;
+use crate::token_cache::TokenCache;
+
+/// Bounds of the transport: every input of a client is limited in size and in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontLimits {
+    /// Time for a client to send a request's whole head (request line and headers).
+    pub header_read_timeout: Duration,
+    /// Time for a client to send a request's whole body, from the end of its head (then 408).
+    pub body_read_timeout: Duration,
+    /// Largest request head, in bytes (then 431 and close). At least 8 KiB.
+    pub max_header_bytes: usize,
+    /// A connection on which no byte arrives for this long is closed (keep-alive idle timeout).
+    pub idle_timeout: Duration,
+    /// A connection whose client does not take the answer for this long is closed.
+    pub write_timeout: Duration,
+    /// Open connections at most; past it the longest-idle connection is closed to admit the new
+    /// one. Lowered at start to fit the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Push requests doing database work at once; past it a push is answered 503 + `Retry-After`
+    /// at once. Zero: twice the database threads.
+    pub max_inflight_pushes: usize,
+    /// Time a push request may take from its head to its answer; sales not settled by then answer
+    /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).
+    pub request_deadline: Duration,
+}
+
+impl Default for FrontLimits {
+    fn default() -> Self {
+        FrontLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(15),
+            max_header_bytes: 16 * 1024,
+            idle_timeout: Duration::from_secs(45),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_inflight_pushes: 0,
+            request_deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Settings of the HTTP front.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Threads doing database work (token lookups, sale transactions, readiness); size it like the
+    /// database pool.
+    pub workers: usize,
+    /// Threads of the async runtime that parse requests and write answers.
+    pub async_threads: usize,
+    /// Largest accepted request body (more ⇒ 413 `body_too_large`, then close).
+    pub max_body_bytes: usize,
+    /// Per-request and per-sale limits.
+    pub push_limits: PushLimits,
+    /// `Retry-After` seconds sent with 503 answers; a shed push gets a value spread between this and
+    /// twice this, so shed tills do not all come back in the same second.
+    pub retry_after_secs: u32,
+    /// How long an accepted device token is trusted without asking the store again (zero: every
+    /// request asks). Revocations announced by the store evict it at once.
+    pub token_cache_ttl: Duration,
+    /// Transport bounds.
+    pub limits: FrontLimits,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 16,
+            async_threads: 2,
+            max_body_bytes: 4 * 1024 * 1024,
+            push_limits: PushLimits::default(),
+            retry_after_secs: 2,
+            token_cache_ttl: Duration::from_secs(5),
+            limits: FrontLimits::default(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Push requests admitted at once ([`FrontLimits::max_inflight_pushes`], or its default).
+    pub fn max_inflight_pushes(&self) -> usize {
+        match self.limits.max_inflight_pushes {
+            0 => self.workers.max(1) * 2,
+            n => n,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct App {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Metrics,
+    pub(crate) tokens: TokenCache,
+    pub(crate) config: HttpConfig,
+    pub(crate) pool: BlockingPool,
+    pub(crate) admission: Arc<tokio::sync::Semaphore>,
+}
+
+/// Why the server stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// [`ShutdownHandle::shutdown`] was called (SIGTERM, SIGINT, a test).
+    Requested,
+    /// The server stopped serving on its own; the binary exits non-zero so a supervisor restarts it.
+    Failed(String),
+}
+
+/// A server accepting requests; dropping it without [`RunningServer::shutdown`] stops it abruptly.
+pub struct RunningServer {
+    addr: SocketAddr,
+    runtime: tokio::runtime::Runtime,
+    stop: Arc<watch::Sender<bool>>,
+    main: tokio::task::JoinHandle<StopReason>,
+    app: Arc<App>,
+}
+
+/// Asks a [`RunningServer`] to stop, from any thread (e.g. a signal handler).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownHandle {
+    /// Stops taking new requests; connections finish the request in hand and close.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        reason: String,
+    },
+    /// A thread (runtime or database pool) could not be spawned.
+    #[error("cannot start threads: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// Binds `config.listen`, spawns the runtime and database threads, and starts serving.
+///
+/// # Errors
+/// [`StartError`] when the address cannot be bound or threads cannot be spawned.
+pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer, StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.async_threads.max(1))
+        .thread_name("possync-http")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = bind(config.listen)?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?
+    };
+    let pool = BlockingPool::start(
+        config.workers.max(1),
+        config.max_inflight_pushes() + config.workers,
+        "possync-db",
+    )?;
+    let admission = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_pushes()));
+    let tokens = TokenCache::new(config.token_cache_ttl);
+    let app = Arc::new(App { store, metrics: Metrics::new(), tokens, config, pool, admission });
+    let (stop, stop_rx) = watch::channel(false);
+    let router = routes::router(app.clone());
+    let max_connections = accept::connection_cap(&app.config);
+    app.metrics.connections_max.set(i64::try_from(max_connections).unwrap_or(i64::MAX));
+    let main = runtime.spawn(accept::serve(listener, router, app.clone(), max_connections, stop_rx));
+    log::info!(listen:% = addr, workers = app.config.workers, max_connections = max_connections;
+        "possync-server listening");
+    Ok(RunningServer { addr, runtime, stop: Arc::new(stop), main, app })
+}
+
+/// A non-blocking listener on `addr` with `TCP_NODELAY` (inherited by accepted sockets on Linux).
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    let bind_error = |e: &dyn std::fmt::Display| StartError::Bind { addr, reason: e.to_string() };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_error(&e))?;
+    let sock = socket2::SockRef::from(&listener);
+    sock.set_tcp_nodelay(true).map_err(|e| bind_error(&e))?;
+    listener.set_nonblocking(true).map_err(|e| bind_error(&e))?;
+    Ok(listener)
+}
+
+impl RunningServer {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops this server from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { stop: self.stop.clone() }
+    }
+
+    /// Stops taking requests and waits until every request in hand is answered.
+    pub fn shutdown(self) {
+        self.shutdown_handle().shutdown();
+        let _ = self.join();
+    }
+
+    /// Waits until the server stops (after a [`ShutdownHandle::shutdown`], or on its own), then lets
+    /// the database threads finish their jobs.
+    pub fn join(self) -> StopReason {
+        let reason = match self.runtime.block_on(self.main) {
+            Ok(reason) => reason,
+            Err(e) => StopReason::Failed(format!("the accept loop ended abnormally: {e}")),
+        };
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        self.app.pool.join();
+        match &reason {
+            StopReason::Requested => log::info!(listen:% = self.addr; "possync-server stopped"),
+            StopReason::Failed(why) => log::error!(listen:% = self.addr, reason = why.as_str();
+                "possync-server stopped serving"),
+        }
+        reason
+    }
+}

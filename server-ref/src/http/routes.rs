@@ -1,0 +1,292 @@
+//! The router and its handlers.
+//!
+//! Every request passes [`front`] first: it settles the correlation id, refuses ambiguous framing
+//! (`Content-Length` with `Transfer-Encoding`, several `Content-Length`s) with 400 and close, and after
+//! the handler records the metrics and the access log. A panic anywhere in a handler is a JSON 500
+//! (tower-http's catch-panic); one in a database job is caught on its thread.
+//!
+//! `POST /sync/push`, in order: a declared body over the limit ⇒ 413 and close, unread; the token
+//! (cache, else a database lookup on the pool) ⇒ 401 and close; the body, read within the body limit
+//! and the body read timeout ⇒ 413 / 408 and close; admission (a bounded number of pushes in flight)
+//! ⇒ 503 + jittered `Retry-After` at once; then the sales, settled on the database pool before the
+//! request deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use possync_core::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
+use rand::Rng;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::reply::{self, Reply};
+use super::App;
+use crate::auth::{bearer_token, token_sha256};
+use crate::blocking::{JobError, Submit};
+use crate::push::{handle_push, PushError};
+use crate::store::{Device, TokenLookup};
+
+/// The request's correlation id, set by [`front`] for the handlers.
+#[derive(Clone)]
+struct CorrelationId(Arc<str>);
+
+/// The routes of the server, behind [`front`] and catch-panic.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(PUSH_PATH, axum::routing::any(push))
+        .route("/healthz", axum::routing::any(healthz))
+        .route("/readyz", axum::routing::any(readyz))
+        .route("/metrics", axum::routing::any(metrics))
+        .fallback(not_found)
+        .layer(CatchPanicLayer::custom(|_| {
+            log::error!("request handler panicked");
+            reply::error(500, "internal_error", "the server failed to answer; retry later", "")
+        }))
+        .layer(middleware::from_fn_with_state(app.clone(), front))
+        .with_state(app)
+}
+
+async fn front(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Reply {
+    let started = Instant::now();
+    let cid: Arc<str> = correlation_id_of(request.headers()).into();
+    let path = request.uri().path().to_owned();
+    let route = match path.as_str() {
+        PUSH_PATH | "/healthz" | "/readyz" | "/metrics" => path.as_str(),
+        _ => "other",
+    };
+    let method = request.method().clone();
+    let mut reply = match ambiguous_framing(request.headers()) {
+        Some(why) => {
+            app.metrics.limit_hits.with_label_values(&["ambiguous_framing"]).inc();
+            reply::closing(reply::error(400, "ambiguous_framing", why, &cid))
+        }
+        None => {
+            request.extensions_mut().insert(CorrelationId(cid.clone()));
+            next.run(request).await
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&cid) {
+        reply.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    let status = reply.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics.http_requests.with_label_values(&[route, &status.to_string()]).inc();
+    app.metrics.http_seconds.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+    if route != "/healthz" && route != "/metrics" {
+        let path: String = path.chars().take(256).collect();
+        log::info!(correlation_id = &*cid, method = method.as_str(), path = path.as_str(), status = status,
+            latency_ms = elapsed.as_millis() as u64; "request answered");
+    }
+    reply
+}
+
+/// Why a request's framing is ambiguous, if it is: a body length stated twice or two ways is how
+/// requests are smuggled past one parser and into another.
+fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Some("several Content-Length headers");
+    }
+    if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Some("Content-Length together with Transfer-Encoding");
+    }
+    None
+}
+
+/// The request's `X-Correlation-Id` when it is sane (1..=128 visible ASCII characters), else a new one.
+fn correlation_id_of(headers: &HeaderMap) -> String {
+    headers
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+fn cid_of(request: &Request) -> Arc<str> {
+    request.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_else(|| "".into())
+}
+
+fn method_not_allowed(method: &Method, path: &str, cid: &str) -> Reply {
+    reply::error(405, "method_not_allowed", format!("{method} is not allowed on {path}"), cid)
+}
+
+async fn not_found(request: Request) -> Reply {
+    let path: String = request.uri().path().chars().take(256).collect();
+    reply::error(404, "not_found", format!("no route {path}"), &cid_of(&request))
+}
+
+async fn healthz(request: Request) -> Reply {
+    if request.method() != Method::GET {
+        return method_not_allowed(request.method(), "/healthz", &cid_of(&request));
+    }
+    reply::json(200, &serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
+    if request.method() != Method::GET {
+        return method_not_allowed(request.method(), "/metrics", &cid_of(&request));
+    }
+    reply::text("text/plain; version=0.0.4", app.metrics.render(app.store.pool_state()))
+}
+
+async fn readyz(State(app): State<Arc<App>>, request: Request) -> Reply {
+    let cid = cid_of(&request);
+    if request.method() != Method::GET {
+        return method_not_allowed(request.method(), "/readyz", &cid);
+    }
+    let store = app.store.clone();
+    match run_blocking(&app, &cid, move || store.check_ready()).await {
+        Ok(Ok(())) => reply::json(200, &serde_json::json!({"status": "ready"})),
+        Ok(Err(e)) => unavailable(&app, "not_ready", e.to_string(), &cid),
+        Err(reply) => reply,
+    }
+}
+
+/// A 503 with the configured `Retry-After`.
+fn unavailable(app: &App, code: &str, message: String, cid: &str) -> Reply {
+    reply::retry_after(reply::error(503, code, message, cid), app.config.retry_after_secs)
+}
+
+/// A 503 `overloaded` with a `Retry-After` spread over [base, 2 × base], so shed tills spread out.
+fn shed(app: &App, what: &str, cid: &str) -> Reply {
+    app.metrics.limit_hits.with_label_values(&["inflight_pushes"]).inc();
+    let base = app.config.retry_after_secs.max(1);
+    let secs = rand::rng().random_range(base..=base.saturating_mul(2));
+    let message = format!("the server is at capacity ({what}); retry after {secs} s");
+    reply::retry_after(reply::error(503, "overloaded", message, cid), secs)
+}
+
+/// Runs `job` on the database pool; a full queue is answered 503 at once.
+async fn run_blocking<R, F>(app: &App, cid: &str, job: F) -> Result<R, Reply>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match app.pool.submit(job) {
+        Submit::Full => Err(shed(app, "database queue full", cid)),
+        Submit::Queued(rx) => match rx.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(JobError::Panicked)) => {
+                Err(reply::error(500, "internal_error", "the server failed to answer; retry later", cid))
+            }
+            Ok(Err(JobError::Stopped)) | Err(_) => {
+                Err(unavailable(app, "shutting_down", "the server is shutting down".into(), cid))
+            }
+        },
+    }
+}
+
+async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
+    let started = Instant::now();
+    let cid = cid_of(&request);
+    if request.method() != Method::POST {
+        return method_not_allowed(request.method(), PUSH_PATH, &cid);
+    }
+    let max = app.config.max_body_bytes;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    if declared.and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|len| len > max as u64) {
+        return body_too_large(&app, max, &cid);
+    }
+    let device = match authenticate(&app, request.headers(), &cid).await {
+        Ok(device) => device,
+        Err(reply) => return reply,
+    };
+    let body = match read_body(&app, request.into_body(), &cid).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let Ok(permit) = app.admission.clone().try_acquire_owned() else {
+        return shed(&app, "pushes in flight", &cid);
+    };
+    app.metrics.pushes_in_flight.inc();
+    let deadline = started + app.config.limits.request_deadline;
+    let (job_app, job_cid) = (app.clone(), cid.clone());
+    let outcome = run_blocking(&app, &cid, move || {
+        let _permit = permit;
+        let app = job_app;
+        let result = handle_push(
+            app.store.as_ref(),
+            &app.metrics,
+            &device,
+            &job_cid,
+            &body,
+            &app.config.push_limits,
+            deadline,
+        );
+        app.metrics.pushes_in_flight.dec();
+        (device, result)
+    })
+    .await;
+    match outcome {
+        Ok((_, Ok(response))) => reply::json(200, &response),
+        Ok((device, Err(e))) => {
+            let (status, code) = e.status_and_code();
+            log::warn!(correlation_id = &*cid, device_id = device.device_id.as_str(), code = code;
+                "push refused");
+            let reply = reply::error(status, code, e.to_string(), &cid);
+            match e {
+                PushError::Unavailable(_) => reply::retry_after(reply, app.config.retry_after_secs),
+                _ => reply,
+            }
+        }
+        Err(reply) => reply,
+    }
+}
+
+fn body_too_large(app: &App, max: usize, cid: &str) -> Reply {
+    app.metrics.limit_hits.with_label_values(&["body_too_large"]).inc();
+    reply::closing(reply::error(413, "body_too_large", format!("request body exceeds {max} bytes"), cid))
+}
+
+/// The whole body, within the size limit and the body read timeout.
+async fn read_body(app: &App, body: Body, cid: &str) -> Result<axum::body::Bytes, Reply> {
+    let max = app.config.max_body_bytes;
+    let timeout: Duration = app.config.limits.body_read_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Err(_) => {
+            app.metrics.limit_hits.with_label_values(&["body_timeout"]).inc();
+            let message = format!("the request body was not received within {} ms", timeout.as_millis());
+            Err(reply::closing(reply::error(408, "body_timeout", message, cid)))
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(body_too_large(app, max, cid)),
+        Ok(Err(e)) => Err(reply::closing(reply::error(
+            400,
+            "unreadable_body",
+            format!("cannot read the request body: {e}"),
+            cid,
+        ))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// The device of the request's bearer token: from the cache, else looked up on the database pool.
+async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<Device, Reply> {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    let Some(token) = token else {
+        return Err(reply::unauthorized("missing_token", "send Authorization: Bearer <device token>", cid));
+    };
+    let token_sha256 = token_sha256(token);
+    if let Some(device) = app.tokens.get(&token_sha256) {
+        return Ok(device);
+    }
+    let store = app.store.clone();
+    let sha = token_sha256.clone();
+    match run_blocking(app, cid, move || store.lookup_token(&sha)).await? {
+        Ok(TokenLookup::Active(device)) => {
+            app.tokens.put(&token_sha256, &device);
+            Ok(device)
+        }
+        Ok(TokenLookup::Revoked) => {
+            Err(reply::unauthorized("token_revoked", "this device token was revoked", cid))
+        }
+        Ok(TokenLookup::Unknown) => Err(reply::unauthorized("invalid_token", "unknown device token", cid)),
+        Err(e) => Err(unavailable(app, "database_unavailable", e.to_string(), cid)),
+    }
+}

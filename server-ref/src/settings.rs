@@ -1,0 +1,181 @@
+//! The settings of `possync-server serve`, declared once: the same struct is the command line (clap,
+//! with its environment variables and defaults), the config file's schema (serde, unknown keys
+//! refused) and the `--print-config` output.
+//!
+//! [`crate::config::layer`] merges them: command line, then environment, then file, then default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use possync_core::protocol::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::http::{FrontLimits, HttpConfig};
+use crate::push::PushLimits;
+use crate::store::postgres::PgOptions;
+
+/// Every option of `serve`. Field names are the long options with underscores, which are also the
+/// config file's keys.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
+    /// config file).
+    #[arg(long, env = "DATABASE_URL")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or
+    /// `sqlite` in the config file); `migrate` creates it.
+    #[arg(long, env = "POSSYNC_SQLITE", conflicts_with = "database_url")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite: Option<PathBuf>,
+    /// TOML config file; its keys are the long option names with underscores.
+    #[arg(long, env = "POSSYNC_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Log level of the JSON-lines logs on stderr (the global --log-level; `log_level` in the file).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "POSSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Threads doing database work (token lookups, sale transactions); size it like the pool.
+    #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 16)]
+    pub workers: usize,
+    /// Threads of the async runtime that read requests and write answers.
+    #[arg(long, env = "POSSYNC_ASYNC_THREADS", default_value_t = 2)]
+    pub async_threads: usize,
+    /// Database connections in the pool.
+    #[arg(long, env = "POSSYNC_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+    /// How long a request waits for a database connection before a 503, in ms.
+    #[arg(long, env = "POSSYNC_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    pub pool_timeout_ms: u64,
+    /// lock_timeout of each sale's transaction, in ms.
+    #[arg(long, env = "POSSYNC_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    pub lock_timeout_ms: u64,
+    /// statement_timeout of each sale's transaction, in ms.
+    #[arg(long, env = "POSSYNC_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub statement_timeout_ms: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), in bytes; at least 8192.
+    #[arg(long, env = "POSSYNC_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+        value_parser = clap::value_parser!(u32).range(8192..))]
+    pub max_header_bytes: u32,
+    /// Time for a client to send a request's head, in ms.
+    #[arg(long, env = "POSSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Time for a client to send a request's whole body, in ms (then 408).
+    #[arg(long, env = "POSSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 15_000)]
+    pub body_read_timeout_ms: u64,
+    /// Close a connection on which no byte arrives for this long, in ms (keep-alive idle timeout).
+    #[arg(long, env = "POSSYNC_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    pub idle_timeout_ms: u64,
+    /// Close a connection whose client does not take its answer for this long, in ms.
+    #[arg(long, env = "POSSYNC_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// Open connections at most (lowered to fit the file-descriptor limit); past it the
+    /// longest-idle connection is closed.
+    #[arg(long, env = "POSSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Push requests doing database work at once; past it 503 + Retry-After at once. 0: twice
+    /// --workers.
+    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_PUSHES", default_value_t = 0)]
+    pub max_inflight_pushes: usize,
+    /// Time a push request may take, in ms; sales not settled by then answer RETRY. Keep it below
+    /// the tills' request timeout (30 s by default).
+    #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = 20_000)]
+    pub request_deadline_ms: u64,
+    /// Most sales per request.
+    #[arg(long, env = "POSSYNC_MAX_TRANSACTIONS", default_value_t = 500)]
+    pub max_transactions: usize,
+    /// Most items per sale.
+    #[arg(long, env = "POSSYNC_MAX_ITEMS", default_value_t = 500)]
+    pub max_items: usize,
+    /// Retry-After seconds sent with 503 answers (shed pushes get this to twice this).
+    #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
+    pub retry_after_secs: u32,
+    /// Seconds an accepted device token is trusted without a database lookup; a revocation reaches
+    /// every instance within a second regardless. 0: look it up on every request.
+    #[arg(long, env = "POSSYNC_TOKEN_CACHE_SECS", default_value_t = 5)]
+    pub token_cache_secs: u64,
+    /// Delete audit rows older than this many days, at start and then hourly (default: keep all).
+    #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_retention_days: Option<u32>,
+    /// Print the effective settings (password hidden) as TOML and exit without starting.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+}
+
+impl ServeSettings {
+    /// The HTTP front's configuration.
+    pub fn http_config(&self) -> HttpConfig {
+        let ms = Duration::from_millis;
+        HttpConfig {
+            listen: self.listen,
+            workers: self.workers,
+            async_threads: self.async_threads,
+            max_body_bytes: self.max_body_bytes,
+            push_limits: PushLimits {
+                max_transactions: self.max_transactions,
+                sale: Limits { max_items_per_sale: self.max_items, ..Limits::default() },
+            },
+            retry_after_secs: self.retry_after_secs,
+            token_cache_ttl: Duration::from_secs(self.token_cache_secs),
+            limits: FrontLimits {
+                header_read_timeout: ms(self.header_read_timeout_ms),
+                body_read_timeout: ms(self.body_read_timeout_ms),
+                max_header_bytes: self.max_header_bytes as usize,
+                idle_timeout: ms(self.idle_timeout_ms),
+                write_timeout: ms(self.write_timeout_ms),
+                max_connections: self.max_connections,
+                max_inflight_pushes: self.max_inflight_pushes,
+                request_deadline: ms(self.request_deadline_ms),
+            },
+        }
+    }
+
+    /// The database pool's options.
+    pub fn pg_options(&self) -> PgOptions {
+        PgOptions {
+            pool_size: self.pool_size,
+            pool_timeout: Duration::from_millis(self.pool_timeout_ms),
+            lock_timeout_ms: self.lock_timeout_ms,
+            statement_timeout_ms: self.statement_timeout_ms,
+            ..PgOptions::default()
+        }
+    }
+
+    /// Refuses combinations that cannot work.
+    ///
+    /// # Errors
+    /// A message naming the settings at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.audit_retention_days == Some(0) {
+            return Err(
+                "audit_retention_days must be at least 1 (leave it out to keep every audit row)".into()
+            );
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("max_header_bytes must be at least 8192".into());
+        }
+        if self.idle_timeout_ms <= self.request_deadline_ms {
+            return Err(format!(
+                "idle_timeout_ms ({}) must be longer than request_deadline_ms ({}): a connection \
+                 waiting for its answer must not be closed as idle",
+                self.idle_timeout_ms, self.request_deadline_ms
+            ));
+        }
+        if self.workers == 0 || self.async_threads == 0 || self.pool_size == 0 {
+            return Err("workers, async_threads and pool_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,590 @@
+//! Hostile clients against the real `possync-server serve` process, over raw TCP.
+//!
+//! Each case attacks a bound of the HTTP front (lengths that lie, bodies and heads that never come,
+//! clients that never read, smuggling, huge heads, connection floods, file-descriptor exhaustion) and
+//! asserts, during and after the attack, that a normal push on a fresh connection is answered within
+//! 2 s, that the process is alive, that nothing smuggled is stored and that RSS stays bounded. Every
+//! case is bounded in time; the server runs with short timeouts so the suite stays quick.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{cli, db_url, envelope, new_id, request, run_cli, sale, TestDb};
+
+/// Largest RSS accepted during and after an attack.
+const MAX_RSS_KIB: u64 = 200 * 1024;
+/// A normal push must be answered within this, during and after every attack.
+const NORMAL_PUSH_WITHIN: Duration = Duration::from_secs(2);
+
+struct Hostile {
+    child: std::process::Child,
+    addr: String,
+    token: String,
+    db: TestDb,
+    log: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl Hostile {
+    /// A migrated database, a token for `store-1` / `till-1`, and `serve` with short bounds plus
+    /// `extra` options; `nofile` runs it under that `RLIMIT_NOFILE` (soft and hard).
+    fn start(extra: &[&str], nofile: Option<u64>) -> Hostile {
+        let db = TestDb::create();
+        let url = db_url(&db);
+        let (ok, _, err) = run_cli(&url, &["migrate"]);
+        assert!(ok, "migrate: {err}");
+        let (ok, token, err) =
+            run_cli(&url, &["token", "create", "--store", "store-1", "--device", "till-1"]);
+        assert!(ok, "token create: {err}");
+        let log = std::env::temp_dir().join(format!("possync-hostile-{}.log", new_id()));
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = std::process::Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(cli().get_program());
+                for (k, v) in cli().get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c
+            }
+            None => cli(),
+        };
+        cmd.args(["serve", "--database-url", &url, "--listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--header-read-timeout-ms", "1500", "--body-read-timeout-ms", "1500"])
+            .args([
+                "--write-timeout-ms",
+                "1500",
+                "--request-deadline-ms",
+                "4000",
+                "--idle-timeout-ms",
+                "5000",
+            ])
+            .args(["--max-body-bytes", "65536", "--max-header-bytes", "16384"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = cmd.spawn().expect("spawn possync-server serve");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(NORMAL_PUSH_WITHIN))
+            .max_idle_connections(0)
+            .build()
+            .into();
+        let mut h = Hostile { child, addr: String::new(), token: token.trim().to_owned(), db, log, agent };
+        h.addr = h.wait_listening();
+        h
+    }
+
+    /// The address from the "listening" log line (port 0 was bound by the server itself).
+    fn wait_listening(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("serve exited with {status}: {}", self.log_text());
+            }
+            let text = self.log_text();
+            let addr = text.lines().filter(|l| l.contains("possync-server listening")).find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                v.get("listen")?.as_str().map(str::to_owned)
+            });
+            if let Some(addr) = addr {
+                return addr;
+            }
+            assert!(Instant::now() < deadline, "serve did not listen within 30 s: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(&self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+
+    /// A push of one fresh sale on a fresh connection: answered 200 / OK within 2 s.
+    fn assert_normal_push(&self, when: &str) {
+        let id = new_id();
+        let body = request(vec![envelope(&id, &sale("store-1", 1, 2))]);
+        let started = Instant::now();
+        let reply = self
+            .agent
+            .post(self.url("/sync/push"))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(&body);
+        let elapsed = started.elapsed();
+        let mut reply =
+            reply.unwrap_or_else(|e| panic!("{when}: a normal push failed after {elapsed:?}: {e}"));
+        let status = reply.status().as_u16();
+        let json: serde_json::Value = reply.body_mut().read_json().expect("push answer is JSON");
+        assert_eq!(status, 200, "{when}: {json}");
+        assert_eq!(json["results"][0]["status"], "OK", "{when}: {json}");
+        assert!(elapsed <= NORMAL_PUSH_WITHIN, "{when}: a normal push took {elapsed:?}");
+    }
+
+    /// The process is alive and its RSS bounded.
+    fn assert_healthy(&mut self, when: &str) {
+        assert!(matches!(self.child.try_wait(), Ok(None)), "{when}: the server died: {}", self.log_text());
+        let rss = rss_kib(self.child.id());
+        assert!(rss < MAX_RSS_KIB, "{when}: RSS {rss} KiB");
+    }
+
+    /// A counter of `/metrics`, e.g. `possync_http_limit_hits_total{limit="body_timeout"}` (0 when
+    /// absent).
+    fn metric(&self, series: &str) -> f64 {
+        let mut reply = self.agent.get(self.url("/metrics")).call().expect("metrics");
+        let text = reply.body_mut().read_to_string().expect("metrics text");
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+    }
+
+    fn limit_hits(&self, limit: &str) -> f64 {
+        self.metric(&format!("possync_http_limit_hits_total{{limit=\"{limit}\"}}"))
+    }
+
+    fn sales_stored(&self, client_tx_id: &str) -> i64 {
+        let mut c = self.db.client();
+        c.query_one("SELECT count(*) FROM pos_transactions WHERE client_tx_id = $1", &[&client_tx_id])
+            .expect("count")
+            .get(0)
+    }
+
+    /// The push request bytes of one sale, with `token` (if any).
+    fn push_request(&self, client_tx_id: &str, token: Option<&str>) -> Vec<u8> {
+        let body =
+            serde_json::to_vec(&request(vec![envelope(client_tx_id, &sale("store-1", 7, 1))])).expect("json");
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let mut out = format!(
+            "POST /sync/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+struct RawAnswer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+/// Reads one answer (head and `Content-Length` body); `None` when the connection closed or timed out
+/// before a whole head came.
+fn read_answer(s: &mut TcpStream) -> Option<RawAnswer> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&byte[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&byte[..n]),
+        }
+    }
+    Some(RawAnswer { status, head, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// Whether the server closes `s` within `within` (EOF or reset), reading and discarding what comes.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The JSON error code of an answer.
+fn code_of(a: &RawAnswer) -> String {
+    serde_json::from_str::<serde_json::Value>(&a.body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn lying_content_lengths_get_a_bounded_answer_and_kill_nothing() {
+    let mut h = Hostile::start(&[], None);
+    let mut open = Vec::new();
+    for len in ["9223372036854775807", "18446744073709551615", "99999999999999999999999", "-1", "12abc"] {
+        for (method, path, token) in [
+            ("GET", "/healthz", None),
+            ("POST", "/sync/push", None),
+            ("POST", "/sync/push", Some(&h.token)),
+            ("GET", "/x", None),
+        ] {
+            for _ in 0..4 {
+                let mut s = h.connect();
+                let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+                let req =
+                    format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {len}\r\n\r\n");
+                s.write_all(req.as_bytes()).expect("send");
+                open.push((len, path, s));
+            }
+        }
+    }
+    h.assert_normal_push("with 80 lying lengths open");
+    for (len, path, s) in &mut open {
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        if let Some(a) = read_answer(s) {
+            // A push that declares more than the limit is refused unread; a length that is no
+            // number, or no u64, is refused by the parser.
+            assert!(
+                [200, 400, 401, 404, 413, 431].contains(&a.status),
+                "Content-Length {len} on {path}: {a:?}"
+            );
+            if path == &"/sync/push" {
+                assert!([400, 401, 413, 431].contains(&a.status), "Content-Length {len} on a push: {a:?}");
+            }
+        }
+        assert!(closed_within(s, Duration::from_secs(8)), "Content-Length {len} on {path}: never closed");
+    }
+    h.assert_healthy("after the lying lengths");
+    h.assert_normal_push("after the lying lengths");
+}
+
+#[test]
+fn bodies_and_heads_that_never_come_do_not_freeze_the_server() {
+    let mut h = Hostile::start(&[], None);
+    let mut never = Vec::new();
+    for i in 0..24 {
+        let mut s = h.connect();
+        let req = match i % 3 {
+            0 => "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n".to_owned(),
+            1 => format!(
+                "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 2000\r\n\r\n{{",
+                h.token
+            ),
+            _ => "POST /sync/push HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_owned(),
+        };
+        s.write_all(req.as_bytes()).expect("send");
+        never.push((i % 3, s));
+    }
+    h.assert_normal_push("with 24 stalled requests open");
+    let healthz = h.agent.get(h.url("/healthz")).call().expect("healthz during the stall");
+    assert_eq!(healthz.status().as_u16(), 200);
+    for (kind, s) in &mut never {
+        // A stalled push body gets 408 and close; a stalled head is closed; /healthz is answered
+        // and then closed when its body never comes.
+        if *kind == 1 {
+            let a = read_answer(s).expect("a stalled push body is answered");
+            assert_eq!((a.status, code_of(&a).as_str()), (408, "body_timeout"), "{a:?}");
+        }
+        assert!(closed_within(s, Duration::from_secs(8)), "stalled request kind {kind} never closed");
+    }
+    assert!(h.limit_hits("body_timeout") >= 8.0, "body timeouts counted");
+    assert!(h.limit_hits("header_timeout") >= 8.0, "head timeouts counted");
+    h.assert_healthy("after the stalls");
+    h.assert_normal_push("after the stalls");
+}
+
+#[test]
+fn slow_bodies_and_slow_heads_are_cut_off() {
+    let mut h = Hostile::start(&[], None);
+    let token = h.token.clone();
+    let addr = h.addr.clone();
+    let slow = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        for head_only in [false, true] {
+            let mut s = TcpStream::connect(&addr).expect("connect");
+            let started = Instant::now();
+            let prefix = if head_only {
+                "POST /sync/push HTTP/1.1\r\nHost: x\r\nX-A: ".to_owned()
+            } else {
+                format!("POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 500\r\n\r\n")
+            };
+            s.write_all(prefix.as_bytes()).expect("send");
+            // One byte every 200 ms until the server gives up (or 10 s).
+            let cut = loop {
+                std::thread::sleep(Duration::from_millis(200));
+                if s.write_all(b"a").is_err() || started.elapsed() > Duration::from_secs(10) {
+                    break started.elapsed();
+                }
+                let _ = s.set_nonblocking(true);
+                let mut b = [0u8; 1024];
+                // Data (the 408) or EOF: the server gave up on us.
+                let gone = s.read(&mut b).is_ok();
+                let _ = s.set_nonblocking(false);
+                if gone {
+                    break started.elapsed();
+                }
+            };
+            results.push((head_only, cut));
+        }
+        results
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h.assert_normal_push("during a slow body");
+    for (head_only, cut) in slow.join().expect("slow client") {
+        assert!(
+            cut < Duration::from_secs(6),
+            "slow {} ran for {cut:?}",
+            if head_only { "head" } else { "body" }
+        );
+    }
+    h.assert_healthy("after the slow clients");
+    h.assert_normal_push("after the slow clients");
+}
+
+#[test]
+fn a_client_that_pipelines_without_reading_is_cut_off() {
+    let mut h = Hostile::start(&[], None);
+    let addr = h.addr.clone();
+    let writer = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        // Requests in batches of 1,000, never reading an answer, until the server closes the
+        // connection (a write fails) or 30 s pass. Once the kernel buffers are full of answers, the
+        // server's writes stall and its write timeout must cut the connection.
+        let batch = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_secs(30) {
+            if s.write_all(&batch).is_err() {
+                return (sent, true);
+            }
+            sent += 1000;
+        }
+        (sent, false)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    h.assert_normal_push("while a client pipelines without reading");
+    h.assert_healthy("while a client pipelines without reading");
+    let (sent, cut) = writer.join().expect("writer");
+    assert!(cut, "a client that never reads was not cut off ({sent} requests sent in 30 s)");
+    assert!(sent >= 20_000, "cut off after {sent} requests only");
+    assert!(h.limit_hits("idle_or_write_timeout") >= 1.0, "the write timeout is counted");
+    h.assert_healthy("after the pipelining client");
+    h.assert_normal_push("after the pipelining client");
+}
+
+#[test]
+fn nothing_hidden_in_a_refused_body_is_parsed_as_a_request() {
+    let mut h = Hostile::start(&[], None);
+    // 1. A chunked body over the limit, whose tail is a whole push request: 413, close, not stored.
+    let smuggled = new_id();
+    let hidden = h.push_request(&smuggled, Some(&h.token));
+    let mut s = h.connect();
+    let head = format!(
+        "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        h.token
+    );
+    let filler = vec![b' '; 70_000];
+    let mut req = head.into_bytes();
+    req.extend_from_slice(format!("{:x}\r\n", filler.len()).as_bytes());
+    req.extend_from_slice(&filler);
+    req.extend_from_slice(b"\r\n0\r\n\r\n");
+    req.extend_from_slice(&hidden);
+    let _ = s.write_all(&req);
+    let a = read_answer(&mut s).expect("answer to the oversized chunked body");
+    assert_eq!((a.status, code_of(&a).as_str()), (413, "body_too_large"), "{a:?}");
+    assert!(a.head.to_ascii_lowercase().contains("connection: close"), "{}", a.head);
+    assert!(read_answer(&mut s).is_none(), "no second answer: the hidden request was not parsed");
+
+    // 2. The same after a 401: an unauthenticated request whose body hides an authenticated push.
+    let smuggled_401 = new_id();
+    let hidden = h.push_request(&smuggled_401, Some(&h.token));
+    let mut s = h.connect();
+    let mut req = format!("POST /sync/push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", hidden.len())
+        .into_bytes();
+    req.extend_from_slice(&hidden);
+    req.extend_from_slice(&hidden);
+    let _ = s.write_all(&req);
+    let a = read_answer(&mut s).expect("answer to the unauthenticated push");
+    assert_eq!((a.status, code_of(&a).as_str()), (401, "missing_token"), "{a:?}");
+    assert!(read_answer(&mut s).is_none(), "no second answer after a 401");
+
+    // 3. Ambiguous framing: Content-Length with Transfer-Encoding, two Content-Lengths.
+    for framing in [
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 5\r\nContent-Length: 5x\r\n",
+    ] {
+        let smuggled_framing = new_id();
+        let hidden = h.push_request(&smuggled_framing, Some(&h.token));
+        let mut s = h.connect();
+        let mut req = format!(
+            "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n{framing}\r\n",
+            h.token
+        )
+        .into_bytes();
+        req.extend_from_slice(b"0\r\n\r\n");
+        req.extend_from_slice(&hidden);
+        let _ = s.write_all(&req);
+        // Either a 400, or closed by the parser without an answer: refused both ways.
+        if let Some(a) = read_answer(&mut s) {
+            assert_eq!(a.status, 400, "{framing:?}: {a:?}");
+        }
+        assert!(read_answer(&mut s).is_none(), "{framing:?}: nothing after the refusal");
+        assert_eq!(h.sales_stored(&smuggled_framing), 0, "{framing:?}: the hidden push was stored");
+    }
+    assert_eq!(h.sales_stored(&smuggled), 0, "the push hidden after the 413 was stored");
+    assert_eq!(h.sales_stored(&smuggled_401), 0, "the push hidden after the 401 was stored");
+    assert!(h.limit_hits("body_too_large") >= 1.0);
+    h.assert_healthy("after the smuggling attempts");
+    h.assert_normal_push("after the smuggling attempts");
+}
+
+#[test]
+fn a_huge_header_is_refused_early_and_memory_stays_bounded() {
+    let mut h = Hostile::start(&[], None);
+    let mut s = h.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ").expect("send");
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    // Up to 200 MB: the server must stop us long before.
+    while sent < 200 * 1024 * 1024 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    assert!(sent < 8 * 1024 * 1024, "the server read {sent} bytes of one header line");
+    h.assert_healthy("after a huge header");
+    h.assert_normal_push("after a huge header");
+}
+
+#[test]
+fn thousands_of_idle_connections_and_a_low_fd_limit_keep_the_server_serving() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    // Under 128 descriptors the server caps its connections and evicts the longest idle.
+    let mut h = Hostile::start(&[], Some(128));
+    let mut idle = Vec::new();
+    for _ in 0..600 {
+        match TcpStream::connect(&h.addr) {
+            Ok(s) => idle.push(s),
+            Err(_) => break,
+        }
+    }
+    h.assert_normal_push("with 600 idle connections under RLIMIT_NOFILE 128");
+    h.assert_healthy("with 600 idle connections under RLIMIT_NOFILE 128");
+    let cap = h.metric("possync_http_connections_max");
+    assert!(cap > 0.0 && cap < 128.0, "the connection cap fits the fd limit: {cap}");
+    assert!(
+        h.limit_hits("max_connections") >= 1.0,
+        "connections past the cap evicted idle ones: accept errors {}, open {}",
+        h.limit_hits("accept_error"),
+        h.metric("possync_http_connections_open")
+    );
+    drop(idle);
+    // Without the fd limit, 2,000 connections at once.
+    let mut h2 = Hostile::start(&[], None);
+    let mut flood = Vec::new();
+    for _ in 0..2000 {
+        match TcpStream::connect(&h2.addr) {
+            Ok(s) => flood.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(flood.len() >= 1500, "only {} connections opened", flood.len());
+    h2.assert_normal_push("with 2,000 idle connections");
+    h2.assert_healthy("with 2,000 idle connections");
+    drop(flood);
+    h.assert_normal_push("after the idle connections");
+    h2.assert_normal_push("after the flood");
+}
+
+#[test]
+fn an_unreachable_database_answers_503_within_one_pool_timeout() {
+    let mut h = Hostile::start(&["--pool-timeout-ms", "1000", "--token-cache-secs", "60"], None);
+    h.assert_normal_push("before the database goes away");
+    let mut admin = h.db.config.clone();
+    admin.dbname("postgres");
+    let mut c = admin.connect(postgres::NoTls).expect("admin connection");
+    c.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", h.db.name)).expect("refuse");
+    c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&h.db.name])
+        .expect("terminate");
+    let ids: Vec<String> = (0..20).map(|_| new_id()).collect();
+    let body =
+        request(ids.iter().enumerate().map(|(i, id)| envelope(id, &sale("store-1", i as i64, 1))).collect());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let started = Instant::now();
+    let reply = agent
+        .post(h.url("/sync/push"))
+        .header("Authorization", &format!("Bearer {}", h.token))
+        .send_json(&body)
+        .expect("answered");
+    let elapsed = started.elapsed();
+    let retry_after = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(reply.status().as_u16(), 503);
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "answered after {elapsed:?}, not within one pool timeout (1 s)"
+    );
+    c.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", h.db.name)).expect("allow");
+    h.assert_healthy("after the database came back");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = agent
+            .post(h.url("/sync/push"))
+            .header("Authorization", &format!("Bearer {}", h.token))
+            .send_json(&body);
+        if r.is_ok_and(|r| r.status().as_u16() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not recover when the database came back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

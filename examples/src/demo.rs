@@ -532,7 +532,7 @@ fn final_check(backend: &Backend, tills: &[Till], ui: &Ui, expected_conflicts: u
             ));
         }
         if let Backend::InProcess { store, .. } = backend {
-            let report = possync_server::verify::verify(&**store, t.outbox(), Some(&t.device))
+            let report = possync_server::verify::verify(&**store, t.outbox(), None, Some(&t.device))
                 .map_err(|e| TillError::Demo(e.to_string()))?;
             let server_ids: HashSet<String> = store.device_sales(&t.device)?.into_iter().collect();
             let sent_ids: HashSet<String> = t

@@ -71,19 +71,22 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-/// Compares `outbox` with the server's store; with `device`, also lists the device's sales on the
-/// server that the outbox lacks.
+/// Compares `outbox` with the server's sales of `store_id` (or of the device's store; of any store when
+/// neither is given, which is ambiguous only when two stores share sale ids); with `device`, also lists
+/// the device's sales on the server that the outbox lacks.
 ///
 /// # Errors
 /// [`VerifyError`] when either side cannot be read.
 pub fn verify(
     store: &dyn Store,
     outbox: &Outbox,
+    store_id: Option<&str>,
     device: Option<&Device>,
 ) -> Result<VerifyReport, VerifyError> {
+    let store_id = store_id.or(device.map(|d| d.store_id.as_str()));
     let entries = outbox.summaries()?;
     let ids: Vec<String> = entries.iter().map(|e| e.client_tx_id.clone()).collect();
-    let server = store.sale_hashes(&ids)?;
+    let server = store.sale_hashes(store_id, &ids)?;
     let mut report = VerifyReport { checked: entries.len(), ..VerifyReport::default() };
     for e in &entries {
         let on_server = server.get(&e.client_tx_id);

@@ -35,6 +35,7 @@ conformance!(
     prune_audit_deletes_only_old_audit_rows,
     sale_hashes_and_device_sales,
     ready_and_pool_state,
+    the_same_id_in_two_stores_is_two_sales,
 );
 
 fn ok_then_duplicate(h: &dyn Harness) {
@@ -197,11 +198,11 @@ fn sale_hashes_and_device_sales(h: &dyn Harness) {
     let till2 = Device { store_id: "store-1".into(), device_id: "till-2".into() };
     push(h, &till1(), "c", &a);
     push(h, &till2, "c", &b);
-    let hashes = h.store().sale_hashes(&[a.id.clone(), b.id.clone(), "absent".into()]).expect("hashes");
+    let hashes = h.store().sale_hashes(None, &[a.id.clone(), b.id.clone(), "absent".into()]).expect("hashes");
     assert_eq!(hashes.len(), 2, "{}", h.name());
     assert_eq!(hashes.get(&a.id), Some(&a.sha), "{}", h.name());
     assert_eq!(hashes.get(&b.id), Some(&b.sha), "{}", h.name());
-    assert!(h.store().sale_hashes(&[]).expect("no ids").is_empty(), "{}", h.name());
+    assert!(h.store().sale_hashes(None, &[]).expect("no ids").is_empty(), "{}", h.name());
     assert_eq!(h.store().device_sales(&till1()).expect("device sales"), vec![a.id.clone()], "{}", h.name());
     assert_eq!(h.store().device_sales(&till2).expect("device sales"), vec![b.id.clone()], "{}", h.name());
     assert!(h.store().stored_sale("store-2", &a.id).expect("other store").is_none(), "{}", h.name());
@@ -244,4 +245,32 @@ fn sqlite_busy_file_answers_retry_and_stores_nothing() {
     assert_eq!(count, 0, "a RETRY stores nothing, not even an audit row");
     let again = store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked());
     assert_eq!(again.status, PushStatus::Ok, "{again:?}");
+}
+
+/// Ids are unique per store: two stores keep their own sale under one id (receipt numbers like
+/// `R-0001`), a conflict names only the caller's own store's data, and `server_tx_id`s differ.
+fn the_same_id_in_two_stores_is_two_sales(h: &dyn Harness) {
+    let till_b = Device { store_id: "store-2".into(), device_id: "till-9".into() };
+    let a = Prepared::new("R-0001", sale("store-1", 1, 2));
+    let b = Prepared::new("R-0001", sale("store-2", 5, 3));
+    let ok_a = push(h, &till1(), "a", &a);
+    let ok_b = push(h, &till_b, "b", &b);
+    assert_eq!(
+        (ok_a.status, ok_b.status),
+        (PushStatus::Ok, PushStatus::Ok),
+        "{}: {ok_a:?} {ok_b:?}",
+        h.name()
+    );
+    assert_ne!(ok_a.server_tx_id, ok_b.server_tx_id, "{}", h.name());
+    assert_eq!(push(h, &till_b, "b2", &b).status, PushStatus::Duplicate, "{}", h.name());
+    let a2 = Prepared::new("R-0001", sale("store-1", 2, 1));
+    let conflict = push(h, &till1(), "a2", &a2);
+    assert_eq!(conflict.status, PushStatus::Conflict, "{}: {conflict:?}", h.name());
+    let message = conflict.message.unwrap_or_default();
+    assert!(message.contains(&a.sha) && !message.contains(&b.sha), "{}: {message}", h.name());
+    assert_eq!(h.store().stored_sale("store-1", "R-0001").expect("read").expect("a").payload_sha256, a.sha);
+    assert_eq!(h.store().stored_sale("store-2", "R-0001").expect("read").expect("b").payload_sha256, b.sha);
+    let only_b = h.store().sale_hashes(Some("store-2"), &["R-0001".into()]).expect("hashes");
+    assert_eq!(only_b.get("R-0001"), Some(&b.sha), "{}", h.name());
+    assert_eq!(h.store().audit_trail("store-2", "R-0001").expect("trail").len(), 2, "{}", h.name());
 }

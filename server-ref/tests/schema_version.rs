@@ -40,5 +40,48 @@ fn binary_older_than_the_schema_refuses_to_migrate_serve_or_create_tokens() {
     }
     let history: i64 =
         db.client().query_one("SELECT count(*) FROM refinery_schema_history", &[]).expect("count").get(0);
-    assert_eq!(history, 2, "migrate changed nothing");
+    assert_eq!(history, i64::from(expected_schema_version()) + 1, "migrate changed nothing");
+}
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Schema v2 scopes the idempotency key to the store; the sales stored under v1 are kept whole, with
+/// their server_tx_id, and new sales are stored next to them.
+#[test]
+fn store_scoped_ids_keep_the_sales_of_schema_v1() {
+    let db = TestDb::create();
+    let mut client = db.client();
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(1))
+        .run(&mut client)
+        .expect("schema v1");
+    client
+        .batch_execute(
+            "INSERT INTO pos_transactions (client_tx_id, payload_sha256, payload_hash_version, store_id, \
+             device_id, receipt_number, kind, occurred_at, currency, subtotal_minor, tax_minor, total_minor, \
+             change_minor, payload_canonical) VALUES ('R-1', repeat('7', 64), 1, 's1', 'd1', 'R-1', 'sale', \
+             now(), 'EUR', 100, 0, 100, 0, '{}'); \
+             INSERT INTO pos_transaction_items VALUES ('R-1', 1, 'sku', 'n', 1000, 100, 0, 100, false); \
+             INSERT INTO pos_transaction_payments VALUES ('R-1', 1, 'cash', 100, NULL);",
+        )
+        .expect("v1 rows");
+    let v1_id: i64 = client.query_one("SELECT server_tx_id FROM pos_transactions", &[]).expect("id").get(0);
+    let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
+    assert_eq!(store.migrate().expect("migrate").len(), 1, "v2 applied");
+    store.check_ready().expect("ready");
+    let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
+    assert_eq!((kept.server_tx_id, kept.payload_sha256), (v1_id, "7".repeat(64)));
+    let children: (String, String) = {
+        let row = client
+            .query_one(
+                "SELECT i.store_id, p.store_id FROM pos_transaction_items i JOIN pos_transaction_payments p \
+                 USING (store_id, client_tx_id)",
+                &[],
+            )
+            .expect("children keep their sale");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(children, ("s1".to_owned(), "s1".to_owned()));
 }

@@ -55,7 +55,7 @@ fn verify_reports_missing_mismatched_unsent_and_extra_sales() {
         .collect();
     outbox.finalize_all(&back).expect("finalize");
 
-    let report = verify(server.store.as_ref(), &outbox, Some(&device)).expect("verify");
+    let report = verify(server.store.as_ref(), &outbox, None, Some(&device)).expect("verify");
     assert_eq!(report.checked, 5);
     assert_eq!(report.sent_ok, 1);
     assert_eq!(report.missing, vec![ids[3].clone()]);

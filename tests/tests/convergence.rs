@@ -287,6 +287,7 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         let report = possync_server::verify::verify(
             &admin_store,
             outbox,
+            None,
             Some(&Device { store_id: "store-1".into(), device_id: device.clone() }),
         )
         .expect("verify");

@@ -17,8 +17,8 @@ pub struct VerifyArgs {
     /// The till's outbox file (copy it off the device; it is opened for reading and queries only).
     #[arg(long)]
     pub outbox: PathBuf,
-    /// The till's store, to list the device's sales that the outbox lacks (with --device).
-    #[arg(long, requires = "device")]
+    /// The till's store: sales are looked up in this store only (ids are unique per store).
+    #[arg(long)]
     pub store: Option<String>,
     /// The till's device id (with --store).
     #[arg(long, requires = "store")]
@@ -36,8 +36,9 @@ pub fn run(args: VerifyArgs, ctx: &CommandContext) -> Result<()> {
     let server = open_ready_store(&args.db, ctx)?;
     let outbox = possync_core::outbox::Outbox::open(&args.outbox, Default::default())
         .context("cannot open the outbox")?;
-    let device = args.store.zip(args.device).map(|(store_id, device_id)| Device { store_id, device_id });
-    let report = possync_server::verify::verify(&*server, &outbox, device.as_ref())?;
+    let device =
+        args.store.clone().zip(args.device).map(|(store_id, device_id)| Device { store_id, device_id });
+    let report = possync_server::verify::verify(&*server, &outbox, args.store.as_deref(), device.as_ref())?;
     print_verify(&report, args.json);
     if !report.is_clean() {
         bail!(

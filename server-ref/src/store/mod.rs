@@ -253,12 +253,14 @@ pub trait Store: Send + Sync + 'static {
     /// A [`StoreError`] from the database; rows deleted before the error stay deleted.
     fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError>;
 
-    /// Stored `payload_sha256` of each of these sales that the server has.
+    /// Stored `payload_sha256` of each of these sales that the server has, in one store (or in any
+    /// store with `None`).
     ///
     /// # Errors
     /// A [`StoreError`] from the database.
     fn sale_hashes(
         &self,
+        store_id: Option<&str>,
         client_tx_ids: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError>;
 
@@ -270,6 +272,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
+}
+
+/// A new `server_tx_id`: Unix milliseconds (42 bits, good until 2109) then 21 random bits. It is
+/// unique by index (a collision answers `RETRY`, about one in two million sales stored in the same
+/// millisecond) and tells a store nothing about how many sales other stores have.
+pub(crate) fn new_server_tx_id() -> i64 {
+    let ms =
+        SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let random = rand::random::<u64>() & ((1 << 21) - 1);
+    (((ms & ((1 << 42) - 1)) << 21) | random) as i64
 }
 
 /// A `RETRY` result: transient, nothing stored.

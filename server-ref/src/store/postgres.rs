@@ -17,8 +17,8 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::postgres_sql as sql;
 use super::{
-    replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext,
-    Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
+    new_server_tx_id, replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState,
+    PushContext, Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -169,10 +169,14 @@ impl PgStore {
                 (&h.cashier_id, Type::TEXT),
                 (&sale.canonical, Type::TEXT),
                 (&ctx.correlation_id, Type::TEXT),
+                (&new_server_tx_id(), Type::INT8),
             ],
         )?;
         let Some(row) = inserted else {
-            let stored = tx.query_typed_one(sql::SELECT_STORED_HASH, &[(&sale.client_tx_id, Type::TEXT)])?;
+            let stored = tx.query_typed_one(
+                sql::SELECT_STORED_HASH,
+                &[(&h.store_id, Type::TEXT), (&sale.client_tx_id, Type::TEXT)],
+            )?;
             let server_tx_id: i64 = stored.get(0);
             let stored_sha: String = stored.get(1);
             let stored_version: i32 = stored.get(2);
@@ -224,9 +228,11 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
     let discount: Vec<i64> = items.iter().map(|i| i.discount_minor).collect();
     let total: Vec<i64> = items.iter().map(|i| i.line_total_minor).collect();
     let refund: Vec<bool> = items.iter().map(|i| i.refund).collect();
+    let store_id = &sale.payload.header.store_id;
     tx.query_typed(
         sql::INSERT_ITEMS,
         &[
+            (store_id, Type::TEXT),
             (&sale.client_tx_id, Type::TEXT),
             (&line_no, Type::INT4_ARRAY),
             (&sku, Type::TEXT_ARRAY),
@@ -247,6 +253,7 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
         tx.query_typed(
             sql::INSERT_PAYMENTS,
             &[
+                (store_id, Type::TEXT),
                 (&sale.client_tx_id, Type::TEXT),
                 (&no, Type::INT4_ARRAY),
                 (&method, Type::TEXT_ARRAY),
@@ -352,7 +359,11 @@ pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
         return (PushStatus::Retry, code);
     };
     let class = &state.code()[..2];
-    if *state == SqlState::T_R_DEADLOCK_DETECTED {
+    let constraint = err.as_db_error().and_then(|e| e.constraint());
+    if *state == SqlState::UNIQUE_VIOLATION && constraint == Some(sql::SERVER_TX_ID_INDEX) {
+        // Two sales drew the same new server_tx_id: nothing was stored; sent again, it draws another.
+        (PushStatus::Retry, "server_tx_id_collision")
+    } else if *state == SqlState::T_R_DEADLOCK_DETECTED {
         (PushStatus::Retry, "deadlock")
     } else if *state == SqlState::LOCK_NOT_AVAILABLE {
         (PushStatus::Retry, "lock_timeout")
@@ -507,12 +518,13 @@ impl Store for PgStore {
 
     fn sale_hashes(
         &self,
+        store_id: Option<&str>,
         client_tx_ids: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let mut conn = self.conn()?;
         let mut found = std::collections::HashMap::with_capacity(client_tx_ids.len());
         for chunk in client_tx_ids.chunks(10_000) {
-            for row in conn.query(sql::SELECT_HASHES, &[&chunk])? {
+            for row in conn.query(sql::SELECT_HASHES, &[&chunk, &store_id])? {
                 found.insert(row.get(0), row.get(1));
             }
         }

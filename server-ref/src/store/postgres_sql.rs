@@ -7,28 +7,33 @@
 pub const SET_LOCAL_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, true), \
      set_config('statement_timeout', $2, true)";
 
-/// Inserts a header unless its `client_tx_id` exists; returns the new `server_tx_id`.
+/// Inserts a header with the server's new `server_tx_id` (`$17`) unless the store already has its
+/// `client_tx_id`; returns the `server_tx_id` when it was inserted.
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
-     subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id) \
+     subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
+     server_tx_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, timestamptz 'epoch' + $8::int8 * interval '1 millisecond', $9, \
-     $10, $11, $12, $13, $14, $15, $16) \
-     ON CONFLICT (client_tx_id) DO NOTHING RETURNING server_tx_id";
+     $10, $11, $12, $13, $14, $15, $16, $17) \
+     ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
-/// The stored identity of a header, to tell a replay from a conflict.
+/// The unique index whose violation means two sales drew the same new `server_tx_id`.
+pub const SERVER_TX_ID_INDEX: &str = "pos_transactions_server_tx_id";
+
+/// The stored identity of a store's (`$1`) header (`$2`), to tell a replay from a conflict.
 pub const SELECT_STORED_HASH: &str = "SELECT server_tx_id, payload_sha256, payload_hash_version \
-     FROM pos_transactions WHERE client_tx_id = $1";
+     FROM pos_transactions WHERE store_id = $1 AND client_tx_id = $2";
 
 /// All items of a sale in one statement.
-pub const INSERT_ITEMS: &str = "INSERT INTO pos_transaction_items (client_tx_id, line_no, sku, name, \
-     quantity_milli, unit_price_minor, discount_minor, line_total_minor, refund) \
-     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
-     $7::int8[], $8::int8[], $9::bool[])";
+pub const INSERT_ITEMS: &str = "INSERT INTO pos_transaction_items (store_id, client_tx_id, line_no, sku, \
+     name, quantity_milli, unit_price_minor, discount_minor, line_total_minor, refund) \
+     SELECT $1, $2, * FROM UNNEST($3::int4[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
+     $8::int8[], $9::int8[], $10::bool[])";
 
 /// All payments of a sale in one statement.
-pub const INSERT_PAYMENTS: &str = "INSERT INTO pos_transaction_payments (client_tx_id, payment_no, \
-     method, amount_minor, reference) \
-     SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::int8[], $5::text[])";
+pub const INSERT_PAYMENTS: &str = "INSERT INTO pos_transaction_payments (store_id, client_tx_id, \
+     payment_no, method, amount_minor, reference) \
+     SELECT $1, $2, * FROM UNNEST($3::int4[], $4::text[], $5::int8[], $6::text[])";
 
 /// One audit row.
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
@@ -100,9 +105,10 @@ pub const PRUNE_AUDIT_BATCH: &str = "DELETE FROM pos_transaction_audit \
      WHERE (client_tx_id, audit_id) IN (SELECT client_tx_id, audit_id FROM pos_transaction_audit \
      WHERE at < now() - make_interval(days => $1::int4) LIMIT $2::int8)";
 
-/// Stored hashes of a set of sales (`$1` is a text array of client_tx_ids).
+/// Stored hashes of a set of sales (`$1` is a text array of client_tx_ids) of one store (`$2`), or of
+/// any store (`$2` NULL).
 pub const SELECT_HASHES: &str = "SELECT client_tx_id, payload_sha256 FROM pos_transactions \
-     WHERE client_tx_id = ANY($1)";
+     WHERE client_tx_id = ANY($1) AND ($2::text IS NULL OR store_id = $2)";
 
 /// Every sale a device pushed to a store.
 pub const SELECT_DEVICE_SALES: &str = "SELECT client_tx_id FROM pos_transactions \

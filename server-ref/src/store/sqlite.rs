@@ -26,8 +26,8 @@ use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
 use super::{
-    replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState, PushContext,
-    Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
+    new_server_tx_id, replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState,
+    PushContext, Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -35,11 +35,11 @@ const PRUNE_BATCH_ROWS: i64 = 10_000;
 
 /// The schema's migrations, oldest first (the version lives in `PRAGMA user_version`).
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(sql::MIGRATION_V1)])
+    Migrations::new(vec![M::up(sql::MIGRATION_V1), M::up(sql::MIGRATION_V2)])
 }
 
 /// Names of the migrations, in the order of [`migrations`], for `migrate`'s report.
-const MIGRATION_NAMES: [&str; 1] = ["V1__init"];
+const MIGRATION_NAMES: [&str; 2] = ["V1__init", "V2__store_scoped_ids"];
 
 /// The newest schema version compiled into this binary.
 pub fn expected_schema_version() -> usize {
@@ -253,6 +253,7 @@ fn store_sale_in(
                 h.cashier_id,
                 sale.canonical,
                 ctx.correlation_id,
+                new_server_tx_id(),
             ],
             |r| r.get(0),
         )
@@ -260,7 +261,7 @@ fn store_sale_in(
     let Some(server_tx_id) = inserted else {
         let (server_tx_id, stored_sha, stored_version): (i64, String, i64) = tx
             .prepare_cached(sql::SELECT_STORED_HASH)?
-            .query_row([sale.client_tx_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            .query_row([&h.store_id, sale.client_tx_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         let result = replay_result(sale, server_tx_id, &stored_sha, stored_version);
         audit(&tx, ctx, sale, Some(&stored_sha), &result)?;
         tx.commit()?;
@@ -287,8 +288,10 @@ fn store_sale_in(
 
 fn insert_children(tx: &Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), rusqlite::Error> {
     let mut items = tx.prepare_cached(sql::INSERT_ITEM)?;
+    let store_id = &sale.payload.header.store_id;
     for i in &sale.payload.items {
         items.execute(params![
+            store_id,
             sale.client_tx_id,
             i.line_no,
             i.sku,
@@ -302,7 +305,14 @@ fn insert_children(tx: &Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), r
     }
     let mut payments = tx.prepare_cached(sql::INSERT_PAYMENT)?;
     for (no, p) in sale.payload.payments.iter().enumerate() {
-        payments.execute(params![sale.client_tx_id, no as i64 + 1, p.method, p.amount_minor, p.reference])?;
+        payments.execute(params![
+            store_id,
+            sale.client_tx_id,
+            no as i64 + 1,
+            p.method,
+            p.amount_minor,
+            p.reference
+        ])?;
     }
     Ok(())
 }
@@ -355,6 +365,14 @@ fn audit_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 /// How a SQLite error settles a sale: `(status, code)`, by result code only.
 pub fn classify(err: &rusqlite::Error) -> (PushStatus, &'static str) {
+    // The header insert resolves (store_id, client_tx_id) with ON CONFLICT and items and payments
+    // have primary keys, not UNIQUE constraints: a UNIQUE violation is two sales drawing one new
+    // server_tx_id. Nothing was stored; the sale is sent again and draws another.
+    if let rusqlite::Error::SqliteFailure(e, _) = err {
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
+            return (PushStatus::Retry, "server_tx_id_collision");
+        }
+    }
     match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (PushStatus::Retry, "lock_timeout"),
         Some(ErrorCode::OperationInterrupted) => (PushStatus::Retry, "interrupted"),
@@ -536,6 +554,7 @@ impl Store for SqliteStore {
 
     fn sale_hashes(
         &self,
+        store_id: Option<&str>,
         client_tx_ids: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
         let conn = self.pool.get()?;
@@ -544,7 +563,9 @@ impl Store for SqliteStore {
         for chunk in client_tx_ids.chunks(10_000) {
             let ids = serde_json::to_string(chunk)
                 .map_err(|e| StoreError::Unavailable(format!("cannot encode sale ids: {e}")))?;
-            let rows = stmt.query_map([ids], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map(params![ids, store_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
             for row in rows {
                 let (id, hash) = row?;
                 found.insert(id, hash);
@@ -573,7 +594,41 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
-        assert_eq!(expected_schema_version(), 1);
+        assert_eq!(expected_schema_version(), 2);
+    }
+
+    #[test]
+    fn store_scoped_ids_keep_the_sales_of_schema_v1() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.db");
+        let mut conn = Connection::open(&path).expect("open");
+        migrations().to_version(&mut conn, 1).expect("schema v1");
+        conn.execute_batch(
+            "INSERT INTO pos_transactions (client_tx_id, payload_sha256, payload_hash_version, store_id, \
+             device_id, receipt_number, kind, occurred_at, currency, subtotal_minor, tax_minor, total_minor, \
+             change_minor, payload_canonical) VALUES ('R-1', printf('%064d', 7), 1, 's1', 'd1', 'R-1', 'sale', \
+             0, 'EUR', 100, 0, 100, 0, '{}'); \
+             INSERT INTO pos_transaction_items VALUES ('R-1', 1, 'sku', 'n', 1000, 100, 0, 100, 0); \
+             INSERT INTO pos_transaction_payments VALUES ('R-1', 1, 'cash', 100, NULL);",
+        )
+        .expect("v1 rows");
+        let v1_id: i64 =
+            conn.query_row("SELECT server_tx_id FROM pos_transactions", [], |r| r.get(0)).expect("id");
+        drop(conn);
+        let store = SqliteStore::open(&path, false, &SqliteOptions::default()).expect("open");
+        assert_eq!(store.migrate().expect("migrate"), vec!["V2__store_scoped_ids".to_owned()]);
+        let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
+        assert_eq!((kept.server_tx_id, kept.payload_sha256.as_str()), (v1_id, format!("{:064}", 7).as_str()));
+        let conn = store.pool.get().expect("conn");
+        let children: (String, String) = conn
+            .query_row(
+                "SELECT i.store_id, p.store_id FROM pos_transaction_items i JOIN pos_transaction_payments p \
+                 USING (store_id, client_tx_id)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("children keep their sale");
+        assert_eq!(children, ("s1".to_owned(), "s1".to_owned()));
     }
 
     #[test]
@@ -585,7 +640,10 @@ mod tests {
         assert!(!path.exists());
         let store = SqliteStore::open(&path, true, &SqliteOptions::default()).expect("created");
         assert!(matches!(store.check_ready(), Err(StoreError::Schema(_))));
-        assert_eq!(store.migrate().expect("migrate"), vec!["V1__init".to_owned()]);
+        assert_eq!(
+            store.migrate().expect("migrate"),
+            vec!["V1__init".to_owned(), "V2__store_scoped_ids".to_owned()]
+        );
         assert!(store.migrate().expect("again").is_empty());
         store.check_ready().expect("ready");
     }

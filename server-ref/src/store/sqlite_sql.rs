@@ -7,25 +7,31 @@
 /// The schema, as versioned migrations run by `rusqlite_migration` (`PRAGMA user_version`).
 pub const MIGRATION_V1: &str = include_str!("../../migrations-sqlite/V1__init.sql");
 
-/// Inserts a header unless its `client_tx_id` exists; returns the new `server_tx_id`.
+/// Schema v2: the idempotency key scoped to the store.
+pub const MIGRATION_V2: &str = include_str!("../../migrations-sqlite/V2__store_scoped_ids.sql");
+
+/// Inserts a header with the server's new `server_tx_id` (`?17`) unless the store already has its
+/// `client_tx_id`; returns the `server_tx_id` when it was inserted. (The only UNIQUE constraint it
+/// can then violate is `server_tx_id`'s.)
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
-     subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-     ON CONFLICT (client_tx_id) DO NOTHING RETURNING server_tx_id";
+     subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
+     server_tx_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+     ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
-/// The stored identity of a header, to tell a replay from a conflict.
+/// The stored identity of a store's (`?1`) header (`?2`), to tell a replay from a conflict.
 pub const SELECT_STORED_HASH: &str = "SELECT server_tx_id, payload_sha256, payload_hash_version \
-     FROM pos_transactions WHERE client_tx_id = ?1";
+     FROM pos_transactions WHERE store_id = ?1 AND client_tx_id = ?2";
 
 /// One item of a sale.
-pub const INSERT_ITEM: &str = "INSERT INTO pos_transaction_items (client_tx_id, line_no, sku, name, \
-     quantity_milli, unit_price_minor, discount_minor, line_total_minor, refund) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+pub const INSERT_ITEM: &str = "INSERT INTO pos_transaction_items (store_id, client_tx_id, line_no, sku, \
+     name, quantity_milli, unit_price_minor, discount_minor, line_total_minor, refund) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// One payment of a sale.
-pub const INSERT_PAYMENT: &str = "INSERT INTO pos_transaction_payments (client_tx_id, payment_no, \
-     method, amount_minor, reference) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub const INSERT_PAYMENT: &str = "INSERT INTO pos_transaction_payments (store_id, client_tx_id, \
+     payment_no, method, amount_minor, reference) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// One audit row.
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
@@ -107,9 +113,10 @@ pub const PRUNE_AUDIT_BATCH: &str = "DELETE FROM pos_transaction_audit WHERE aud
      (SELECT audit_id FROM pos_transaction_audit \
      WHERE at < CAST(unixepoch('subsec') * 1000 AS INTEGER) - ?1 * 86400000 LIMIT ?2)";
 
-/// Stored hashes of a set of sales (`?1` is a JSON array of client_tx_ids).
+/// Stored hashes of a set of sales (`?1` is a JSON array of client_tx_ids) of one store (`?2`), or
+/// of any store (`?2` NULL).
 pub const SELECT_HASHES: &str = "SELECT client_tx_id, payload_sha256 FROM pos_transactions \
-     WHERE client_tx_id IN (SELECT value FROM json_each(?1))";
+     WHERE client_tx_id IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR store_id = ?2)";
 
 /// Every sale a device pushed to a store.
 pub const SELECT_DEVICE_SALES: &str = "SELECT client_tx_id FROM pos_transactions \

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use possync_core::protocol::duplicate_keys::{self, first_duplicate_key};
 use possync_core::protocol::hash::is_sha256_hex;
 use possync_core::protocol::{
     canonical_json, payload_sha256, validate_client_tx_id, validate_sale, InvalidSale, Limits, PushResponse,
@@ -79,9 +80,30 @@ impl PushError {
 }
 
 #[derive(Deserialize)]
-struct RequestIn {
+struct RequestIn<'a> {
     device_id: String,
-    transactions: Vec<serde_json::Value>,
+    /// Each transaction as the text received, so that a key named twice is seen before a parser
+    /// keeps one of its values.
+    #[serde(borrow)]
+    transactions: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// Longest message of a result (and of its audit row), in bytes; a longer one is cut and marked.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`] (at a character boundary) with the cut marked, so that input
+/// quoted by a parser (an unknown field name of megabytes) is neither stored whole nor echoed.
+pub fn capped(mut message: String) -> String {
+    const MARK: &str = "… (cut)";
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - MARK.len();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(MARK);
+    }
+    message
 }
 
 #[derive(Deserialize)]
@@ -116,12 +138,13 @@ struct Refused {
 impl Refused {
     fn from_envelope(env: &EnvelopeIn, code: &'static str, message: String) -> Self {
         Refused {
-            client_tx_id: env.client_tx_id.clone(),
+            // An id is at most 64 characters when valid; an invalid one is quoted back cut.
+            client_tx_id: env.client_tx_id.chars().take(128).collect(),
             attempt: Some(env.attempt),
             payload_hash_version: Some(env.payload_hash_version),
-            payload_sha256: Some(env.payload_sha256.clone()),
+            payload_sha256: Some(env.payload_sha256.chars().take(128).collect()),
             code,
-            message,
+            message: capped(message),
         }
     }
 
@@ -145,7 +168,8 @@ pub fn handle_push(
     limits: &PushLimits,
     deadline: Instant,
 ) -> Result<PushResponse, PushError> {
-    let request: RequestIn = serde_json::from_slice(body).map_err(|e| PushError::Malformed(e.to_string()))?;
+    let request: RequestIn<'_> =
+        serde_json::from_slice(body).map_err(|e| PushError::Malformed(capped(e.to_string())))?;
     if request.transactions.len() > limits.max_transactions {
         return Err(PushError::TooManyTransactions {
             count: request.transactions.len(),
@@ -156,7 +180,7 @@ pub fn handle_push(
         return Err(PushError::DeviceMismatch { sent: request.device_id });
     }
     let checked: Vec<Result<Prepared, Refused>> =
-        request.transactions.into_iter().map(|v| check(v, &limits.sale)).collect();
+        request.transactions.into_iter().map(|raw| check(raw, &limits.sale)).collect();
     for (index, sale) in checked.iter().enumerate() {
         if let Ok(p) = sale {
             if p.payload.header.store_id != device.store_id {
@@ -167,6 +191,7 @@ pub fn handle_push(
 
     let ctx = PushContext { device, correlation_id };
     let mut results = Vec::with_capacity(checked.len());
+    let mut refused = Vec::new();
     for sale in checked {
         if Instant::now() >= deadline {
             let id = match &sale {
@@ -178,20 +203,54 @@ pub fn handle_push(
             results.push(crate::store::retry(&id, "deadline_exceeded", message));
             continue;
         }
-        let result = settle(store, metrics, &ctx, sale);
+        let result = settle(store, metrics, &ctx, sale, &mut refused);
         if result.status == PushStatus::Retry && result.code.as_deref() == Some("database_unavailable") {
             return Err(PushError::Unavailable(result.message.unwrap_or_default()));
         }
         results.push(result);
     }
+    audit_refused(store, &ctx, &refused);
     Ok(PushResponse { results })
 }
 
+/// Audits the request's sales refused before storage, in one transaction.
+fn audit_refused(store: &dyn Store, ctx: &PushContext<'_>, refused: &[Refused]) {
+    let texts: Vec<_> = refused
+        .iter()
+        .map(|r| {
+            (
+                without_nul(&r.client_tx_id),
+                r.payload_sha256.as_deref().map(without_nul),
+                without_nul(&r.message),
+            )
+        })
+        .collect();
+    let rejections: Vec<Rejection<'_>> = refused
+        .iter()
+        .zip(&texts)
+        .map(|(r, (id, sha, message))| Rejection {
+            client_tx_id: id,
+            attempt: r.attempt,
+            payload_hash_version: r.payload_hash_version,
+            payload_sha256: sha.as_deref(),
+            code: r.code,
+            message,
+        })
+        .collect();
+    if let Err(e) = store.audit_rejections(ctx, &rejections) {
+        log::error!(correlation_id = ctx.correlation_id, refused = refused.len(), error:% = e;
+            "audit of refused sales failed");
+    }
+}
+
+/// Settles one sale: stored (or found stored) in its own transaction, or refused before storage (then
+/// kept in `refused` for the request's one audit transaction).
 fn settle(
     store: &dyn Store,
     metrics: &Metrics,
     ctx: &PushContext<'_>,
     sale: Result<Prepared, Refused>,
+    refused: &mut Vec<Refused>,
 ) -> PushResult {
     let started = Instant::now();
     let (result, attempt) = match sale {
@@ -207,31 +266,16 @@ fn settle(
             (store.store_sale(ctx, &checked), Some(p.attempt))
         }
         Err(r) => {
-            let (id, sha, message) = (
-                without_nul(&r.client_tx_id),
-                r.payload_sha256.as_deref().map(without_nul),
-                without_nul(&r.message),
-            );
-            let rejection = Rejection {
-                client_tx_id: &id,
-                attempt: r.attempt,
-                payload_hash_version: r.payload_hash_version,
-                payload_sha256: sha.as_deref(),
-                code: r.code,
-                message: &message,
-            };
-            if let Err(e) = store.audit_rejection(ctx, &rejection) {
-                log::error!(correlation_id = ctx.correlation_id, client_tx_id = r.client_tx_id.as_str(),
-                    error:% = e; "audit of a refused sale failed");
-            }
             let result = PushResult {
-                client_tx_id: r.client_tx_id,
+                client_tx_id: r.client_tx_id.clone(),
                 status: PushStatus::Invalid,
                 code: Some(r.code.to_owned()),
-                message: Some(r.message),
+                message: Some(r.message.clone()),
                 server_tx_id: None,
             };
-            (result, r.attempt)
+            let attempt = r.attempt;
+            refused.push(r);
+            (result, attempt)
         }
     };
     let elapsed = started.elapsed();
@@ -267,7 +311,21 @@ fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Every per-sale check short of the database: envelope, id, hash version, hash, shape, rules.
-fn check(value: serde_json::Value, limits: &Limits) -> Result<Prepared, Refused> {
+fn check(raw: &serde_json::value::RawValue, limits: &Limits) -> Result<Prepared, Refused> {
+    let value: serde_json::Value = match serde_json::from_str(raw.get()) {
+        Ok(value) => value,
+        Err(e) => {
+            return Err(Refused {
+                client_tx_id: String::new(),
+                attempt: None,
+                payload_hash_version: None,
+                payload_sha256: None,
+                code: "malformed_transaction",
+                message: capped(format!("transaction entry is not valid: {e}")),
+            })
+        }
+    };
+    let duplicate = first_duplicate_key(raw.get()).ok().flatten();
     let env: EnvelopeIn = match EnvelopeIn::deserialize(&value) {
         Ok(env) => env,
         Err(e) => {
@@ -278,10 +336,13 @@ fn check(value: serde_json::Value, limits: &Limits) -> Result<Prepared, Refused>
                 payload_hash_version: None,
                 payload_sha256: None,
                 code: "malformed_transaction",
-                message: format!("transaction entry is not valid: {e}"),
+                message: capped(format!("transaction entry is not valid: {e}")),
             });
         }
     };
+    if let Some(key) = duplicate {
+        return Err(Refused::invalid(&env, &duplicate_keys::duplicate(&key)));
+    }
     if let Err(e) = validate_client_tx_id(&env.client_tx_id) {
         return Err(Refused::invalid(&env, &e));
     }

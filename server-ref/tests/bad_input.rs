@@ -220,3 +220,75 @@ fn device_of_another_store_is_403() {
     assert_nothing_stored(&server);
     assert_still_serving(&server);
 }
+
+#[test]
+fn many_refused_sales_are_audited_in_one_transaction_and_messages_are_capped() {
+    let server = TestServer::start();
+    // 500 sales with a wrong hash: 500 INVALID answers, 500 audit rows written by one transaction
+    // (PostgreSQL's now() is the transaction's start, so they share one timestamp).
+    let refused: Vec<_> = (0..500)
+        .map(|i| {
+            let mut e = envelope(&format!("bad-{i}"), &sale("store-1", i, 1));
+            e["payload_sha256"] = json!("0".repeat(64));
+            e
+        })
+        .collect();
+    let reply = server.push(&request(refused));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!((0..500).all(|i| reply.code_of(i) == "hash_mismatch"), "{}", reply.body);
+    let mut c = server.db.client();
+    let (rows, stamps): (i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT count(*), count(DISTINCT at) FROM pos_transaction_audit WHERE outcome = 'INVALID'",
+                &[],
+            )
+            .expect("audit");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((rows, stamps), (500, 1), "500 audit rows from one transaction");
+
+    // An unknown field named by 3 MB: the answer and the audit row quote at most 1 KiB of it.
+    let mut e = envelope(&new_id(), &sale("store-1", 1, 1));
+    e["payload"]["header"][&"x".repeat(3 * 1024 * 1024)] = json!(1);
+    let canonical = possync_core::protocol::canonical_json(&e["payload"]).expect("canonical");
+    e["payload_sha256"] = json!(possync_core::protocol::payload_sha256(&canonical));
+    let reply = server.push(&request(vec![e]));
+    let message = reply.result(0)["message"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(reply.status_of(0), "INVALID", "{message}");
+    assert!(
+        message.len() <= 1024 && message.ends_with("(cut)"),
+        "{} bytes: {}",
+        message.len(),
+        &message[..80]
+    );
+    let longest: i32 = c
+        .query_one("SELECT max(octet_length(message)) FROM pos_transaction_audit", &[])
+        .expect("audit")
+        .get(0);
+    assert!(longest <= 1024, "audit message of {longest} bytes");
+    assert_nothing_stored(&server);
+    assert_still_serving(&server);
+}
+
+#[test]
+fn a_key_named_twice_is_invalid_duplicate_key() {
+    let server = TestServer::start();
+    let good = envelope(&new_id(), &sale("store-1", 3, 1));
+    let payload = serde_json::to_string(&good["payload"]).expect("json");
+    // The same hash a till would send for the first value; the second value names another store.
+    let twice = payload.replacen("\"store_id\":", "\"store_id\":\"store-2\",\"store_id\":", 1);
+    let body = format!(
+        r#"{{"device_id":"till-1","transactions":[{{"client_tx_id":{},"payload_hash_version":1,"payload_sha256":{},"attempt":1,"payload":{twice}}}]}}"#,
+        good["client_tx_id"], good["payload_sha256"]
+    );
+    let reply = server.push_raw(Some(&server.token), body.into_bytes());
+    assert_eq!((reply.status_of(0), reply.code_of(0)), ("INVALID", "duplicate_key"), "{}", reply.body);
+    // A bidi override in a text field is bad text.
+    let mut bidi = sale("store-1", 4, 1);
+    bidi.items[0].name = "Cola \u{202E}gnp.exe".into();
+    let reply = server.push(&request(vec![envelope(&new_id(), &bidi)]));
+    assert_eq!((reply.status_of(0), reply.code_of(0)), ("INVALID", "bad_text"), "{}", reply.body);
+    assert_nothing_stored(&server);
+    assert_still_serving(&server);
+}

@@ -164,7 +164,7 @@ fn attention_lists_conflicts_and_invalid_of_one_store(h: &dyn Harness) {
         message: "client_tx_id has characters outside A-Z a-z 0-9 . _ : -",
     };
     h.store()
-        .audit_rejection(&PushContext { device: &till1(), correlation_id: "c3" }, &rejection)
+        .audit_rejections(&PushContext { device: &till1(), correlation_id: "c3" }, &[rejection])
         .expect("audit rejection");
     let items = h.store().attention_items("store-1", None).expect("attention");
     let got: Vec<_> = items.iter().map(|r| (r.outcome.as_str(), r.client_tx_id.as_str())).collect();

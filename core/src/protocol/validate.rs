@@ -42,6 +42,12 @@ pub enum InvalidSale {
     /// `client_tx_id` is empty, too long or has characters outside `[A-Za-z0-9._:-]`.
     #[error("client_tx_id must be 1..={MAX_CLIENT_TX_ID_LEN} characters of A-Z a-z 0-9 . _ : -")]
     BadClientTxId,
+    /// A JSON object of the transaction names a key twice (readers disagree on which value counts).
+    #[error("the JSON names the key {key:?} twice in one object")]
+    DuplicateKey {
+        /// The key (cut after 64 characters).
+        key: String,
+    },
     /// The payload is not a sale: wrong JSON shape, wrong types, unknown or missing fields.
     #[error("payload is not a valid sale: {detail}")]
     Malformed {
@@ -54,8 +60,10 @@ pub enum InvalidSale {
         /// Path of the field, e.g. `items[2].sku`.
         field: String,
     },
-    /// A text field is longer than [`MAX_TEXT_CHARS`] or holds control characters.
-    #[error("{field} must be at most {MAX_TEXT_CHARS} characters without control characters")]
+    /// A text field is longer than [`MAX_TEXT_CHARS`] or holds control characters, bidi embeddings,
+    /// overrides or isolates, or line / paragraph separators (which make a receipt or a CSV export
+    /// display other text than it holds).
+    #[error("{field} must be at most {MAX_TEXT_CHARS} characters without control characters, bidi overrides or line separators")]
     BadText {
         /// Path of the field.
         field: String,
@@ -157,6 +165,7 @@ impl InvalidSale {
         match self {
             InvalidSale::BadClientTxId => "bad_client_tx_id",
             InvalidSale::Malformed { .. } => "malformed_sale",
+            InvalidSale::DuplicateKey { .. } => "duplicate_key",
             InvalidSale::EmptyText { .. }
             | InvalidSale::BadText { .. }
             | InvalidSale::BadPaymentMethod { .. } => "bad_text",
@@ -353,18 +362,24 @@ fn money_in_range(field: &str, value: i64) -> Result<(), InvalidSale> {
     Ok(())
 }
 
+/// Control characters, bidi embeddings / overrides (U+202A..U+202E) and isolates (U+2066..U+2069),
+/// line and paragraph separators (U+2028, U+2029).
+fn is_refused_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
 fn text(field: &str, value: &str) -> Result<(), InvalidSale> {
     if value.trim().is_empty() {
         return Err(InvalidSale::EmptyText { field: field.into() });
     }
-    if value.chars().count() > MAX_TEXT_CHARS || value.chars().any(char::is_control) {
+    if value.chars().count() > MAX_TEXT_CHARS || value.chars().any(is_refused_char) {
         return Err(InvalidSale::BadText { field: field.into() });
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::protocol::payload::{SaleHeader, SaleItem, SalePayment};
 
@@ -493,5 +508,21 @@ mod tests {
         assert!(validate_client_tx_id("").is_err());
         assert!(validate_client_tx_id("a b").is_err());
         assert!(validate_client_tx_id(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn bidi_overrides_and_line_separators_are_bad_text() {
+        for bad in ["A\u{202E}gnp.exe", "x\u{2066}y", "line\u{2028}two", "para\u{2029}two", "tab\there"] {
+            let mut sale = sample();
+            sale.items[0].name = bad.into();
+            assert_eq!(
+                validate_sale(&sale, &Limits::default()).map_err(|e| e.code()),
+                Err("bad_text"),
+                "{bad:?}"
+            );
+        }
+        let mut sale = sample();
+        sale.items[0].name = "Café crème – ☕ 日本".into();
+        assert!(validate_sale(&sale, &Limits::default()).is_ok());
     }
 }

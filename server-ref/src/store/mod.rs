@@ -188,11 +188,13 @@ pub trait Store: Send + Sync + 'static {
     /// Decided outcomes are audited in the same transaction.
     fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult;
 
-    /// Audits an attempt refused before storage (`INVALID`).
+    /// Audits attempts refused before storage (`INVALID`), all in one transaction, so that a request
+    /// naming many refused sales costs one commit, not one each.
     ///
     /// # Errors
-    /// A [`StoreError`] when the audit row cannot be written; the caller logs it.
-    fn audit_rejection(&self, ctx: &PushContext<'_>, rejection: &Rejection<'_>) -> Result<(), StoreError>;
+    /// A [`StoreError`] when the audit rows cannot be written (then none is); the caller logs it.
+    fn audit_rejections(&self, ctx: &PushContext<'_>, rejections: &[Rejection<'_>])
+        -> Result<(), StoreError>;
 
     /// Checks that the database is reachable and its schema is the one this binary expects.
     ///
@@ -305,6 +307,7 @@ pub(crate) fn settle_failure(
     code: &str,
     message: String,
 ) -> PushResult {
+    let message = crate::push::capped(message);
     if status != possync_core::protocol::PushStatus::Invalid {
         return retry(sale.client_tx_id, code, message);
     }
@@ -316,7 +319,7 @@ pub(crate) fn settle_failure(
         code,
         message: &message,
     };
-    if let Err(e) = store.audit_rejection(ctx, &rejection) {
+    if let Err(e) = store.audit_rejections(ctx, std::slice::from_ref(&rejection)) {
         log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
     }
     PushResult {

@@ -408,24 +408,33 @@ impl Store for PgStore {
         }
     }
 
-    fn audit_rejection(&self, ctx: &PushContext<'_>, r: &Rejection<'_>) -> Result<(), StoreError> {
+    fn audit_rejections(
+        &self,
+        ctx: &PushContext<'_>,
+        rejections: &[Rejection<'_>],
+    ) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         self.set_local_timeouts(&mut tx)?;
-        let id: String = r.client_tx_id.chars().take(128).collect();
-        let sha: Option<String> = r.payload_sha256.map(|s| s.chars().take(128).collect());
-        let row = AuditRow {
-            client_tx_id: &id,
-            ctx,
-            attempt: r.attempt.map(int4),
-            payload_hash_version: r.payload_hash_version.map(int4),
-            payload_sha256: sha.as_deref(),
-            stored_sha256: None,
-            outcome: PushStatus::Invalid.as_str(),
-            code: Some(r.code),
-            message: Some(r.message),
-        };
-        row.insert(&mut tx)?;
+        for r in rejections {
+            let id: String = r.client_tx_id.chars().take(128).collect();
+            let sha: Option<String> = r.payload_sha256.map(|s| s.chars().take(128).collect());
+            let row = AuditRow {
+                client_tx_id: &id,
+                ctx,
+                attempt: r.attempt.map(int4),
+                payload_hash_version: r.payload_hash_version.map(int4),
+                payload_sha256: sha.as_deref(),
+                stored_sha256: None,
+                outcome: PushStatus::Invalid.as_str(),
+                code: Some(r.code),
+                message: Some(r.message),
+            };
+            row.insert(&mut tx)?;
+        }
         tx.commit()?;
         Ok(())
     }

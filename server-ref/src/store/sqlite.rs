@@ -422,23 +422,32 @@ impl Store for SqliteStore {
         }
     }
 
-    fn audit_rejection(&self, ctx: &PushContext<'_>, r: &Rejection<'_>) -> Result<(), StoreError> {
+    fn audit_rejections(
+        &self,
+        ctx: &PushContext<'_>,
+        rejections: &[Rejection<'_>],
+    ) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: String = r.client_tx_id.chars().take(128).collect();
-        tx.prepare_cached(sql::INSERT_AUDIT)?.execute(params![
-            id,
-            ctx.device.store_id,
-            ctx.device.device_id,
-            ctx.correlation_id,
-            r.attempt.map(i64::from),
-            r.payload_hash_version.map(i64::from),
-            r.payload_sha256.map(|s| s.chars().take(128).collect::<String>()),
-            None::<String>,
-            PushStatus::Invalid.as_str(),
-            r.code,
-            r.message,
-        ])?;
+        for r in rejections {
+            let id: String = r.client_tx_id.chars().take(128).collect();
+            tx.prepare_cached(sql::INSERT_AUDIT)?.execute(params![
+                id,
+                ctx.device.store_id,
+                ctx.device.device_id,
+                ctx.correlation_id,
+                r.attempt.map(i64::from),
+                r.payload_hash_version.map(i64::from),
+                r.payload_sha256.map(|s| s.chars().take(128).collect::<String>()),
+                None::<String>,
+                PushStatus::Invalid.as_str(),
+                r.code,
+                r.message,
+            ])?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -70,7 +70,7 @@ pub struct DemoArgs {
 /// The server the tills talk to.
 enum Backend {
     /// In this process, on a store we can read for the final check.
-    InProcess { store: Arc<dyn Store>, server: Option<RunningServer>, addr: SocketAddr, kind: String },
+    InProcess { store: Arc<dyn Store>, server: Option<Box<RunningServer>>, addr: SocketAddr, kind: String },
     /// Somewhere else.
     Remote { url: String },
 }
@@ -87,7 +87,7 @@ impl Backend {
         let config = http_config("127.0.0.1:0".parse().map_err(|e| TillError::Demo(format!("{e}")))?);
         let server = http::start(store.clone(), config).map_err(|e| TillError::Demo(e.to_string()))?;
         let addr = server.local_addr();
-        Ok(Backend::InProcess { store, server: Some(server), addr, kind })
+        Ok(Backend::InProcess { store, server: Some(Box::new(server)), addr, kind })
     }
 
     /// Stops the in-process server: connections are refused until [`Backend::restart`].
@@ -95,9 +95,8 @@ impl Backend {
         if let Backend::InProcess { server, addr, .. } = self {
             if let Some(s) = server.take() {
                 s.shutdown();
-                // tiny_http's accept thread notices the shutdown only at its next connection, and
-                // until then the port still accepts (and then hangs up). Knock until it is closed,
-                // so the tills see "connection refused" at once, as with a stopped server.
+                // The listener is closed when shutdown returns; knock until the port refuses, so the
+                // tills see "connection refused" at once, as with a stopped server.
                 let deadline = Instant::now() + Duration::from_secs(2);
                 while Instant::now() < deadline
                     && std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
@@ -115,7 +114,7 @@ impl Backend {
             for _ in 0..50 {
                 match http::start(store.clone(), http_config(*addr)) {
                     Ok(s) => {
-                        *server = Some(s);
+                        *server = Some(Box::new(s));
                         return Ok(());
                     }
                     Err(e) => last = e.to_string(),

@@ -163,14 +163,25 @@ pub const CSV_HEADER: [&str; 12] = [
     "stored_sha256",
 ];
 
+/// `value` made inert for a spreadsheet: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return is a formula to Excel and LibreOffice (CSV injection, OWASP), so it gets a leading `'`.
+/// Text that devices sent (ids, device names, messages quoting input) reaches this file.
+pub fn csv_cell(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
 fn csv_row(r: &AuditRecord) -> [String; 12] {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let text = |v: &Option<String>| csv_cell(v.as_deref().unwrap_or_default());
     let num = |v: &Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
     [
         r.at.clone(),
-        r.store_id.clone(),
-        r.device_id.clone(),
-        r.client_tx_id.clone(),
+        csv_cell(&r.store_id),
+        csv_cell(&r.device_id),
+        csv_cell(&r.client_tx_id),
         r.outcome.clone(),
         text(&r.code),
         text(&r.message),
@@ -206,6 +217,16 @@ pub fn export_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_made_inert() {
+        for formula in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"] {
+            assert_eq!(csv_cell(formula), format!("'{formula}"));
+        }
+        for plain in ["R-0001", "till-1", "hash_differs", "a=b", ""] {
+            assert_eq!(csv_cell(plain), plain);
+        }
+    }
 
     #[test]
     fn since_accepts_days_and_rfc3339() {

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub limit_hits: IntCounterVec,
     /// `possync_push_in_flight`: push requests doing database work now.
     pub pushes_in_flight: IntGauge,
+    /// `possync_token_cache_hits_total`: requests whose token was accepted without a database lookup.
+    pub token_cache_hits: prometheus::IntCounter,
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
@@ -74,6 +76,11 @@ impl Metrics {
         .expect("static metric definition");
         let pushes_in_flight =
             IntGauge::new("possync_push_in_flight", "Push requests doing database work now").expect("static");
+        let token_cache_hits = prometheus::IntCounter::new(
+            "possync_token_cache_hits_total",
+            "Requests whose device token was accepted without a database lookup",
+        )
+        .expect("static");
         let pool_connections =
             IntGauge::new("possync_db_pool_connections", "Open database connections").expect("static");
         let pool_idle =
@@ -89,6 +96,7 @@ impl Metrics {
             Box::new(connections_max.clone()),
             Box::new(limit_hits.clone()),
             Box::new(pushes_in_flight.clone()),
+            Box::new(token_cache_hits.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(pool_max.clone()),
@@ -105,6 +113,7 @@ impl Metrics {
             connections_max,
             limit_hits,
             pushes_in_flight,
+            token_cache_hits,
             pool_connections,
             pool_idle,
             pool_max,

@@ -80,12 +80,30 @@ impl PushError {
 }
 
 #[derive(Deserialize)]
-struct RequestIn<'a> {
+struct RequestIn {
     device_id: String,
-    /// Each transaction as the text received, so that a key named twice is seen before a parser
-    /// keeps one of its values.
+    transactions: Vec<serde_json::Value>,
+}
+
+/// The transactions as the text received, read only when the body names a key twice somewhere, to
+/// find which transactions do.
+#[derive(Deserialize)]
+struct RawTransactions<'a> {
     #[serde(borrow)]
     transactions: Vec<&'a serde_json::value::RawValue>,
+}
+
+/// For each transaction, the first key it names twice (all `None` in the usual case, found with one
+/// pass over the body).
+fn duplicate_keys_of(body: &[u8], count: usize) -> Vec<Option<String>> {
+    let text = std::str::from_utf8(body).unwrap_or_default();
+    if !matches!(first_duplicate_key(text), Ok(Some(_))) {
+        return vec![None; count];
+    }
+    match serde_json::from_str::<RawTransactions<'_>>(text) {
+        Ok(raw) => raw.transactions.iter().map(|t| first_duplicate_key(t.get()).ok().flatten()).collect(),
+        Err(_) => vec![None; count],
+    }
 }
 
 /// Longest message of a result (and of its audit row), in bytes; a longer one is cut and marked.
@@ -168,7 +186,7 @@ pub fn handle_push(
     limits: &PushLimits,
     deadline: Instant,
 ) -> Result<PushResponse, PushError> {
-    let request: RequestIn<'_> =
+    let request: RequestIn =
         serde_json::from_slice(body).map_err(|e| PushError::Malformed(capped(e.to_string())))?;
     if request.transactions.len() > limits.max_transactions {
         return Err(PushError::TooManyTransactions {
@@ -179,8 +197,13 @@ pub fn handle_push(
     if request.device_id != device.device_id {
         return Err(PushError::DeviceMismatch { sent: request.device_id });
     }
-    let checked: Vec<Result<Prepared, Refused>> =
-        request.transactions.into_iter().map(|raw| check(raw, &limits.sale)).collect();
+    let request_len = request.transactions.len();
+    let checked: Vec<Result<Prepared, Refused>> = request
+        .transactions
+        .into_iter()
+        .zip(duplicate_keys_of(body, request_len))
+        .map(|(value, duplicate)| check(value, duplicate, &limits.sale))
+        .collect();
     for (index, sale) in checked.iter().enumerate() {
         if let Ok(p) = sale {
             if p.payload.header.store_id != device.store_id {
@@ -311,21 +334,7 @@ fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Every per-sale check short of the database: envelope, id, hash version, hash, shape, rules.
-fn check(raw: &serde_json::value::RawValue, limits: &Limits) -> Result<Prepared, Refused> {
-    let value: serde_json::Value = match serde_json::from_str(raw.get()) {
-        Ok(value) => value,
-        Err(e) => {
-            return Err(Refused {
-                client_tx_id: String::new(),
-                attempt: None,
-                payload_hash_version: None,
-                payload_sha256: None,
-                code: "malformed_transaction",
-                message: capped(format!("transaction entry is not valid: {e}")),
-            })
-        }
-    };
-    let duplicate = first_duplicate_key(raw.get()).ok().flatten();
+fn check(value: serde_json::Value, duplicate: Option<String>, limits: &Limits) -> Result<Prepared, Refused> {
     let env: EnvelopeIn = match EnvelopeIn::deserialize(&value) {
         Ok(env) => env,
         Err(e) => {

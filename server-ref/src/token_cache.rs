@@ -1,8 +1,14 @@
 //! Recently accepted device tokens, so that a till pushing often is not looked up in the database on
-//! every request. Only active tokens are kept, each for at most the configured TTL: a token revoked
-//! in the database is refused by every server instance within that time (0 turns the cache off).
+//! every request. Only active tokens are kept, each for at most the configured TTL (0 turns the cache
+//! off).
+//!
+//! A revocation must not wait for the TTL: the cache is a [`RevocationSink`]. The store announces
+//! every revocation (PostgreSQL `LISTEN`/`NOTIFY`, to every instance) and the cache empties at once.
+//! While the store cannot announce (its listening connection is down, or a store without a channel),
+//! the cache stays off, so a revocation is never missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -17,17 +23,28 @@ const MAX_ENTRIES: usize = 4_096;
 pub struct TokenCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Device, Instant)>>,
+    /// Whether revocations are being announced; off until the store says so.
+    announced: AtomicBool,
+}
+
+/// Where a store announces revocations.
+pub trait RevocationSink: Send + Sync {
+    /// Some token was revoked (by any instance or admin command).
+    fn revoked(&self);
+    /// Whether revocations reach this sink now (`false` while the store's channel is down).
+    fn announcing(&self, on: bool);
 }
 
 impl TokenCache {
-    /// A cache keeping each active token for `ttl` (zero: nothing is kept).
+    /// A cache keeping each active token for `ttl` (zero: nothing is kept). It keeps nothing until
+    /// [`RevocationSink::announcing`] is called with `true`.
     pub fn new(ttl: Duration) -> Self {
-        TokenCache { ttl, entries: Mutex::new(HashMap::new()) }
+        TokenCache { ttl, entries: Mutex::new(HashMap::new()), announced: AtomicBool::new(false) }
     }
 
     /// The device of `token_sha256` if it was found active less than the TTL ago.
     pub fn get(&self, token_sha256: &str) -> Option<Device> {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || !self.announced.load(Ordering::SeqCst) {
             return None;
         }
         let entries = self.entries.lock();
@@ -36,7 +53,7 @@ impl TokenCache {
 
     /// Remembers that `token_sha256` was found active for `device` now.
     pub fn put(&self, token_sha256: &str, device: &Device) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || !self.announced.load(Ordering::SeqCst) {
             return;
         }
         let mut entries = self.entries.lock();
@@ -50,9 +67,49 @@ impl TokenCache {
     }
 }
 
+impl RevocationSink for TokenCache {
+    fn revoked(&self) {
+        self.entries.lock().clear();
+    }
+
+    fn announcing(&self, on: bool) {
+        if !on {
+            self.announced.store(false, Ordering::SeqCst);
+        }
+        // Whatever was cached before the channel (re)opened may predate a revocation it missed.
+        self.entries.lock().clear();
+        if on {
+            self.announced.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn announced(ttl: Duration) -> TokenCache {
+        let cache = TokenCache::new(ttl);
+        cache.announcing(true);
+        cache
+    }
+
+    #[test]
+    fn a_revocation_empties_the_cache_and_a_silent_store_turns_it_off() {
+        let cache = TokenCache::new(Duration::from_secs(60));
+        cache.put("a", &device(1));
+        assert_eq!(cache.get("a"), None, "nothing is cached before revocations are announced");
+        cache.announcing(true);
+        cache.put("a", &device(1));
+        assert_eq!(cache.get("a"), Some(device(1)));
+        cache.revoked();
+        assert_eq!(cache.get("a"), None, "a revocation empties the cache");
+        cache.put("a", &device(1));
+        cache.announcing(false);
+        assert_eq!(cache.get("a"), None, "the channel is down: no cache");
+        cache.put("a", &device(1));
+        assert_eq!(cache.get("a"), None);
+    }
 
     fn device(n: usize) -> Device {
         Device { store_id: "store-1".into(), device_id: format!("till-{n}") }
@@ -60,7 +117,7 @@ mod tests {
 
     #[test]
     fn keeps_a_token_for_the_ttl_only() {
-        let cache = TokenCache::new(Duration::from_millis(50));
+        let cache = announced(Duration::from_millis(50));
         assert_eq!(cache.get("a"), None);
         cache.put("a", &device(1));
         assert_eq!(cache.get("a"), Some(device(1)));
@@ -70,14 +127,14 @@ mod tests {
 
     #[test]
     fn a_zero_ttl_keeps_nothing() {
-        let cache = TokenCache::new(Duration::ZERO);
+        let cache = announced(Duration::ZERO);
         cache.put("a", &device(1));
         assert_eq!(cache.get("a"), None);
     }
 
     #[test]
     fn stays_bounded() {
-        let cache = TokenCache::new(Duration::from_secs(60));
+        let cache = announced(Duration::from_secs(60));
         for n in 0..MAX_ENTRIES + 10 {
             cache.put(&format!("t{n}"), &device(n));
         }

@@ -178,30 +178,69 @@ fn missing_wrong_and_revoked_tokens_are_401() {
 
 /// An accepted token is trusted for `token_cache_ttl` without a lookup; once revoked it is refused
 /// when that time is up (at once with the cache off), and the refused request stores nothing.
+/// A revocation reaches every instance within a second, whatever the token cache's TTL: PostgreSQL
+/// announces it (`NOTIFY`) and each instance empties its cache.
 #[test]
-fn a_revoked_token_is_refused_once_its_cache_entry_expires() {
+fn a_revoked_token_is_refused_by_every_instance_within_a_second() {
     use possync_server::store::Store;
-    let ttl = std::time::Duration::from_secs(3);
-    for ttl in [ttl, std::time::Duration::ZERO] {
-        let config = possync_server::http::HttpConfig { token_cache_ttl: ttl, ..common::test_http_config() };
-        let server = TestServer::start_with(config, common::test_pg_options());
-        let token = server.token.clone();
-        let push = |n: i64| {
-            let body = serde_json::to_vec(&request(vec![envelope(&new_id(), &sale("store-1", n, 1))]))
-                .expect("json");
-            server.push_raw(Some(&token), body)
-        };
-        assert_eq!(push(1).status, 200, "accepted and, with a TTL, cached");
-        let device = possync_server::store::Device { store_id: "store-1".into(), device_id: "till-1".into() };
-        assert_eq!(server.store.revoke_tokens(&device).expect("revoke"), 1);
-        if !ttl.is_zero() {
-            // Within the TTL the cached token still pushes (the documented revocation delay).
-            assert_eq!(push(2).status, 200, "cached for {ttl:?}");
-            std::thread::sleep(ttl + std::time::Duration::from_millis(100));
+    use std::time::{Duration, Instant};
+    let config = possync_server::http::HttpConfig {
+        token_cache_ttl: Duration::from_secs(600),
+        ..common::test_http_config()
+    };
+    let first = TestServer::start_with(config.clone(), common::test_pg_options());
+    let store = possync_server::store::postgres::PgStore::connect(
+        first.db.config.clone(),
+        &common::test_pg_options(),
+    )
+    .expect("second store");
+    let second = possync_server::http::start(std::sync::Arc::new(store), config).expect("second server");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let bases = [first.base.clone(), format!("http://{}", second.local_addr())];
+    let push = |base: &str, n: i64| -> (u16, serde_json::Value) {
+        let mut r = agent
+            .post(format!("{base}/sync/push"))
+            .header("Authorization", &format!("Bearer {}", first.token))
+            .send_json(request(vec![envelope(&new_id(), &sale("store-1", n, 1))]))
+            .expect("push");
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or_default())
+    };
+    let cache_hits = |base: &str| -> f64 {
+        let text = agent
+            .get(format!("{base}/metrics"))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("possync_token_cache_hits_total ")?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    // Both instances serve the token from their cache (once their revocation listener is up).
+    for base in &bases {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cache_hits(base) < 1.0 {
+            assert_eq!(push(base, 1).0, 200);
+            assert!(Instant::now() < deadline, "{base}: the token was never served from the cache");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        let reply = push(3);
-        assert_eq!((reply.status, reply.error_code()), (401, "token_revoked"), "ttl {ttl:?}");
     }
+    let device = possync_server::store::Device { store_id: "store-1".into(), device_id: "till-1".into() };
+    assert_eq!(first.store.revoke_tokens(&device).expect("revoke"), 1);
+    let revoked = Instant::now();
+    for base in &bases {
+        loop {
+            let (status, body) = push(base, 2);
+            if status == 401 {
+                assert_eq!(body["code"], "token_revoked", "{base}");
+                break;
+            }
+            assert!(revoked.elapsed() < Duration::from_secs(1), "{base} still accepts a revoked token");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    second.shutdown();
 }
 
 #[test]

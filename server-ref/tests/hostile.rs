@@ -588,3 +588,48 @@ fn an_unreachable_database_answers_503_within_one_pool_timeout() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn another_stores_ids_are_neither_blocked_nor_revealed() {
+    let mut h = Hostile::start(&[], None);
+    let url = db_url(&h.db);
+    let (ok, token_b, err) = run_cli(&url, &["token", "create", "--store", "store-2", "--device", "till-9"]);
+    assert!(ok, "{err}");
+    let push = |token: &str, device: &str, store: &str, seed: i64| -> serde_json::Value {
+        let mut body = request(vec![envelope("R-0001", &sale(store, seed, 1))]);
+        body["device_id"] = serde_json::json!(device);
+        let mut r = h
+            .agent
+            .post(h.url("/sync/push"))
+            .header("Authorization", &format!("Bearer {}", token.trim()))
+            .send_json(&body)
+            .expect("push");
+        r.body_mut().read_json().expect("json")
+    };
+    let a = push(&h.token, "till-1", "store-1", 1);
+    let b = push(&token_b, "till-9", "store-2", 2);
+    assert_eq!(
+        (a["results"][0]["status"].as_str(), b["results"][0]["status"].as_str()),
+        (Some("OK"), Some("OK"))
+    );
+    let conflict_a = push(&h.token, "till-1", "store-1", 3);
+    assert_eq!(conflict_a["results"][0]["status"], "CONFLICT");
+    let stored: Vec<(String, String)> =
+        h.db.client()
+            .query("SELECT store_id, payload_sha256 FROM pos_transactions WHERE client_tx_id = 'R-0001'", &[])
+            .expect("rows")
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+    assert_eq!(stored.len(), 2, "both stores keep their own sale: {stored:?}");
+    let b_hash = stored.iter().find(|(s, _)| s == "store-2").map(|(_, h)| h.clone()).expect("store-2 sale");
+    assert!(!conflict_a.to_string().contains(&b_hash), "store-1's answer names store-2's sale: {conflict_a}");
+    assert_ne!(a["results"][0]["server_tx_id"], b["results"][0]["server_tx_id"]);
+    // A wrong method is told which one the route takes.
+    let mut s = h.connect();
+    s.write_all(b"DELETE /sync/push HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let a = read_answer(&mut s).expect("answer");
+    assert_eq!(a.status, 405);
+    assert!(a.head.to_ascii_lowercase().contains("allow: post"), "{}", a.head);
+    h.assert_healthy("after the cross-store pushes");
+}

@@ -49,7 +49,7 @@ pub fn backend(
 /// A store opened on either database.
 pub enum Opened {
     /// PostgreSQL.
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
     /// The embedded SQLite file.
     Sqlite(SqliteStore),
 }
@@ -58,7 +58,7 @@ impl Opened {
     /// The store behind the trait.
     pub fn store(self) -> Arc<dyn Store> {
         match self {
-            Opened::Postgres(s) => Arc::new(s),
+            Opened::Postgres(s) => Arc::new(*s),
             Opened::Sqlite(s) => Arc::new(s),
         }
     }
@@ -78,7 +78,7 @@ pub fn open_store(backend: &Backend, opts: &PgOptions, create: bool) -> Result<O
             let config: postgres::Config =
                 url.parse().map_err(|e| anyhow!("invalid --database-url / DATABASE_URL: {e}"))?;
             let store = PgStore::connect(config, opts).context("cannot connect to the database")?;
-            Ok(Opened::Postgres(store))
+            Ok(Opened::Postgres(Box::new(store)))
         }
         Backend::Sqlite(path) => {
             if !create && !path.exists() {

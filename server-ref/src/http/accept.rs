@@ -177,6 +177,25 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What an accept error means for the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptFailure {
+    /// The listening socket itself is gone: the server stops serving (and the binary exits non-zero).
+    Fatal,
+    /// Out of descriptors or memory: close the longest-idle connection, pause, go on.
+    Exhausted,
+    /// Anything else (a connection reset before it was accepted, ...): pause, go on.
+    Transient,
+}
+
+fn classify_accept_error(e: &std::io::Error) -> AcceptFailure {
+    match e.raw_os_error() {
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK) => AcceptFailure::Fatal,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => AcceptFailure::Exhausted,
+        _ => AcceptFailure::Transient,
+    }
+}
+
 /// Handles an accept error: `None` to go on (after a pause), `Some` when the listener itself is gone.
 fn accept_failure(
     e: &std::io::Error,
@@ -184,15 +203,14 @@ fn accept_failure(
     conns: &Connections,
     last_warning: &mut Option<Instant>,
 ) -> Option<StopReason> {
-    let code = e.raw_os_error();
-    let exhausted = matches!(code, Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS));
-    if matches!(code, Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK)) {
-        return Some(StopReason::Failed(format!("the listening socket failed: {e}")));
+    match classify_accept_error(e) {
+        AcceptFailure::Fatal => return Some(StopReason::Failed(format!("the listening socket failed: {e}"))),
+        AcceptFailure::Exhausted => {
+            conns.evict_longest_idle(None);
+        }
+        AcceptFailure::Transient => {}
     }
     app.metrics.limit_hits.with_label_values(&["accept_error"]).inc();
-    if exhausted {
-        conns.evict_longest_idle(None);
-    }
     if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
         *last_warning = Some(Instant::now());
         log::warn!(error:% = e, open = conns.len(); "accepting a connection failed; going on");
@@ -291,4 +309,33 @@ fn classify(e: &hyper::Error) -> &'static str {
         source = s.source();
     }
     "connection_error"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dead_listener_stops_the_accept_loop() {
+        let os = std::io::Error::from_raw_os_error;
+        assert_eq!(classify_accept_error(&os(libc::EBADF)), AcceptFailure::Fatal);
+        assert_eq!(classify_accept_error(&os(libc::EMFILE)), AcceptFailure::Exhausted);
+        assert_eq!(classify_accept_error(&os(libc::ENFILE)), AcceptFailure::Exhausted);
+        assert_eq!(classify_accept_error(&os(libc::ECONNABORTED)), AcceptFailure::Transient);
+        assert_eq!(classify_accept_error(&os(libc::EAGAIN)), AcceptFailure::Transient);
+    }
+
+    #[test]
+    fn eviction_spares_connections_answering_a_request() {
+        let conns = Connections { next_id: AtomicU64::new(0), open: Mutex::new(HashMap::new()) };
+        let (old, old_busy, old_kill) = conns.register();
+        let (idle, _, _) = conns.register();
+        let (new, _, _) = conns.register();
+        old_busy.fetch_add(1, Ordering::SeqCst);
+        assert!(conns.evict_longest_idle(Some(new)), "the idle one goes");
+        let open: Vec<u64> = conns.open.lock().keys().copied().collect();
+        assert!(open.contains(&old) && open.contains(&new) && !open.contains(&idle), "{open:?}");
+        assert!(!conns.evict_longest_idle(Some(new)), "the busy one stays");
+        drop(old_kill);
+    }
 }

@@ -20,6 +20,7 @@ pub mod reply;
 pub mod routes;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,7 +89,8 @@ pub struct HttpConfig {
     /// twice this, so shed tills do not all come back in the same second.
     pub retry_after_secs: u32,
     /// How long an accepted device token is trusted without asking the store again (zero: every
-    /// request asks). Revocations announced by the store evict it at once.
+    /// request asks). Revocations announced by the store empty the cache at once; a store that
+    /// cannot announce them gets no cache.
     pub token_cache_ttl: Duration,
     /// Transport bounds.
     pub limits: FrontLimits,
@@ -123,7 +125,7 @@ impl HttpConfig {
 pub(crate) struct App {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Metrics,
-    pub(crate) tokens: TokenCache,
+    pub(crate) tokens: Arc<TokenCache>,
     pub(crate) config: HttpConfig,
     pub(crate) pool: BlockingPool,
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
@@ -145,6 +147,8 @@ pub struct RunningServer {
     stop: Arc<watch::Sender<bool>>,
     main: tokio::task::JoinHandle<StopReason>,
     app: Arc<App>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+    watch_stop: Arc<AtomicBool>,
 }
 
 /// Asks a [`RunningServer`] to stop, from any thread (e.g. a signal handler).
@@ -200,7 +204,12 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         "possync-db",
     )?;
     let admission = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_pushes()));
-    let tokens = TokenCache::new(config.token_cache_ttl);
+    let tokens = Arc::new(TokenCache::new(config.token_cache_ttl));
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watcher = store.watch_revocations(tokens.clone(), watch_stop.clone())?;
+    if watcher.is_none() && !config.token_cache_ttl.is_zero() {
+        log::info!("this store cannot announce token revocations: tokens are looked up on every request");
+    }
     let app = Arc::new(App { store, metrics: Metrics::new(), tokens, config, pool, admission });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());
@@ -209,7 +218,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     let main = runtime.spawn(accept::serve(listener, router, app.clone(), max_connections, stop_rx));
     log::info!(listen:% = addr, workers = app.config.workers, max_connections = max_connections;
         "possync-server listening");
-    Ok(RunningServer { addr, runtime, stop: Arc::new(stop), main, app })
+    Ok(RunningServer { addr, runtime, stop: Arc::new(stop), main, app, watcher, watch_stop })
 }
 
 /// A non-blocking listener on `addr` with `TCP_NODELAY` (inherited by accepted sockets on Linux).
@@ -248,6 +257,10 @@ impl RunningServer {
         };
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         self.app.pool.join();
+        self.watch_stop.store(true, Ordering::SeqCst);
+        if let Some(watcher) = self.watcher {
+            let _ = watcher.join();
+        }
         match &reason {
             StopReason::Requested => log::info!(listen:% = self.addr; "possync-server stopped"),
             StopReason::Failed(why) => log::error!(listen:% = self.addr, reason = why.as_str();

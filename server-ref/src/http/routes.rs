@@ -113,8 +113,14 @@ fn cid_of(request: &Request) -> Arc<str> {
     request.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_else(|| "".into())
 }
 
+/// 405 with the `Allow` header (RFC 9110) naming the one method of the route.
 fn method_not_allowed(method: &Method, path: &str, cid: &str) -> Reply {
-    reply::error(405, "method_not_allowed", format!("{method} is not allowed on {path}"), cid)
+    let allow = if path == PUSH_PATH { "POST" } else { "GET" };
+    let method: String = method.as_str().chars().take(32).collect();
+    let mut reply =
+        reply::error(405, "method_not_allowed", format!("{method} is not allowed on {path}"), cid);
+    reply.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    reply
 }
 
 async fn not_found(request: Request) -> Reply {
@@ -274,6 +280,7 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<
     };
     let token_sha256 = token_sha256(token);
     if let Some(device) = app.tokens.get(&token_sha256) {
+        app.metrics.token_cache_hits.inc();
         return Ok(device);
     }
     let store = app.store.clone();

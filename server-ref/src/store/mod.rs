@@ -274,6 +274,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
+
+    /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
+    /// is set, on a thread of its own. `None` when this store has no way to announce them: the server
+    /// then looks every token up (no cache).
+    ///
+    /// # Errors
+    /// The OS error when the thread cannot be spawned.
+    fn watch_revocations(
+        &self,
+        sink: std::sync::Arc<dyn crate::token_cache::RevocationSink>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let _ = (sink, stop);
+        Ok(None)
+    }
 }
 
 /// A new `server_tx_id`: Unix milliseconds (42 bits, good until 2109) then 21 random bits. It is

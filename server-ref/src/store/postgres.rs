@@ -14,6 +14,10 @@ use ::postgres::types::Type;
 use ::postgres::{Client, NoTls, Transaction};
 use possync_core::protocol::{PushResult, PushStatus};
 use r2d2_postgres::PostgresConnectionManager;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::token_cache::RevocationSink;
 
 use super::postgres_sql as sql;
 use super::{
@@ -60,6 +64,8 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// The PostgreSQL [`Store`], over an r2d2 connection pool.
 pub struct PgStore {
     pool: Pool,
+    /// Where new connections go, for the revocation listener's own connection.
+    config: ::postgres::Config,
     lock_timeout: String,
     statement_timeout: String,
 }
@@ -93,7 +99,7 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("possync-server");
         }
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(opts.pool_size.max(1))
             .min_idle(Some(1))
@@ -102,6 +108,7 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(PgStore {
             pool,
+            config,
             lock_timeout: opts.lock_timeout_ms.to_string(),
             statement_timeout: opts.statement_timeout_ms.to_string(),
         })
@@ -351,6 +358,45 @@ fn audit_record(row: &::postgres::Row) -> AuditRecord {
     }
 }
 
+/// Keeps a connection listening on the revocation channel until `stop`: every notification empties
+/// the sink; while the connection is down the sink is told so (and caches nothing), and the
+/// connection is made again after a pause.
+fn listen_revocations(config: &::postgres::Config, sink: &dyn RevocationSink, stop: &AtomicBool) {
+    let mut pause = Duration::from_millis(100);
+    while !stop.load(Ordering::SeqCst) {
+        let listened = config.connect(NoTls).and_then(|mut client| {
+            client.batch_execute(sql::LISTEN_REVOKED)?;
+            sink.announcing(true);
+            log::info!(channel = sql::REVOCATION_CHANNEL; "listening for token revocations");
+            while !stop.load(Ordering::SeqCst) {
+                {
+                    let mut notifications = client.notifications();
+                    // `None`: no notification within the wait, or the connection is gone (asked below).
+                    let mut iter = notifications.timeout_iter(Duration::from_millis(250));
+                    while let Some(n) = ::postgres::fallible_iterator::FallibleIterator::next(&mut iter)? {
+                        log::info!(revoked = n.payload(); "token revoked; cache emptied");
+                        sink.revoked();
+                    }
+                }
+                if client.is_closed() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        sink.announcing(false);
+        if let Err(e) = listened {
+            log::warn!(error:% = e, retry_ms = pause.as_millis() as u64;
+                "revocation listener lost its connection; tokens are looked up on every request until it is back");
+        }
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// How a database error settles a sale: `(status, code)`, by SQLSTATE only.
 pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
     let Some(state) = err.code() else {
@@ -469,7 +515,15 @@ impl Store for PgStore {
     }
 
     fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError> {
-        Ok(self.conn()?.execute(sql::REVOKE_TOKENS, &[&device.store_id, &device.device_id])?)
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let revoked = tx.execute(sql::REVOKE_TOKENS, &[&device.store_id, &device.device_id])?;
+        if revoked > 0 {
+            let what = format!("{}/{}", device.store_id, device.device_id);
+            tx.execute(sql::NOTIFY_REVOKED, &[&what])?;
+        }
+        tx.commit()?;
+        Ok(revoked)
     }
 
     fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
@@ -543,6 +597,18 @@ impl Store for PgStore {
     fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
         let rows = self.conn()?.query(sql::SELECT_DEVICE_SALES, &[&device.store_id, &device.device_id])?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    fn watch_revocations(
+        &self,
+        sink: Arc<dyn RevocationSink>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("possync-revocations".into())
+            .spawn(move || listen_revocations(&config, sink.as_ref(), &stop))
+            .map(Some)
     }
 
     fn pool_state(&self) -> PoolState {

@@ -52,6 +52,15 @@ pub const INSERT_TOKEN: &str =
 pub const REVOKE_TOKENS: &str = "UPDATE pos_devices SET revoked_at = now() \
      WHERE store_id = $1 AND device_id = $2 AND revoked_at IS NULL";
 
+/// The channel on which revocations are announced to every server instance.
+pub const REVOCATION_CHANNEL: &str = "possync_token_revoked";
+
+/// Announces a revocation (delivered when the revoking transaction commits).
+pub const NOTIFY_REVOKED: &str = "SELECT pg_notify('possync_token_revoked', $1)";
+
+/// Subscribes a connection to [`REVOCATION_CHANNEL`].
+pub const LISTEN_REVOKED: &str = "LISTEN possync_token_revoked";
+
 /// Lists tokens, of one store (`$1`) or all (`$1` NULL).
 pub const LIST_TOKENS: &str = "SELECT left(token_sha256, 12), store_id, device_id, label, \
      to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \

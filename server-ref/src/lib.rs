@@ -24,6 +24,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod push;
+pub mod report;
 pub mod retention;
 pub mod settings;
 pub mod store;

@@ -15,7 +15,8 @@ use possync_core::protocol::{
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
-use crate::store::{CheckedSale, Device, PushContext, Rejection, Store};
+use crate::report::{parse_report, ParsedReport};
+use crate::store::{CheckedSale, Device, DeviceActivity, PushContext, Rejection, Store};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +84,9 @@ impl PushError {
 struct RequestIn {
     device_id: String,
     transactions: Vec<serde_json::Value>,
+    /// The till's backlog report (optional; see `crate::report`).
+    #[serde(default)]
+    report: Option<serde_json::Value>,
 }
 
 /// The transactions as the text received, read only when the body names a key twice somewhere, to
@@ -131,7 +135,16 @@ struct EnvelopeIn {
     payload_sha256: String,
     attempt: u32,
     payload: serde_json::Value,
+    /// The till's outbox sequence number (optional, outside the hash).
+    #[serde(default)]
+    outbox_seq: Option<u64>,
 }
+
+/// Largest outbox sequence number accepted (2^53, exact in every JSON parser).
+pub const MAX_OUTBOX_SEQ: u64 = 1 << 53;
+
+/// Longest attempted payload kept in the audit row of a refused sale, in bytes.
+pub const MAX_ATTEMPTED_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// A sale that passed every check, owning what [`CheckedSale`] borrows.
 struct Prepared {
@@ -141,6 +154,7 @@ struct Prepared {
     attempt: u32,
     payload: SalePayload,
     canonical: String,
+    outbox_seq: Option<i64>,
 }
 
 /// A sale refused before storage, with what could be read of it for the audit.
@@ -151,6 +165,30 @@ struct Refused {
     payload_sha256: Option<String>,
     code: &'static str,
     message: String,
+    outbox_seq: Option<i64>,
+    attempted_payload: Option<String>,
+}
+
+/// The outbox sequence number of a transaction entry, when it is a valid one.
+fn outbox_seq_of(value: &serde_json::Value) -> Option<i64> {
+    value
+        .get("outbox_seq")
+        .and_then(|v| v.as_u64())
+        .filter(|n| (1..=MAX_OUTBOX_SEQ).contains(n))
+        .map(|n| n as i64)
+}
+
+/// The payload of a refused entry as text for the console, cut at [`MAX_ATTEMPTED_PAYLOAD_BYTES`].
+fn payload_text(payload: &serde_json::Value) -> Option<String> {
+    let mut text = serde_json::to_string(payload).ok()?;
+    if text.len() > MAX_ATTEMPTED_PAYLOAD_BYTES {
+        let mut end = MAX_ATTEMPTED_PAYLOAD_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    Some(text)
 }
 
 impl Refused {
@@ -163,6 +201,8 @@ impl Refused {
             payload_sha256: Some(env.payload_sha256.chars().take(128).collect()),
             code,
             message: capped(message),
+            outbox_seq: env.outbox_seq.filter(|n| (1..=MAX_OUTBOX_SEQ).contains(n)).map(|n| n as i64),
+            attempted_payload: payload_text(&env.payload),
         }
     }
 
@@ -197,6 +237,16 @@ pub fn handle_push(
     if request.device_id != device.device_id {
         return Err(PushError::DeviceMismatch { sent: request.device_id });
     }
+    let report = match request.report.as_ref().map(parse_report) {
+        None => None,
+        Some(Ok(report)) => Some(report),
+        Some(Err(why)) => {
+            metrics.limit_hits.with_label_values(&["bad_report"]).inc();
+            log::warn!(correlation_id = correlation_id, device_id = device.device_id.as_str(), reason = why.as_str();
+                "backlog report ignored");
+            None
+        }
+    };
     let request_len = request.transactions.len();
     let checked: Vec<Result<Prepared, Refused>> = request
         .transactions
@@ -233,7 +283,21 @@ pub fn handle_push(
         results.push(result);
     }
     audit_refused(store, &ctx, &refused);
+    record_activity(store, &ctx, request_len > 0, report.as_ref());
     Ok(PushResponse { results })
+}
+
+/// Records the request's news about its device (one statement); a failure is logged, never fails
+/// the push.
+fn record_activity(store: &dyn Store, ctx: &PushContext<'_>, pushed: bool, report: Option<&ParsedReport>) {
+    let activity = DeviceActivity {
+        pushed,
+        report: report.map(|r| &r.report),
+        retired_seqs: report.map(|r| r.retired_seqs.as_slice()).unwrap_or(&[]),
+    };
+    if let Err(e) = store.record_activity(ctx.device, &activity) {
+        log::error!(correlation_id = ctx.correlation_id, error:% = e; "device activity not recorded");
+    }
 }
 
 /// Audits the request's sales refused before storage, in one transaction.
@@ -258,6 +322,8 @@ fn audit_refused(store: &dyn Store, ctx: &PushContext<'_>, refused: &[Refused]) 
             payload_sha256: sha.as_deref(),
             code: r.code,
             message,
+            outbox_seq: r.outbox_seq,
+            attempted_payload: r.attempted_payload.as_deref(),
         })
         .collect();
     if let Err(e) = store.audit_rejections(ctx, &rejections) {
@@ -285,6 +351,7 @@ fn settle(
                 attempt: p.attempt,
                 payload: &p.payload,
                 canonical: &p.canonical,
+                outbox_seq: p.outbox_seq,
             };
             (store.store_sale(ctx, &checked), Some(p.attempt))
         }
@@ -346,9 +413,15 @@ fn check(value: serde_json::Value, duplicate: Option<String>, limits: &Limits) -
                 payload_sha256: None,
                 code: "malformed_transaction",
                 message: capped(format!("transaction entry is not valid: {e}")),
+                outbox_seq: outbox_seq_of(&value),
+                attempted_payload: value.get("payload").and_then(payload_text),
             });
         }
     };
+    if env.outbox_seq.is_some_and(|n| !(1..=MAX_OUTBOX_SEQ).contains(&n)) {
+        let message = format!("outbox_seq must be in 1..={MAX_OUTBOX_SEQ}");
+        return Err(Refused::from_envelope(&env, "malformed_transaction", message));
+    }
     if let Some(key) = duplicate {
         return Err(Refused::invalid(&env, &duplicate_keys::duplicate(&key)));
     }
@@ -385,5 +458,6 @@ fn check(value: serde_json::Value, duplicate: Option<String>, limits: &Limits) -
         attempt: env.attempt,
         payload,
         canonical,
+        outbox_seq: env.outbox_seq.map(|n| n as i64),
     })
 }

@@ -9,7 +9,9 @@ mod stores;
 use std::time::{Duration, SystemTime};
 
 use possync_core::protocol::PushStatus;
-use possync_server::store::{Device, PushContext, Rejection, TokenLookup};
+use possync_server::store::{
+    Device, DeviceActivity, PushContext, Rejection, SaleQuery, TillReport, TokenLookup,
+};
 use stores::{push, till1, Harness, Prepared};
 
 use common::{new_id, sale};
@@ -36,7 +38,109 @@ conformance!(
     sale_hashes_and_device_sales,
     ready_and_pool_state,
     the_same_id_in_two_stores_is_two_sales,
+    activity_and_backlog_report_are_kept_per_device,
+    a_lost_run_of_sequence_numbers_is_exactly_one_gap,
+    conflicts_keep_both_payloads_and_settle_with_a_note,
+    admins_and_sessions,
+    sales_are_found_by_id_store_and_day,
 );
+
+fn activity_and_backlog_report_are_kept_per_device(h: &dyn Harness) {
+    let st = h.store();
+    let report = TillReport {
+        library_version: Some("0.4.0".into()),
+        unsent_count: Some(80),
+        oldest_unsent_age_ms: Some(3_600_000),
+        unsent_minor: Some(r#"{"EUR":1234}"#.into()),
+        last_seq: Some(10),
+        seq_start: Some(1),
+    };
+    st.record_activity(&till1(), &DeviceActivity { pushed: true, report: Some(&report), retired_seqs: &[] })
+        .expect("record");
+    // A later request without a report keeps the last report.
+    st.record_activity(&till1(), &DeviceActivity { pushed: false, report: None, retired_seqs: &[] })
+        .expect("record");
+    push(h, &till1(), "c1", &Prepared::new(&new_id(), sale("store-1", 1, 1)));
+    let tills = st.tills(0).expect("tills");
+    let t = tills.iter().find(|t| t.device_id == "till-1").expect("till-1 listed");
+    assert_eq!(t.report, report, "{}", h.name());
+    assert!(t.last_seen_ms.is_some() && t.last_push_ms.is_some() && t.reported_at_ms.is_some());
+    assert_eq!(t.sales_today, 1, "{}", h.name());
+}
+
+fn a_lost_run_of_sequence_numbers_is_exactly_one_gap(h: &dyn Harness) {
+    let st = h.store();
+    for seq in [1, 2, 6, 7] {
+        push(h, &till1(), "c", &Prepared::new(&new_id(), sale("store-1", seq, 1)).with_seq(seq));
+    }
+    // Sequence 8 was voided on the till: no gap.
+    st.record_activity(&till1(), &DeviceActivity { pushed: false, report: None, retired_seqs: &[8] })
+        .expect("record");
+    push(h, &till1(), "c", &Prepared::new(&new_id(), sale("store-1", 9, 1)).with_seq(9));
+    let gaps = st.seq_gaps(Some("store-1")).expect("gaps");
+    let got: Vec<_> =
+        gaps.iter().map(|g| (g.device_id.as_str(), g.from, g.to, g.after_last_received)).collect();
+    assert_eq!(got, vec![("till-1", 3, 5, false)], "{}", h.name());
+    // Asking again gives the same answer (the contiguous run was advanced to 2, not past the gap).
+    assert_eq!(st.seq_gaps(None).expect("gaps").len(), 1, "{}", h.name());
+}
+
+fn conflicts_keep_both_payloads_and_settle_with_a_note(h: &dyn Harness) {
+    let st = h.store();
+    let id = new_id();
+    push(h, &till1(), "c1", &Prepared::new(&id, sale("store-1", 1, 1)));
+    let attempted = Prepared::new(&id, sale("store-1", 2, 1));
+    push(h, &till1(), "c2", &attempted);
+    let entries = st.attention_entries(None, false, 50).expect("entries");
+    assert_eq!(entries.len(), 1, "{}", h.name());
+    let e = &entries[0];
+    assert_eq!(e.attempted_payload.as_deref(), Some(attempted.canonical.as_str()));
+    assert!(e.stored_payload.is_some() && e.stored_payload != e.attempted_payload);
+    assert!(st.settle_attention(&id, e.record.audit_id, "manager", "phoned the till").expect("settle"));
+    assert!(!st.settle_attention(&id, e.record.audit_id, "manager", "again").expect("settle twice"));
+    assert!(st.attention_entries(None, false, 50).expect("entries").is_empty(), "{}", h.name());
+    let all = st.attention_entries(Some("store-1"), true, 50).expect("entries");
+    assert_eq!(all[0].settled_note.as_deref(), Some("phoned the till"));
+    assert_eq!(all[0].settled_by.as_deref(), Some("manager"));
+}
+
+fn admins_and_sessions(h: &dyn Harness) {
+    let st = h.store();
+    assert!(!st.has_admin().expect("has_admin"));
+    assert!(st.create_admin("manager", "$argon2id$x").expect("create"));
+    assert!(!st.create_admin("manager", "$argon2id$y").expect("create twice"));
+    assert_eq!(st.admin_secret("manager").expect("secret").as_deref(), Some("$argon2id$x"));
+    assert!(st.has_admin().expect("has_admin"));
+    let sha = "a".repeat(64);
+    let year_2100_ms = 4_102_444_800_000;
+    st.create_session(&sha, "manager", "csrf", year_2100_ms).expect("session");
+    let s = st.session(&sha, 0).expect("session").expect("live");
+    assert_eq!((s.admin_name.as_str(), s.csrf_token.as_str()), ("manager", "csrf"));
+    assert!(st.session(&sha, year_2100_ms + 1).expect("session").is_none(), "expired");
+    st.delete_session(&sha).expect("logout");
+    assert!(st.session(&sha, 0).expect("session").is_none());
+    assert!(st.delete_admin("manager").expect("delete"));
+}
+
+fn sales_are_found_by_id_store_and_day(h: &dyn Harness) {
+    let st = h.store();
+    let p = Prepared::new(&new_id(), sale("store-1", 1, 2));
+    push(h, &till1(), "c", &p);
+    let by_id = SaleQuery { client_tx_id: Some(p.id.clone()), limit: 10, ..SaleQuery::default() };
+    let found = st.find_sales(&by_id).expect("find");
+    assert_eq!(found.len(), 1, "{}", h.name());
+    assert_eq!(found[0].payload_canonical, p.canonical);
+    let at = p.payload.header.occurred_at_ms;
+    let day = SaleQuery {
+        store_id: Some("store-1".into()),
+        occurred_ms: Some((at - 1, at + 1)),
+        limit: 10,
+        ..SaleQuery::default()
+    };
+    assert_eq!(st.find_sales(&day).expect("find").len(), 1, "{}", h.name());
+    let other = SaleQuery { store_id: Some("store-2".into()), limit: 10, ..SaleQuery::default() };
+    assert!(st.find_sales(&other).expect("find").is_empty());
+}
 
 fn ok_then_duplicate(h: &dyn Harness) {
     let s = Prepared::new(&new_id(), sale("store-1", 1, 3));
@@ -162,6 +266,8 @@ fn attention_lists_conflicts_and_invalid_of_one_store(h: &dyn Harness) {
         payload_sha256: Some("0000"),
         code: "bad_client_tx_id",
         message: "client_tx_id has characters outside A-Z a-z 0-9 . _ : -",
+        outbox_seq: None,
+        attempted_payload: None,
     };
     h.store()
         .audit_rejections(&PushContext { device: &till1(), correlation_id: "c3" }, &[rejection])

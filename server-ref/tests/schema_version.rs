@@ -69,7 +69,7 @@ fn store_scoped_ids_keep_the_sales_of_schema_v1() {
         .expect("v1 rows");
     let v1_id: i64 = client.query_one("SELECT server_tx_id FROM pos_transactions", &[]).expect("id").get(0);
     let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
-    assert_eq!(store.migrate().expect("migrate").len(), 1, "v2 applied");
+    assert_eq!(store.migrate().expect("migrate").len(), 2, "v2 and v3 applied");
     store.check_ready().expect("ready");
     let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
     assert_eq!((kept.server_tx_id, kept.payload_sha256), (v1_id, "7".repeat(64)));

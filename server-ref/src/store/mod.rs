@@ -10,10 +10,15 @@ pub mod postgres;
 mod postgres_sql;
 pub mod sqlite;
 mod sqlite_sql;
+pub mod tills;
 
 use std::time::SystemTime;
 
 use possync_core::protocol::{PushResult, SalePayload};
+
+pub use tills::{
+    AttentionEntry, ConsoleSession, DeviceActivity, SaleQuery, SaleRecord, SeqGap, TillReport, TillStatus,
+};
 
 /// The device behind a bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +81,8 @@ pub struct CheckedSale<'a> {
     pub payload: &'a SalePayload,
     /// Canonical JSON of the payload (what was hashed).
     pub canonical: &'a str,
+    /// The till's outbox sequence number of the sale, if sent (outside the hash).
+    pub outbox_seq: Option<i64>,
 }
 
 /// An attempt refused before the database was touched (`INVALID`), to be audited.
@@ -93,6 +100,10 @@ pub struct Rejection<'a> {
     pub code: &'a str,
     /// Human-readable reason.
     pub message: &'a str,
+    /// The till's outbox sequence number of the sale, if readable.
+    pub outbox_seq: Option<i64>,
+    /// The payload as received (cut), kept for the console's side-by-side view.
+    pub attempted_payload: Option<&'a str>,
 }
 
 /// One row of the audit trail (`pos_transaction_audit`), as the attention commands show it.
@@ -275,6 +286,107 @@ pub trait Store: Send + Sync + 'static {
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
 
+    /// Records a request's news about its device (last seen, last push, backlog report, retired
+    /// sequence numbers) in one statement.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database; the push's sales are settled regardless.
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError>;
+
+    /// Every device with a token or any activity, with its latest status and its sales that occurred
+    /// since `day_start_ms`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError>;
+
+    /// Outbox sequence numbers recorded by tills (of one store, or all) and never received, and
+    /// advances each device's highest contiguous sequence number past the settled ones.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError>;
+
+    /// Attention items of every store (or one), newest first, at most `limit`; settled ones only when
+    /// `include_settled`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn attention_entries(
+        &self,
+        store_id: Option<&str>,
+        include_settled: bool,
+        limit: u32,
+    ) -> Result<Vec<AttentionEntry>, StoreError>;
+
+    /// Marks an attention item (audit row `audit_id` of sale `client_tx_id`) settled by `admin` with
+    /// `note`; `false` when there is no such unsettled CONFLICT or INVALID row.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn settle_attention(
+        &self,
+        client_tx_id: &str,
+        audit_id: i64,
+        admin: &str,
+        note: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Stored sales matching `query`, newest first.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn find_sales(&self, query: &SaleQuery) -> Result<Vec<SaleRecord>, StoreError>;
+
+    /// Adds a console admin with an argon2 PHC string of their secret; `false` when the name exists.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError>;
+
+    /// Removes a console admin and their sessions; `false` when there was none.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn delete_admin(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// The PHC string of an admin's secret; `Ok(None)` when there is no such admin.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn admin_secret(&self, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// Whether any console admin exists (the console is off without one).
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn has_admin(&self) -> Result<bool, StoreError>;
+
+    /// Stores a session (by the SHA-256 of its cookie) valid until `expires_ms`, and deletes expired
+    /// ones.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn create_session(
+        &self,
+        session_sha256: &str,
+        admin: &str,
+        csrf_token: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The live session of a cookie's SHA-256, if any.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn session(&self, session_sha256: &str, now_ms: i64) -> Result<Option<ConsoleSession>, StoreError>;
+
+    /// Ends a session.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError>;
+
     /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
     /// is set, on a thread of its own. `None` when this store has no way to announce them: the server
     /// then looks every token up (no cache).
@@ -333,6 +445,8 @@ pub(crate) fn settle_failure(
         payload_sha256: Some(sale.payload_sha256),
         code,
         message: &message,
+        outbox_seq: sale.outbox_seq,
+        attempted_payload: Some(sale.canonical),
     };
     if let Err(e) = store.audit_rejections(ctx, std::slice::from_ref(&rejection)) {
         log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");

@@ -20,9 +20,11 @@ use std::sync::Arc;
 use crate::token_cache::RevocationSink;
 
 use super::postgres_sql as sql;
+use super::tills::{gaps_of, MAX_GAPS_PER_DEVICE};
 use super::{
-    new_server_tx_id, replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState,
-    PushContext, Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
+    new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
+    ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
+    Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -177,6 +179,7 @@ impl PgStore {
                 (&sale.canonical, Type::TEXT),
                 (&ctx.correlation_id, Type::TEXT),
                 (&new_server_tx_id(), Type::INT8),
+                (&sale.outbox_seq, Type::INT8),
             ],
         )?;
         let Some(row) = inserted else {
@@ -288,6 +291,8 @@ struct AuditRow<'a> {
     outcome: &'static str,
     code: Option<&'a str>,
     message: Option<&'a str>,
+    outbox_seq: Option<i64>,
+    attempted_payload: Option<&'a str>,
 }
 
 impl<'a> AuditRow<'a> {
@@ -308,6 +313,8 @@ impl<'a> AuditRow<'a> {
             outcome: result.status.as_str(),
             code: result.code.as_deref(),
             message: result.message.as_deref(),
+            outbox_seq: sale.outbox_seq,
+            attempted_payload: (result.status == PushStatus::Conflict).then_some(sale.canonical),
         }
     }
 
@@ -326,6 +333,8 @@ impl<'a> AuditRow<'a> {
                 (&self.outcome, Type::TEXT),
                 (&self.code, Type::TEXT),
                 (&self.message, Type::TEXT),
+                (&self.outbox_seq, Type::INT8),
+                (&self.attempted_payload, Type::TEXT),
             ],
         )?;
         Ok(())
@@ -478,6 +487,8 @@ impl Store for PgStore {
                 outcome: PushStatus::Invalid.as_str(),
                 code: Some(r.code),
                 message: Some(r.message),
+                outbox_seq: r.outbox_seq,
+                attempted_payload: r.attempted_payload,
             };
             row.insert(&mut tx)?;
         }
@@ -609,6 +620,179 @@ impl Store for PgStore {
             .name("possync-revocations".into())
             .spawn(move || listen_revocations(&config, sink.as_ref(), &stop))
             .map(Some)
+    }
+
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
+        let empty = TillReport::default();
+        let report = activity.report.unwrap_or(&empty);
+        let retired: Vec<i64> = activity.retired_seqs.to_vec();
+        self.conn()?.query_typed(
+            sql::RECORD_ACTIVITY,
+            &[
+                (&device.store_id, Type::TEXT),
+                (&device.device_id, Type::TEXT),
+                (&retired, Type::INT8_ARRAY),
+                (&activity.pushed, Type::BOOL),
+                (&activity.report.is_some(), Type::BOOL),
+                (&report.library_version, Type::TEXT),
+                (&report.unsent_count, Type::INT8),
+                (&report.oldest_unsent_age_ms, Type::INT8),
+                (&report.unsent_minor, Type::TEXT),
+                (&report.last_seq, Type::INT8),
+                (&report.seq_start, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
+        let rows = self.conn()?.query(sql::SELECT_TILLS, &[&day_start_ms])?;
+        Ok(rows
+            .iter()
+            .map(|r| TillStatus {
+                store_id: r.get(0),
+                device_id: r.get(1),
+                label: r.get(2),
+                token_active: r.get(3),
+                last_seen_ms: r.get(4),
+                last_push_ms: r.get(5),
+                reported_at_ms: r.get(6),
+                report: TillReport {
+                    library_version: r.get(7),
+                    unsent_count: r.get(8),
+                    oldest_unsent_age_ms: r.get(9),
+                    unsent_minor: r.get(10),
+                    last_seq: r.get(11),
+                    seq_start: r.get(12),
+                },
+                sales_today: r.get(13),
+            })
+            .collect())
+    }
+
+    fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
+        let mut conn = self.conn()?;
+        let states = conn.query(sql::SELECT_SEQ_STATES, &[&store_id])?;
+        let mut gaps = Vec::new();
+        for state in states {
+            let (store, device): (String, String) = (state.get(0), state.get(1));
+            let contiguous: i64 = state.get(2);
+            let last_seq: Option<i64> = state.get(3);
+            let seqs: Vec<i64> = conn
+                .query(sql::SELECT_SETTLED_SEQS, &[&store, &device, &contiguous])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let (found, new_contiguous) = gaps_of(&seqs, contiguous, last_seq);
+            if new_contiguous > contiguous {
+                conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous])?;
+            }
+            gaps.extend(found.into_iter().take(MAX_GAPS_PER_DEVICE).map(|(from, to, after)| SeqGap {
+                store_id: store.clone(),
+                device_id: device.clone(),
+                from,
+                to,
+                after_last_received: after,
+            }));
+        }
+        Ok(gaps)
+    }
+
+    fn attention_entries(
+        &self,
+        store_id: Option<&str>,
+        include_settled: bool,
+        limit: u32,
+    ) -> Result<Vec<AttentionEntry>, StoreError> {
+        let limit = i64::from(limit);
+        let rows =
+            self.conn()?.query(sql::SELECT_ATTENTION_ENTRIES, &[&store_id, &include_settled, &limit])?;
+        Ok(rows
+            .iter()
+            .map(|r| AttentionEntry {
+                record: audit_record(r),
+                outbox_seq: r.get(13),
+                attempted_payload: r.get(14),
+                stored_payload: r.get(15),
+                settled_at_ms: r.get(16),
+                settled_by: r.get(17),
+                settled_note: r.get(18),
+            })
+            .collect())
+    }
+
+    fn settle_attention(
+        &self,
+        client_tx_id: &str,
+        audit_id: i64,
+        admin: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(sql::SETTLE_ATTENTION, &[&client_tx_id, &audit_id, &admin, &note])?;
+        Ok(n > 0)
+    }
+
+    fn find_sales(&self, query: &SaleQuery) -> Result<Vec<SaleRecord>, StoreError> {
+        let (from, to) = match query.occurred_ms {
+            Some((from, to)) => (Some(from), Some(to)),
+            None => (None, None),
+        };
+        let limit = i64::from(query.limit);
+        let rows = self
+            .conn()?
+            .query(sql::FIND_SALES, &[&query.store_id, &query.client_tx_id, &from, &to, &limit])?;
+        Ok(rows
+            .iter()
+            .map(|r| SaleRecord {
+                server_tx_id: r.get(0),
+                store_id: r.get(1),
+                client_tx_id: r.get(2),
+                device_id: r.get(3),
+                outbox_seq: r.get(4),
+                occurred_ms: r.get(5),
+                received_ms: r.get(6),
+                payload_canonical: r.get(7),
+            })
+            .collect())
+    }
+
+    fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError> {
+        Ok(self.conn()?.execute(sql::INSERT_ADMIN, &[&name, &secret_phc])? > 0)
+    }
+
+    fn delete_admin(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.conn()?.execute(sql::DELETE_ADMIN, &[&name])? > 0)
+    }
+
+    fn admin_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn()?.query_opt(sql::SELECT_ADMIN_SECRET, &[&name])?.map(|r| r.get(0)))
+    }
+
+    fn has_admin(&self) -> Result<bool, StoreError> {
+        Ok(self.conn()?.query_one(sql::HAS_ADMIN, &[])?.get(0))
+    }
+
+    fn create_session(
+        &self,
+        session_sha256: &str,
+        admin: &str,
+        csrf_token: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        conn.execute(sql::DELETE_EXPIRED_SESSIONS, &[])?;
+        conn.execute(sql::INSERT_SESSION, &[&session_sha256, &admin, &csrf_token, &expires_ms])?;
+        Ok(())
+    }
+
+    fn session(&self, session_sha256: &str, now_ms: i64) -> Result<Option<ConsoleSession>, StoreError> {
+        let row = self.conn()?.query_opt(sql::SELECT_SESSION, &[&session_sha256, &now_ms])?;
+        Ok(row.map(|r| ConsoleSession { admin_name: r.get(0), csrf_token: r.get(1) }))
+    }
+
+    fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(sql::DELETE_SESSION, &[&session_sha256])?;
+        Ok(())
     }
 
     fn pool_state(&self) -> PoolState {

@@ -12,9 +12,9 @@ pub const SET_LOCAL_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, true
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
      subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
-     server_tx_id) \
+     server_tx_id, outbox_seq) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, timestamptz 'epoch' + $8::int8 * interval '1 millisecond', $9, \
-     $10, $11, $12, $13, $14, $15, $16, $17) \
+     $10, $11, $12, $13, $14, $15, $16, $17, $18) \
      ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
 /// The unique index whose violation means two sales drew the same new `server_tx_id`.
@@ -35,10 +35,11 @@ pub const INSERT_PAYMENTS: &str = "INSERT INTO pos_transaction_payments (store_i
      payment_no, method, amount_minor, reference) \
      SELECT $1, $2, * FROM UNNEST($3::int4[], $4::text[], $5::int8[], $6::text[])";
 
-/// One audit row.
+/// One audit row (`$12` the outbox sequence number, `$13` the attempted payload of a refused sale).
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
-     correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message, \
+     outbox_seq, attempted_payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// Resolves a token hash to its device.
 pub const SELECT_TOKEN: &str = "SELECT store_id, device_id, revoked_at IS NOT NULL \
@@ -122,3 +123,143 @@ pub const SELECT_HASHES: &str = "SELECT client_tx_id, payload_sha256 FROM pos_tr
 /// Every sale a device pushed to a store.
 pub const SELECT_DEVICE_SALES: &str = "SELECT client_tx_id FROM pos_transactions \
      WHERE store_id = $1 AND device_id = $2";
+
+/// Unix milliseconds of a `timestamptz` column.
+macro_rules! ms {
+    ($col:literal) => {
+        concat!("(extract(epoch FROM ", $col, ") * 1000)::int8")
+    };
+}
+
+/// Unix milliseconds (`$n`) as a `timestamptz`.
+macro_rules! ts {
+    ($param:literal) => {
+        concat!("(timestamptz 'epoch' + ", $param, "::int8 * interval '1 millisecond')")
+    };
+}
+
+/// Records a request of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen, last push
+/// when `$4`, and the backlog report (`$6`..`$11`) when `$5`; one statement.
+pub const RECORD_ACTIVITY: &str = "WITH retired AS (INSERT INTO pos_device_retired_seqs (store_id, \
+     device_id, seq) SELECT $1, $2, s FROM UNNEST($3::int8[]) s WHERE s > 0 ON CONFLICT DO NOTHING) \
+     INSERT INTO pos_device_status AS d (store_id, device_id, last_push_at, reported_at, library_version, \
+     unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
+     VALUES ($1, $2, CASE WHEN $4::bool THEN now() END, CASE WHEN $5::bool THEN now() END, $6, $7, $8, $9, \
+     $10, $11) \
+     ON CONFLICT (store_id, device_id) DO UPDATE SET last_seen_at = now(), \
+     last_push_at = COALESCE(EXCLUDED.last_push_at, d.last_push_at), \
+     reported_at = COALESCE(EXCLUDED.reported_at, d.reported_at), \
+     library_version = CASE WHEN $5::bool THEN EXCLUDED.library_version ELSE d.library_version END, \
+     unsent_count = CASE WHEN $5::bool THEN EXCLUDED.unsent_count ELSE d.unsent_count END, \
+     oldest_unsent_age_ms = CASE WHEN $5::bool THEN EXCLUDED.oldest_unsent_age_ms \
+         ELSE d.oldest_unsent_age_ms END, \
+     unsent_minor = CASE WHEN $5::bool THEN EXCLUDED.unsent_minor ELSE d.unsent_minor END, \
+     last_seq = CASE WHEN $5::bool THEN EXCLUDED.last_seq ELSE d.last_seq END, \
+     seq_start = COALESCE(EXCLUDED.seq_start, d.seq_start)";
+
+/// Every device with a token or activity, its status, and its sales that occurred since `$1` (ms).
+pub const SELECT_TILLS: &str = concat!(
+    "WITH devs AS (SELECT store_id, device_id FROM pos_devices UNION \
+     SELECT store_id, device_id FROM pos_device_status), \
+     tok AS (SELECT store_id, device_id, (array_agg(label ORDER BY created_at DESC))[1] AS label, \
+     bool_or(revoked_at IS NULL) AS active FROM pos_devices GROUP BY store_id, device_id) \
+     SELECT d.store_id, d.device_id, tok.label, COALESCE(tok.active, false), ",
+    ms!("s.last_seen_at"),
+    ", ",
+    ms!("s.last_push_at"),
+    ", ",
+    ms!("s.reported_at"),
+    ", s.library_version, s.unsent_count, s.oldest_unsent_age_ms, s.unsent_minor, s.last_seq, s.seq_start, \
+     (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id AND t.device_id = d.device_id \
+     AND t.occurred_at >= ",
+    ts!("$1"),
+    ") FROM devs d LEFT JOIN tok USING (store_id, device_id) \
+     LEFT JOIN pos_device_status s USING (store_id, device_id) ORDER BY d.store_id, d.device_id"
+);
+
+/// Devices with sequence bookkeeping, of one store (`$1`) or all: where their contiguous run ends and
+/// the last sequence number they reported.
+pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq FROM pos_device_status \
+     WHERE $1::text IS NULL OR store_id = $1 ORDER BY store_id, device_id";
+
+/// Sequence numbers of a device (`$1`, `$2`) above `$3` that are settled: stored sales, CONFLICT and
+/// INVALID attempts, and retired numbers; ascending.
+pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
+     WHERE store_id = $1 AND device_id = $2 AND outbox_seq > $3 \
+     UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = $1 AND device_id = $2 \
+     AND outbox_seq > $3 AND outcome IN ('CONFLICT', 'INVALID') \
+     UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = $1 AND device_id = $2 AND seq > $3 \
+     ORDER BY 1";
+
+/// Advances a device's (`$1`, `$2`) highest contiguous sequence number to `$3`.
+pub const ADVANCE_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = $3 \
+     WHERE store_id = $1 AND device_id = $2 AND (seq_contiguous IS NULL OR seq_contiguous < $3)";
+
+/// Attention items of a store (`$1`, NULL: all), settled ones too when `$2`, newest first, at most `$3`,
+/// with the stored sale's payload.
+pub const SELECT_ATTENTION_ENTRIES: &str = concat!(
+    "SELECT a.audit_id, to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), a.store_id, \
+     a.device_id, a.client_tx_id, a.correlation_id, a.attempt, a.outcome, a.code, a.message, \
+     a.payload_hash_version, a.payload_sha256, a.stored_sha256, a.outbox_seq, a.attempted_payload, \
+     t.payload_canonical, ",
+    ms!("a.settled_at"),
+    ", a.settled_by, a.settled_note FROM pos_transaction_audit a LEFT JOIN pos_transactions t \
+     ON t.store_id = a.store_id AND t.client_tx_id = a.client_tx_id \
+     WHERE a.outcome IN ('CONFLICT', 'INVALID') AND ($1::text IS NULL OR a.store_id = $1) \
+     AND ($2::bool OR a.settled_at IS NULL) ORDER BY a.at DESC, a.audit_id DESC LIMIT $3::int8"
+);
+
+/// Settles the attention item `$2` of sale `$1` by `$3` with note `$4`.
+pub const SETTLE_ATTENTION: &str = "UPDATE pos_transaction_audit \
+     SET settled_at = now(), settled_by = $3, settled_note = $4 \
+     WHERE client_tx_id = $1 AND audit_id = $2 AND outcome IN ('CONFLICT', 'INVALID') AND settled_at IS NULL";
+
+/// Stored sales by store (`$1`), id (`$2`) and occurrence in [`$3`, `$4`) ms, each NULL for any; newest
+/// first, at most `$5`.
+pub const FIND_SALES: &str = concat!(
+    "SELECT server_tx_id, store_id, client_tx_id, device_id, outbox_seq, ",
+    ms!("occurred_at"),
+    ", ",
+    ms!("received_at"),
+    ", payload_canonical FROM pos_transactions \
+     WHERE ($1::text IS NULL OR store_id = $1) AND ($2::text IS NULL OR client_tx_id = $2) \
+     AND ($3::int8 IS NULL OR occurred_at >= ",
+    ts!("$3"),
+    ") AND ($4::int8 IS NULL OR occurred_at < ",
+    ts!("$4"),
+    ") ORDER BY occurred_at DESC, server_tx_id DESC LIMIT $5::int8"
+);
+
+/// Adds a console admin unless the name exists.
+pub const INSERT_ADMIN: &str =
+    "INSERT INTO pos_console_admins (name, secret_phc) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
+/// Removes a console admin (their sessions go with them).
+pub const DELETE_ADMIN: &str = "DELETE FROM pos_console_admins WHERE name = $1";
+
+/// The PHC string of an admin's secret.
+pub const SELECT_ADMIN_SECRET: &str = "SELECT secret_phc FROM pos_console_admins WHERE name = $1";
+
+/// Whether any admin exists.
+pub const HAS_ADMIN: &str = "SELECT EXISTS (SELECT 1 FROM pos_console_admins)";
+
+/// Deletes expired sessions.
+pub const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM pos_console_sessions WHERE expires_at < now()";
+
+/// Stores a session valid until `$4` (ms).
+pub const INSERT_SESSION: &str = concat!(
+    "INSERT INTO pos_console_sessions (session_sha256, admin_name, csrf_token, expires_at) \
+     VALUES ($1, $2, $3, ",
+    ts!("$4"),
+    ")"
+);
+
+/// A live session at `$2` (ms).
+pub const SELECT_SESSION: &str = concat!(
+    "SELECT admin_name, csrf_token FROM pos_console_sessions WHERE session_sha256 = $1 AND expires_at > ",
+    ts!("$2")
+);
+
+/// Ends a session.
+pub const DELETE_SESSION: &str = "DELETE FROM pos_console_sessions WHERE session_sha256 = $1";

@@ -25,9 +25,11 @@ use rusqlite::{
 use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
+use super::tills::{gaps_of, MAX_GAPS_PER_DEVICE};
 use super::{
-    new_server_tx_id, replay_result, retry, settle_failure, AuditRecord, CheckedSale, Device, PoolState,
-    PushContext, Rejection, Store, StoreError, StoredSale, TokenInfo, TokenLookup,
+    new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
+    ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
+    Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo, TokenLookup,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -35,11 +37,11 @@ const PRUNE_BATCH_ROWS: i64 = 10_000;
 
 /// The schema's migrations, oldest first (the version lives in `PRAGMA user_version`).
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(sql::MIGRATION_V1), M::up(sql::MIGRATION_V2)])
+    Migrations::new(vec![M::up(sql::MIGRATION_V1), M::up(sql::MIGRATION_V2), M::up(sql::MIGRATION_V3)])
 }
 
 /// Names of the migrations, in the order of [`migrations`], for `migrate`'s report.
-const MIGRATION_NAMES: [&str; 2] = ["V1__init", "V2__store_scoped_ids"];
+const MIGRATION_NAMES: [&str; 3] = ["V1__init", "V2__store_scoped_ids", "V3__console"];
 
 /// The newest schema version compiled into this binary.
 pub fn expected_schema_version() -> usize {
@@ -254,6 +256,7 @@ fn store_sale_in(
                 sale.canonical,
                 ctx.correlation_id,
                 new_server_tx_id(),
+                sale.outbox_seq,
             ],
             |r| r.get(0),
         )
@@ -336,6 +339,8 @@ fn audit(
         result.status.as_str(),
         result.code,
         result.message,
+        sale.outbox_seq,
+        (result.status == PushStatus::Conflict).then_some(sale.canonical),
     ])?;
     Ok(())
 }
@@ -446,6 +451,8 @@ impl Store for SqliteStore {
                 PushStatus::Invalid.as_str(),
                 r.code,
                 r.message,
+                r.outbox_seq,
+                r.attempted_payload,
             ])?;
         }
         tx.commit()?;
@@ -590,6 +597,217 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
+        let empty = TillReport::default();
+        let report = activity.report.unwrap_or(&empty);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !activity.retired_seqs.is_empty() {
+            let retired = serde_json::to_string(activity.retired_seqs).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(sql::INSERT_RETIRED_SEQS)?.execute(params![
+                device.store_id,
+                device.device_id,
+                retired
+            ])?;
+        }
+        tx.prepare_cached(sql::RECORD_ACTIVITY)?.execute(params![
+            device.store_id,
+            device.device_id,
+            activity.pushed,
+            activity.report.is_some(),
+            report.library_version,
+            report.unsent_count,
+            report.oldest_unsent_age_ms,
+            report.unsent_minor,
+            report.last_seq,
+            report.seq_start,
+        ])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_TILLS)?;
+        let rows = stmt.query_map([day_start_ms], |r| {
+            Ok(TillStatus {
+                store_id: r.get(0)?,
+                device_id: r.get(1)?,
+                label: r.get(2)?,
+                token_active: r.get::<_, i64>(3)? != 0,
+                last_seen_ms: r.get(4)?,
+                last_push_ms: r.get(5)?,
+                reported_at_ms: r.get(6)?,
+                report: TillReport {
+                    library_version: r.get(7)?,
+                    unsent_count: r.get(8)?,
+                    oldest_unsent_age_ms: r.get(9)?,
+                    unsent_minor: r.get(10)?,
+                    last_seq: r.get(11)?,
+                    seq_start: r.get(12)?,
+                },
+                sales_today: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
+        let conn = self.pool.get()?;
+        let states: Vec<(String, String, i64, Option<i64>)> = conn
+            .prepare_cached(sql::SELECT_SEQ_STATES)?
+            .query_map([store_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut gaps = Vec::new();
+        for (store, device, contiguous, last_seq) in states {
+            let seqs: Vec<i64> = conn
+                .prepare_cached(sql::SELECT_SETTLED_SEQS)?
+                .query_map(params![store, device, contiguous], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let (found, new_contiguous) = gaps_of(&seqs, contiguous, last_seq);
+            if new_contiguous > contiguous {
+                conn.prepare_cached(sql::ADVANCE_CONTIGUOUS)?.execute(params![
+                    store,
+                    device,
+                    new_contiguous
+                ])?;
+            }
+            gaps.extend(found.into_iter().take(MAX_GAPS_PER_DEVICE).map(|(from, to, after)| SeqGap {
+                store_id: store.clone(),
+                device_id: device.clone(),
+                from,
+                to,
+                after_last_received: after,
+            }));
+        }
+        Ok(gaps)
+    }
+
+    fn attention_entries(
+        &self,
+        store_id: Option<&str>,
+        include_settled: bool,
+        limit: u32,
+    ) -> Result<Vec<AttentionEntry>, StoreError> {
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::SELECT_ATTENTION_ENTRIES)?;
+        let rows = stmt.query_map(params![store_id, include_settled, limit], |r| {
+            Ok(AttentionEntry {
+                record: audit_record(r)?,
+                outbox_seq: r.get(13)?,
+                attempted_payload: r.get(14)?,
+                stored_payload: r.get(15)?,
+                settled_at_ms: r.get(16)?,
+                settled_by: r.get(17)?,
+                settled_note: r.get(18)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn settle_attention(
+        &self,
+        client_tx_id: &str,
+        audit_id: i64,
+        admin: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let conn = self.pool.get()?;
+        let n = conn.prepare_cached(sql::SETTLE_ATTENTION)?.execute(params![
+            client_tx_id,
+            audit_id,
+            admin,
+            note
+        ])?;
+        Ok(n > 0)
+    }
+
+    fn find_sales(&self, query: &SaleQuery) -> Result<Vec<SaleRecord>, StoreError> {
+        let (from, to) = match query.occurred_ms {
+            Some((from, to)) => (Some(from), Some(to)),
+            None => (None, None),
+        };
+        let conn = self.pool.get()?;
+        let mut stmt = conn.prepare_cached(sql::FIND_SALES)?;
+        let rows =
+            stmt.query_map(params![query.store_id, query.client_tx_id, from, to, query.limit], |r| {
+                Ok(SaleRecord {
+                    server_tx_id: r.get(0)?,
+                    store_id: r.get(1)?,
+                    client_tx_id: r.get(2)?,
+                    device_id: r.get(3)?,
+                    outbox_seq: r.get(4)?,
+                    occurred_ms: r.get(5)?,
+                    received_ms: r.get(6)?,
+                    payload_canonical: r.get(7)?,
+                })
+            })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError> {
+        let conn = self.pool.get()?;
+        let n = conn.prepare_cached(sql::INSERT_ADMIN)?.execute(params![name, secret_phc])?;
+        Ok(n > 0)
+    }
+
+    fn delete_admin(&self, name: &str) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(sql::DELETE_ADMIN_SESSIONS)?.execute([name])?;
+        let n = tx.prepare_cached(sql::DELETE_ADMIN)?.execute([name])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn admin_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.pool.get()?;
+        let secret =
+            conn.prepare_cached(sql::SELECT_ADMIN_SECRET)?.query_row([name], |r| r.get(0)).optional()?;
+        Ok(secret)
+    }
+
+    fn has_admin(&self) -> Result<bool, StoreError> {
+        let conn = self.pool.get()?;
+        let exists = conn.prepare_cached(sql::HAS_ADMIN)?.query_row([], |r| r.get(0))?;
+        Ok(exists)
+    }
+
+    fn create_session(
+        &self,
+        session_sha256: &str,
+        admin: &str,
+        csrf_token: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.pool.get()?;
+        conn.prepare_cached(sql::DELETE_EXPIRED_SESSIONS)?.execute([now_ms(SystemTime::now())])?;
+        conn.prepare_cached(sql::INSERT_SESSION)?.execute(params![
+            session_sha256,
+            admin,
+            csrf_token,
+            expires_ms
+        ])?;
+        Ok(())
+    }
+
+    fn session(&self, session_sha256: &str, now_ms: i64) -> Result<Option<ConsoleSession>, StoreError> {
+        let conn = self.pool.get()?;
+        let session = conn
+            .prepare_cached(sql::SELECT_SESSION)?
+            .query_row(params![session_sha256, now_ms], |r| {
+                Ok(ConsoleSession { admin_name: r.get(0)?, csrf_token: r.get(1)? })
+            })
+            .optional()?;
+        Ok(session)
+    }
+
+    fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError> {
+        let conn = self.pool.get()?;
+        conn.prepare_cached(sql::DELETE_SESSION)?.execute([session_sha256])?;
+        Ok(())
+    }
+
     fn pool_state(&self) -> PoolState {
         let idle = self.pool.idle.lock().len() as u32;
         PoolState { connections: self.pool.max, idle, max: self.pool.max }
@@ -603,7 +821,7 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
-        assert_eq!(expected_schema_version(), 2);
+        assert_eq!(expected_schema_version(), 3);
     }
 
     #[test]
@@ -625,7 +843,10 @@ mod tests {
             conn.query_row("SELECT server_tx_id FROM pos_transactions", [], |r| r.get(0)).expect("id");
         drop(conn);
         let store = SqliteStore::open(&path, false, &SqliteOptions::default()).expect("open");
-        assert_eq!(store.migrate().expect("migrate"), vec!["V2__store_scoped_ids".to_owned()]);
+        assert_eq!(
+            store.migrate().expect("migrate"),
+            vec!["V2__store_scoped_ids".to_owned(), "V3__console".to_owned()]
+        );
         let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
         assert_eq!((kept.server_tx_id, kept.payload_sha256.as_str()), (v1_id, format!("{:064}", 7).as_str()));
         let conn = store.pool.get().expect("conn");
@@ -651,7 +872,7 @@ mod tests {
         assert!(matches!(store.check_ready(), Err(StoreError::Schema(_))));
         assert_eq!(
             store.migrate().expect("migrate"),
-            vec!["V1__init".to_owned(), "V2__store_scoped_ids".to_owned()]
+            vec!["V1__init".to_owned(), "V2__store_scoped_ids".to_owned(), "V3__console".to_owned()]
         );
         assert!(store.migrate().expect("again").is_empty());
         store.check_ready().expect("ready");

@@ -10,14 +10,17 @@ pub const MIGRATION_V1: &str = include_str!("../../migrations-sqlite/V1__init.sq
 /// Schema v2: the idempotency key scoped to the store.
 pub const MIGRATION_V2: &str = include_str!("../../migrations-sqlite/V2__store_scoped_ids.sql");
 
+/// Schema v3: the shop console (device status, outbox sequence numbers, admins, sessions).
+pub const MIGRATION_V3: &str = include_str!("../../migrations-sqlite/V3__console.sql");
+
 /// Inserts a header with the server's new `server_tx_id` (`?17`) unless the store already has its
 /// `client_tx_id`; returns the `server_tx_id` when it was inserted. (The only UNIQUE constraint it
 /// can then violate is `server_tx_id`'s.)
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
      subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
-     server_tx_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+     server_tx_id, outbox_seq) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
      ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
 /// The stored identity of a store's (`?1`) header (`?2`), to tell a replay from a conflict.
@@ -33,10 +36,11 @@ pub const INSERT_ITEM: &str = "INSERT INTO pos_transaction_items (store_id, clie
 pub const INSERT_PAYMENT: &str = "INSERT INTO pos_transaction_payments (store_id, client_tx_id, \
      payment_no, method, amount_minor, reference) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// One audit row.
+/// One audit row (`?12` the outbox sequence number, `?13` the attempted payload of a refused sale).
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
-     correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+     correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message, \
+     outbox_seq, attempted_payload) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 
 /// Resolves a token hash to its device.
 pub const SELECT_TOKEN: &str = "SELECT store_id, device_id, revoked_at IS NOT NULL \
@@ -121,3 +125,129 @@ pub const SELECT_HASHES: &str = "SELECT client_tx_id, payload_sha256 FROM pos_tr
 /// Every sale a device pushed to a store.
 pub const SELECT_DEVICE_SALES: &str = "SELECT client_tx_id FROM pos_transactions \
      WHERE store_id = ?1 AND device_id = ?2";
+
+/// Now, in Unix milliseconds.
+macro_rules! now_ms {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
+}
+
+/// Sequence numbers a device (`?1`, `?2`) retired (`?3`, a JSON array of integers).
+pub const INSERT_RETIRED_SEQS: &str = "INSERT INTO pos_device_retired_seqs (store_id, device_id, seq) \
+     SELECT ?1, ?2, value FROM json_each(?3) WHERE value > 0 ON CONFLICT DO NOTHING";
+
+/// Records a request of a device (`?1`, `?2`): last seen, last push when `?3`, and the backlog report
+/// (`?5`..`?10`) when `?4`.
+pub const RECORD_ACTIVITY: &str = concat!(
+    "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
+     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
+     VALUES (?1, ?2, ",
+    now_ms!(),
+    ", ",
+    now_ms!(),
+    ", CASE WHEN ?3 THEN ",
+    now_ms!(),
+    " END, CASE WHEN ?4 THEN ",
+    now_ms!(),
+    " END, ?5, ?6, ?7, ?8, ?9, ?10) \
+     ON CONFLICT (store_id, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
+     last_push_at = COALESCE(excluded.last_push_at, d.last_push_at), \
+     reported_at = COALESCE(excluded.reported_at, d.reported_at), \
+     library_version = CASE WHEN ?4 THEN excluded.library_version ELSE d.library_version END, \
+     unsent_count = CASE WHEN ?4 THEN excluded.unsent_count ELSE d.unsent_count END, \
+     oldest_unsent_age_ms = CASE WHEN ?4 THEN excluded.oldest_unsent_age_ms ELSE d.oldest_unsent_age_ms END, \
+     unsent_minor = CASE WHEN ?4 THEN excluded.unsent_minor ELSE d.unsent_minor END, \
+     last_seq = CASE WHEN ?4 THEN excluded.last_seq ELSE d.last_seq END, \
+     seq_start = COALESCE(excluded.seq_start, d.seq_start)"
+);
+
+/// Every device with a token or activity, its status, and its sales that occurred since `?1` (ms).
+pub const SELECT_TILLS: &str = "WITH devs AS (SELECT store_id, device_id FROM pos_devices UNION \
+     SELECT store_id, device_id FROM pos_device_status), \
+     tok AS (SELECT store_id, device_id, \
+     (SELECT label FROM pos_devices p WHERE p.store_id = x.store_id AND p.device_id = x.device_id \
+      ORDER BY created_at DESC LIMIT 1) AS label, max(revoked_at IS NULL) AS active \
+     FROM pos_devices x GROUP BY store_id, device_id) \
+     SELECT d.store_id, d.device_id, tok.label, COALESCE(tok.active, 0), s.last_seen_at, s.last_push_at, \
+     s.reported_at, s.library_version, s.unsent_count, s.oldest_unsent_age_ms, s.unsent_minor, s.last_seq, \
+     s.seq_start, (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id \
+     AND t.device_id = d.device_id AND t.occurred_at >= ?1) \
+     FROM devs d LEFT JOIN tok ON tok.store_id = d.store_id AND tok.device_id = d.device_id \
+     LEFT JOIN pos_device_status s ON s.store_id = d.store_id AND s.device_id = d.device_id \
+     ORDER BY d.store_id, d.device_id";
+
+/// Devices with sequence bookkeeping, of one store (`?1`) or all.
+pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq FROM pos_device_status \
+     WHERE ?1 IS NULL OR store_id = ?1 ORDER BY store_id, device_id";
+
+/// Settled sequence numbers of a device (`?1`, `?2`) above `?3`, ascending.
+pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
+     WHERE store_id = ?1 AND device_id = ?2 AND outbox_seq > ?3 \
+     UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = ?1 AND device_id = ?2 \
+     AND outbox_seq > ?3 AND outcome IN ('CONFLICT', 'INVALID') \
+     UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = ?1 AND device_id = ?2 AND seq > ?3 \
+     ORDER BY 1";
+
+/// Advances a device's highest contiguous sequence number to `?3`.
+pub const ADVANCE_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = ?3 \
+     WHERE store_id = ?1 AND device_id = ?2 AND (seq_contiguous IS NULL OR seq_contiguous < ?3)";
+
+/// Attention items of a store (`?1`, NULL: all), settled too when `?2`, newest first, at most `?3`.
+pub const SELECT_ATTENTION_ENTRIES: &str = concat!(
+    "SELECT a.audit_id, ",
+    rfc3339_ms!("a.at"),
+    ", a.store_id, a.device_id, a.client_tx_id, a.correlation_id, a.attempt, a.outcome, a.code, \
+     a.message, a.payload_hash_version, a.payload_sha256, a.stored_sha256, a.outbox_seq, \
+     a.attempted_payload, t.payload_canonical, a.settled_at, a.settled_by, a.settled_note \
+     FROM pos_transaction_audit a LEFT JOIN pos_transactions t \
+     ON t.store_id = a.store_id AND t.client_tx_id = a.client_tx_id \
+     WHERE a.outcome IN ('CONFLICT', 'INVALID') AND (?1 IS NULL OR a.store_id = ?1) \
+     AND (?2 OR a.settled_at IS NULL) ORDER BY a.at DESC, a.audit_id DESC LIMIT ?3"
+);
+
+/// Settles the attention item `?2` of sale `?1` by `?3` with note `?4`.
+pub const SETTLE_ATTENTION: &str = concat!(
+    "UPDATE pos_transaction_audit SET settled_at = ",
+    now_ms!(),
+    ", settled_by = ?3, settled_note = ?4 WHERE client_tx_id = ?1 AND audit_id = ?2 \
+     AND outcome IN ('CONFLICT', 'INVALID') AND settled_at IS NULL"
+);
+
+/// Stored sales by store (`?1`), id (`?2`) and occurrence in [`?3`, `?4`) ms; newest first, at most `?5`.
+pub const FIND_SALES: &str = "SELECT server_tx_id, store_id, client_tx_id, device_id, outbox_seq, \
+     occurred_at, received_at, payload_canonical FROM pos_transactions \
+     WHERE (?1 IS NULL OR store_id = ?1) AND (?2 IS NULL OR client_tx_id = ?2) \
+     AND (?3 IS NULL OR occurred_at >= ?3) AND (?4 IS NULL OR occurred_at < ?4) \
+     ORDER BY occurred_at DESC, server_tx_id DESC LIMIT ?5";
+
+/// Adds a console admin unless the name exists.
+pub const INSERT_ADMIN: &str =
+    "INSERT INTO pos_console_admins (name, secret_phc) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
+
+/// Removes a console admin's sessions.
+pub const DELETE_ADMIN_SESSIONS: &str = "DELETE FROM pos_console_sessions WHERE admin_name = ?1";
+
+/// Removes a console admin.
+pub const DELETE_ADMIN: &str = "DELETE FROM pos_console_admins WHERE name = ?1";
+
+/// The PHC string of an admin's secret.
+pub const SELECT_ADMIN_SECRET: &str = "SELECT secret_phc FROM pos_console_admins WHERE name = ?1";
+
+/// Whether any admin exists.
+pub const HAS_ADMIN: &str = "SELECT EXISTS (SELECT 1 FROM pos_console_admins)";
+
+/// Deletes sessions expired before `?1` (ms).
+pub const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM pos_console_sessions WHERE expires_at < ?1";
+
+/// Stores a session valid until `?4` (ms).
+pub const INSERT_SESSION: &str = "INSERT INTO pos_console_sessions (session_sha256, admin_name, csrf_token, \
+     expires_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// A live session at `?2` (ms).
+pub const SELECT_SESSION: &str =
+    "SELECT admin_name, csrf_token FROM pos_console_sessions WHERE session_sha256 = ?1 AND expires_at > ?2";
+
+/// Ends a session.
+pub const DELETE_SESSION: &str = "DELETE FROM pos_console_sessions WHERE session_sha256 = ?1";

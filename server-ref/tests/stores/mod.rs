@@ -131,6 +131,7 @@ pub struct Prepared {
     pub payload: SalePayload,
     pub canonical: String,
     pub sha: String,
+    pub seq: Option<i64>,
 }
 
 impl Prepared {
@@ -138,7 +139,13 @@ impl Prepared {
         let bytes = canonical_json(&payload).expect("canonical");
         let sha = payload_sha256(&bytes);
         let canonical = String::from_utf8(bytes).expect("utf-8");
-        Prepared { id: id.to_owned(), payload, canonical, sha }
+        Prepared { id: id.to_owned(), payload, canonical, sha, seq: None }
+    }
+
+    /// The same sale carrying outbox sequence number `seq`.
+    pub fn with_seq(mut self, seq: i64) -> Prepared {
+        self.seq = Some(seq);
+        self
     }
 
     pub fn checked(&self) -> CheckedSale<'_> {
@@ -149,6 +156,7 @@ impl Prepared {
             attempt: 1,
             payload: &self.payload,
             canonical: &self.canonical,
+            outbox_seq: self.seq,
         }
     }
 }

@@ -1,0 +1,131 @@
+//! The till's backlog report, an optional `report` object in the push request body.
+//!
+//! Every field is optional and bounded; a report that breaks a bound is ignored as a whole (logged and
+//! counted as `possync_limit_hits_total{limit="bad_report"}`), and the push's sales are settled as
+//! if it were absent: a report must never cost a sale its delivery. Old tills send none.
+//!
+//! ```json
+//! {"library_version": "0.4.0", "unsent_count": 80, "oldest_unsent_age_ms": 5400000,
+//!  "unsent_minor": {"EUR": 123450}, "last_seq": 1057, "seq_start": 1, "retired_seqs": [1044]}
+//! ```
+
+use serde::Deserialize;
+
+use crate::push::MAX_OUTBOX_SEQ;
+use crate::store::TillReport;
+
+/// Most currencies in `unsent_minor`.
+pub const MAX_CURRENCIES: usize = 16;
+/// Most sequence numbers in `retired_seqs` per request.
+pub const MAX_RETIRED_SEQS: usize = 1000;
+/// Longest `library_version`, in bytes.
+pub const MAX_VERSION_BYTES: usize = 64;
+
+/// A checked report, ready to be stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedReport {
+    /// The backlog fields.
+    pub report: TillReport,
+    /// Outbox sequence numbers the till voided or re-keyed since its last report.
+    pub retired_seqs: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportIn {
+    #[serde(default)]
+    library_version: Option<String>,
+    #[serde(default)]
+    unsent_count: Option<u64>,
+    #[serde(default)]
+    oldest_unsent_age_ms: Option<u64>,
+    #[serde(default)]
+    unsent_minor: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    last_seq: Option<u64>,
+    #[serde(default)]
+    seq_start: Option<u64>,
+    #[serde(default)]
+    retired_seqs: Vec<u64>,
+}
+
+/// Checks a `report` value against the bounds above.
+///
+/// # Errors
+/// What is wrong with it, for the log.
+pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
+    let r = ReportIn::deserialize(value).map_err(|e| format!("report is not valid: {e}"))?;
+    if let Some(v) = &r.library_version {
+        if v.is_empty() || v.len() > MAX_VERSION_BYTES || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("library_version must be 1..={MAX_VERSION_BYTES} visible ASCII characters"));
+        }
+    }
+    let seq = |name: &str, v: Option<u64>| -> Result<Option<i64>, String> {
+        match v {
+            Some(n) if !(1..=MAX_OUTBOX_SEQ).contains(&n) => {
+                Err(format!("{name} must be in 1..={MAX_OUTBOX_SEQ}"))
+            }
+            v => Ok(v.map(|n| n as i64)),
+        }
+    };
+    let count = |name: &str, v: Option<u64>| -> Result<Option<i64>, String> {
+        v.map(|n| i64::try_from(n).map_err(|_| format!("{name} is too large"))).transpose()
+    };
+    let unsent_minor = match &r.unsent_minor {
+        None => None,
+        Some(map) => {
+            if map.len() > MAX_CURRENCIES {
+                return Err(format!("unsent_minor names more than {MAX_CURRENCIES} currencies"));
+            }
+            for (currency, amount) in map {
+                if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err("unsent_minor keys must be ISO 4217 codes".into());
+                }
+                if amount.as_i64().is_none() {
+                    return Err("unsent_minor amounts must be integers (minor units)".into());
+                }
+            }
+            Some(serde_json::Value::Object(map.clone()).to_string())
+        }
+    };
+    if r.retired_seqs.len() > MAX_RETIRED_SEQS {
+        return Err(format!("retired_seqs has more than {MAX_RETIRED_SEQS} entries"));
+    }
+    let mut retired_seqs = Vec::with_capacity(r.retired_seqs.len());
+    for n in &r.retired_seqs {
+        retired_seqs.push(seq("retired_seqs", Some(*n))?.unwrap_or_default());
+    }
+    Ok(ParsedReport {
+        report: TillReport {
+            library_version: r.library_version,
+            unsent_count: count("unsent_count", r.unsent_count)?,
+            oldest_unsent_age_ms: count("oldest_unsent_age_ms", r.oldest_unsent_age_ms)?,
+            unsent_minor,
+            last_seq: seq("last_seq", r.last_seq)?,
+            seq_start: seq("seq_start", r.seq_start)?,
+        },
+        retired_seqs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_report;
+    use serde_json::json;
+
+    #[test]
+    fn a_full_report_parses_and_bad_ones_are_refused() {
+        let ok = parse_report(&json!({"library_version": "0.4.0", "unsent_count": 80,
+            "oldest_unsent_age_ms": 5, "unsent_minor": {"EUR": 12}, "last_seq": 9, "retired_seqs": [3]}))
+        .expect("valid");
+        assert_eq!(ok.report.unsent_count, Some(80));
+        assert_eq!(ok.report.unsent_minor.as_deref(), Some(r#"{"EUR":12}"#));
+        assert_eq!(ok.retired_seqs, vec![3]);
+        assert!(parse_report(&json!({})).is_ok());
+        assert!(parse_report(&json!({"unsent_count": -1})).is_err());
+        assert!(parse_report(&json!({"unsent_minor": {"euro": 1}})).is_err());
+        assert!(parse_report(&json!({"retired_seqs": [0]})).is_err());
+        assert!(parse_report(&json!({"surprise": 1})).is_err());
+        assert!(parse_report(&json!({"library_version": "a b"})).is_err());
+    }
+}

@@ -12,6 +12,7 @@
 //! - [`verify`]: compare a till's outbox file with the server after an incident.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
 //! - [`attention`]: review of CONFLICT and INVALID attempts. [`retention`]: audit pruning.
+//! - [`console`]: the shop console at `/console` (tills, attention, sales), server-rendered HTML.
 //! - [`config`]: the TOML config file and the layering of settings. [`settings`]: `serve`'s settings.
 
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod attention;
 pub mod auth;
 pub mod blocking;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -138,3 +138,69 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The per-device backlog gauges, computed as the console's Tills page computes them (same store
+/// reads, same [`crate::console::views::till_views`]), in Prometheus text:
+/// `possync_device_unsent_sales`, `possync_device_oldest_unsent_age_seconds`,
+/// `possync_device_missing_sales`, `possync_device_last_seen_age_seconds` and `possync_device_behind`
+/// (1 when the console flags the till), each labelled `store_id` and `device_id`. A till that reports
+/// no backlog (an older library) has no unsent and age samples.
+///
+/// # Errors
+/// A [`crate::store::StoreError`] from the database.
+pub fn device_gauges(
+    store: &dyn crate::store::Store,
+    alert_after: std::time::Duration,
+) -> Result<String, crate::store::StoreError> {
+    use std::fmt::Write;
+    let now = crate::console::now_ms();
+    let tills = store.tills(now - now.rem_euclid(86_400_000))?;
+    let gaps = store.seq_gaps(None)?;
+    let alert_ms = i64::try_from(alert_after.as_millis()).unwrap_or(i64::MAX);
+    let views = crate::console::views::till_views(&tills, &gaps, now, alert_ms);
+    let mut out = String::new();
+    type Sample<'a> = &'a dyn Fn(&crate::console::views::TillView) -> Option<f64>;
+    let families: [(&str, &str, Sample<'_>); 5] = [
+        ("possync_device_unsent_sales", "Unsent sales in the till's outbox at its last report.", &|v| {
+            v.unsent_count.map(|n| n as f64)
+        }),
+        (
+            "possync_device_oldest_unsent_age_seconds",
+            "Age of the till's oldest unsent sale now (reported age plus time since the report).",
+            &|v| match v.unsent_count {
+                Some(0) => Some(0.0),
+                _ => v.oldest_unsent_age_ms.map(|ms| ms as f64 / 1000.0),
+            },
+        ),
+        ("possync_device_missing_sales", "Sales the till recorded that the server never received.", &|v| {
+            Some(v.missing_count as f64)
+        }),
+        ("possync_device_last_seen_age_seconds", "Seconds since the till's last request.", &|v| {
+            v.quiet_ms.map(|ms| ms as f64 / 1000.0)
+        }),
+        (
+            "possync_device_behind",
+            "1 when the console flags the till (behind, quiet or missing sales).",
+            &|v| Some(if v.flagged() { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for v in &views {
+            if let Some(x) = value(v) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{store_id=\"{}\",device_id=\"{}\"}} {x}",
+                    label(&v.store_id),
+                    label(&v.device_id)
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -162,24 +162,24 @@ struct Refused {
     client_tx_id: String,
     attempt: Option<u32>,
     payload_hash_version: Option<u32>,
-    payload_sha256: Option<String>,
+    payload_sha256: Option<Box<str>>,
     code: &'static str,
     message: String,
-    outbox_seq: Option<i64>,
-    attempted_payload: Option<String>,
+    outbox_seq: Option<std::num::NonZeroI64>,
+    attempted_payload: Option<Box<str>>,
 }
 
 /// The outbox sequence number of a transaction entry, when it is a valid one.
-fn outbox_seq_of(value: &serde_json::Value) -> Option<i64> {
+fn outbox_seq_of(value: &serde_json::Value) -> Option<std::num::NonZeroI64> {
     value
         .get("outbox_seq")
         .and_then(|v| v.as_u64())
         .filter(|n| (1..=MAX_OUTBOX_SEQ).contains(n))
-        .map(|n| n as i64)
+        .and_then(|n| std::num::NonZeroI64::new(n as i64))
 }
 
 /// The payload of a refused entry as text for the console, cut at [`MAX_ATTEMPTED_PAYLOAD_BYTES`].
-fn payload_text(payload: &serde_json::Value) -> Option<String> {
+fn payload_text(payload: &serde_json::Value) -> Option<Box<str>> {
     let mut text = serde_json::to_string(payload).ok()?;
     if text.len() > MAX_ATTEMPTED_PAYLOAD_BYTES {
         let mut end = MAX_ATTEMPTED_PAYLOAD_BYTES;
@@ -188,7 +188,7 @@ fn payload_text(payload: &serde_json::Value) -> Option<String> {
         }
         text.truncate(end);
     }
-    Some(text)
+    Some(text.into())
 }
 
 impl Refused {
@@ -198,10 +198,13 @@ impl Refused {
             client_tx_id: env.client_tx_id.chars().take(128).collect(),
             attempt: Some(env.attempt),
             payload_hash_version: Some(env.payload_hash_version),
-            payload_sha256: Some(env.payload_sha256.chars().take(128).collect()),
+            payload_sha256: Some(env.payload_sha256.chars().take(128).collect::<String>().into()),
             code,
             message: capped(message),
-            outbox_seq: env.outbox_seq.filter(|n| (1..=MAX_OUTBOX_SEQ).contains(n)).map(|n| n as i64),
+            outbox_seq: env
+                .outbox_seq
+                .filter(|n| (1..=MAX_OUTBOX_SEQ).contains(n))
+                .and_then(|n| std::num::NonZeroI64::new(n as i64)),
             attempted_payload: payload_text(&env.payload),
         }
     }
@@ -322,7 +325,7 @@ fn audit_refused(store: &dyn Store, ctx: &PushContext<'_>, refused: &[Refused]) 
             payload_sha256: sha.as_deref(),
             code: r.code,
             message,
-            outbox_seq: r.outbox_seq,
+            outbox_seq: r.outbox_seq.map(std::num::NonZeroI64::get),
             attempted_payload: r.attempted_payload.as_deref(),
         })
         .collect();

@@ -108,6 +108,20 @@ pub struct ServeSettings {
     #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<u32>,
+    /// Console: flag a till whose oldest unsent sale, or whose silence, is older than this many
+    /// seconds.
+    #[arg(long, env = "POSSYNC_CONSOLE_ALERT_AFTER_SECS", default_value_t = 3600)]
+    #[serde(default = "default_console_alert_after_secs")]
+    pub console_alert_after_secs: u64,
+    /// Console: hours a login lasts.
+    #[arg(long, env = "POSSYNC_CONSOLE_SESSION_HOURS", default_value_t = 12)]
+    #[serde(default = "default_console_session_hours")]
+    pub console_session_hours: u64,
+    /// Console: send cookies without `Secure`, for a server reached over plain HTTP (loopback, tests).
+    /// Behind the TLS proxy of docs/deploy.md leave it off.
+    #[arg(long, env = "POSSYNC_CONSOLE_INSECURE_COOKIE")]
+    #[serde(default)]
+    pub console_insecure_cookie: bool,
     /// Print the effective settings (password hidden) as TOML and exit without starting.
     #[arg(long)]
     #[serde(skip)]
@@ -138,6 +152,11 @@ impl ServeSettings {
                 max_connections: self.max_connections,
                 max_inflight_pushes: self.max_inflight_pushes,
                 request_deadline: ms(self.request_deadline_ms),
+            },
+            console: crate::console::ConsoleConfig {
+                alert_after: Duration::from_secs(self.console_alert_after_secs),
+                session_ttl: Duration::from_secs(self.console_session_hours.saturating_mul(3600)),
+                secure_cookie: !self.console_insecure_cookie,
             },
         }
     }
@@ -173,9 +192,20 @@ impl ServeSettings {
                 self.idle_timeout_ms, self.request_deadline_ms
             ));
         }
+        if self.console_alert_after_secs == 0 || self.console_session_hours == 0 {
+            return Err("console_alert_after_secs and console_session_hours must be at least 1".into());
+        }
         if self.workers == 0 || self.async_threads == 0 || self.pool_size == 0 {
             return Err("workers, async_threads and pool_size must be at least 1".into());
         }
         Ok(())
     }
+}
+
+fn default_console_alert_after_secs() -> u64 {
+    3600
+}
+
+fn default_console_session_hours() -> u64 {
+    12
 }

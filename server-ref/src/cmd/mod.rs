@@ -1,9 +1,11 @@
 //! The commands of the `possync-server` binary, one module each, and what they share: the command
 //! line, the config file and the choice of database.
 
+pub mod admin;
 pub mod attention;
 pub mod audit;
 pub mod db;
+pub mod gaps;
 pub mod serve;
 pub mod token;
 pub mod verify;
@@ -44,6 +46,12 @@ pub enum Command {
     /// Maintain the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Manage the console's admins (the console is off until one exists).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// List sales that tills recorded and the server never received (from outbox sequence numbers);
+    /// exits 1 when some are missing.
+    Gaps(gaps::GapsArgs),
     /// Compare a till's outbox file with the server: missing, mismatched and extra sales. Exits 1 when
     /// a sale the till marked sent is missing on the server or stored with another payload.
     Verify(verify::VerifyArgs),
@@ -85,6 +93,8 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::Attention(c) => c.db().config.clone(),
         Command::Audit(c) => c.db().config.clone(),
         Command::Verify(v) => v.db.config.clone(),
+        Command::Admin(c) => c.db().config.clone(),
+        Command::Gaps(g) => g.db.config.clone(),
     };
     let file = match &path {
         Some(p) => FileConfig::load(p)?,
@@ -106,6 +116,8 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         Command::Attention(cmd) => attention::run(cmd, &ctx),
         Command::Audit(cmd) => audit::run(cmd, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),
+        Command::Admin(cmd) => admin::run(cmd, &ctx),
+        Command::Gaps(args) => gaps::run(args, &ctx),
     }
 }
 

@@ -2,7 +2,8 @@
 //! in size and time, and the blocking database work on a bounded pool of pre-spawned threads.
 //!
 //! Routes: `POST /sync/push`, `GET /healthz` (process alive), `GET /readyz` (database reachable and
-//! schema current), `GET /metrics` (Prometheus text). Every answer carries `X-Correlation-Id` (the
+//! schema current), `GET /metrics` (Prometheus text), and the shop console under `/console`
+//! ([`crate::console`]). Every answer carries `X-Correlation-Id` (the
 //! request's, or a fresh UUID v7); every error routed to the application is a JSON
 //! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code`.
 //!
@@ -94,6 +95,8 @@ pub struct HttpConfig {
     pub token_cache_ttl: Duration,
     /// Transport bounds.
     pub limits: FrontLimits,
+    /// The shop console at `/console`.
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Default for HttpConfig {
@@ -107,6 +110,7 @@ impl Default for HttpConfig {
             retry_after_secs: 2,
             token_cache_ttl: Duration::from_secs(5),
             limits: FrontLimits::default(),
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ pub(crate) struct App {
     pub(crate) config: HttpConfig,
     pub(crate) pool: BlockingPool,
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
+    pub(crate) console_logins: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the server stopped.
@@ -210,7 +215,9 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     if watcher.is_none() && !config.token_cache_ttl.is_zero() {
         log::info!("this store cannot announce token revocations: tokens are looked up on every request");
     }
-    let app = Arc::new(App { store, metrics: Metrics::new(), tokens, config, pool, admission });
+    let console_logins = Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_CONCURRENT_LOGINS));
+    let app =
+        Arc::new(App { store, metrics: Metrics::new(), tokens, config, pool, admission, console_logins });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());
     let max_connections = accept::connection_cap(&app.config);

@@ -42,6 +42,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", axum::routing::any(healthz))
         .route("/readyz", axum::routing::any(readyz))
         .route("/metrics", axum::routing::any(metrics))
+        .route("/console", axum::routing::any(crate::console::pages::console))
+        .route("/console/{*rest}", axum::routing::any(crate::console::pages::console))
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(|_| {
             log::error!("request handler panicked");
@@ -57,6 +59,7 @@ async fn front(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
     let path = request.uri().path().to_owned();
     let route = match path.as_str() {
         PUSH_PATH | "/healthz" | "/readyz" | "/metrics" => path.as_str(),
+        p if p == "/console" || p.starts_with("/console/") => "/console",
         _ => "other",
     };
     let method = request.method().clone();
@@ -109,7 +112,8 @@ fn correlation_id_of(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-fn cid_of(request: &Request) -> Arc<str> {
+/// The correlation id [`front`] settled for this request.
+pub(crate) fn cid_of(request: &Request) -> Arc<str> {
     request.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_else(|| "".into())
 }
 
@@ -136,10 +140,19 @@ async fn healthz(request: Request) -> Reply {
 }
 
 async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
+    let cid = cid_of(&request);
     if request.method() != Method::GET {
-        return method_not_allowed(request.method(), "/metrics", &cid_of(&request));
+        return method_not_allowed(request.method(), "/metrics", &cid);
     }
-    reply::text("text/plain; version=0.0.4", app.metrics.render(app.store.pool_state()))
+    let mut text = app.metrics.render(app.store.pool_state());
+    let store = app.store.clone();
+    let alert = app.config.console.alert_after;
+    match run_blocking(&app, &cid, move || crate::metrics::device_gauges(store.as_ref(), alert)).await {
+        Ok(Ok(devices)) => text.push_str(&devices),
+        Ok(Err(e)) => log::warn!(correlation_id = &*cid, error:% = e; "per-device metrics unavailable"),
+        Err(_) => log::warn!(correlation_id = &*cid; "per-device metrics skipped: database queue full"),
+    }
+    reply::text("text/plain; version=0.0.4", text)
 }
 
 async fn readyz(State(app): State<Arc<App>>, request: Request) -> Reply {
@@ -170,7 +183,7 @@ fn shed(app: &App, what: &str, cid: &str) -> Reply {
 }
 
 /// Runs `job` on the database pool; a full queue is answered 503 at once.
-async fn run_blocking<R, F>(app: &App, cid: &str, job: F) -> Result<R, Reply>
+pub(crate) async fn run_blocking<R, F>(app: &App, cid: &str, job: F) -> Result<R, Reply>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,

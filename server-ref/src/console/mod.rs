@@ -1,0 +1,57 @@
+//! The shop console at `/console`: one place for a manager to see whether every till's money is on
+//! the server and what needs them. Server-rendered HTML (askama), no JavaScript; every page works
+//! with a plain form.
+//!
+//! - Off unless an admin exists (`possync-server admin create`): then every `/console` path answers
+//!   404 `console_off`.
+//! - Login with the admin's name and secret (argon2id); a session cookie (`HttpOnly`,
+//!   `SameSite=Strict`, `Secure` unless told otherwise) of 32 random bytes, only its SHA-256 stored.
+//! - Every POST carries the session's CSRF token (the login form: a token in a cookie of its own);
+//!   without it 403 `csrf_invalid`. Without a session: 401 `login_required`.
+//! - Errors answer HTML to a browser (with the code on the page) and the JSON error body otherwise.
+//! - Every input is bounded: the query string, each field, the form body; database work runs on the
+//!   blocking pool.
+//!
+//! [`session`]: credentials and cookies. [`pages`]: the handlers. [`views`]: what pages show and
+//! the templates. [`diff`]: the stored and attempted payloads side by side. [`forms`]: bounded input.
+
+pub mod diff;
+pub mod forms;
+pub mod pages;
+pub mod session;
+pub mod views;
+
+use std::time::Duration;
+
+/// Settings of the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// A till is flagged when its oldest unsent sale, or its silence, is older than this.
+    pub alert_after: Duration,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// Mark cookies `Secure` (sent over HTTPS only). Off only for a server reached over plain HTTP on
+    /// loopback (tests).
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            alert_after: Duration::from_secs(3600),
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookie: true,
+        }
+    }
+}
+
+/// Logins verified at once (argon2 costs about 20 ms of CPU and 19 MiB each); more answer 503.
+pub const MAX_CONCURRENT_LOGINS: usize = 2;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,216 @@
+//! Server side of the shop console: the optional backlog report and outbox sequence numbers of a push
+//! (old tills without them still push), the gaps (a till whose outbox lost sales 3–5 shows exactly
+//! that gap; a voided sale is no gap), the `gaps` command, the per-device gauges of `/metrics`, and
+//! the console's doors (off without an admin, 401 without a session, 403 without a CSRF token). The
+//! pages themselves are driven in a real browser by `server-ref/tests/browser/`.
+
+mod common;
+
+use common::{cli, db_url, envelope, new_id, request, run, sale, TestServer};
+use possync_server::console::session::{hash_secret, new_secret};
+use serde_json::{json, Value};
+
+fn with_seq(mut env: Value, seq: i64) -> Value {
+    env["outbox_seq"] = json!(seq);
+    env
+}
+
+fn till(s: &TestServer, device: &str) -> possync_server::store::TillStatus {
+    s.store
+        .as_ref()
+        .tills(0)
+        .expect("tills")
+        .into_iter()
+        .find(|t| t.device_id == device)
+        .expect("till listed")
+}
+
+use possync_server::store::Store;
+
+#[test]
+fn an_old_till_without_report_or_sequence_numbers_still_pushes() {
+    let s = TestServer::start();
+    let r = s.push(&request(vec![envelope(&new_id(), &sale("store-1", 1, 1))]));
+    assert_eq!((r.status, r.status_of(0)), (200, "OK"), "{:?}", r.body);
+    let t = till(&s, "till-1");
+    assert!(t.last_seen_ms.is_some() && t.last_push_ms.is_some());
+    assert_eq!(t.report.unsent_count, None, "no report: nothing invented");
+    assert!(s.store.seq_gaps(None).expect("gaps").is_empty());
+}
+
+#[test]
+fn the_backlog_report_is_kept_per_device_and_exported_as_gauges() {
+    let s = TestServer::start();
+    let mut body = request(vec![envelope(&new_id(), &sale("store-1", 1, 1))]);
+    body["report"] = json!({"library_version": "0.4.0", "unsent_count": 80, "oldest_unsent_age_ms": 5_400_000,
+        "unsent_minor": {"EUR": 123450}, "last_seq": 1});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    let t = till(&s, "till-1");
+    assert_eq!(t.report.unsent_count, Some(80));
+    assert_eq!(t.report.library_version.as_deref(), Some("0.4.0"));
+    // A heartbeat without sales or report keeps the report and moves only "last seen".
+    let heartbeat = s.push(&json!({"device_id": "till-1", "transactions": []}));
+    assert_eq!(heartbeat.status, 200);
+    assert_eq!(till(&s, "till-1").report.unsent_count, Some(80));
+    let metrics = s.get("/metrics");
+    let text = metrics.body.as_str().expect("text");
+    assert!(
+        text.contains(r#"possync_device_unsent_sales{store_id="store-1",device_id="till-1"} 80"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"possync_device_behind{store_id="store-1",device_id="till-1"} 1"#), "{text}");
+}
+
+#[test]
+fn a_malformed_report_is_ignored_and_the_sales_still_settle() {
+    let s = TestServer::start();
+    let mut body = request(vec![envelope(&new_id(), &sale("store-1", 1, 1))]);
+    body["report"] = json!({"unsent_count": -3, "unsent_minor": {"euro": "lots"}});
+    let r = s.push(&body);
+    assert_eq!((r.status, r.status_of(0)), (200, "OK"));
+    assert_eq!(till(&s, "till-1").report.unsent_count, None);
+}
+
+#[test]
+fn an_outbox_seq_out_of_range_makes_that_sale_invalid() {
+    let s = TestServer::start();
+    let body = request(vec![
+        with_seq(envelope(&new_id(), &sale("store-1", 1, 1)), 0),
+        with_seq(envelope(&new_id(), &sale("store-1", 2, 1)), 1),
+    ]);
+    let r = s.push(&body);
+    assert_eq!((r.status_of(0), r.code_of(0)), ("INVALID", "malformed_transaction"));
+    assert_eq!(r.status_of(1), "OK");
+}
+
+#[test]
+fn a_till_that_lost_sales_3_to_5_shows_exactly_that_gap_and_a_voided_sale_is_none() {
+    let s = TestServer::start();
+    let envs: Vec<Value> =
+        [1, 2, 6, 7].iter().map(|&n| with_seq(envelope(&new_id(), &sale("store-1", n, 1)), n)).collect();
+    let r = s.push(&request(envs));
+    assert!((0..4).all(|i| r.status_of(i) == "OK"), "{:?}", r.body);
+    // Sale 8 was voided on the till; 9 arrives; the till's outbox has numbered up to 9.
+    let mut body = request(vec![with_seq(envelope(&new_id(), &sale("store-1", 9, 1)), 9)]);
+    body["report"] = json!({"unsent_count": 0, "last_seq": 9, "retired_seqs": [8]});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    let gaps = s.store.seq_gaps(Some("store-1")).expect("gaps");
+    let got: Vec<_> =
+        gaps.iter().map(|g| (g.device_id.as_str(), g.from, g.to, g.after_last_received)).collect();
+    assert_eq!(got, vec![("till-1", 3, 5, false)]);
+    let (ok, out, err) = run(cli().args(["gaps", "--database-url", &db_url(&s.db)]));
+    assert!(!ok, "missing sales fail the command: {out}{err}");
+    assert_eq!(out.trim(), "store-1 till-1: sales 3–5 recorded on till-1, never received");
+    assert!(err.contains("3 sale(s)"), "{err}");
+}
+
+#[test]
+fn sales_past_the_last_received_are_reported_as_still_on_the_till() {
+    let s = TestServer::start();
+    let mut body = request(vec![with_seq(envelope(&new_id(), &sale("store-1", 1, 1)), 1)]);
+    body["report"] = json!({"unsent_count": 3, "oldest_unsent_age_ms": 1000, "last_seq": 4});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    let (ok, out, _) = run(cli().args(["gaps", "--database-url", &db_url(&s.db)]));
+    assert!(ok, "a backlog still on the till is not a failure");
+    assert_eq!(
+        out.trim(),
+        "store-1 till-1: sales 2–4 recorded on till-1, never received (still in its outbox at its last report)"
+    );
+}
+
+fn get(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<String>) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let mut req = agent.get(format!("{}{path}", s.base));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().expect("GET");
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default(), cookies)
+}
+
+fn post(s: &TestServer, path: &str, cookie: &str, form: &str) -> (u16, String, Vec<String>) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let mut resp = agent
+        .post(format!("{}{path}", s.base))
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(form)
+        .expect("POST");
+    let cookies = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default(), cookies)
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> String {
+    cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")).and_then(|v| v.split(';').next()))
+        .expect("cookie set")
+        .to_owned()
+}
+
+#[test]
+fn the_console_is_off_without_an_admin_and_closed_without_login_or_csrf() {
+    let s = TestServer::start();
+    let (status, body, _) = get(&s, "/console", &[]);
+    assert_eq!(status, 404);
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["code"], "console_off");
+
+    let secret = new_secret();
+    assert!(s.store.create_admin("manager", &hash_secret(&secret).expect("hash")).expect("admin"));
+    let (status, body, _) = get(&s, "/console", &[]);
+    assert_eq!(status, 401);
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["code"], "login_required");
+    let (status, body, _) = get(&s, "/console/attention.csv", &[("Accept", "text/html")]);
+    assert_eq!(status, 401);
+    assert!(body.contains("login_required"), "HTML answer names the code: {body}");
+
+    // Login: the form's CSRF token must come back (cookie and field).
+    let (status, page, cookies) = get(&s, "/console/login", &[]);
+    assert_eq!(status, 200);
+    let login_csrf = cookie_value(&cookies, "possync_login_csrf");
+    assert!(page.contains(&login_csrf));
+    let form = format!("name=manager&secret={secret}");
+    let (status, _, _) = post(&s, "/console/login", &format!("possync_login_csrf={login_csrf}"), &form);
+    assert_eq!(status, 403, "no CSRF field");
+    let (status, _, _) = post(
+        &s,
+        "/console/login",
+        &format!("possync_login_csrf={login_csrf}"),
+        &format!("{form}x&csrf={login_csrf}"),
+    );
+    assert_eq!(status, 401, "wrong secret");
+    let (status, _, cookies) = post(
+        &s,
+        "/console/login",
+        &format!("possync_login_csrf={login_csrf}"),
+        &format!("{form}&csrf={login_csrf}"),
+    );
+    assert_eq!(status, 303);
+    let session = cookie_value(&cookies, "possync_console");
+    assert!(cookies
+        .iter()
+        .any(|c| c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Secure")));
+    let cookie = format!("possync_console={session}");
+    let (status, page, _) = get(&s, "/console", &[("Cookie", &cookie)]);
+    assert_eq!(status, 200);
+    assert!(page.contains("till-1"));
+    let (status, body, _) = post(&s, "/console/tokens", &cookie, "store=store-1&device=till-9");
+    assert_eq!(status, 403, "a POST without the session's CSRF token is refused");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["code"], "csrf_invalid");
+    let (status, _, _) =
+        get(&s, &format!("/console/sales?store={}", "x".repeat(3000)), &[("Cookie", &cookie)]);
+    assert_eq!(status, 400, "query strings are bounded");
+}

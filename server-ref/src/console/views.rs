@@ -77,8 +77,10 @@ pub struct TillView {
     pub behind: bool,
     /// Not seen for longer than the threshold.
     pub quiet: bool,
-    /// Missing sequence numbers as sentences.
+    /// Runs of sequence numbers never received between received ones, as sentences.
     pub missing: Vec<String>,
+    /// Runs past the last received one, still in the till's outbox at its last report.
+    pub pending: Vec<String>,
     /// Sales recorded on the till and never received (between received ones).
     pub missing_count: i64,
 }
@@ -130,19 +132,18 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 .unwrap_or_default();
             let mine: Vec<&SeqGap> =
                 gaps.iter().filter(|g| g.store_id == t.store_id && g.device_id == t.device_id).collect();
-            let missing = mine
-                .iter()
-                .map(|g| {
-                    let range = if g.from == g.to {
-                        format!("sale {}", g.from)
-                    } else {
-                        format!("sales {}–{}", g.from, g.to)
-                    };
-                    let tail =
-                        if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
-                    format!("{range} recorded on {}, never received{tail}", t.device_id)
-                })
-                .collect();
+            let sentence = |g: &&SeqGap| {
+                let range = if g.from == g.to {
+                    format!("sale {}", g.from)
+                } else {
+                    format!("sales {}–{}", g.from, g.to)
+                };
+                let tail =
+                    if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
+                format!("{range} recorded on {}, never received{tail}", t.device_id)
+            };
+            let missing = mine.iter().filter(|g| !g.after_last_received).map(sentence).collect();
+            let pending = mine.iter().filter(|g| g.after_last_received).map(sentence).collect();
             let missing_count =
                 mine.iter().filter(|g| !g.after_last_received).map(|g| g.to - g.from + 1).sum();
             let quiet_ms = t.last_seen_ms.map(|s| (now_ms - s).max(0));
@@ -162,6 +163,7 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 behind: oldest.is_some_and(|a| a > alert_after_ms),
                 quiet: t.token_active && quiet_ms.is_some_and(|q| q > alert_after_ms),
                 missing,
+                pending,
                 missing_count,
             }
         })

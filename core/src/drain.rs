@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
+use crate::backlog::BacklogCache;
 use crate::config::SyncConfig;
 use crate::error::Error;
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
-use crate::protocol::{PushRequest, PushResponse, PushStatus, PushTransaction};
+use crate::protocol::{BacklogReport, PushRequest, PushResponse, PushStatus, PushTransaction};
 use crate::reason::{DrainReason, DrainReasons};
 use crate::transport::{Transport, TransportError};
 
@@ -177,13 +178,15 @@ impl<'a> Drainer<'a> {
         let mut batch_size = self.config.batch_size;
         let mut done = 0u64;
         let mut rng = rand::rng();
+        let mut backlog_cache = BacklogCache::default();
         while report.stop.is_none() && !stop() {
             let claimed =
                 self.outbox.claim_due_by(&self.owner, batch_size, self.config.lease_ms, started_at_ms)?;
             if claimed.is_empty() {
                 break;
             }
-            let (request, sendable, broken) = build_request(&self.config.device_id, &claimed);
+            let backlog = backlog_cache.current(self.outbox, clock.now_ms());
+            let (request, sendable, broken) = build_request(&self.config.device_id, &claimed, backlog);
             let leases: Vec<Lease> = sendable.iter().map(|c| c.lease.clone()).collect();
             let mut settled: Vec<(&Claimed, Outcome)> = broken
                 .into_iter()
@@ -219,6 +222,9 @@ impl<'a> Drainer<'a> {
                     continue;
                 }
                 tally(&mut report, outcome);
+                if !matches!(outcome, Outcome::Retry { .. }) {
+                    backlog_cache.settled(1);
+                }
             }
             if report.lease_lost > 0 && report.stop.is_none() {
                 report.stop = Some(DrainStop::LeaseLost);
@@ -362,11 +368,13 @@ impl<'a> Drainer<'a> {
     }
 }
 
-/// The push request of a batch. A claimed sale whose stored payload is not JSON (a damaged file) is
-/// left out and returned with the reason, to be marked invalid instead of sent.
+/// The push request of a batch, with the outbox's backlog report and each sale's outbox sequence
+/// number. A claimed sale whose stored payload is not JSON (a damaged file) is left out and returned
+/// with the reason, to be marked invalid instead of sent.
 fn build_request<'c>(
     device_id: &str,
     claimed: &'c [Claimed],
+    report: Option<BacklogReport>,
 ) -> (PushRequest, Vec<&'c Claimed>, Vec<(&'c Claimed, String)>) {
     let mut sendable = Vec::with_capacity(claimed.len());
     let mut broken = Vec::new();
@@ -380,13 +388,14 @@ fn build_request<'c>(
                     payload_sha256: c.payload_sha256.clone(),
                     attempt: c.attempt,
                     payload,
+                    outbox_seq: Some(c.lease.seq),
                 });
                 sendable.push(c);
             }
             Err(e) => broken.push((c, format!("stored payload is not JSON: {e}"))),
         }
     }
-    (PushRequest { device_id: device_id.to_owned(), transactions }, sendable, broken)
+    (PushRequest { device_id: device_id.to_owned(), transactions, report }, sendable, broken)
 }
 
 /// The per-sale results of a 200 answer, checked against the request (same count, same ids, in order).

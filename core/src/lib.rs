@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backlog;
 pub mod backoff;
 pub mod clock;
 pub mod config;

@@ -412,3 +412,43 @@ fn resolving_keeps_the_original_and_links_the_new_sale() {
         }
     }
 }
+
+#[test]
+fn pruning_never_lets_a_sequence_number_be_handed_out_again() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let config = OutboxConfig { sent_retention_ms: 10, ..OutboxConfig::default() };
+    let outbox = Outbox::open_with_clock(&t.path, config, clock.clone()).expect("open");
+    let ids: Vec<String> = (0..3).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    let claimed = outbox.claim("x", 3, LEASE_MS).expect("claim");
+    let all: Vec<_> = claimed.iter().map(|c| (c.lease.clone(), sent())).collect();
+    outbox.finalize_all(&all).expect("finalize");
+    clock.advance(1_000);
+    assert_eq!(outbox.prune_sent().expect("prune"), 2, "the newest row stays");
+    assert!(outbox.get(&ids[2]).expect("get").is_some());
+    outbox.enqueue(&sale(9)).expect("enqueue");
+    let next = outbox.claim("x", 1, LEASE_MS).expect("claim");
+    assert_eq!(next[0].lease.seq, 4, "numbering goes on after a prune");
+}
+
+#[test]
+fn the_backlog_report_names_unsent_sales_sequence_bounds_and_retired_numbers() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    let ids: Vec<String> = (0..4).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    clock.advance(2_000);
+    let claimed = outbox.claim("x", 2, LEASE_MS).expect("claim");
+    let conflict = Outcome::Conflict { code: "hash_differs".into(), message: String::new() };
+    outbox
+        .finalize_all(&[(claimed[0].lease.clone(), sent()), (claimed[1].lease.clone(), conflict)])
+        .expect("finalize");
+    outbox.resolve(&ids[1], &possync_core::outbox::Resolution::Void, Some("entered twice")).expect("void");
+    let report = outbox.backlog_report().expect("report");
+    assert_eq!(report.unsent_count, Some(2));
+    assert_eq!(report.oldest_unsent_age_ms, Some(2_000));
+    assert_eq!((report.last_seq, report.seq_start), (Some(4), Some(3)), "first unsent is seq 3");
+    assert_eq!(report.retired_seqs, vec![2], "the voided sale will never arrive");
+    assert_eq!(report.unsent_minor.values().sum::<i64>(), 2 * 102 + 2 * 103);
+    assert_eq!(report.library_version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+}

@@ -15,8 +15,8 @@ use possync_core::protocol::{
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
-use crate::report::{parse_report, ParsedReport};
-use crate::store::{CheckedSale, Device, DeviceActivity, PushContext, Rejection, Store};
+use crate::report::parse_report;
+use crate::store::{CheckedSale, Device, DeviceActivity, PushContext, Rejection, Store, TillReport};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +268,7 @@ pub fn handle_push(
     let ctx = PushContext { device, correlation_id };
     let mut results = Vec::with_capacity(checked.len());
     let mut refused = Vec::new();
+    let (mut decided, mut decided_minor) = (0u64, std::collections::BTreeMap::<String, i64>::new());
     for sale in checked {
         if Instant::now() >= deadline {
             let id = match &sale {
@@ -279,24 +280,38 @@ pub fn handle_push(
             results.push(crate::store::retry(&id, "deadline_exceeded", message));
             continue;
         }
+        let amount =
+            sale.as_ref().ok().map(|p| (p.payload.header.currency.clone(), p.payload.header.total_minor));
         let result = settle(store, metrics, &ctx, sale, &mut refused);
+        if result.status != PushStatus::Retry {
+            decided += 1;
+            if let Some((currency, total)) = amount {
+                *decided_minor.entry(currency).or_insert(0) += total;
+            }
+        }
         if result.status == PushStatus::Retry && result.code.as_deref() == Some("database_unavailable") {
             return Err(PushError::Unavailable(result.message.unwrap_or_default()));
         }
         results.push(result);
     }
     audit_refused(store, &ctx, &refused);
+    let report = report.map(|r| (r.after_request(decided, &decided_minor), r.retired_seqs));
     record_activity(store, &ctx, request_len > 0, report.as_ref());
     Ok(PushResponse { results })
 }
 
 /// Records the request's news about its device (one statement); a failure is logged, never fails
 /// the push.
-fn record_activity(store: &dyn Store, ctx: &PushContext<'_>, pushed: bool, report: Option<&ParsedReport>) {
+fn record_activity(
+    store: &dyn Store,
+    ctx: &PushContext<'_>,
+    pushed: bool,
+    report: Option<&(TillReport, Vec<i64>)>,
+) {
     let activity = DeviceActivity {
         pushed,
-        report: report.map(|r| &r.report),
-        retired_seqs: report.map(|r| r.retired_seqs.as_slice()).unwrap_or(&[]),
+        report: report.map(|(r, _)| r),
+        retired_seqs: report.map(|(_, seqs)| seqs.as_slice()).unwrap_or(&[]),
     };
     if let Err(e) = store.record_activity(ctx.device, &activity) {
         log::error!(correlation_id = ctx.correlation_id, error:% = e; "device activity not recorded");

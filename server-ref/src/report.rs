@@ -9,6 +9,8 @@
 //!  "unsent_minor": {"EUR": 123450}, "last_seq": 1057, "seq_start": 1, "retired_seqs": [1044]}
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::push::MAX_OUTBOX_SEQ;
@@ -28,6 +30,34 @@ pub struct ParsedReport {
     pub report: TillReport,
     /// Outbox sequence numbers the till voided or re-keyed since its last report.
     pub retired_seqs: Vec<i64>,
+    /// The unsent amounts, by currency.
+    pub unsent_minor: Option<BTreeMap<String, i64>>,
+}
+
+impl ParsedReport {
+    /// The report as it stands after this request: the till counted the request's own sales as
+    /// unsent, so those the server decided (`decided`, and their amounts by currency) are taken off.
+    /// With nothing left unsent, the amounts and the oldest age go too.
+    pub fn after_request(&self, decided: u64, decided_minor: &BTreeMap<String, i64>) -> TillReport {
+        let mut report = self.report.clone();
+        let left = report.unsent_count.map(|n| n.saturating_sub(i64::try_from(decided).unwrap_or(i64::MAX)));
+        report.unsent_count = left;
+        let mut minor = self.unsent_minor.clone();
+        if let Some(map) = minor.as_mut() {
+            for (currency, amount) in decided_minor {
+                if let Some(v) = map.get_mut(currency) {
+                    *v = v.saturating_sub(*amount);
+                }
+            }
+            map.retain(|_, v| *v != 0);
+        }
+        if left == Some(0) {
+            report.oldest_unsent_age_ms = None;
+            minor = minor.map(|_| BTreeMap::new());
+        }
+        report.unsent_minor = minor.map(|m| serde_json::to_string(&m).unwrap_or_else(|_| "{}".into()));
+        report
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,7 +70,7 @@ struct ReportIn {
     #[serde(default)]
     oldest_unsent_age_ms: Option<u64>,
     #[serde(default)]
-    unsent_minor: Option<serde_json::Map<String, serde_json::Value>>,
+    unsent_minor: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     last_seq: Option<u64>,
     #[serde(default)]
@@ -77,15 +107,17 @@ pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
             if map.len() > MAX_CURRENCIES {
                 return Err(format!("unsent_minor names more than {MAX_CURRENCIES} currencies"));
             }
+            let mut amounts = BTreeMap::new();
             for (currency, amount) in map {
                 if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
                     return Err("unsent_minor keys must be ISO 4217 codes".into());
                 }
-                if amount.as_i64().is_none() {
+                let Some(amount) = amount.as_i64() else {
                     return Err("unsent_minor amounts must be integers (minor units)".into());
-                }
+                };
+                amounts.insert(currency.clone(), amount);
             }
-            Some(serde_json::Value::Object(map.clone()).to_string())
+            Some(amounts)
         }
     };
     if r.retired_seqs.len() > MAX_RETIRED_SEQS {
@@ -100,11 +132,14 @@ pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
             library_version: r.library_version,
             unsent_count: count("unsent_count", r.unsent_count)?,
             oldest_unsent_age_ms: count("oldest_unsent_age_ms", r.oldest_unsent_age_ms)?,
-            unsent_minor,
+            unsent_minor: unsent_minor
+                .as_ref()
+                .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "{}".into())),
             last_seq: seq("last_seq", r.last_seq)?,
             seq_start: seq("seq_start", r.seq_start)?,
         },
         retired_seqs,
+        unsent_minor,
     })
 }
 
@@ -127,5 +162,20 @@ mod tests {
         assert!(parse_report(&json!({"retired_seqs": [0]})).is_err());
         assert!(parse_report(&json!({"surprise": 1})).is_err());
         assert!(parse_report(&json!({"library_version": "a b"})).is_err());
+    }
+
+    #[test]
+    fn the_sales_a_request_settled_are_taken_off_the_backlog() {
+        let parsed = parse_report(&json!({"unsent_count": 3, "oldest_unsent_age_ms": 9,
+            "unsent_minor": {"EUR": 1500, "JPY": 100}}))
+        .expect("valid");
+        let decided = std::collections::BTreeMap::from([("EUR".to_owned(), 500)]);
+        let after = parsed.after_request(1, &decided);
+        assert_eq!(after.unsent_count, Some(2));
+        assert_eq!(after.unsent_minor.as_deref(), Some(r#"{"EUR":1000,"JPY":100}"#));
+        assert_eq!(after.oldest_unsent_age_ms, Some(9));
+        let all = parsed.after_request(3, &decided);
+        assert_eq!((all.unsent_count, all.oldest_unsent_age_ms), (Some(0), None));
+        assert_eq!(all.unsent_minor.as_deref(), Some("{}"));
     }
 }

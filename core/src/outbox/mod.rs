@@ -30,11 +30,18 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Durability, OutboxConfig};
 use crate::error::Error;
 use crate::protocol::{
-    canonical_json_string, payload_sha256, validate_client_tx_id, validate_sale, Limits, SalePayload,
-    PAYLOAD_HASH_VERSION_V1,
+    canonical_json_string, payload_sha256, validate_client_tx_id, validate_sale, BacklogReport, Limits,
+    SalePayload, PAYLOAD_HASH_VERSION_V1,
 };
 
 pub use schema::LATEST_VERSION as SCHEMA_VERSION;
+
+/// Retired sequence numbers are reported for this long after a person retired them (30 days), so a
+/// till offline for weeks still reports them; the server records each once.
+pub const RETIRED_REPORT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Most retired sequence numbers in one report (the server's bound).
+pub const MAX_RETIRED_REPORTED: i64 = 1000;
 
 /// Where a sale is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -578,6 +585,38 @@ impl Outbox {
         let oldest: Option<i64> =
             conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
         Ok(oldest.map(|t| (self.clock.now_ms() - t).max(0)))
+    }
+
+    /// What this outbox still holds, for the backlog report sent with each push: unsent count, oldest
+    /// unsent age, unsent amounts per currency, the highest and first sequence numbers, and the
+    /// sequence numbers a person retired (voided, re-keyed, replaced) in the last
+    /// [`RETIRED_REPORT_WINDOW_MS`], at most [`MAX_RETIRED_REPORTED`].
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn backlog_report(&self) -> Result<BacklogReport, Error> {
+        let counts = self.counts()?;
+        let by_currency = self.unsent_by_currency()?;
+        let oldest = self.oldest_unsent_age_ms()?;
+        let conn = self.conn.lock();
+        let (last_seq, seq_start): (Option<i64>, Option<i64>) =
+            conn.query_row(sql::SEQ_BOUNDS, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        let since = self.clock.now_ms() - RETIRED_REPORT_WINDOW_MS;
+        let mut stmt = conn.prepare_cached(sql::RETIRED_SEQS).map_err(|e| self.err(e))?;
+        let retired_seqs = stmt
+            .query_map(named_params! {":since": since, ":n": MAX_RETIRED_REPORTED}, |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<i64>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(BacklogReport {
+            library_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            unsent_count: Some(counts.unsent()),
+            oldest_unsent_age_ms: oldest.map(|ms| ms.max(0) as u64),
+            unsent_minor: by_currency.into_iter().map(|c| (c.currency, c.total_minor)).collect(),
+            last_seq,
+            seq_start,
+            retired_seqs,
+        })
     }
 
     /// Conflicts and invalid sales, oldest first, with the server's code and message.

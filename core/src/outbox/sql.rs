@@ -84,8 +84,23 @@ pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payl
      next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
      lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id FROM outbox WHERE client_tx_id = :id";
 
-/// Removes sent sales older than `:cutoff`; never touches unsent ones.
-pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff";
+/// Removes sent sales older than `:cutoff`; never touches unsent ones, nor the newest row: `seq` is the
+/// rowid, and an emptied table would hand out sequence number 1 again (the server counts on them
+/// never repeating to find lost sales).
+pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff \
+     AND seq < (SELECT max(seq) FROM outbox)";
+
+/// The highest sequence number assigned, and the first one the server should expect (the oldest
+/// unsent sale's, else the next to be assigned).
+pub const SEQ_BOUNDS: &str = "SELECT (SELECT max(seq) FROM outbox), \
+     COALESCE((SELECT min(seq) FROM outbox WHERE state IN ('pending', 'in_flight')), \
+              (SELECT COALESCE(max(seq), 0) + 1 FROM outbox))";
+
+/// Sequence numbers retired by a person (voided, re-keyed, replaced) since `:since`, newest first
+/// (resolved sales keep their conflict / invalid state, so the attention index finds them).
+pub const RETIRED_SEQS: &str = "SELECT seq FROM outbox INDEXED BY outbox_attention \
+     WHERE state IN ('conflict', 'invalid') AND resolution IS NOT NULL AND resolved_at_ms >= :since \
+     ORDER BY seq DESC LIMIT :n";
 
 /// Makes every pending sale due now (a manual "Sync now" or the network coming back skips backoff).
 pub const MAKE_ALL_DUE: &str = "UPDATE outbox SET next_attempt_at_ms = :now \

@@ -21,5 +21,7 @@ pub use canonical::{canonical_json, canonical_json_string, CanonicalError};
 pub use duplicate_keys::{first_duplicate_key, parse_sale_json};
 pub use hash::{payload_sha256, PAYLOAD_HASH_VERSION_V1};
 pub use payload::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
-pub use push::{ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction};
+pub use push::{
+    BacklogReport, ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction,
+};
 pub use validate::{validate_client_tx_id, validate_sale, InvalidSale, Limits};

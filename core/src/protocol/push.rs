@@ -19,6 +19,37 @@ pub struct PushRequest {
     pub device_id: String,
     /// The sales, each settled on its own.
     pub transactions: Vec<PushTransaction>,
+    /// The till's backlog when it sent the request (optional; older servers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<BacklogReport>,
+}
+
+/// What a till still holds, sent with each push so the shop's server can show a till that is behind
+/// and sales it recorded and never sent (`docs/protocol.md`, "Optional: backlog report"). Every field
+/// is optional on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BacklogReport {
+    /// possync library version of the till.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library_version: Option<String>,
+    /// Sales in the outbox not yet settled by the server (this request's included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsent_count: Option<u64>,
+    /// Age of the oldest of them, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_unsent_age_ms: Option<u64>,
+    /// Unsent amounts per ISO 4217 currency, in minor units.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub unsent_minor: std::collections::BTreeMap<String, i64>,
+    /// Highest outbox sequence number assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<i64>,
+    /// First outbox sequence number sent with numbering (the server keeps the first it is told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_start: Option<i64>,
+    /// Sequence numbers voided, re-keyed or replaced on the till: they will never arrive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_seqs: Vec<i64>,
 }
 
 /// One sale inside a push request.
@@ -34,6 +65,9 @@ pub struct PushTransaction {
     pub attempt: u32,
     /// The sale (a [`crate::protocol::SalePayload`]), sent as the canonical bytes that were hashed.
     pub payload: Box<RawValue>,
+    /// The till's outbox sequence number of the sale (outside the hash; optional on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_seq: Option<i64>,
 }
 
 /// Outcome of one sale.

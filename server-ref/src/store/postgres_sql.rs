@@ -155,7 +155,7 @@ pub const RECORD_ACTIVITY: &str = "WITH retired AS (INSERT INTO pos_device_retir
          ELSE d.oldest_unsent_age_ms END, \
      unsent_minor = CASE WHEN $5::bool THEN EXCLUDED.unsent_minor ELSE d.unsent_minor END, \
      last_seq = CASE WHEN $5::bool THEN EXCLUDED.last_seq ELSE d.last_seq END, \
-     seq_start = COALESCE(EXCLUDED.seq_start, d.seq_start)";
+     seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start)";
 
 /// Every device with a token or activity, its status, and its sales that occurred since `$1` (ms).
 pub const SELECT_TILLS: &str = concat!(

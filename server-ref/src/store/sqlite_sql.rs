@@ -159,7 +159,7 @@ pub const RECORD_ACTIVITY: &str = concat!(
      oldest_unsent_age_ms = CASE WHEN ?4 THEN excluded.oldest_unsent_age_ms ELSE d.oldest_unsent_age_ms END, \
      unsent_minor = CASE WHEN ?4 THEN excluded.unsent_minor ELSE d.unsent_minor END, \
      last_seq = CASE WHEN ?4 THEN excluded.last_seq ELSE d.last_seq END, \
-     seq_start = COALESCE(excluded.seq_start, d.seq_start)"
+     seq_start = COALESCE(d.seq_start, excluded.seq_start)"
 );
 
 /// Every device with a token or activity, its status, and its sales that occurred since `?1` (ms).

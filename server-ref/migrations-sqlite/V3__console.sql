@@ -4,7 +4,6 @@
 ALTER TABLE pos_transactions ADD COLUMN outbox_seq INTEGER;
 CREATE INDEX pos_transactions_device_seq ON pos_transactions (store_id, device_id, outbox_seq)
     WHERE outbox_seq IS NOT NULL;
-CREATE INDEX pos_transactions_store_device_occurred ON pos_transactions (store_id, device_id, occurred_at);
 
 ALTER TABLE pos_transaction_audit ADD COLUMN outbox_seq INTEGER;
 ALTER TABLE pos_transaction_audit ADD COLUMN attempted_payload TEXT;

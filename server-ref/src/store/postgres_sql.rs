@@ -139,13 +139,15 @@ macro_rules! ts {
 }
 
 /// Records a request of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen, last push
-/// when `$4`, and the backlog report (`$6`..`$11`) when `$5`; one statement.
+/// when `$4`, and the backlog report (`$6`..`$11`) when `$5`; one statement, committed without waiting
+/// for the WAL flush (`synchronous_commit = off` for this transaction only): it is the latest status of
+/// a till, rewritten by its next request, and must not add a disk flush to every push.
 pub const RECORD_ACTIVITY: &str = "WITH retired AS (INSERT INTO pos_device_retired_seqs (store_id, \
      device_id, seq) SELECT $1, $2, s FROM UNNEST($3::int8[]) s WHERE s > 0 ON CONFLICT DO NOTHING) \
      INSERT INTO pos_device_status AS d (store_id, device_id, last_push_at, reported_at, library_version, \
      unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
-     VALUES ($1, $2, CASE WHEN $4::bool THEN now() END, CASE WHEN $5::bool THEN now() END, $6, $7, $8, $9, \
-     $10, $11) \
+     SELECT $1, $2, CASE WHEN $4::bool THEN now() END, CASE WHEN $5::bool THEN now() END, $6, $7, $8, $9, \
+     $10, $11 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
      ON CONFLICT (store_id, device_id) DO UPDATE SET last_seen_at = now(), \
      last_push_at = COALESCE(EXCLUDED.last_push_at, d.last_push_at), \
      reported_at = COALESCE(EXCLUDED.reported_at, d.reported_at), \

@@ -7,7 +7,8 @@
 //!
 //! - [`http`]: the HTTP front (hyper through axum): bounds on every input, admission control, routes,
 //!   correlation ids, graceful shutdown. [`blocking`]: the database threads behind it.
-//! - [`push`]: the per-request and per-sale logic of `/sync/push`.
+//! - [`push`]: the per-request and per-sale logic of `/sync/push`. [`report`]: the tills' backlog
+//!   report. [`activity`]: device activity written off the push path.
 //! - [`store`]: the [`store::Store`] boundary and its PostgreSQL implementation, migrations included.
 //! - [`verify`]: compare a till's outbox file with the server after an incident.
 //! - [`auth`]: device tokens. [`metrics`]: Prometheus. [`logging`]: JSON-lines logs.
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod attention;
 pub mod auth;
 pub mod blocking;

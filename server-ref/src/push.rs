@@ -14,9 +14,10 @@ use possync_core::protocol::{
 };
 use serde::Deserialize;
 
+use crate::activity::ActivityRecorder;
 use crate::metrics::Metrics;
 use crate::report::parse_report;
-use crate::store::{CheckedSale, Device, DeviceActivity, PushContext, Rejection, Store, TillReport};
+use crate::store::{CheckedSale, Device, PushContext, Rejection, Store};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -215,14 +216,17 @@ impl Refused {
 }
 
 /// Parses a request body, checks it against the device and limits, and settles every sale. Sales not
-/// settled by `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database.
+/// settled by `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database. The
+/// device's news (last seen, last push, backlog report) goes to `activity`, written off this path.
 ///
 /// # Errors
 /// A [`PushError`] when the request as a whole is refused; then nothing was stored, except with
 /// [`PushError::Unavailable`] (the database went away mid-request: sales settled before stay stored).
+#[allow(clippy::too_many_arguments)]
 pub fn handle_push(
     store: &dyn Store,
     metrics: &Metrics,
+    activity: &ActivityRecorder,
     device: &Device,
     correlation_id: &str,
     body: &[u8],
@@ -295,27 +299,10 @@ pub fn handle_push(
         results.push(result);
     }
     audit_refused(store, &ctx, &refused);
-    let report = report.map(|r| (r.after_request(decided, &decided_minor), r.retired_seqs));
-    record_activity(store, &ctx, request_len > 0, report.as_ref());
+    let retired = report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
+    let after = report.as_ref().map(|r| r.after_request(decided, &decided_minor));
+    activity.note(device, crate::console::now_ms(), request_len > 0, after, retired);
     Ok(PushResponse { results })
-}
-
-/// Records the request's news about its device (one statement); a failure is logged, never fails
-/// the push.
-fn record_activity(
-    store: &dyn Store,
-    ctx: &PushContext<'_>,
-    pushed: bool,
-    report: Option<&(TillReport, Vec<i64>)>,
-) {
-    let activity = DeviceActivity {
-        pushed,
-        report: report.map(|(r, _)| r),
-        retired_seqs: report.map(|(_, seqs)| seqs.as_slice()).unwrap_or(&[]),
-    };
-    if let Err(e) = store.record_activity(ctx.device, &activity) {
-        log::error!(correlation_id = ctx.correlation_id, error:% = e; "device activity not recorded");
-    }
 }
 
 /// Audits the request's sales refused before storage, in one transaction.

@@ -158,6 +158,7 @@ impl ServeSettings {
                 session_ttl: Duration::from_secs(self.console_session_hours.saturating_mul(3600)),
                 secure_cookie: !self.console_insecure_cookie,
             },
+            ..HttpConfig::default()
         }
     }
 

@@ -55,16 +55,33 @@ fn activity_and_backlog_report_are_kept_per_device(h: &dyn Harness) {
         last_seq: Some(10),
         seq_start: Some(1),
     };
-    st.record_activity(&till1(), &DeviceActivity { pushed: true, report: Some(&report), retired_seqs: &[] })
-        .expect("record");
-    // A later request without a report keeps the last report.
-    st.record_activity(&till1(), &DeviceActivity { pushed: false, report: None, retired_seqs: &[] })
-        .expect("record");
+    let now = 1_764_000_000_000;
+    let pushed = DeviceActivity {
+        seen_ms: now,
+        pushed_ms: Some(now),
+        report: Some(&report),
+        reported_ms: Some(now),
+        retired_seqs: &[],
+    };
+    st.record_activity(&till1(), &pushed).expect("record");
+    // A later request without a report keeps the last report; an older report (another instance
+    // writing late) does not overwrite it.
+    let seen = DeviceActivity {
+        seen_ms: now + 5,
+        pushed_ms: None,
+        report: None,
+        reported_ms: None,
+        retired_seqs: &[],
+    };
+    st.record_activity(&till1(), &seen).expect("record");
+    let stale = TillReport { unsent_count: Some(1), ..TillReport::default() };
+    let late = DeviceActivity { report: Some(&stale), reported_ms: Some(now - 1), ..seen };
+    st.record_activity(&till1(), &late).expect("record");
     push(h, &till1(), "c1", &Prepared::new(&new_id(), sale("store-1", 1, 1)));
     let tills = st.tills(0).expect("tills");
     let t = tills.iter().find(|t| t.device_id == "till-1").expect("till-1 listed");
     assert_eq!(t.report, report, "{}", h.name());
-    assert!(t.last_seen_ms.is_some() && t.last_push_ms.is_some() && t.reported_at_ms.is_some());
+    assert_eq!((t.last_seen_ms, t.last_push_ms, t.reported_at_ms), (Some(now + 5), Some(now), Some(now)));
     assert_eq!(t.sales_today, 1, "{}", h.name());
 }
 
@@ -74,8 +91,9 @@ fn a_lost_run_of_sequence_numbers_is_exactly_one_gap(h: &dyn Harness) {
         push(h, &till1(), "c", &Prepared::new(&new_id(), sale("store-1", seq, 1)).with_seq(seq));
     }
     // Sequence 8 was voided on the till: no gap.
-    st.record_activity(&till1(), &DeviceActivity { pushed: false, report: None, retired_seqs: &[8] })
-        .expect("record");
+    let voided =
+        DeviceActivity { seen_ms: 1, pushed_ms: None, report: None, reported_ms: None, retired_seqs: &[8] };
+    st.record_activity(&till1(), &voided).expect("record");
     push(h, &till1(), "c", &Prepared::new(&new_id(), sale("store-1", 9, 1)).with_seq(9));
     let gaps = st.seq_gaps(Some("store-1")).expect("gaps");
     let got: Vec<_> =

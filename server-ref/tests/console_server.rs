@@ -16,6 +16,7 @@ fn with_seq(mut env: Value, seq: i64) -> Value {
 }
 
 fn till(s: &TestServer, device: &str) -> possync_server::store::TillStatus {
+    s.flush_activity();
     s.store
         .as_ref()
         .tills(0)
@@ -35,6 +36,7 @@ fn an_old_till_without_report_or_sequence_numbers_still_pushes() {
     let t = till(&s, "till-1");
     assert!(t.last_seen_ms.is_some() && t.last_push_ms.is_some());
     assert_eq!(t.report.unsent_count, None, "no report: nothing invented");
+    s.flush_activity();
     assert!(s.store.seq_gaps(None).expect("gaps").is_empty());
 }
 
@@ -52,6 +54,7 @@ fn the_backlog_report_is_kept_per_device_and_exported_as_gauges() {
     let heartbeat = s.push(&json!({"device_id": "till-1", "transactions": []}));
     assert_eq!(heartbeat.status, 200);
     assert_eq!(till(&s, "till-1").report.unsent_count, Some(79));
+    s.flush_activity();
     let metrics = s.get("/metrics");
     let text = metrics.body.as_str().expect("text");
     assert!(
@@ -94,6 +97,7 @@ fn a_till_that_lost_sales_3_to_5_shows_exactly_that_gap_and_a_voided_sale_is_non
     let mut body = request(vec![with_seq(envelope(&new_id(), &sale("store-1", 9, 1)), 9)]);
     body["report"] = json!({"unsent_count": 0, "last_seq": 9, "retired_seqs": [8]});
     assert_eq!(s.push(&body).status_of(0), "OK");
+    s.flush_activity();
     let gaps = s.store.seq_gaps(Some("store-1")).expect("gaps");
     let got: Vec<_> =
         gaps.iter().map(|g| (g.device_id.as_str(), g.from, g.to, g.after_last_received)).collect();
@@ -110,6 +114,7 @@ fn sales_past_the_last_received_are_reported_as_still_on_the_till() {
     let mut body = request(vec![with_seq(envelope(&new_id(), &sale("store-1", 1, 1)), 1)]);
     body["report"] = json!({"unsent_count": 3, "oldest_unsent_age_ms": 1000, "last_seq": 4});
     assert_eq!(s.push(&body).status_of(0), "OK");
+    s.flush_activity();
     let (ok, out, _) = run(cli().args(["gaps", "--database-url", &db_url(&s.db)]));
     assert!(ok, "a backlog still on the till is not a failure");
     assert_eq!(

@@ -33,6 +33,7 @@ fn a_draining_till_reports_its_backlog_and_numbers_its_sales() {
     assert_eq!((before.unsent_count, before.last_seq, before.seq_start), (Some(120), Some(120), Some(1)));
     assert!(before.oldest_unsent_age_ms.is_some() && before.unsent_minor.contains_key("EUR"));
     drain(&outbox, &server);
+    server.flush_activity();
     let tills = server.store.tills(0).expect("tills");
     let till = tills.iter().find(|t| t.device_id == "till-1").expect("till-1");
     assert_eq!(till.report.unsent_count, Some(0), "the server took the settled sales off: {till:?}");
@@ -65,6 +66,7 @@ fn sales_lost_from_a_tills_outbox_show_as_exactly_that_gap() {
     assert_eq!(conn.execute("DELETE FROM outbox WHERE seq BETWEEN 3 AND 5", []).expect("delete"), 3);
     drop(conn);
     drain(&outbox, &server);
+    server.flush_activity();
     let gaps = server.store.seq_gaps(Some("store-1")).expect("gaps");
     let got: Vec<_> =
         gaps.iter().map(|g| (g.device_id.as_str(), g.from, g.to, g.after_last_received)).collect();

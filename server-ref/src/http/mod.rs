@@ -97,6 +97,8 @@ pub struct HttpConfig {
     pub limits: FrontLimits,
     /// The shop console at `/console`.
     pub console: crate::console::ConsoleConfig,
+    /// How often device activity (last seen, backlog reports) is written, off the push path.
+    pub activity_interval: Duration,
 }
 
 impl Default for HttpConfig {
@@ -111,6 +113,7 @@ impl Default for HttpConfig {
             token_cache_ttl: Duration::from_secs(5),
             limits: FrontLimits::default(),
             console: crate::console::ConsoleConfig::default(),
+            activity_interval: Duration::from_secs(1),
         }
     }
 }
@@ -134,6 +137,7 @@ pub(crate) struct App {
     pub(crate) pool: BlockingPool,
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
     pub(crate) console_logins: Arc<tokio::sync::Semaphore>,
+    pub(crate) activity: crate::activity::ActivityRecorder,
 }
 
 /// Why the server stopped.
@@ -216,8 +220,17 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         log::info!("this store cannot announce token revocations: tokens are looked up on every request");
     }
     let console_logins = Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_CONCURRENT_LOGINS));
-    let app =
-        Arc::new(App { store, metrics: Metrics::new(), tokens, config, pool, admission, console_logins });
+    let activity = crate::activity::ActivityRecorder::start(store.clone(), config.activity_interval)?;
+    let app = Arc::new(App {
+        store,
+        metrics: Metrics::new(),
+        tokens,
+        config,
+        pool,
+        admission,
+        console_logins,
+        activity,
+    });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());
     let max_connections = accept::connection_cap(&app.config);
@@ -244,6 +257,11 @@ impl RunningServer {
         self.addr
     }
 
+    /// Writes the device activity noted so far now, instead of at the next interval (tests).
+    pub fn flush_activity(&self) {
+        self.app.activity.flush();
+    }
+
     /// A handle that stops this server from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle { stop: self.stop.clone() }
@@ -264,6 +282,7 @@ impl RunningServer {
         };
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         self.app.pool.join();
+        self.app.activity.stop();
         self.watch_stop.store(true, Ordering::SeqCst);
         if let Some(watcher) = self.watcher {
             let _ = watcher.join();

@@ -233,6 +233,7 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         let result = handle_push(
             app.store.as_ref(),
             &app.metrics,
+            &app.activity,
             &device,
             &job_cid,
             &body,

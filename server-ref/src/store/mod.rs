@@ -21,7 +21,7 @@ pub use tills::{
 };
 
 /// The device behind a bearer token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Device {
     /// The store the token is scoped to.
     pub store_id: String,
@@ -286,8 +286,9 @@ pub trait Store: Send + Sync + 'static {
     /// Connection pool usage.
     fn pool_state(&self) -> PoolState;
 
-    /// Records a request's news about its device (last seen, last push, backlog report, retired
-    /// sequence numbers) in one statement.
+    /// Records news about a device (last seen, last push, backlog report, retired sequence numbers)
+    /// in one statement; older news than what is stored never overwrites it (several instances may
+    /// write). Called by [`crate::activity::ActivityRecorder`], off the push path.
     ///
     /// # Errors
     /// A [`StoreError`] from the database; the push's sales are settled regardless.

@@ -138,26 +138,53 @@ macro_rules! ts {
     };
 }
 
-/// Records a request of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen, last push
-/// when `$4`, and the backlog report (`$6`..`$11`) when `$5`; one statement, committed without waiting
-/// for the WAL flush (`synchronous_commit = off` for this transaction only): it is the latest status of
-/// a till, rewritten by its next request, and must not add a disk flush to every push.
-pub const RECORD_ACTIVITY: &str = "WITH retired AS (INSERT INTO pos_device_retired_seqs (store_id, \
+/// The incoming report is at least as new as the stored one.
+macro_rules! newer_report {
+    () => {
+        "(EXCLUDED.reported_at IS NOT NULL AND (d.reported_at IS NULL OR EXCLUDED.reported_at >= d.reported_at))"
+    };
+}
+
+/// Records news of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen at `$4`, last push
+/// at `$5`, the backlog report (`$7`..`$12`) received at `$6` (ms; NULL: none). Older news never
+/// overwrites newer. One statement, committed without waiting for the WAL flush
+/// (`synchronous_commit = off` for this transaction only): it is a till's latest status, written again
+/// by its next request.
+pub const RECORD_ACTIVITY: &str = concat!(
+    "WITH retired AS (INSERT INTO pos_device_retired_seqs (store_id, \
      device_id, seq) SELECT $1, $2, s FROM UNNEST($3::int8[]) s WHERE s > 0 ON CONFLICT DO NOTHING) \
-     INSERT INTO pos_device_status AS d (store_id, device_id, last_push_at, reported_at, library_version, \
-     unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
-     SELECT $1, $2, CASE WHEN $4::bool THEN now() END, CASE WHEN $5::bool THEN now() END, $6, $7, $8, $9, \
-     $10, $11 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
-     ON CONFLICT (store_id, device_id) DO UPDATE SET last_seen_at = now(), \
-     last_push_at = COALESCE(EXCLUDED.last_push_at, d.last_push_at), \
-     reported_at = COALESCE(EXCLUDED.reported_at, d.reported_at), \
-     library_version = CASE WHEN $5::bool THEN EXCLUDED.library_version ELSE d.library_version END, \
-     unsent_count = CASE WHEN $5::bool THEN EXCLUDED.unsent_count ELSE d.unsent_count END, \
-     oldest_unsent_age_ms = CASE WHEN $5::bool THEN EXCLUDED.oldest_unsent_age_ms \
-         ELSE d.oldest_unsent_age_ms END, \
-     unsent_minor = CASE WHEN $5::bool THEN EXCLUDED.unsent_minor ELSE d.unsent_minor END, \
-     last_seq = CASE WHEN $5::bool THEN EXCLUDED.last_seq ELSE d.last_seq END, \
-     seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start)";
+     INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
+     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
+     SELECT $1, $2, ",
+    ts!("$4"),
+    ", ",
+    ts!("$4"),
+    ", ",
+    ts!("$5"),
+    ", ",
+    ts!("$6"),
+    ", $7, $8, $9, $10, $11, $12 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
+     ON CONFLICT (store_id, device_id) DO UPDATE SET \
+     last_seen_at = GREATEST(d.last_seen_at, EXCLUDED.last_seen_at), \
+     last_push_at = GREATEST(d.last_push_at, EXCLUDED.last_push_at), \
+     reported_at = GREATEST(d.reported_at, EXCLUDED.reported_at), \
+     library_version = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.library_version ELSE d.library_version END, \
+     unsent_count = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.unsent_count ELSE d.unsent_count END, \
+     oldest_unsent_age_ms = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.oldest_unsent_age_ms ELSE d.oldest_unsent_age_ms END, \
+     unsent_minor = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.unsent_minor ELSE d.unsent_minor END, \
+     last_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.last_seq ELSE d.last_seq END, \
+     seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start)"
+);
 
 /// Every device with a token or activity, its status, and its sales that occurred since `$1` (ms).
 pub const SELECT_TILLS: &str = concat!(

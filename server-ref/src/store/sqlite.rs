@@ -613,8 +613,9 @@ impl Store for SqliteStore {
         tx.prepare_cached(sql::RECORD_ACTIVITY)?.execute(params![
             device.store_id,
             device.device_id,
-            activity.pushed,
-            activity.report.is_some(),
+            activity.seen_ms,
+            activity.pushed_ms,
+            activity.report.and(activity.reported_ms),
             report.library_version,
             report.unsent_count,
             report.oldest_unsent_age_ms,

@@ -137,28 +137,47 @@ macro_rules! now_ms {
 pub const INSERT_RETIRED_SEQS: &str = "INSERT INTO pos_device_retired_seqs (store_id, device_id, seq) \
      SELECT ?1, ?2, value FROM json_each(?3) WHERE value > 0 ON CONFLICT DO NOTHING";
 
-/// Records a request of a device (`?1`, `?2`): last seen, last push when `?3`, and the backlog report
-/// (`?5`..`?10`) when `?4`.
+/// The incoming report is at least as new as the stored one.
+macro_rules! newer_report {
+    () => {
+        "(excluded.reported_at IS NOT NULL AND (d.reported_at IS NULL OR excluded.reported_at >= d.reported_at))"
+    };
+}
+
+/// The later of two nullable times.
+macro_rules! later {
+    ($a:literal, $b:literal) => {
+        concat!("max(COALESCE(", $a, ", ", $b, "), COALESCE(", $b, ", ", $a, "))")
+    };
+}
+
+/// Records news of a device (`?1`, `?2`): last seen at `?3`, last push at `?4`, the backlog report
+/// (`?6`..`?11`) received at `?5` (ms; NULL: none). Older news never overwrites newer.
 pub const RECORD_ACTIVITY: &str = concat!(
     "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
      reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
-     VALUES (?1, ?2, ",
-    now_ms!(),
-    ", ",
-    now_ms!(),
-    ", CASE WHEN ?3 THEN ",
-    now_ms!(),
-    " END, CASE WHEN ?4 THEN ",
-    now_ms!(),
-    " END, ?5, ?6, ?7, ?8, ?9, ?10) \
-     ON CONFLICT (store_id, device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at, \
-     last_push_at = COALESCE(excluded.last_push_at, d.last_push_at), \
-     reported_at = COALESCE(excluded.reported_at, d.reported_at), \
-     library_version = CASE WHEN ?4 THEN excluded.library_version ELSE d.library_version END, \
-     unsent_count = CASE WHEN ?4 THEN excluded.unsent_count ELSE d.unsent_count END, \
-     oldest_unsent_age_ms = CASE WHEN ?4 THEN excluded.oldest_unsent_age_ms ELSE d.oldest_unsent_age_ms END, \
-     unsent_minor = CASE WHEN ?4 THEN excluded.unsent_minor ELSE d.unsent_minor END, \
-     last_seq = CASE WHEN ?4 THEN excluded.last_seq ELSE d.last_seq END, \
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+     ON CONFLICT (store_id, device_id) DO UPDATE SET \
+     last_seen_at = max(d.last_seen_at, excluded.last_seen_at), \
+     last_push_at = ",
+    later!("d.last_push_at", "excluded.last_push_at"),
+    ", reported_at = ",
+    later!("d.reported_at", "excluded.reported_at"),
+    ", library_version = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.library_version ELSE d.library_version END, \
+     unsent_count = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.unsent_count ELSE d.unsent_count END, \
+     oldest_unsent_age_ms = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.oldest_unsent_age_ms ELSE d.oldest_unsent_age_ms END, \
+     unsent_minor = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.unsent_minor ELSE d.unsent_minor END, \
+     last_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.last_seq ELSE d.last_seq END, \
      seq_start = COALESCE(d.seq_start, excluded.seq_start)"
 );
 

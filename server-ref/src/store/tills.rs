@@ -21,13 +21,17 @@ pub struct TillReport {
     pub seq_start: Option<i64>,
 }
 
-/// One request's news about a device, recorded in one statement after its sales are settled.
+/// News about a device (of one or several requests), recorded in one statement.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceActivity<'a> {
-    /// The request carried at least one sale (it is a push, not only a report).
-    pub pushed: bool,
-    /// The backlog report, if the till sent one.
+    /// Its last request.
+    pub seen_ms: i64,
+    /// Its last request that carried sales.
+    pub pushed_ms: Option<i64>,
+    /// Its last backlog report.
     pub report: Option<&'a TillReport>,
+    /// When that report arrived.
+    pub reported_ms: Option<i64>,
     /// Outbox sequence numbers the till voided or re-keyed: they will never arrive.
     pub retired_seqs: &'a [i64],
 }

@@ -57,6 +57,7 @@ def shop(server):
     conflict_id = "conflict-" + uuid.uuid4().hex[:8]
     assert server.push("till-1", [envelope(conflict_id, sale("store-1", "R-77", price=250))]) == ["OK"]
     assert server.push("till-2", [envelope(conflict_id, sale("store-1", "R-77", price=300))]) == ["CONFLICT"]
+    time.sleep(1.5)  # device activity is written off the push path, once a second
     return {"xss_id": xss_id, "conflict_id": conflict_id}
 
 

@@ -138,6 +138,11 @@ impl TestServer {
         Reply::from(self.agent.get(format!("{}{path}", self.base)).call().expect("HTTP GET"))
     }
 
+    /// Writes the device activity (last seen, backlog reports) noted by pushes so far.
+    pub fn flush_activity(&self) {
+        self.server.as_ref().expect("server running").flush_activity();
+    }
+
     /// Stops the server from another thread while requests are in flight.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.server.as_ref().expect("server running").shutdown_handle()

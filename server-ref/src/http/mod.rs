@@ -54,6 +54,10 @@ pub struct FrontLimits {
     /// Time a push request may take from its head to its answer; sales not settled by then answer
     /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).
     pub request_deadline: Duration,
+    /// Sales of one request settled at once, each in its own transaction on its own connection, so
+    /// that one till drains faster than one connection commits; at most this many database threads
+    /// for one request. 1: one after another.
+    pub sale_lanes: usize,
 }
 
 impl Default for FrontLimits {
@@ -67,6 +71,7 @@ impl Default for FrontLimits {
             max_connections: 4096,
             max_inflight_pushes: 0,
             request_deadline: Duration::from_secs(20),
+            sale_lanes: 4,
         }
     }
 }

@@ -48,6 +48,25 @@ pub enum Error {
         /// The newest version this build knows.
         supported: usize,
     },
+    /// The file does not exist (a read-only open never creates one).
+    #[error("outbox file {path} does not exist; check the path (nothing was created)")]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file has an older schema than this build and a read-only open does not migrate it.
+    #[error(
+        "outbox file {path} has schema version {found}, older than this build ({supported}); \
+             open it once with the app (or a copy of it read-write) to upgrade it"
+    )]
+    OlderVersion {
+        /// The outbox file.
+        path: PathBuf,
+        /// The file's schema version.
+        found: usize,
+        /// The version this build reads.
+        supported: usize,
+    },
     /// The file or its directory cannot be written.
     #[error("outbox file {path} is read-only; check file permissions and free the storage location")]
     ReadOnly {

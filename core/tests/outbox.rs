@@ -412,3 +412,64 @@ fn resolving_keeps_the_original_and_links_the_new_sale() {
         }
     }
 }
+
+#[test]
+fn read_only_open_of_a_missing_file_names_the_path_and_creates_nothing() {
+    let t = TempOutbox::new();
+    match Outbox::open_read_only(&t.path) {
+        Err(e @ Error::NotFound { .. }) => {
+            assert!(e.to_string().contains(&t.path.display().to_string()), "{e}")
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(!t.path.exists(), "a read-only open never creates the file");
+    assert_eq!(std::fs::read_dir(t.dir.path()).expect("dir").count(), 0, "nor anything beside it");
+}
+
+#[test]
+fn read_only_open_reads_without_writing_and_refuses_writes() {
+    let t = TempOutbox::new();
+    let id = {
+        let outbox = t.open();
+        outbox.enqueue(&sale(1)).expect("enqueue")
+    };
+    let before = std::fs::read(&t.path).expect("read");
+    let outbox = Outbox::open_read_only(&t.path).expect("open read-only");
+    assert_eq!(outbox.counts().expect("counts").pending, 1);
+    assert!(outbox.get(&id).expect("get").is_some());
+    assert!(matches!(outbox.enqueue(&sale(2)), Err(Error::ReadOnly { .. })));
+    drop(outbox);
+    assert_eq!(std::fs::read(&t.path).expect("read"), before, "the file is unchanged");
+}
+
+#[test]
+fn read_only_open_of_an_older_schema_is_a_clear_error_and_no_migration() {
+    let t = TempOutbox::new();
+    {
+        let mut raw = rusqlite::Connection::open(&t.path).expect("raw open");
+        raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        // The version 1 schema, as an older build left it.
+        raw.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, client_tx_id TEXT NOT NULL UNIQUE) STRICT;
+             PRAGMA user_version = 1;",
+        )
+        .expect("v1");
+        let _ = &mut raw;
+    }
+    match Outbox::open_read_only(&t.path) {
+        Err(e @ Error::OlderVersion { found: 1, .. }) => assert!(e.to_string().contains("older"), "{e}"),
+        other => panic!("expected OlderVersion, got {other:?}"),
+    }
+    let raw = rusqlite::Connection::open(&t.path).expect("raw open");
+    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, 1, "not migrated");
+}
+
+#[test]
+fn read_only_open_of_garbage_is_corrupt_and_left_untouched() {
+    let t = TempOutbox::new();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&t.path, &garbage).expect("write garbage");
+    assert!(matches!(Outbox::open_read_only(&t.path), Err(Error::Corrupt { .. })));
+    assert_eq!(std::fs::read(&t.path).expect("read"), garbage);
+}

@@ -173,7 +173,11 @@ pub fn open_error(err: Error) -> OpenError {
             supported: supported as u64,
             reason,
         },
-        Error::ReadOnly { path } | Error::DiskFull { path } | Error::CannotOpen { path, .. } => {
+        Error::ReadOnly { path }
+        | Error::DiskFull { path }
+        | Error::CannotOpen { path, .. }
+        | Error::NotFound { path }
+        | Error::OlderVersion { path, .. } => {
             OpenError::Unavailable { path: path.display().to_string(), reason }
         }
         Error::Busy { .. } => OpenError::Busy { reason },
@@ -215,6 +219,8 @@ pub fn sale_error(err: Error) -> SaleError {
                 | Error::IncompatibleVersion { .. }
                 | Error::ReadOnly { .. }
                 | Error::CannotOpen { .. }
+                | Error::NotFound { .. }
+                | Error::OlderVersion { .. }
                 | Error::Storage { .. }
                 | Error::Timeout { .. }
                 | Error::ShutDown
@@ -246,6 +252,8 @@ pub fn storage_error(err: Error) -> StorageError {
         | Error::ReadOnly { .. }
         | Error::DiskFull { .. }
         | Error::CannotOpen { .. }
+        | Error::NotFound { .. }
+        | Error::OlderVersion { .. }
         | Error::Storage { .. }
         | Error::Timeout { .. }
         | Error::ShutDown
@@ -281,6 +289,8 @@ pub fn sync_error(err: Error) -> SyncError {
         | Error::DiskFull { .. }
         | Error::Busy { .. }
         | Error::CannotOpen { .. }
+        | Error::NotFound { .. }
+        | Error::OlderVersion { .. }
         | Error::Storage { .. }
         | Error::DrainFailed { .. }
         | Error::Thread(_)

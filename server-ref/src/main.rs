@@ -387,7 +387,7 @@ fn run(
         Command::Attention(cmd) => attention_cmd(cmd, &file),
         Command::Verify { db, outbox, store, device, json } => {
             let server = open_ready_store(&db, &file)?;
-            let outbox = possync_core::outbox::Outbox::open(&outbox, Default::default())
+            let outbox = possync_core::outbox::Outbox::open_read_only(&outbox)
                 .map_err(|e| format!("cannot open the outbox: {e}"))?;
             let device = store.zip(device).map(|(store_id, device_id)| Device { store_id, device_id });
             let report = possync_server::verify::verify(&*server, &outbox, device.as_ref())

@@ -317,6 +317,21 @@ impl Outbox {
         Self::open_with_clock(path, config, Arc::new(SystemClock))
     }
 
+    /// Opens an existing outbox file for reading only: nothing is created, migrated or written (a
+    /// write through it fails with [`Error::ReadOnly`]). For tools that inspect a file, such as
+    /// `possync-server verify` and `possync-till status`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a missing path (nothing is created), [`Error::OlderVersion`] for a file
+    /// of an older schema (open it once read-write to upgrade), [`Error::IncompatibleVersion`] for a
+    /// newer one, [`Error::Corrupt`] for a file that is not an outbox, [`Error::CannotOpen`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Outbox, Error> {
+        let path = path.as_ref().to_path_buf();
+        let config = OutboxConfig::default();
+        let conn = open_read_only_connection(&path, &config)?;
+        Ok(Outbox { conn: Mutex::new(conn), path, config, clock: Arc::new(SystemClock) })
+    }
+
     /// [`Outbox::open`] with a custom clock (tests).
     ///
     /// # Errors
@@ -791,6 +806,57 @@ fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Err
     }
     conn.set_transaction_behavior(TransactionBehavior::Immediate);
     migrate(path, &mut conn)?;
+    Ok(conn)
+}
+
+fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Error> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(Error::CannotOpen { path: path.to_path_buf(), reason: "not a regular file".into() })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound { path: path.to_path_buf() })
+        }
+        Err(e) => return Err(Error::CannotOpen { path: path.to_path_buf(), reason: e.to_string() }),
+    }
+    // No SQLITE_OPEN_CREATE: SQLite itself refuses to create the file if it vanished meanwhile.
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let err = |e| Error::from_sqlite(path, e);
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
+    conn.pragma_update(None, "query_only", true).map_err(err)?;
+    let found = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map(|v| v.max(0) as usize)
+        .map_err(err)?;
+    let has_outbox: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if found == 0 || !has_outbox {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: "a SQLite file without an outbox table".into(),
+        });
+    }
+    if found > schema::LATEST_VERSION {
+        return Err(Error::IncompatibleVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
+    if found < schema::LATEST_VERSION {
+        return Err(Error::OlderVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
     Ok(conn)
 }
 

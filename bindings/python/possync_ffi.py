@@ -538,7 +538,15 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 1224:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 60967:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -602,6 +610,18 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue.restype = ct
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_resolve.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_resolve.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.restype = ctypes.c_uint16
@@ -662,6 +682,32 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.restype = ctypes.c_int64
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_uint32,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_shutdown.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1836,12 +1882,87 @@ class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+
+
+
+
+
+class Durability(enum.Enum):
+    """
+    How hard the outbox flushes each recorded sale to storage.
+"""
+    
+    FULL = 0
+    """
+    `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+"""
+    
+    NORMAL = 1
+    """
+    `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+    the file). Only for tills with a battery or UPS.
+"""
+    
+
+
+class _UniffiFfiConverterTypeDurability(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return Durability.FULL
+        if variant == 2:
+            return Durability.NORMAL
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == Durability.FULL:
+            return
+        if value == Durability.NORMAL:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == Durability.FULL:
+            buf.write_i32(1)
+        if value == Durability.NORMAL:
+            buf.write_i32(2)
+
+
+
+class _UniffiFfiConverterOptionalTypeDurability(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeDurability.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeDurability.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeDurability.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 @dataclass
 class PossyncConfig:
     """
     How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
 """
-    def __init__(self, *, outbox_path:str, server_url:str, token:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT):
+    def __init__(self, *, outbox_path:str, server_url:str, token:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000):
         self.outbox_path = outbox_path
         self.server_url = server_url
         self.token = token
@@ -1861,12 +1982,17 @@ class PossyncConfig:
             self.max_size_bytes = None
         else:
             self.max_size_bytes = max_size_bytes
+        if durability is _DEFAULT:
+            self.durability = None
+        else:
+            self.durability = durability
+        self.sent_retention_ms = sent_retention_ms
         
         
 
     
     def __str__(self):
-        return "PossyncConfig(outbox_path={}, server_url={}, token={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={})".format(self.outbox_path, self.server_url, self.token, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes)
+        return "PossyncConfig(outbox_path={}, server_url={}, token={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={})".format(self.outbox_path, self.server_url, self.token, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms)
     def __eq__(self, other):
         if self.outbox_path != other.outbox_path:
             return False
@@ -1900,6 +2026,10 @@ class PossyncConfig:
             return False
         if self.max_size_bytes != other.max_size_bytes:
             return False
+        if self.durability != other.durability:
+            return False
+        if self.sent_retention_ms != other.sent_retention_ms:
+            return False
         return True
 
 class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
@@ -1922,6 +2052,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
             offline_backoff_cap_ms=_UniffiFfiConverterUInt64.read(buf),
             busy_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
             max_size_bytes=_UniffiFfiConverterOptionalUInt64.read(buf),
+            durability=_UniffiFfiConverterOptionalTypeDurability.read(buf),
+            sent_retention_ms=_UniffiFfiConverterUInt64.read(buf),
         )
 
     @staticmethod
@@ -1942,6 +2074,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.check_lower(value.offline_backoff_cap_ms)
         _UniffiFfiConverterUInt64.check_lower(value.busy_timeout_ms)
         _UniffiFfiConverterOptionalUInt64.check_lower(value.max_size_bytes)
+        _UniffiFfiConverterOptionalTypeDurability.check_lower(value.durability)
+        _UniffiFfiConverterUInt64.check_lower(value.sent_retention_ms)
 
     @staticmethod
     def write(value, buf):
@@ -1961,6 +2095,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterUInt64.write(value.offline_backoff_cap_ms, buf)
         _UniffiFfiConverterUInt64.write(value.busy_timeout_ms, buf)
         _UniffiFfiConverterOptionalUInt64.write(value.max_size_bytes, buf)
+        _UniffiFfiConverterOptionalTypeDurability.write(value.durability, buf)
+        _UniffiFfiConverterUInt64.write(value.sent_retention_ms, buf)
 
 
 
@@ -2314,6 +2450,245 @@ class _UniffiFfiConverterTypeSalePayload(_UniffiConverterRustBuffer):
         _UniffiFfiConverterTypeSaleHeader.write(value.header, buf)
         _UniffiFfiConverterSequenceTypeSaleItem.write(value.items, buf)
         _UniffiFfiConverterSequenceTypeSalePayment.write(value.payments, buf)
+
+
+
+
+
+
+class SaleResolution(enum.Enum):
+    """
+    What a person decided for a sale, as the sales screen shows it.
+"""
+    
+    REKEYED = 0
+    """
+    Sent again under a new id (`linked_client_tx_id`).
+"""
+    
+    REPLACED = 1
+    """
+    Replaced by a corrected sale (`linked_client_tx_id`).
+"""
+    
+    VOIDED = 2
+    """
+    Not to be sent.
+"""
+    
+
+
+class _UniffiFfiConverterTypeSaleResolution(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return SaleResolution.REKEYED
+        if variant == 2:
+            return SaleResolution.REPLACED
+        if variant == 3:
+            return SaleResolution.VOIDED
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == SaleResolution.REKEYED:
+            return
+        if value == SaleResolution.REPLACED:
+            return
+        if value == SaleResolution.VOIDED:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == SaleResolution.REKEYED:
+            buf.write_i32(1)
+        if value == SaleResolution.REPLACED:
+            buf.write_i32(2)
+        if value == SaleResolution.VOIDED:
+            buf.write_i32(3)
+
+
+
+class _UniffiFfiConverterOptionalTypeSaleResolution(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSaleResolution.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSaleResolution.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSaleResolution.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeSalePayload(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSalePayload.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSalePayload.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSalePayload.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class SaleRecord:
+    """
+    One sale of the outbox, for a till's sales screen.
+"""
+    def __init__(self, *, client_tx_id:str, seq:int, state:SaleState, resolution:typing.Optional[SaleResolution], resolution_note:typing.Optional[str], linked_client_tx_id:typing.Optional[str], sale:typing.Optional[SalePayload], currency:str, total_minor:int, created_at_ms:int, sent_at_ms:typing.Optional[int], attempt:int, last_result:typing.Optional[str], last_code:typing.Optional[str], last_error:typing.Optional[str], server_tx_id:typing.Optional[int], payload_sha256:str):
+        self.client_tx_id = client_tx_id
+        self.seq = seq
+        self.state = state
+        self.resolution = resolution
+        self.resolution_note = resolution_note
+        self.linked_client_tx_id = linked_client_tx_id
+        self.sale = sale
+        self.currency = currency
+        self.total_minor = total_minor
+        self.created_at_ms = created_at_ms
+        self.sent_at_ms = sent_at_ms
+        self.attempt = attempt
+        self.last_result = last_result
+        self.last_code = last_code
+        self.last_error = last_error
+        self.server_tx_id = server_tx_id
+        self.payload_sha256 = payload_sha256
+        
+        
+
+    
+    def __str__(self):
+        return "SaleRecord(client_tx_id={}, seq={}, state={}, resolution={}, resolution_note={}, linked_client_tx_id={}, sale={}, currency={}, total_minor={}, created_at_ms={}, sent_at_ms={}, attempt={}, last_result={}, last_code={}, last_error={}, server_tx_id={}, payload_sha256={})".format(self.client_tx_id, self.seq, self.state, self.resolution, self.resolution_note, self.linked_client_tx_id, self.sale, self.currency, self.total_minor, self.created_at_ms, self.sent_at_ms, self.attempt, self.last_result, self.last_code, self.last_error, self.server_tx_id, self.payload_sha256)
+    def __eq__(self, other):
+        if self.client_tx_id != other.client_tx_id:
+            return False
+        if self.seq != other.seq:
+            return False
+        if self.state != other.state:
+            return False
+        if self.resolution != other.resolution:
+            return False
+        if self.resolution_note != other.resolution_note:
+            return False
+        if self.linked_client_tx_id != other.linked_client_tx_id:
+            return False
+        if self.sale != other.sale:
+            return False
+        if self.currency != other.currency:
+            return False
+        if self.total_minor != other.total_minor:
+            return False
+        if self.created_at_ms != other.created_at_ms:
+            return False
+        if self.sent_at_ms != other.sent_at_ms:
+            return False
+        if self.attempt != other.attempt:
+            return False
+        if self.last_result != other.last_result:
+            return False
+        if self.last_code != other.last_code:
+            return False
+        if self.last_error != other.last_error:
+            return False
+        if self.server_tx_id != other.server_tx_id:
+            return False
+        if self.payload_sha256 != other.payload_sha256:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeSaleRecord(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return SaleRecord(
+            client_tx_id=_UniffiFfiConverterString.read(buf),
+            seq=_UniffiFfiConverterInt64.read(buf),
+            state=_UniffiFfiConverterTypeSaleState.read(buf),
+            resolution=_UniffiFfiConverterOptionalTypeSaleResolution.read(buf),
+            resolution_note=_UniffiFfiConverterOptionalString.read(buf),
+            linked_client_tx_id=_UniffiFfiConverterOptionalString.read(buf),
+            sale=_UniffiFfiConverterOptionalTypeSalePayload.read(buf),
+            currency=_UniffiFfiConverterString.read(buf),
+            total_minor=_UniffiFfiConverterInt64.read(buf),
+            created_at_ms=_UniffiFfiConverterInt64.read(buf),
+            sent_at_ms=_UniffiFfiConverterOptionalInt64.read(buf),
+            attempt=_UniffiFfiConverterUInt32.read(buf),
+            last_result=_UniffiFfiConverterOptionalString.read(buf),
+            last_code=_UniffiFfiConverterOptionalString.read(buf),
+            last_error=_UniffiFfiConverterOptionalString.read(buf),
+            server_tx_id=_UniffiFfiConverterOptionalInt64.read(buf),
+            payload_sha256=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.client_tx_id)
+        _UniffiFfiConverterInt64.check_lower(value.seq)
+        _UniffiFfiConverterTypeSaleState.check_lower(value.state)
+        _UniffiFfiConverterOptionalTypeSaleResolution.check_lower(value.resolution)
+        _UniffiFfiConverterOptionalString.check_lower(value.resolution_note)
+        _UniffiFfiConverterOptionalString.check_lower(value.linked_client_tx_id)
+        _UniffiFfiConverterOptionalTypeSalePayload.check_lower(value.sale)
+        _UniffiFfiConverterString.check_lower(value.currency)
+        _UniffiFfiConverterInt64.check_lower(value.total_minor)
+        _UniffiFfiConverterInt64.check_lower(value.created_at_ms)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.sent_at_ms)
+        _UniffiFfiConverterUInt32.check_lower(value.attempt)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_result)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_code)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_error)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.server_tx_id)
+        _UniffiFfiConverterString.check_lower(value.payload_sha256)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.client_tx_id, buf)
+        _UniffiFfiConverterInt64.write(value.seq, buf)
+        _UniffiFfiConverterTypeSaleState.write(value.state, buf)
+        _UniffiFfiConverterOptionalTypeSaleResolution.write(value.resolution, buf)
+        _UniffiFfiConverterOptionalString.write(value.resolution_note, buf)
+        _UniffiFfiConverterOptionalString.write(value.linked_client_tx_id, buf)
+        _UniffiFfiConverterOptionalTypeSalePayload.write(value.sale, buf)
+        _UniffiFfiConverterString.write(value.currency, buf)
+        _UniffiFfiConverterInt64.write(value.total_minor, buf)
+        _UniffiFfiConverterInt64.write(value.created_at_ms, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.sent_at_ms, buf)
+        _UniffiFfiConverterUInt32.write(value.attempt, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_result, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_code, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_error, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.server_tx_id, buf)
+        _UniffiFfiConverterString.write(value.payload_sha256, buf)
 
 
 
@@ -2980,6 +3355,304 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
 
 
 
+
+
+
+class Resolution:
+    """
+    What a person decides for a sale that needs attention. The original sale is always kept.
+"""
+    def __init__(self):
+        raise RuntimeError("Resolution cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class REKEY:
+        """
+        Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.REKEY()".format()
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_REKEY():
+                return False
+            return True
+
+    @dataclass
+    class REPLACE:
+        """
+        Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+"""
+        
+        def __init__(self, sale:SalePayload):
+            self.sale = sale
+            
+            """
+        The corrected sale.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.REPLACE(sale={})".format(self.sale)
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_REPLACE():
+                return False
+            if self.sale != other.sale:
+                return False
+            return True
+
+    @dataclass
+    class VOID:
+        """
+        Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.VOID()".format()
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_VOID():
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_REKEY(self) -> bool:
+        return isinstance(self, Resolution.REKEY)
+    def is_rekey(self) -> bool:
+        return isinstance(self, Resolution.REKEY)
+    def is_REPLACE(self) -> bool:
+        return isinstance(self, Resolution.REPLACE)
+    def is_replace(self) -> bool:
+        return isinstance(self, Resolution.REPLACE)
+    def is_VOID(self) -> bool:
+        return isinstance(self, Resolution.VOID)
+    def is_void(self) -> bool:
+        return isinstance(self, Resolution.VOID)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+Resolution.REKEY = type("Resolution.REKEY", (Resolution.REKEY, Resolution,), {})  # type: ignore
+Resolution.REPLACE = type("Resolution.REPLACE", (Resolution.REPLACE, Resolution,), {})  # type: ignore
+Resolution.VOID = type("Resolution.VOID", (Resolution.VOID, Resolution,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeResolution(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return Resolution.REKEY(
+            )
+        if variant == 2:
+            return Resolution.REPLACE(
+                _UniffiFfiConverterTypeSalePayload.read(buf),
+            )
+        if variant == 3:
+            return Resolution.VOID(
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_REKEY():
+            return
+        if value.is_REPLACE():
+            _UniffiFfiConverterTypeSalePayload.check_lower(value.sale)
+            return
+        if value.is_VOID():
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_REKEY():
+            buf.write_i32(1)
+        if value.is_REPLACE():
+            buf.write_i32(2)
+            _UniffiFfiConverterTypeSalePayload.write(value.sale, buf)
+        if value.is_VOID():
+            buf.write_i32(3)
+
+
+
+
+
+# ResolveError
+# We want to define each variant as a nested class that's also a subclass,
+# which is tricky in Python.  To accomplish this we're going to create each
+# class separately, then manually add the child classes to the base class's
+# __dict__.  All of this happens in dummy class to avoid polluting the module
+# namespace.
+class ResolveError(Exception):
+    """
+    Resolving a sale that needs attention failed; nothing was changed.
+"""
+    pass
+
+_UniffiTempResolveError = ResolveError
+
+class ResolveError:  # type: ignore
+    """
+    Resolving a sale that needs attention failed; nothing was changed.
+"""
+    
+    class NotResolvable(_UniffiTempResolveError):
+        """
+        The sale does not exist, is not a conflict or invalid sale, or was resolved already.
+"""
+        
+        def __init__(self, client_tx_id, reason):
+            super().__init__(", ".join([
+                "client_tx_id={!r}".format(client_tx_id),
+                "reason={!r}".format(reason),
+            ]))
+            self.client_tx_id = client_tx_id
+            self.reason = reason
+
+        def __repr__(self):
+            return "ResolveError.NotResolvable({})".format(str(self))
+    _UniffiTempResolveError.NotResolvable = NotResolvable # type: ignore
+    class InvalidSale(_UniffiTempResolveError):
+        """
+        The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
+"""
+        
+        def __init__(self, code, reason):
+            super().__init__(", ".join([
+                "code={!r}".format(code),
+                "reason={!r}".format(reason),
+            ]))
+            self.code = code
+            self.reason = reason
+
+        def __repr__(self):
+            return "ResolveError.InvalidSale({})".format(str(self))
+    _UniffiTempResolveError.InvalidSale = InvalidSale # type: ignore
+    class Busy(_UniffiTempResolveError):
+        """
+        Another process held the outbox locked too long; try again.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "ResolveError.Busy({})".format(str(self))
+    _UniffiTempResolveError.Busy = Busy # type: ignore
+    class Storage(_UniffiTempResolveError):
+        """
+        The outbox cannot be written (full, read-only, damaged, other SQLite failure).
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "ResolveError.Storage({})".format(str(self))
+    _UniffiTempResolveError.Storage = Storage # type: ignore
+
+ResolveError = _UniffiTempResolveError # type: ignore
+del _UniffiTempResolveError
+
+
+class _UniffiFfiConverterTypeResolveError(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ResolveError.NotResolvable(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 2:
+            return ResolveError.InvalidSale(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 3:
+            return ResolveError.Busy(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return ResolveError.Storage(
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if isinstance(value, ResolveError.NotResolvable):
+            _UniffiFfiConverterString.check_lower(value.client_tx_id)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, ResolveError.InvalidSale):
+            _UniffiFfiConverterString.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, ResolveError.Busy):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, ResolveError.Storage):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+
+    @staticmethod
+    def write(value, buf):
+        if isinstance(value, ResolveError.NotResolvable):
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.client_tx_id, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, ResolveError.InvalidSale):
+            buf.write_i32(2)
+            _UniffiFfiConverterString.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, ResolveError.Busy):
+            buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, ResolveError.Storage):
+            buf.write_i32(4)
+            _UniffiFfiConverterString.write(value.reason, buf)
+
+
+
 # SaleError
 # We want to define each variant as a nested class that's also a subclass,
 # which is tricky in Python.  To accomplish this we're going to create each
@@ -3537,6 +4210,54 @@ class _UniffiFfiConverterSequenceTypeAttentionItem(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeAttentionItem.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceTypeSaleRecord(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeSaleRecord.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeSaleRecord.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeSaleRecord.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterOptionalTypeSaleRecord(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSaleRecord.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSaleRecord.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSaleRecord.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class PossyncEngineProtocol(typing.Protocol):
     """
@@ -3579,11 +4300,49 @@ class PossyncEngineProtocol(typing.Protocol):
         [`SaleError::IdConflict`] when the id holds another sale; other [`SaleError`]s; nothing was stored.
 """
         raise NotImplementedError
+    def prune_sent(self, ) -> int:
+        """
+        Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+        it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+
+        # Errors
+        [`StorageError`] when the outbox cannot be written.
+"""
+        raise NotImplementedError
+    def recent_sales(self, limit: int,before_seq: typing.Optional[int]) -> typing.List[SaleRecord]:
+        """
+        A page of the most recent sales with their state, newest first: at most `limit`, all older than
+        `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
+    def resolve(self, client_tx_id: str,resolution: Resolution,note: typing.Optional[str]) -> typing.Optional[str]:
+        """
+        Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+        `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+        keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+
+        # Errors
+        [`ResolveError`]; nothing was changed.
+"""
+        raise NotImplementedError
+    def sale(self, client_tx_id: str) -> typing.Optional[SaleRecord]:
+        """
+        One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+        retention).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
     def shutdown(self, ) -> None:
         """
         Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-        it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+        statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+        in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+        queries still work.
 """
         raise NotImplementedError
     def status(self, ) -> StatusSnapshot:
@@ -3742,11 +4501,107 @@ class PossyncEngine(PossyncEngineProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def prune_sent(self, ) -> int:
+        """
+        Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+        it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+
+        # Errors
+        [`StorageError`] when the outbox cannot be written.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def recent_sales(self, limit: int,before_seq: typing.Optional[int]) -> typing.List[SaleRecord]:
+        """
+        A page of the most recent sales with their state, newest first: at most `limit`, all older than
+        `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        
+        _UniffiFfiConverterUInt32.check_lower(limit)
+
+        _UniffiFfiConverterOptionalInt64.check_lower(before_seq)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterUInt32.lower(limit),
+            _UniffiFfiConverterOptionalInt64.lower(before_seq),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeSaleRecord.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def resolve(self, client_tx_id: str,resolution: Resolution,note: typing.Optional[str]) -> typing.Optional[str]:
+        """
+        Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+        `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+        keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+
+        # Errors
+        [`ResolveError`]; nothing was changed.
+"""
+        
+        _UniffiFfiConverterString.check_lower(client_tx_id)
+
+        _UniffiFfiConverterTypeResolution.check_lower(resolution)
+
+        _UniffiFfiConverterOptionalString.check_lower(note)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(client_tx_id),
+            _UniffiFfiConverterTypeResolution.lower(resolution),
+            _UniffiFfiConverterOptionalString.lower(note),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeResolveError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sale(self, client_tx_id: str) -> typing.Optional[SaleRecord]:
+        """
+        One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+        retention).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        
+        _UniffiFfiConverterString.check_lower(client_tx_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(client_tx_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeSaleRecord.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def shutdown(self, ) -> None:
         """
         Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-        it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+        statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+        in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+        queries still work.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -4099,10 +4954,14 @@ __all__ = [
     "DrainReason",
     "DrainStop",
     "LogLevel",
+    "Durability",
     "SaleKind",
+    "SaleResolution",
     "SyncStatus",
     "LogSinkError",
     "OpenError",
+    "Resolution",
+    "ResolveError",
     "SaleError",
     "StorageError",
     "SyncError",
@@ -4117,6 +4976,7 @@ __all__ = [
     "SaleItem",
     "SalePayment",
     "SalePayload",
+    "SaleRecord",
     "StatusSnapshot",
     "install_log_sink",
     "remove_log_sink",

@@ -26,6 +26,9 @@ pub struct OutboxConfig {
     /// Upper bound of the file size, in bytes (`None`: no bound but the disk). When reached, new sales
     /// are refused with `DiskFull` and stored ones stay safe.
     pub max_size_bytes: Option<u64>,
+    /// Size the write-ahead log is truncated to after a checkpoint (`PRAGMA journal_size_limit`), in
+    /// bytes. Without it the `-wal` file keeps the size of its largest burst for the app's life.
+    pub wal_size_limit_bytes: u64,
 }
 
 impl Default for OutboxConfig {
@@ -35,6 +38,7 @@ impl Default for OutboxConfig {
             busy_timeout_ms: 5_000,
             sent_retention_ms: 7 * 24 * 3_600 * 1_000,
             max_size_bytes: None,
+            wal_size_limit_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub interval_ms: u64,
     /// Whole-engine backoff after a failed request.
     pub offline_backoff: BackoffPolicy,
+    /// Least time between two automatic prunes of sent sales (see [`Outbox::prune_sent`]), in ms. The
+    /// engine prunes at the end of a run that settled sales, at most this often (default 1 hour).
+    pub prune_every_ms: u64,
 }
 
 impl EngineConfig {
@@ -45,6 +48,7 @@ impl EngineConfig {
             sync,
             interval_ms: 60_000,
             offline_backoff: BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 },
+            prune_every_ms: 3_600_000,
         }
     }
 }
@@ -199,6 +203,16 @@ impl SyncEngine {
         })
     }
 
+    /// Deletes sent sales older than the outbox's retention now; returns how many (unsent sales and
+    /// sales needing attention are never touched). The engine also does it by itself, see
+    /// [`EngineConfig::prune_every_ms`].
+    ///
+    /// # Errors
+    /// A storage error of the outbox.
+    pub fn prune_sent(&self) -> Result<u64, Error> {
+        self.shared.outbox.prune_sent()
+    }
+
     /// Runs started so far (for tests and diagnostics).
     pub fn runs_started(&self) -> u64 {
         self.shared.state.lock().started_runs
@@ -213,15 +227,22 @@ impl SyncEngine {
 
     /// Stops the engine: the batch in flight is finished and finalized (its HTTP call is bounded by
     /// the request timeout), no further batch starts, pending statuses are delivered, threads are
-    /// joined. Sales not sent stay in the outbox; leases left behind expire on their own.
+    /// joined, and the write-ahead log is checkpointed and truncated. Sales not sent stay in the
+    /// outbox; leases left behind expire on their own. Idempotent.
     pub fn shutdown(&self) {
         self.request_shutdown();
-        if let Some(worker) = self.worker.lock().take() {
-            if worker.join().is_err() {
-                log::error!("the drain thread panicked");
-            }
+        let Some(worker) = self.worker.lock().take() else { return };
+        if worker.join().is_err() {
+            log::error!("the drain thread panicked");
         }
         self.shared.notifier.close();
+        match self.shared.outbox.checkpoint_truncate() {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info!("write-ahead log only partly checkpointed at shutdown (a reader holds it)")
+            }
+            Err(e) => log::warn!(error:% = e; "write-ahead log checkpoint at shutdown failed"),
+        }
     }
 }
 
@@ -239,6 +260,7 @@ fn worker(shared: &Shared) {
             return;
         }
     };
+    let mut last_prune: Option<Instant> = None;
     loop {
         let Some((reasons, seq)) = next_run(shared) else { return };
         shared.notifier.status(SyncStatus::Draining { done: 0, total: 0 });
@@ -247,7 +269,27 @@ fn worker(shared: &Shared) {
             &mut |done, total| shared.notifier.status(SyncStatus::Draining { done, total }),
             &|| shared.state.lock().shutdown,
         );
+        if let Ok(report) = &result {
+            prune_if_due(shared, report, &mut last_prune);
+        }
         finish_run(shared, seq, result);
+    }
+}
+
+/// Prunes sent sales after a run that settled some, at most every `prune_every_ms`.
+fn prune_if_due(shared: &Shared, report: &DrainReport, last_prune: &mut Option<Instant>) {
+    let every = Duration::from_millis(shared.config.prune_every_ms);
+    if report.settled() == 0 || last_prune.is_some_and(|t| t.elapsed() < every) {
+        return;
+    }
+    *last_prune = Some(Instant::now());
+    match shared.outbox.prune_sent() {
+        Ok(0) => {}
+        Ok(n) => log::info!(pruned = n; "sent sales past their retention pruned"),
+        Err(e) => {
+            *last_prune = None;
+            log::warn!(error:% = e; "pruning sent sales failed; tried again after the next run");
+        }
     }
 }
 

@@ -291,3 +291,72 @@ fn status_reports_counts_amounts_and_attention_in_one_call() {
     assert!(snapshot.oldest_unsent_age_ms.is_some());
     assert_eq!(snapshot.last_report.map(|r| r.correlation_id), Some(report.correlation_id));
 }
+
+fn file_bytes(path: &std::path::Path) -> u64 {
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn sent_sales_are_pruned_after_a_run_at_most_every_prune_interval_and_unsent_stay() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig { sent_retention_ms: 0, ..OutboxConfig::default() };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let engine = start(&outbox, &transport, None);
+    engine.sync_now(WAIT).expect("an empty run after the startup run: no prune, nothing settled");
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let report = engine.sync_now(WAIT).expect("sync");
+    assert_eq!(report.sent, 3);
+    assert_eq!(outbox.counts().expect("counts").sent, 0, "pruned at the end of the run");
+
+    // Within the hour the engine does not prune again; prune_sent() does at once.
+    transport.offline.store(false, Ordering::SeqCst);
+    outbox.enqueue(&sale(10)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(outbox.counts().expect("counts").sent, 1, "at most one automatic prune per interval");
+    transport.offline.store(true, Ordering::SeqCst);
+    let unsent = outbox.enqueue(&sale(11)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(engine.prune_sent().expect("prune"), 1);
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.sent, counts.unsent()), (0, 1), "unsent sales stay");
+    assert!(outbox.get(&unsent).expect("get").is_some());
+    engine.shutdown();
+}
+
+#[test]
+fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_truncates_the_wal() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig {
+        sent_retention_ms: 0,
+        durability: possync_core::config::Durability::Normal,
+        wal_size_limit_bytes: 256 * 1024,
+        ..OutboxConfig::default()
+    };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let mut c = engine_config();
+    c.sync.batch_size = 500;
+    let engine = SyncEngine::start(outbox.clone(), transport.clone(), c, None).expect("engine");
+    engine.sync_now(WAIT).expect("the startup run is over");
+    let mut sizes = Vec::new();
+    for round in 0..10 {
+        for i in 0..1_000 {
+            outbox.enqueue(&sale(round * 1_000 + i)).expect("enqueue");
+        }
+        assert_eq!(engine.sync_now(WAIT).expect("sync").sent, 1_000);
+        engine.prune_sent().expect("prune");
+        sizes.push(file_bytes(&t.path));
+    }
+    assert_eq!(outbox.counts().expect("counts"), Default::default(), "everything sent and pruned");
+    let first = sizes[0].max(sizes[1]);
+    let last = *sizes.last().expect("sizes");
+    assert!(last <= first + first / 4, "the file grew with the sales sent: {sizes:?}");
+    engine.shutdown();
+    let wal = std::path::PathBuf::from(format!("{}-wal", t.path.display()));
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the WAL is truncated at shutdown");
+}

@@ -473,3 +473,25 @@ fn read_only_open_of_garbage_is_corrupt_and_left_untouched() {
     assert!(matches!(Outbox::open_read_only(&t.path), Err(Error::Corrupt { .. })));
     assert_eq!(std::fs::read(&t.path).expect("read"), garbage);
 }
+
+#[test]
+fn recent_pages_newest_first_through_every_state() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let ids: Vec<String> = (0..5).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    let claimed = outbox.claim("x", 1, LEASE_MS).expect("claim");
+    let _ = outbox.finalize(&claimed[0].lease, &sent()).expect("finalize");
+    let page = outbox.recent(2, None).expect("page");
+    assert_eq!(
+        page.iter().map(|e| e.client_tx_id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let next = outbox.recent(10, Some(page[1].seq)).expect("page");
+    assert_eq!(next.len(), 3);
+    let first = next.last().expect("oldest");
+    assert_eq!((first.client_tx_id.as_str(), first.state), (ids[0].as_str(), SaleState::Sent));
+    assert!(first.sent_at_ms.is_some());
+    assert_eq!(first.sale(), Some(sale(0)));
+    assert_eq!((first.currency.as_str(), first.total_minor), ("EUR", sale(0).header.total_minor));
+    assert!(outbox.recent(10, Some(first.seq)).expect("page").is_empty());
+}

@@ -14,10 +14,14 @@ use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
 
 use crate::error::{
-    open_error, sale_error, storage_error, sync_error, OpenError, SaleError, StorageError, SyncError,
+    open_error, resolve_error, sale_error, storage_error, sync_error, OpenError, ResolveError, SaleError,
+    StorageError, SyncError,
 };
 use crate::listener::{ListenerBridge, StatusListener};
-use crate::types::{AttentionItem, Counts, DrainReason, DrainReport, Enqueued, SalePayload, StatusSnapshot};
+use crate::types::{
+    AttentionItem, Counts, DrainReason, DrainReport, Durability, Enqueued, Resolution, SalePayload,
+    SaleRecord, StatusSnapshot,
+};
 
 /// How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -67,14 +71,24 @@ pub struct PossyncConfig {
     /// Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
     #[uniffi(default = None)]
     pub max_size_bytes: Option<u64>,
+    /// Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+    #[uniffi(default = None)]
+    pub durability: Option<Durability>,
+    /// Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+    /// attention never are. The engine prunes after a run that sent sales, at most hourly.
+    #[uniffi(default = 604800000)]
+    pub sent_retention_ms: u64,
 }
 
 impl PossyncConfig {
     fn outbox_config(&self) -> OutboxConfig {
+        let defaults = OutboxConfig::default();
         OutboxConfig {
             busy_timeout_ms: self.busy_timeout_ms,
             max_size_bytes: self.max_size_bytes,
-            ..OutboxConfig::default()
+            durability: self.durability.map_or(defaults.durability, Into::into),
+            sent_retention_ms: self.sent_retention_ms,
+            ..defaults
         }
     }
 
@@ -188,9 +202,59 @@ impl PossyncEngine {
             .map_err(storage_error)
     }
 
+    /// Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+    /// `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+    /// keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+    ///
+    /// # Errors
+    /// [`ResolveError`]; nothing was changed.
+    pub fn resolve(
+        &self,
+        client_tx_id: String,
+        resolution: Resolution,
+        note: Option<String>,
+    ) -> Result<Option<String>, ResolveError> {
+        self.engine
+            .outbox()
+            .resolve(&client_tx_id, &resolution.into(), note.as_deref())
+            .map_err(resolve_error)
+    }
+
+    /// One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+    /// retention).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn sale(&self, client_tx_id: String) -> Result<Option<SaleRecord>, StorageError> {
+        self.engine.outbox().get(&client_tx_id).map(|e| e.map(SaleRecord::from)).map_err(storage_error)
+    }
+
+    /// A page of the most recent sales with their state, newest first: at most `limit`, all older than
+    /// `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn recent_sales(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<SaleRecord>, StorageError> {
+        self.engine
+            .outbox()
+            .recent(limit, before_seq)
+            .map(|page| page.into_iter().map(SaleRecord::from).collect())
+            .map_err(storage_error)
+    }
+
+    /// Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+    /// it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be written.
+    pub fn prune_sent(&self) -> Result<i64, StorageError> {
+        self.engine.prune_sent().map(|n| n as i64).map_err(storage_error)
+    }
+
     /// Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-    /// statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-    /// it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+    /// statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+    /// in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+    /// queries still work.
     pub fn shutdown(&self) {
         self.engine.shutdown();
     }

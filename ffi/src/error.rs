@@ -122,6 +122,39 @@ pub enum StorageError {
     },
 }
 
+/// Resolving a sale that needs attention failed; nothing was changed.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ResolveError {
+    /// The sale does not exist, is not a conflict or invalid sale, or was resolved already.
+    #[error("{reason}")]
+    NotResolvable {
+        /// The id given.
+        client_tx_id: String,
+        /// Why not, for a person.
+        reason: String,
+    },
+    /// The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
+    #[error("{reason}")]
+    InvalidSale {
+        /// The protocol's code.
+        code: String,
+        /// Which rule, for a person.
+        reason: String,
+    },
+    /// Another process held the outbox locked too long; try again.
+    #[error("{reason}")]
+    Busy {
+        /// What is wrong, for a person.
+        reason: String,
+    },
+    /// The outbox cannot be written (full, read-only, damaged, other SQLite failure).
+    #[error("{reason}")]
+    Storage {
+        /// What is wrong, for a person.
+        reason: String,
+    },
+}
+
 /// "Sync now" did not produce a report. Sales are never lost by it: they stay in the outbox.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum SyncError {
@@ -228,6 +261,44 @@ pub fn sale_error(err: Error) -> SaleError {
                 | Error::Thread(_)
                 | Error::Config(_) => SaleError::Storage { reason },
             }
+        }
+    }
+}
+
+/// Maps a failure of resolving a sale: a sale that cannot be resolved or an invalid replacement is
+/// logged at warn level, a storage failure at error level.
+pub fn resolve_error(err: Error) -> ResolveError {
+    let reason = err.to_string();
+    match err {
+        Error::NotResolvable { client_tx_id, .. } => {
+            log::warn!(target: TARGET, client_tx_id:% = client_tx_id, error:% = reason; "sale not resolved");
+            ResolveError::NotResolvable { client_tx_id, reason }
+        }
+        Error::InvalidSale(invalid) => {
+            log::warn!(target: TARGET, code = invalid.code(), error:% = reason; "replacement refused");
+            ResolveError::InvalidSale { code: invalid.code().to_owned(), reason }
+        }
+        Error::Busy { .. } => {
+            log::warn!(target: TARGET, error:% = reason; "outbox busy");
+            ResolveError::Busy { reason }
+        }
+        Error::IdConflict { .. }
+        | Error::Canonical(_)
+        | Error::Corrupt { .. }
+        | Error::IncompatibleVersion { .. }
+        | Error::NotFound { .. }
+        | Error::OlderVersion { .. }
+        | Error::ReadOnly { .. }
+        | Error::DiskFull { .. }
+        | Error::CannotOpen { .. }
+        | Error::Storage { .. }
+        | Error::Timeout { .. }
+        | Error::ShutDown
+        | Error::DrainFailed { .. }
+        | Error::Thread(_)
+        | Error::Config(_) => {
+            log::error!(target: TARGET, error:% = reason; "sale not resolved");
+            ResolveError::Storage { reason }
         }
     }
 }

@@ -277,6 +277,180 @@ pub struct StatusSnapshot {
     pub last_report: Option<DrainReport>,
 }
 
+/// How hard the outbox flushes each recorded sale to storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+    Full,
+    /// `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+    /// the file). Only for tills with a battery or UPS.
+    Normal,
+}
+
+/// What a person decides for a sale that needs attention. The original sale is always kept.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Resolution {
+    /// Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+    Rekey,
+    /// Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+    Replace {
+        /// The corrected sale.
+        sale: SalePayload,
+    },
+    /// Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+    Void,
+}
+
+/// What a person decided for a sale, as the sales screen shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SaleResolution {
+    /// Sent again under a new id (`linked_client_tx_id`).
+    Rekeyed,
+    /// Replaced by a corrected sale (`linked_client_tx_id`).
+    Replaced,
+    /// Not to be sent.
+    Voided,
+}
+
+/// One sale of the outbox, for a till's sales screen.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SaleRecord {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// Position in the outbox (grows with each sale); pass the smallest of a page to
+    /// `recent_sales` for the next page.
+    pub seq: i64,
+    /// Where the sale is.
+    pub state: SaleState,
+    /// What a person decided, for a conflict or invalid sale that was resolved.
+    pub resolution: Option<SaleResolution>,
+    /// The person's note with the resolution.
+    pub resolution_note: Option<String>,
+    /// The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+    pub linked_client_tx_id: Option<String>,
+    /// The sale as recorded (`None` only if its stored text is damaged).
+    pub sale: Option<SalePayload>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The sale's total, in minor units.
+    pub total_minor: i64,
+    /// When it was recorded, Unix ms.
+    pub created_at_ms: i64,
+    /// When the server confirmed it, Unix ms.
+    pub sent_at_ms: Option<i64>,
+    /// Send attempts made.
+    pub attempt: u32,
+    /// The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+    pub last_result: Option<String>,
+    /// Machine-readable reason of the last answer.
+    pub last_code: Option<String>,
+    /// The last answer's message, for a person.
+    pub last_error: Option<String>,
+    /// The server's id of the sale once sent.
+    pub server_tx_id: Option<i64>,
+    /// SHA-256 of the stored canonical payload (hex).
+    pub payload_sha256: String,
+}
+
+impl From<Durability> for possync_core::config::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Full => possync_core::config::Durability::Full,
+            Durability::Normal => possync_core::config::Durability::Normal,
+        }
+    }
+}
+
+impl From<Resolution> for core_outbox::Resolution {
+    fn from(r: Resolution) -> Self {
+        match r {
+            Resolution::Rekey => core_outbox::Resolution::Rekey,
+            Resolution::Replace { sale } => core_outbox::Resolution::Replace(sale.into()),
+            Resolution::Void => core_outbox::Resolution::Void,
+        }
+    }
+}
+
+impl From<core_outbox::Resolved> for SaleResolution {
+    fn from(r: core_outbox::Resolved) -> Self {
+        match r {
+            core_outbox::Resolved::Rekeyed => SaleResolution::Rekeyed,
+            core_outbox::Resolved::Replaced => SaleResolution::Replaced,
+            core_outbox::Resolved::Voided => SaleResolution::Voided,
+        }
+    }
+}
+
+impl From<core_outbox::OutboxEntry> for SaleRecord {
+    fn from(e: core_outbox::OutboxEntry) -> Self {
+        SaleRecord {
+            resolution: e.resolved().map(SaleResolution::from),
+            sale: e.sale().map(SalePayload::from),
+            client_tx_id: e.client_tx_id,
+            seq: e.seq,
+            state: e.state.into(),
+            resolution_note: e.resolution_note,
+            linked_client_tx_id: e.linked_client_tx_id,
+            currency: e.currency,
+            total_minor: e.total_minor,
+            created_at_ms: e.created_at_ms,
+            sent_at_ms: e.sent_at_ms,
+            attempt: e.attempt,
+            last_result: e.last_result,
+            last_code: e.last_code,
+            last_error: e.last_error,
+            server_tx_id: e.server_tx_id,
+            payload_sha256: e.payload_sha256,
+        }
+    }
+}
+
+impl From<core_protocol::SalePayload> for SalePayload {
+    fn from(s: core_protocol::SalePayload) -> Self {
+        let h = s.header;
+        SalePayload {
+            header: SaleHeader {
+                store_id: h.store_id,
+                receipt_number: h.receipt_number,
+                kind: match h.kind {
+                    core_protocol::SaleKind::Sale => SaleKind::Sale,
+                    core_protocol::SaleKind::Refund => SaleKind::Refund,
+                },
+                occurred_at_ms: h.occurred_at_ms,
+                currency: h.currency,
+                subtotal_minor: h.subtotal_minor,
+                tax_minor: h.tax_minor,
+                total_minor: h.total_minor,
+                change_minor: h.change_minor,
+                cashier_id: h.cashier_id,
+            },
+            items: s
+                .items
+                .into_iter()
+                .map(|i| SaleItem {
+                    line_no: i.line_no,
+                    sku: i.sku,
+                    name: i.name,
+                    quantity_milli: i.quantity_milli,
+                    unit_price_minor: i.unit_price_minor,
+                    discount_minor: i.discount_minor,
+                    line_total_minor: i.line_total_minor,
+                    refund: i.refund,
+                })
+                .collect(),
+            payments: s
+                .payments
+                .into_iter()
+                .map(|p| SalePayment {
+                    method: p.method,
+                    amount_minor: p.amount_minor,
+                    reference: p.reference,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl From<SaleKind> for core_protocol::SaleKind {
     fn from(k: SaleKind) -> Self {
         match k {

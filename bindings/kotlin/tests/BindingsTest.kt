@@ -197,6 +197,104 @@ fun invalidConfigThrowsOpenException() {
     }
 }
 
+/** Size of the outbox file and its write-ahead log, in bytes. */
+fun outboxBytes(path: String): Long =
+    listOf(path, "$path-wal").map { java.io.File(it) }.filter { it.exists() }.sumOf { it.length() }
+
+fun resolveRekeyVoidReplaceAndTheSalesConverge() {
+    // --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
+    TestServer.start("--max-items", "2").use { server ->
+        val tillA = PossyncEngine(config(server.baseUrl, server.token), null)
+        val tillB = PossyncEngine(config(server.baseUrl, server.token), null)
+        try {
+            tillA.enqueueWithId("shared-1", sale(1))
+            tillA.enqueueWithId("shared-2", sale(2))
+            check(tillA.syncNow(20_000uL).sent == 2uL) { "till A sends its sales" }
+            // Till B reuses both ids for other sales (CONFLICT) and records a sale too large for the server.
+            tillB.enqueueWithId("shared-1", sale(11))
+            tillB.enqueueWithId("shared-2", sale(12))
+            val tooBig = tillB.enqueue(sale(13, n = 3))
+            val refused = tillB.syncNow(20_000uL)
+            check(refused.conflict == 2uL && refused.invalid == 1uL) { "report: $refused" }
+            check(tillB.attentionItems().size == 3) { "attention: ${tillB.attentionItems()}" }
+
+            val rekeyed = tillB.resolve("shared-1", Resolution.Rekey, "id reused by till A")
+            check(rekeyed != null) { "re-key gives a new id" }
+            check(tillB.resolve("shared-2", Resolution.Void, "test sale") == null) { "void gives no id" }
+            val replaced = tillB.resolve(tooBig, Resolution.Replace(sale(14, n = 2)), "split in two receipts")
+            check(replaced != null) { "replace gives a new id" }
+            check(tillB.attentionItems().isEmpty()) { "resolved sales leave the attention list" }
+            try {
+                tillB.resolve("shared-2", Resolution.Rekey, null)
+                throw AssertionError("a sale was resolved twice")
+            } catch (e: ResolveException.NotResolvable) {
+                check(e.clientTxId == "shared-2") { "id: ${e.clientTxId}" }
+            }
+            val before = tillB.counts()
+            check(before.unsent == 2uL && before.conflict == 0uL && before.invalid == 0uL) { "counts: $before" }
+
+            val converged = tillB.syncNow(20_000uL)
+            check(converged.sent == 2uL && converged.conflict == 0uL && converged.invalid == 0uL) { "report: $converged" }
+            check(tillB.status().status == SyncStatus.Idle) { "status: ${tillB.status().status}" }
+            check(tillB.counts().unsent == 0uL) { "counts: ${tillB.counts()}" }
+
+            // Re-key: the same sale is OK on the server under its new id; the original is kept and linked.
+            val rekeyedSale = tillB.sale(rekeyed!!)!!
+            check(rekeyedSale.state == SaleState.SENT && rekeyedSale.lastResult == "OK") { "re-keyed: $rekeyedSale" }
+            check(rekeyedSale.sale == sale(11) && rekeyedSale.linkedClientTxId == "shared-1") { "re-keyed: $rekeyedSale" }
+            val original = tillB.sale("shared-1")!!
+            check(original.resolution == SaleResolution.REKEYED && original.linkedClientTxId == rekeyed) { "$original" }
+            check(original.resolutionNote == "id reused by till A") { "$original" }
+            // Void: never sent again, not unsent, kept with the server's answer.
+            val voided = tillB.sale("shared-2")!!
+            check(voided.resolution == SaleResolution.VOIDED && voided.state == SaleState.CONFLICT) { "$voided" }
+            check(voided.attempt == 1u && voided.lastResult == "CONFLICT") { "voided was sent again: $voided" }
+            // Replace: the corrected payload is stored and sent; the refused one is kept.
+            val replacement = tillB.sale(replaced!!)!!
+            check(replacement.state == SaleState.SENT && replacement.sale == sale(14, n = 2)) { "$replacement" }
+            check(tillB.sale(tooBig)!!.let { it.resolution == SaleResolution.REPLACED && it.sale == sale(13, n = 3) }) { "original kept" }
+
+            // The sales screen: newest first, paged by seq.
+            val page = tillB.recentSales(2u, null)
+            check(page.map { it.clientTxId } == listOf(replaced, rekeyed)) { "page: ${page.map { it.clientTxId }}" }
+            val rest = tillB.recentSales(10u, page.last().seq)
+            check(rest.map { it.clientTxId } == listOf(tooBig, "shared-2", "shared-1")) { "rest: ${rest.map { it.clientTxId }}" }
+            check(tillB.sale("never-recorded") == null) { "unknown id" }
+        } finally {
+            tillA.close()
+            tillB.close()
+        }
+    }
+}
+
+fun pruningKeepsUnsentSalesAndTheFileStaysBounded() {
+    TestServer.start().use { server ->
+        val cfg = config(server.baseUrl, server.token).copy(sentRetentionMs = 0uL, durability = Durability.NORMAL, batchSize = 500u)
+        val engine = PossyncEngine(cfg, null)
+        try {
+            engine.syncNow(20_000uL) // past the startup run
+            val sizes = mutableListOf<Long>()
+            for (round in 0 until 10) {
+                for (i in 0 until 1_000) engine.enqueue(sale(round * 1_000 + i, n = 1))
+                val report = engine.syncNow(120_000uL)
+                check(report.sent == 1_000uL) { "round $round: $report" }
+                // The first run that sends prunes by itself (then at most hourly); pruneSent() does it now.
+                if (round == 0) check(engine.counts().sent == 0uL) { "not pruned after the run: ${engine.counts()}" }
+                engine.pruneSent()
+                sizes.add(outboxBytes(cfg.outboxPath))
+            }
+            check(engine.counts().sent == 0uL) { "sent sales left: ${engine.counts()}" }
+            val first = maxOf(sizes[0], sizes[1])
+            check(sizes.last() <= first + first / 4) { "the file grew with the sales sent: $sizes" }
+            val unsent = engine.enqueue(sale(99_999))
+            check(engine.pruneSent() == 0L && engine.sale(unsent)?.state == SaleState.PENDING) { "unsent sales stay" }
+        } finally {
+            engine.close()
+        }
+        check(java.io.File("${cfg.outboxPath}-wal").let { !it.exists() || it.length() == 0L }) { "WAL truncated at shutdown" }
+    }
+}
+
 fun main() {
     installLogSink(CapturedLogs, LogLevel.DEBUG)
     val tests = listOf<Pair<String, () -> Unit>>(
@@ -204,6 +302,8 @@ fun main() {
         "sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales" to ::syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales,
         "invalid_sale_throws_a_typed_exception_and_stores_nothing" to ::invalidSaleThrowsATypedExceptionAndStoresNothing,
         "invalid_config_throws_open_exception" to ::invalidConfigThrowsOpenException,
+        "resolve_rekey_void_replace_and_the_sales_converge" to ::resolveRekeyVoidReplaceAndTheSalesConverge,
+        "pruning_keeps_unsent_sales_and_the_file_stays_bounded" to ::pruningKeepsUnsentSalesAndTheFileStaysBounded,
     )
     var passed = 0
     var failed = 0

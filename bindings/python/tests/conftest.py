@@ -10,6 +10,7 @@
 Anything missing (library, server binary, PostgreSQL) fails the tests loudly; nothing is skipped.
 """
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -106,8 +107,9 @@ class Server:
         self.base_url, self.token = base_url, token
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def running_server(*serve_args):
+    """A fresh server as in the ``server`` fixture, with extra ``serve`` options (e.g. ``--max-items 2``)."""
     binary = _required_env("POSSYNC_SERVER_BIN", "the possync-server binary")
     if not os.access(binary, os.X_OK):
         pytest.fail(f"possync-server not found at {binary}: cargo build -p possync-server", pytrace=False)
@@ -126,7 +128,7 @@ def server():
         port = _free_port()
         log = tempfile.TemporaryFile()
         process = subprocess.Popen(
-            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log-level", "warn"],
+            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log-level", "warn", *serve_args],
             env=env, stdout=log, stderr=log,
         )
         base = f"http://127.0.0.1:{port}"
@@ -151,3 +153,9 @@ def server():
                 process.kill()
                 process.wait()
         _psql(admin_url, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.fixture
+def server():
+    with running_server() as s:
+        yield s

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import DEVICE, STORE
+from conftest import DEVICE, STORE, running_server
 
 SEND_FIELDS = {
     "correlation_id", "client_tx_id", "attempt", "lease_token",
@@ -171,3 +171,101 @@ def test_invalid_config_and_corrupt_outbox_raise_open_errors(possync, tmp_path):
     with pytest.raises(p.OpenError.Corrupt):
         p.PossyncEngine(config, None)
     assert not_a_db.read_bytes() == b"B" * 4096
+
+
+def outbox_bytes(path):
+    return sum(os.path.getsize(f) for f in (path, path + "-wal") if os.path.exists(f))
+
+
+def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
+    p = possync
+    # --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
+    with running_server("--max-items", "2") as server:
+        till_a = p.PossyncEngine(make_config(p, server.base_url, server.token), None)
+        till_b = p.PossyncEngine(make_config(p, server.base_url, server.token), None)
+        try:
+            till_a.enqueue_with_id("shared-1", make_sale(p, 1))
+            till_a.enqueue_with_id("shared-2", make_sale(p, 2))
+            assert till_a.sync_now(20_000).sent == 2
+            # Till B reuses both ids for other sales (CONFLICT) and records a sale too large for the server.
+            till_b.enqueue_with_id("shared-1", make_sale(p, 11))
+            till_b.enqueue_with_id("shared-2", make_sale(p, 12))
+            too_big = till_b.enqueue(make_sale(p, 13, n=3))
+            refused = till_b.sync_now(20_000)
+            assert (refused.conflict, refused.invalid) == (2, 1), refused
+            assert len(till_b.attention_items()) == 3
+
+            rekeyed = till_b.resolve("shared-1", p.Resolution.REKEY(), "id reused by till A")
+            assert rekeyed
+            assert till_b.resolve("shared-2", p.Resolution.VOID(), "test sale") is None
+            replaced = till_b.resolve(too_big, p.Resolution.REPLACE(make_sale(p, 14, n=2)), "split")
+            assert replaced
+            assert till_b.attention_items() == []
+            with pytest.raises(p.ResolveError.NotResolvable) as e:
+                till_b.resolve("shared-2", p.Resolution.REKEY(), None)
+            assert e.value.client_tx_id == "shared-2"
+            counts = till_b.counts()
+            assert (counts.unsent, counts.conflict, counts.invalid) == (2, 0, 0), counts
+
+            converged = till_b.sync_now(20_000)
+            assert (converged.sent, converged.conflict, converged.invalid) == (2, 0, 0), converged
+            assert till_b.status().status.is_idle()
+            assert till_b.counts().unsent == 0
+
+            # Re-key: the same sale is OK on the server under its new id; the original is kept and linked.
+            new = till_b.sale(rekeyed)
+            assert (new.state, new.last_result, new.linked_client_tx_id) == (p.SaleState.SENT, "OK", "shared-1")
+            assert new.sale == make_sale(p, 11)
+            original = till_b.sale("shared-1")
+            assert original.resolution == p.SaleResolution.REKEYED and original.linked_client_tx_id == rekeyed
+            assert original.resolution_note == "id reused by till A"
+            # Void: never sent again, not unsent, kept with the server's answer.
+            voided = till_b.sale("shared-2")
+            assert (voided.resolution, voided.state) == (p.SaleResolution.VOIDED, p.SaleState.CONFLICT)
+            assert (voided.attempt, voided.last_result) == (1, "CONFLICT")
+            # Replace: the corrected payload is stored and sent; the refused one is kept.
+            replacement = till_b.sale(replaced)
+            assert replacement.state == p.SaleState.SENT and replacement.sale == make_sale(p, 14, n=2)
+            kept = till_b.sale(too_big)
+            assert kept.resolution == p.SaleResolution.REPLACED and kept.sale == make_sale(p, 13, n=3)
+
+            # The sales screen: newest first, paged by seq.
+            page = till_b.recent_sales(2, None)
+            assert [s.client_tx_id for s in page] == [replaced, rekeyed]
+            rest = till_b.recent_sales(10, page[-1].seq)
+            assert [s.client_tx_id for s in rest] == [too_big, "shared-2", "shared-1"]
+            assert till_b.sale("never-recorded") is None
+        finally:
+            till_a.shutdown()
+            till_b.shutdown()
+
+
+def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
+    p = possync
+    config = make_config(p, server.base_url, server.token)
+    config.sent_retention_ms = 0
+    config.durability = p.Durability.NORMAL
+    config.batch_size = 500
+    engine = p.PossyncEngine(config, None)
+    try:
+        engine.sync_now(20_000)  # past the startup run
+        sizes = []
+        for round_ in range(10):
+            for i in range(1_000):
+                engine.enqueue(make_sale(p, round_ * 1_000 + i, n=1))
+            report = engine.sync_now(120_000)
+            assert report.sent == 1_000, report
+            # The first run that sends prunes by itself (then at most hourly); prune_sent() does it now.
+            if round_ == 0:
+                assert engine.counts().sent == 0
+            engine.prune_sent()
+            sizes.append(outbox_bytes(config.outbox_path))
+        assert engine.counts().sent == 0
+        first = max(sizes[0], sizes[1])
+        assert sizes[-1] <= first + first // 4, sizes
+        unsent = engine.enqueue(make_sale(p, 99_999))
+        assert engine.prune_sent() == 0 and engine.sale(unsent).state == p.SaleState.PENDING
+    finally:
+        engine.shutdown()
+    wal = config.outbox_path + "-wal"
+    assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"

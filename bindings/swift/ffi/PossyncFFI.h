@@ -318,6 +318,26 @@ RustBuffer uniffi_possync_ffi_fn_method_possyncengine_enqueue(uint64_t ptr, Rust
 RustBuffer uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id(uint64_t ptr, RustBuffer client_tx_id, RustBuffer sale, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_PRUNE_SENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_PRUNE_SENT
+int64_t uniffi_possync_ffi_fn_method_possyncengine_prune_sent(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RECENT_SALES
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RECENT_SALES
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_recent_sales(uint64_t ptr, uint32_t limit, RustBuffer before_seq, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RESOLVE
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RESOLVE
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_resolve(uint64_t ptr, RustBuffer client_tx_id, RustBuffer resolution, RustBuffer note, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SALE
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SALE
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_sale(uint64_t ptr, RustBuffer client_tx_id, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SHUTDOWN
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SHUTDOWN
 void uniffi_possync_ffi_fn_method_possyncengine_shutdown(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -687,6 +707,30 @@ uint16_t uniffi_possync_ffi_checksum_method_possyncengine_enqueue(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ENQUEUE_WITH_ID
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ENQUEUE_WITH_ID
 uint16_t uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_PRUNE_SENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_PRUNE_SENT
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_prune_sent(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_RECENT_SALES
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_RECENT_SALES
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_recent_sales(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_RESOLVE
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_RESOLVE
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_resolve(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SALE
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SALE
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_sale(void
     
 );
 #endif

@@ -231,9 +231,17 @@ pub struct EntrySummary {
     pub attempt: u32,
 }
 
-/// One outbox row, for inspection.
+/// One outbox row, for inspection and a till's sales screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
+    /// Position in the outbox (grows with each sale recorded); the cursor of [`Outbox::recent`].
+    pub seq: i64,
+    /// ISO 4217 code of the sale.
+    pub currency: String,
+    /// The sale's total, in minor units.
+    pub total_minor: i64,
+    /// When the server's answer made it `sent`, Unix ms.
+    pub sent_at_ms: Option<i64>,
     /// The sale's id.
     pub client_tx_id: String,
     /// Its state.
@@ -268,6 +276,35 @@ pub struct OutboxEntry {
     pub resolution_note: Option<String>,
     /// The sale this one is linked with: the new sale of a resolved one, or the resolved one of a new sale.
     pub linked_client_tx_id: Option<String>,
+}
+
+/// What a person decided for a sale that needed attention, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Sent again under a new id ([`Resolution::Rekey`]).
+    Rekeyed,
+    /// Replaced by a corrected sale under a new id ([`Resolution::Replace`]).
+    Replaced,
+    /// Not to be sent ([`Resolution::Void`]).
+    Voided,
+}
+
+impl OutboxEntry {
+    /// The stored resolution, if a person resolved this sale.
+    pub fn resolved(&self) -> Option<Resolved> {
+        match self.resolution.as_deref()? {
+            "rekeyed" => Some(Resolved::Rekeyed),
+            "replaced" => Some(Resolved::Replaced),
+            "voided" => Some(Resolved::Voided),
+            _ => None,
+        }
+    }
+
+    /// The stored sale, read back from its canonical JSON; `None` if the stored text is not a sale
+    /// (a damaged row: the drain marks such a sale `invalid` with `corrupt_payload`).
+    pub fn sale(&self) -> Option<SalePayload> {
+        serde_json::from_str(&self.payload).ok()
+    }
 }
 
 /// What a person decides for a sale that needs attention. The original sale and its payload are
@@ -625,30 +662,27 @@ impl Outbox {
     /// A storage error.
     pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, Error> {
         let conn = self.conn.lock();
-        conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, |r| {
-            let state: String = r.get(1)?;
-            Ok(OutboxEntry {
-                client_tx_id: r.get(0)?,
-                state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
-                attempt: r.get(2)?,
-                payload: r.get(3)?,
-                payload_sha256: r.get(4)?,
-                created_at_ms: r.get(5)?,
-                next_attempt_at_ms: r.get(6)?,
-                last_result: r.get(7)?,
-                last_code: r.get(8)?,
-                last_error: r.get(9)?,
-                server_tx_id: r.get(10)?,
-                lease_owner_id: r.get(11)?,
-                lease_token: r.get(12)?,
-                lease_expires_at_ms: r.get(13)?,
-                resolution: r.get(14)?,
-                resolution_note: r.get(15)?,
-                linked_client_tx_id: r.get(16)?,
-            })
-        })
-        .optional()
-        .map_err(|e| self.err(e))
+        conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, entry_of_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A page of the most recent sales, newest first: at most `limit` of them, all older than
+    /// `before_seq` when given (pass the last page's smallest `seq` to get the next page). Every
+    /// state, resolved sales included, as a till's sales screen lists them.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn recent(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<OutboxEntry>, Error> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::RECENT).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                named_params! {":before": before_seq.unwrap_or(i64::MAX), ":n": i64::from(limit)},
+                entry_of_row,
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Resolves a conflict or invalid sale as a person decided, in one transaction: `Rekey` and
@@ -765,6 +799,20 @@ impl Outbox {
         Ok(n as u64)
     }
 
+    /// Checkpoints the write-ahead log into the file and truncates it to zero bytes
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`); the engine does it at shutdown. Returns whether the
+    /// checkpoint was complete (another connection reading an old snapshot can hold part of it back;
+    /// then the log is simply kept and checkpointed later).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn checkpoint_truncate(&self) -> Result<bool, Error> {
+        let conn = self.conn.lock();
+        let busy: i64 =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(busy == 0)
+    }
+
     /// Deletes sent sales older than the retention; returns how many. Unsent sales are never touched.
     ///
     /// # Errors
@@ -775,6 +823,34 @@ impl Outbox {
         let n = conn.execute(sql::PRUNE_SENT, named_params! {":cutoff": cutoff}).map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
+}
+
+/// An [`OutboxEntry`] from a row of `sql::ENTRY_COLUMNS`.
+fn entry_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let state: String = r.get(1)?;
+    Ok(OutboxEntry {
+        client_tx_id: r.get(0)?,
+        state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+        attempt: r.get(2)?,
+        payload: r.get(3)?,
+        payload_sha256: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        next_attempt_at_ms: r.get(6)?,
+        last_result: r.get(7)?,
+        last_code: r.get(8)?,
+        last_error: r.get(9)?,
+        server_tx_id: r.get(10)?,
+        lease_owner_id: r.get(11)?,
+        lease_token: r.get(12)?,
+        lease_expires_at_ms: r.get(13)?,
+        resolution: r.get(14)?,
+        resolution_note: r.get(15)?,
+        linked_client_tx_id: r.get(16)?,
+        seq: r.get(17)?,
+        currency: r.get(18)?,
+        total_minor: r.get(19)?,
+        sent_at_ms: r.get(20)?,
+    })
 }
 
 /// A fresh random fencing token: 128 bits, hex.
@@ -799,6 +875,8 @@ fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Err
         Durability::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+    let limit = i64::try_from(config.wal_size_limit_bytes).unwrap_or(i64::MAX);
+    conn.query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(())).map_err(err)?;
     if let Some(max_bytes) = config.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(err)?;
         let pages = (max_bytes as i64 / page_size.max(512)).max(1);

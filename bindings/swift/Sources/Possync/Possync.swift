@@ -843,9 +843,47 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     func enqueueWithId(clientTxId: String, sale: SalePayload) throws  -> Enqueued
     
     /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    func pruneSent() throws  -> Int64
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    func recentSales(limit: UInt32, beforeSeq: Int64?) throws  -> [SaleRecord]
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`ResolveError`]; nothing was changed.
+     */
+    func resolve(clientTxId: String, resolution: Resolution, note: String?) throws  -> String?
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    func sale(clientTxId: String) throws  -> SaleRecord?
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+     * queries still work.
      */
     func shutdown() 
     
@@ -1013,9 +1051,81 @@ open func enqueueWithId(clientTxId: String, sale: SalePayload)throws  -> Enqueue
 }
     
     /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+open func pruneSent()throws  -> Int64  {
+    return try  FfiConverterInt64.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_prune_sent(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+open func recentSales(limit: UInt32, beforeSeq: Int64?)throws  -> [SaleRecord]  {
+    return try  FfiConverterSequenceTypeSaleRecord.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(limit),
+        FfiConverterOptionInt64.lower(beforeSeq),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`ResolveError`]; nothing was changed.
+     */
+open func resolve(clientTxId: String, resolution: Resolution, note: String?)throws  -> String?  {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeResolveError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_resolve(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(clientTxId),
+        FfiConverterTypeResolution_lower(resolution),
+        FfiConverterOptionString.lower(note),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+open func sale(clientTxId: String)throws  -> SaleRecord?  {
+    return try  FfiConverterOptionTypeSaleRecord.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_sale(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(clientTxId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+     * queries still work.
      */
 open func shutdown()  {try! rustCall() {
         uniffiCallStatus in
@@ -2093,6 +2203,15 @@ public struct PossyncConfig: Equatable, Hashable {
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
     public var maxSizeBytes: UInt64?
+    /**
+     * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+     */
+    public var durability: Durability?
+    /**
+     * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+     * attention never are. The engine prunes after a run that sent sales, at most hourly.
+     */
+    public var sentRetentionMs: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2145,7 +2264,14 @@ public struct PossyncConfig: Equatable, Hashable {
          */busyTimeoutMs: UInt64 = UInt64(5000), 
         /**
          * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
-         */maxSizeBytes: UInt64? = nil) {
+         */maxSizeBytes: UInt64? = nil, 
+        /**
+         * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+         */durability: Durability? = nil, 
+        /**
+         * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+         * attention never are. The engine prunes after a run that sent sales, at most hourly.
+         */sentRetentionMs: UInt64 = UInt64(604800000)) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
         self.token = token
@@ -2162,6 +2288,8 @@ public struct PossyncConfig: Equatable, Hashable {
         self.offlineBackoffCapMs = offlineBackoffCapMs
         self.busyTimeoutMs = busyTimeoutMs
         self.maxSizeBytes = maxSizeBytes
+        self.durability = durability
+        self.sentRetentionMs = sentRetentionMs
     }
 
     
@@ -2195,7 +2323,9 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
                 offlineBackoffBaseMs: FfiConverterUInt64.read(from: &buf), 
                 offlineBackoffCapMs: FfiConverterUInt64.read(from: &buf), 
                 busyTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxSizeBytes: FfiConverterOptionUInt64.read(from: &buf)
+                maxSizeBytes: FfiConverterOptionUInt64.read(from: &buf), 
+                durability: FfiConverterOptionTypeDurability.read(from: &buf), 
+                sentRetentionMs: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -2216,6 +2346,8 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.offlineBackoffCapMs, into: &buf)
         FfiConverterUInt64.write(value.busyTimeoutMs, into: &buf)
         FfiConverterOptionUInt64.write(value.maxSizeBytes, into: &buf)
+        FfiConverterOptionTypeDurability.write(value.durability, into: &buf)
+        FfiConverterUInt64.write(value.sentRetentionMs, into: &buf)
     }
 }
 
@@ -2672,6 +2804,227 @@ public func FfiConverterTypeSalePayment_lower(_ value: SalePayment) -> RustBuffe
 
 
 /**
+ * One sale of the outbox, for a till's sales screen.
+ */
+public struct SaleRecord: Equatable, Hashable {
+    /**
+     * The sale's id.
+     */
+    public var clientTxId: String
+    /**
+     * Position in the outbox (grows with each sale); pass the smallest of a page to
+     * `recent_sales` for the next page.
+     */
+    public var seq: Int64
+    /**
+     * Where the sale is.
+     */
+    public var state: SaleState
+    /**
+     * What a person decided, for a conflict or invalid sale that was resolved.
+     */
+    public var resolution: SaleResolution?
+    /**
+     * The person's note with the resolution.
+     */
+    public var resolutionNote: String?
+    /**
+     * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+     */
+    public var linkedClientTxId: String?
+    /**
+     * The sale as recorded (`None` only if its stored text is damaged).
+     */
+    public var sale: SalePayload?
+    /**
+     * ISO 4217 code.
+     */
+    public var currency: String
+    /**
+     * The sale's total, in minor units.
+     */
+    public var totalMinor: Int64
+    /**
+     * When it was recorded, Unix ms.
+     */
+    public var createdAtMs: Int64
+    /**
+     * When the server confirmed it, Unix ms.
+     */
+    public var sentAtMs: Int64?
+    /**
+     * Send attempts made.
+     */
+    public var attempt: UInt32
+    /**
+     * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+     */
+    public var lastResult: String?
+    /**
+     * Machine-readable reason of the last answer.
+     */
+    public var lastCode: String?
+    /**
+     * The last answer's message, for a person.
+     */
+    public var lastError: String?
+    /**
+     * The server's id of the sale once sent.
+     */
+    public var serverTxId: Int64?
+    /**
+     * SHA-256 of the stored canonical payload (hex).
+     */
+    public var payloadSha256: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The sale's id.
+         */clientTxId: String, 
+        /**
+         * Position in the outbox (grows with each sale); pass the smallest of a page to
+         * `recent_sales` for the next page.
+         */seq: Int64, 
+        /**
+         * Where the sale is.
+         */state: SaleState, 
+        /**
+         * What a person decided, for a conflict or invalid sale that was resolved.
+         */resolution: SaleResolution?, 
+        /**
+         * The person's note with the resolution.
+         */resolutionNote: String?, 
+        /**
+         * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+         */linkedClientTxId: String?, 
+        /**
+         * The sale as recorded (`None` only if its stored text is damaged).
+         */sale: SalePayload?, 
+        /**
+         * ISO 4217 code.
+         */currency: String, 
+        /**
+         * The sale's total, in minor units.
+         */totalMinor: Int64, 
+        /**
+         * When it was recorded, Unix ms.
+         */createdAtMs: Int64, 
+        /**
+         * When the server confirmed it, Unix ms.
+         */sentAtMs: Int64?, 
+        /**
+         * Send attempts made.
+         */attempt: UInt32, 
+        /**
+         * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+         */lastResult: String?, 
+        /**
+         * Machine-readable reason of the last answer.
+         */lastCode: String?, 
+        /**
+         * The last answer's message, for a person.
+         */lastError: String?, 
+        /**
+         * The server's id of the sale once sent.
+         */serverTxId: Int64?, 
+        /**
+         * SHA-256 of the stored canonical payload (hex).
+         */payloadSha256: String) {
+        self.clientTxId = clientTxId
+        self.seq = seq
+        self.state = state
+        self.resolution = resolution
+        self.resolutionNote = resolutionNote
+        self.linkedClientTxId = linkedClientTxId
+        self.sale = sale
+        self.currency = currency
+        self.totalMinor = totalMinor
+        self.createdAtMs = createdAtMs
+        self.sentAtMs = sentAtMs
+        self.attempt = attempt
+        self.lastResult = lastResult
+        self.lastCode = lastCode
+        self.lastError = lastError
+        self.serverTxId = serverTxId
+        self.payloadSha256 = payloadSha256
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SaleRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSaleRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SaleRecord {
+        return
+            try SaleRecord(
+                clientTxId: FfiConverterString.read(from: &buf), 
+                seq: FfiConverterInt64.read(from: &buf), 
+                state: FfiConverterTypeSaleState.read(from: &buf), 
+                resolution: FfiConverterOptionTypeSaleResolution.read(from: &buf), 
+                resolutionNote: FfiConverterOptionString.read(from: &buf), 
+                linkedClientTxId: FfiConverterOptionString.read(from: &buf), 
+                sale: FfiConverterOptionTypeSalePayload.read(from: &buf), 
+                currency: FfiConverterString.read(from: &buf), 
+                totalMinor: FfiConverterInt64.read(from: &buf), 
+                createdAtMs: FfiConverterInt64.read(from: &buf), 
+                sentAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                attempt: FfiConverterUInt32.read(from: &buf), 
+                lastResult: FfiConverterOptionString.read(from: &buf), 
+                lastCode: FfiConverterOptionString.read(from: &buf), 
+                lastError: FfiConverterOptionString.read(from: &buf), 
+                serverTxId: FfiConverterOptionInt64.read(from: &buf), 
+                payloadSha256: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SaleRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.clientTxId, into: &buf)
+        FfiConverterInt64.write(value.seq, into: &buf)
+        FfiConverterTypeSaleState.write(value.state, into: &buf)
+        FfiConverterOptionTypeSaleResolution.write(value.resolution, into: &buf)
+        FfiConverterOptionString.write(value.resolutionNote, into: &buf)
+        FfiConverterOptionString.write(value.linkedClientTxId, into: &buf)
+        FfiConverterOptionTypeSalePayload.write(value.sale, into: &buf)
+        FfiConverterString.write(value.currency, into: &buf)
+        FfiConverterInt64.write(value.totalMinor, into: &buf)
+        FfiConverterInt64.write(value.createdAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.sentAtMs, into: &buf)
+        FfiConverterUInt32.write(value.attempt, into: &buf)
+        FfiConverterOptionString.write(value.lastResult, into: &buf)
+        FfiConverterOptionString.write(value.lastCode, into: &buf)
+        FfiConverterOptionString.write(value.lastError, into: &buf)
+        FfiConverterOptionInt64.write(value.serverTxId, into: &buf)
+        FfiConverterString.write(value.payloadSha256, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleRecord_lift(_ buf: RustBuffer) throws -> SaleRecord {
+    return try FfiConverterTypeSaleRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleRecord_lower(_ value: SaleRecord) -> RustBuffer {
+    return FfiConverterTypeSaleRecord.lower(value)
+}
+
+
+/**
  * Everything a cashier's screen needs, in one call.
  */
 public struct StatusSnapshot: Equatable, Hashable {
@@ -2976,6 +3329,82 @@ public func FfiConverterTypeDrainStop_lift(_ buf: RustBuffer) throws -> DrainSto
 #endif
 public func FfiConverterTypeDrainStop_lower(_ value: DrainStop) -> RustBuffer {
     return FfiConverterTypeDrainStop.lower(value)
+}
+
+
+
+/**
+ * How hard the outbox flushes each recorded sale to storage.
+ */
+
+public enum Durability: Equatable, Hashable {
+    
+    /**
+     * `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+     */
+    case full
+    /**
+     * `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+     * the file). Only for tills with a battery or UPS.
+     */
+    case normal
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Durability: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDurability: FfiConverterRustBuffer {
+    typealias SwiftType = Durability
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Durability {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .full
+        
+        case 2: return .normal
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Durability, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .full:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .normal:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDurability_lift(_ buf: RustBuffer) throws -> Durability {
+    return try FfiConverterTypeDurability.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDurability_lower(_ value: Durability) -> RustBuffer {
+    return FfiConverterTypeDurability.lower(value)
 }
 
 
@@ -3360,6 +3789,239 @@ public func FfiConverterTypeOpenError_lower(_ value: OpenError) -> RustBuffer {
 
 
 /**
+ * What a person decides for a sale that needs attention. The original sale is always kept.
+ */
+
+public enum Resolution: Equatable, Hashable {
+    
+    /**
+     * Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+     */
+    case rekey
+    /**
+     * Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+     */
+    case replace(
+        /**
+         * The corrected sale.
+         */sale: SalePayload
+    )
+    /**
+     * Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+     */
+    case void
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Resolution: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeResolution: FfiConverterRustBuffer {
+    typealias SwiftType = Resolution
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Resolution {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .rekey
+        
+        case 2: return .replace(sale: try FfiConverterTypeSalePayload.read(from: &buf)
+        )
+        
+        case 3: return .void
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Resolution, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .rekey:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .replace(sale):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeSalePayload.write(sale, into: &buf)
+            
+        
+        case .void:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolution_lift(_ buf: RustBuffer) throws -> Resolution {
+    return try FfiConverterTypeResolution.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolution_lower(_ value: Resolution) -> RustBuffer {
+    return FfiConverterTypeResolution.lower(value)
+}
+
+
+
+/**
+ * Resolving a sale that needs attention failed; nothing was changed.
+ */
+public 
+enum ResolveError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    case NotResolvable(
+        /**
+         * The id given.
+         */clientTxId: String, 
+        /**
+         * Why not, for a person.
+         */reason: String
+    )
+    /**
+     * The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
+     */
+    case InvalidSale(
+        /**
+         * The protocol's code.
+         */code: String, 
+        /**
+         * Which rule, for a person.
+         */reason: String
+    )
+    /**
+     * Another process held the outbox locked too long; try again.
+     */
+    case Busy(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * The outbox cannot be written (full, read-only, damaged, other SQLite failure).
+     */
+    case Storage(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension ResolveError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeResolveError: FfiConverterRustBuffer {
+    typealias SwiftType = ResolveError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ResolveError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .NotResolvable(
+            clientTxId: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 2: return .InvalidSale(
+            code: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 3: return .Busy(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 4: return .Storage(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ResolveError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .NotResolvable(clientTxId,reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(clientTxId, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .InvalidSale(code,reason):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Busy(reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Storage(reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolveError_lift(_ buf: RustBuffer) throws -> ResolveError {
+    return try FfiConverterTypeResolveError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolveError_lower(_ value: ResolveError) -> RustBuffer {
+    return FfiConverterTypeResolveError.lower(value)
+}
+
+
+/**
  * Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
  */
 public 
@@ -3589,6 +4251,91 @@ public func FfiConverterTypeSaleKind_lift(_ buf: RustBuffer) throws -> SaleKind 
 #endif
 public func FfiConverterTypeSaleKind_lower(_ value: SaleKind) -> RustBuffer {
     return FfiConverterTypeSaleKind.lower(value)
+}
+
+
+
+/**
+ * What a person decided for a sale, as the sales screen shows it.
+ */
+
+public enum SaleResolution: Equatable, Hashable {
+    
+    /**
+     * Sent again under a new id (`linked_client_tx_id`).
+     */
+    case rekeyed
+    /**
+     * Replaced by a corrected sale (`linked_client_tx_id`).
+     */
+    case replaced
+    /**
+     * Not to be sent.
+     */
+    case voided
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SaleResolution: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSaleResolution: FfiConverterRustBuffer {
+    typealias SwiftType = SaleResolution
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SaleResolution {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .rekeyed
+        
+        case 2: return .replaced
+        
+        case 3: return .voided
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SaleResolution, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .rekeyed:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .replaced:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .voided:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleResolution_lift(_ buf: RustBuffer) throws -> SaleResolution {
+    return try FfiConverterTypeSaleResolution.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleResolution_lower(_ value: SaleResolution) -> RustBuffer {
+    return FfiConverterTypeSaleResolution.lower(value)
 }
 
 
@@ -4198,6 +4945,54 @@ fileprivate struct FfiConverterOptionTypeDrainReport: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeSalePayload: FfiConverterRustBuffer {
+    typealias SwiftType = SalePayload?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSalePayload.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSalePayload.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSaleRecord: FfiConverterRustBuffer {
+    typealias SwiftType = SaleRecord?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSaleRecord.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSaleRecord.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeDrainStop: FfiConverterRustBuffer {
     typealias SwiftType = DrainStop?
 
@@ -4214,6 +5009,54 @@ fileprivate struct FfiConverterOptionTypeDrainStop: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeDrainStop.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDurability: FfiConverterRustBuffer {
+    typealias SwiftType = Durability?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDurability.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDurability.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSaleResolution: FfiConverterRustBuffer {
+    typealias SwiftType = SaleResolution?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSaleResolution.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSaleResolution.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4314,6 +5157,31 @@ fileprivate struct FfiConverterSequenceTypeSalePayment: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypeSalePayment.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeSaleRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [SaleRecord]
+
+    public static func write(_ value: [SaleRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSaleRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SaleRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SaleRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSaleRecord.read(from: &buf))
         }
         return seq
     }
@@ -4427,7 +5295,19 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 1224) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 60967) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743) {

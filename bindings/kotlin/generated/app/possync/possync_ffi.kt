@@ -737,6 +737,14 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_prune_sent(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_recent_sales(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_resolve(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_sale(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_shutdown(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_status(
@@ -788,6 +796,14 @@ internal object UniffiLib {
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue(`ptr`: Long,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_prune_sent(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_possync_ffi_fn_method_possyncengine_recent_sales(`ptr`: Long,`limit`: Int,`beforeSeq`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_resolve(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`resolution`: RustBuffer.ByValue,`note`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_sale(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -956,7 +972,19 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() and 0xFFFF) != 46466) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 1224) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() and 0xFFFF) != 19769) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() and 0xFFFF) != 60967) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() and 0xFFFF) != 39841) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() and 0xFFFF) != 62206) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 44351) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_status() and 0xFFFF) != 39743) {
@@ -1780,9 +1808,47 @@ public interface PossyncEngineInterface {
     fun `enqueueWithId`(`clientTxId`: kotlin.String, `sale`: SalePayload): Enqueued
     
     /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    fun `pruneSent`(): kotlin.Long
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    fun `recentSales`(`limit`: kotlin.UInt, `beforeSeq`: kotlin.Long?): List<SaleRecord>
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`ResolveError`]; nothing was changed.
+     */
+    fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String?
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    fun `sale`(`clientTxId`: kotlin.String): SaleRecord?
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+     * queries still work.
      */
     fun `shutdown`()
     
@@ -2021,9 +2087,101 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
     
     /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    @Throws(StorageException::class)override fun `pruneSent`(): kotlin.Long {
+            return FfiConverterLong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    @Throws(StorageException::class)override fun `recentSales`(`limit`: kotlin.UInt, `beforeSeq`: kotlin.Long?): List<SaleRecord> {
+            return FfiConverterSequenceTypeSaleRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
+        it,
+        
+        FfiConverterUInt.lower(`limit`),
+        FfiConverterOptionalLong.lower(`beforeSeq`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`ResolveError`]; nothing was changed.
+     */
+    @Throws(ResolveException::class)override fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(ResolveException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve(
+        it,
+        
+        FfiConverterString.lower(`clientTxId`),
+        FfiConverterTypeResolution.lower(`resolution`),
+        FfiConverterOptionalString.lower(`note`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    @Throws(StorageException::class)override fun `sale`(`clientTxId`: kotlin.String): SaleRecord? {
+            return FfiConverterOptionalTypeSaleRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale(
+        it,
+        
+        FfiConverterString.lower(`clientTxId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
+     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
+     * queries still work.
      */override fun `shutdown`()
         = 
     callWithHandle {
@@ -3050,6 +3208,17 @@ data class PossyncConfig (
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
     var `maxSizeBytes`: kotlin.ULong? = null 
+    , 
+    /**
+     * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+     */
+    var `durability`: Durability? = null 
+    , 
+    /**
+     * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+     * attention never are. The engine prunes after a run that sent sales, at most hourly.
+     */
+    var `sentRetentionMs`: kotlin.ULong = 604800000uL 
     
 ){
     
@@ -3082,6 +3251,8 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterOptionalULong.read(buf),
+            FfiConverterOptionalTypeDurability.read(buf),
+            FfiConverterULong.read(buf),
         )
     }
 
@@ -3101,7 +3272,9 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterULong.allocationSize(value.`offlineBackoffBaseMs`) +
             FfiConverterULong.allocationSize(value.`offlineBackoffCapMs`) +
             FfiConverterULong.allocationSize(value.`busyTimeoutMs`) +
-            FfiConverterOptionalULong.allocationSize(value.`maxSizeBytes`)
+            FfiConverterOptionalULong.allocationSize(value.`maxSizeBytes`) +
+            FfiConverterOptionalTypeDurability.allocationSize(value.`durability`) +
+            FfiConverterULong.allocationSize(value.`sentRetentionMs`)
     )
 
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
@@ -3121,6 +3294,8 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterULong.write(value.`offlineBackoffCapMs`, buf)
             FfiConverterULong.write(value.`busyTimeoutMs`, buf)
             FfiConverterOptionalULong.write(value.`maxSizeBytes`, buf)
+            FfiConverterOptionalTypeDurability.write(value.`durability`, buf)
+            FfiConverterULong.write(value.`sentRetentionMs`, buf)
     }
 }
 
@@ -3443,6 +3618,174 @@ public object FfiConverterTypeSalePayment: FfiConverterRustBuffer<SalePayment> {
 
 
 /**
+ * One sale of the outbox, for a till's sales screen.
+ */
+data class SaleRecord (
+    /**
+     * The sale's id.
+     */
+    var `clientTxId`: kotlin.String
+    , 
+    /**
+     * Position in the outbox (grows with each sale); pass the smallest of a page to
+     * `recent_sales` for the next page.
+     */
+    var `seq`: kotlin.Long
+    , 
+    /**
+     * Where the sale is.
+     */
+    var `state`: SaleState
+    , 
+    /**
+     * What a person decided, for a conflict or invalid sale that was resolved.
+     */
+    var `resolution`: SaleResolution?
+    , 
+    /**
+     * The person's note with the resolution.
+     */
+    var `resolutionNote`: kotlin.String?
+    , 
+    /**
+     * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+     */
+    var `linkedClientTxId`: kotlin.String?
+    , 
+    /**
+     * The sale as recorded (`None` only if its stored text is damaged).
+     */
+    var `sale`: SalePayload?
+    , 
+    /**
+     * ISO 4217 code.
+     */
+    var `currency`: kotlin.String
+    , 
+    /**
+     * The sale's total, in minor units.
+     */
+    var `totalMinor`: kotlin.Long
+    , 
+    /**
+     * When it was recorded, Unix ms.
+     */
+    var `createdAtMs`: kotlin.Long
+    , 
+    /**
+     * When the server confirmed it, Unix ms.
+     */
+    var `sentAtMs`: kotlin.Long?
+    , 
+    /**
+     * Send attempts made.
+     */
+    var `attempt`: kotlin.UInt
+    , 
+    /**
+     * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+     */
+    var `lastResult`: kotlin.String?
+    , 
+    /**
+     * Machine-readable reason of the last answer.
+     */
+    var `lastCode`: kotlin.String?
+    , 
+    /**
+     * The last answer's message, for a person.
+     */
+    var `lastError`: kotlin.String?
+    , 
+    /**
+     * The server's id of the sale once sent.
+     */
+    var `serverTxId`: kotlin.Long?
+    , 
+    /**
+     * SHA-256 of the stored canonical payload (hex).
+     */
+    var `payloadSha256`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSaleRecord: FfiConverterRustBuffer<SaleRecord> {
+    override fun read(buf: ByteBuffer): SaleRecord {
+        return SaleRecord(
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterTypeSaleState.read(buf),
+            FfiConverterOptionalTypeSaleResolution.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeSalePayload.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SaleRecord) = (
+            FfiConverterString.allocationSize(value.`clientTxId`) +
+            FfiConverterLong.allocationSize(value.`seq`) +
+            FfiConverterTypeSaleState.allocationSize(value.`state`) +
+            FfiConverterOptionalTypeSaleResolution.allocationSize(value.`resolution`) +
+            FfiConverterOptionalString.allocationSize(value.`resolutionNote`) +
+            FfiConverterOptionalString.allocationSize(value.`linkedClientTxId`) +
+            FfiConverterOptionalTypeSalePayload.allocationSize(value.`sale`) +
+            FfiConverterString.allocationSize(value.`currency`) +
+            FfiConverterLong.allocationSize(value.`totalMinor`) +
+            FfiConverterLong.allocationSize(value.`createdAtMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`sentAtMs`) +
+            FfiConverterUInt.allocationSize(value.`attempt`) +
+            FfiConverterOptionalString.allocationSize(value.`lastResult`) +
+            FfiConverterOptionalString.allocationSize(value.`lastCode`) +
+            FfiConverterOptionalString.allocationSize(value.`lastError`) +
+            FfiConverterOptionalLong.allocationSize(value.`serverTxId`) +
+            FfiConverterString.allocationSize(value.`payloadSha256`)
+    )
+
+    override fun write(value: SaleRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`clientTxId`, buf)
+            FfiConverterLong.write(value.`seq`, buf)
+            FfiConverterTypeSaleState.write(value.`state`, buf)
+            FfiConverterOptionalTypeSaleResolution.write(value.`resolution`, buf)
+            FfiConverterOptionalString.write(value.`resolutionNote`, buf)
+            FfiConverterOptionalString.write(value.`linkedClientTxId`, buf)
+            FfiConverterOptionalTypeSalePayload.write(value.`sale`, buf)
+            FfiConverterString.write(value.`currency`, buf)
+            FfiConverterLong.write(value.`totalMinor`, buf)
+            FfiConverterLong.write(value.`createdAtMs`, buf)
+            FfiConverterOptionalLong.write(value.`sentAtMs`, buf)
+            FfiConverterUInt.write(value.`attempt`, buf)
+            FfiConverterOptionalString.write(value.`lastResult`, buf)
+            FfiConverterOptionalString.write(value.`lastCode`, buf)
+            FfiConverterOptionalString.write(value.`lastError`, buf)
+            FfiConverterOptionalLong.write(value.`serverTxId`, buf)
+            FfiConverterString.write(value.`payloadSha256`, buf)
+    }
+}
+
+
+
+/**
  * Everything a cashier's screen needs, in one call.
  */
 data class StatusSnapshot (
@@ -3690,6 +4033,50 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * How hard the outbox flushes each recorded sale to storage.
+ */
+
+enum class Durability {
+    
+    /**
+     * `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+     */
+    FULL,
+    /**
+     * `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+     * the file). Only for tills with a battery or UPS.
+     */
+    NORMAL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDurability: FfiConverterRustBuffer<Durability> {
+    override fun read(buf: ByteBuffer) = try {
+        Durability.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Durability) = 4UL
+
+    override fun write(value: Durability, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -4070,6 +4457,276 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
 
 
 
+/**
+ * What a person decides for a sale that needs attention. The original sale is always kept.
+ */
+sealed class Resolution {
+    
+    /**
+     * Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+     */
+    object Rekey : Resolution()
+    
+    
+    /**
+     * Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+     */
+    data class Replace(
+        /**
+         * The corrected sale.
+         */
+        val `sale`: app.possync.SalePayload) : Resolution()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+     */
+    object Void : Resolution()
+    
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeResolution : FfiConverterRustBuffer<Resolution>{
+    override fun read(buf: ByteBuffer): Resolution {
+        return when(buf.getInt()) {
+            1 -> Resolution.Rekey
+            2 -> Resolution.Replace(
+                FfiConverterTypeSalePayload.read(buf),
+                )
+            3 -> Resolution.Void
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Resolution): ULong = when(value) {
+        is Resolution.Rekey -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Resolution.Replace -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeSalePayload.allocationSize(value.`sale`)
+            )
+        }
+        is Resolution.Void -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+    }
+
+    override fun write(value: Resolution, buf: ByteBuffer) {
+        when(value) {
+            is Resolution.Rekey -> {
+                buf.putInt(1)
+                Unit
+            }
+            is Resolution.Replace -> {
+                buf.putInt(2)
+                FfiConverterTypeSalePayload.write(value.`sale`, buf)
+                Unit
+            }
+            is Resolution.Void -> {
+                buf.putInt(3)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+
+
+/**
+ * Resolving a sale that needs attention failed; nothing was changed.
+ */
+sealed class ResolveException: kotlin.Exception() {
+    
+    /**
+     * The sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    class NotResolvable(
+        
+        /**
+         * The id given.
+         */
+        val `clientTxId`: kotlin.String, 
+        
+        /**
+         * Why not, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ResolveException() {
+        override val message
+            get() = "clientTxId=${ `clientTxId` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
+     */
+    class InvalidSale(
+        
+        /**
+         * The protocol's code.
+         */
+        val `code`: kotlin.String, 
+        
+        /**
+         * Which rule, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ResolveException() {
+        override val message
+            get() = "code=${ `code` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * Another process held the outbox locked too long; try again.
+     */
+    class Busy(
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ResolveException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox cannot be written (full, read-only, damaged, other SQLite failure).
+     */
+    class Storage(
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ResolveException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ResolveException> {
+        override fun lift(error_buf: RustBuffer.ByValue): ResolveException = FfiConverterTypeResolveError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeResolveError : FfiConverterRustBuffer<ResolveException> {
+    override fun read(buf: ByteBuffer): ResolveException {
+        
+
+        return when(buf.getInt()) {
+            1 -> ResolveException.NotResolvable(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            2 -> ResolveException.InvalidSale(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            3 -> ResolveException.Busy(
+                FfiConverterString.read(buf),
+                )
+            4 -> ResolveException.Storage(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ResolveException): ULong {
+        return when(value) {
+            is ResolveException.NotResolvable -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`clientTxId`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is ResolveException.InvalidSale -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is ResolveException.Busy -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is ResolveException.Storage -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: ResolveException, buf: ByteBuffer) {
+        when(value) {
+            is ResolveException.NotResolvable -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`clientTxId`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ResolveException.InvalidSale -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ResolveException.Busy -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ResolveException.Storage -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
+}
+
+
+
 
 
 /**
@@ -4301,6 +4958,53 @@ public object FfiConverterTypeSaleKind: FfiConverterRustBuffer<SaleKind> {
     override fun allocationSize(value: SaleKind) = 4UL
 
     override fun write(value: SaleKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What a person decided for a sale, as the sales screen shows it.
+ */
+
+enum class SaleResolution {
+    
+    /**
+     * Sent again under a new id (`linked_client_tx_id`).
+     */
+    REKEYED,
+    /**
+     * Replaced by a corrected sale (`linked_client_tx_id`).
+     */
+    REPLACED,
+    /**
+     * Not to be sent.
+     */
+    VOIDED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSaleResolution: FfiConverterRustBuffer<SaleResolution> {
+    override fun read(buf: ByteBuffer) = try {
+        SaleResolution.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: SaleResolution) = 4UL
+
+    override fun write(value: SaleResolution, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4982,6 +5686,70 @@ public object FfiConverterOptionalTypeDrainReport: FfiConverterRustBuffer<DrainR
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeSalePayload: FfiConverterRustBuffer<SalePayload?> {
+    override fun read(buf: ByteBuffer): SalePayload? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSalePayload.read(buf)
+    }
+
+    override fun allocationSize(value: SalePayload?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSalePayload.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SalePayload?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSalePayload.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSaleRecord: FfiConverterRustBuffer<SaleRecord?> {
+    override fun read(buf: ByteBuffer): SaleRecord? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSaleRecord.read(buf)
+    }
+
+    override fun allocationSize(value: SaleRecord?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSaleRecord.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SaleRecord?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSaleRecord.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeDrainStop: FfiConverterRustBuffer<DrainStop?> {
     override fun read(buf: ByteBuffer): DrainStop? {
         if (buf.get().toInt() == 0) {
@@ -5004,6 +5772,70 @@ public object FfiConverterOptionalTypeDrainStop: FfiConverterRustBuffer<DrainSto
         } else {
             buf.put(1)
             FfiConverterTypeDrainStop.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDurability: FfiConverterRustBuffer<Durability?> {
+    override fun read(buf: ByteBuffer): Durability? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDurability.read(buf)
+    }
+
+    override fun allocationSize(value: Durability?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDurability.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Durability?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDurability.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSaleResolution: FfiConverterRustBuffer<SaleResolution?> {
+    override fun read(buf: ByteBuffer): SaleResolution? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSaleResolution.read(buf)
+    }
+
+    override fun allocationSize(value: SaleResolution?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSaleResolution.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SaleResolution?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSaleResolution.write(value, buf)
         }
     }
 }
@@ -5116,6 +5948,34 @@ public object FfiConverterSequenceTypeSalePayment: FfiConverterRustBuffer<List<S
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeSalePayment.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSaleRecord: FfiConverterRustBuffer<List<SaleRecord>> {
+    override fun read(buf: ByteBuffer): List<SaleRecord> {
+        val len = buf.getInt()
+        return List<SaleRecord>(len) {
+            FfiConverterTypeSaleRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SaleRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSaleRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SaleRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSaleRecord.write(it, buf)
         }
     }
 }

@@ -546,6 +546,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743:
@@ -554,7 +556,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 55198:
+    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_statuslistener_on_status() != 51131:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -622,6 +624,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_resolve.restype = ct
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_set_token.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_set_token.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.restype = ctypes.c_uint16
@@ -708,6 +713,12 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token.restype = None
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_shutdown.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -731,6 +742,7 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_trigger.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_trigger.restype = None
 _UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new.argtypes = (
+    _UniffiRustBuffer,
     _UniffiRustBuffer,
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1961,11 +1973,12 @@ class _UniffiFfiConverterOptionalTypeDurability(_UniffiConverterRustBuffer):
 class PossyncConfig:
     """
     How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+    The device token is not part of it (records print every field in `toString()`/`description`): it is
+    a separate argument of the engine's constructor and of `set_token`.
 """
-    def __init__(self, *, outbox_path:str, server_url:str, token:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000):
+    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000):
         self.outbox_path = outbox_path
         self.server_url = server_url
-        self.token = token
         self.device_id = device_id
         self.interval_ms = interval_ms
         self.connect_timeout_ms = connect_timeout_ms
@@ -1992,13 +2005,11 @@ class PossyncConfig:
 
     
     def __str__(self):
-        return "PossyncConfig(outbox_path={}, server_url={}, token={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={})".format(self.outbox_path, self.server_url, self.token, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms)
+        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms)
     def __eq__(self, other):
         if self.outbox_path != other.outbox_path:
             return False
         if self.server_url != other.server_url:
-            return False
-        if self.token != other.token:
             return False
         if self.device_id != other.device_id:
             return False
@@ -2038,7 +2049,6 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         return PossyncConfig(
             outbox_path=_UniffiFfiConverterString.read(buf),
             server_url=_UniffiFfiConverterString.read(buf),
-            token=_UniffiFfiConverterString.read(buf),
             device_id=_UniffiFfiConverterString.read(buf),
             interval_ms=_UniffiFfiConverterUInt64.read(buf),
             connect_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
@@ -2060,7 +2070,6 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
     def check_lower(value):
         _UniffiFfiConverterString.check_lower(value.outbox_path)
         _UniffiFfiConverterString.check_lower(value.server_url)
-        _UniffiFfiConverterString.check_lower(value.token)
         _UniffiFfiConverterString.check_lower(value.device_id)
         _UniffiFfiConverterUInt64.check_lower(value.interval_ms)
         _UniffiFfiConverterUInt64.check_lower(value.connect_timeout_ms)
@@ -2081,7 +2090,6 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
     def write(value, buf):
         _UniffiFfiConverterString.write(value.outbox_path, buf)
         _UniffiFfiConverterString.write(value.server_url, buf)
-        _UniffiFfiConverterString.write(value.token, buf)
         _UniffiFfiConverterString.write(value.device_id, buf)
         _UniffiFfiConverterUInt64.write(value.interval_ms, buf)
         _UniffiFfiConverterUInt64.write(value.connect_timeout_ms, buf)
@@ -3082,6 +3090,68 @@ class _UniffiFfiConverterTypeStatusSnapshot(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceTypeCurrencyAmount.write(value.unsent_by_currency, buf)
         _UniffiFfiConverterOptionalInt64.write(value.oldest_unsent_age_ms, buf)
         _UniffiFfiConverterOptionalTypeDrainReport.write(value.last_report, buf)
+
+
+
+# ConfigError
+# We want to define each variant as a nested class that's also a subclass,
+# which is tricky in Python.  To accomplish this we're going to create each
+# class separately, then manually add the child classes to the base class's
+# __dict__.  All of this happens in dummy class to avoid polluting the module
+# namespace.
+class ConfigError(Exception):
+    """
+    A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+"""
+    pass
+
+_UniffiTempConfigError = ConfigError
+
+class ConfigError:  # type: ignore
+    """
+    A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+"""
+    
+    class Invalid(_UniffiTempConfigError):
+        """
+        The value is out of range or malformed; `reason` says which (never echoing a token).
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "ConfigError.Invalid({})".format(str(self))
+    _UniffiTempConfigError.Invalid = Invalid # type: ignore
+
+ConfigError = _UniffiTempConfigError # type: ignore
+del _UniffiTempConfigError
+
+
+class _UniffiFfiConverterTypeConfigError(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ConfigError.Invalid(
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if isinstance(value, ConfigError.Invalid):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+
+    @staticmethod
+    def write(value, buf):
+        if isinstance(value, ConfigError.Invalid):
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.reason, buf)
 
 
 
@@ -4337,6 +4407,17 @@ class PossyncEngineProtocol(typing.Protocol):
         [`StorageError`] when the outbox cannot be read.
 """
         raise NotImplementedError
+    def set_token(self, token: str) -> None:
+        """
+        Replaces the device token (after `possync-server token create` issued a new one) without
+        reopening the engine; the next request uses it. After an `AuthFailed` status, call
+        `trigger(MANUAL)` or `sync_now` to send at once.
+
+        # Errors
+        [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+        token stays in use.
+"""
+        raise NotImplementedError
     def shutdown(self, ) -> None:
         """
         Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
@@ -4375,20 +4456,25 @@ class PossyncEngine(PossyncEngineProtocol):
 """
     
     _handle: ctypes.c_uint64
-    def __init__(self, config: PossyncConfig,listener: typing.Optional[StatusListener]):
+    def __init__(self, config: PossyncConfig,token: str,listener: typing.Optional[StatusListener]):
         """
-        Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-        gets every status change and run report on the engine's `possync-status` thread.
+        Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+        token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+        error. `listener`, if any, gets every status change and run report on the engine's
+        `possync-status` thread.
 
         # Errors
-        [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+        [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
 """
         
         _UniffiFfiConverterTypePossyncConfig.check_lower(config)
 
+        _UniffiFfiConverterString.check_lower(token)
+
         _UniffiFfiConverterOptionalTypeStatusListener.check_lower(listener)
         _uniffi_lowered_args = (
             _UniffiFfiConverterTypePossyncConfig.lower(config),
+            _UniffiFfiConverterString.lower(token),
             _UniffiFfiConverterOptionalTypeStatusListener.lower(listener),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypePossyncEngine.lift
@@ -4593,6 +4679,30 @@ class PossyncEngine(PossyncEngineProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_token(self, token: str) -> None:
+        """
+        Replaces the device token (after `possync-server token create` issued a new one) without
+        reopening the engine; the next request uses it. After an `AuthFailed` status, call
+        `trigger(MANUAL)` or `sync_now` to send at once.
+
+        # Errors
+        [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+        token stays in use.
+"""
+        
+        _UniffiFfiConverterString.check_lower(token)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(token),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeConfigError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4958,6 +5068,7 @@ __all__ = [
     "SaleKind",
     "SaleResolution",
     "SyncStatus",
+    "ConfigError",
     "LogSinkError",
     "OpenError",
     "Resolution",

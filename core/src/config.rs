@@ -43,6 +43,56 @@ impl Default for OutboxConfig {
     }
 }
 
+/// A device token (`pst_...`): a secret. Its `Debug` prints `DeviceToken(<redacted>)` and it has no
+/// `Display`, so it cannot end up in a log line, an error message or a config dump by accident; only
+/// [`DeviceToken::expose`] gives the text, for the `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    /// Wraps a token (checked by [`DeviceToken::validate`] when a config is validated).
+    pub fn new(token: impl Into<String>) -> Self {
+        DeviceToken(token.into())
+    }
+
+    /// The token's text. Only for the `Authorization` header: never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks that the token can be sent in a header: not empty, visible ASCII only.
+    ///
+    /// # Errors
+    /// [`Error::Config`], which never contains the token.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "the device token must be non-empty visible ASCII (as printed by `possync-server token create`)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceToken(<redacted>)")
+    }
+}
+
+impl From<String> for DeviceToken {
+    fn from(token: String) -> Self {
+        DeviceToken(token)
+    }
+}
+
+impl From<&str> for DeviceToken {
+    fn from(token: &str) -> Self {
+        DeviceToken(token.to_owned())
+    }
+}
+
 /// Minimum margin by which a lease must outlive the HTTP request timeout, in ms.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
 
@@ -51,8 +101,8 @@ pub const LEASE_MARGIN_MS: u64 = 5_000;
 pub struct SyncConfig {
     /// Base URL of the server, e.g. `https://pos.example.com` (the client appends `/sync/push`).
     pub server_url: String,
-    /// The device token (`pst_...`), sent as `Authorization: Bearer`.
-    pub token: String,
+    /// The device token (`pst_...`), sent as `Authorization: Bearer`; redacted in `Debug`.
+    pub token: DeviceToken,
     /// This till's device id, as registered with the token.
     pub device_id: String,
     /// TCP connect timeout, in ms.
@@ -73,7 +123,7 @@ impl SyncConfig {
     /// A config with default timeouts for a server, token and device.
     pub fn new(
         server_url: impl Into<String>,
-        token: impl Into<String>,
+        token: impl Into<DeviceToken>,
         device_id: impl Into<String>,
     ) -> Self {
         SyncConfig {
@@ -98,8 +148,9 @@ impl SyncConfig {
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return bad(format!("server_url {:?} must start with http:// or https://", self.server_url));
         }
-        if self.token.trim().is_empty() || self.device_id.trim().is_empty() {
-            return bad("token and device_id must not be empty".into());
+        self.token.validate()?;
+        if self.device_id.trim().is_empty() {
+            return bad("device_id must not be empty".into());
         }
         if self.connect_timeout_ms == 0 || self.request_timeout_ms < self.connect_timeout_ms {
             return bad("request_timeout_ms must be at least connect_timeout_ms, both above 0".into());
@@ -138,5 +189,15 @@ mod tests {
         c.server_url = "https://x".into();
         c.heartbeat_ms = c.lease_ms;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_token_is_redacted_in_debug_and_never_in_its_errors() {
+        let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_very_secret", "till-1");
+        let shown = format!("{c:?} {:?}", crate::engine::EngineConfig::new(c.clone()));
+        assert!(!shown.contains("pst_very_secret") && shown.contains("<redacted>"), "{shown}");
+        c.token = DeviceToken::new("pst_with space");
+        let err = c.validate().expect_err("a space cannot go in a header");
+        assert!(!err.to_string().contains("pst_with"), "{err}");
     }
 }

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use crate::config::SyncConfig;
+use parking_lot::RwLock;
+
+use crate::config::{DeviceToken, SyncConfig};
+use crate::error::Error;
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{ErrorBody, PushRequest, PushResponse};
 
@@ -119,7 +122,7 @@ pub trait Transport: Send + Sync {
 pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
-    authorization: String,
+    authorization: RwLock<String>,
 }
 
 impl HttpTransport {
@@ -134,8 +137,19 @@ impl HttpTransport {
         HttpTransport {
             agent,
             url: format!("{}{PUSH_PATH}", config.server_url.trim_end_matches('/')),
-            authorization: format!("Bearer {}", config.token),
+            authorization: RwLock::new(format!("Bearer {}", config.token.expose())),
         }
+    }
+
+    /// Replaces the device token for the next requests (a request in flight keeps the old one).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
+    pub fn set_token(&self, token: &DeviceToken) -> Result<(), Error> {
+        token.validate()?;
+        *self.authorization.write() = format!("Bearer {}", token.expose());
+        log::info!("device token replaced");
+        Ok(())
     }
 }
 
@@ -149,10 +163,11 @@ impl std::fmt::Debug for HttpTransport {
 impl Transport for HttpTransport {
     fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError> {
         let body = serde_json::to_vec(request).map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        let authorization = self.authorization.read().clone();
         let response = self
             .agent
             .post(&self.url)
-            .header("Authorization", &self.authorization)
+            .header("Authorization", &authorization)
             .header(CORRELATION_HEADER, correlation_id)
             .header("Content-Type", "application/json")
             .send(&body[..]);

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use possync_core::backoff::BackoffPolicy;
-use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
 
 use crate::error::{
-    open_error, resolve_error, sale_error, storage_error, sync_error, OpenError, ResolveError, SaleError,
-    StorageError, SyncError,
+    config_error, open_error, resolve_error, sale_error, storage_error, sync_error, ConfigError, OpenError,
+    ResolveError, SaleError, StorageError, SyncError,
 };
 use crate::listener::{ListenerBridge, StatusListener};
 use crate::types::{
@@ -24,6 +24,8 @@ use crate::types::{
 };
 
 /// How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+/// The device token is not part of it (records print every field in `toString()`/`description`): it is
+/// a separate argument of the engine's constructor and of `set_token`.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct PossyncConfig {
     /// Path of the outbox SQLite file, in the app's private storage (Android: `filesDir`, iOS:
@@ -31,8 +33,6 @@ pub struct PossyncConfig {
     pub outbox_path: String,
     /// Base URL of the shop's server, e.g. `https://pos.example.com`.
     pub server_url: String,
-    /// The device token (`pst_...`) from `possync-server token create`.
-    pub token: String,
     /// This till's device id, as registered with the token.
     pub device_id: String,
     /// Period of the engine's own `Interval` trigger, in ms (paused while offline).
@@ -92,8 +92,8 @@ impl PossyncConfig {
         }
     }
 
-    fn engine_config(&self) -> EngineConfig {
-        let mut sync = SyncConfig::new(&self.server_url, &self.token, &self.device_id);
+    fn engine_config(&self, token: String) -> EngineConfig {
+        let mut sync = SyncConfig::new(&self.server_url, token, &self.device_id);
         sync.connect_timeout_ms = self.connect_timeout_ms;
         sync.request_timeout_ms = self.request_timeout_ms;
         sync.lease_ms = self.lease_ms;
@@ -114,27 +114,48 @@ impl PossyncConfig {
 #[derive(uniffi::Object)]
 pub struct PossyncEngine {
     engine: SyncEngine,
+    transport: Arc<HttpTransport>,
+}
+
+impl std::fmt::Debug for PossyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PossyncEngine").field("transport", &self.transport).finish_non_exhaustive()
+    }
 }
 
 #[uniffi::export]
 impl PossyncEngine {
-    /// Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-    /// gets every status change and run report on the engine's `possync-status` thread.
+    /// Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+    /// token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+    /// error. `listener`, if any, gets every status change and run report on the engine's
+    /// `possync-status` thread.
     ///
     /// # Errors
-    /// [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+    /// [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
     #[uniffi::constructor]
     pub fn new(
         config: PossyncConfig,
+        token: String,
         listener: Option<Arc<dyn StatusListener>>,
     ) -> Result<Arc<Self>, OpenError> {
         let outbox = Outbox::open(&config.outbox_path, config.outbox_config()).map_err(open_error)?;
-        let engine_config = config.engine_config();
+        let engine_config = config.engine_config(token);
         let transport = Arc::new(HttpTransport::new(&engine_config.sync));
         let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
-        let engine =
-            SyncEngine::start(Arc::new(outbox), transport, engine_config, listener).map_err(open_error)?;
-        Ok(Arc::new(PossyncEngine { engine }))
+        let engine = SyncEngine::start(Arc::new(outbox), transport.clone(), engine_config, listener)
+            .map_err(open_error)?;
+        Ok(Arc::new(PossyncEngine { engine, transport }))
+    }
+
+    /// Replaces the device token (after `possync-server token create` issued a new one) without
+    /// reopening the engine; the next request uses it. After an `AuthFailed` status, call
+    /// `trigger(MANUAL)` or `sync_now` to send at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+    /// token stays in use.
+    pub fn set_token(&self, token: String) -> Result<(), ConfigError> {
+        self.transport.set_token(&DeviceToken::new(token)).map_err(config_error)
     }
 
     /// Records a sale durably (it survives a crash once this returns) and returns its new

@@ -122,6 +122,17 @@ pub enum StorageError {
     },
 }
 
+/// A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ConfigError {
+    /// The value is out of range or malformed; `reason` says which (never echoing a token).
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong, for a person.
+        reason: String,
+    },
+}
+
 /// Resolving a sale that needs attention failed; nothing was changed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum ResolveError {
@@ -263,6 +274,13 @@ pub fn sale_error(err: Error) -> SaleError {
             }
         }
     }
+}
+
+/// Maps a refused setting; logged at warn level (an app bug or a mistyped token).
+pub fn config_error(err: Error) -> ConfigError {
+    let reason = err.to_string();
+    log::warn!(target: TARGET, error:% = reason; "setting refused");
+    ConfigError::Invalid { reason }
 }
 
 /// Maps a failure of resolving a sale: a sale that cannot be resolved or an invalid replacement is

@@ -20,6 +20,6 @@ pub mod logging;
 pub mod types;
 
 pub use engine::{PossyncConfig, PossyncEngine};
-pub use error::{LogSinkError, OpenError, ResolveError, SaleError, StorageError, SyncError};
+pub use error::{ConfigError, LogSinkError, OpenError, ResolveError, SaleError, StorageError, SyncError};
 pub use listener::StatusListener;
 pub use logging::{install_log_sink, remove_log_sink, LogLevel, LogRecord, LogSink};

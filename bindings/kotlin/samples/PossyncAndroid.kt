@@ -98,10 +98,11 @@ object TillSync {
         val config = PossyncConfig(
             outboxPath = file.path,
             serverUrl = "https://pos.example.com", // from the till's setup screen
-            token = "pst_…",                      // from `possync-server token create`, kept in EncryptedSharedPreferences
             deviceId = "till-1",
         )
-        PossyncEngine(config, banner).also { engine = it }
+        // The token is a separate argument (never in the config record's toString()): from
+        // `possync-server token create`, kept in EncryptedSharedPreferences. Rotate it with setToken().
+        PossyncEngine(config, "pst_…", banner).also { engine = it }
     }
 }
 

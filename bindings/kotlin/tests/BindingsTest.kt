@@ -62,16 +62,16 @@ fun sale(seed: Int, n: Int = 2, store: String = TestServer.STORE): SalePayload {
     )
 }
 
-fun config(server: String, token: String) = PossyncConfig(
+fun config(server: String) = PossyncConfig(
     outboxPath = Files.createTempDirectory("possync-kt").resolve("outbox.db").toString(),
-    serverUrl = server, token = token, deviceId = TestServer.DEVICE,
+    serverUrl = server, deviceId = TestServer.DEVICE,
     intervalMs = 3_600_000uL, connectTimeoutMs = 2_000uL, requestTimeoutMs = 5_000uL, leaseMs = 15_000uL, heartbeatMs = 2_000uL,
 )
 
 fun enqueueThenSyncNowSendsEverySaleAndReportsIt() {
     TestServer.start().use { server ->
         val listener = RecordingListener()
-        val engine = PossyncEngine(config(server.baseUrl, server.token), listener)
+        val engine = PossyncEngine(config(server.baseUrl), server.token, listener)
         try {
             // The startup run (nothing to send) reports first; wait for it so the counts below are exact.
             waitFor("the startup run's report") { listener.reports.any { DrainReason.STARTUP in it.reasons } }
@@ -122,7 +122,7 @@ fun enqueueThenSyncNowSendsEverySaleAndReportsIt() {
 fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
     val port = java.net.ServerSocket(0).use { it.localPort } // nothing listens there any more
     val listener = RecordingListener()
-    val engine = PossyncEngine(config("http://127.0.0.1:$port", "pst_unused"), listener)
+    val engine = PossyncEngine(config("http://127.0.0.1:$port"), "pst_unused", listener)
     try {
         engine.enqueue(sale(1))
         val report = engine.syncNow(20_000uL)
@@ -141,7 +141,7 @@ fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
 }
 
 fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
-    val engine = PossyncEngine(config("http://127.0.0.1:9", "pst_unused"), null)
+    val engine = PossyncEngine(config("http://127.0.0.1:9"), "pst_unused", null)
     try {
         val bad = sale(1).let { it.copy(header = it.header.copy(totalMinor = it.header.totalMinor + 1)) }
         try {
@@ -182,7 +182,7 @@ fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
 
 fun invalidConfigThrowsOpenException() {
     try {
-        PossyncEngine(config("ftp://127.0.0.1:9", "pst_x"), null).close()
+        PossyncEngine(config("ftp://127.0.0.1:9"), "pst_x", null).close()
         throw AssertionError("an ftp:// server URL was accepted")
     } catch (e: OpenException.InvalidConfig) {
         check(e.reason.contains("server_url")) { "reason: ${e.reason}" }
@@ -190,7 +190,7 @@ fun invalidConfigThrowsOpenException() {
     val notADb = Files.createTempFile("possync-kt", ".db")
     Files.write(notADb, ByteArray(4096) { 0x42 })
     try {
-        PossyncEngine(config("http://127.0.0.1:9", "pst_x").copy(outboxPath = notADb.toString()), null).close()
+        PossyncEngine(config("http://127.0.0.1:9").copy(outboxPath = notADb.toString()), "pst_x", null).close()
         throw AssertionError("a corrupt outbox was opened")
     } catch (e: OpenException.Corrupt) {
         check(Files.size(notADb) == 4096L) { "the corrupt file must be left untouched" }
@@ -204,8 +204,8 @@ fun outboxBytes(path: String): Long =
 fun resolveRekeyVoidReplaceAndTheSalesConverge() {
     // --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
     TestServer.start("--max-items", "2").use { server ->
-        val tillA = PossyncEngine(config(server.baseUrl, server.token), null)
-        val tillB = PossyncEngine(config(server.baseUrl, server.token), null)
+        val tillA = PossyncEngine(config(server.baseUrl), server.token, null)
+        val tillB = PossyncEngine(config(server.baseUrl), server.token, null)
         try {
             tillA.enqueueWithId("shared-1", sale(1))
             tillA.enqueueWithId("shared-2", sale(2))
@@ -269,8 +269,8 @@ fun resolveRekeyVoidReplaceAndTheSalesConverge() {
 
 fun pruningKeepsUnsentSalesAndTheFileStaysBounded() {
     TestServer.start().use { server ->
-        val cfg = config(server.baseUrl, server.token).copy(sentRetentionMs = 0uL, durability = Durability.NORMAL, batchSize = 500u)
-        val engine = PossyncEngine(cfg, null)
+        val cfg = config(server.baseUrl).copy(sentRetentionMs = 0uL, durability = Durability.NORMAL, batchSize = 500u)
+        val engine = PossyncEngine(cfg, server.token, null)
         try {
             engine.syncNow(20_000uL) // past the startup run
             val sizes = mutableListOf<Long>()
@@ -295,6 +295,41 @@ fun pruningKeepsUnsentSalesAndTheFileStaysBounded() {
     }
 }
 
+fun theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt() {
+    TestServer.start().use { server ->
+        val wrong = "pst_wrong_" + java.util.UUID.randomUUID().toString().replace("-", "")
+        val cfg = config(server.baseUrl)
+        val listener = RecordingListener()
+        val engine = PossyncEngine(cfg, wrong, listener)
+        try {
+            engine.enqueue(sale(1))
+            val refused = engine.syncNow(20_000uL)
+            check(refused.stop is DrainStop.AuthFailed) { "a wrong token is refused: $refused" }
+            try {
+                engine.setToken("pst with spaces")
+                throw AssertionError("a token with spaces was accepted")
+            } catch (e: ConfigException.Invalid) {
+                check(!e.reason.contains("pst with")) { "the refused token is echoed: ${e.reason}" }
+            }
+            // Rotation without reopening: the next run uses the new token.
+            engine.setToken(server.token)
+            val report = engine.syncNow(20_000uL)
+            check(report.sent == 1uL && report.stop == null) { "after set_token: $report" }
+
+            val shown = listOf(cfg.toString(), engine.toString(), engine.status().toString(), refused.toString(),
+                report.toString()) + listener.statuses.map { it.toString() } + listener.reports.map { it.toString() }
+            for (secret in listOf(wrong, server.token)) {
+                check(shown.none { it.contains(secret) }) { "a token is in a toString(): ${shown.filter { it.contains(secret) }}" }
+                val logged = CapturedLogs.records.filter { r -> r.message.contains(secret) || r.fields.values.any { it.contains(secret) } }
+                check(logged.isEmpty()) { "a token is in the logs: $logged" }
+            }
+            check(CapturedLogs.records.any { it.message == "device token replaced" }) { "the rotation is logged (without the token)" }
+        } finally {
+            engine.close()
+        }
+    }
+}
+
 fun main() {
     installLogSink(CapturedLogs, LogLevel.DEBUG)
     val tests = listOf<Pair<String, () -> Unit>>(
@@ -304,6 +339,7 @@ fun main() {
         "invalid_config_throws_open_exception" to ::invalidConfigThrowsOpenException,
         "resolve_rekey_void_replace_and_the_sales_converge" to ::resolveRekeyVoidReplaceAndTheSalesConverge,
         "pruning_keeps_unsent_sales_and_the_file_stays_bounded" to ::pruningKeepsUnsentSalesAndTheFileStaysBounded,
+        "the_token_is_never_in_to_string_or_the_logs_and_set_token_rotates_it" to ::theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt,
     )
     var passed = 0
     var failed = 0

@@ -5,6 +5,7 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -37,10 +38,10 @@ def make_sale(p, seed, n=2, store=STORE):
     return p.SalePayload(header=header, items=items, payments=payments)
 
 
-def make_config(p, server_url, token):
+def make_config(p, server_url):
     folder = tempfile.mkdtemp(prefix="possync-py")
     return p.PossyncConfig(outbox_path=os.path.join(folder, "outbox.db"), server_url=server_url,
-                           token=token, device_id=DEVICE, interval_ms=3_600_000, connect_timeout_ms=2_000,
+                           device_id=DEVICE, interval_ms=3_600_000, connect_timeout_ms=2_000,
                            request_timeout_ms=5_000, lease_ms=15_000, heartbeat_ms=2_000)
 
 
@@ -63,7 +64,7 @@ def make_listener(p):
 def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, logs):
     p = possync
     listener = make_listener(p)
-    engine = p.PossyncEngine(make_config(p, server.base_url, server.token), listener)
+    engine = p.PossyncEngine(make_config(p, server.base_url), server.token, listener)
     try:
         # The startup run (nothing to send) reports first; wait for it so the counts below are exact.
         wait_for("the startup run's report", lambda: any(p.DrainReason.STARTUP in r.reasons for r in listener.reports))
@@ -112,7 +113,7 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     listener = make_listener(p)
-    engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}", "pst_unused"), listener)
+    engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}"), "pst_unused", listener)
     try:
         engine.enqueue(make_sale(p, 1))
         report = engine.sync_now(20_000)
@@ -130,7 +131,7 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
 
 def test_invalid_sale_raises_a_typed_error_and_stores_nothing(possync):
     p = possync
-    engine = p.PossyncEngine(make_config(p, "http://127.0.0.1:9", "pst_unused"), None)
+    engine = p.PossyncEngine(make_config(p, "http://127.0.0.1:9"), "pst_unused", None)
     try:
         bad = make_sale(p, 1)
         bad.header.total_minor += 1
@@ -161,15 +162,15 @@ def test_invalid_sale_raises_a_typed_error_and_stores_nothing(possync):
 def test_invalid_config_and_corrupt_outbox_raise_open_errors(possync, tmp_path):
     p = possync
     with pytest.raises(p.OpenError.InvalidConfig) as e:
-        p.PossyncEngine(make_config(p, "ftp://127.0.0.1:9", "pst_x"), None)
+        p.PossyncEngine(make_config(p, "ftp://127.0.0.1:9"), "pst_x", None)
     assert "server_url" in e.value.reason
 
     not_a_db = tmp_path / "outbox.db"
     not_a_db.write_bytes(b"B" * 4096)
-    config = make_config(p, "http://127.0.0.1:9", "pst_x")
+    config = make_config(p, "http://127.0.0.1:9")
     config.outbox_path = str(not_a_db)
     with pytest.raises(p.OpenError.Corrupt):
-        p.PossyncEngine(config, None)
+        p.PossyncEngine(config, "pst_x", None)
     assert not_a_db.read_bytes() == b"B" * 4096
 
 
@@ -181,8 +182,8 @@ def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
     p = possync
     # --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
     with running_server("--max-items", "2") as server:
-        till_a = p.PossyncEngine(make_config(p, server.base_url, server.token), None)
-        till_b = p.PossyncEngine(make_config(p, server.base_url, server.token), None)
+        till_a = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
+        till_b = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
         try:
             till_a.enqueue_with_id("shared-1", make_sale(p, 1))
             till_a.enqueue_with_id("shared-2", make_sale(p, 2))
@@ -242,11 +243,11 @@ def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
 
 def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
     p = possync
-    config = make_config(p, server.base_url, server.token)
+    config = make_config(p, server.base_url)
     config.sent_retention_ms = 0
     config.durability = p.Durability.NORMAL
     config.batch_size = 500
-    engine = p.PossyncEngine(config, None)
+    engine = p.PossyncEngine(config, server.token, None)
     try:
         engine.sync_now(20_000)  # past the startup run
         sizes = []
@@ -269,3 +270,33 @@ def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
         engine.shutdown()
     wal = config.outbox_path + "-wal"
     assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"
+
+
+def test_the_token_is_never_in_repr_or_the_logs_and_set_token_rotates_it(possync, server, logs):
+    p = possync
+    wrong = "pst_wrong_" + uuid.uuid4().hex
+    config = make_config(p, server.base_url)
+    listener = make_listener(p)
+    engine = p.PossyncEngine(config, wrong, listener)
+    try:
+        engine.enqueue(make_sale(p, 1))
+        refused = engine.sync_now(20_000)
+        assert isinstance(refused.stop, p.DrainStop.AUTH_FAILED), refused
+        with pytest.raises(p.ConfigError.Invalid) as e:
+            engine.set_token("pst with spaces")
+        assert "pst with" not in e.value.reason
+        # Rotation without reopening: the next run uses the new token.
+        engine.set_token(server.token)
+        report = engine.sync_now(20_000)
+        assert report.sent == 1 and report.stop is None, report
+
+        shown = [repr(config), str(config), repr(engine), repr(engine.status()), repr(refused), repr(report)]
+        shown += [repr(s) for s in listener.statuses] + [repr(r) for r in listener.reports]
+        with logs.lock:
+            records = list(logs.records)
+        for secret in (wrong, server.token):
+            assert not [s for s in shown if secret in s], "a token is in a repr"
+            assert not [r for r in records if secret in r.message or any(secret in v for v in r.fields.values())]
+        assert any(r.message == "device token replaced" for r in records)
+    finally:
+        engine.shutdown()

@@ -295,7 +295,7 @@ void uniffi_possync_ffi_fn_free_possyncengine(uint64_t handle, RustCallStatus *_
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_NEW
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_NEW
-uint64_t uniffi_possync_ffi_fn_constructor_possyncengine_new(RustBuffer config, RustBuffer listener, RustCallStatus *_Nonnull out_status
+uint64_t uniffi_possync_ffi_fn_constructor_possyncengine_new(RustBuffer config, RustBuffer token, RustBuffer listener, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_ATTENTION_ITEMS
@@ -336,6 +336,11 @@ RustBuffer uniffi_possync_ffi_fn_method_possyncengine_resolve(uint64_t ptr, Rust
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SALE
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SALE
 RustBuffer uniffi_possync_ffi_fn_method_possyncengine_sale(uint64_t ptr, RustBuffer client_tx_id, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SET_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SET_TOKEN
+void uniffi_possync_ffi_fn_method_possyncengine_set_token(uint64_t ptr, RustBuffer token, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SHUTDOWN
@@ -731,6 +736,12 @@ uint16_t uniffi_possync_ffi_checksum_method_possyncengine_resolve(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SALE
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SALE
 uint16_t uniffi_possync_ffi_checksum_method_possyncengine_sale(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SET_TOKEN
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_SET_TOKEN
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_set_token(void
     
 );
 #endif

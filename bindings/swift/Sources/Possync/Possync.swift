@@ -880,6 +880,17 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     func sale(clientTxId: String) throws  -> SaleRecord?
     
     /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    func setToken(token: String) throws 
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
      * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
      * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
@@ -954,18 +965,21 @@ open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
         return try! rustCall { uniffi_possync_ffi_fn_clone_possyncengine(self.handle, $0) }
     }
     /**
-     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-     * gets every status change and run report on the engine's `possync-status` thread.
+     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+     * token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+     * error. `listener`, if any, gets every status change and run report on the engine's
+     * `possync-status` thread.
      *
      * # Errors
-     * [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
-public convenience init(config: PossyncConfig, listener: StatusListener?)throws  {
+public convenience init(config: PossyncConfig, token: String, listener: StatusListener?)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOpenError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_constructor_possyncengine_new(
         FfiConverterTypePossyncConfig_lower(config),
+        FfiConverterString.lower(token),
         FfiConverterOptionTypeStatusListener.lower(listener),uniffiCallStatus
     )
 }
@@ -1119,6 +1133,24 @@ open func sale(clientTxId: String)throws  -> SaleRecord?  {
         FfiConverterString.lower(clientTxId),uniffiCallStatus
     )
 })
+}
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+open func setToken(token: String)throws   {try rustCallWithError(FfiConverterTypeConfigError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_set_token(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(token),uniffiCallStatus
+    )
+}
 }
     
     /**
@@ -2136,6 +2168,8 @@ public func FfiConverterTypeLogRecord_lower(_ value: LogRecord) -> RustBuffer {
 
 /**
  * How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+ * The device token is not part of it (records print every field in `toString()`/`description`): it is
+ * a separate argument of the engine's constructor and of `set_token`.
  */
 public struct PossyncConfig: Equatable, Hashable {
     /**
@@ -2147,10 +2181,6 @@ public struct PossyncConfig: Equatable, Hashable {
      * Base URL of the shop's server, e.g. `https://pos.example.com`.
      */
     public var serverUrl: String
-    /**
-     * The device token (`pst_...`) from `possync-server token create`.
-     */
-    public var token: String
     /**
      * This till's device id, as registered with the token.
      */
@@ -2224,9 +2254,6 @@ public struct PossyncConfig: Equatable, Hashable {
          * Base URL of the shop's server, e.g. `https://pos.example.com`.
          */serverUrl: String, 
         /**
-         * The device token (`pst_...`) from `possync-server token create`.
-         */token: String, 
-        /**
          * This till's device id, as registered with the token.
          */deviceId: String, 
         /**
@@ -2274,7 +2301,6 @@ public struct PossyncConfig: Equatable, Hashable {
          */sentRetentionMs: UInt64 = UInt64(604800000)) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
-        self.token = token
         self.deviceId = deviceId
         self.intervalMs = intervalMs
         self.connectTimeoutMs = connectTimeoutMs
@@ -2310,7 +2336,6 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
             try PossyncConfig(
                 outboxPath: FfiConverterString.read(from: &buf), 
                 serverUrl: FfiConverterString.read(from: &buf), 
-                token: FfiConverterString.read(from: &buf), 
                 deviceId: FfiConverterString.read(from: &buf), 
                 intervalMs: FfiConverterUInt64.read(from: &buf), 
                 connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
@@ -2332,7 +2357,6 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
     public static func write(_ value: PossyncConfig, into buf: inout [UInt8]) {
         FfiConverterString.write(value.outboxPath, into: &buf)
         FfiConverterString.write(value.serverUrl, into: &buf)
-        FfiConverterString.write(value.token, into: &buf)
         FfiConverterString.write(value.deviceId, into: &buf)
         FfiConverterUInt64.write(value.intervalMs, into: &buf)
         FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
@@ -3120,6 +3144,90 @@ public func FfiConverterTypeStatusSnapshot_lift(_ buf: RustBuffer) throws -> Sta
 #endif
 public func FfiConverterTypeStatusSnapshot_lower(_ value: StatusSnapshot) -> RustBuffer {
     return FfiConverterTypeStatusSnapshot.lower(value)
+}
+
+
+/**
+ * A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+ */
+public 
+enum ConfigError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The value is out of range or malformed; `reason` says which (never echoing a token).
+     */
+    case Invalid(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension ConfigError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConfigError: FfiConverterRustBuffer {
+    typealias SwiftType = ConfigError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConfigError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Invalid(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ConfigError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Invalid(reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConfigError_lift(_ buf: RustBuffer) throws -> ConfigError {
+    return try FfiConverterTypeConfigError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConfigError_lower(_ value: ConfigError) -> RustBuffer {
+    return FfiConverterTypeConfigError.lower(value)
 }
 
 
@@ -5307,6 +5415,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5328,7 +5439,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_logsink_log() != 30947) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 55198) {
+    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352) {
         return InitializationResult.apiChecksumMismatch
     }
 

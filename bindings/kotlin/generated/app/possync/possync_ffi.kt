@@ -745,6 +745,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_sale(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_set_token(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_shutdown(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_status(
@@ -787,7 +789,7 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_possync_ffi_fn_free_possyncengine(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_possync_ffi_fn_constructor_possyncengine_new(`config`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_possync_ffi_fn_constructor_possyncengine_new(`config`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_possync_ffi_fn_method_possyncengine_attention_items(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -805,6 +807,8 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_sale(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_set_token(`ptr`: Long,`token`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_possync_ffi_fn_method_possyncengine_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_possync_ffi_fn_method_possyncengine_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -984,6 +988,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() and 0xFFFF) != 62206) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() and 0xFFFF) != 42023) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 44351) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1005,7 +1012,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_logsink_log() and 0xFFFF) != 30947) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 55198) {
+    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 3352) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1845,6 +1852,17 @@ public interface PossyncEngineInterface {
     fun `sale`(`clientTxId`: kotlin.String): SaleRecord?
     
     /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    fun `setToken`(`token`: kotlin.String)
+    
+    /**
      * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
      * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
      * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
@@ -1906,19 +1924,22 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
         this.cleanable = null
     }
     /**
-     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-     * gets every status change and run report on the engine's `possync-status` thread.
+     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+     * token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+     * error. `listener`, if any, gets every status change and run report on the engine's
+     * `possync-status` thread.
      *
      * # Errors
-     * [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
-    constructor(`config`: PossyncConfig, `listener`: StatusListener?) :
+    constructor(`config`: PossyncConfig, `token`: kotlin.String, `listener`: StatusListener?) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OpenException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new(
     
         
         FfiConverterTypePossyncConfig.lower(`config`),
+        FfiConverterString.lower(`token`),
         FfiConverterOptionalTypeStatusListener.lower(`listener`),_status)
 }
     )
@@ -2174,6 +2195,29 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    @Throws(ConfigException::class)override fun `setToken`(`token`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ConfigException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token(
+        it,
+        
+        FfiConverterString.lower(`token`),_status)
+}
+    }
+    
     
 
     
@@ -3126,6 +3170,8 @@ public object FfiConverterTypeLogRecord: FfiConverterRustBuffer<LogRecord> {
 
 /**
  * How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+ * The device token is not part of it (records print every field in `toString()`/`description`): it is
+ * a separate argument of the engine's constructor and of `set_token`.
  */
 data class PossyncConfig (
     /**
@@ -3138,11 +3184,6 @@ data class PossyncConfig (
      * Base URL of the shop's server, e.g. `https://pos.example.com`.
      */
     var `serverUrl`: kotlin.String
-    , 
-    /**
-     * The device token (`pst_...`) from `possync-server token create`.
-     */
-    var `token`: kotlin.String
     , 
     /**
      * This till's device id, as registered with the token.
@@ -3238,7 +3279,6 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
             FfiConverterULong.read(buf),
@@ -3259,7 +3299,6 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
     override fun allocationSize(value: PossyncConfig) = (
             FfiConverterString.allocationSize(value.`outboxPath`) +
             FfiConverterString.allocationSize(value.`serverUrl`) +
-            FfiConverterString.allocationSize(value.`token`) +
             FfiConverterString.allocationSize(value.`deviceId`) +
             FfiConverterULong.allocationSize(value.`intervalMs`) +
             FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
@@ -3280,7 +3319,6 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
             FfiConverterString.write(value.`outboxPath`, buf)
             FfiConverterString.write(value.`serverUrl`, buf)
-            FfiConverterString.write(value.`token`, buf)
             FfiConverterString.write(value.`deviceId`, buf)
             FfiConverterULong.write(value.`intervalMs`, buf)
             FfiConverterULong.write(value.`connectTimeoutMs`, buf)
@@ -3852,6 +3890,77 @@ public object FfiConverterTypeStatusSnapshot: FfiConverterRustBuffer<StatusSnaps
             FfiConverterOptionalLong.write(value.`oldestUnsentAgeMs`, buf)
             FfiConverterOptionalTypeDrainReport.write(value.`lastReport`, buf)
     }
+}
+
+
+
+
+
+/**
+ * A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+ */
+sealed class ConfigException: kotlin.Exception() {
+    
+    /**
+     * The value is out of range or malformed; `reason` says which (never echoing a token).
+     */
+    class Invalid(
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ConfigException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ConfigException> {
+        override fun lift(error_buf: RustBuffer.ByValue): ConfigException = FfiConverterTypeConfigError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConfigError : FfiConverterRustBuffer<ConfigException> {
+    override fun read(buf: ByteBuffer): ConfigException {
+        
+
+        return when(buf.getInt()) {
+            1 -> ConfigException.Invalid(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ConfigException): ULong {
+        return when(value) {
+            is ConfigException.Invalid -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: ConfigException, buf: ByteBuffer) {
+        when(value) {
+            is ConfigException.Invalid -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
 }
 
 

@@ -532,6 +532,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items() != 13130:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() != 3948:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 51319:
@@ -540,7 +542,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 60967:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -548,11 +550,11 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 7719:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 59107:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 45510:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -603,6 +605,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_logsink_log.restype = ctypes.c_uin
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_counts.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_counts.restype = ctypes.c_uint16
@@ -669,6 +674,12 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown.restype = ctypes.c_int8
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_counts.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -694,7 +705,7 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.argtypes = (
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.restype = ctypes.c_int64
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales.argtypes = (
     ctypes.c_uint64,
-    ctypes.c_uint32,
+    ctypes.c_int64,
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -731,7 +742,7 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_status.argtypes = (
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_status.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now.argtypes = (
     ctypes.c_uint64,
-    ctypes.c_uint64,
+    ctypes.c_int64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now.restype = _UniffiRustBuffer
@@ -989,19 +1000,6 @@ class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
     def write(value, buf):
         buf.write_i64(value)
 
-class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u32"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**32
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u32()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u32(value)
-
 @dataclass
 class AttentionItem:
     """
@@ -1048,7 +1046,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
             message=_UniffiFfiConverterOptionalString.read(buf),
             payload_sha256=_UniffiFfiConverterString.read(buf),
             created_at_ms=_UniffiFfiConverterInt64.read(buf),
-            attempt=_UniffiFfiConverterUInt32.read(buf),
+            attempt=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
@@ -1059,7 +1057,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.message)
         _UniffiFfiConverterString.check_lower(value.payload_sha256)
         _UniffiFfiConverterInt64.check_lower(value.created_at_ms)
-        _UniffiFfiConverterUInt32.check_lower(value.attempt)
+        _UniffiFfiConverterInt64.check_lower(value.attempt)
 
     @staticmethod
     def write(value, buf):
@@ -1069,20 +1067,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.message, buf)
         _UniffiFfiConverterString.write(value.payload_sha256, buf)
         _UniffiFfiConverterInt64.write(value.created_at_ms, buf)
-        _UniffiFfiConverterUInt32.write(value.attempt, buf)
-
-class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u64"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**64
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u64()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u64(value)
+        _UniffiFfiConverterInt64.write(value.attempt, buf)
 
 @dataclass
 class Counts:
@@ -1121,31 +1106,31 @@ class _UniffiFfiConverterTypeCounts(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
         return Counts(
-            pending=_UniffiFfiConverterUInt64.read(buf),
-            in_flight=_UniffiFfiConverterUInt64.read(buf),
-            sent=_UniffiFfiConverterUInt64.read(buf),
-            conflict=_UniffiFfiConverterUInt64.read(buf),
-            invalid=_UniffiFfiConverterUInt64.read(buf),
-            unsent=_UniffiFfiConverterUInt64.read(buf),
+            pending=_UniffiFfiConverterInt64.read(buf),
+            in_flight=_UniffiFfiConverterInt64.read(buf),
+            sent=_UniffiFfiConverterInt64.read(buf),
+            conflict=_UniffiFfiConverterInt64.read(buf),
+            invalid=_UniffiFfiConverterInt64.read(buf),
+            unsent=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
-        _UniffiFfiConverterUInt64.check_lower(value.pending)
-        _UniffiFfiConverterUInt64.check_lower(value.in_flight)
-        _UniffiFfiConverterUInt64.check_lower(value.sent)
-        _UniffiFfiConverterUInt64.check_lower(value.conflict)
-        _UniffiFfiConverterUInt64.check_lower(value.invalid)
-        _UniffiFfiConverterUInt64.check_lower(value.unsent)
+        _UniffiFfiConverterInt64.check_lower(value.pending)
+        _UniffiFfiConverterInt64.check_lower(value.in_flight)
+        _UniffiFfiConverterInt64.check_lower(value.sent)
+        _UniffiFfiConverterInt64.check_lower(value.conflict)
+        _UniffiFfiConverterInt64.check_lower(value.invalid)
+        _UniffiFfiConverterInt64.check_lower(value.unsent)
 
     @staticmethod
     def write(value, buf):
-        _UniffiFfiConverterUInt64.write(value.pending, buf)
-        _UniffiFfiConverterUInt64.write(value.in_flight, buf)
-        _UniffiFfiConverterUInt64.write(value.sent, buf)
-        _UniffiFfiConverterUInt64.write(value.conflict, buf)
-        _UniffiFfiConverterUInt64.write(value.invalid, buf)
-        _UniffiFfiConverterUInt64.write(value.unsent, buf)
+        _UniffiFfiConverterInt64.write(value.pending, buf)
+        _UniffiFfiConverterInt64.write(value.in_flight, buf)
+        _UniffiFfiConverterInt64.write(value.sent, buf)
+        _UniffiFfiConverterInt64.write(value.conflict, buf)
+        _UniffiFfiConverterInt64.write(value.invalid, buf)
+        _UniffiFfiConverterInt64.write(value.unsent, buf)
 
 @dataclass
 class CurrencyAmount:
@@ -1176,20 +1161,20 @@ class _UniffiFfiConverterTypeCurrencyAmount(_UniffiConverterRustBuffer):
     def read(buf):
         return CurrencyAmount(
             currency=_UniffiFfiConverterString.read(buf),
-            count=_UniffiFfiConverterUInt64.read(buf),
+            count=_UniffiFfiConverterInt64.read(buf),
             total_minor=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterString.check_lower(value.currency)
-        _UniffiFfiConverterUInt64.check_lower(value.count)
+        _UniffiFfiConverterInt64.check_lower(value.count)
         _UniffiFfiConverterInt64.check_lower(value.total_minor)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterString.write(value.currency, buf)
-        _UniffiFfiConverterUInt64.write(value.count, buf)
+        _UniffiFfiConverterInt64.write(value.count, buf)
         _UniffiFfiConverterInt64.write(value.total_minor, buf)
 
 
@@ -1598,14 +1583,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
             correlation_id=_UniffiFfiConverterString.read(buf),
             reasons=_UniffiFfiConverterSequenceTypeDrainReason.read(buf),
             started_at_ms=_UniffiFfiConverterInt64.read(buf),
-            duration_ms=_UniffiFfiConverterUInt64.read(buf),
-            sent=_UniffiFfiConverterUInt64.read(buf),
-            duplicate=_UniffiFfiConverterUInt64.read(buf),
-            conflict=_UniffiFfiConverterUInt64.read(buf),
-            invalid=_UniffiFfiConverterUInt64.read(buf),
-            retry=_UniffiFfiConverterUInt64.read(buf),
-            lease_lost=_UniffiFfiConverterUInt64.read(buf),
-            remaining_pending=_UniffiFfiConverterUInt64.read(buf),
+            duration_ms=_UniffiFfiConverterInt64.read(buf),
+            sent=_UniffiFfiConverterInt64.read(buf),
+            duplicate=_UniffiFfiConverterInt64.read(buf),
+            conflict=_UniffiFfiConverterInt64.read(buf),
+            invalid=_UniffiFfiConverterInt64.read(buf),
+            retry=_UniffiFfiConverterInt64.read(buf),
+            lease_lost=_UniffiFfiConverterInt64.read(buf),
+            remaining_pending=_UniffiFfiConverterInt64.read(buf),
             oldest_pending_age_ms=_UniffiFfiConverterOptionalInt64.read(buf),
             last_error=_UniffiFfiConverterOptionalString.read(buf),
             stop=_UniffiFfiConverterOptionalTypeDrainStop.read(buf),
@@ -1616,14 +1601,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.check_lower(value.correlation_id)
         _UniffiFfiConverterSequenceTypeDrainReason.check_lower(value.reasons)
         _UniffiFfiConverterInt64.check_lower(value.started_at_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.duration_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.sent)
-        _UniffiFfiConverterUInt64.check_lower(value.duplicate)
-        _UniffiFfiConverterUInt64.check_lower(value.conflict)
-        _UniffiFfiConverterUInt64.check_lower(value.invalid)
-        _UniffiFfiConverterUInt64.check_lower(value.retry)
-        _UniffiFfiConverterUInt64.check_lower(value.lease_lost)
-        _UniffiFfiConverterUInt64.check_lower(value.remaining_pending)
+        _UniffiFfiConverterInt64.check_lower(value.duration_ms)
+        _UniffiFfiConverterInt64.check_lower(value.sent)
+        _UniffiFfiConverterInt64.check_lower(value.duplicate)
+        _UniffiFfiConverterInt64.check_lower(value.conflict)
+        _UniffiFfiConverterInt64.check_lower(value.invalid)
+        _UniffiFfiConverterInt64.check_lower(value.retry)
+        _UniffiFfiConverterInt64.check_lower(value.lease_lost)
+        _UniffiFfiConverterInt64.check_lower(value.remaining_pending)
         _UniffiFfiConverterOptionalInt64.check_lower(value.oldest_pending_age_ms)
         _UniffiFfiConverterOptionalString.check_lower(value.last_error)
         _UniffiFfiConverterOptionalTypeDrainStop.check_lower(value.stop)
@@ -1633,14 +1618,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.correlation_id, buf)
         _UniffiFfiConverterSequenceTypeDrainReason.write(value.reasons, buf)
         _UniffiFfiConverterInt64.write(value.started_at_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.duration_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.sent, buf)
-        _UniffiFfiConverterUInt64.write(value.duplicate, buf)
-        _UniffiFfiConverterUInt64.write(value.conflict, buf)
-        _UniffiFfiConverterUInt64.write(value.invalid, buf)
-        _UniffiFfiConverterUInt64.write(value.retry, buf)
-        _UniffiFfiConverterUInt64.write(value.lease_lost, buf)
-        _UniffiFfiConverterUInt64.write(value.remaining_pending, buf)
+        _UniffiFfiConverterInt64.write(value.duration_ms, buf)
+        _UniffiFfiConverterInt64.write(value.sent, buf)
+        _UniffiFfiConverterInt64.write(value.duplicate, buf)
+        _UniffiFfiConverterInt64.write(value.conflict, buf)
+        _UniffiFfiConverterInt64.write(value.invalid, buf)
+        _UniffiFfiConverterInt64.write(value.retry, buf)
+        _UniffiFfiConverterInt64.write(value.lease_lost, buf)
+        _UniffiFfiConverterInt64.write(value.remaining_pending, buf)
         _UniffiFfiConverterOptionalInt64.write(value.oldest_pending_age_ms, buf)
         _UniffiFfiConverterOptionalString.write(value.last_error, buf)
         _UniffiFfiConverterOptionalTypeDrainStop.write(value.stop, buf)
@@ -1869,31 +1854,6 @@ class _UniffiFfiConverterTypeLogRecord(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.message, buf)
         _UniffiFfiConverterMapStringString.write(value.fields, buf)
 
-class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        if value is not None:
-            _UniffiFfiConverterUInt64.check_lower(value)
-
-    @classmethod
-    def write(cls, value, buf):
-        if value is None:
-            buf.write_u8(0)
-            return
-
-        buf.write_u8(1)
-        _UniffiFfiConverterUInt64.write(value, buf)
-
-    @classmethod
-    def read(cls, buf):
-        flag = buf.read_u8()
-        if flag == 0:
-            return None
-        elif flag == 1:
-            return _UniffiFfiConverterUInt64.read(buf)
-        else:
-            raise InternalError("Unexpected flag byte for optional type")
-
 
 
 
@@ -2050,20 +2010,20 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
             outbox_path=_UniffiFfiConverterString.read(buf),
             server_url=_UniffiFfiConverterString.read(buf),
             device_id=_UniffiFfiConverterString.read(buf),
-            interval_ms=_UniffiFfiConverterUInt64.read(buf),
-            connect_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            request_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            lease_ms=_UniffiFfiConverterUInt64.read(buf),
-            heartbeat_ms=_UniffiFfiConverterUInt64.read(buf),
-            batch_size=_UniffiFfiConverterUInt32.read(buf),
-            retry_backoff_base_ms=_UniffiFfiConverterUInt64.read(buf),
-            retry_backoff_cap_ms=_UniffiFfiConverterUInt64.read(buf),
-            offline_backoff_base_ms=_UniffiFfiConverterUInt64.read(buf),
-            offline_backoff_cap_ms=_UniffiFfiConverterUInt64.read(buf),
-            busy_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            max_size_bytes=_UniffiFfiConverterOptionalUInt64.read(buf),
+            interval_ms=_UniffiFfiConverterInt64.read(buf),
+            connect_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            request_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            lease_ms=_UniffiFfiConverterInt64.read(buf),
+            heartbeat_ms=_UniffiFfiConverterInt64.read(buf),
+            batch_size=_UniffiFfiConverterInt64.read(buf),
+            retry_backoff_base_ms=_UniffiFfiConverterInt64.read(buf),
+            retry_backoff_cap_ms=_UniffiFfiConverterInt64.read(buf),
+            offline_backoff_base_ms=_UniffiFfiConverterInt64.read(buf),
+            offline_backoff_cap_ms=_UniffiFfiConverterInt64.read(buf),
+            busy_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            max_size_bytes=_UniffiFfiConverterOptionalInt64.read(buf),
             durability=_UniffiFfiConverterOptionalTypeDurability.read(buf),
-            sent_retention_ms=_UniffiFfiConverterUInt64.read(buf),
+            sent_retention_ms=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
@@ -2071,40 +2031,40 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.check_lower(value.outbox_path)
         _UniffiFfiConverterString.check_lower(value.server_url)
         _UniffiFfiConverterString.check_lower(value.device_id)
-        _UniffiFfiConverterUInt64.check_lower(value.interval_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.connect_timeout_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.request_timeout_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.lease_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.heartbeat_ms)
-        _UniffiFfiConverterUInt32.check_lower(value.batch_size)
-        _UniffiFfiConverterUInt64.check_lower(value.retry_backoff_base_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.retry_backoff_cap_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.offline_backoff_base_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.offline_backoff_cap_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.busy_timeout_ms)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.max_size_bytes)
+        _UniffiFfiConverterInt64.check_lower(value.interval_ms)
+        _UniffiFfiConverterInt64.check_lower(value.connect_timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(value.request_timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(value.lease_ms)
+        _UniffiFfiConverterInt64.check_lower(value.heartbeat_ms)
+        _UniffiFfiConverterInt64.check_lower(value.batch_size)
+        _UniffiFfiConverterInt64.check_lower(value.retry_backoff_base_ms)
+        _UniffiFfiConverterInt64.check_lower(value.retry_backoff_cap_ms)
+        _UniffiFfiConverterInt64.check_lower(value.offline_backoff_base_ms)
+        _UniffiFfiConverterInt64.check_lower(value.offline_backoff_cap_ms)
+        _UniffiFfiConverterInt64.check_lower(value.busy_timeout_ms)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.max_size_bytes)
         _UniffiFfiConverterOptionalTypeDurability.check_lower(value.durability)
-        _UniffiFfiConverterUInt64.check_lower(value.sent_retention_ms)
+        _UniffiFfiConverterInt64.check_lower(value.sent_retention_ms)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterString.write(value.outbox_path, buf)
         _UniffiFfiConverterString.write(value.server_url, buf)
         _UniffiFfiConverterString.write(value.device_id, buf)
-        _UniffiFfiConverterUInt64.write(value.interval_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.connect_timeout_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.request_timeout_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.lease_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.heartbeat_ms, buf)
-        _UniffiFfiConverterUInt32.write(value.batch_size, buf)
-        _UniffiFfiConverterUInt64.write(value.retry_backoff_base_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.retry_backoff_cap_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.offline_backoff_base_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.offline_backoff_cap_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.busy_timeout_ms, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.max_size_bytes, buf)
+        _UniffiFfiConverterInt64.write(value.interval_ms, buf)
+        _UniffiFfiConverterInt64.write(value.connect_timeout_ms, buf)
+        _UniffiFfiConverterInt64.write(value.request_timeout_ms, buf)
+        _UniffiFfiConverterInt64.write(value.lease_ms, buf)
+        _UniffiFfiConverterInt64.write(value.heartbeat_ms, buf)
+        _UniffiFfiConverterInt64.write(value.batch_size, buf)
+        _UniffiFfiConverterInt64.write(value.retry_backoff_base_ms, buf)
+        _UniffiFfiConverterInt64.write(value.retry_backoff_cap_ms, buf)
+        _UniffiFfiConverterInt64.write(value.offline_backoff_base_ms, buf)
+        _UniffiFfiConverterInt64.write(value.offline_backoff_cap_ms, buf)
+        _UniffiFfiConverterInt64.write(value.busy_timeout_ms, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.max_size_bytes, buf)
         _UniffiFfiConverterOptionalTypeDurability.write(value.durability, buf)
-        _UniffiFfiConverterUInt64.write(value.sent_retention_ms, buf)
+        _UniffiFfiConverterInt64.write(value.sent_retention_ms, buf)
 
 
 
@@ -2244,6 +2204,19 @@ class _UniffiFfiConverterTypeSaleHeader(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.total_minor, buf)
         _UniffiFfiConverterInt64.write(value.change_minor, buf)
         _UniffiFfiConverterOptionalString.write(value.cashier_id, buf)
+
+class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u32"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**32
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u32(value)
 
 @dataclass
 class SaleItem:
@@ -2650,7 +2623,7 @@ class _UniffiFfiConverterTypeSaleRecord(_UniffiConverterRustBuffer):
             total_minor=_UniffiFfiConverterInt64.read(buf),
             created_at_ms=_UniffiFfiConverterInt64.read(buf),
             sent_at_ms=_UniffiFfiConverterOptionalInt64.read(buf),
-            attempt=_UniffiFfiConverterUInt32.read(buf),
+            attempt=_UniffiFfiConverterInt64.read(buf),
             last_result=_UniffiFfiConverterOptionalString.read(buf),
             last_code=_UniffiFfiConverterOptionalString.read(buf),
             last_error=_UniffiFfiConverterOptionalString.read(buf),
@@ -2671,7 +2644,7 @@ class _UniffiFfiConverterTypeSaleRecord(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.check_lower(value.total_minor)
         _UniffiFfiConverterInt64.check_lower(value.created_at_ms)
         _UniffiFfiConverterOptionalInt64.check_lower(value.sent_at_ms)
-        _UniffiFfiConverterUInt32.check_lower(value.attempt)
+        _UniffiFfiConverterInt64.check_lower(value.attempt)
         _UniffiFfiConverterOptionalString.check_lower(value.last_result)
         _UniffiFfiConverterOptionalString.check_lower(value.last_code)
         _UniffiFfiConverterOptionalString.check_lower(value.last_error)
@@ -2691,12 +2664,35 @@ class _UniffiFfiConverterTypeSaleRecord(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.total_minor, buf)
         _UniffiFfiConverterInt64.write(value.created_at_ms, buf)
         _UniffiFfiConverterOptionalInt64.write(value.sent_at_ms, buf)
-        _UniffiFfiConverterUInt32.write(value.attempt, buf)
+        _UniffiFfiConverterInt64.write(value.attempt, buf)
         _UniffiFfiConverterOptionalString.write(value.last_result, buf)
         _UniffiFfiConverterOptionalString.write(value.last_code, buf)
         _UniffiFfiConverterOptionalString.write(value.last_error, buf)
         _UniffiFfiConverterOptionalInt64.write(value.server_tx_id, buf)
         _UniffiFfiConverterString.write(value.payload_sha256, buf)
+
+class _UniffiFfiConverterSequenceTypeCurrencyAmount(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeCurrencyAmount.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeCurrencyAmount.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeCurrencyAmount.read(buf) for i in range(count)
+        ]
 
 
 
@@ -2714,10 +2710,23 @@ class SyncStatus:
     @dataclass
     class IDLE:
         """
-        Nothing to do, or waiting for the next trigger.
+        Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+        a banner such as "All sent" or "3 unsent (EUR 12.00)".
 """
         
-        def __init__(self, ):
+        def __init__(self, unsent:int, unsent_by_currency:typing.List[CurrencyAmount]):
+            self.unsent = unsent
+            
+            """
+        Unsent sales (pending + in flight).
+"""
+        
+            self.unsent_by_currency = unsent_by_currency
+            
+            """
+        Unsent sales per currency (count and amount).
+"""
+        
             pass
 
     
@@ -2725,11 +2734,15 @@ class SyncStatus:
             
     
         def __str__(self):
-            return "SyncStatus.IDLE()".format()
+            return "SyncStatus.IDLE(unsent={}, unsent_by_currency={})".format(self.unsent, self.unsent_by_currency)
         def __eq__(self, other):
             if not isinstance(other, SyncStatus):
                 return NotImplemented
             if not other.is_IDLE():
+                return False
+            if self.unsent != other.unsent:
+                return False
+            if self.unsent_by_currency != other.unsent_by_currency:
                 return False
             return True
 
@@ -2921,11 +2934,13 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
         variant = buf.read_i32()
         if variant == 1:
             return SyncStatus.IDLE(
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterSequenceTypeCurrencyAmount.read(buf),
             )
         if variant == 2:
             return SyncStatus.DRAINING(
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
             )
         if variant == 3:
             return SyncStatus.OFFLINE(
@@ -2938,18 +2953,20 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
             )
         if variant == 5:
             return SyncStatus.NEEDS_ATTENTION(
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
             )
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
     def check_lower(value):
         if value.is_IDLE():
+            _UniffiFfiConverterInt64.check_lower(value.unsent)
+            _UniffiFfiConverterSequenceTypeCurrencyAmount.check_lower(value.unsent_by_currency)
             return
         if value.is_DRAINING():
-            _UniffiFfiConverterUInt64.check_lower(value.done)
-            _UniffiFfiConverterUInt64.check_lower(value.total)
+            _UniffiFfiConverterInt64.check_lower(value.done)
+            _UniffiFfiConverterInt64.check_lower(value.total)
             return
         if value.is_OFFLINE():
             _UniffiFfiConverterInt64.check_lower(value.next_retry_at_ms)
@@ -2959,8 +2976,8 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.last_error)
             return
         if value.is_NEEDS_ATTENTION():
-            _UniffiFfiConverterUInt64.check_lower(value.conflicts)
-            _UniffiFfiConverterUInt64.check_lower(value.invalid)
+            _UniffiFfiConverterInt64.check_lower(value.conflicts)
+            _UniffiFfiConverterInt64.check_lower(value.invalid)
             return
         raise ValueError(value)
 
@@ -2968,10 +2985,12 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
     def write(value, buf):
         if value.is_IDLE():
             buf.write_i32(1)
+            _UniffiFfiConverterInt64.write(value.unsent, buf)
+            _UniffiFfiConverterSequenceTypeCurrencyAmount.write(value.unsent_by_currency, buf)
         if value.is_DRAINING():
             buf.write_i32(2)
-            _UniffiFfiConverterUInt64.write(value.done, buf)
-            _UniffiFfiConverterUInt64.write(value.total, buf)
+            _UniffiFfiConverterInt64.write(value.done, buf)
+            _UniffiFfiConverterInt64.write(value.total, buf)
         if value.is_OFFLINE():
             buf.write_i32(3)
             _UniffiFfiConverterInt64.write(value.next_retry_at_ms, buf)
@@ -2981,33 +3000,10 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.last_error, buf)
         if value.is_NEEDS_ATTENTION():
             buf.write_i32(5)
-            _UniffiFfiConverterUInt64.write(value.conflicts, buf)
-            _UniffiFfiConverterUInt64.write(value.invalid, buf)
+            _UniffiFfiConverterInt64.write(value.conflicts, buf)
+            _UniffiFfiConverterInt64.write(value.invalid, buf)
 
 
-
-class _UniffiFfiConverterSequenceTypeCurrencyAmount(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        for item in value:
-            _UniffiFfiConverterTypeCurrencyAmount.check_lower(item)
-
-    @classmethod
-    def write(cls, value, buf):
-        items = len(value)
-        buf.write_i32(items)
-        for item in value:
-            _UniffiFfiConverterTypeCurrencyAmount.write(item, buf)
-
-    @classmethod
-    def read(cls, buf):
-        count = buf.read_i32()
-        if count < 0:
-            raise InternalError("Unexpected negative sequence length")
-
-        return [
-            _UniffiFfiConverterTypeCurrencyAmount.read(buf) for i in range(count)
-        ]
 
 class _UniffiFfiConverterOptionalTypeDrainReport(_UniffiConverterRustBuffer):
     @classmethod
@@ -3352,8 +3348,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
         if variant == 3:
             return OpenError.IncompatibleVersion(
                 _UniffiFfiConverterString.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 4:
@@ -3382,8 +3378,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
             return
         if isinstance(value, OpenError.IncompatibleVersion):
             _UniffiFfiConverterString.check_lower(value.path)
-            _UniffiFfiConverterUInt64.check_lower(value.found)
-            _UniffiFfiConverterUInt64.check_lower(value.supported)
+            _UniffiFfiConverterInt64.check_lower(value.found)
+            _UniffiFfiConverterInt64.check_lower(value.supported)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, OpenError.Unavailable):
@@ -3409,8 +3405,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
         if isinstance(value, OpenError.IncompatibleVersion):
             buf.write_i32(3)
             _UniffiFfiConverterString.write(value.path, buf)
-            _UniffiFfiConverterUInt64.write(value.found, buf)
-            _UniffiFfiConverterUInt64.write(value.supported, buf)
+            _UniffiFfiConverterInt64.write(value.found, buf)
+            _UniffiFfiConverterInt64.write(value.supported, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, OpenError.Unavailable):
             buf.write_i32(4)
@@ -4076,7 +4072,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
         variant = buf.read_i32()
         if variant == 1:
             return SyncError.Timeout(
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 2:
@@ -4092,7 +4088,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
     @staticmethod
     def check_lower(value):
         if isinstance(value, SyncError.Timeout):
-            _UniffiFfiConverterUInt64.check_lower(value.waited_ms)
+            _UniffiFfiConverterInt64.check_lower(value.waited_ms)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, SyncError.ShutDown):
@@ -4106,7 +4102,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
     def write(value, buf):
         if isinstance(value, SyncError.Timeout):
             buf.write_i32(1)
-            _UniffiFfiConverterUInt64.write(value.waited_ms, buf)
+            _UniffiFfiConverterInt64.write(value.waited_ms, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, SyncError.ShutDown):
             buf.write_i32(2)
@@ -4332,7 +4328,8 @@ class _UniffiFfiConverterOptionalTypeSaleRecord(_UniffiConverterRustBuffer):
 class PossyncEngineProtocol(typing.Protocol):
     """
     A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-    `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+    `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+    unsent sales stay in the outbox.
 """
     
     def attention_items(self, ) -> typing.List[AttentionItem]:
@@ -4342,6 +4339,12 @@ class PossyncEngineProtocol(typing.Protocol):
 
         # Errors
         [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
+    def await_shutdown(self, timeout_ms: int) -> bool:
+        """
+        Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+        those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
 """
         raise NotImplementedError
     def counts(self, ) -> Counts:
@@ -4420,10 +4423,11 @@ class PossyncEngineProtocol(typing.Protocol):
         raise NotImplementedError
     def shutdown(self, ) -> None:
         """
-        Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-        in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-        queries still work.
+        Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+        still finished and finalized, pending statuses are delivered, then the threads end and the
+        write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+        fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+        engine does the same.
 """
         raise NotImplementedError
     def status(self, ) -> StatusSnapshot:
@@ -4452,7 +4456,8 @@ class PossyncEngineProtocol(typing.Protocol):
 class PossyncEngine(PossyncEngineProtocol):
     """
     A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-    `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+    `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+    unsent sales stay in the outbox.
 """
     
     _handle: ctypes.c_uint64
@@ -4519,6 +4524,25 @@ class PossyncEngine(PossyncEngineProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def await_shutdown(self, timeout_ms: int) -> bool:
+        """
+        Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+        those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+"""
+        
+        _UniffiFfiConverterInt64.check_lower(timeout_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterInt64.lower(timeout_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -4615,12 +4639,12 @@ class PossyncEngine(PossyncEngineProtocol):
         [`StorageError`] when the outbox cannot be read.
 """
         
-        _UniffiFfiConverterUInt32.check_lower(limit)
+        _UniffiFfiConverterInt64.check_lower(limit)
 
         _UniffiFfiConverterOptionalInt64.check_lower(before_seq)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterUInt32.lower(limit),
+            _UniffiFfiConverterInt64.lower(limit),
             _UniffiFfiConverterOptionalInt64.lower(before_seq),
         )
         _uniffi_lift_return = _UniffiFfiConverterSequenceTypeSaleRecord.lift
@@ -4708,10 +4732,11 @@ class PossyncEngine(PossyncEngineProtocol):
         return _uniffi_lift_return(_uniffi_ffi_result)
     def shutdown(self, ) -> None:
         """
-        Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-        in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-        queries still work.
+        Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+        still finished and finalized, pending statuses are delivered, then the threads end and the
+        write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+        fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+        engine does the same.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -4751,10 +4776,10 @@ class PossyncEngine(PossyncEngineProtocol):
         [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
 """
         
-        _UniffiFfiConverterUInt64.check_lower(timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(timeout_ms)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterUInt64.lower(timeout_ms),
+            _UniffiFfiConverterInt64.lower(timeout_ms),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeDrainReport.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeSyncError

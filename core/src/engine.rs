@@ -81,6 +81,8 @@ struct State {
     offline_failures: u32,
     status: SyncStatus,
     shutdown: bool,
+    /// The worker has finished: statuses delivered, threads ended, WAL checkpointed.
+    stopped: bool,
 }
 
 struct Shared {
@@ -115,6 +117,7 @@ impl SyncEngine {
             return Err(Error::Config("interval_ms and offline_backoff.base_ms must be above 0".into()));
         }
         let notifier = Notifier::start(listener).map_err(|e| Error::Thread(e.to_string()))?;
+        let status = idle(&outbox);
         let state = State {
             requested: DrainReason::Startup.into(),
             started_runs: 0,
@@ -123,8 +126,9 @@ impl SyncEngine {
             next_interval: Instant::now() + Duration::from_millis(config.interval_ms),
             offline_until: None,
             offline_failures: 0,
-            status: SyncStatus::Idle,
+            status,
             shutdown: false,
+            stopped: false,
         };
         let shared = Arc::new(Shared {
             outbox,
@@ -137,7 +141,12 @@ impl SyncEngine {
         let s = shared.clone();
         let worker = std::thread::Builder::new()
             .name("possync-drain".into())
-            .spawn(move || worker(&s))
+            .spawn(move || {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(&s))).is_err() {
+                    log::error!("the drain thread panicked; the engine stopped");
+                }
+                stop(&s);
+            })
             .map_err(|e| Error::Thread(e.to_string()))?;
         Ok(SyncEngine { shared, worker: Mutex::new(Some(worker)) })
     }
@@ -218,38 +227,81 @@ impl SyncEngine {
         self.shared.state.lock().started_runs
     }
 
-    /// Asks the engine to stop and returns at once; [`SyncEngine::shutdown`] waits for it.
+    /// Asks the engine to stop and returns at once; [`SyncEngine::await_shutdown`] waits for it. The
+    /// batch in flight is still finished and finalized, then the engine stops as
+    /// [`SyncEngine::shutdown`] describes.
     pub fn request_shutdown(&self) {
         let mut st = self.shared.state.lock();
         st.shutdown = true;
         self.shared.wake.notify_all();
     }
 
-    /// Stops the engine: the batch in flight is finished and finalized (its HTTP call is bounded by
-    /// the request timeout), no further batch starts, pending statuses are delivered, threads are
-    /// joined, and the write-ahead log is checkpointed and truncated. Sales not sent stay in the
-    /// outbox; leases left behind expire on their own. Idempotent.
+    /// Waits up to `timeout` for the engine to stop after [`SyncEngine::request_shutdown`]; returns
+    /// whether it has stopped (the batch in flight finalized, statuses delivered, threads ended, the
+    /// write-ahead log checkpointed). It does not ask the engine to stop.
+    pub fn await_shutdown(&self, timeout: Duration) -> bool {
+        self.wait_stopped(Instant::now().checked_add(timeout))
+    }
+
+    /// Stops the engine and waits for it: the batch in flight is finished and finalized (its HTTP call
+    /// is bounded by the request timeout), no further batch starts, pending statuses are delivered,
+    /// threads are joined, and the write-ahead log is checkpointed and truncated. Sales not sent stay in
+    /// the outbox; leases left behind expire on their own. Idempotent.
     pub fn shutdown(&self) {
         self.request_shutdown();
-        let Some(worker) = self.worker.lock().take() else { return };
-        if worker.join().is_err() {
-            log::error!("the drain thread panicked");
-        }
-        self.shared.notifier.close();
-        match self.shared.outbox.checkpoint_truncate() {
-            Ok(true) => {}
-            Ok(false) => {
-                log::info!("write-ahead log only partly checkpointed at shutdown (a reader holds it)")
+        self.wait_stopped(None);
+    }
+
+    fn wait_stopped(&self, deadline: Option<Instant>) -> bool {
+        {
+            let mut st = self.shared.state.lock();
+            while !st.stopped {
+                match deadline {
+                    Some(deadline) => {
+                        if self.shared.wake.wait_until(&mut st, deadline).timed_out() {
+                            return st.stopped;
+                        }
+                    }
+                    None => self.shared.wake.wait(&mut st),
+                }
             }
-            Err(e) => log::warn!(error:% = e; "write-ahead log checkpoint at shutdown failed"),
         }
+        if let Some(worker) = self.worker.lock().take() {
+            // It has finished its work; this only reaps the thread.
+            let _ = worker.join();
+        }
+        true
     }
 }
 
 impl Drop for SyncEngine {
+    /// Asks the engine to stop and returns at once (the drain thread finishes the batch in flight and
+    /// stops by itself); call [`SyncEngine::shutdown`] first to wait for it.
     fn drop(&mut self) {
-        self.shutdown();
+        self.request_shutdown();
     }
+}
+
+/// `Idle` with the outbox's unsent sales now (zero if the outbox cannot be read).
+fn idle(outbox: &Outbox) -> SyncStatus {
+    SyncStatus::Idle {
+        unsent: outbox.counts().map(|c| c.unsent()).unwrap_or_default(),
+        unsent_by_currency: outbox.unsent_by_currency().unwrap_or_default(),
+    }
+}
+
+/// The end of the drain thread: delivers pending statuses, ends the status thread, truncates the WAL,
+/// and marks the engine stopped.
+fn stop(shared: &Shared) {
+    shared.notifier.close();
+    match shared.outbox.checkpoint_truncate() {
+        Ok(true) => {}
+        Ok(false) => log::info!("write-ahead log only partly checkpointed at shutdown (a reader holds it)"),
+        Err(e) => log::warn!(error:% = e; "write-ahead log checkpoint at shutdown failed"),
+    }
+    let mut st = shared.state.lock();
+    st.stopped = true;
+    shared.wake.notify_all();
 }
 
 fn worker(shared: &Shared) {
@@ -342,7 +394,7 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, Error>) {
                 Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
                 None,
             ),
-            _ => (Some(SyncStatus::Idle), None),
+            _ => (Some(idle(&shared.outbox)), None),
         },
         Err(e) => (None, Some((e.to_string(), None))),
     };
@@ -363,7 +415,7 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, Error>) {
             None => {
                 st.offline_failures = 0;
                 st.offline_until = None;
-                status.unwrap_or(SyncStatus::Idle)
+                status.unwrap_or_else(|| idle(&shared.outbox))
             }
         };
         st.finished_runs = seq;

@@ -12,12 +12,20 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::drain::DrainReport;
+use crate::outbox::CurrencyAmount;
 
 /// The engine's state, as a cashier's banner would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStatus {
-    /// Nothing to do, or waiting for the next trigger.
-    Idle,
+    /// Nothing to do, or waiting for the next trigger; with what is still unsent at that moment (sales
+    /// recorded since, or waiting out a per-sale retry), for a banner such as "All sent" or
+    /// "3 unsent (EUR 12.00)".
+    Idle {
+        /// Unsent sales (pending + in flight).
+        unsent: u64,
+        /// Unsent sales per currency (count and amount).
+        unsent_by_currency: Vec<CurrencyAmount>,
+    },
     /// A drain run is sending: `done` of `total` unsent sales handled so far.
     Draining {
         /// Sales handled in this run.

@@ -211,7 +211,10 @@ fn offline_then_online_sends_without_waiting_for_the_interval() {
     let online = reports.recv_timeout(WAIT).expect("online run");
     assert!(online.reasons.contains(DrainReason::Online));
     assert_eq!((online.sent, online.remaining_pending), (5, 0), "{online:?}");
-    assert_eq!(engine.status().expect("status").status, SyncStatus::Idle);
+    assert_eq!(
+        engine.status().expect("status").status,
+        SyncStatus::Idle { unsent: 0, unsent_by_currency: Vec::new() }
+    );
 }
 
 #[test]
@@ -359,4 +362,62 @@ fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_tru
     engine.shutdown();
     let wal = std::path::PathBuf::from(format!("{}-wal", t.path.display()));
     assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the WAL is truncated at shutdown");
+}
+
+#[test]
+fn idle_carries_the_unsent_count_and_amounts() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    reports.recv_timeout(WAIT).expect("startup run");
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    // A per-sale RETRY from the server leaves the run Idle with the sale unsent.
+    let claimed = outbox.claim("x", 1, 60_000).expect("claim");
+    let retry = possync_core::outbox::Outcome::Retry {
+        from_server: true,
+        code: "busy".into(),
+        message: String::new(),
+        next_attempt_at_ms: i64::MAX / 2,
+    };
+    let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
+    engine.trigger(DrainReason::Focus); // not Manual: that would skip the sale's backoff and send it
+    reports.recv_timeout(WAIT).expect("focus run");
+    let total = outbox.get(&id).expect("get").expect("row").total_minor;
+    match engine.status().expect("status").status {
+        SyncStatus::Idle { unsent, unsent_by_currency } => {
+            assert_eq!(unsent, 1);
+            assert_eq!(unsent_by_currency.len(), 1);
+            assert_eq!((unsent_by_currency[0].count, unsent_by_currency[0].total_minor), (1, total));
+        }
+        other => panic!("expected Idle, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = Gated::closed();
+    let engine = start(&outbox, &transport, None);
+    transport.wait_entered(1); // the startup run's request is held by the gate
+    engine.request_shutdown();
+    let t0 = std::time::Instant::now();
+    assert!(!engine.await_shutdown(Duration::from_millis(100)), "stopped while a request is in flight");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(engine); // returns at once; the drain thread goes on with the batch
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    transport.open();
+    let deadline = std::time::Instant::now() + WAIT;
+    while outbox.counts().expect("counts").sent != 1 {
+        assert!(std::time::Instant::now() < deadline, "the batch in flight was never finalized");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let engine = start(&outbox, &Gated::opened(), None);
+    engine.request_shutdown();
+    assert!(engine.await_shutdown(WAIT), "an idle engine stops at once");
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
 }

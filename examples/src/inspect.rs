@@ -128,7 +128,7 @@ pub fn age(ms: Option<i64>) -> String {
 /// The engine's state in a word or two, as a cashier's banner.
 pub fn banner(status: &SyncStatus) -> String {
     match status {
-        SyncStatus::Idle => "Idle".into(),
+        SyncStatus::Idle { .. } => "Idle".into(),
         SyncStatus::Draining { done, total } => format!("Draining {done}/{total}"),
         SyncStatus::Offline { .. } => "Offline".into(),
         SyncStatus::AuthFailed { .. } => "AuthFailed".into(),

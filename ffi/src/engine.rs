@@ -5,13 +5,13 @@
 //! it off the UI thread. Listener callbacks arrive on the engine's `possync-status` thread.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use possync_core::backoff::BackoffPolicy;
 use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
+use possync_core::Error;
 
 use crate::error::{
     config_error, open_error, resolve_error, sale_error, storage_error, sync_error, ConfigError, OpenError,
@@ -19,8 +19,8 @@ use crate::error::{
 };
 use crate::listener::{ListenerBridge, StatusListener};
 use crate::types::{
-    AttentionItem, Counts, DrainReason, DrainReport, Durability, Enqueued, Resolution, SalePayload,
-    SaleRecord, StatusSnapshot,
+    int, millis, non_negative, page_size, AttentionItem, Counts, DrainReason, DrainReport, Durability,
+    Enqueued, Resolution, SalePayload, SaleRecord, StatusSnapshot,
 };
 
 /// How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
@@ -37,80 +37,87 @@ pub struct PossyncConfig {
     pub device_id: String,
     /// Period of the engine's own `Interval` trigger, in ms (paused while offline).
     #[uniffi(default = 60000)]
-    pub interval_ms: u64,
+    pub interval_ms: i64,
     /// TCP connect timeout, in ms.
     #[uniffi(default = 5000)]
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: i64,
     /// Whole-request timeout, in ms (at least `connect_timeout_ms`).
     #[uniffi(default = 30000)]
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: i64,
     /// Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
     #[uniffi(default = 60000)]
-    pub lease_ms: u64,
+    pub lease_ms: i64,
     /// Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
     #[uniffi(default = 10000)]
-    pub heartbeat_ms: u64,
+    pub heartbeat_ms: i64,
     /// Sales per request, 1..=500.
     #[uniffi(default = 50)]
-    pub batch_size: u32,
+    pub batch_size: i64,
     /// First per-sale retry ceiling, in ms.
     #[uniffi(default = 1000)]
-    pub retry_backoff_base_ms: u64,
+    pub retry_backoff_base_ms: i64,
     /// Largest per-sale retry ceiling, in ms.
     #[uniffi(default = 300000)]
-    pub retry_backoff_cap_ms: u64,
+    pub retry_backoff_cap_ms: i64,
     /// First whole-engine backoff ceiling after a failed request, in ms.
     #[uniffi(default = 2000)]
-    pub offline_backoff_base_ms: u64,
+    pub offline_backoff_base_ms: i64,
     /// Largest whole-engine backoff ceiling, in ms.
     #[uniffi(default = 300000)]
-    pub offline_backoff_cap_ms: u64,
+    pub offline_backoff_cap_ms: i64,
     /// How long a write waits for another process's lock on the outbox, in ms.
     #[uniffi(default = 5000)]
-    pub busy_timeout_ms: u64,
+    pub busy_timeout_ms: i64,
     /// Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
     #[uniffi(default = None)]
-    pub max_size_bytes: Option<u64>,
+    pub max_size_bytes: Option<i64>,
     /// Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
     #[uniffi(default = None)]
     pub durability: Option<Durability>,
     /// Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
     /// attention never are. The engine prunes after a run that sent sales, at most hourly.
     #[uniffi(default = 604800000)]
-    pub sent_retention_ms: u64,
+    pub sent_retention_ms: i64,
 }
 
 impl PossyncConfig {
-    fn outbox_config(&self) -> OutboxConfig {
+    /// The core's outbox settings (field for field; a negative value is a config error).
+    fn outbox_config(&self) -> Result<OutboxConfig, Error> {
         let defaults = OutboxConfig::default();
-        OutboxConfig {
-            busy_timeout_ms: self.busy_timeout_ms,
-            max_size_bytes: self.max_size_bytes,
+        Ok(OutboxConfig {
+            busy_timeout_ms: non_negative("busy_timeout_ms", self.busy_timeout_ms)?,
+            max_size_bytes: self.max_size_bytes.map(|v| non_negative("max_size_bytes", v)).transpose()?,
             durability: self.durability.map_or(defaults.durability, Into::into),
-            sent_retention_ms: self.sent_retention_ms,
+            sent_retention_ms: non_negative("sent_retention_ms", self.sent_retention_ms)?,
             ..defaults
-        }
+        })
     }
 
-    fn engine_config(&self, token: String) -> EngineConfig {
+    /// The core's engine settings (field for field; a negative value is a config error).
+    fn engine_config(&self, token: String) -> Result<EngineConfig, Error> {
         let mut sync = SyncConfig::new(&self.server_url, token, &self.device_id);
-        sync.connect_timeout_ms = self.connect_timeout_ms;
-        sync.request_timeout_ms = self.request_timeout_ms;
-        sync.lease_ms = self.lease_ms;
-        sync.heartbeat_ms = self.heartbeat_ms;
-        sync.batch_size = self.batch_size as usize;
-        sync.backoff =
-            BackoffPolicy { base_ms: self.retry_backoff_base_ms, cap_ms: self.retry_backoff_cap_ms };
+        sync.connect_timeout_ms = non_negative("connect_timeout_ms", self.connect_timeout_ms)?;
+        sync.request_timeout_ms = non_negative("request_timeout_ms", self.request_timeout_ms)?;
+        sync.lease_ms = non_negative("lease_ms", self.lease_ms)?;
+        sync.heartbeat_ms = non_negative("heartbeat_ms", self.heartbeat_ms)?;
+        sync.batch_size = usize::try_from(non_negative("batch_size", self.batch_size)?).unwrap_or(usize::MAX);
+        sync.backoff = BackoffPolicy {
+            base_ms: non_negative("retry_backoff_base_ms", self.retry_backoff_base_ms)?,
+            cap_ms: non_negative("retry_backoff_cap_ms", self.retry_backoff_cap_ms)?,
+        };
         let mut engine = EngineConfig::new(sync);
-        engine.interval_ms = self.interval_ms;
-        engine.offline_backoff =
-            BackoffPolicy { base_ms: self.offline_backoff_base_ms, cap_ms: self.offline_backoff_cap_ms };
-        engine
+        engine.interval_ms = non_negative("interval_ms", self.interval_ms)?;
+        engine.offline_backoff = BackoffPolicy {
+            base_ms: non_negative("offline_backoff_base_ms", self.offline_backoff_base_ms)?,
+            cap_ms: non_negative("offline_backoff_cap_ms", self.offline_backoff_cap_ms)?,
+        };
+        Ok(engine)
     }
 }
 
 /// A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-/// `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+/// `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+/// unsent sales stay in the outbox.
 #[derive(uniffi::Object)]
 pub struct PossyncEngine {
     engine: SyncEngine,
@@ -138,8 +145,9 @@ impl PossyncEngine {
         token: String,
         listener: Option<Arc<dyn StatusListener>>,
     ) -> Result<Arc<Self>, OpenError> {
-        let outbox = Outbox::open(&config.outbox_path, config.outbox_config()).map_err(open_error)?;
-        let engine_config = config.engine_config(token);
+        let outbox_config = config.outbox_config().map_err(open_error)?;
+        let engine_config = config.engine_config(token).map_err(open_error)?;
+        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(open_error)?;
         let transport = Arc::new(HttpTransport::new(&engine_config.sync));
         let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
         let engine = SyncEngine::start(Arc::new(outbox), transport.clone(), engine_config, listener)
@@ -190,8 +198,8 @@ impl PossyncEngine {
     ///
     /// # Errors
     /// [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
-    pub fn sync_now(&self, timeout_ms: u64) -> Result<DrainReport, SyncError> {
-        self.engine.sync_now(Duration::from_millis(timeout_ms)).map(DrainReport::from).map_err(sync_error)
+    pub fn sync_now(&self, timeout_ms: i64) -> Result<DrainReport, SyncError> {
+        self.engine.sync_now(millis(timeout_ms)).map(DrainReport::from).map_err(sync_error)
     }
 
     /// The status, counts, unsent amounts per currency, oldest unsent age and last report.
@@ -255,10 +263,10 @@ impl PossyncEngine {
     ///
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
-    pub fn recent_sales(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<SaleRecord>, StorageError> {
+    pub fn recent_sales(&self, limit: i64, before_seq: Option<i64>) -> Result<Vec<SaleRecord>, StorageError> {
         self.engine
             .outbox()
-            .recent(limit, before_seq)
+            .recent(page_size(limit), before_seq)
             .map(|page| page.into_iter().map(SaleRecord::from).collect())
             .map_err(storage_error)
     }
@@ -269,14 +277,21 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be written.
     pub fn prune_sent(&self) -> Result<i64, StorageError> {
-        self.engine.prune_sent().map(|n| n as i64).map_err(storage_error)
+        self.engine.prune_sent().map(int).map_err(storage_error)
     }
 
-    /// Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-    /// statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-    /// in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-    /// queries still work.
+    /// Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+    /// still finished and finalized, pending statuses are delivered, then the threads end and the
+    /// write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+    /// fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+    /// engine does the same.
     pub fn shutdown(&self) {
-        self.engine.shutdown();
+        self.engine.request_shutdown();
+    }
+
+    /// Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+    /// those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+    pub fn await_shutdown(&self, timeout_ms: i64) -> bool {
+        self.engine.await_shutdown(millis(timeout_ms))
     }
 }

@@ -30,9 +30,9 @@ pub enum OpenError {
         /// The outbox file.
         path: String,
         /// The file's schema version.
-        found: u64,
+        found: i64,
         /// The newest version this build knows.
-        supported: u64,
+        supported: i64,
         /// What is wrong, for a person.
         reason: String,
     },
@@ -173,7 +173,7 @@ pub enum SyncError {
     #[error("{reason}")]
     Timeout {
         /// How long the call waited, in ms.
-        waited_ms: u64,
+        waited_ms: i64,
         /// What happened, for a person.
         reason: String,
     },
@@ -213,8 +213,8 @@ pub fn open_error(err: Error) -> OpenError {
         Error::Corrupt { path, .. } => OpenError::Corrupt { path: path.display().to_string(), reason },
         Error::IncompatibleVersion { path, found, supported } => OpenError::IncompatibleVersion {
             path: path.display().to_string(),
-            found: found as u64,
-            supported: supported as u64,
+            found: i64::try_from(found).unwrap_or(i64::MAX),
+            supported: i64::try_from(supported).unwrap_or(i64::MAX),
             reason,
         },
         Error::ReadOnly { path }
@@ -362,7 +362,7 @@ pub fn sync_error(err: Error) -> SyncError {
     match err {
         Error::Timeout { waited_ms } => {
             log::info!(target: TARGET, waited_ms; "sync now timed out; the run goes on");
-            SyncError::Timeout { waited_ms, reason }
+            SyncError::Timeout { waited_ms: i64::try_from(waited_ms).unwrap_or(i64::MAX), reason }
         }
         Error::ShutDown => {
             log::info!(target: TARGET, "sync now after shutdown");

@@ -1,7 +1,9 @@
 //! Records and enums that cross the FFI, each a mirror of a core type, and their conversions.
 //!
-//! Conversions are field-for-field: this module decides nothing. Integer widths that uniffi lacks
-//! (`usize`) become `u32`/`u64`; the core's bit set of drain reasons becomes a list.
+//! Conversions are field-for-field: this module decides nothing. Counts, sizes and times cross as `i64`
+//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): [`int`] widens the core's
+//! unsigned values (saturating, never reached in practice), [`non_negative`] narrows the app's values
+//! and refuses a negative one as a config error. The core's bit set of drain reasons becomes a list.
 
 use possync_core::drain as core_drain;
 use possync_core::engine as core_engine;
@@ -9,6 +11,30 @@ use possync_core::outbox as core_outbox;
 use possync_core::protocol as core_protocol;
 use possync_core::reason as core_reason;
 use possync_core::status as core_status;
+use possync_core::Error;
+
+/// A count, size or duration of the core as the FFI's `i64` (saturating: never reached in practice).
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A timeout of the app as a `Duration` (a negative one is zero: do not wait).
+pub(crate) fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A page size of the app as the core's `u32` (negative is an empty page, beyond `u32` the largest).
+pub(crate) fn page_size(limit: i64) -> u32 {
+    u32::try_from(limit.max(0)).unwrap_or(u32::MAX)
+}
+
+/// An `i64` of the app as the core's unsigned value.
+///
+/// # Errors
+/// [`Error::Config`] naming `name` when `v` is negative.
+pub(crate) fn non_negative(name: &str, v: i64) -> Result<u64, Error> {
+    u64::try_from(v).map_err(|_| Error::Config(format!("{name} must not be negative (got {v})")))
+}
 
 /// Whether a receipt is a sale or a refund.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -144,21 +170,21 @@ pub struct DrainReport {
     /// Start, Unix ms.
     pub started_at_ms: i64,
     /// Wall time of the run, in ms.
-    pub duration_ms: u64,
+    pub duration_ms: i64,
     /// Sales stored by the server in this run (`OK`).
-    pub sent: u64,
+    pub sent: i64,
     /// Sales the server already had (`DUPLICATE`), now marked sent.
-    pub duplicate: u64,
+    pub duplicate: i64,
     /// Sales answered `CONFLICT` (need a person).
-    pub conflict: u64,
+    pub conflict: i64,
     /// Sales answered `INVALID` (need a person).
-    pub invalid: u64,
+    pub invalid: i64,
     /// Sales put back to pending (server `RETRY` or failed request).
-    pub retry: u64,
+    pub retry: i64,
     /// Results dropped because another sender had taken the sale over.
-    pub lease_lost: u64,
+    pub lease_lost: i64,
     /// Unsent sales after the run.
-    pub remaining_pending: u64,
+    pub remaining_pending: i64,
     /// Age of the oldest unsent sale after the run, in ms.
     pub oldest_pending_age_ms: Option<i64>,
     /// The last error seen, for a person.
@@ -170,14 +196,20 @@ pub struct DrainReport {
 /// The engine's state, as a cashier's banner shows it.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SyncStatus {
-    /// Nothing to do, or waiting for the next trigger.
-    Idle,
+    /// Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+    /// a banner such as "All sent" or "3 unsent (EUR 12.00)".
+    Idle {
+        /// Unsent sales (pending + in flight).
+        unsent: i64,
+        /// Unsent sales per currency (count and amount).
+        unsent_by_currency: Vec<CurrencyAmount>,
+    },
     /// A drain run is sending: `done` of `total` unsent sales handled so far.
     Draining {
         /// Sales handled in this run.
-        done: u64,
+        done: i64,
         /// Unsent sales when the run started.
-        total: u64,
+        total: i64,
     },
     /// The server cannot be reached; sales are kept and sent when it can.
     Offline {
@@ -194,9 +226,9 @@ pub enum SyncStatus {
     /// Some sales were refused for good and need a person (see `attention_items`).
     NeedsAttention {
         /// Sales in `conflict`.
-        conflicts: u64,
+        conflicts: i64,
         /// Sales in `invalid`.
-        invalid: u64,
+        invalid: i64,
     },
 }
 
@@ -204,17 +236,17 @@ pub enum SyncStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct Counts {
     /// Waiting to be sent.
-    pub pending: u64,
+    pub pending: i64,
     /// Being sent (or left by a sender whose lease will expire).
-    pub in_flight: u64,
+    pub in_flight: i64,
     /// On the server (kept for the retention period, then pruned).
-    pub sent: u64,
+    pub sent: i64,
     /// Refused as a conflict; need a person.
-    pub conflict: u64,
+    pub conflict: i64,
     /// Refused as invalid; need a person.
-    pub invalid: u64,
+    pub invalid: i64,
     /// `pending + in_flight`: not yet on the server.
-    pub unsent: u64,
+    pub unsent: i64,
 }
 
 /// Unsent sales of one currency.
@@ -223,7 +255,7 @@ pub struct CurrencyAmount {
     /// ISO 4217 code.
     pub currency: String,
     /// Number of unsent sales.
-    pub count: u64,
+    pub count: i64,
     /// Sum of their totals, in minor units.
     pub total_minor: i64,
 }
@@ -259,7 +291,7 @@ pub struct AttentionItem {
     /// When the sale was recorded, Unix ms.
     pub created_at_ms: i64,
     /// Send attempts made.
-    pub attempt: u32,
+    pub attempt: i64,
 }
 
 /// Everything a cashier's screen needs, in one call.
@@ -339,7 +371,7 @@ pub struct SaleRecord {
     /// When the server confirmed it, Unix ms.
     pub sent_at_ms: Option<i64>,
     /// Send attempts made.
-    pub attempt: u32,
+    pub attempt: i64,
     /// The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
     pub last_result: Option<String>,
     /// Machine-readable reason of the last answer.
@@ -395,7 +427,7 @@ impl From<core_outbox::OutboxEntry> for SaleRecord {
             total_minor: e.total_minor,
             created_at_ms: e.created_at_ms,
             sent_at_ms: e.sent_at_ms,
-            attempt: e.attempt,
+            attempt: e.attempt.into(),
             last_result: e.last_result,
             last_code: e.last_code,
             last_error: e.last_error,
@@ -553,14 +585,14 @@ impl From<core_drain::DrainReport> for DrainReport {
             correlation_id: r.correlation_id,
             reasons: r.reasons.iter().map(DrainReason::from).collect(),
             started_at_ms: r.started_at_ms,
-            duration_ms: r.duration_ms,
-            sent: r.sent,
-            duplicate: r.duplicate,
-            conflict: r.conflict,
-            invalid: r.invalid,
-            retry: r.retry,
-            lease_lost: r.lease_lost,
-            remaining_pending: r.remaining_pending,
+            duration_ms: int(r.duration_ms),
+            sent: int(r.sent),
+            duplicate: int(r.duplicate),
+            conflict: int(r.conflict),
+            invalid: int(r.invalid),
+            retry: int(r.retry),
+            lease_lost: int(r.lease_lost),
+            remaining_pending: int(r.remaining_pending),
             oldest_pending_age_ms: r.oldest_pending_age_ms,
             last_error: r.last_error,
             stop: r.stop.map(DrainStop::from),
@@ -571,14 +603,19 @@ impl From<core_drain::DrainReport> for DrainReport {
 impl From<core_status::SyncStatus> for SyncStatus {
     fn from(s: core_status::SyncStatus) -> Self {
         match s {
-            core_status::SyncStatus::Idle => SyncStatus::Idle,
-            core_status::SyncStatus::Draining { done, total } => SyncStatus::Draining { done, total },
+            core_status::SyncStatus::Idle { unsent, unsent_by_currency } => SyncStatus::Idle {
+                unsent: int(unsent),
+                unsent_by_currency: unsent_by_currency.into_iter().map(CurrencyAmount::from).collect(),
+            },
+            core_status::SyncStatus::Draining { done, total } => {
+                SyncStatus::Draining { done: int(done), total: int(total) }
+            }
             core_status::SyncStatus::Offline { next_retry_at_ms, last_error } => {
                 SyncStatus::Offline { next_retry_at_ms, last_error }
             }
             core_status::SyncStatus::AuthFailed { last_error } => SyncStatus::AuthFailed { last_error },
             core_status::SyncStatus::NeedsAttention { conflicts, invalid } => {
-                SyncStatus::NeedsAttention { conflicts, invalid }
+                SyncStatus::NeedsAttention { conflicts: int(conflicts), invalid: int(invalid) }
             }
         }
     }
@@ -587,19 +624,19 @@ impl From<core_status::SyncStatus> for SyncStatus {
 impl From<core_outbox::Counts> for Counts {
     fn from(c: core_outbox::Counts) -> Self {
         Counts {
-            pending: c.pending,
-            in_flight: c.in_flight,
-            sent: c.sent,
-            conflict: c.conflict,
-            invalid: c.invalid,
-            unsent: c.unsent(),
+            pending: int(c.pending),
+            in_flight: int(c.in_flight),
+            sent: int(c.sent),
+            conflict: int(c.conflict),
+            invalid: int(c.invalid),
+            unsent: int(c.unsent()),
         }
     }
 }
 
 impl From<core_outbox::CurrencyAmount> for CurrencyAmount {
     fn from(c: core_outbox::CurrencyAmount) -> Self {
-        CurrencyAmount { currency: c.currency, count: c.count, total_minor: c.total_minor }
+        CurrencyAmount { currency: c.currency, count: int(c.count), total_minor: c.total_minor }
     }
 }
 
@@ -624,7 +661,7 @@ impl From<core_outbox::AttentionItem> for AttentionItem {
             message: a.message,
             payload_sha256: a.payload_sha256,
             created_at_ms: a.created_at_ms,
-            attempt: a.attempt,
+            attempt: a.attempt.into(),
         }
     }
 }

@@ -85,6 +85,7 @@ def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, 
         wait_for("the manual run's report on the listener",
                  lambda: any(r.correlation_id == report.correlation_id for r in listener.reports))
         wait_for("Idle after the run", lambda: listener.statuses and listener.statuses[-1].is_idle())
+        assert listener.statuses[-1].unsent == 0 and listener.statuses[-1].unsent_by_currency == []
         assert threading.get_ident() not in listener.threads
 
         snapshot = engine.status()
@@ -266,10 +267,12 @@ def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
         assert sizes[-1] <= first + first // 4, sizes
         unsent = engine.enqueue(make_sale(p, 99_999))
         assert engine.prune_sent() == 0 and engine.sale(unsent).state == p.SaleState.PENDING
+        engine.shutdown()
+        assert engine.await_shutdown(30_000)
+        wal = config.outbox_path + "-wal"
+        assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"
     finally:
         engine.shutdown()
-    wal = config.outbox_path + "-wal"
-    assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"
 
 
 def test_the_token_is_never_in_repr_or_the_logs_and_set_token_rotates_it(possync, server, logs):
@@ -300,3 +303,41 @@ def test_the_token_is_never_in_repr_or_the_logs_and_set_token_rotates_it(possync
         assert any(r.message == "device token replaced" for r in records)
     finally:
         engine.shutdown()
+
+
+def test_shutdown_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight(possync):
+    p = possync
+    import socket
+
+    # A server that accepts connections and never answers: the batch stays in flight until the 5 s
+    # request timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        accepted = []
+
+        def accept():
+            try:
+                while True:
+                    accepted.append(silent.accept()[0])
+            except OSError:
+                pass
+
+        threading.Thread(target=accept, daemon=True).start()
+        engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}"), "pst_unused", None)
+        try:
+            engine.enqueue(make_sale(p, 1))
+            engine.trigger(p.DrainReason.MANUAL)
+            wait_for("a batch on the wire", lambda: accepted)
+            t0 = time.monotonic()
+            engine.shutdown()
+            assert not engine.await_shutdown(100)
+            assert time.monotonic() - t0 < 2, "shutdown() blocked"
+            assert engine.await_shutdown(20_000), "the engine did not stop after the request timeout"
+            assert engine.counts().pending == 1
+        finally:
+            engine.shutdown()
+            engine.await_shutdown(20_000)
+            for conn in accepted:
+                conn.close()

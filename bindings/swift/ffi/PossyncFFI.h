@@ -303,6 +303,11 @@ uint64_t uniffi_possync_ffi_fn_constructor_possyncengine_new(RustBuffer config, 
 RustBuffer uniffi_possync_ffi_fn_method_possyncengine_attention_items(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_AWAIT_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_AWAIT_SHUTDOWN
+int8_t uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(uint64_t ptr, int64_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_COUNTS
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_COUNTS
 RustBuffer uniffi_possync_ffi_fn_method_possyncengine_counts(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -325,7 +330,7 @@ int64_t uniffi_possync_ffi_fn_method_possyncengine_prune_sent(uint64_t ptr, Rust
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RECENT_SALES
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RECENT_SALES
-RustBuffer uniffi_possync_ffi_fn_method_possyncengine_recent_sales(uint64_t ptr, uint32_t limit, RustBuffer before_seq, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_recent_sales(uint64_t ptr, int64_t limit, RustBuffer before_seq, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_RESOLVE
@@ -355,7 +360,7 @@ RustBuffer uniffi_possync_ffi_fn_method_possyncengine_status(uint64_t ptr, RustC
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SYNC_NOW
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_SYNC_NOW
-RustBuffer uniffi_possync_ffi_fn_method_possyncengine_sync_now(uint64_t ptr, uint64_t timeout_ms, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_sync_now(uint64_t ptr, int64_t timeout_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_TRIGGER
@@ -694,6 +699,12 @@ uint16_t uniffi_possync_ffi_checksum_func_remove_log_sink(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ATTENTION_ITEMS
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ATTENTION_ITEMS
 uint16_t uniffi_possync_ffi_checksum_method_possyncengine_attention_items(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_AWAIT_SHUTDOWN
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_AWAIT_SHUTDOWN
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown(void
     
 );
 #endif

@@ -487,22 +487,6 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
-    typealias FfiType = UInt64
-    typealias SwiftType = UInt64
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
     typealias FfiType = Int64
     typealias SwiftType = Int64
@@ -803,7 +787,8 @@ public func FfiConverterTypeLogSink_lower(_ value: LogSink) -> UInt64 {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 public protocol PossyncEngineProtocol: AnyObject, Sendable {
     
@@ -815,6 +800,12 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * [`StorageError`] when the outbox cannot be read.
      */
     func attentionItems() throws  -> [AttentionItem]
+    
+    /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+    func awaitShutdown(timeoutMs: Int64)  -> Bool
     
     /**
      * Sales in the outbox by state.
@@ -858,7 +849,7 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * # Errors
      * [`StorageError`] when the outbox cannot be read.
      */
-    func recentSales(limit: UInt32, beforeSeq: Int64?) throws  -> [SaleRecord]
+    func recentSales(limit: Int64, beforeSeq: Int64?) throws  -> [SaleRecord]
     
     /**
      * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
@@ -891,10 +882,11 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     func setToken(token: String) throws 
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-     * queries still work.
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
     func shutdown() 
     
@@ -913,7 +905,7 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    func syncNow(timeoutMs: UInt64) throws  -> DrainReport
+    func syncNow(timeoutMs: Int64) throws  -> DrainReport
     
     /**
      * Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -923,7 +915,8 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
 }
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -1015,6 +1008,20 @@ open func attentionItems()throws  -> [AttentionItem]  {
 }
     
     /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+open func awaitShutdown(timeoutMs: Int64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(
+            self.uniffiCloneHandle(),
+        FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
+    )
+})
+}
+    
+    /**
      * Sales in the outbox by state.
      *
      * # Errors
@@ -1087,12 +1094,12 @@ open func pruneSent()throws  -> Int64  {
      * # Errors
      * [`StorageError`] when the outbox cannot be read.
      */
-open func recentSales(limit: UInt32, beforeSeq: Int64?)throws  -> [SaleRecord]  {
+open func recentSales(limit: Int64, beforeSeq: Int64?)throws  -> [SaleRecord]  {
     return try  FfiConverterSequenceTypeSaleRecord.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
             self.uniffiCloneHandle(),
-        FfiConverterUInt32.lower(limit),
+        FfiConverterInt64.lower(limit),
         FfiConverterOptionInt64.lower(beforeSeq),uniffiCallStatus
     )
 })
@@ -1154,10 +1161,11 @@ open func setToken(token: String)throws   {try rustCallWithError(FfiConverterTyp
 }
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-     * queries still work.
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
 open func shutdown()  {try! rustCall() {
         uniffiCallStatus in
@@ -1189,12 +1197,12 @@ open func status()throws  -> StatusSnapshot  {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-open func syncNow(timeoutMs: UInt64)throws  -> DrainReport  {
+open func syncNow(timeoutMs: Int64)throws  -> DrainReport  {
     return try  FfiConverterTypeDrainReport_lift(try rustCallWithError(FfiConverterTypeSyncError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_method_possyncengine_sync_now(
             self.uniffiCloneHandle(),
-        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+        FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
     )
 })
 }
@@ -1541,7 +1549,7 @@ public struct AttentionItem: Equatable, Hashable {
     /**
      * Send attempts made.
      */
-    public var attempt: UInt32
+    public var attempt: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1566,7 +1574,7 @@ public struct AttentionItem: Equatable, Hashable {
          */createdAtMs: Int64, 
         /**
          * Send attempts made.
-         */attempt: UInt32) {
+         */attempt: Int64) {
         self.clientTxId = clientTxId
         self.state = state
         self.code = code
@@ -1598,7 +1606,7 @@ public struct FfiConverterTypeAttentionItem: FfiConverterRustBuffer {
                 message: FfiConverterOptionString.read(from: &buf), 
                 payloadSha256: FfiConverterString.read(from: &buf), 
                 createdAtMs: FfiConverterInt64.read(from: &buf), 
-                attempt: FfiConverterUInt32.read(from: &buf)
+                attempt: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -1609,7 +1617,7 @@ public struct FfiConverterTypeAttentionItem: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.message, into: &buf)
         FfiConverterString.write(value.payloadSha256, into: &buf)
         FfiConverterInt64.write(value.createdAtMs, into: &buf)
-        FfiConverterUInt32.write(value.attempt, into: &buf)
+        FfiConverterInt64.write(value.attempt, into: &buf)
     }
 }
 
@@ -1636,49 +1644,49 @@ public struct Counts: Equatable, Hashable {
     /**
      * Waiting to be sent.
      */
-    public var pending: UInt64
+    public var pending: Int64
     /**
      * Being sent (or left by a sender whose lease will expire).
      */
-    public var inFlight: UInt64
+    public var inFlight: Int64
     /**
      * On the server (kept for the retention period, then pruned).
      */
-    public var sent: UInt64
+    public var sent: Int64
     /**
      * Refused as a conflict; need a person.
      */
-    public var conflict: UInt64
+    public var conflict: Int64
     /**
      * Refused as invalid; need a person.
      */
-    public var invalid: UInt64
+    public var invalid: Int64
     /**
      * `pending + in_flight`: not yet on the server.
      */
-    public var unsent: UInt64
+    public var unsent: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
          * Waiting to be sent.
-         */pending: UInt64, 
+         */pending: Int64, 
         /**
          * Being sent (or left by a sender whose lease will expire).
-         */inFlight: UInt64, 
+         */inFlight: Int64, 
         /**
          * On the server (kept for the retention period, then pruned).
-         */sent: UInt64, 
+         */sent: Int64, 
         /**
          * Refused as a conflict; need a person.
-         */conflict: UInt64, 
+         */conflict: Int64, 
         /**
          * Refused as invalid; need a person.
-         */invalid: UInt64, 
+         */invalid: Int64, 
         /**
          * `pending + in_flight`: not yet on the server.
-         */unsent: UInt64) {
+         */unsent: Int64) {
         self.pending = pending
         self.inFlight = inFlight
         self.sent = sent
@@ -1703,22 +1711,22 @@ public struct FfiConverterTypeCounts: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Counts {
         return
             try Counts(
-                pending: FfiConverterUInt64.read(from: &buf), 
-                inFlight: FfiConverterUInt64.read(from: &buf), 
-                sent: FfiConverterUInt64.read(from: &buf), 
-                conflict: FfiConverterUInt64.read(from: &buf), 
-                invalid: FfiConverterUInt64.read(from: &buf), 
-                unsent: FfiConverterUInt64.read(from: &buf)
+                pending: FfiConverterInt64.read(from: &buf), 
+                inFlight: FfiConverterInt64.read(from: &buf), 
+                sent: FfiConverterInt64.read(from: &buf), 
+                conflict: FfiConverterInt64.read(from: &buf), 
+                invalid: FfiConverterInt64.read(from: &buf), 
+                unsent: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: Counts, into buf: inout [UInt8]) {
-        FfiConverterUInt64.write(value.pending, into: &buf)
-        FfiConverterUInt64.write(value.inFlight, into: &buf)
-        FfiConverterUInt64.write(value.sent, into: &buf)
-        FfiConverterUInt64.write(value.conflict, into: &buf)
-        FfiConverterUInt64.write(value.invalid, into: &buf)
-        FfiConverterUInt64.write(value.unsent, into: &buf)
+        FfiConverterInt64.write(value.pending, into: &buf)
+        FfiConverterInt64.write(value.inFlight, into: &buf)
+        FfiConverterInt64.write(value.sent, into: &buf)
+        FfiConverterInt64.write(value.conflict, into: &buf)
+        FfiConverterInt64.write(value.invalid, into: &buf)
+        FfiConverterInt64.write(value.unsent, into: &buf)
     }
 }
 
@@ -1749,7 +1757,7 @@ public struct CurrencyAmount: Equatable, Hashable {
     /**
      * Number of unsent sales.
      */
-    public var count: UInt64
+    public var count: Int64
     /**
      * Sum of their totals, in minor units.
      */
@@ -1763,7 +1771,7 @@ public struct CurrencyAmount: Equatable, Hashable {
          */currency: String, 
         /**
          * Number of unsent sales.
-         */count: UInt64, 
+         */count: Int64, 
         /**
          * Sum of their totals, in minor units.
          */totalMinor: Int64) {
@@ -1789,14 +1797,14 @@ public struct FfiConverterTypeCurrencyAmount: FfiConverterRustBuffer {
         return
             try CurrencyAmount(
                 currency: FfiConverterString.read(from: &buf), 
-                count: FfiConverterUInt64.read(from: &buf), 
+                count: FfiConverterInt64.read(from: &buf), 
                 totalMinor: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: CurrencyAmount, into buf: inout [UInt8]) {
         FfiConverterString.write(value.currency, into: &buf)
-        FfiConverterUInt64.write(value.count, into: &buf)
+        FfiConverterInt64.write(value.count, into: &buf)
         FfiConverterInt64.write(value.totalMinor, into: &buf)
     }
 }
@@ -1836,35 +1844,35 @@ public struct DrainReport: Equatable, Hashable {
     /**
      * Wall time of the run, in ms.
      */
-    public var durationMs: UInt64
+    public var durationMs: Int64
     /**
      * Sales stored by the server in this run (`OK`).
      */
-    public var sent: UInt64
+    public var sent: Int64
     /**
      * Sales the server already had (`DUPLICATE`), now marked sent.
      */
-    public var duplicate: UInt64
+    public var duplicate: Int64
     /**
      * Sales answered `CONFLICT` (need a person).
      */
-    public var conflict: UInt64
+    public var conflict: Int64
     /**
      * Sales answered `INVALID` (need a person).
      */
-    public var invalid: UInt64
+    public var invalid: Int64
     /**
      * Sales put back to pending (server `RETRY` or failed request).
      */
-    public var retry: UInt64
+    public var retry: Int64
     /**
      * Results dropped because another sender had taken the sale over.
      */
-    public var leaseLost: UInt64
+    public var leaseLost: Int64
     /**
      * Unsent sales after the run.
      */
-    public var remainingPending: UInt64
+    public var remainingPending: Int64
     /**
      * Age of the oldest unsent sale after the run, in ms.
      */
@@ -1892,28 +1900,28 @@ public struct DrainReport: Equatable, Hashable {
          */startedAtMs: Int64, 
         /**
          * Wall time of the run, in ms.
-         */durationMs: UInt64, 
+         */durationMs: Int64, 
         /**
          * Sales stored by the server in this run (`OK`).
-         */sent: UInt64, 
+         */sent: Int64, 
         /**
          * Sales the server already had (`DUPLICATE`), now marked sent.
-         */duplicate: UInt64, 
+         */duplicate: Int64, 
         /**
          * Sales answered `CONFLICT` (need a person).
-         */conflict: UInt64, 
+         */conflict: Int64, 
         /**
          * Sales answered `INVALID` (need a person).
-         */invalid: UInt64, 
+         */invalid: Int64, 
         /**
          * Sales put back to pending (server `RETRY` or failed request).
-         */retry: UInt64, 
+         */retry: Int64, 
         /**
          * Results dropped because another sender had taken the sale over.
-         */leaseLost: UInt64, 
+         */leaseLost: Int64, 
         /**
          * Unsent sales after the run.
-         */remainingPending: UInt64, 
+         */remainingPending: Int64, 
         /**
          * Age of the oldest unsent sale after the run, in ms.
          */oldestPendingAgeMs: Int64?, 
@@ -1958,14 +1966,14 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
                 correlationId: FfiConverterString.read(from: &buf), 
                 reasons: FfiConverterSequenceTypeDrainReason.read(from: &buf), 
                 startedAtMs: FfiConverterInt64.read(from: &buf), 
-                durationMs: FfiConverterUInt64.read(from: &buf), 
-                sent: FfiConverterUInt64.read(from: &buf), 
-                duplicate: FfiConverterUInt64.read(from: &buf), 
-                conflict: FfiConverterUInt64.read(from: &buf), 
-                invalid: FfiConverterUInt64.read(from: &buf), 
-                retry: FfiConverterUInt64.read(from: &buf), 
-                leaseLost: FfiConverterUInt64.read(from: &buf), 
-                remainingPending: FfiConverterUInt64.read(from: &buf), 
+                durationMs: FfiConverterInt64.read(from: &buf), 
+                sent: FfiConverterInt64.read(from: &buf), 
+                duplicate: FfiConverterInt64.read(from: &buf), 
+                conflict: FfiConverterInt64.read(from: &buf), 
+                invalid: FfiConverterInt64.read(from: &buf), 
+                retry: FfiConverterInt64.read(from: &buf), 
+                leaseLost: FfiConverterInt64.read(from: &buf), 
+                remainingPending: FfiConverterInt64.read(from: &buf), 
                 oldestPendingAgeMs: FfiConverterOptionInt64.read(from: &buf), 
                 lastError: FfiConverterOptionString.read(from: &buf), 
                 stop: FfiConverterOptionTypeDrainStop.read(from: &buf)
@@ -1976,14 +1984,14 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
         FfiConverterString.write(value.correlationId, into: &buf)
         FfiConverterSequenceTypeDrainReason.write(value.reasons, into: &buf)
         FfiConverterInt64.write(value.startedAtMs, into: &buf)
-        FfiConverterUInt64.write(value.durationMs, into: &buf)
-        FfiConverterUInt64.write(value.sent, into: &buf)
-        FfiConverterUInt64.write(value.duplicate, into: &buf)
-        FfiConverterUInt64.write(value.conflict, into: &buf)
-        FfiConverterUInt64.write(value.invalid, into: &buf)
-        FfiConverterUInt64.write(value.retry, into: &buf)
-        FfiConverterUInt64.write(value.leaseLost, into: &buf)
-        FfiConverterUInt64.write(value.remainingPending, into: &buf)
+        FfiConverterInt64.write(value.durationMs, into: &buf)
+        FfiConverterInt64.write(value.sent, into: &buf)
+        FfiConverterInt64.write(value.duplicate, into: &buf)
+        FfiConverterInt64.write(value.conflict, into: &buf)
+        FfiConverterInt64.write(value.invalid, into: &buf)
+        FfiConverterInt64.write(value.retry, into: &buf)
+        FfiConverterInt64.write(value.leaseLost, into: &buf)
+        FfiConverterInt64.write(value.remainingPending, into: &buf)
         FfiConverterOptionInt64.write(value.oldestPendingAgeMs, into: &buf)
         FfiConverterOptionString.write(value.lastError, into: &buf)
         FfiConverterOptionTypeDrainStop.write(value.stop, into: &buf)
@@ -2188,51 +2196,51 @@ public struct PossyncConfig: Equatable, Hashable {
     /**
      * Period of the engine's own `Interval` trigger, in ms (paused while offline).
      */
-    public var intervalMs: UInt64
+    public var intervalMs: Int64
     /**
      * TCP connect timeout, in ms.
      */
-    public var connectTimeoutMs: UInt64
+    public var connectTimeoutMs: Int64
     /**
      * Whole-request timeout, in ms (at least `connect_timeout_ms`).
      */
-    public var requestTimeoutMs: UInt64
+    public var requestTimeoutMs: Int64
     /**
      * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
      */
-    public var leaseMs: UInt64
+    public var leaseMs: Int64
     /**
      * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
      */
-    public var heartbeatMs: UInt64
+    public var heartbeatMs: Int64
     /**
      * Sales per request, 1..=500.
      */
-    public var batchSize: UInt32
+    public var batchSize: Int64
     /**
      * First per-sale retry ceiling, in ms.
      */
-    public var retryBackoffBaseMs: UInt64
+    public var retryBackoffBaseMs: Int64
     /**
      * Largest per-sale retry ceiling, in ms.
      */
-    public var retryBackoffCapMs: UInt64
+    public var retryBackoffCapMs: Int64
     /**
      * First whole-engine backoff ceiling after a failed request, in ms.
      */
-    public var offlineBackoffBaseMs: UInt64
+    public var offlineBackoffBaseMs: Int64
     /**
      * Largest whole-engine backoff ceiling, in ms.
      */
-    public var offlineBackoffCapMs: UInt64
+    public var offlineBackoffCapMs: Int64
     /**
      * How long a write waits for another process's lock on the outbox, in ms.
      */
-    public var busyTimeoutMs: UInt64
+    public var busyTimeoutMs: Int64
     /**
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
-    public var maxSizeBytes: UInt64?
+    public var maxSizeBytes: Int64?
     /**
      * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
      */
@@ -2241,7 +2249,7 @@ public struct PossyncConfig: Equatable, Hashable {
      * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
      * attention never are. The engine prunes after a run that sent sales, at most hourly.
      */
-    public var sentRetentionMs: UInt64
+    public var sentRetentionMs: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2258,47 +2266,47 @@ public struct PossyncConfig: Equatable, Hashable {
          */deviceId: String, 
         /**
          * Period of the engine's own `Interval` trigger, in ms (paused while offline).
-         */intervalMs: UInt64 = UInt64(60000), 
+         */intervalMs: Int64 = Int64(60000), 
         /**
          * TCP connect timeout, in ms.
-         */connectTimeoutMs: UInt64 = UInt64(5000), 
+         */connectTimeoutMs: Int64 = Int64(5000), 
         /**
          * Whole-request timeout, in ms (at least `connect_timeout_ms`).
-         */requestTimeoutMs: UInt64 = UInt64(30000), 
+         */requestTimeoutMs: Int64 = Int64(30000), 
         /**
          * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
-         */leaseMs: UInt64 = UInt64(60000), 
+         */leaseMs: Int64 = Int64(60000), 
         /**
          * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
-         */heartbeatMs: UInt64 = UInt64(10000), 
+         */heartbeatMs: Int64 = Int64(10000), 
         /**
          * Sales per request, 1..=500.
-         */batchSize: UInt32 = UInt32(50), 
+         */batchSize: Int64 = Int64(50), 
         /**
          * First per-sale retry ceiling, in ms.
-         */retryBackoffBaseMs: UInt64 = UInt64(1000), 
+         */retryBackoffBaseMs: Int64 = Int64(1000), 
         /**
          * Largest per-sale retry ceiling, in ms.
-         */retryBackoffCapMs: UInt64 = UInt64(300000), 
+         */retryBackoffCapMs: Int64 = Int64(300000), 
         /**
          * First whole-engine backoff ceiling after a failed request, in ms.
-         */offlineBackoffBaseMs: UInt64 = UInt64(2000), 
+         */offlineBackoffBaseMs: Int64 = Int64(2000), 
         /**
          * Largest whole-engine backoff ceiling, in ms.
-         */offlineBackoffCapMs: UInt64 = UInt64(300000), 
+         */offlineBackoffCapMs: Int64 = Int64(300000), 
         /**
          * How long a write waits for another process's lock on the outbox, in ms.
-         */busyTimeoutMs: UInt64 = UInt64(5000), 
+         */busyTimeoutMs: Int64 = Int64(5000), 
         /**
          * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
-         */maxSizeBytes: UInt64? = nil, 
+         */maxSizeBytes: Int64? = nil, 
         /**
          * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
          */durability: Durability? = nil, 
         /**
          * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
          * attention never are. The engine prunes after a run that sent sales, at most hourly.
-         */sentRetentionMs: UInt64 = UInt64(604800000)) {
+         */sentRetentionMs: Int64 = Int64(604800000)) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
         self.deviceId = deviceId
@@ -2337,20 +2345,20 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
                 outboxPath: FfiConverterString.read(from: &buf), 
                 serverUrl: FfiConverterString.read(from: &buf), 
                 deviceId: FfiConverterString.read(from: &buf), 
-                intervalMs: FfiConverterUInt64.read(from: &buf), 
-                connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                leaseMs: FfiConverterUInt64.read(from: &buf), 
-                heartbeatMs: FfiConverterUInt64.read(from: &buf), 
-                batchSize: FfiConverterUInt32.read(from: &buf), 
-                retryBackoffBaseMs: FfiConverterUInt64.read(from: &buf), 
-                retryBackoffCapMs: FfiConverterUInt64.read(from: &buf), 
-                offlineBackoffBaseMs: FfiConverterUInt64.read(from: &buf), 
-                offlineBackoffCapMs: FfiConverterUInt64.read(from: &buf), 
-                busyTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxSizeBytes: FfiConverterOptionUInt64.read(from: &buf), 
+                intervalMs: FfiConverterInt64.read(from: &buf), 
+                connectTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                leaseMs: FfiConverterInt64.read(from: &buf), 
+                heartbeatMs: FfiConverterInt64.read(from: &buf), 
+                batchSize: FfiConverterInt64.read(from: &buf), 
+                retryBackoffBaseMs: FfiConverterInt64.read(from: &buf), 
+                retryBackoffCapMs: FfiConverterInt64.read(from: &buf), 
+                offlineBackoffBaseMs: FfiConverterInt64.read(from: &buf), 
+                offlineBackoffCapMs: FfiConverterInt64.read(from: &buf), 
+                busyTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                maxSizeBytes: FfiConverterOptionInt64.read(from: &buf), 
                 durability: FfiConverterOptionTypeDurability.read(from: &buf), 
-                sentRetentionMs: FfiConverterUInt64.read(from: &buf)
+                sentRetentionMs: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -2358,20 +2366,20 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
         FfiConverterString.write(value.outboxPath, into: &buf)
         FfiConverterString.write(value.serverUrl, into: &buf)
         FfiConverterString.write(value.deviceId, into: &buf)
-        FfiConverterUInt64.write(value.intervalMs, into: &buf)
-        FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.leaseMs, into: &buf)
-        FfiConverterUInt64.write(value.heartbeatMs, into: &buf)
-        FfiConverterUInt32.write(value.batchSize, into: &buf)
-        FfiConverterUInt64.write(value.retryBackoffBaseMs, into: &buf)
-        FfiConverterUInt64.write(value.retryBackoffCapMs, into: &buf)
-        FfiConverterUInt64.write(value.offlineBackoffBaseMs, into: &buf)
-        FfiConverterUInt64.write(value.offlineBackoffCapMs, into: &buf)
-        FfiConverterUInt64.write(value.busyTimeoutMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.maxSizeBytes, into: &buf)
+        FfiConverterInt64.write(value.intervalMs, into: &buf)
+        FfiConverterInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.requestTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.leaseMs, into: &buf)
+        FfiConverterInt64.write(value.heartbeatMs, into: &buf)
+        FfiConverterInt64.write(value.batchSize, into: &buf)
+        FfiConverterInt64.write(value.retryBackoffBaseMs, into: &buf)
+        FfiConverterInt64.write(value.retryBackoffCapMs, into: &buf)
+        FfiConverterInt64.write(value.offlineBackoffBaseMs, into: &buf)
+        FfiConverterInt64.write(value.offlineBackoffCapMs, into: &buf)
+        FfiConverterInt64.write(value.busyTimeoutMs, into: &buf)
+        FfiConverterOptionInt64.write(value.maxSizeBytes, into: &buf)
         FfiConverterOptionTypeDurability.write(value.durability, into: &buf)
-        FfiConverterUInt64.write(value.sentRetentionMs, into: &buf)
+        FfiConverterInt64.write(value.sentRetentionMs, into: &buf)
     }
 }
 
@@ -2879,7 +2887,7 @@ public struct SaleRecord: Equatable, Hashable {
     /**
      * Send attempts made.
      */
-    public var attempt: UInt32
+    public var attempt: Int64
     /**
      * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
      */
@@ -2940,7 +2948,7 @@ public struct SaleRecord: Equatable, Hashable {
          */sentAtMs: Int64?, 
         /**
          * Send attempts made.
-         */attempt: UInt32, 
+         */attempt: Int64, 
         /**
          * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
          */lastResult: String?, 
@@ -3002,7 +3010,7 @@ public struct FfiConverterTypeSaleRecord: FfiConverterRustBuffer {
                 totalMinor: FfiConverterInt64.read(from: &buf), 
                 createdAtMs: FfiConverterInt64.read(from: &buf), 
                 sentAtMs: FfiConverterOptionInt64.read(from: &buf), 
-                attempt: FfiConverterUInt32.read(from: &buf), 
+                attempt: FfiConverterInt64.read(from: &buf), 
                 lastResult: FfiConverterOptionString.read(from: &buf), 
                 lastCode: FfiConverterOptionString.read(from: &buf), 
                 lastError: FfiConverterOptionString.read(from: &buf), 
@@ -3023,7 +3031,7 @@ public struct FfiConverterTypeSaleRecord: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.totalMinor, into: &buf)
         FfiConverterInt64.write(value.createdAtMs, into: &buf)
         FfiConverterOptionInt64.write(value.sentAtMs, into: &buf)
-        FfiConverterUInt32.write(value.attempt, into: &buf)
+        FfiConverterInt64.write(value.attempt, into: &buf)
         FfiConverterOptionString.write(value.lastResult, into: &buf)
         FfiConverterOptionString.write(value.lastCode, into: &buf)
         FfiConverterOptionString.write(value.lastError, into: &buf)
@@ -3742,10 +3750,10 @@ enum OpenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */path: String, 
         /**
          * The file's schema version.
-         */found: UInt64, 
+         */found: Int64, 
         /**
          * The newest version this build knows.
-         */supported: UInt64, 
+         */supported: Int64, 
         /**
          * What is wrong, for a person.
          */reason: String
@@ -3816,8 +3824,8 @@ public struct FfiConverterTypeOpenError: FfiConverterRustBuffer {
             )
         case 3: return .IncompatibleVersion(
             path: try FfiConverterString.read(from: &buf), 
-            found: try FfiConverterUInt64.read(from: &buf), 
-            supported: try FfiConverterUInt64.read(from: &buf), 
+            found: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
         case 4: return .Unavailable(
@@ -3856,8 +3864,8 @@ public struct FfiConverterTypeOpenError: FfiConverterRustBuffer {
         case let .IncompatibleVersion(path,found,supported,reason):
             writeInt(&buf, Int32(3))
             FfiConverterString.write(path, into: &buf)
-            FfiConverterUInt64.write(found, into: &buf)
-            FfiConverterUInt64.write(supported, into: &buf)
+            FfiConverterInt64.write(found, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
@@ -4683,7 +4691,7 @@ enum SyncError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case Timeout(
         /**
          * How long the call waited, in ms.
-         */waitedMs: UInt64, 
+         */waitedMs: Int64, 
         /**
          * What happened, for a person.
          */reason: String
@@ -4734,7 +4742,7 @@ public struct FfiConverterTypeSyncError: FfiConverterRustBuffer {
 
         
         case 1: return .Timeout(
-            waitedMs: try FfiConverterUInt64.read(from: &buf), 
+            waitedMs: try FfiConverterInt64.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
         case 2: return .ShutDown(
@@ -4757,7 +4765,7 @@ public struct FfiConverterTypeSyncError: FfiConverterRustBuffer {
         
         case let .Timeout(waitedMs,reason):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt64.write(waitedMs, into: &buf)
+            FfiConverterInt64.write(waitedMs, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
@@ -4797,19 +4805,27 @@ public func FfiConverterTypeSyncError_lower(_ value: SyncError) -> RustBuffer {
 public enum SyncStatus: Equatable, Hashable {
     
     /**
-     * Nothing to do, or waiting for the next trigger.
+     * Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+     * a banner such as "All sent" or "3 unsent (EUR 12.00)".
      */
-    case idle
+    case idle(
+        /**
+         * Unsent sales (pending + in flight).
+         */unsent: Int64, 
+        /**
+         * Unsent sales per currency (count and amount).
+         */unsentByCurrency: [CurrencyAmount]
+    )
     /**
      * A drain run is sending: `done` of `total` unsent sales handled so far.
      */
     case draining(
         /**
          * Sales handled in this run.
-         */done: UInt64, 
+         */done: Int64, 
         /**
          * Unsent sales when the run started.
-         */total: UInt64
+         */total: Int64
     )
     /**
      * The server cannot be reached; sales are kept and sent when it can.
@@ -4836,10 +4852,10 @@ public enum SyncStatus: Equatable, Hashable {
     case needsAttention(
         /**
          * Sales in `conflict`.
-         */conflicts: UInt64, 
+         */conflicts: Int64, 
         /**
          * Sales in `invalid`.
-         */invalid: UInt64
+         */invalid: Int64
     )
 
 
@@ -4862,9 +4878,10 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .idle
+        case 1: return .idle(unsent: try FfiConverterInt64.read(from: &buf), unsentByCurrency: try FfiConverterSequenceTypeCurrencyAmount.read(from: &buf)
+        )
         
-        case 2: return .draining(done: try FfiConverterUInt64.read(from: &buf), total: try FfiConverterUInt64.read(from: &buf)
+        case 2: return .draining(done: try FfiConverterInt64.read(from: &buf), total: try FfiConverterInt64.read(from: &buf)
         )
         
         case 3: return .offline(nextRetryAtMs: try FfiConverterInt64.read(from: &buf), lastError: try FfiConverterString.read(from: &buf)
@@ -4873,7 +4890,7 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         case 4: return .authFailed(lastError: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .needsAttention(conflicts: try FfiConverterUInt64.read(from: &buf), invalid: try FfiConverterUInt64.read(from: &buf)
+        case 5: return .needsAttention(conflicts: try FfiConverterInt64.read(from: &buf), invalid: try FfiConverterInt64.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -4884,14 +4901,16 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         switch value {
         
         
-        case .idle:
+        case let .idle(unsent,unsentByCurrency):
             writeInt(&buf, Int32(1))
-        
+            FfiConverterInt64.write(unsent, into: &buf)
+            FfiConverterSequenceTypeCurrencyAmount.write(unsentByCurrency, into: &buf)
+            
         
         case let .draining(done,total):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt64.write(done, into: &buf)
-            FfiConverterUInt64.write(total, into: &buf)
+            FfiConverterInt64.write(done, into: &buf)
+            FfiConverterInt64.write(total, into: &buf)
             
         
         case let .offline(nextRetryAtMs,lastError):
@@ -4907,8 +4926,8 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         
         case let .needsAttention(conflicts,invalid):
             writeInt(&buf, Int32(5))
-            FfiConverterUInt64.write(conflicts, into: &buf)
-            FfiConverterUInt64.write(invalid, into: &buf)
+            FfiConverterInt64.write(conflicts, into: &buf)
+            FfiConverterInt64.write(invalid, into: &buf)
             
         }
     }
@@ -4929,30 +4948,6 @@ public func FfiConverterTypeSyncStatus_lower(_ value: SyncStatus) -> RustBuffer 
     return FfiConverterTypeSyncStatus.lower(value)
 }
 
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
-    typealias SwiftType = UInt64?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterUInt64.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterUInt64.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -5394,6 +5389,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_attention_items() != 13130) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() != 3948) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5406,7 +5404,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 60967) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841) {
@@ -5418,13 +5416,13 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 44351) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 7719) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 59107) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 45510) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452) {

@@ -96,7 +96,7 @@ final class PossyncTests: XCTestCase {
         XCTAssertEqual(try engine.counts().sent, 3)
 
         waitFor("the manual run's report on the listener") { listener.reports.contains { $0.correlationId == report.correlationId } }
-        waitFor("Idle after the run") { listener.statuses.last == .idle }
+        waitFor("Idle after the run") { listener.statuses.last == .idle(unsent: 0, unsentByCurrency: []) }
 
         let sends = logs.sends(correlationId: report.correlationId)
         XCTAssertEqual(sends.count, 3)

@@ -731,6 +731,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_attention_items(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_counts(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_enqueue(
@@ -793,6 +795,8 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_possync_ffi_fn_method_possyncengine_attention_items(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_possync_ffi_fn_method_possyncengine_counts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue(`ptr`: Long,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
@@ -801,7 +805,7 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_prune_sent(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
-    external fun uniffi_possync_ffi_fn_method_possyncengine_recent_sales(`ptr`: Long,`limit`: Int,`beforeSeq`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_possync_ffi_fn_method_possyncengine_recent_sales(`ptr`: Long,`limit`: Long,`beforeSeq`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_resolve(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`resolution`: RustBuffer.ByValue,`note`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -967,6 +971,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items() and 0xFFFF) != 13130) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() and 0xFFFF) != 3948) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() and 0xFFFF) != 32831) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -979,7 +986,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() and 0xFFFF) != 19769) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() and 0xFFFF) != 60967) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() and 0xFFFF) != 42864) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() and 0xFFFF) != 39841) {
@@ -991,13 +998,13 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() and 0xFFFF) != 42023) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 44351) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 7719) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_status() and 0xFFFF) != 39743) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() and 0xFFFF) != 59107) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() and 0xFFFF) != 45510) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() and 0xFFFF) != 25452) {
@@ -1223,29 +1230,6 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 
     override fun write(value: UInt, buf: ByteBuffer) {
         buf.putInt(value.toInt())
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterULong: FfiConverter<ULong, Long> {
-    override fun lift(value: Long): ULong {
-        return value.toULong()
-    }
-
-    override fun read(buf: ByteBuffer): ULong {
-        return lift(buf.getLong())
-    }
-
-    override fun lower(value: ULong): Long {
-        return value.toLong()
-    }
-
-    override fun allocationSize(value: ULong) = 8UL
-
-    override fun write(value: ULong, buf: ByteBuffer) {
-        buf.putLong(value.toLong())
     }
 }
 
@@ -1775,7 +1759,8 @@ public object FfiConverterTypeLogSink: FfiConverter<LogSink, Long> {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 public interface PossyncEngineInterface {
     
@@ -1787,6 +1772,12 @@ public interface PossyncEngineInterface {
      * [`StorageError`] when the outbox cannot be read.
      */
     fun `attentionItems`(): List<AttentionItem>
+    
+    /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+    fun `awaitShutdown`(`timeoutMs`: kotlin.Long): kotlin.Boolean
     
     /**
      * Sales in the outbox by state.
@@ -1830,7 +1821,7 @@ public interface PossyncEngineInterface {
      * # Errors
      * [`StorageError`] when the outbox cannot be read.
      */
-    fun `recentSales`(`limit`: kotlin.UInt, `beforeSeq`: kotlin.Long?): List<SaleRecord>
+    fun `recentSales`(`limit`: kotlin.Long, `beforeSeq`: kotlin.Long?): List<SaleRecord>
     
     /**
      * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
@@ -1863,10 +1854,11 @@ public interface PossyncEngineInterface {
     fun `setToken`(`token`: kotlin.String)
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-     * queries still work.
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
     fun `shutdown`()
     
@@ -1885,7 +1877,7 @@ public interface PossyncEngineInterface {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    fun `syncNow`(`timeoutMs`: kotlin.ULong): DrainReport
+    fun `syncNow`(`timeoutMs`: kotlin.Long): DrainReport
     
     /**
      * Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -1897,7 +1889,8 @@ public interface PossyncEngineInterface {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 {
@@ -2043,6 +2036,24 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
     
     /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */override fun `awaitShutdown`(`timeoutMs`: kotlin.Long): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(
+        it,
+        
+        FfiConverterLong.lower(`timeoutMs`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Sales in the outbox by state.
      *
      * # Errors
@@ -2135,14 +2146,14 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      * # Errors
      * [`StorageError`] when the outbox cannot be read.
      */
-    @Throws(StorageException::class)override fun `recentSales`(`limit`: kotlin.UInt, `beforeSeq`: kotlin.Long?): List<SaleRecord> {
+    @Throws(StorageException::class)override fun `recentSales`(`limit`: kotlin.Long, `beforeSeq`: kotlin.Long?): List<SaleRecord> {
             return FfiConverterSequenceTypeSaleRecord.lift(
     callWithHandle {
     uniffiRustCallWithError(StorageException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
         it,
         
-        FfiConverterUInt.lower(`limit`),
+        FfiConverterLong.lower(`limit`),
         FfiConverterOptionalLong.lower(`beforeSeq`),_status)
 }
     }
@@ -2222,10 +2233,11 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined, the write-ahead log is truncated. Unsent sales stay
-     * in the outbox. Idempotent; after it, `sync_now` fails with `ShutDown` while `enqueue` and the
-     * queries still work.
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */override fun `shutdown`()
         = 
     callWithHandle {
@@ -2266,14 +2278,14 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    @Throws(SyncException::class)override fun `syncNow`(`timeoutMs`: kotlin.ULong): DrainReport {
+    @Throws(SyncException::class)override fun `syncNow`(`timeoutMs`: kotlin.Long): DrainReport {
             return FfiConverterTypeDrainReport.lift(
     callWithHandle {
     uniffiRustCallWithError(SyncException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now(
         it,
         
-        FfiConverterULong.lower(`timeoutMs`),_status)
+        FfiConverterLong.lower(`timeoutMs`),_status)
 }
     }
     )
@@ -2730,7 +2742,7 @@ data class AttentionItem (
     /**
      * Send attempts made.
      */
-    var `attempt`: kotlin.UInt
+    var `attempt`: kotlin.Long
     
 ){
     
@@ -2753,7 +2765,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterLong.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
@@ -2764,7 +2776,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.allocationSize(value.`message`) +
             FfiConverterString.allocationSize(value.`payloadSha256`) +
             FfiConverterLong.allocationSize(value.`createdAtMs`) +
-            FfiConverterUInt.allocationSize(value.`attempt`)
+            FfiConverterLong.allocationSize(value.`attempt`)
     )
 
     override fun write(value: AttentionItem, buf: ByteBuffer) {
@@ -2774,7 +2786,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.write(value.`message`, buf)
             FfiConverterString.write(value.`payloadSha256`, buf)
             FfiConverterLong.write(value.`createdAtMs`, buf)
-            FfiConverterUInt.write(value.`attempt`, buf)
+            FfiConverterLong.write(value.`attempt`, buf)
     }
 }
 
@@ -2787,32 +2799,32 @@ data class Counts (
     /**
      * Waiting to be sent.
      */
-    var `pending`: kotlin.ULong
+    var `pending`: kotlin.Long
     , 
     /**
      * Being sent (or left by a sender whose lease will expire).
      */
-    var `inFlight`: kotlin.ULong
+    var `inFlight`: kotlin.Long
     , 
     /**
      * On the server (kept for the retention period, then pruned).
      */
-    var `sent`: kotlin.ULong
+    var `sent`: kotlin.Long
     , 
     /**
      * Refused as a conflict; need a person.
      */
-    var `conflict`: kotlin.ULong
+    var `conflict`: kotlin.Long
     , 
     /**
      * Refused as invalid; need a person.
      */
-    var `invalid`: kotlin.ULong
+    var `invalid`: kotlin.Long
     , 
     /**
      * `pending + in_flight`: not yet on the server.
      */
-    var `unsent`: kotlin.ULong
+    var `unsent`: kotlin.Long
     
 ){
     
@@ -2829,31 +2841,31 @@ data class Counts (
 public object FfiConverterTypeCounts: FfiConverterRustBuffer<Counts> {
     override fun read(buf: ByteBuffer): Counts {
         return Counts(
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: Counts) = (
-            FfiConverterULong.allocationSize(value.`pending`) +
-            FfiConverterULong.allocationSize(value.`inFlight`) +
-            FfiConverterULong.allocationSize(value.`sent`) +
-            FfiConverterULong.allocationSize(value.`conflict`) +
-            FfiConverterULong.allocationSize(value.`invalid`) +
-            FfiConverterULong.allocationSize(value.`unsent`)
+            FfiConverterLong.allocationSize(value.`pending`) +
+            FfiConverterLong.allocationSize(value.`inFlight`) +
+            FfiConverterLong.allocationSize(value.`sent`) +
+            FfiConverterLong.allocationSize(value.`conflict`) +
+            FfiConverterLong.allocationSize(value.`invalid`) +
+            FfiConverterLong.allocationSize(value.`unsent`)
     )
 
     override fun write(value: Counts, buf: ByteBuffer) {
-            FfiConverterULong.write(value.`pending`, buf)
-            FfiConverterULong.write(value.`inFlight`, buf)
-            FfiConverterULong.write(value.`sent`, buf)
-            FfiConverterULong.write(value.`conflict`, buf)
-            FfiConverterULong.write(value.`invalid`, buf)
-            FfiConverterULong.write(value.`unsent`, buf)
+            FfiConverterLong.write(value.`pending`, buf)
+            FfiConverterLong.write(value.`inFlight`, buf)
+            FfiConverterLong.write(value.`sent`, buf)
+            FfiConverterLong.write(value.`conflict`, buf)
+            FfiConverterLong.write(value.`invalid`, buf)
+            FfiConverterLong.write(value.`unsent`, buf)
     }
 }
 
@@ -2871,7 +2883,7 @@ data class CurrencyAmount (
     /**
      * Number of unsent sales.
      */
-    var `count`: kotlin.ULong
+    var `count`: kotlin.Long
     , 
     /**
      * Sum of their totals, in minor units.
@@ -2894,20 +2906,20 @@ public object FfiConverterTypeCurrencyAmount: FfiConverterRustBuffer<CurrencyAmo
     override fun read(buf: ByteBuffer): CurrencyAmount {
         return CurrencyAmount(
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: CurrencyAmount) = (
             FfiConverterString.allocationSize(value.`currency`) +
-            FfiConverterULong.allocationSize(value.`count`) +
+            FfiConverterLong.allocationSize(value.`count`) +
             FfiConverterLong.allocationSize(value.`totalMinor`)
     )
 
     override fun write(value: CurrencyAmount, buf: ByteBuffer) {
             FfiConverterString.write(value.`currency`, buf)
-            FfiConverterULong.write(value.`count`, buf)
+            FfiConverterLong.write(value.`count`, buf)
             FfiConverterLong.write(value.`totalMinor`, buf)
     }
 }
@@ -2936,42 +2948,42 @@ data class DrainReport (
     /**
      * Wall time of the run, in ms.
      */
-    var `durationMs`: kotlin.ULong
+    var `durationMs`: kotlin.Long
     , 
     /**
      * Sales stored by the server in this run (`OK`).
      */
-    var `sent`: kotlin.ULong
+    var `sent`: kotlin.Long
     , 
     /**
      * Sales the server already had (`DUPLICATE`), now marked sent.
      */
-    var `duplicate`: kotlin.ULong
+    var `duplicate`: kotlin.Long
     , 
     /**
      * Sales answered `CONFLICT` (need a person).
      */
-    var `conflict`: kotlin.ULong
+    var `conflict`: kotlin.Long
     , 
     /**
      * Sales answered `INVALID` (need a person).
      */
-    var `invalid`: kotlin.ULong
+    var `invalid`: kotlin.Long
     , 
     /**
      * Sales put back to pending (server `RETRY` or failed request).
      */
-    var `retry`: kotlin.ULong
+    var `retry`: kotlin.Long
     , 
     /**
      * Results dropped because another sender had taken the sale over.
      */
-    var `leaseLost`: kotlin.ULong
+    var `leaseLost`: kotlin.Long
     , 
     /**
      * Unsent sales after the run.
      */
-    var `remainingPending`: kotlin.ULong
+    var `remainingPending`: kotlin.Long
     , 
     /**
      * Age of the oldest unsent sale after the run, in ms.
@@ -3006,14 +3018,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.read(buf),
             FfiConverterSequenceTypeDrainReason.read(buf),
             FfiConverterLong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeDrainStop.read(buf),
@@ -3024,14 +3036,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.allocationSize(value.`correlationId`) +
             FfiConverterSequenceTypeDrainReason.allocationSize(value.`reasons`) +
             FfiConverterLong.allocationSize(value.`startedAtMs`) +
-            FfiConverterULong.allocationSize(value.`durationMs`) +
-            FfiConverterULong.allocationSize(value.`sent`) +
-            FfiConverterULong.allocationSize(value.`duplicate`) +
-            FfiConverterULong.allocationSize(value.`conflict`) +
-            FfiConverterULong.allocationSize(value.`invalid`) +
-            FfiConverterULong.allocationSize(value.`retry`) +
-            FfiConverterULong.allocationSize(value.`leaseLost`) +
-            FfiConverterULong.allocationSize(value.`remainingPending`) +
+            FfiConverterLong.allocationSize(value.`durationMs`) +
+            FfiConverterLong.allocationSize(value.`sent`) +
+            FfiConverterLong.allocationSize(value.`duplicate`) +
+            FfiConverterLong.allocationSize(value.`conflict`) +
+            FfiConverterLong.allocationSize(value.`invalid`) +
+            FfiConverterLong.allocationSize(value.`retry`) +
+            FfiConverterLong.allocationSize(value.`leaseLost`) +
+            FfiConverterLong.allocationSize(value.`remainingPending`) +
             FfiConverterOptionalLong.allocationSize(value.`oldestPendingAgeMs`) +
             FfiConverterOptionalString.allocationSize(value.`lastError`) +
             FfiConverterOptionalTypeDrainStop.allocationSize(value.`stop`)
@@ -3041,14 +3053,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.write(value.`correlationId`, buf)
             FfiConverterSequenceTypeDrainReason.write(value.`reasons`, buf)
             FfiConverterLong.write(value.`startedAtMs`, buf)
-            FfiConverterULong.write(value.`durationMs`, buf)
-            FfiConverterULong.write(value.`sent`, buf)
-            FfiConverterULong.write(value.`duplicate`, buf)
-            FfiConverterULong.write(value.`conflict`, buf)
-            FfiConverterULong.write(value.`invalid`, buf)
-            FfiConverterULong.write(value.`retry`, buf)
-            FfiConverterULong.write(value.`leaseLost`, buf)
-            FfiConverterULong.write(value.`remainingPending`, buf)
+            FfiConverterLong.write(value.`durationMs`, buf)
+            FfiConverterLong.write(value.`sent`, buf)
+            FfiConverterLong.write(value.`duplicate`, buf)
+            FfiConverterLong.write(value.`conflict`, buf)
+            FfiConverterLong.write(value.`invalid`, buf)
+            FfiConverterLong.write(value.`retry`, buf)
+            FfiConverterLong.write(value.`leaseLost`, buf)
+            FfiConverterLong.write(value.`remainingPending`, buf)
             FfiConverterOptionalLong.write(value.`oldestPendingAgeMs`, buf)
             FfiConverterOptionalString.write(value.`lastError`, buf)
             FfiConverterOptionalTypeDrainStop.write(value.`stop`, buf)
@@ -3193,62 +3205,62 @@ data class PossyncConfig (
     /**
      * Period of the engine's own `Interval` trigger, in ms (paused while offline).
      */
-    var `intervalMs`: kotlin.ULong = 60000uL 
+    var `intervalMs`: kotlin.Long = 60000L 
     , 
     /**
      * TCP connect timeout, in ms.
      */
-    var `connectTimeoutMs`: kotlin.ULong = 5000uL 
+    var `connectTimeoutMs`: kotlin.Long = 5000L 
     , 
     /**
      * Whole-request timeout, in ms (at least `connect_timeout_ms`).
      */
-    var `requestTimeoutMs`: kotlin.ULong = 30000uL 
+    var `requestTimeoutMs`: kotlin.Long = 30000L 
     , 
     /**
      * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
      */
-    var `leaseMs`: kotlin.ULong = 60000uL 
+    var `leaseMs`: kotlin.Long = 60000L 
     , 
     /**
      * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
      */
-    var `heartbeatMs`: kotlin.ULong = 10000uL 
+    var `heartbeatMs`: kotlin.Long = 10000L 
     , 
     /**
      * Sales per request, 1..=500.
      */
-    var `batchSize`: kotlin.UInt = 50u 
+    var `batchSize`: kotlin.Long = 50L 
     , 
     /**
      * First per-sale retry ceiling, in ms.
      */
-    var `retryBackoffBaseMs`: kotlin.ULong = 1000uL 
+    var `retryBackoffBaseMs`: kotlin.Long = 1000L 
     , 
     /**
      * Largest per-sale retry ceiling, in ms.
      */
-    var `retryBackoffCapMs`: kotlin.ULong = 300000uL 
+    var `retryBackoffCapMs`: kotlin.Long = 300000L 
     , 
     /**
      * First whole-engine backoff ceiling after a failed request, in ms.
      */
-    var `offlineBackoffBaseMs`: kotlin.ULong = 2000uL 
+    var `offlineBackoffBaseMs`: kotlin.Long = 2000L 
     , 
     /**
      * Largest whole-engine backoff ceiling, in ms.
      */
-    var `offlineBackoffCapMs`: kotlin.ULong = 300000uL 
+    var `offlineBackoffCapMs`: kotlin.Long = 300000L 
     , 
     /**
      * How long a write waits for another process's lock on the outbox, in ms.
      */
-    var `busyTimeoutMs`: kotlin.ULong = 5000uL 
+    var `busyTimeoutMs`: kotlin.Long = 5000L 
     , 
     /**
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
-    var `maxSizeBytes`: kotlin.ULong? = null 
+    var `maxSizeBytes`: kotlin.Long? = null 
     , 
     /**
      * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
@@ -3259,7 +3271,7 @@ data class PossyncConfig (
      * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
      * attention never are. The engine prunes after a run that sent sales, at most hourly.
      */
-    var `sentRetentionMs`: kotlin.ULong = 604800000uL 
+    var `sentRetentionMs`: kotlin.Long = 604800000L 
     
 ){
     
@@ -3279,20 +3291,20 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterOptionalULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalTypeDurability.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
@@ -3300,40 +3312,40 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterString.allocationSize(value.`outboxPath`) +
             FfiConverterString.allocationSize(value.`serverUrl`) +
             FfiConverterString.allocationSize(value.`deviceId`) +
-            FfiConverterULong.allocationSize(value.`intervalMs`) +
-            FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`leaseMs`) +
-            FfiConverterULong.allocationSize(value.`heartbeatMs`) +
-            FfiConverterUInt.allocationSize(value.`batchSize`) +
-            FfiConverterULong.allocationSize(value.`retryBackoffBaseMs`) +
-            FfiConverterULong.allocationSize(value.`retryBackoffCapMs`) +
-            FfiConverterULong.allocationSize(value.`offlineBackoffBaseMs`) +
-            FfiConverterULong.allocationSize(value.`offlineBackoffCapMs`) +
-            FfiConverterULong.allocationSize(value.`busyTimeoutMs`) +
-            FfiConverterOptionalULong.allocationSize(value.`maxSizeBytes`) +
+            FfiConverterLong.allocationSize(value.`intervalMs`) +
+            FfiConverterLong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`requestTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`leaseMs`) +
+            FfiConverterLong.allocationSize(value.`heartbeatMs`) +
+            FfiConverterLong.allocationSize(value.`batchSize`) +
+            FfiConverterLong.allocationSize(value.`retryBackoffBaseMs`) +
+            FfiConverterLong.allocationSize(value.`retryBackoffCapMs`) +
+            FfiConverterLong.allocationSize(value.`offlineBackoffBaseMs`) +
+            FfiConverterLong.allocationSize(value.`offlineBackoffCapMs`) +
+            FfiConverterLong.allocationSize(value.`busyTimeoutMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`maxSizeBytes`) +
             FfiConverterOptionalTypeDurability.allocationSize(value.`durability`) +
-            FfiConverterULong.allocationSize(value.`sentRetentionMs`)
+            FfiConverterLong.allocationSize(value.`sentRetentionMs`)
     )
 
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
             FfiConverterString.write(value.`outboxPath`, buf)
             FfiConverterString.write(value.`serverUrl`, buf)
             FfiConverterString.write(value.`deviceId`, buf)
-            FfiConverterULong.write(value.`intervalMs`, buf)
-            FfiConverterULong.write(value.`connectTimeoutMs`, buf)
-            FfiConverterULong.write(value.`requestTimeoutMs`, buf)
-            FfiConverterULong.write(value.`leaseMs`, buf)
-            FfiConverterULong.write(value.`heartbeatMs`, buf)
-            FfiConverterUInt.write(value.`batchSize`, buf)
-            FfiConverterULong.write(value.`retryBackoffBaseMs`, buf)
-            FfiConverterULong.write(value.`retryBackoffCapMs`, buf)
-            FfiConverterULong.write(value.`offlineBackoffBaseMs`, buf)
-            FfiConverterULong.write(value.`offlineBackoffCapMs`, buf)
-            FfiConverterULong.write(value.`busyTimeoutMs`, buf)
-            FfiConverterOptionalULong.write(value.`maxSizeBytes`, buf)
+            FfiConverterLong.write(value.`intervalMs`, buf)
+            FfiConverterLong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterLong.write(value.`requestTimeoutMs`, buf)
+            FfiConverterLong.write(value.`leaseMs`, buf)
+            FfiConverterLong.write(value.`heartbeatMs`, buf)
+            FfiConverterLong.write(value.`batchSize`, buf)
+            FfiConverterLong.write(value.`retryBackoffBaseMs`, buf)
+            FfiConverterLong.write(value.`retryBackoffCapMs`, buf)
+            FfiConverterLong.write(value.`offlineBackoffBaseMs`, buf)
+            FfiConverterLong.write(value.`offlineBackoffCapMs`, buf)
+            FfiConverterLong.write(value.`busyTimeoutMs`, buf)
+            FfiConverterOptionalLong.write(value.`maxSizeBytes`, buf)
             FfiConverterOptionalTypeDurability.write(value.`durability`, buf)
-            FfiConverterULong.write(value.`sentRetentionMs`, buf)
+            FfiConverterLong.write(value.`sentRetentionMs`, buf)
     }
 }
 
@@ -3718,7 +3730,7 @@ data class SaleRecord (
     /**
      * Send attempts made.
      */
-    var `attempt`: kotlin.UInt
+    var `attempt`: kotlin.Long
     , 
     /**
      * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
@@ -3771,7 +3783,7 @@ public object FfiConverterTypeSaleRecord: FfiConverterRustBuffer<SaleRecord> {
             FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
             FfiConverterOptionalLong.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalString.read(buf),
@@ -3792,7 +3804,7 @@ public object FfiConverterTypeSaleRecord: FfiConverterRustBuffer<SaleRecord> {
             FfiConverterLong.allocationSize(value.`totalMinor`) +
             FfiConverterLong.allocationSize(value.`createdAtMs`) +
             FfiConverterOptionalLong.allocationSize(value.`sentAtMs`) +
-            FfiConverterUInt.allocationSize(value.`attempt`) +
+            FfiConverterLong.allocationSize(value.`attempt`) +
             FfiConverterOptionalString.allocationSize(value.`lastResult`) +
             FfiConverterOptionalString.allocationSize(value.`lastCode`) +
             FfiConverterOptionalString.allocationSize(value.`lastError`) +
@@ -3812,7 +3824,7 @@ public object FfiConverterTypeSaleRecord: FfiConverterRustBuffer<SaleRecord> {
             FfiConverterLong.write(value.`totalMinor`, buf)
             FfiConverterLong.write(value.`createdAtMs`, buf)
             FfiConverterOptionalLong.write(value.`sentAtMs`, buf)
-            FfiConverterUInt.write(value.`attempt`, buf)
+            FfiConverterLong.write(value.`attempt`, buf)
             FfiConverterOptionalString.write(value.`lastResult`, buf)
             FfiConverterOptionalString.write(value.`lastCode`, buf)
             FfiConverterOptionalString.write(value.`lastError`, buf)
@@ -4372,12 +4384,12 @@ sealed class OpenException: kotlin.Exception() {
         /**
          * The file's schema version.
          */
-        val `found`: kotlin.ULong, 
+        val `found`: kotlin.Long, 
         
         /**
          * The newest version this build knows.
          */
-        val `supported`: kotlin.ULong, 
+        val `supported`: kotlin.Long, 
         
         /**
          * What is wrong, for a person.
@@ -4464,8 +4476,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
                 )
             3 -> OpenException.IncompatibleVersion(
                 FfiConverterString.read(buf),
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 FfiConverterString.read(buf),
                 )
             4 -> OpenException.Unavailable(
@@ -4499,8 +4511,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`path`)
-                + FfiConverterULong.allocationSize(value.`found`)
-                + FfiConverterULong.allocationSize(value.`supported`)
+                + FfiConverterLong.allocationSize(value.`found`)
+                + FfiConverterLong.allocationSize(value.`supported`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is OpenException.Unavailable -> (
@@ -4538,8 +4550,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
             is OpenException.IncompatibleVersion -> {
                 buf.putInt(3)
                 FfiConverterString.write(value.`path`, buf)
-                FfiConverterULong.write(value.`found`, buf)
-                FfiConverterULong.write(value.`supported`, buf)
+                FfiConverterLong.write(value.`found`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -5317,7 +5329,7 @@ sealed class SyncException: kotlin.Exception() {
         /**
          * How long the call waited, in ms.
          */
-        val `waitedMs`: kotlin.ULong, 
+        val `waitedMs`: kotlin.Long, 
         
         /**
          * What happened, for a person.
@@ -5376,7 +5388,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
 
         return when(buf.getInt()) {
             1 -> SyncException.Timeout(
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
                 FfiConverterString.read(buf),
                 )
             2 -> SyncException.ShutDown(
@@ -5394,7 +5406,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
             is SyncException.Timeout -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterULong.allocationSize(value.`waitedMs`)
+                + FfiConverterLong.allocationSize(value.`waitedMs`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SyncException.ShutDown -> (
@@ -5414,7 +5426,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
         when(value) {
             is SyncException.Timeout -> {
                 buf.putInt(1)
-                FfiConverterULong.write(value.`waitedMs`, buf)
+                FfiConverterLong.write(value.`waitedMs`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -5441,10 +5453,24 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
 sealed class SyncStatus {
     
     /**
-     * Nothing to do, or waiting for the next trigger.
+     * Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+     * a banner such as "All sent" or "3 unsent (EUR 12.00)".
      */
-    object Idle : SyncStatus()
-    
+    data class Idle(
+        /**
+         * Unsent sales (pending + in flight).
+         */
+        val `unsent`: kotlin.Long, 
+        /**
+         * Unsent sales per currency (count and amount).
+         */
+        val `unsentByCurrency`: List<app.possync.CurrencyAmount>) : SyncStatus()
+        
+    {
+        
+
+        companion object
+    }
     
     /**
      * A drain run is sending: `done` of `total` unsent sales handled so far.
@@ -5453,11 +5479,11 @@ sealed class SyncStatus {
         /**
          * Sales handled in this run.
          */
-        val `done`: kotlin.ULong, 
+        val `done`: kotlin.Long, 
         /**
          * Unsent sales when the run started.
          */
-        val `total`: kotlin.ULong) : SyncStatus()
+        val `total`: kotlin.Long) : SyncStatus()
         
     {
         
@@ -5506,11 +5532,11 @@ sealed class SyncStatus {
         /**
          * Sales in `conflict`.
          */
-        val `conflicts`: kotlin.ULong, 
+        val `conflicts`: kotlin.Long, 
         /**
          * Sales in `invalid`.
          */
-        val `invalid`: kotlin.ULong) : SyncStatus()
+        val `invalid`: kotlin.Long) : SyncStatus()
         
     {
         
@@ -5534,10 +5560,13 @@ sealed class SyncStatus {
 public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
     override fun read(buf: ByteBuffer): SyncStatus {
         return when(buf.getInt()) {
-            1 -> SyncStatus.Idle
+            1 -> SyncStatus.Idle(
+                FfiConverterLong.read(buf),
+                FfiConverterSequenceTypeCurrencyAmount.read(buf),
+                )
             2 -> SyncStatus.Draining(
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             3 -> SyncStatus.Offline(
                 FfiConverterLong.read(buf),
@@ -5547,8 +5576,8 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
                 FfiConverterString.read(buf),
                 )
             5 -> SyncStatus.NeedsAttention(
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -5559,14 +5588,16 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
+                + FfiConverterLong.allocationSize(value.`unsent`)
+                + FfiConverterSequenceTypeCurrencyAmount.allocationSize(value.`unsentByCurrency`)
             )
         }
         is SyncStatus.Draining -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`done`)
-                + FfiConverterULong.allocationSize(value.`total`)
+                + FfiConverterLong.allocationSize(value.`done`)
+                + FfiConverterLong.allocationSize(value.`total`)
             )
         }
         is SyncStatus.Offline -> {
@@ -5588,8 +5619,8 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`conflicts`)
-                + FfiConverterULong.allocationSize(value.`invalid`)
+                + FfiConverterLong.allocationSize(value.`conflicts`)
+                + FfiConverterLong.allocationSize(value.`invalid`)
             )
         }
     }
@@ -5598,12 +5629,14 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
         when(value) {
             is SyncStatus.Idle -> {
                 buf.putInt(1)
+                FfiConverterLong.write(value.`unsent`, buf)
+                FfiConverterSequenceTypeCurrencyAmount.write(value.`unsentByCurrency`, buf)
                 Unit
             }
             is SyncStatus.Draining -> {
                 buf.putInt(2)
-                FfiConverterULong.write(value.`done`, buf)
-                FfiConverterULong.write(value.`total`, buf)
+                FfiConverterLong.write(value.`done`, buf)
+                FfiConverterLong.write(value.`total`, buf)
                 Unit
             }
             is SyncStatus.Offline -> {
@@ -5619,8 +5652,8 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             }
             is SyncStatus.NeedsAttention -> {
                 buf.putInt(5)
-                FfiConverterULong.write(value.`conflicts`, buf)
-                FfiConverterULong.write(value.`invalid`, buf)
+                FfiConverterLong.write(value.`conflicts`, buf)
+                FfiConverterLong.write(value.`invalid`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -5628,38 +5661,6 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
 }
 
 
-
-
-
-
-/**
- * @suppress
- */
-public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
-    override fun read(buf: ByteBuffer): kotlin.ULong? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterULong.read(buf)
-    }
-
-    override fun allocationSize(value: kotlin.ULong?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterULong.allocationSize(value)
-        }
-    }
-
-    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterULong.write(value, buf)
-        }
-    }
-}
 
 
 

@@ -544,7 +544,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 32479:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -3234,7 +3234,7 @@ class OpenError:  # type: ignore
     
     class InvalidConfig(_UniffiTempOpenError):
         """
-        A config value is out of range (a bug in the app's setup); `reason` names the value.
+        A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
 """
         
         def __init__(self, reason):
@@ -3575,150 +3575,6 @@ class _UniffiFfiConverterTypeResolution(_UniffiConverterRustBuffer):
 
 
 
-# ResolveError
-# We want to define each variant as a nested class that's also a subclass,
-# which is tricky in Python.  To accomplish this we're going to create each
-# class separately, then manually add the child classes to the base class's
-# __dict__.  All of this happens in dummy class to avoid polluting the module
-# namespace.
-class ResolveError(Exception):
-    """
-    Resolving a sale that needs attention failed; nothing was changed.
-"""
-    pass
-
-_UniffiTempResolveError = ResolveError
-
-class ResolveError:  # type: ignore
-    """
-    Resolving a sale that needs attention failed; nothing was changed.
-"""
-    
-    class NotResolvable(_UniffiTempResolveError):
-        """
-        The sale does not exist, is not a conflict or invalid sale, or was resolved already.
-"""
-        
-        def __init__(self, client_tx_id, reason):
-            super().__init__(", ".join([
-                "client_tx_id={!r}".format(client_tx_id),
-                "reason={!r}".format(reason),
-            ]))
-            self.client_tx_id = client_tx_id
-            self.reason = reason
-
-        def __repr__(self):
-            return "ResolveError.NotResolvable({})".format(str(self))
-    _UniffiTempResolveError.NotResolvable = NotResolvable # type: ignore
-    class InvalidSale(_UniffiTempResolveError):
-        """
-        The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
-"""
-        
-        def __init__(self, code, reason):
-            super().__init__(", ".join([
-                "code={!r}".format(code),
-                "reason={!r}".format(reason),
-            ]))
-            self.code = code
-            self.reason = reason
-
-        def __repr__(self):
-            return "ResolveError.InvalidSale({})".format(str(self))
-    _UniffiTempResolveError.InvalidSale = InvalidSale # type: ignore
-    class Busy(_UniffiTempResolveError):
-        """
-        Another process held the outbox locked too long; try again.
-"""
-        
-        def __init__(self, reason):
-            super().__init__(", ".join([
-                "reason={!r}".format(reason),
-            ]))
-            self.reason = reason
-
-        def __repr__(self):
-            return "ResolveError.Busy({})".format(str(self))
-    _UniffiTempResolveError.Busy = Busy # type: ignore
-    class Storage(_UniffiTempResolveError):
-        """
-        The outbox cannot be written (full, read-only, damaged, other SQLite failure).
-"""
-        
-        def __init__(self, reason):
-            super().__init__(", ".join([
-                "reason={!r}".format(reason),
-            ]))
-            self.reason = reason
-
-        def __repr__(self):
-            return "ResolveError.Storage({})".format(str(self))
-    _UniffiTempResolveError.Storage = Storage # type: ignore
-
-ResolveError = _UniffiTempResolveError # type: ignore
-del _UniffiTempResolveError
-
-
-class _UniffiFfiConverterTypeResolveError(_UniffiConverterRustBuffer):
-    @staticmethod
-    def read(buf):
-        variant = buf.read_i32()
-        if variant == 1:
-            return ResolveError.NotResolvable(
-                _UniffiFfiConverterString.read(buf),
-                _UniffiFfiConverterString.read(buf),
-            )
-        if variant == 2:
-            return ResolveError.InvalidSale(
-                _UniffiFfiConverterString.read(buf),
-                _UniffiFfiConverterString.read(buf),
-            )
-        if variant == 3:
-            return ResolveError.Busy(
-                _UniffiFfiConverterString.read(buf),
-            )
-        if variant == 4:
-            return ResolveError.Storage(
-                _UniffiFfiConverterString.read(buf),
-            )
-        raise InternalError("Raw enum value doesn't match any cases")
-
-    @staticmethod
-    def check_lower(value):
-        if isinstance(value, ResolveError.NotResolvable):
-            _UniffiFfiConverterString.check_lower(value.client_tx_id)
-            _UniffiFfiConverterString.check_lower(value.reason)
-            return
-        if isinstance(value, ResolveError.InvalidSale):
-            _UniffiFfiConverterString.check_lower(value.code)
-            _UniffiFfiConverterString.check_lower(value.reason)
-            return
-        if isinstance(value, ResolveError.Busy):
-            _UniffiFfiConverterString.check_lower(value.reason)
-            return
-        if isinstance(value, ResolveError.Storage):
-            _UniffiFfiConverterString.check_lower(value.reason)
-            return
-
-    @staticmethod
-    def write(value, buf):
-        if isinstance(value, ResolveError.NotResolvable):
-            buf.write_i32(1)
-            _UniffiFfiConverterString.write(value.client_tx_id, buf)
-            _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, ResolveError.InvalidSale):
-            buf.write_i32(2)
-            _UniffiFfiConverterString.write(value.code, buf)
-            _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, ResolveError.Busy):
-            buf.write_i32(3)
-            _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, ResolveError.Storage):
-            buf.write_i32(4)
-            _UniffiFfiConverterString.write(value.reason, buf)
-
-
-
 # SaleError
 # We want to define each variant as a nested class that's also a subclass,
 # which is tricky in Python.  To accomplish this we're going to create each
@@ -3727,7 +3583,8 @@ class _UniffiFfiConverterTypeResolveError(_UniffiConverterRustBuffer):
 # namespace.
 class SaleError(Exception):
     """
-    Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+    Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+    must keep the sale or tell the cashier.
 """
     pass
 
@@ -3735,13 +3592,14 @@ _UniffiTempSaleError = SaleError
 
 class SaleError:  # type: ignore
     """
-    Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+    Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+    must keep the sale or tell the cashier.
 """
     
     class Invalid(_UniffiTempSaleError):
         """
-        The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-        code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+        The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+        the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
 """
         
         def __init__(self, code, reason):
@@ -3771,6 +3629,22 @@ class SaleError:  # type: ignore
         def __repr__(self):
             return "SaleError.IdConflict({})".format(str(self))
     _UniffiTempSaleError.IdConflict = IdConflict # type: ignore
+    class NotResolvable(_UniffiTempSaleError):
+        """
+        `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+"""
+        
+        def __init__(self, client_tx_id, reason):
+            super().__init__(", ".join([
+                "client_tx_id={!r}".format(client_tx_id),
+                "reason={!r}".format(reason),
+            ]))
+            self.client_tx_id = client_tx_id
+            self.reason = reason
+
+        def __repr__(self):
+            return "SaleError.NotResolvable({})".format(str(self))
+    _UniffiTempSaleError.NotResolvable = NotResolvable # type: ignore
     class StorageFull(_UniffiTempSaleError):
         """
         The storage (or the configured size cap) is full; earlier sales are safe. Free space.
@@ -3833,14 +3707,19 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
-            return SaleError.StorageFull(
+            return SaleError.NotResolvable(
+                _UniffiFfiConverterString.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 4:
-            return SaleError.Busy(
+            return SaleError.StorageFull(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 5:
+            return SaleError.Busy(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return SaleError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -3853,6 +3732,10 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, SaleError.IdConflict):
+            _UniffiFfiConverterString.check_lower(value.client_tx_id)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, SaleError.NotResolvable):
             _UniffiFfiConverterString.check_lower(value.client_tx_id)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
@@ -3876,14 +3759,18 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.client_tx_id, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.StorageFull):
+        if isinstance(value, SaleError.NotResolvable):
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.client_tx_id, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.Busy):
+        if isinstance(value, SaleError.StorageFull):
             buf.write_i32(4)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.Storage):
+        if isinstance(value, SaleError.Busy):
             buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, SaleError.Storage):
+            buf.write_i32(6)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -3896,7 +3783,7 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
 # namespace.
 class StorageError(Exception):
     """
-    Reading the outbox (status, counts, attention list) failed.
+    Reading or maintaining the outbox (status, counts, sales, pruning) failed.
 """
     pass
 
@@ -3904,7 +3791,7 @@ _UniffiTempStorageError = StorageError
 
 class StorageError:  # type: ignore
     """
-    Reading the outbox (status, counts, attention list) failed.
+    Reading or maintaining the outbox (status, counts, sales, pruning) failed.
 """
     
     class Busy(_UniffiTempStorageError):
@@ -3921,9 +3808,9 @@ class StorageError:  # type: ignore
         def __repr__(self):
             return "StorageError.Busy({})".format(str(self))
     _UniffiTempStorageError.Busy = Busy # type: ignore
-    class Corrupt(_UniffiTempStorageError):
+    class Full(_UniffiTempStorageError):
         """
-        The outbox file is damaged. It is left untouched: keep it for support.
+        The storage (or the configured size cap) is full; stored sales are safe. Free space.
 """
         
         def __init__(self, reason):
@@ -3933,8 +3820,60 @@ class StorageError:  # type: ignore
             self.reason = reason
 
         def __repr__(self):
+            return "StorageError.Full({})".format(str(self))
+    _UniffiTempStorageError.Full = Full # type: ignore
+    class Corrupt(_UniffiTempStorageError):
+        """
+        The outbox file is damaged. It is left untouched: keep it for support.
+"""
+        
+        def __init__(self, path, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.reason = reason
+
+        def __repr__(self):
             return "StorageError.Corrupt({})".format(str(self))
     _UniffiTempStorageError.Corrupt = Corrupt # type: ignore
+    class IncompatibleVersion(_UniffiTempStorageError):
+        """
+        The outbox file is of another schema version than this build.
+"""
+        
+        def __init__(self, path, found, supported, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "found={!r}".format(found),
+                "supported={!r}".format(supported),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.found = found
+            self.supported = supported
+            self.reason = reason
+
+        def __repr__(self):
+            return "StorageError.IncompatibleVersion({})".format(str(self))
+    _UniffiTempStorageError.IncompatibleVersion = IncompatibleVersion # type: ignore
+    class Unavailable(_UniffiTempStorageError):
+        """
+        The outbox file (or its folder) is missing, read-only or cannot be opened.
+"""
+        
+        def __init__(self, path, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.reason = reason
+
+        def __repr__(self):
+            return "StorageError.Unavailable({})".format(str(self))
+    _UniffiTempStorageError.Unavailable = Unavailable # type: ignore
     class Storage(_UniffiTempStorageError):
         """
         Any other storage failure.
@@ -3963,10 +3902,27 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 2:
-            return StorageError.Corrupt(
+            return StorageError.Full(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
+            return StorageError.Corrupt(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return StorageError.IncompatibleVersion(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 5:
+            return StorageError.Unavailable(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return StorageError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -3977,7 +3933,21 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
         if isinstance(value, StorageError.Busy):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
+        if isinstance(value, StorageError.Full):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
         if isinstance(value, StorageError.Corrupt):
+            _UniffiFfiConverterString.check_lower(value.path)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, StorageError.IncompatibleVersion):
+            _UniffiFfiConverterString.check_lower(value.path)
+            _UniffiFfiConverterInt64.check_lower(value.found)
+            _UniffiFfiConverterInt64.check_lower(value.supported)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, StorageError.Unavailable):
+            _UniffiFfiConverterString.check_lower(value.path)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, StorageError.Storage):
@@ -3989,11 +3959,25 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
         if isinstance(value, StorageError.Busy):
             buf.write_i32(1)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, StorageError.Corrupt):
+        if isinstance(value, StorageError.Full):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, StorageError.Storage):
+        if isinstance(value, StorageError.Corrupt):
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.IncompatibleVersion):
+            buf.write_i32(4)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterInt64.write(value.found, buf)
+            _UniffiFfiConverterInt64.write(value.supported, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.Unavailable):
+            buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.Storage):
+            buf.write_i32(6)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -4398,7 +4382,7 @@ class PossyncEngineProtocol(typing.Protocol):
         keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
 
         # Errors
-        [`ResolveError`]; nothing was changed.
+        [`SaleError`]; nothing was changed.
 """
         raise NotImplementedError
     def sale(self, client_tx_id: str) -> typing.Optional[SaleRecord]:
@@ -4662,7 +4646,7 @@ class PossyncEngine(PossyncEngineProtocol):
         keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
 
         # Errors
-        [`ResolveError`]; nothing was changed.
+        [`SaleError`]; nothing was changed.
 """
         
         _UniffiFfiConverterString.check_lower(client_tx_id)
@@ -4677,7 +4661,7 @@ class PossyncEngine(PossyncEngineProtocol):
             _UniffiFfiConverterOptionalString.lower(note),
         )
         _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
-        _uniffi_error_converter = _UniffiFfiConverterTypeResolveError
+        _uniffi_error_converter = _UniffiFfiConverterTypeSaleError
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve,
@@ -5097,7 +5081,6 @@ __all__ = [
     "LogSinkError",
     "OpenError",
     "Resolution",
-    "ResolveError",
     "SaleError",
     "StorageError",
     "SyncError",

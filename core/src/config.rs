@@ -2,7 +2,7 @@
 //! the names, validated once.
 
 use crate::backoff::BackoffPolicy;
-use crate::error::Error;
+use crate::error::ConfigError;
 
 /// How hard SQLite flushes each committed sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,10 @@ impl DeviceToken {
     /// Checks that the token can be sent in a header: not empty, visible ASCII only.
     ///
     /// # Errors
-    /// [`Error::Config`], which never contains the token.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`ConfigError`], which never contains the token.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Config(
+            return Err(ConfigError(
                 "the device token must be non-empty visible ASCII (as printed by `possync-server token create`)"
                     .into(),
             ));
@@ -142,9 +142,9 @@ impl SyncConfig {
     /// Checks every value.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first value out of range.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |m: String| Err(Error::Config(m));
+    /// [`ConfigError`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return bad(format!("server_url {:?} must start with http:// or https://", self.server_url));
         }
@@ -183,7 +183,7 @@ mod tests {
         let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_x", "till-1");
         assert!(c.validate().is_ok());
         c.lease_ms = c.request_timeout_ms + LEASE_MARGIN_MS - 1;
-        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("lease_ms")));
+        assert!(matches!(c.validate(), Err(ConfigError(m)) if m.contains("lease_ms")));
         let mut c = SyncConfig::new("ftp://x", "pst_x", "till-1");
         assert!(c.validate().is_err());
         c.server_url = "https://x".into();

@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use crate::config::SyncConfig;
-use crate::error::Error;
+use crate::error::{ConfigError, StorageError};
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
 use crate::protocol::{PushRequest, PushResponse, PushStatus, PushTransaction};
 use crate::reason::{DrainReason, DrainReasons};
@@ -90,12 +90,12 @@ impl<'a> Drainer<'a> {
     /// A drainer with a fresh owner id.
     ///
     /// # Errors
-    /// [`Error::Config`] when `config` is invalid.
+    /// [`ConfigError`] when `config` is invalid.
     pub fn new(
         outbox: &'a Outbox,
         transport: &'a dyn Transport,
         config: &'a SyncConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Drainer { outbox, transport, config, owner: uuid::Uuid::now_v7().to_string() })
     }
@@ -109,7 +109,7 @@ impl<'a> Drainer<'a> {
     ///
     /// # Errors
     /// A storage error of the outbox. Transport failures are not errors: they end up in the report.
-    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, Error> {
+    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, StorageError> {
         self.drain_with_progress(reasons, &mut |_, _| {})
     }
 
@@ -123,7 +123,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, stop)
     }
 
@@ -136,7 +136,7 @@ impl<'a> Drainer<'a> {
         &self,
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, &|| false)
     }
 
@@ -145,7 +145,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         if reasons.contains(DrainReason::Manual) || reasons.contains(DrainReason::Online) {
             // "Sync now" and "back online" must not wait out per-sale backoff from the outage.
             let moved = self.outbox.make_all_due()?;

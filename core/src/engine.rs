@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::backoff::BackoffPolicy;
 use crate::config::SyncConfig;
 use crate::drain::{DrainReport, DrainStop, Drainer};
-use crate::error::Error;
+use crate::error::{ConfigError, Error, StorageError, SyncError};
 use crate::outbox::{Counts, CurrencyAmount, Outbox};
 use crate::reason::{DrainReason, DrainReasons};
 use crate::status::{Notifier, StatusListener, SyncStatus};
@@ -105,7 +105,8 @@ impl SyncEngine {
     /// listener is given.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid config; [`Error::Thread`] when a thread cannot be started.
+    /// [`Error::Config`] for an invalid config; [`Error::Sync`] ([`SyncError::Thread`]) when a thread
+    /// cannot be started.
     pub fn start(
         outbox: Arc<Outbox>,
         transport: Arc<dyn Transport>,
@@ -114,9 +115,9 @@ impl SyncEngine {
     ) -> Result<SyncEngine, Error> {
         config.sync.validate()?;
         if config.interval_ms == 0 || config.offline_backoff.base_ms == 0 {
-            return Err(Error::Config("interval_ms and offline_backoff.base_ms must be above 0".into()));
+            return Err(ConfigError("interval_ms and offline_backoff.base_ms must be above 0".into()).into());
         }
-        let notifier = Notifier::start(listener).map_err(|e| Error::Thread(e.to_string()))?;
+        let notifier = Notifier::start(listener).map_err(|e| SyncError::Thread(e.to_string()))?;
         let status = idle(&outbox);
         let state = State {
             requested: DrainReason::Startup.into(),
@@ -147,7 +148,7 @@ impl SyncEngine {
                 }
                 stop(&s);
             })
-            .map_err(|e| Error::Thread(e.to_string()))?;
+            .map_err(|e| SyncError::Thread(e.to_string()))?;
         Ok(SyncEngine { shared, worker: Mutex::new(Some(worker)) })
     }
 
@@ -167,29 +168,29 @@ impl SyncEngine {
     /// call and returns its report, so every sale recorded before the call was covered by it.
     ///
     /// # Errors
-    /// [`Error::Timeout`] when the run did not finish in time (it goes on); [`Error::ShutDown`];
-    /// [`Error::DrainFailed`] when the run hit a storage error.
-    pub fn sync_now(&self, timeout: Duration) -> Result<DrainReport, Error> {
+    /// [`SyncError::Timeout`] when the run did not finish in time (it goes on); [`SyncError::ShutDown`];
+    /// [`SyncError::DrainFailed`] when the run hit a storage error.
+    pub fn sync_now(&self, timeout: Duration) -> Result<DrainReport, SyncError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.state.lock();
         if st.shutdown {
-            return Err(Error::ShutDown);
+            return Err(SyncError::ShutDown);
         }
         st.requested.insert(DrainReason::Manual);
         let target = st.started_runs + 1;
         self.shared.wake.notify_all();
         while st.finished_runs < target {
             if st.shutdown {
-                return Err(Error::ShutDown);
+                return Err(SyncError::ShutDown);
             }
             if self.shared.wake.wait_until(&mut st, deadline).timed_out() && st.finished_runs < target {
-                return Err(Error::Timeout { waited_ms: timeout.as_millis() as u64 });
+                return Err(SyncError::Timeout { waited_ms: timeout.as_millis() as u64 });
             }
         }
         match st.recent.iter().find(|(seq, _)| *seq == target) {
             Some((_, Ok(report))) => Ok(report.clone()),
-            Some((_, Err(reason))) => Err(Error::DrainFailed { reason: reason.clone() }),
-            None => Err(Error::DrainFailed { reason: "the run's report is no longer kept".into() }),
+            Some((_, Err(reason))) => Err(SyncError::DrainFailed { reason: reason.clone() }),
+            None => Err(SyncError::DrainFailed { reason: "the run's report is no longer kept".into() }),
         }
     }
 
@@ -197,7 +198,7 @@ impl SyncEngine {
     ///
     /// # Errors
     /// A storage error of the outbox.
-    pub fn status(&self) -> Result<StatusSnapshot, Error> {
+    pub fn status(&self) -> Result<StatusSnapshot, StorageError> {
         let (status, last_report) = {
             let st = self.shared.state.lock();
             (st.status.clone(), st.recent.back().and_then(|(_, r)| r.as_ref().ok().cloned()))
@@ -218,7 +219,7 @@ impl SyncEngine {
     ///
     /// # Errors
     /// A storage error of the outbox.
-    pub fn prune_sent(&self) -> Result<u64, Error> {
+    pub fn prune_sent(&self) -> Result<u64, StorageError> {
         self.shared.outbox.prune_sent()
     }
 
@@ -380,7 +381,7 @@ fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
 }
 
 /// Records a finished run, sets the engine's backoff and status, wakes `sync_now` callers, notifies.
-fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, Error>) {
+fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageError>) {
     let counts = shared.outbox.counts().unwrap_or_default();
     let mut rng = rand::rng();
     let (status, retry_after) = match &result {

@@ -24,4 +24,4 @@ pub mod reason;
 pub mod status;
 pub mod transport;
 
-pub use error::Error;
+pub use error::{ConfigError, Error, SaleError, StorageError, SyncError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use crate::config::{DeviceToken, SyncConfig};
-use crate::error::Error;
+use crate::error::ConfigError;
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{ErrorBody, PushRequest, PushResponse};
 
@@ -144,8 +144,8 @@ impl HttpTransport {
     /// Replaces the device token for the next requests (a request in flight keeps the old one).
     ///
     /// # Errors
-    /// [`Error::Config`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
-    pub fn set_token(&self, token: &DeviceToken) -> Result<(), Error> {
+    /// [`ConfigError`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
+    pub fn set_token(&self, token: &DeviceToken) -> Result<(), ConfigError> {
         token.validate()?;
         *self.authorization.write() = format!("Bearer {}", token.expose());
         log::info!("device token replaced");

@@ -234,7 +234,7 @@ fn shutdown_while_draining_loses_nothing_and_a_restart_resumes() {
         (50, 70, 0),
         "the batch in flight was finished"
     );
-    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
     drop(engine);
 
     let reopened = Arc::new(Outbox::open(&t.path, OutboxConfig::default()).expect("reopen"));
@@ -419,5 +419,5 @@ fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in
     let engine = start(&outbox, &Gated::opened(), None);
     engine.request_shutdown();
     assert!(engine.await_shutdown(WAIT), "an idle engine stops at once");
-    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
 }

@@ -97,9 +97,10 @@ pub fn open_outbox(path: &Path) -> Result<Outbox, TillError> {
 /// # Errors
 /// [`TillError::Outbox`] when the file is missing (named) or cannot be opened.
 pub fn open_outbox_to_drain(path: &Path) -> Result<Outbox, TillError> {
-    let fail = |e: possync_core::Error| TillError::Outbox { path: path.to_owned(), reason: e.to_string() };
+    let fail =
+        |e: possync_core::StorageError| TillError::Outbox { path: path.to_owned(), reason: e.to_string() };
     if !path.is_file() {
-        return Err(fail(possync_core::Error::NotFound { path: path.to_owned() }));
+        return Err(fail(possync_core::StorageError::NotFound { path: path.to_owned() }));
     }
     Outbox::open(path, OutboxConfig::default()).map_err(fail)
 }

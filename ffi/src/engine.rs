@@ -11,12 +11,9 @@ use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
-use possync_core::Error;
+use possync_core::ConfigError as CoreConfigError;
 
-use crate::error::{
-    config_error, open_error, resolve_error, sale_error, storage_error, sync_error, ConfigError, OpenError,
-    ResolveError, SaleError, StorageError, SyncError,
-};
+use crate::error::{ConfigError, OpenError, SaleError, StorageError, SyncError};
 use crate::listener::{ListenerBridge, StatusListener};
 use crate::types::{
     int, millis, non_negative, page_size, AttentionItem, Counts, DrainReason, DrainReport, Durability,
@@ -82,7 +79,7 @@ pub struct PossyncConfig {
 
 impl PossyncConfig {
     /// The core's outbox settings (field for field; a negative value is a config error).
-    fn outbox_config(&self) -> Result<OutboxConfig, Error> {
+    fn outbox_config(&self) -> Result<OutboxConfig, CoreConfigError> {
         let defaults = OutboxConfig::default();
         Ok(OutboxConfig {
             busy_timeout_ms: non_negative("busy_timeout_ms", self.busy_timeout_ms)?,
@@ -94,7 +91,7 @@ impl PossyncConfig {
     }
 
     /// The core's engine settings (field for field; a negative value is a config error).
-    fn engine_config(&self, token: String) -> Result<EngineConfig, Error> {
+    fn engine_config(&self, token: String) -> Result<EngineConfig, CoreConfigError> {
         let mut sync = SyncConfig::new(&self.server_url, token, &self.device_id);
         sync.connect_timeout_ms = non_negative("connect_timeout_ms", self.connect_timeout_ms)?;
         sync.request_timeout_ms = non_negative("request_timeout_ms", self.request_timeout_ms)?;
@@ -145,13 +142,13 @@ impl PossyncEngine {
         token: String,
         listener: Option<Arc<dyn StatusListener>>,
     ) -> Result<Arc<Self>, OpenError> {
-        let outbox_config = config.outbox_config().map_err(open_error)?;
-        let engine_config = config.engine_config(token).map_err(open_error)?;
-        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(open_error)?;
+        let outbox_config = config.outbox_config().map_err(OpenError::from)?;
+        let engine_config = config.engine_config(token).map_err(OpenError::from)?;
+        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(OpenError::from)?;
         let transport = Arc::new(HttpTransport::new(&engine_config.sync));
         let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
         let engine = SyncEngine::start(Arc::new(outbox), transport.clone(), engine_config, listener)
-            .map_err(open_error)?;
+            .map_err(OpenError::from)?;
         Ok(Arc::new(PossyncEngine { engine, transport }))
     }
 
@@ -163,7 +160,7 @@ impl PossyncEngine {
     /// [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
     /// token stays in use.
     pub fn set_token(&self, token: String) -> Result<(), ConfigError> {
-        self.transport.set_token(&DeviceToken::new(token)).map_err(config_error)
+        self.transport.set_token(&DeviceToken::new(token)).map_err(Into::into)
     }
 
     /// Records a sale durably (it survives a crash once this returns) and returns its new
@@ -172,7 +169,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`SaleError`]; nothing was stored.
     pub fn enqueue(&self, sale: SalePayload) -> Result<String, SaleError> {
-        self.engine.outbox().enqueue(&sale.into()).map_err(sale_error)
+        self.engine.outbox().enqueue(&sale.into()).map_err(Into::into)
     }
 
     /// Records a sale under the app's own id. The same sale under the same id again is a no-op
@@ -185,7 +182,7 @@ impl PossyncEngine {
             .outbox()
             .enqueue_with_id(&client_tx_id, &sale.into())
             .map(Enqueued::from)
-            .map_err(sale_error)
+            .map_err(Into::into)
     }
 
     /// Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -199,7 +196,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
     pub fn sync_now(&self, timeout_ms: i64) -> Result<DrainReport, SyncError> {
-        self.engine.sync_now(millis(timeout_ms)).map(DrainReport::from).map_err(sync_error)
+        self.engine.sync_now(millis(timeout_ms)).map(DrainReport::from).map_err(Into::into)
     }
 
     /// The status, counts, unsent amounts per currency, oldest unsent age and last report.
@@ -207,7 +204,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
     pub fn status(&self) -> Result<StatusSnapshot, StorageError> {
-        self.engine.status().map(StatusSnapshot::from).map_err(storage_error)
+        self.engine.status().map(StatusSnapshot::from).map_err(Into::into)
     }
 
     /// Sales in the outbox by state.
@@ -215,7 +212,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
     pub fn counts(&self) -> Result<Counts, StorageError> {
-        self.engine.outbox().counts().map(Counts::from).map_err(storage_error)
+        self.engine.outbox().counts().map(Counts::from).map_err(Into::into)
     }
 
     /// Sales refused for good (`Conflict`, `Invalid`) that a person must look at, with the server's
@@ -228,7 +225,7 @@ impl PossyncEngine {
             .outbox()
             .attention()
             .map(|items| items.into_iter().map(AttentionItem::from).collect())
-            .map_err(storage_error)
+            .map_err(Into::into)
     }
 
     /// Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
@@ -236,17 +233,14 @@ impl PossyncEngine {
     /// keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
     ///
     /// # Errors
-    /// [`ResolveError`]; nothing was changed.
+    /// [`SaleError`]; nothing was changed.
     pub fn resolve(
         &self,
         client_tx_id: String,
         resolution: Resolution,
         note: Option<String>,
-    ) -> Result<Option<String>, ResolveError> {
-        self.engine
-            .outbox()
-            .resolve(&client_tx_id, &resolution.into(), note.as_deref())
-            .map_err(resolve_error)
+    ) -> Result<Option<String>, SaleError> {
+        self.engine.outbox().resolve(&client_tx_id, &resolution.into(), note.as_deref()).map_err(Into::into)
     }
 
     /// One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
@@ -255,7 +249,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
     pub fn sale(&self, client_tx_id: String) -> Result<Option<SaleRecord>, StorageError> {
-        self.engine.outbox().get(&client_tx_id).map(|e| e.map(SaleRecord::from)).map_err(storage_error)
+        self.engine.outbox().get(&client_tx_id).map(|e| e.map(SaleRecord::from)).map_err(Into::into)
     }
 
     /// A page of the most recent sales with their state, newest first: at most `limit`, all older than
@@ -268,7 +262,7 @@ impl PossyncEngine {
             .outbox()
             .recent(page_size(limit), before_seq)
             .map(|page| page.into_iter().map(SaleRecord::from).collect())
-            .map_err(storage_error)
+            .map_err(Into::into)
     }
 
     /// Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
@@ -277,7 +271,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be written.
     pub fn prune_sent(&self) -> Result<i64, StorageError> {
-        self.engine.prune_sent().map(int).map_err(storage_error)
+        self.engine.prune_sent().map(int).map_err(Into::into)
     }
 
     /// Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is

@@ -11,7 +11,7 @@ use possync_core::outbox as core_outbox;
 use possync_core::protocol as core_protocol;
 use possync_core::reason as core_reason;
 use possync_core::status as core_status;
-use possync_core::Error;
+use possync_core::ConfigError;
 
 /// A count, size or duration of the core as the FFI's `i64` (saturating: never reached in practice).
 pub(crate) fn int(v: u64) -> i64 {
@@ -31,9 +31,9 @@ pub(crate) fn page_size(limit: i64) -> u32 {
 /// An `i64` of the app as the core's unsigned value.
 ///
 /// # Errors
-/// [`Error::Config`] naming `name` when `v` is negative.
-pub(crate) fn non_negative(name: &str, v: i64) -> Result<u64, Error> {
-    u64::try_from(v).map_err(|_| Error::Config(format!("{name} must not be negative (got {v})")))
+/// [`ConfigError`] naming `name` when `v` is negative.
+pub(crate) fn non_negative(name: &str, v: i64) -> Result<u64, ConfigError> {
+    u64::try_from(v).map_err(|_| ConfigError(format!("{name} must not be negative (got {v})")))
 }
 
 /// Whether a receipt is a sale or a refund.

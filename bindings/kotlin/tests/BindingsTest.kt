@@ -227,7 +227,7 @@ fun resolveRekeyVoidReplaceAndTheSalesConverge() {
             try {
                 tillB.resolve("shared-2", Resolution.Rekey, null)
                 throw AssertionError("a sale was resolved twice")
-            } catch (e: ResolveException.NotResolvable) {
+            } catch (e: SaleException.NotResolvable) {
                 check(e.clientTxId == "shared-2") { "id: ${e.clientTxId}" }
             }
             val before = tillB.counts()

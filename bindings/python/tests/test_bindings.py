@@ -203,7 +203,7 @@ def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
             replaced = till_b.resolve(too_big, p.Resolution.REPLACE(make_sale(p, 14, n=2)), "split")
             assert replaced
             assert till_b.attention_items() == []
-            with pytest.raises(p.ResolveError.NotResolvable) as e:
+            with pytest.raises(p.SaleError.NotResolvable) as e:
                 till_b.resolve("shared-2", p.Resolution.REKEY(), None)
             assert e.value.client_tx_id == "shared-2"
             counts = till_b.counts()

@@ -28,7 +28,7 @@ use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Transacti
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Durability, OutboxConfig};
-use crate::error::Error;
+use crate::error::{SaleError, StorageError};
 use crate::protocol::{
     canonical_json_string, payload_sha256, validate_client_tx_id, validate_sale, Limits, SalePayload,
     PAYLOAD_HASH_VERSION_V1,
@@ -347,22 +347,22 @@ impl Outbox {
     /// Opens (or creates) the outbox file at `path` and brings its schema up to date.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a file that is not a SQLite database, [`Error::IncompatibleVersion`] for a
-    /// file of a newer build, [`Error::ReadOnly`], [`Error::CannotOpen`]; the file is never modified
+    /// [`StorageError::Corrupt`] for a file that is not a SQLite database, [`StorageError::IncompatibleVersion`] for a
+    /// file of a newer build, [`StorageError::ReadOnly`], [`StorageError::CannotOpen`]; the file is never modified
     /// or deleted on error.
-    pub fn open(path: impl AsRef<Path>, config: OutboxConfig) -> Result<Outbox, Error> {
+    pub fn open(path: impl AsRef<Path>, config: OutboxConfig) -> Result<Outbox, StorageError> {
         Self::open_with_clock(path, config, Arc::new(SystemClock))
     }
 
     /// Opens an existing outbox file for reading only: nothing is created, migrated or written (a
-    /// write through it fails with [`Error::ReadOnly`]). For tools that inspect a file, such as
+    /// write through it fails with [`StorageError::ReadOnly`]). For tools that inspect a file, such as
     /// `possync-server verify` and `possync-till status`.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for a missing path (nothing is created), [`Error::OlderVersion`] for a file
-    /// of an older schema (open it once read-write to upgrade), [`Error::IncompatibleVersion`] for a
-    /// newer one, [`Error::Corrupt`] for a file that is not an outbox, [`Error::CannotOpen`].
-    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Outbox, Error> {
+    /// [`StorageError::NotFound`] for a missing path (nothing is created), [`StorageError::OlderVersion`] for a file
+    /// of an older schema (open it once read-write to upgrade), [`StorageError::IncompatibleVersion`] for a
+    /// newer one, [`StorageError::Corrupt`] for a file that is not an outbox, [`StorageError::CannotOpen`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Outbox, StorageError> {
         let path = path.as_ref().to_path_buf();
         let config = OutboxConfig::default();
         let conn = open_read_only_connection(&path, &config)?;
@@ -377,7 +377,7 @@ impl Outbox {
         path: impl AsRef<Path>,
         config: OutboxConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Outbox, Error> {
+    ) -> Result<Outbox, StorageError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_connection(&path, &config)?;
         Ok(Outbox { conn: Mutex::new(conn), path, config, clock })
@@ -393,15 +393,15 @@ impl Outbox {
         &self.clock
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        Error::from_sqlite(&self.path, e)
+    fn err(&self, e: rusqlite::Error) -> StorageError {
+        StorageError::from_sqlite(&self.path, e)
     }
 
     /// Validates, canonicalizes, hashes and stores a sale under a new UUID v7; returns its id.
     ///
     /// # Errors
-    /// [`Error::InvalidSale`] (nothing stored), or a storage error ([`Error::DiskFull`], ...).
-    pub fn enqueue(&self, sale: &SalePayload) -> Result<String, Error> {
+    /// [`SaleError::Invalid`] (nothing stored), or [`SaleError::Storage`] ([`StorageError::DiskFull`], ...).
+    pub fn enqueue(&self, sale: &SalePayload) -> Result<String, SaleError> {
         Ok(self.enqueue_with_id(&uuid::Uuid::now_v7().to_string(), sale)?.client_tx_id)
     }
 
@@ -409,8 +409,8 @@ impl Outbox {
     /// no-op (`created: false`).
     ///
     /// # Errors
-    /// [`Error::IdConflict`] when the id holds a different sale; otherwise as [`Outbox::enqueue`].
-    pub fn enqueue_with_id(&self, client_tx_id: &str, sale: &SalePayload) -> Result<Enqueued, Error> {
+    /// [`SaleError::IdConflict`] when the id holds a different sale; otherwise as [`Outbox::enqueue`].
+    pub fn enqueue_with_id(&self, client_tx_id: &str, sale: &SalePayload) -> Result<Enqueued, SaleError> {
         validate_client_tx_id(client_tx_id)?;
         validate_sale(sale, &Limits::default())?;
         let canonical = canonical_json_string(sale)?;
@@ -436,7 +436,7 @@ impl Outbox {
         if stored == sha {
             Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: false })
         } else {
-            Err(Error::IdConflict { client_tx_id: client_tx_id.to_owned() })
+            Err(SaleError::IdConflict { client_tx_id: client_tx_id.to_owned() })
         }
     }
 
@@ -445,7 +445,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; nothing is claimed then.
-    pub fn claim(&self, owner: &str, max: usize, lease_ms: u64) -> Result<Vec<Claimed>, Error> {
+    pub fn claim(&self, owner: &str, max: usize, lease_ms: u64) -> Result<Vec<Claimed>, StorageError> {
         self.claim_due_by(owner, max, lease_ms, self.clock.now_ms())
     }
 
@@ -460,7 +460,7 @@ impl Outbox {
         max: usize,
         lease_ms: u64,
         due_by_ms: i64,
-    ) -> Result<Vec<Claimed>, Error> {
+    ) -> Result<Vec<Claimed>, StorageError> {
         let token = new_token();
         let now = self.clock.now_ms();
         let expires = now.saturating_add(lease_ms as i64);
@@ -496,7 +496,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; the leases keep their old expiry then.
-    pub fn heartbeat(&self, leases: &[Lease], lease_ms: u64) -> Result<Vec<LeaseState>, Error> {
+    pub fn heartbeat(&self, leases: &[Lease], lease_ms: u64) -> Result<Vec<LeaseState>, StorageError> {
         let expires = self.clock.now_ms().saturating_add(lease_ms as i64);
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
@@ -518,7 +518,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; the sale stays in flight and is reclaimed after its lease expires.
-    pub fn finalize(&self, lease: &Lease, outcome: &Outcome) -> Result<Finalized, Error> {
+    pub fn finalize(&self, lease: &Lease, outcome: &Outcome) -> Result<Finalized, StorageError> {
         Ok(self.finalize_all(&[(lease.clone(), outcome.clone())])?[0])
     }
 
@@ -526,7 +526,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; nothing is written then.
-    pub fn finalize_all(&self, outcomes: &[(Lease, Outcome)]) -> Result<Vec<Finalized>, Error> {
+    pub fn finalize_all(&self, outcomes: &[(Lease, Outcome)]) -> Result<Vec<Finalized>, StorageError> {
         let now = self.clock.now_ms();
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
@@ -582,7 +582,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn counts(&self) -> Result<Counts, Error> {
+    pub fn counts(&self) -> Result<Counts, StorageError> {
         let conn = self.conn.lock();
         let n = |v: i64| v.max(0) as u64;
         let counts = conn
@@ -606,7 +606,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn unsent_by_currency(&self) -> Result<Vec<CurrencyAmount>, Error> {
+    pub fn unsent_by_currency(&self) -> Result<Vec<CurrencyAmount>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::UNSENT_BY_CURRENCY).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -625,7 +625,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, Error> {
+    pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, StorageError> {
         let conn = self.conn.lock();
         let oldest: Option<i64> =
             conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
@@ -636,7 +636,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn attention(&self) -> Result<Vec<AttentionItem>, Error> {
+    pub fn attention(&self) -> Result<Vec<AttentionItem>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::ATTENTION).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -660,7 +660,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, Error> {
+    pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, StorageError> {
         let conn = self.conn.lock();
         conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, entry_of_row)
             .optional()
@@ -673,7 +673,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn recent(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<OutboxEntry>, Error> {
+    pub fn recent(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<OutboxEntry>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::RECENT).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -691,14 +691,14 @@ impl Outbox {
     /// list.
     ///
     /// # Errors
-    /// [`Error::NotResolvable`] when the sale does not exist, is not a conflict or invalid, or was
-    /// resolved already; [`Error::InvalidSale`] for an invalid replacement; storage errors.
+    /// [`SaleError::NotResolvable`] when the sale does not exist, is not a conflict or invalid, or was
+    /// resolved already; [`SaleError::Invalid`] for an invalid replacement; [`SaleError::Storage`].
     pub fn resolve(
         &self,
         client_tx_id: &str,
         resolution: &Resolution,
         note: Option<&str>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<String>, SaleError> {
         let replacement = match resolution {
             Resolution::Replace(sale) => {
                 validate_sale(sale, &Limits::default())?;
@@ -708,7 +708,7 @@ impl Outbox {
             }
             _ => None,
         };
-        let not = |reason: &str| Error::NotResolvable {
+        let not = |reason: &str| SaleError::NotResolvable {
             client_tx_id: client_tx_id.to_owned(),
             reason: reason.to_owned(),
         };
@@ -771,7 +771,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn summaries(&self) -> Result<Vec<EntrySummary>, Error> {
+    pub fn summaries(&self) -> Result<Vec<EntrySummary>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::SUMMARIES).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -792,7 +792,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn make_all_due(&self) -> Result<u64, Error> {
+    pub fn make_all_due(&self) -> Result<u64, StorageError> {
         let now = self.clock.now_ms();
         let conn = self.conn.lock();
         let n = conn.execute(sql::MAKE_ALL_DUE, named_params! {":now": now}).map_err(|e| self.err(e))?;
@@ -806,7 +806,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn checkpoint_truncate(&self) -> Result<bool, Error> {
+    pub fn checkpoint_truncate(&self) -> Result<bool, StorageError> {
         let conn = self.conn.lock();
         let busy: i64 =
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(|e| self.err(e))?;
@@ -817,7 +817,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn prune_sent(&self) -> Result<u64, Error> {
+    pub fn prune_sent(&self) -> Result<u64, StorageError> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.sent_retention_ms as i64);
         let conn = self.conn.lock();
         let n = conn.execute(sql::PRUNE_SENT, named_params! {":cutoff": cutoff}).map_err(|e| self.err(e))?;
@@ -860,15 +860,15 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Error> {
+fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, StorageError> {
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let err = |e| Error::from_sqlite(path, e);
+    let err = |e| StorageError::from_sqlite(path, e);
     let mut conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::ReadOnly { path: path.to_path_buf() });
+        return Err(StorageError::ReadOnly { path: path.to_path_buf() });
     }
     let sync = match config.durability {
         Durability::Full => "FULL",
@@ -887,20 +887,23 @@ fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Err
     Ok(conn)
 }
 
-fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Error> {
+fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, StorageError> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => {
-            return Err(Error::CannotOpen { path: path.to_path_buf(), reason: "not a regular file".into() })
+            return Err(StorageError::CannotOpen {
+                path: path.to_path_buf(),
+                reason: "not a regular file".into(),
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound { path: path.to_path_buf() })
+            return Err(StorageError::NotFound { path: path.to_path_buf() })
         }
-        Err(e) => return Err(Error::CannotOpen { path: path.to_path_buf(), reason: e.to_string() }),
+        Err(e) => return Err(StorageError::CannotOpen { path: path.to_path_buf(), reason: e.to_string() }),
     }
     // No SQLITE_OPEN_CREATE: SQLite itself refuses to create the file if it vanished meanwhile.
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let err = |e| Error::from_sqlite(path, e);
+    let err = |e| StorageError::from_sqlite(path, e);
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
     conn.pragma_update(None, "query_only", true).map_err(err)?;
@@ -916,20 +919,20 @@ fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Conne
         )
         .map_err(err)?;
     if found == 0 || !has_outbox {
-        return Err(Error::Corrupt {
+        return Err(StorageError::Corrupt {
             path: path.to_path_buf(),
             reason: "a SQLite file without an outbox table".into(),
         });
     }
     if found > schema::LATEST_VERSION {
-        return Err(Error::IncompatibleVersion {
+        return Err(StorageError::IncompatibleVersion {
             path: path.to_path_buf(),
             found,
             supported: schema::LATEST_VERSION,
         });
     }
     if found < schema::LATEST_VERSION {
-        return Err(Error::OlderVersion {
+        return Err(StorageError::OlderVersion {
             path: path.to_path_buf(),
             found,
             supported: schema::LATEST_VERSION,
@@ -938,15 +941,15 @@ fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Conne
     Ok(conn)
 }
 
-fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
-    let version = |conn: &Connection| -> Result<usize, Error> {
+fn migrate(path: &Path, conn: &mut Connection) -> Result<(), StorageError> {
+    let version = |conn: &Connection| -> Result<usize, StorageError> {
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
             .map(|v| v.max(0) as usize)
-            .map_err(|e| Error::from_sqlite(path, e))
+            .map_err(|e| StorageError::from_sqlite(path, e))
     };
     let found = version(conn)?;
     if found > schema::LATEST_VERSION {
-        return Err(Error::IncompatibleVersion {
+        return Err(StorageError::IncompatibleVersion {
             path: path.to_path_buf(),
             found,
             supported: schema::LATEST_VERSION,
@@ -959,9 +962,12 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
         Ok(()) => Ok(()),
         // Another process may have migrated the same file at the same moment.
         Err(_) if version(conn)? == schema::LATEST_VERSION => Ok(()),
-        Err(rusqlite_migration::Error::RusqliteError { err, .. }) => Err(Error::from_sqlite(path, err)),
-        Err(e) => {
-            Err(Error::CannotOpen { path: path.to_path_buf(), reason: format!("migration failed: {e}") })
+        Err(rusqlite_migration::Error::RusqliteError { err, .. }) => {
+            Err(StorageError::from_sqlite(path, err))
         }
+        Err(e) => Err(StorageError::CannotOpen {
+            path: path.to_path_buf(),
+            reason: format!("migration failed: {e}"),
+        }),
     }
 }

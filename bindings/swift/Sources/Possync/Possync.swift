@@ -857,7 +857,7 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
      *
      * # Errors
-     * [`ResolveError`]; nothing was changed.
+     * [`SaleError`]; nothing was changed.
      */
     func resolve(clientTxId: String, resolution: Resolution, note: String?) throws  -> String?
     
@@ -1111,10 +1111,10 @@ open func recentSales(limit: Int64, beforeSeq: Int64?)throws  -> [SaleRecord]  {
      * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
      *
      * # Errors
-     * [`ResolveError`]; nothing was changed.
+     * [`SaleError`]; nothing was changed.
      */
 open func resolve(clientTxId: String, resolution: Resolution, note: String?)throws  -> String?  {
-    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeResolveError_lift) {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSaleError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_method_possyncengine_resolve(
             self.uniffiCloneHandle(),
@@ -3723,7 +3723,7 @@ enum OpenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * A config value is out of range (a bug in the app's setup); `reason` names the value.
+     * A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
      */
     case InvalidConfig(
         /**
@@ -3996,149 +3996,8 @@ public func FfiConverterTypeResolution_lower(_ value: Resolution) -> RustBuffer 
 
 
 /**
- * Resolving a sale that needs attention failed; nothing was changed.
- */
-public 
-enum ResolveError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
-
-    
-    
-    /**
-     * The sale does not exist, is not a conflict or invalid sale, or was resolved already.
-     */
-    case NotResolvable(
-        /**
-         * The id given.
-         */clientTxId: String, 
-        /**
-         * Why not, for a person.
-         */reason: String
-    )
-    /**
-     * The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
-     */
-    case InvalidSale(
-        /**
-         * The protocol's code.
-         */code: String, 
-        /**
-         * Which rule, for a person.
-         */reason: String
-    )
-    /**
-     * Another process held the outbox locked too long; try again.
-     */
-    case Busy(
-        /**
-         * What is wrong, for a person.
-         */reason: String
-    )
-    /**
-     * The outbox cannot be written (full, read-only, damaged, other SQLite failure).
-     */
-    case Storage(
-        /**
-         * What is wrong, for a person.
-         */reason: String
-    )
-
-    
-
-    
-
-    
-    public var errorDescription: String? {
-        String(reflecting: self)
-    }
-    
-}
-
-#if compiler(>=6)
-extension ResolveError: Sendable {}
-#endif
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public struct FfiConverterTypeResolveError: FfiConverterRustBuffer {
-    typealias SwiftType = ResolveError
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ResolveError {
-        let variant: Int32 = try readInt(&buf)
-        switch variant {
-
-        
-
-        
-        case 1: return .NotResolvable(
-            clientTxId: try FfiConverterString.read(from: &buf), 
-            reason: try FfiConverterString.read(from: &buf)
-            )
-        case 2: return .InvalidSale(
-            code: try FfiConverterString.read(from: &buf), 
-            reason: try FfiConverterString.read(from: &buf)
-            )
-        case 3: return .Busy(
-            reason: try FfiConverterString.read(from: &buf)
-            )
-        case 4: return .Storage(
-            reason: try FfiConverterString.read(from: &buf)
-            )
-
-         default: throw UniffiInternalError.unexpectedEnumCase
-        }
-    }
-
-    public static func write(_ value: ResolveError, into buf: inout [UInt8]) {
-        switch value {
-
-        
-
-        
-        
-        case let .NotResolvable(clientTxId,reason):
-            writeInt(&buf, Int32(1))
-            FfiConverterString.write(clientTxId, into: &buf)
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .InvalidSale(code,reason):
-            writeInt(&buf, Int32(2))
-            FfiConverterString.write(code, into: &buf)
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .Busy(reason):
-            writeInt(&buf, Int32(3))
-            FfiConverterString.write(reason, into: &buf)
-            
-        
-        case let .Storage(reason):
-            writeInt(&buf, Int32(4))
-            FfiConverterString.write(reason, into: &buf)
-            
-        }
-    }
-}
-
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeResolveError_lift(_ buf: RustBuffer) throws -> ResolveError {
-    return try FfiConverterTypeResolveError.lift(buf)
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-public func FfiConverterTypeResolveError_lower(_ value: ResolveError) -> RustBuffer {
-    return FfiConverterTypeResolveError.lower(value)
-}
-
-
-/**
- * Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+ * Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+ * must keep the sale or tell the cashier.
  */
 public 
 enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -4146,8 +4005,8 @@ enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-     * code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+     * The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+     * the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
      */
     case Invalid(
         /**
@@ -4166,6 +4025,17 @@ enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */clientTxId: String, 
         /**
          * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    case NotResolvable(
+        /**
+         * The id given.
+         */clientTxId: String, 
+        /**
+         * Why not, for a person.
          */reason: String
     )
     /**
@@ -4229,13 +4099,17 @@ public struct FfiConverterTypeSaleError: FfiConverterRustBuffer {
             clientTxId: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .StorageFull(
+        case 3: return .NotResolvable(
+            clientTxId: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 4: return .Busy(
+        case 4: return .StorageFull(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 5: return .Storage(
+        case 5: return .Busy(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 6: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4262,18 +4136,24 @@ public struct FfiConverterTypeSaleError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .StorageFull(reason):
+        case let .NotResolvable(clientTxId,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(clientTxId, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Busy(reason):
+        case let .StorageFull(reason):
             writeInt(&buf, Int32(4))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Storage(reason):
+        case let .Busy(reason):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Storage(reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -4562,7 +4442,7 @@ public func FfiConverterTypeSaleState_lower(_ value: SaleState) -> RustBuffer {
 
 
 /**
- * Reading the outbox (status, counts, attention list) failed.
+ * Reading or maintaining the outbox (status, counts, sales, pruning) failed.
  */
 public 
 enum StorageError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -4578,9 +4458,48 @@ enum StorageError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */reason: String
     )
     /**
+     * The storage (or the configured size cap) is full; stored sales are safe. Free space.
+     */
+    case Full(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
      * The outbox file is damaged. It is left untouched: keep it for support.
      */
     case Corrupt(
+        /**
+         * The outbox file.
+         */path: String, 
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * The outbox file is of another schema version than this build.
+     */
+    case IncompatibleVersion(
+        /**
+         * The outbox file.
+         */path: String, 
+        /**
+         * The file's schema version.
+         */found: Int64, 
+        /**
+         * The version this build knows.
+         */supported: Int64, 
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * The outbox file (or its folder) is missing, read-only or cannot be opened.
+     */
+    case Unavailable(
+        /**
+         * The outbox file.
+         */path: String, 
         /**
          * What is wrong, for a person.
          */reason: String
@@ -4625,10 +4544,24 @@ public struct FfiConverterTypeStorageError: FfiConverterRustBuffer {
         case 1: return .Busy(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 2: return .Corrupt(
+        case 2: return .Full(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .Storage(
+        case 3: return .Corrupt(
+            path: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 4: return .IncompatibleVersion(
+            path: try FfiConverterString.read(from: &buf), 
+            found: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 5: return .Unavailable(
+            path: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 6: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -4648,13 +4581,33 @@ public struct FfiConverterTypeStorageError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Corrupt(reason):
+        case let .Full(reason):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Storage(reason):
+        case let .Corrupt(path,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .IncompatibleVersion(path,found,supported,reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterInt64.write(found, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Unavailable(path,reason):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Storage(reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -5407,7 +5360,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 39841) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 32479) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206) {

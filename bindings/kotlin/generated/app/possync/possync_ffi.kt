@@ -989,7 +989,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() and 0xFFFF) != 42864) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() and 0xFFFF) != 39841) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() and 0xFFFF) != 32479) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() and 0xFFFF) != 62206) {
@@ -1829,7 +1829,7 @@ public interface PossyncEngineInterface {
      * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
      *
      * # Errors
-     * [`ResolveError`]; nothing was changed.
+     * [`SaleError`]; nothing was changed.
      */
     fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String?
     
@@ -2168,12 +2168,12 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
      *
      * # Errors
-     * [`ResolveError`]; nothing was changed.
+     * [`SaleError`]; nothing was changed.
      */
-    @Throws(ResolveException::class)override fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String? {
+    @Throws(SaleException::class)override fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String? {
             return FfiConverterOptionalString.lift(
     callWithHandle {
-    uniffiRustCallWithError(ResolveException) { _status ->
+    uniffiRustCallWithError(SaleException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve(
         it,
         
@@ -4339,7 +4339,7 @@ public object FfiConverterTypeLogSinkError : FfiConverterRustBuffer<LogSinkExcep
 sealed class OpenException: kotlin.Exception() {
     
     /**
-     * A config value is out of range (a bug in the app's setup); `reason` names the value.
+     * A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
      */
     class InvalidConfig(
         
@@ -4683,181 +4683,14 @@ public object FfiConverterTypeResolution : FfiConverterRustBuffer<Resolution>{
 
 
 /**
- * Resolving a sale that needs attention failed; nothing was changed.
- */
-sealed class ResolveException: kotlin.Exception() {
-    
-    /**
-     * The sale does not exist, is not a conflict or invalid sale, or was resolved already.
-     */
-    class NotResolvable(
-        
-        /**
-         * The id given.
-         */
-        val `clientTxId`: kotlin.String, 
-        
-        /**
-         * Why not, for a person.
-         */
-        val `reason`: kotlin.String
-        ) : ResolveException() {
-        override val message
-            get() = "clientTxId=${ `clientTxId` }, reason=${ `reason` }"
-    }
-    
-    /**
-     * The corrected sale of a `Replace` breaks a protocol rule; `code` is the protocol's code.
-     */
-    class InvalidSale(
-        
-        /**
-         * The protocol's code.
-         */
-        val `code`: kotlin.String, 
-        
-        /**
-         * Which rule, for a person.
-         */
-        val `reason`: kotlin.String
-        ) : ResolveException() {
-        override val message
-            get() = "code=${ `code` }, reason=${ `reason` }"
-    }
-    
-    /**
-     * Another process held the outbox locked too long; try again.
-     */
-    class Busy(
-        
-        /**
-         * What is wrong, for a person.
-         */
-        val `reason`: kotlin.String
-        ) : ResolveException() {
-        override val message
-            get() = "reason=${ `reason` }"
-    }
-    
-    /**
-     * The outbox cannot be written (full, read-only, damaged, other SQLite failure).
-     */
-    class Storage(
-        
-        /**
-         * What is wrong, for a person.
-         */
-        val `reason`: kotlin.String
-        ) : ResolveException() {
-        override val message
-            get() = "reason=${ `reason` }"
-    }
-    
-
-    
-
-
-    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ResolveException> {
-        override fun lift(error_buf: RustBuffer.ByValue): ResolveException = FfiConverterTypeResolveError.lift(error_buf)
-    }
-
-    
-}
-
-/**
- * @suppress
- */
-public object FfiConverterTypeResolveError : FfiConverterRustBuffer<ResolveException> {
-    override fun read(buf: ByteBuffer): ResolveException {
-        
-
-        return when(buf.getInt()) {
-            1 -> ResolveException.NotResolvable(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                )
-            2 -> ResolveException.InvalidSale(
-                FfiConverterString.read(buf),
-                FfiConverterString.read(buf),
-                )
-            3 -> ResolveException.Busy(
-                FfiConverterString.read(buf),
-                )
-            4 -> ResolveException.Storage(
-                FfiConverterString.read(buf),
-                )
-            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
-        }
-    }
-
-    override fun allocationSize(value: ResolveException): ULong {
-        return when(value) {
-            is ResolveException.NotResolvable -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`clientTxId`)
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-            is ResolveException.InvalidSale -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`code`)
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-            is ResolveException.Busy -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-            is ResolveException.Storage -> (
-                // Add the size for the Int that specifies the variant plus the size needed for all fields
-                4UL
-                + FfiConverterString.allocationSize(value.`reason`)
-            )
-        }
-    }
-
-    override fun write(value: ResolveException, buf: ByteBuffer) {
-        when(value) {
-            is ResolveException.NotResolvable -> {
-                buf.putInt(1)
-                FfiConverterString.write(value.`clientTxId`, buf)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is ResolveException.InvalidSale -> {
-                buf.putInt(2)
-                FfiConverterString.write(value.`code`, buf)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is ResolveException.Busy -> {
-                buf.putInt(3)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-            is ResolveException.Storage -> {
-                buf.putInt(4)
-                FfiConverterString.write(value.`reason`, buf)
-                Unit
-            }
-        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
-    }
-
-}
-
-
-
-
-
-/**
- * Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+ * Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+ * must keep the sale or tell the cashier.
  */
 sealed class SaleException: kotlin.Exception() {
     
     /**
-     * The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-     * code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+     * The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+     * the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
      */
     class Invalid(
         
@@ -4887,6 +4720,25 @@ sealed class SaleException: kotlin.Exception() {
         
         /**
          * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : SaleException() {
+        override val message
+            get() = "clientTxId=${ `clientTxId` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    class NotResolvable(
+        
+        /**
+         * The id given.
+         */
+        val `clientTxId`: kotlin.String, 
+        
+        /**
+         * Why not, for a person.
          */
         val `reason`: kotlin.String
         ) : SaleException() {
@@ -4963,13 +4815,17 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            3 -> SaleException.StorageFull(
+            3 -> SaleException.NotResolvable(
+                FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            4 -> SaleException.Busy(
+            4 -> SaleException.StorageFull(
                 FfiConverterString.read(buf),
                 )
-            5 -> SaleException.Storage(
+            5 -> SaleException.Busy(
+                FfiConverterString.read(buf),
+                )
+            6 -> SaleException.Storage(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4985,6 +4841,12 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SaleException.IdConflict -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`clientTxId`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is SaleException.NotResolvable -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`clientTxId`)
@@ -5022,18 +4884,24 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.StorageFull -> {
+            is SaleException.NotResolvable -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`clientTxId`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.Busy -> {
+            is SaleException.StorageFull -> {
                 buf.putInt(4)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.Storage -> {
+            is SaleException.Busy -> {
                 buf.putInt(5)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is SaleException.Storage -> {
+                buf.putInt(6)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -5192,7 +5060,7 @@ public object FfiConverterTypeSaleState: FfiConverterRustBuffer<SaleState> {
 
 
 /**
- * Reading the outbox (status, counts, attention list) failed.
+ * Reading or maintaining the outbox (status, counts, sales, pruning) failed.
  */
 sealed class StorageException: kotlin.Exception() {
     
@@ -5211,9 +5079,9 @@ sealed class StorageException: kotlin.Exception() {
     }
     
     /**
-     * The outbox file is damaged. It is left untouched: keep it for support.
+     * The storage (or the configured size cap) is full; stored sales are safe. Free space.
      */
-    class Corrupt(
+    class Full(
         
         /**
          * What is wrong, for a person.
@@ -5222,6 +5090,73 @@ sealed class StorageException: kotlin.Exception() {
         ) : StorageException() {
         override val message
             get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file is damaged. It is left untouched: keep it for support.
+     */
+    class Corrupt(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file is of another schema version than this build.
+     */
+    class IncompatibleVersion(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * The file's schema version.
+         */
+        val `found`: kotlin.Long, 
+        
+        /**
+         * The version this build knows.
+         */
+        val `supported`: kotlin.Long, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, found=${ `found` }, supported=${ `supported` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file (or its folder) is missing, read-only or cannot be opened.
+     */
+    class Unavailable(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, reason=${ `reason` }"
     }
     
     /**
@@ -5260,10 +5195,24 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
             1 -> StorageException.Busy(
                 FfiConverterString.read(buf),
                 )
-            2 -> StorageException.Corrupt(
+            2 -> StorageException.Full(
                 FfiConverterString.read(buf),
                 )
-            3 -> StorageException.Storage(
+            3 -> StorageException.Corrupt(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> StorageException.IncompatibleVersion(
+                FfiConverterString.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterString.read(buf),
+                )
+            5 -> StorageException.Unavailable(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            6 -> StorageException.Storage(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -5277,9 +5226,29 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
             )
+            is StorageException.Full -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
             is StorageException.Corrupt -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+                + FfiConverterString.allocationSize(value.`path`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is StorageException.IncompatibleVersion -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`path`)
+                + FfiConverterLong.allocationSize(value.`found`)
+                + FfiConverterLong.allocationSize(value.`supported`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is StorageException.Unavailable -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`path`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is StorageException.Storage -> (
@@ -5297,13 +5266,33 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is StorageException.Corrupt -> {
+            is StorageException.Full -> {
                 buf.putInt(2)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is StorageException.Storage -> {
+            is StorageException.Corrupt -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.IncompatibleVersion -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterLong.write(value.`found`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.Unavailable -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.Storage -> {
+                buf.putInt(6)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }

@@ -540,6 +540,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() != 3081:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864:
@@ -617,6 +619,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue.restype = ct
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.restype = ctypes.c_uint16
@@ -698,6 +703,12 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -4260,6 +4271,29 @@ class _UniffiFfiConverterSequenceTypeAttentionItem(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeAttentionItem.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterString.read(buf) for i in range(count)
+        ]
+
 class _UniffiFfiConverterSequenceTypeSaleRecord(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -4355,6 +4389,17 @@ class PossyncEngineProtocol(typing.Protocol):
 
         # Errors
         [`SaleError::IdConflict`] when the id holds another sale; other [`SaleError`]s; nothing was stored.
+"""
+        raise NotImplementedError
+    def export_diagnostics(self, dir: str) -> typing.List[str]:
+        """
+        Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+        hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+        outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+        settings without the device token, the status and the last runs' reports. Changes nothing.
+
+        # Errors
+        [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
 """
         raise NotImplementedError
     def prune_sent(self, ) -> int:
@@ -4592,6 +4637,30 @@ class PossyncEngine(PossyncEngineProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def export_diagnostics(self, dir: str) -> typing.List[str]:
+        """
+        Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+        hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+        outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+        settings without the device token, the status and the last runs' reports. Changes nothing.
+
+        # Errors
+        [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+"""
+        
+        _UniffiFfiConverterString.check_lower(dir)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(dir),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)

@@ -12,6 +12,7 @@
 //! leases or the single flight).
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -221,6 +222,67 @@ impl SyncEngine {
     /// A storage error of the outbox.
     pub fn prune_sent(&self) -> Result<u64, StorageError> {
         self.shared.outbox.prune_sent()
+    }
+
+    /// Writes a diagnostics bundle for support into the folder `dir` (created if missing): `outbox.db`,
+    /// a consistent copy of the outbox ([`Outbox::copy_to`]; `possync-server verify --outbox` reads
+    /// it), and `engine.txt` with the build, the time, the settings (the device token redacted), the
+    /// status snapshot and the reports of the last runs. Returns the paths written. The outbox and the
+    /// engine are not changed.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the folder or a file cannot be written (or `outbox.db` exists in it
+    /// already); a storage error when the outbox cannot be read.
+    pub fn export_diagnostics(&self, dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        let io = |path: &Path, e: std::io::Error| StorageError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let copy = dir.join("outbox.db");
+        self.shared.outbox.copy_to(&copy)?;
+        let runs: Vec<String> = {
+            let st = self.shared.state.lock();
+            st.recent
+                .iter()
+                .map(|(seq, r)| match r {
+                    Ok(report) => format!("run {seq}: {report:#?}"),
+                    Err(e) => format!("run {seq}: failed: {e}"),
+                })
+                .collect()
+        };
+        let snapshot = match self.status() {
+            Ok(s) => format!("{s:#?}"),
+            Err(e) => format!("cannot read the status: {e}"),
+        };
+        let text = format!(
+            "possync-core {}
+exported at {} (Unix ms)
+outbox {}
+
+# outbox settings
+{:#?}
+
+             # engine settings (the device token is redacted)
+{:#?}
+
+# status
+{snapshot}
+
+             # last {} run(s), oldest first
+{}
+",
+            env!("CARGO_PKG_VERSION"),
+            self.shared.outbox.clock().now_ms(),
+            self.shared.outbox.path().display(),
+            self.shared.outbox.config(),
+            self.shared.config,
+            runs.len(),
+            runs.join("\n"),
+        );
+        let engine_txt = dir.join("engine.txt");
+        std::fs::write(&engine_txt, text).map_err(|e| io(&engine_txt, e))?;
+        Ok(vec![copy, engine_txt])
     }
 
     /// Runs started so far (for tests and diagnostics).

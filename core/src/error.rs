@@ -99,6 +99,14 @@ pub enum StorageError {
         /// SQLite's message.
         reason: String,
     },
+    /// A file beside the outbox (e.g. of a diagnostics export) cannot be written.
+    #[error("cannot write {path}: {reason}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's message.
+        reason: String,
+    },
     /// Any other SQLite failure.
     #[error("outbox storage error on {path}: {source}")]
     Sqlite {

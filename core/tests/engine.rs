@@ -421,3 +421,41 @@ fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in
     assert!(engine.await_shutdown(WAIT), "an idle engine stops at once");
     assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
 }
+
+#[test]
+fn diagnostics_are_a_consistent_copy_that_opens_read_only_and_settings_without_the_token() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let engine = start(&outbox, &Gated::opened(), None);
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    engine.sync_now(WAIT).expect("sync");
+    let unsent = outbox.enqueue(&sale(9)).expect("enqueue");
+    let dir = t.dir.path().join("diag");
+    let files = engine.export_diagnostics(&dir).expect("export");
+    assert_eq!(files, vec![dir.join("outbox.db"), dir.join("engine.txt")]);
+
+    let before = std::fs::read(&files[0]).expect("read copy");
+    let copy = Outbox::open_read_only(&files[0]).expect("the copy opens read-only");
+    let counts = copy.counts().expect("counts");
+    assert_eq!((counts.sent, counts.pending), (3, 1));
+    assert!(copy.get(&unsent).expect("get").is_some());
+    assert_eq!(copy.summaries().expect("summaries"), outbox.summaries().expect("summaries"));
+    drop(copy);
+    assert_eq!(std::fs::read(&files[0]).expect("read copy"), before, "reading the copy changes nothing");
+    let beside: Vec<_> =
+        std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(beside.len(), 2, "one self-contained file, no -wal/-shm: {beside:?}");
+
+    let text = std::fs::read_to_string(&files[1]).expect("engine.txt");
+    assert!(!text.contains("pst_test"), "the token is in the diagnostics:\n{text}");
+    assert!(
+        text.contains("<redacted>") && text.contains("batch_size") && text.contains("correlation_id"),
+        "{text}"
+    );
+    assert!(
+        matches!(engine.export_diagnostics(&dir), Err(possync_core::StorageError::Io { .. })),
+        "an export never overwrites an earlier one"
+    );
+}

@@ -274,6 +274,20 @@ impl PossyncEngine {
         self.engine.prune_sent().map(int).map_err(Into::into)
     }
 
+    /// Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+    /// hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+    /// outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+    /// settings without the device token, the status and the last runs' reports. Changes nothing.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+    pub fn export_diagnostics(&self, dir: String) -> Result<Vec<String>, StorageError> {
+        self.engine
+            .export_diagnostics(std::path::Path::new(&dir))
+            .map(|files| files.iter().map(|f| f.display().to_string()).collect())
+            .map_err(Into::into)
+    }
+
     /// Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
     /// still finished and finalized, pending statuses are delivered, then the threads end and the
     /// write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`

@@ -239,6 +239,7 @@ impl From<pc::StorageError> for StorageError {
             E::NotFound { path } | E::ReadOnly { path } | E::CannotOpen { path, .. } => {
                 StorageError::Unavailable { path: path.display().to_string(), reason }
             }
+            E::Io { path, .. } => StorageError::Unavailable { path: path.display().to_string(), reason },
             E::Sqlite { .. } => StorageError::Storage { reason },
         }
     }

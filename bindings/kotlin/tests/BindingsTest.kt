@@ -366,6 +366,37 @@ fun closeReturnsAtOnceAndAwaitShutdownWaitsForTheBatchInFlight() {
     }
 }
 
+fun exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt() {
+    TestServer.start().use { server ->
+        val engine = PossyncEngine(config(server.baseUrl), server.token, null)
+        try {
+            engine.syncNow(20_000L) // past the startup run
+            (1..3).forEach { engine.enqueue(sale(it)) }
+            check(engine.syncNow(20_000L).sent == 3L) { "sync" }
+            engine.enqueue(sale(4))
+            val dir = Files.createTempDirectory("possync-diag").resolve("bundle")
+            val files = engine.exportDiagnostics(dir.toString())
+            check(files.map { java.io.File(it).name } == listOf("outbox.db", "engine.txt")) { "files: $files" }
+            val copy = java.io.File(files[0])
+            val before = copy.readBytes()
+            val text = java.io.File(files[1]).readText()
+            check(!text.contains(server.token) && text.contains("<redacted>")) { "the token is in engine.txt" }
+            check(text.contains("correlation_id")) { "the last runs' reports are missing:\n$text" }
+
+            val verify = ProcessBuilder(System.getenv("POSSYNC_SERVER_BIN"), "verify", "--outbox", copy.path)
+            verify.environment()["DATABASE_URL"] = server.dbUrl
+            val p = verify.redirectErrorStream(true).start()
+            val out = p.inputStream.bufferedReader().readText()
+            check(p.waitFor() == 0) { "verify failed: $out" }
+            check(out.contains("checked 4 sale(s)")) { "verify: $out" }
+            check(copy.readBytes().contentEquals(before)) { "verify changed the copy" }
+            check(dir.toFile().list()!!.sorted() == listOf("engine.txt", "outbox.db")) { "files beside: ${dir.toFile().list()!!.toList()}" }
+        } finally {
+            engine.close()
+        }
+    }
+}
+
 fun main() {
     installLogSink(CapturedLogs, LogLevel.DEBUG)
     val tests = listOf<Pair<String, () -> Unit>>(
@@ -377,6 +408,7 @@ fun main() {
         "pruning_keeps_unsent_sales_and_the_file_stays_bounded" to ::pruningKeepsUnsentSalesAndTheFileStaysBounded,
         "the_token_is_never_in_to_string_or_the_logs_and_set_token_rotates_it" to ::theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt,
         "close_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight" to ::closeReturnsAtOnceAndAwaitShutdownWaitsForTheBatchInFlight,
+        "export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it" to ::exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt,
     )
     var passed = 0
     var failed = 0

@@ -17,6 +17,8 @@ class TestServer private constructor(
     val baseUrl: String,
     val token: String,
 ) : AutoCloseable {
+    /** The server's database, for running `possync-server` commands (e.g. `verify`) against it. */
+    val dbUrl: String get() = adminUrl.substringBeforeLast('/') + "/" + dbName
     companion object {
         const val STORE = "store-1"
         const val DEVICE = "till-1"

@@ -103,8 +103,8 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, base_url, token):
-        self.base_url, self.token = base_url, token
+    def __init__(self, base_url, token, db_url):
+        self.base_url, self.token, self.db_url = base_url, token, db_url
 
 
 @contextlib.contextmanager
@@ -143,7 +143,7 @@ def running_server(*serve_args):
                 pass
             assert time.monotonic() < deadline, f"possync-server did not become healthy at {base}"
             time.sleep(0.05)
-        yield Server(base, token)
+        yield Server(base, token, env["DATABASE_URL"])
     finally:
         if process is not None:
             process.terminate()

@@ -2,6 +2,7 @@
 tests (bindings/kotlin/tests/BindingsTest.kt)."""
 
 import os
+import subprocess
 import tempfile
 import threading
 import time
@@ -341,3 +342,30 @@ def test_shutdown_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flig
             engine.await_shutdown(20_000)
             for conn in accepted:
                 conn.close()
+
+
+def test_export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it(possync, server, tmp_path):
+    p = possync
+    engine = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
+    try:
+        engine.sync_now(20_000)  # past the startup run
+        for seed in (1, 2, 3):
+            engine.enqueue(make_sale(p, seed))
+        assert engine.sync_now(20_000).sent == 3
+        engine.enqueue(make_sale(p, 4))
+        bundle = tmp_path / "bundle"
+        files = engine.export_diagnostics(str(bundle))
+        assert [os.path.basename(f) for f in files] == ["outbox.db", "engine.txt"]
+        before = open(files[0], "rb").read()
+        text = open(files[1]).read()
+        assert server.token not in text and "<redacted>" in text and "correlation_id" in text
+
+        env = dict(os.environ, DATABASE_URL=server.db_url)
+        result = subprocess.run([os.environ["POSSYNC_SERVER_BIN"], "verify", "--outbox", files[0]],
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "checked 4 sale(s)" in result.stdout, result.stdout
+        assert open(files[0], "rb").read() == before, "verify changed the copy"
+        assert sorted(os.listdir(bundle)) == ["engine.txt", "outbox.db"]
+    finally:
+        engine.shutdown()

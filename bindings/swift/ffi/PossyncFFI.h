@@ -323,6 +323,11 @@ RustBuffer uniffi_possync_ffi_fn_method_possyncengine_enqueue(uint64_t ptr, Rust
 RustBuffer uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id(uint64_t ptr, RustBuffer client_tx_id, RustBuffer sale, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_EXPORT_DIAGNOSTICS
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_EXPORT_DIAGNOSTICS
+RustBuffer uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(uint64_t ptr, RustBuffer dir, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_PRUNE_SENT
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_PRUNE_SENT
 int64_t uniffi_possync_ffi_fn_method_possyncengine_prune_sent(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -723,6 +728,12 @@ uint16_t uniffi_possync_ffi_checksum_method_possyncengine_enqueue(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ENQUEUE_WITH_ID
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_ENQUEUE_WITH_ID
 uint16_t uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_EXPORT_DIAGNOSTICS
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_POSSYNCENGINE_EXPORT_DIAGNOSTICS
+uint16_t uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics(void
     
 );
 #endif

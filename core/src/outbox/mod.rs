@@ -388,6 +388,36 @@ impl Outbox {
         &self.path
     }
 
+    /// The settings this outbox was opened with.
+    pub fn config(&self) -> &OutboxConfig {
+        &self.config
+    }
+
+    /// Writes a consistent copy of the whole outbox to `dest` (`VACUUM INTO`: one read transaction, so
+    /// a sale recorded meanwhile is either in the copy or not, never half), in rollback-journal mode so
+    /// that the copy is one self-contained file. The outbox itself is not changed.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when `dest` exists already; a storage error when it cannot be written.
+    pub fn copy_to(&self, dest: &Path) -> Result<(), StorageError> {
+        if dest.exists() {
+            return Err(StorageError::Io { path: dest.to_path_buf(), reason: "exists already".into() });
+        }
+        let target = dest.to_str().ok_or_else(|| StorageError::Io {
+            path: dest.to_path_buf(),
+            reason: "the path is not valid UTF-8".into(),
+        })?;
+        {
+            let conn = self.conn.lock();
+            conn.execute("VACUUM INTO :dest", named_params! {":dest": target}).map_err(|e| self.err(e))?;
+        }
+        let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| StorageError::from_sqlite(dest, e))?;
+        copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+            .map_err(|e| StorageError::from_sqlite(dest, e))?;
+        Ok(())
+    }
+
     /// The clock used for leases and ages.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

@@ -834,6 +834,17 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     func enqueueWithId(clientTxId: String, sale: SalePayload) throws  -> Enqueued
     
     /**
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    func exportDiagnostics(dir: String) throws  -> [String]
+    
+    /**
      * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
      * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
      *
@@ -1067,6 +1078,25 @@ open func enqueueWithId(clientTxId: String, sale: SalePayload)throws  -> Enqueue
             self.uniffiCloneHandle(),
         FfiConverterString.lower(clientTxId),
         FfiConverterTypeSalePayload_lower(sale),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+open func exportDiagnostics(dir: String)throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(dir),uniffiCallStatus
     )
 })
 }
@@ -5121,6 +5151,31 @@ fileprivate struct FfiConverterOptionTypeSaleResolution: FfiConverterRustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeAttentionItem: FfiConverterRustBuffer {
     typealias SwiftType = [AttentionItem]
 
@@ -5352,6 +5407,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() != 3081) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769) {

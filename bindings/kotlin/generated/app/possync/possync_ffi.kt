@@ -739,6 +739,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_prune_sent(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_recent_sales(
@@ -802,6 +804,8 @@ internal object UniffiLib {
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue(`ptr`: Long,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(`ptr`: Long,`dir`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_prune_sent(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -981,6 +985,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() and 0xFFFF) != 46466) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() and 0xFFFF) != 3081) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() and 0xFFFF) != 19769) {
@@ -1806,6 +1813,17 @@ public interface PossyncEngineInterface {
     fun `enqueueWithId`(`clientTxId`: kotlin.String, `sale`: SalePayload): Enqueued
     
     /**
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    fun `exportDiagnostics`(`dir`: kotlin.String): List<kotlin.String>
+    
+    /**
      * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
      * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
      *
@@ -2111,6 +2129,30 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
         
         FfiConverterString.lower(`clientTxId`),
         FfiConverterTypeSalePayload.lower(`sale`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    @Throws(StorageException::class)override fun `exportDiagnostics`(`dir`: kotlin.String): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(
+        it,
+        
+        FfiConverterString.lower(`dir`),_status)
 }
     }
     )
@@ -5935,6 +5977,34 @@ public object FfiConverterOptionalTypeSaleResolution: FfiConverterRustBuffer<Sal
         } else {
             buf.put(1)
             FfiConverterTypeSaleResolution.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
+    override fun read(buf: ByteBuffer): List<kotlin.String> {
+        val len = buf.getInt()
+        return List<kotlin.String>(len) {
+            FfiConverterString.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.String>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterString.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.String>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterString.write(it, buf)
         }
     }
 }

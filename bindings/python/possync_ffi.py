@@ -1408,6 +1408,44 @@ class DrainStop:
             return True
 
     @dataclass
+    class TLS_FAILED:
+        """
+        The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+"""
+        
+        def __init__(self, code:str, reason:str):
+            self.code = code
+            
+            """
+        `tls`.
+"""
+        
+            self.reason = reason
+            
+            """
+        What failed, for a person.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "DrainStop.TLS_FAILED(code={}, reason={})".format(self.code, self.reason)
+        def __eq__(self, other):
+            if not isinstance(other, DrainStop):
+                return NotImplemented
+            if not other.is_TLS_FAILED():
+                return False
+            if self.code != other.code:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+
+    @dataclass
     class LEASE_LOST:
         """
         Another sender took over some sales (e.g. after a long pause); it carries on.
@@ -1441,6 +1479,10 @@ class DrainStop:
         return isinstance(self, DrainStop.AUTH_FAILED)
     def is_auth_failed(self) -> bool:
         return isinstance(self, DrainStop.AUTH_FAILED)
+    def is_TLS_FAILED(self) -> bool:
+        return isinstance(self, DrainStop.TLS_FAILED)
+    def is_tls_failed(self) -> bool:
+        return isinstance(self, DrainStop.TLS_FAILED)
     def is_LEASE_LOST(self) -> bool:
         return isinstance(self, DrainStop.LEASE_LOST)
     def is_lease_lost(self) -> bool:
@@ -1452,6 +1494,7 @@ class DrainStop:
 # We might be able to do this a little more neatly with a metaclass, but this'll do.
 DrainStop.OFFLINE = type("DrainStop.OFFLINE", (DrainStop.OFFLINE, DrainStop,), {})  # type: ignore
 DrainStop.AUTH_FAILED = type("DrainStop.AUTH_FAILED", (DrainStop.AUTH_FAILED, DrainStop,), {})  # type: ignore
+DrainStop.TLS_FAILED = type("DrainStop.TLS_FAILED", (DrainStop.TLS_FAILED, DrainStop,), {})  # type: ignore
 DrainStop.LEASE_LOST = type("DrainStop.LEASE_LOST", (DrainStop.LEASE_LOST, DrainStop,), {})  # type: ignore
 
 
@@ -1472,6 +1515,11 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
+            return DrainStop.TLS_FAILED(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
             return DrainStop.LEASE_LOST(
             )
         raise InternalError("Raw enum value doesn't match any cases")
@@ -1483,6 +1531,10 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if value.is_AUTH_FAILED():
+            _UniffiFfiConverterString.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if value.is_TLS_FAILED():
             _UniffiFfiConverterString.check_lower(value.code)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
@@ -1500,8 +1552,12 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.code, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if value.is_LEASE_LOST():
+        if value.is_TLS_FAILED():
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if value.is_LEASE_LOST():
+            buf.write_i32(4)
 
 
 
@@ -1940,6 +1996,29 @@ class _UniffiFfiConverterOptionalTypeDurability(_UniffiConverterRustBuffer):
         else:
             raise InternalError("Unexpected flag byte for optional type")
 
+class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterString.read(buf) for i in range(count)
+        ]
+
 @dataclass
 class PossyncConfig:
     """
@@ -1947,7 +2026,7 @@ class PossyncConfig:
     The device token is not part of it (records print every field in `toString()`/`description`): it is
     a separate argument of the engine's constructor and of `set_token`.
 """
-    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000):
+    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000, tls_extra_ca_pem:typing.List[str] = _DEFAULT, tls_spki_sha256_pins:typing.List[str] = _DEFAULT):
         self.outbox_path = outbox_path
         self.server_url = server_url
         self.device_id = device_id
@@ -1971,12 +2050,20 @@ class PossyncConfig:
         else:
             self.durability = durability
         self.sent_retention_ms = sent_retention_ms
+        if tls_extra_ca_pem is _DEFAULT:
+            self.tls_extra_ca_pem = []
+        else:
+            self.tls_extra_ca_pem = tls_extra_ca_pem
+        if tls_spki_sha256_pins is _DEFAULT:
+            self.tls_spki_sha256_pins = []
+        else:
+            self.tls_spki_sha256_pins = tls_spki_sha256_pins
         
         
 
     
     def __str__(self):
-        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms)
+        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={}, tls_extra_ca_pem={}, tls_spki_sha256_pins={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms, self.tls_extra_ca_pem, self.tls_spki_sha256_pins)
     def __eq__(self, other):
         if self.outbox_path != other.outbox_path:
             return False
@@ -2012,6 +2099,10 @@ class PossyncConfig:
             return False
         if self.sent_retention_ms != other.sent_retention_ms:
             return False
+        if self.tls_extra_ca_pem != other.tls_extra_ca_pem:
+            return False
+        if self.tls_spki_sha256_pins != other.tls_spki_sha256_pins:
+            return False
         return True
 
 class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
@@ -2035,6 +2126,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
             max_size_bytes=_UniffiFfiConverterOptionalInt64.read(buf),
             durability=_UniffiFfiConverterOptionalTypeDurability.read(buf),
             sent_retention_ms=_UniffiFfiConverterInt64.read(buf),
+            tls_extra_ca_pem=_UniffiFfiConverterSequenceString.read(buf),
+            tls_spki_sha256_pins=_UniffiFfiConverterSequenceString.read(buf),
         )
 
     @staticmethod
@@ -2056,6 +2149,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalInt64.check_lower(value.max_size_bytes)
         _UniffiFfiConverterOptionalTypeDurability.check_lower(value.durability)
         _UniffiFfiConverterInt64.check_lower(value.sent_retention_ms)
+        _UniffiFfiConverterSequenceString.check_lower(value.tls_extra_ca_pem)
+        _UniffiFfiConverterSequenceString.check_lower(value.tls_spki_sha256_pins)
 
     @staticmethod
     def write(value, buf):
@@ -2076,6 +2171,8 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalInt64.write(value.max_size_bytes, buf)
         _UniffiFfiConverterOptionalTypeDurability.write(value.durability, buf)
         _UniffiFfiConverterInt64.write(value.sent_retention_ms, buf)
+        _UniffiFfiConverterSequenceString.write(value.tls_extra_ca_pem, buf)
+        _UniffiFfiConverterSequenceString.write(value.tls_spki_sha256_pins, buf)
 
 
 
@@ -2864,6 +2961,37 @@ class SyncStatus:
             return True
 
     @dataclass
+    class TLS_FAILED:
+        """
+        The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+        a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+"""
+        
+        def __init__(self, last_error:str):
+            self.last_error = last_error
+            
+            """
+        What failed, for a person.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "SyncStatus.TLS_FAILED(last_error={})".format(self.last_error)
+        def __eq__(self, other):
+            if not isinstance(other, SyncStatus):
+                return NotImplemented
+            if not other.is_TLS_FAILED():
+                return False
+            if self.last_error != other.last_error:
+                return False
+            return True
+
+    @dataclass
     class NEEDS_ATTENTION:
         """
         Some sales were refused for good and need a person (see `attention_items`).
@@ -2921,6 +3049,10 @@ class SyncStatus:
         return isinstance(self, SyncStatus.AUTH_FAILED)
     def is_auth_failed(self) -> bool:
         return isinstance(self, SyncStatus.AUTH_FAILED)
+    def is_TLS_FAILED(self) -> bool:
+        return isinstance(self, SyncStatus.TLS_FAILED)
+    def is_tls_failed(self) -> bool:
+        return isinstance(self, SyncStatus.TLS_FAILED)
     def is_NEEDS_ATTENTION(self) -> bool:
         return isinstance(self, SyncStatus.NEEDS_ATTENTION)
     def is_needs_attention(self) -> bool:
@@ -2934,6 +3066,7 @@ SyncStatus.IDLE = type("SyncStatus.IDLE", (SyncStatus.IDLE, SyncStatus,), {})  #
 SyncStatus.DRAINING = type("SyncStatus.DRAINING", (SyncStatus.DRAINING, SyncStatus,), {})  # type: ignore
 SyncStatus.OFFLINE = type("SyncStatus.OFFLINE", (SyncStatus.OFFLINE, SyncStatus,), {})  # type: ignore
 SyncStatus.AUTH_FAILED = type("SyncStatus.AUTH_FAILED", (SyncStatus.AUTH_FAILED, SyncStatus,), {})  # type: ignore
+SyncStatus.TLS_FAILED = type("SyncStatus.TLS_FAILED", (SyncStatus.TLS_FAILED, SyncStatus,), {})  # type: ignore
 SyncStatus.NEEDS_ATTENTION = type("SyncStatus.NEEDS_ATTENTION", (SyncStatus.NEEDS_ATTENTION, SyncStatus,), {})  # type: ignore
 
 
@@ -2963,6 +3096,10 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 5:
+            return SyncStatus.TLS_FAILED(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return SyncStatus.NEEDS_ATTENTION(
                 _UniffiFfiConverterInt64.read(buf),
                 _UniffiFfiConverterInt64.read(buf),
@@ -2984,6 +3121,9 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.last_error)
             return
         if value.is_AUTH_FAILED():
+            _UniffiFfiConverterString.check_lower(value.last_error)
+            return
+        if value.is_TLS_FAILED():
             _UniffiFfiConverterString.check_lower(value.last_error)
             return
         if value.is_NEEDS_ATTENTION():
@@ -3009,8 +3149,11 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
         if value.is_AUTH_FAILED():
             buf.write_i32(4)
             _UniffiFfiConverterString.write(value.last_error, buf)
-        if value.is_NEEDS_ATTENTION():
+        if value.is_TLS_FAILED():
             buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.last_error, buf)
+        if value.is_NEEDS_ATTENTION():
+            buf.write_i32(6)
             _UniffiFfiConverterInt64.write(value.conflicts, buf)
             _UniffiFfiConverterInt64.write(value.invalid, buf)
 
@@ -4269,29 +4412,6 @@ class _UniffiFfiConverterSequenceTypeAttentionItem(_UniffiConverterRustBuffer):
 
         return [
             _UniffiFfiConverterTypeAttentionItem.read(buf) for i in range(count)
-        ]
-
-class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        for item in value:
-            _UniffiFfiConverterString.check_lower(item)
-
-    @classmethod
-    def write(cls, value, buf):
-        items = len(value)
-        buf.write_i32(items)
-        for item in value:
-            _UniffiFfiConverterString.write(item, buf)
-
-    @classmethod
-    def read(cls, buf):
-        count = buf.read_i32()
-        if count < 0:
-            raise InternalError("Unexpected negative sequence length")
-
-        return [
-            _UniffiFfiConverterString.read(buf) for i in range(count)
         ]
 
 class _UniffiFfiConverterSequenceTypeSaleRecord(_UniffiConverterRustBuffer):

@@ -93,6 +93,27 @@ impl From<&str> for DeviceToken {
     }
 }
 
+/// TLS settings of the HTTPS transport beyond the public web roots. Empty (the default) keeps ureq's
+/// own rustls setup: the Mozilla root store, nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Extra CA certificates to trust besides the public roots, PEM (each string may hold several
+    /// `-----BEGIN CERTIFICATE-----` blocks): the shop's own CA when its server is not on a public one.
+    pub extra_ca_pem: Vec<String>,
+    /// SHA-256 of the server's SubjectPublicKeyInfo, base64 (as Android's `<pin digest="SHA-256">`:
+    /// `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary |
+    /// base64`). When any are given, a connection is accepted only if the chain is trusted **and** the
+    /// server's certificate or an intermediate it sends has one of these keys.
+    pub spki_sha256_pins: Vec<String>,
+}
+
+impl TlsOptions {
+    /// True when nothing is set (the transport then uses ureq's default TLS setup unchanged).
+    pub fn is_default(&self) -> bool {
+        self.extra_ca_pem.is_empty() && self.spki_sha256_pins.is_empty()
+    }
+}
+
 /// Minimum margin by which a lease must outlive the HTTP request timeout, in ms.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
 
@@ -117,6 +138,8 @@ pub struct SyncConfig {
     pub batch_size: usize,
     /// Per-sale retry backoff.
     pub backoff: BackoffPolicy,
+    /// Extra CA certificates and SPKI pins for HTTPS.
+    pub tls: TlsOptions,
 }
 
 impl SyncConfig {
@@ -136,6 +159,7 @@ impl SyncConfig {
             heartbeat_ms: 10_000,
             batch_size: 50,
             backoff: BackoffPolicy::default(),
+            tls: TlsOptions::default(),
         }
     }
 
@@ -169,6 +193,12 @@ impl SyncConfig {
         }
         if self.backoff.base_ms == 0 || self.backoff.cap_ms < self.backoff.base_ms {
             return bad("backoff needs 0 < base_ms <= cap_ms".into());
+        }
+        #[cfg(feature = "tls")]
+        crate::tls::check(&self.tls)?;
+        #[cfg(not(feature = "tls"))]
+        if !self.tls.is_default() {
+            return bad("tls options need possync-core's `tls` feature".into());
         }
         Ok(())
     }

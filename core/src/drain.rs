@@ -34,6 +34,11 @@ pub enum DrainStop {
         /// The failure.
         error: TransportError,
     },
+    /// The server's certificate is not trusted or matches no pin; a person must fix the setup.
+    TlsFailed {
+        /// The failure.
+        error: TransportError,
+    },
     /// Another sender took over some of our leases (e.g. after a long pause); it carries on.
     LeaseLost,
 }
@@ -293,6 +298,8 @@ impl<'a> Drainer<'a> {
         retry_at: &mut dyn FnMut(u32, Option<u64>) -> i64,
     ) -> Vec<Outcome> {
         let auth = error.is_auth();
+        // Neither is the sales' fault: they are due again as soon as the setup is fixed.
+        let needs_person = auth || error.is_tls();
         let now = self.outbox.clock().now_ms();
         let outcomes = claimed
             .iter()
@@ -300,12 +307,21 @@ impl<'a> Drainer<'a> {
                 from_server: false,
                 code: error.code().to_owned(),
                 message: error.to_string(),
-                // An auth failure is not the sale's fault: it is due again as soon as the setup is fixed.
-                next_attempt_at_ms: if auth { now + 1 } else { retry_at(c.attempt, error.retry_after_ms()) },
+                next_attempt_at_ms: if needs_person {
+                    now + 1
+                } else {
+                    retry_at(c.attempt, error.retry_after_ms())
+                },
             })
             .collect();
         report.last_error = Some(error.to_string());
-        report.stop = Some(if auth { DrainStop::AuthFailed { error } } else { DrainStop::Offline { error } });
+        report.stop = Some(if auth {
+            DrainStop::AuthFailed { error }
+        } else if error.is_tls() {
+            DrainStop::TlsFailed { error }
+        } else {
+            DrainStop::Offline { error }
+        });
         outcomes
     }
 
@@ -486,6 +502,7 @@ fn stop_label(stop: Option<&DrainStop>) -> &'static str {
         None => "",
         Some(DrainStop::Offline { .. }) => "offline",
         Some(DrainStop::AuthFailed { .. }) => "auth_failed",
+        Some(DrainStop::TlsFailed { .. }) => "tls_failed",
         Some(DrainStop::LeaseLost) => "lease_lost",
     }
 }

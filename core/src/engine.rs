@@ -453,6 +453,10 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
                 Some(SyncStatus::AuthFailed { last_error: error.to_string() }),
                 Some((error.to_string(), None)),
             ),
+            Some(DrainStop::TlsFailed { error }) => (
+                Some(SyncStatus::TlsFailed { last_error: error.to_string() }),
+                Some((error.to_string(), None)),
+            ),
             _ if counts.conflict + counts.invalid > 0 => (
                 Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
                 None,

@@ -45,6 +45,12 @@ pub enum SyncStatus {
         /// The server's answer.
         last_error: String,
     },
+    /// The server's TLS certificate is not trusted or matches no pin: a person must fix the setup (the
+    /// server's certificate, or the app's CA certificates and pins). Sales are kept.
+    TlsFailed {
+        /// What failed, for a person.
+        last_error: String,
+    },
     /// Some sales were refused for good and need a person (see the outbox's attention list).
     NeedsAttention {
         /// Sales in `conflict`.

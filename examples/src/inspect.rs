@@ -133,6 +133,7 @@ pub fn banner(status: &SyncStatus) -> String {
         SyncStatus::Draining { done, total } => format!("Draining {done}/{total}"),
         SyncStatus::Offline { .. } => "Offline".into(),
         SyncStatus::AuthFailed { .. } => "AuthFailed".into(),
+        SyncStatus::TlsFailed { .. } => "TlsFailed".into(),
         SyncStatus::NeedsAttention { conflicts, invalid } => {
             format!("NeedsAttention ({conflicts} conflict, {invalid} invalid)")
         }
@@ -241,7 +242,7 @@ pub fn sync_now(path: &Path, server: &ServerArgs) -> Result<(), TillError> {
                 code: error.code().to_owned(),
             });
         }
-        Some(DrainStop::Offline { error }) => {
+        Some(DrainStop::Offline { error }) | Some(DrainStop::TlsFailed { error }) => {
             return Err(TillError::Unreachable { url, reason: error.to_string() });
         }
         _ => {}

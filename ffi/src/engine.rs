@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use possync_core::backoff::BackoffPolicy;
-use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig};
+use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig, TlsOptions};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
@@ -75,6 +75,14 @@ pub struct PossyncConfig {
     /// attention never are. The engine prunes after a run that sent sales, at most hourly.
     #[uniffi(default = 604800000)]
     pub sent_retention_ms: i64,
+    /// Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+    #[uniffi(default = [])]
+    pub tls_extra_ca_pem: Vec<String>,
+    /// SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+    /// server's certificate or an intermediate it sends must carry one of these keys (on top of the
+    /// usual chain check).
+    #[uniffi(default = [])]
+    pub tls_spki_sha256_pins: Vec<String>,
 }
 
 impl PossyncConfig {
@@ -101,6 +109,10 @@ impl PossyncConfig {
         sync.backoff = BackoffPolicy {
             base_ms: non_negative("retry_backoff_base_ms", self.retry_backoff_base_ms)?,
             cap_ms: non_negative("retry_backoff_cap_ms", self.retry_backoff_cap_ms)?,
+        };
+        sync.tls = TlsOptions {
+            extra_ca_pem: self.tls_extra_ca_pem.clone(),
+            spki_sha256_pins: self.tls_spki_sha256_pins.clone(),
         };
         let mut engine = EngineConfig::new(sync);
         engine.interval_ms = non_negative("interval_ms", self.interval_ms)?;

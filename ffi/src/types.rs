@@ -156,6 +156,13 @@ pub enum DrainStop {
         /// The server's answer, for a person.
         reason: String,
     },
+    /// The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+    TlsFailed {
+        /// `tls`.
+        code: String,
+        /// What failed, for a person.
+        reason: String,
+    },
     /// Another sender took over some sales (e.g. after a long pause); it carries on.
     LeaseLost,
 }
@@ -221,6 +228,12 @@ pub enum SyncStatus {
     /// The server refuses this till's token or device: a person must fix the setup.
     AuthFailed {
         /// The server's answer, for a person.
+        last_error: String,
+    },
+    /// The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+    /// a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+    TlsFailed {
+        /// What failed, for a person.
         last_error: String,
     },
     /// Some sales were refused for good and need a person (see `attention_items`).
@@ -574,6 +587,9 @@ impl From<core_drain::DrainStop> for DrainStop {
             core_drain::DrainStop::AuthFailed { error } => {
                 DrainStop::AuthFailed { code: error.code().to_owned(), reason: error.to_string() }
             }
+            core_drain::DrainStop::TlsFailed { error } => {
+                DrainStop::TlsFailed { code: error.code().to_owned(), reason: error.to_string() }
+            }
             core_drain::DrainStop::LeaseLost => DrainStop::LeaseLost,
         }
     }
@@ -614,6 +630,7 @@ impl From<core_status::SyncStatus> for SyncStatus {
                 SyncStatus::Offline { next_retry_at_ms, last_error }
             }
             core_status::SyncStatus::AuthFailed { last_error } => SyncStatus::AuthFailed { last_error },
+            core_status::SyncStatus::TlsFailed { last_error } => SyncStatus::TlsFailed { last_error },
             core_status::SyncStatus::NeedsAttention { conflicts, invalid } => {
                 SyncStatus::NeedsAttention { conflicts: int(conflicts), invalid: int(invalid) }
             }

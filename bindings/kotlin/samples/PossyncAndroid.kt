@@ -63,6 +63,7 @@ fun bannerText(status: SyncStatus, unsent: Long): Pair<String, Boolean> = when (
     is SyncStatus.Draining -> "Sending sales ${status.done} of ${status.total}…" to false
     is SyncStatus.Offline -> "Offline: $unsent sales kept on this till, sent when the server is back" to false
     is SyncStatus.AuthFailed -> "This till is not authorised by the server: call your administrator" to true
+    is SyncStatus.TlsFailed -> "The server's certificate is not trusted: call your administrator" to true
     is SyncStatus.NeedsAttention ->
         "${status.conflicts + status.invalid} sales were refused: open Sync issues" to true
 }

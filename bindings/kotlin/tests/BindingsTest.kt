@@ -269,7 +269,9 @@ fun resolveRekeyVoidReplaceAndTheSalesConverge() {
 
 fun pruningKeepsUnsentSalesAndTheFileStaysBounded() {
     TestServer.start().use { server ->
-        val cfg = config(server.baseUrl).copy(sentRetentionMs = 0L, durability = Durability.NORMAL, batchSize = 500L)
+        val cfg = config(server.baseUrl).copy(sentRetentionMs = 0L, durability = Durability.NORMAL, batchSize = 500L,
+            // 500 sales per request on a loaded machine: a request timeout would make a run partial.
+            requestTimeoutMs = 30_000L, leaseMs = 60_000L, heartbeatMs = 10_000L)
         val engine = PossyncEngine(cfg, server.token, null)
         try {
             engine.syncNow(20_000L) // past the startup run

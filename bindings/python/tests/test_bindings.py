@@ -249,6 +249,8 @@ def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
     config.sent_retention_ms = 0
     config.durability = p.Durability.NORMAL
     config.batch_size = 500
+    # 500 sales per request on a loaded machine: a request timeout would make a run partial.
+    config.request_timeout_ms, config.lease_ms, config.heartbeat_ms = 30_000, 60_000, 10_000
     engine = p.PossyncEngine(config, server.token, None)
     try:
         engine.sync_now(20_000)  # past the startup run

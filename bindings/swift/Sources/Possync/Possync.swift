@@ -2280,6 +2280,16 @@ public struct PossyncConfig: Equatable, Hashable {
      * attention never are. The engine prunes after a run that sent sales, at most hourly.
      */
     public var sentRetentionMs: Int64
+    /**
+     * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+     */
+    public var tlsExtraCaPem: [String]
+    /**
+     * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+     * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+     * usual chain check).
+     */
+    public var tlsSpkiSha256Pins: [String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2336,7 +2346,15 @@ public struct PossyncConfig: Equatable, Hashable {
         /**
          * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
          * attention never are. The engine prunes after a run that sent sales, at most hourly.
-         */sentRetentionMs: Int64 = Int64(604800000)) {
+         */sentRetentionMs: Int64 = Int64(604800000), 
+        /**
+         * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+         */tlsExtraCaPem: [String] = [], 
+        /**
+         * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+         * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+         * usual chain check).
+         */tlsSpkiSha256Pins: [String] = []) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
         self.deviceId = deviceId
@@ -2354,6 +2372,8 @@ public struct PossyncConfig: Equatable, Hashable {
         self.maxSizeBytes = maxSizeBytes
         self.durability = durability
         self.sentRetentionMs = sentRetentionMs
+        self.tlsExtraCaPem = tlsExtraCaPem
+        self.tlsSpkiSha256Pins = tlsSpkiSha256Pins
     }
 
     
@@ -2388,7 +2408,9 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
                 busyTimeoutMs: FfiConverterInt64.read(from: &buf), 
                 maxSizeBytes: FfiConverterOptionInt64.read(from: &buf), 
                 durability: FfiConverterOptionTypeDurability.read(from: &buf), 
-                sentRetentionMs: FfiConverterInt64.read(from: &buf)
+                sentRetentionMs: FfiConverterInt64.read(from: &buf), 
+                tlsExtraCaPem: FfiConverterSequenceString.read(from: &buf), 
+                tlsSpkiSha256Pins: FfiConverterSequenceString.read(from: &buf)
         )
     }
 
@@ -2410,6 +2432,8 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
         FfiConverterOptionInt64.write(value.maxSizeBytes, into: &buf)
         FfiConverterOptionTypeDurability.write(value.durability, into: &buf)
         FfiConverterInt64.write(value.sentRetentionMs, into: &buf)
+        FfiConverterSequenceString.write(value.tlsExtraCaPem, into: &buf)
+        FfiConverterSequenceString.write(value.tlsSpkiSha256Pins, into: &buf)
     }
 }
 
@@ -3403,6 +3427,17 @@ public enum DrainStop: Equatable, Hashable {
          */reason: String
     )
     /**
+     * The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+     */
+    case tlsFailed(
+        /**
+         * `tls`.
+         */code: String, 
+        /**
+         * What failed, for a person.
+         */reason: String
+    )
+    /**
      * Another sender took over some sales (e.g. after a long pause); it carries on.
      */
     case leaseLost
@@ -3433,7 +3468,10 @@ public struct FfiConverterTypeDrainStop: FfiConverterRustBuffer {
         case 2: return .authFailed(code: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 3: return .leaseLost
+        case 3: return .tlsFailed(code: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .leaseLost
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3455,8 +3493,14 @@ public struct FfiConverterTypeDrainStop: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .leaseLost:
+        case let .tlsFailed(code,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .leaseLost:
+            writeInt(&buf, Int32(4))
         
         }
     }
@@ -4830,6 +4874,15 @@ public enum SyncStatus: Equatable, Hashable {
          */lastError: String
     )
     /**
+     * The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+     * a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+     */
+    case tlsFailed(
+        /**
+         * What failed, for a person.
+         */lastError: String
+    )
+    /**
      * Some sales were refused for good and need a person (see `attention_items`).
      */
     case needsAttention(
@@ -4873,7 +4926,10 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         case 4: return .authFailed(lastError: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .needsAttention(conflicts: try FfiConverterInt64.read(from: &buf), invalid: try FfiConverterInt64.read(from: &buf)
+        case 5: return .tlsFailed(lastError: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .needsAttention(conflicts: try FfiConverterInt64.read(from: &buf), invalid: try FfiConverterInt64.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -4907,8 +4963,13 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
             FfiConverterString.write(lastError, into: &buf)
             
         
-        case let .needsAttention(conflicts,invalid):
+        case let .tlsFailed(lastError):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(lastError, into: &buf)
+            
+        
+        case let .needsAttention(conflicts,invalid):
+            writeInt(&buf, Int32(6))
             FfiConverterInt64.write(conflicts, into: &buf)
             FfiConverterInt64.write(invalid, into: &buf)
             

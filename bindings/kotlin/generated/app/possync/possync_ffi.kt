@@ -3314,6 +3314,18 @@ data class PossyncConfig (
      * attention never are. The engine prunes after a run that sent sales, at most hourly.
      */
     var `sentRetentionMs`: kotlin.Long = 604800000L 
+    , 
+    /**
+     * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+     */
+    var `tlsExtraCaPem`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+     * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+     * usual chain check).
+     */
+    var `tlsSpkiSha256Pins`: List<kotlin.String> = listOf() 
     
 ){
     
@@ -3347,6 +3359,8 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalTypeDurability.read(buf),
             FfiConverterLong.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
         )
     }
 
@@ -3367,7 +3381,9 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterLong.allocationSize(value.`busyTimeoutMs`) +
             FfiConverterOptionalLong.allocationSize(value.`maxSizeBytes`) +
             FfiConverterOptionalTypeDurability.allocationSize(value.`durability`) +
-            FfiConverterLong.allocationSize(value.`sentRetentionMs`)
+            FfiConverterLong.allocationSize(value.`sentRetentionMs`) +
+            FfiConverterSequenceString.allocationSize(value.`tlsExtraCaPem`) +
+            FfiConverterSequenceString.allocationSize(value.`tlsSpkiSha256Pins`)
     )
 
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
@@ -3388,6 +3404,8 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterOptionalLong.write(value.`maxSizeBytes`, buf)
             FfiConverterOptionalTypeDurability.write(value.`durability`, buf)
             FfiConverterLong.write(value.`sentRetentionMs`, buf)
+            FfiConverterSequenceString.write(value.`tlsExtraCaPem`, buf)
+            FfiConverterSequenceString.write(value.`tlsSpkiSha256Pins`, buf)
     }
 }
 
@@ -4118,6 +4136,25 @@ sealed class DrainStop {
     }
     
     /**
+     * The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+     */
+    data class TlsFailed(
+        /**
+         * `tls`.
+         */
+        val `code`: kotlin.String, 
+        /**
+         * What failed, for a person.
+         */
+        val `reason`: kotlin.String) : DrainStop()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
      * Another sender took over some sales (e.g. after a long pause); it carries on.
      */
     object LeaseLost : DrainStop()
@@ -4147,7 +4184,11 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            3 -> DrainStop.LeaseLost
+            3 -> DrainStop.TlsFailed(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> DrainStop.LeaseLost
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -4162,6 +4203,14 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
             )
         }
         is DrainStop.AuthFailed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is DrainStop.TlsFailed -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
@@ -4191,8 +4240,14 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is DrainStop.LeaseLost -> {
+            is DrainStop.TlsFailed -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is DrainStop.LeaseLost -> {
+                buf.putInt(4)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -5557,6 +5612,22 @@ sealed class SyncStatus {
     }
     
     /**
+     * The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+     * a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+     */
+    data class TlsFailed(
+        /**
+         * What failed, for a person.
+         */
+        val `lastError`: kotlin.String) : SyncStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
      * Some sales were refused for good and need a person (see `attention_items`).
      */
     data class NeedsAttention(
@@ -5606,7 +5677,10 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             4 -> SyncStatus.AuthFailed(
                 FfiConverterString.read(buf),
                 )
-            5 -> SyncStatus.NeedsAttention(
+            5 -> SyncStatus.TlsFailed(
+                FfiConverterString.read(buf),
+                )
+            6 -> SyncStatus.NeedsAttention(
                 FfiConverterLong.read(buf),
                 FfiConverterLong.read(buf),
                 )
@@ -5640,6 +5714,13 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             )
         }
         is SyncStatus.AuthFailed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`lastError`)
+            )
+        }
+        is SyncStatus.TlsFailed -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
@@ -5681,8 +5762,13 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
                 FfiConverterString.write(value.`lastError`, buf)
                 Unit
             }
-            is SyncStatus.NeedsAttention -> {
+            is SyncStatus.TlsFailed -> {
                 buf.putInt(5)
+                FfiConverterString.write(value.`lastError`, buf)
+                Unit
+            }
+            is SyncStatus.NeedsAttention -> {
+                buf.putInt(6)
                 FfiConverterLong.write(value.`conflicts`, buf)
                 FfiConverterLong.write(value.`invalid`, buf)
                 Unit

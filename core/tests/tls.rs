@@ -3,6 +3,8 @@
 //! engine's status says so), a pin mismatch is refused, and without options the public roots apply
 //! unchanged (the test CA is not trusted).
 
+#![cfg(feature = "tls")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use crate::config::SyncConfig;
-use crate::error::Error;
+use crate::error::{ConfigError, StorageError};
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
 use crate::protocol::{PushRequest, PushResponse, PushStatus, PushTransaction};
 use crate::reason::{DrainReason, DrainReasons};
@@ -31,6 +31,11 @@ pub enum DrainStop {
     },
     /// 401/403: the token or device is not accepted; a person must fix the setup.
     AuthFailed {
+        /// The failure.
+        error: TransportError,
+    },
+    /// The server's certificate is not trusted or matches no pin; a person must fix the setup.
+    TlsFailed {
         /// The failure.
         error: TransportError,
     },
@@ -90,12 +95,12 @@ impl<'a> Drainer<'a> {
     /// A drainer with a fresh owner id.
     ///
     /// # Errors
-    /// [`Error::Config`] when `config` is invalid.
+    /// [`ConfigError`] when `config` is invalid.
     pub fn new(
         outbox: &'a Outbox,
         transport: &'a dyn Transport,
         config: &'a SyncConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Drainer { outbox, transport, config, owner: uuid::Uuid::now_v7().to_string() })
     }
@@ -109,7 +114,7 @@ impl<'a> Drainer<'a> {
     ///
     /// # Errors
     /// A storage error of the outbox. Transport failures are not errors: they end up in the report.
-    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, Error> {
+    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, StorageError> {
         self.drain_with_progress(reasons, &mut |_, _| {})
     }
 
@@ -123,7 +128,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, stop)
     }
 
@@ -136,7 +141,7 @@ impl<'a> Drainer<'a> {
         &self,
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, &|| false)
     }
 
@@ -145,7 +150,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         if reasons.contains(DrainReason::Manual) || reasons.contains(DrainReason::Online) {
             // "Sync now" and "back online" must not wait out per-sale backoff from the outage.
             let moved = self.outbox.make_all_due()?;
@@ -293,6 +298,8 @@ impl<'a> Drainer<'a> {
         retry_at: &mut dyn FnMut(u32, Option<u64>) -> i64,
     ) -> Vec<Outcome> {
         let auth = error.is_auth();
+        // Neither is the sales' fault: they are due again as soon as the setup is fixed.
+        let needs_person = auth || error.is_tls();
         let now = self.outbox.clock().now_ms();
         let outcomes = claimed
             .iter()
@@ -300,12 +307,21 @@ impl<'a> Drainer<'a> {
                 from_server: false,
                 code: error.code().to_owned(),
                 message: error.to_string(),
-                // An auth failure is not the sale's fault: it is due again as soon as the setup is fixed.
-                next_attempt_at_ms: if auth { now + 1 } else { retry_at(c.attempt, error.retry_after_ms()) },
+                next_attempt_at_ms: if needs_person {
+                    now + 1
+                } else {
+                    retry_at(c.attempt, error.retry_after_ms())
+                },
             })
             .collect();
         report.last_error = Some(error.to_string());
-        report.stop = Some(if auth { DrainStop::AuthFailed { error } } else { DrainStop::Offline { error } });
+        report.stop = Some(if auth {
+            DrainStop::AuthFailed { error }
+        } else if error.is_tls() {
+            DrainStop::TlsFailed { error }
+        } else {
+            DrainStop::Offline { error }
+        });
         outcomes
     }
 
@@ -486,6 +502,7 @@ fn stop_label(stop: Option<&DrainStop>) -> &'static str {
         None => "",
         Some(DrainStop::Offline { .. }) => "offline",
         Some(DrainStop::AuthFailed { .. }) => "auth_failed",
+        Some(DrainStop::TlsFailed { .. }) => "tls_failed",
         Some(DrainStop::LeaseLost) => "lease_lost",
     }
 }

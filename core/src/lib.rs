@@ -22,6 +22,8 @@ pub mod outbox;
 pub mod protocol;
 pub mod reason;
 pub mod status;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod transport;
 
-pub use error::Error;
+pub use error::{ConfigError, Error, SaleError, StorageError, SyncError};

@@ -211,7 +211,10 @@ fn offline_then_online_sends_without_waiting_for_the_interval() {
     let online = reports.recv_timeout(WAIT).expect("online run");
     assert!(online.reasons.contains(DrainReason::Online));
     assert_eq!((online.sent, online.remaining_pending), (5, 0), "{online:?}");
-    assert_eq!(engine.status().expect("status").status, SyncStatus::Idle);
+    assert_eq!(
+        engine.status().expect("status").status,
+        SyncStatus::Idle { unsent: 0, unsent_by_currency: Vec::new() }
+    );
 }
 
 #[test]
@@ -231,7 +234,7 @@ fn shutdown_while_draining_loses_nothing_and_a_restart_resumes() {
         (50, 70, 0),
         "the batch in flight was finished"
     );
-    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
     drop(engine);
 
     let reopened = Arc::new(Outbox::open(&t.path, OutboxConfig::default()).expect("reopen"));
@@ -290,4 +293,169 @@ fn status_reports_counts_amounts_and_attention_in_one_call() {
     assert_eq!(snapshot.unsent_by_currency[0].total_minor, 2 * 102 + 2 * 104);
     assert!(snapshot.oldest_unsent_age_ms.is_some());
     assert_eq!(snapshot.last_report.map(|r| r.correlation_id), Some(report.correlation_id));
+}
+
+fn file_bytes(path: &std::path::Path) -> u64 {
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn sent_sales_are_pruned_after_a_run_at_most_every_prune_interval_and_unsent_stay() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig { sent_retention_ms: 0, ..OutboxConfig::default() };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let engine = start(&outbox, &transport, None);
+    engine.sync_now(WAIT).expect("an empty run after the startup run: no prune, nothing settled");
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let report = engine.sync_now(WAIT).expect("sync");
+    assert_eq!(report.sent, 3);
+    assert_eq!(outbox.counts().expect("counts").sent, 0, "pruned at the end of the run");
+
+    // Within the hour the engine does not prune again; prune_sent() does at once.
+    transport.offline.store(false, Ordering::SeqCst);
+    outbox.enqueue(&sale(10)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(outbox.counts().expect("counts").sent, 1, "at most one automatic prune per interval");
+    transport.offline.store(true, Ordering::SeqCst);
+    let unsent = outbox.enqueue(&sale(11)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(engine.prune_sent().expect("prune"), 1);
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.sent, counts.unsent()), (0, 1), "unsent sales stay");
+    assert!(outbox.get(&unsent).expect("get").is_some());
+    engine.shutdown();
+}
+
+#[test]
+fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_truncates_the_wal() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig {
+        sent_retention_ms: 0,
+        durability: possync_core::config::Durability::Normal,
+        wal_size_limit_bytes: 256 * 1024,
+        ..OutboxConfig::default()
+    };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let mut c = engine_config();
+    c.sync.batch_size = 500;
+    let engine = SyncEngine::start(outbox.clone(), transport.clone(), c, None).expect("engine");
+    engine.sync_now(WAIT).expect("the startup run is over");
+    let mut sizes = Vec::new();
+    for round in 0..10 {
+        for i in 0..1_000 {
+            outbox.enqueue(&sale(round * 1_000 + i)).expect("enqueue");
+        }
+        assert_eq!(engine.sync_now(WAIT).expect("sync").sent, 1_000);
+        engine.prune_sent().expect("prune");
+        sizes.push(file_bytes(&t.path));
+    }
+    assert_eq!(outbox.counts().expect("counts"), Default::default(), "everything sent and pruned");
+    let first = sizes[0].max(sizes[1]);
+    let last = *sizes.last().expect("sizes");
+    assert!(last <= first + first / 4, "the file grew with the sales sent: {sizes:?}");
+    engine.shutdown();
+    let wal = std::path::PathBuf::from(format!("{}-wal", t.path.display()));
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the WAL is truncated at shutdown");
+}
+
+#[test]
+fn idle_carries_the_unsent_count_and_amounts() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    reports.recv_timeout(WAIT).expect("startup run");
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    // A per-sale RETRY from the server leaves the run Idle with the sale unsent.
+    let claimed = outbox.claim("x", 1, 60_000).expect("claim");
+    let retry = possync_core::outbox::Outcome::Retry {
+        from_server: true,
+        code: "busy".into(),
+        message: String::new(),
+        next_attempt_at_ms: i64::MAX / 2,
+    };
+    let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
+    engine.trigger(DrainReason::Focus); // not Manual: that would skip the sale's backoff and send it
+    reports.recv_timeout(WAIT).expect("focus run");
+    let total = outbox.get(&id).expect("get").expect("row").total_minor;
+    match engine.status().expect("status").status {
+        SyncStatus::Idle { unsent, unsent_by_currency } => {
+            assert_eq!(unsent, 1);
+            assert_eq!(unsent_by_currency.len(), 1);
+            assert_eq!((unsent_by_currency[0].count, unsent_by_currency[0].total_minor), (1, total));
+        }
+        other => panic!("expected Idle, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = Gated::closed();
+    let engine = start(&outbox, &transport, None);
+    transport.wait_entered(1); // the startup run's request is held by the gate
+    engine.request_shutdown();
+    let t0 = std::time::Instant::now();
+    assert!(!engine.await_shutdown(Duration::from_millis(100)), "stopped while a request is in flight");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(engine); // returns at once; the drain thread goes on with the batch
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    transport.open();
+    let deadline = std::time::Instant::now() + WAIT;
+    while outbox.counts().expect("counts").sent != 1 {
+        assert!(std::time::Instant::now() < deadline, "the batch in flight was never finalized");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let engine = start(&outbox, &Gated::opened(), None);
+    engine.request_shutdown();
+    assert!(engine.await_shutdown(WAIT), "an idle engine stops at once");
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
+}
+
+#[test]
+fn diagnostics_are_a_consistent_copy_that_opens_read_only_and_settings_without_the_token() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let engine = start(&outbox, &Gated::opened(), None);
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    engine.sync_now(WAIT).expect("sync");
+    let unsent = outbox.enqueue(&sale(9)).expect("enqueue");
+    let dir = t.dir.path().join("diag");
+    let files = engine.export_diagnostics(&dir).expect("export");
+    assert_eq!(files, vec![dir.join("outbox.db"), dir.join("engine.txt")]);
+
+    let before = std::fs::read(&files[0]).expect("read copy");
+    let copy = Outbox::open_read_only(&files[0]).expect("the copy opens read-only");
+    let counts = copy.counts().expect("counts");
+    assert_eq!((counts.sent, counts.pending), (3, 1));
+    assert!(copy.get(&unsent).expect("get").is_some());
+    assert_eq!(copy.summaries().expect("summaries"), outbox.summaries().expect("summaries"));
+    drop(copy);
+    assert_eq!(std::fs::read(&files[0]).expect("read copy"), before, "reading the copy changes nothing");
+    let beside: Vec<_> =
+        std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(beside.len(), 2, "one self-contained file, no -wal/-shm: {beside:?}");
+
+    let text = std::fs::read_to_string(&files[1]).expect("engine.txt");
+    assert!(!text.contains("pst_test"), "the token is in the diagnostics:\n{text}");
+    assert!(
+        text.contains("<redacted>") && text.contains("batch_size") && text.contains("correlation_id"),
+        "{text}"
+    );
+    assert!(
+        matches!(engine.export_diagnostics(&dir), Err(possync_core::StorageError::Io { .. })),
+        "an export never overwrites an earlier one"
+    );
 }

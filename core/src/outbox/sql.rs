@@ -79,10 +79,21 @@ pub const MARK_RESOLVED: &str = "UPDATE outbox SET resolution = :resolution, res
      resolution_note = :note, linked_client_tx_id = :linked \
      WHERE client_tx_id = :id AND state IN ('conflict', 'invalid') AND resolution IS NULL";
 
+/// The columns of an outbox entry, in the order `entry_of_row` reads them.
+macro_rules! entry_columns {
+    () => {
+        "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
+         next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
+         lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id, seq, currency, total_minor, \
+         sent_at_ms FROM outbox "
+    };
+}
+
 /// One sale's full row.
-pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
-     next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
-     lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id FROM outbox WHERE client_tx_id = :id";
+pub const SELECT_ONE: &str = concat!(entry_columns!(), "WHERE client_tx_id = :id");
+
+/// A page of sales, newest first, older than `:before` (a `seq`), at most `:n`.
+pub const RECENT: &str = concat!(entry_columns!(), "WHERE seq < :before ORDER BY seq DESC LIMIT :n");
 
 /// Removes sent sales older than `:cutoff`; never touches unsent ones.
 pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff";

@@ -3,6 +3,7 @@
 
 use crate::backoff::BackoffPolicy;
 use crate::error::ConfigError;
+use crate::link::LinkPolicy;
 
 /// How hard SQLite flushes each committed sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +137,10 @@ pub struct SyncConfig {
     pub heartbeat_ms: u64,
     /// Sales per request.
     pub batch_size: usize,
-    /// Per-sale retry backoff.
+    /// Per-sale backoff after a server `RETRY` (failed requests never count against a sale).
     pub backoff: BackoffPolicy,
+    /// How many failed requests in a row end a run (see [`crate::link`]).
+    pub link: LinkPolicy,
     /// Extra CA certificates and SPKI pins for HTTPS.
     pub tls: TlsOptions,
 }
@@ -159,6 +162,7 @@ impl SyncConfig {
             heartbeat_ms: 10_000,
             batch_size: 50,
             backoff: BackoffPolicy::default(),
+            link: LinkPolicy::default(),
             tls: TlsOptions::default(),
         }
     }
@@ -193,6 +197,9 @@ impl SyncConfig {
         }
         if self.backoff.base_ms == 0 || self.backoff.cap_ms < self.backoff.base_ms {
             return bad("backoff needs 0 < base_ms <= cap_ms".into());
+        }
+        if self.link.failures_before_backoff == 0 {
+            return bad("link.failures_before_backoff must be at least 1".into());
         }
         #[cfg(feature = "tls")]
         crate::tls::check(&self.tls)?;

@@ -5,6 +5,7 @@
 //! - [`outbox`]: the durable SQLite outbox with leases, atomic claim, heartbeat and CAS finalize.
 //! - [`transport`]: the `Transport` trait and its HTTP implementation (ureq).
 //! - [`drain`]: one drain run: claim, send in batches, finalize, until nothing is due.
+//! - [`link`]: the link policy of a run as data ([`link::judge_batch`]): go on, shrink, or stop.
 //! - [`engine`]: the single-flight drain scheduler ([`engine::SyncEngine`]) and [`status`] for the cashier.
 //! - [`backoff`], [`config`], [`clock`], [`reason`], [`error`]: policy and plumbing.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 pub mod drain;
 pub mod engine;
 pub mod error;
+pub mod link;
 pub mod outbox;
 pub mod protocol;
 pub mod reason;

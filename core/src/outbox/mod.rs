@@ -108,6 +108,8 @@ pub struct Claimed {
     pub payload_sha256: String,
     /// Hash version.
     pub payload_hash_version: u32,
+    /// `RETRY` answers the server gave this sale so far: the exponent of its backoff.
+    pub server_retries: u32,
 }
 
 /// State of a lease after a heartbeat.
@@ -242,6 +244,9 @@ pub struct OutboxEntry {
     pub total_minor: i64,
     /// When the server's answer made it `sent`, Unix ms.
     pub sent_at_ms: Option<i64>,
+    /// `RETRY` answers the server gave this sale (what its backoff grows with; failed requests do not
+    /// count).
+    pub server_retries: u32,
     /// The sale's id.
     pub client_tx_id: String,
     /// Its state.
@@ -511,6 +516,7 @@ impl Outbox {
                             payload: r.get(3)?,
                             payload_sha256: r.get(4)?,
                             payload_hash_version: r.get(5)?,
+                            server_retries: r.get(6)?,
                         })
                     },
                 )
@@ -592,6 +598,7 @@ impl Outbox {
                     .execute(named_params! {
                         ":state": state.as_str(), ":result": result, ":code": code, ":error": error,
                         ":server_tx_id": server_tx_id, ":sent_at": sent_at, ":next_attempt_at": next,
+                        ":server_retry": i64::from(matches!(outcome, Outcome::Retry { from_server: true, .. })),
                         ":seq": lease.seq, ":token": lease.token,
                     })
                     .map_err(|e| self.err(e))?;
@@ -818,6 +825,33 @@ impl Outbox {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// When the next unsent sale is due, Unix ms: the earliest due time of a pending sale or lease
+    /// expiry of an in-flight one; `None` when nothing is unsent. The engine schedules its next run
+    /// there when a run found nothing due.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn next_due_at_ms(&self) -> Result<Option<i64>, StorageError> {
+        let conn = self.conn.lock();
+        conn.query_row(sql::NEXT_DUE, [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Takes back the leases `owner` holds from an earlier life (a crash or kill left them in flight):
+    /// those sales become pending and due now, their tokens void, so a process of that life that
+    /// comes back cannot finalize them. Leases of other owners are untouched. Only for the outbox's
+    /// sole user at its start (see `EngineConfig::sole_user`); returns how many were taken back.
+    ///
+    /// # Errors
+    /// A storage error; nothing is changed then.
+    pub fn reclaim_own_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        let now = self.clock.now_ms();
+        let conn = self.conn.lock();
+        let n = conn
+            .execute(sql::RECLAIM_OWN_LEASES, named_params! {":now": now, ":owner": owner})
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
     /// Makes every pending sale due now, skipping its backoff (never a lease); returns how many moved.
     ///
     /// # Errors
@@ -880,6 +914,7 @@ fn entry_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
         currency: r.get(18)?,
         total_minor: r.get(19)?,
         sent_at_ms: r.get(20)?,
+        server_retries: r.get(21)?,
     })
 }
 

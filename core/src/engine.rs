@@ -6,10 +6,16 @@
 //! drains never overlap. [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that
 //! starts after it, so the sales recorded before the call are covered.
 //!
-//! After a failed request (offline, 429/503, 401/403) the engine backs off as a whole (capped
-//! exponential with full jitter, `Retry-After` as a floor): the interval timer pauses, `Focus` and
+//! When a run ends with the link judged down (failed requests in a row, or a `Retry-After`) or for a
+//! person (401/403, TLS), the engine backs off as a whole (capped exponential with full jitter,
+//! `Retry-After` as a floor; any answered request resets it): the interval timer pauses, `Focus` and
 //! `Interval` wait, while `Online` and `Manual` go at once and skip the per-sale backoff too (never the
-//! leases or the single flight).
+//! leases or the single flight). When sales are unsent but none is due, the next run is when the
+//! earliest is due, not the interval. [`crate::schedule::plan_after_run`] makes these decisions.
+//!
+//! An engine that is its outbox's sole user ([`EngineConfig::sole_user`], the default) leases under a
+//! stable owner id (the device id) and, at start, takes back the leases an earlier life of it left
+//! behind (a crash or kill), so they are sent at once instead of after the lease.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -25,6 +31,7 @@ use crate::drain::{DrainReport, DrainStop, Drainer};
 use crate::error::{ConfigError, Error, StorageError, SyncError};
 use crate::outbox::{Counts, CurrencyAmount, Outbox};
 use crate::reason::{DrainReason, DrainReasons};
+use crate::schedule::{plan_after_run, NextRun, RunEnd, RunSummary};
 use crate::status::{Notifier, StatusListener, SyncStatus};
 use crate::transport::Transport;
 
@@ -40,6 +47,11 @@ pub struct EngineConfig {
     /// Least time between two automatic prunes of sent sales (see [`Outbox::prune_sent`]), in ms. The
     /// engine prunes at the end of a run that settled sales, at most this often (default 1 hour).
     pub prune_every_ms: u64,
+    /// This engine is the only user of its outbox (default `true`, as on a phone or a till app with
+    /// one process): it leases under the device id and at start takes back the leases an earlier life
+    /// of it left (sent again at once). Set `false` when several processes drain one outbox file:
+    /// each then leases under a fresh owner id and waits out the leases of the others.
+    pub sole_user: bool,
 }
 
 impl EngineConfig {
@@ -50,6 +62,7 @@ impl EngineConfig {
             interval_ms: 60_000,
             offline_backoff: BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 },
             prune_every_ms: 3_600_000,
+            sole_user: true,
         }
     }
 }
@@ -80,6 +93,8 @@ struct State {
     next_interval: Instant,
     offline_until: Option<Instant>,
     offline_failures: u32,
+    /// When the earliest unsent sale is due (set after a run that left unsent sales).
+    due_at: Option<Instant>,
     status: SyncStatus,
     shutdown: bool,
     /// The worker has finished: statuses delivered, threads ended, WAL checkpointed.
@@ -118,6 +133,9 @@ impl SyncEngine {
         if config.interval_ms == 0 || config.offline_backoff.base_ms == 0 {
             return Err(ConfigError("interval_ms and offline_backoff.base_ms must be above 0".into()).into());
         }
+        if config.sole_user {
+            reclaim_own_leases(&outbox, &config.sync.device_id);
+        }
         let notifier = Notifier::start(listener).map_err(|e| SyncError::Thread(e.to_string()))?;
         let status = idle(&outbox);
         let state = State {
@@ -128,6 +146,7 @@ impl SyncEngine {
             next_interval: Instant::now() + Duration::from_millis(config.interval_ms),
             offline_until: None,
             offline_failures: 0,
+            due_at: None,
             status,
             shutdown: false,
             stopped: false,
@@ -285,6 +304,12 @@ outbox {}
         Ok(vec![copy, engine_txt])
     }
 
+    /// Runs in a row that ended with the link down or failed: the exponent of the engine's backoff
+    /// (0 after a run with an answered request that did not end with the link down).
+    pub fn failed_runs_in_a_row(&self) -> u32 {
+        self.shared.state.lock().offline_failures
+    }
+
     /// Runs started so far (for tests and diagnostics).
     pub fn runs_started(&self) -> u64 {
         self.shared.state.lock().started_runs
@@ -367,8 +392,23 @@ fn stop(shared: &Shared) {
     shared.wake.notify_all();
 }
 
+/// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]).
+fn reclaim_own_leases(outbox: &Outbox, owner: &str) {
+    match outbox.reclaim_own_leases(owner) {
+        Ok(0) => {}
+        Ok(n) => log::warn!(owner = owner, sales = n; "leases of an earlier life taken back; sent at once"),
+        Err(e) => log::warn!(error:% = e; "could not take back earlier leases; they expire on their own"),
+    }
+}
+
 fn worker(shared: &Shared) {
-    let drainer = match Drainer::new(&shared.outbox, &*shared.transport, &shared.config.sync) {
+    let sync = &shared.config.sync;
+    let drainer = if shared.config.sole_user {
+        Drainer::with_owner(&shared.outbox, &*shared.transport, sync, sync.device_id.clone())
+    } else {
+        Drainer::new(&shared.outbox, &*shared.transport, sync)
+    };
+    let drainer = match drainer {
         Ok(d) => d,
         Err(e) => {
             log::error!(error:% = e; "drain thread cannot start");
@@ -422,13 +462,18 @@ fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
             break;
         }
         // The interval timer is paused while the engine backs off; the backoff's end is a run of its own.
+        // Otherwise the earliest due sale, when sooner than the interval, is a run of its own too.
         let deadline = match st.offline_until {
             Some(until) if offline => until,
-            _ => st.next_interval,
+            _ => st.due_at.map_or(st.next_interval, |due| due.min(st.next_interval)),
         };
         if shared.wake.wait_until(&mut st, deadline).timed_out() {
             let now = Instant::now();
             if offline && st.offline_until.is_some_and(|t| t <= now) {
+                st.requested.insert(DrainReason::Interval);
+            }
+            if !offline && st.due_at.is_some_and(|t| t <= now) {
+                st.due_at = None;
                 st.requested.insert(DrainReason::Interval);
             }
             if now >= st.next_interval {
@@ -442,46 +487,76 @@ fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
     Some((reasons, st.started_runs))
 }
 
-/// Records a finished run, sets the engine's backoff and status, wakes `sync_now` callers, notifies.
+/// How a run ended, for [`plan_after_run`]; reads when the earliest unsent sale is due.
+fn summary_of(outbox: &Outbox, result: &Result<DrainReport, StorageError>) -> RunSummary {
+    let (end, answered) = match result {
+        Ok(report) => {
+            let end = match &report.stop {
+                Some(DrainStop::Offline { error }) => {
+                    RunEnd::LinkDown { retry_after_ms: error.retry_after_ms() }
+                }
+                Some(DrainStop::AuthFailed { .. } | DrainStop::TlsFailed { .. }) => RunEnd::Failed,
+                Some(DrainStop::LeaseLost) | None => RunEnd::Done,
+            };
+            (end, report.requests_ok > 0)
+        }
+        Err(_) => (RunEnd::Failed, false),
+    };
+    let next_due_in_ms = match outbox.next_due_at_ms() {
+        Ok(due) => due.map(|due| due.saturating_sub(outbox.clock().now_ms())),
+        Err(e) => {
+            log::warn!(error:% = e; "cannot read when the next sale is due; the interval decides");
+            None
+        }
+    };
+    RunSummary { end, answered, next_due_in_ms }
+}
+
+/// Records a finished run, sets the engine's backoff or next due run and its status, wakes `sync_now`
+/// callers, notifies.
 fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageError>) {
     let counts = shared.outbox.counts().unwrap_or_default();
+    let summary = summary_of(&shared.outbox, &result);
     let mut rng = rand::rng();
-    let (status, retry_after) = match &result {
+    let (status, last_error) = match &result {
         Ok(report) => match &report.stop {
-            Some(DrainStop::Offline { error }) => (None, Some((error.to_string(), error.retry_after_ms()))),
-            Some(DrainStop::AuthFailed { error }) => (
-                Some(SyncStatus::AuthFailed { last_error: error.to_string() }),
-                Some((error.to_string(), None)),
-            ),
-            Some(DrainStop::TlsFailed { error }) => (
-                Some(SyncStatus::TlsFailed { last_error: error.to_string() }),
-                Some((error.to_string(), None)),
-            ),
+            Some(DrainStop::Offline { error }) => (None, Some(error.to_string())),
+            Some(DrainStop::AuthFailed { error }) => {
+                (Some(SyncStatus::AuthFailed { last_error: error.to_string() }), Some(error.to_string()))
+            }
+            Some(DrainStop::TlsFailed { error }) => {
+                (Some(SyncStatus::TlsFailed { last_error: error.to_string() }), Some(error.to_string()))
+            }
             _ if counts.conflict + counts.invalid > 0 => (
                 Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
                 None,
             ),
             _ => (Some(idle(&shared.outbox)), None),
         },
-        Err(e) => (None, Some((e.to_string(), None))),
+        Err(e) => (None, Some(e.to_string())),
     };
     let status = {
         let mut st = shared.state.lock();
-        let status = match retry_after {
-            Some((last_error, retry_after_ms)) => {
-                st.offline_failures = st.offline_failures.saturating_add(1);
-                let delay = shared
-                    .config
-                    .offline_backoff
-                    .delay_ms(st.offline_failures, retry_after_ms, &mut rng)
-                    .max(1);
+        let (failures, next) = plan_after_run(st.offline_failures, &summary);
+        st.offline_failures = failures;
+        let status = match next {
+            NextRun::BackOff { failures, retry_after_ms } => {
+                let delay = shared.config.offline_backoff.delay_ms(failures, retry_after_ms, &mut rng).max(1);
                 st.offline_until = Some(Instant::now() + Duration::from_millis(delay));
+                st.due_at = None;
                 let next_retry_at_ms = shared.outbox.clock().now_ms() + delay as i64;
+                let last_error = last_error.unwrap_or_default();
                 status.unwrap_or(SyncStatus::Offline { next_retry_at_ms, last_error })
             }
-            None => {
-                st.offline_failures = 0;
+            NextRun::DueIn { ms } => {
                 st.offline_until = None;
+                // Never later than the interval would run anyway (and no overflow for far-off sales).
+                st.due_at = Some(Instant::now() + Duration::from_millis(ms.min(shared.config.interval_ms)));
+                status.unwrap_or_else(|| idle(&shared.outbox))
+            }
+            NextRun::Interval => {
+                st.offline_until = None;
+                st.due_at = None;
                 status.unwrap_or_else(|| idle(&shared.outbox))
             }
         };

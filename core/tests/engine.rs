@@ -8,9 +8,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sale, TempOutbox};
+use common::{sale, TempOutbox, T0};
 use parking_lot::{Condvar, Mutex};
 use possync_core::backoff::BackoffPolicy;
+use possync_core::clock::ManualClock;
 use possync_core::config::OutboxConfig;
 use possync_core::drain::DrainReport;
 use possync_core::engine::{EngineConfig, SyncEngine};
@@ -196,7 +197,8 @@ fn offline_then_online_sends_without_waiting_for_the_interval() {
     let (l, reports, statuses) = listener();
     let engine = start(&outbox, &transport, Some(l));
     let offline = reports.recv_timeout(WAIT).expect("startup run");
-    assert_eq!((offline.sent, offline.retry, offline.remaining_pending), (0, 5, 5));
+    // K = 3 failed requests in a row end the run; the sales are due again, the engine backs off.
+    assert_eq!((offline.sent, offline.requests_failed, offline.remaining_pending), (0, 3, 5));
     let status = loop {
         match statuses.recv_timeout(WAIT).expect("status") {
             SyncStatus::Draining { .. } => continue,
@@ -458,4 +460,141 @@ fn diagnostics_are_a_consistent_copy_that_opens_read_only_and_settings_without_t
         matches!(engine.export_diagnostics(&dir), Err(possync_core::StorageError::Io { .. })),
         "an export never overwrites an earlier one"
     );
+}
+
+/// A transport that follows a script: `true` answers OK to every sale, `false` fails the request as
+/// unreachable; once the script is used up it answers OK.
+#[derive(Default)]
+struct Script(Mutex<std::collections::VecDeque<bool>>);
+
+impl Script {
+    fn new(plan: &[bool]) -> Arc<Self> {
+        Arc::new(Script(Mutex::new(plan.iter().copied().collect())))
+    }
+}
+
+impl Transport for Script {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        if !self.0.lock().pop_front().unwrap_or(true) {
+            return Err(TransportError::Unreachable("connection refused".into()));
+        }
+        Gated::opened().push(request, cid)
+    }
+}
+
+#[test]
+fn any_answered_request_resets_the_engine_backoff() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let f = false;
+    // Startup: 3 failures. Run 2: 3 failures. Run 3: one answer, then 3 failures. Run 4: answers.
+    let transport = Script::new(&[f, f, f, f, f, f, true, f, f, f]);
+    let mut config = engine_config();
+    config.sync.batch_size = 1;
+    let (l, reports, _) = listener();
+    let engine = SyncEngine::start(outbox.clone(), transport, config, Some(l)).expect("engine");
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((first.requests_failed, first.requests_ok), (3, 0), "{first:?}");
+    assert_eq!(engine.failed_runs_in_a_row(), 1);
+    let second = engine.sync_now(WAIT).expect("run 2");
+    assert_eq!(second.requests_failed, 3);
+    assert_eq!(engine.failed_runs_in_a_row(), 2, "runs with no answer grow the backoff");
+    let third = engine.sync_now(WAIT).expect("run 3");
+    assert_eq!((third.requests_ok, third.requests_failed, third.sent), (1, 3, 1), "{third:?}");
+    assert_eq!(engine.failed_runs_in_a_row(), 1, "an answer reset it: backing off from the base again");
+    let fourth = engine.sync_now(WAIT).expect("run 4");
+    assert_eq!((fourth.sent, fourth.remaining_pending), (2, 0));
+    assert_eq!(engine.failed_runs_in_a_row(), 0);
+    assert!(matches!(engine.status().expect("status").status, SyncStatus::Idle { unsent: 0, .. }));
+}
+
+#[test]
+fn a_run_that_finds_nothing_due_runs_again_when_the_earliest_sale_is_due() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    // The server answered RETRY: the sale waits 300 ms on its own.
+    let claimed = outbox.claim("earlier", 1, 60_000).expect("claim");
+    let retry = possync_core::outbox::Outcome::Retry {
+        from_server: true,
+        code: "busy".into(),
+        message: String::new(),
+        next_attempt_at_ms: T0 + 300,
+    };
+    let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
+    let (l, reports, _) = listener();
+    // The interval (1 h) and the engine backoff (1 h) are far away.
+    let engine = start(&outbox, &Gated::opened(), Some(l));
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((first.sent, first.remaining_pending, first.stop), (0, 1, None), "nothing due yet");
+    clock.advance(300);
+    let t0 = std::time::Instant::now();
+    loop {
+        let report = reports.recv_timeout(WAIT).expect("a run when the sale is due, not after the interval");
+        assert_eq!(report.reasons, DrainReason::Interval.into(), "the due timer's run");
+        if report.sent == 1 {
+            break;
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(outbox.get(&id).expect("get").expect("row").state, SaleState::Sent);
+    engine.shutdown();
+}
+
+/// An outbox with four sales: two leased by `till-1` (the engine's device id) in an earlier life that
+/// died, one leased by another live process (leases of a minute, not expired), one free.
+fn outbox_after_a_crash(t: &TempOutbox) -> (Arc<Outbox>, Vec<possync_core::outbox::Claimed>, String) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock));
+    for i in 0..4 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let own = outbox.claim("till-1", 2, 60_000).expect("claim as the earlier life");
+    let other = outbox.claim("other-process", 1, 60_000).expect("claim as another owner");
+    assert_eq!((own.len(), other.len()), (2, 1));
+    (outbox, own, other[0].lease.client_tx_id.clone())
+}
+
+#[test]
+fn own_stale_leases_are_taken_back_at_start_and_other_owners_are_not() {
+    let t = TempOutbox::new();
+    let (outbox, own, other) = outbox_after_a_crash(&t);
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &Gated::opened(), Some(l));
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!(first.sent, 3, "the earlier life's sales went at once, not after the lease: {first:?}");
+    for c in &own {
+        assert_eq!(outbox.get(&c.lease.client_tx_id).expect("get").expect("row").state, SaleState::Sent);
+        // Fencing: the earlier life, were it to come back, cannot write over the result.
+        let stale = possync_core::outbox::Outcome::Sent { duplicate: false, server_tx_id: None };
+        assert_eq!(
+            outbox.finalize(&c.lease, &stale).expect("finalize"),
+            possync_core::outbox::Finalized::LeaseLost
+        );
+    }
+    let entry = outbox.get(&other).expect("get").expect("row");
+    assert_eq!((entry.state, entry.lease_owner_id.as_deref()), (SaleState::InFlight, Some("other-process")));
+    engine.shutdown();
+}
+
+#[test]
+fn an_engine_that_shares_its_outbox_waits_out_earlier_leases() {
+    let t = TempOutbox::new();
+    let (outbox, own, _) = outbox_after_a_crash(&t);
+    let mut config = engine_config();
+    config.sole_user = false;
+    let (l, reports, _) = listener();
+    let listener = Some(l as Arc<dyn StatusListener>);
+    let engine = SyncEngine::start(outbox.clone(), Gated::opened(), config, listener).expect("engine");
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!(first.sent, 1, "only the sale nobody held: {first:?}");
+    for c in &own {
+        let entry = outbox.get(&c.lease.client_tx_id).expect("get").expect("row");
+        assert_eq!((entry.state, entry.lease_owner_id.as_deref()), (SaleState::InFlight, Some("till-1")));
+    }
+    engine.shutdown();
 }

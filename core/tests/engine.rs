@@ -598,3 +598,61 @@ fn an_engine_that_shares_its_outbox_waits_out_earlier_leases() {
     }
     engine.shutdown();
 }
+
+/// A transport that drops about a quarter of its requests (a fixed pseudo-random sequence), alternating
+/// refused connections and 502s, and answers OK to the rest.
+struct Lossy(Mutex<u64>);
+
+impl Transport for Lossy {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        let roll = {
+            let mut x = self.0.lock();
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        };
+        match roll % 8 {
+            0 => Err(TransportError::Unreachable("connection reset".into())),
+            1 => {
+                Err(TransportError::Http { status: 502, code: "bad_gateway".into(), message: String::new() })
+            }
+            _ => Gated::opened().push(request, cid),
+        }
+    }
+}
+
+#[test]
+fn an_unattended_till_keeps_up_on_a_link_that_drops_a_quarter_of_requests() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    // Production defaults for backoff (per sale 1 s..5 min, engine 2 s..5 min) and K (3); nobody
+    // triggers anything after the start but the interval timer (scaled from 60 s to 300 ms): the till
+    // must keep up on its own.
+    let mut config = EngineConfig::new(common::sync_config("pst_test"));
+    config.interval_ms = 300;
+    config.sync.batch_size = 20;
+    let engine =
+        SyncEngine::start(outbox.clone(), Arc::new(Lossy(Mutex::new(0x9E37_79B9_7F4A_7C15))), config, None)
+            .expect("engine");
+    for i in 0..600 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox.counts().expect("counts").unsent() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fell behind: {:?} after {} runs",
+            outbox.counts().expect("counts"),
+            engine.runs_started()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(outbox.counts().expect("counts").sent, 600);
+    let waiting = outbox.summaries().expect("summaries");
+    assert!(waiting.iter().all(|s| s.state == SaleState::Sent));
+    engine.shutdown();
+}

@@ -178,7 +178,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         store.create_token(&device, &token_sha256(&token), None).expect("token");
         let outbox_config = OutboxConfig { durability: Durability::Normal, ..OutboxConfig::default() };
         let outbox =
-            Arc::new(Outbox::open(&dir.path().join(format!("till-{t}.db")), outbox_config).expect("outbox"));
+            Arc::new(Outbox::open(dir.path().join(format!("till-{t}.db")), outbox_config).expect("outbox"));
         for s in 0..size.sales {
             outbox.enqueue(&sample_sale((t * size.sales + s) as i64)).expect("enqueue");
         }

@@ -91,6 +91,10 @@ pub struct ServeSettings {
     /// the tills' request timeout (30 s by default).
     #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = 20_000)]
     pub request_deadline_ms: u64,
+    /// Sales being settled at once across all pushes; a push that does not fit is answered 503 +
+    /// Retry-After at once. 0: 25 per --workers.
+    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = 0)]
+    pub max_inflight_sales: usize,
     /// Sales of one push settled at once, each in its own transaction (at most this many database
     /// connections for one request). 1: one after another.
     #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = 4)]
@@ -143,6 +147,7 @@ impl ServeSettings {
                 max_inflight_pushes: self.max_inflight_pushes,
                 request_deadline: ms(self.request_deadline_ms),
                 sale_lanes: self.sale_lanes,
+                max_inflight_sales: self.max_inflight_sales,
             },
         }
     }

@@ -245,10 +245,12 @@ impl Drop for InFlight {
     }
 }
 
-/// What the first job of a push gives: the whole answer, or lanes to settle in parallel.
+/// What the first job of a push gives: the whole answer, lanes to settle in parallel (with the
+/// push's share of the sales budget), or a shed: its sales did not fit the budget.
 enum FirstJob {
     Done(Result<PushResponse, PushError>),
-    Lanes(Vec<Lane>),
+    Lanes(Vec<Lane>, tokio::sync::OwnedSemaphorePermit),
+    Shed,
 }
 
 /// Checks and settles a push on the database threads: one job for a request of one lane (a single
@@ -271,9 +273,14 @@ async fn settle_push(
             Ok(checked) => checked,
             Err(e) => return FirstJob::Done(Err(e)),
         };
+        let budget = app.config.max_inflight_sales();
+        let wanted = u32::try_from(checked.len().clamp(1, budget)).unwrap_or(u32::MAX);
+        let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
+            return FirstJob::Shed;
+        };
         let mut split = checked.into_lanes(lanes);
         if split.len() > 1 {
-            return FirstJob::Lanes(split);
+            return FirstJob::Lanes(split, share);
         }
         let outcomes = split
             .pop()
@@ -283,16 +290,18 @@ async fn settle_push(
         FirstJob::Done(finish_push(app.store.as_ref(), &job_device, &job_cid, outcomes))
     })
     .await?;
-    let split = match first {
+    let (split, share) = match first {
         FirstJob::Done(result) => return Ok(result),
-        FirstJob::Lanes(split) => split,
+        FirstJob::Shed => return Err(shed(app, "sales in flight", cid)),
+        FirstJob::Lanes(split, share) => (split, Arc::new(share)),
     };
     let mut pending = Vec::with_capacity(split.len());
     for lane in split {
         let (job_app, job_cid, job_device, guard) =
             (app.clone(), cid.clone(), device.clone(), in_flight.clone());
+        let share = share.clone();
         pending.push(run_blocking(app, cid, move || {
-            let _guard = guard;
+            let (_guard, _share) = (guard, share);
             settle_lane(job_app.store.as_ref(), &job_app.metrics, &job_device, &job_cid, lane, deadline)
         }));
     }

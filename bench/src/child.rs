@@ -41,11 +41,16 @@ fn proc_status_kib(path: &str, field: &str) -> Option<u64> {
 ///
 /// # Errors
 /// A message when the database cannot be reached or the port cannot be bound.
-pub fn serve_until_stdin_closes(database_url: &str, workers: usize, pool: u32) -> Result<(), String> {
+pub fn serve_until_stdin_closes(
+    database_url: &str,
+    workers: usize,
+    pool: u32,
+    port: u16,
+) -> Result<(), String> {
     let config: postgres::Config = database_url.parse().map_err(|e| format!("database url: {e}"))?;
     let options = PgOptions { pool_size: pool, ..PgOptions::default() };
     let store = PgStore::connect(config, &options).map_err(|e| format!("connect: {e}"))?;
-    let http_config = HttpConfig { listen: ([127, 0, 0, 1], 0).into(), workers, ..HttpConfig::default() };
+    let http_config = HttpConfig { listen: ([127, 0, 0, 1], port).into(), workers, ..HttpConfig::default() };
     let server = http::start(Arc::new(store), http_config).map_err(|e| format!("start: {e}"))?;
     println!("listening http://{}", server.local_addr());
     // Blocks until the parent closes our stdin (or dies).
@@ -69,9 +74,18 @@ impl ServerProcess {
     /// # Panics
     /// When the child cannot be started or does not report its address: a benchmark cannot go on.
     pub fn start(exe: &Path, database_url: &str, workers: usize, pool: u32) -> ServerProcess {
+        Self::start_on(exe, database_url, workers, pool, 0)
+    }
+
+    /// [`ServerProcess::start`] on a given loopback port (0: any).
+    ///
+    /// # Panics
+    /// As [`ServerProcess::start`].
+    pub fn start_on(exe: &Path, database_url: &str, workers: usize, pool: u32, port: u16) -> ServerProcess {
         let mut child = Command::new(exe)
             .args(["child-server", "--database-url", database_url])
             .args(["--workers", &workers.to_string(), "--pool", &pool.to_string()])
+            .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -11,6 +11,7 @@
 //!   connection.
 //! - [`till::till_memory`], [`till::server_memory`]: peak RSS of a till draining 1M sales, and of the
 //!   server under load.
+//! - [`storm::run`]: the reconnect storm: many real tills back online at once with a backlog.
 //! - [`peer::compare`]: the same queue workload on the outbox and on a peer queue (effectum).
 //!
 //! The server and the till run in their own processes ([`child`]).
@@ -20,6 +21,7 @@ pub mod outbox;
 pub mod peer;
 pub mod report;
 pub mod server;
+pub mod storm;
 pub mod till;
 
 /// One measured line of the results table.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use possync_bench::{child, markdown, outbox, peer, report, server, till, Row};
+use possync_bench::{child, markdown, outbox, peer, report, server, storm, till, Row};
 use possync_core::config::Durability;
 
 /// possync benchmarks, reported as ratios against baselines measured in the same run.
@@ -42,6 +42,12 @@ struct Opts {
     /// Rounds of the duplicate storm (scenario 5).
     #[arg(long, global = true, default_value_t = 50)]
     storm_rounds: usize,
+    /// Tills of the reconnect storm (scenario 8).
+    #[arg(long, global = true, default_value_t = 500)]
+    storm_tills: usize,
+    /// Sales each till of the storm recorded during the outage (scenario 8).
+    #[arg(long, global = true, default_value_t = 200)]
+    storm_sales: usize,
     /// Backlog of the end-to-end drain (scenario 4).
     #[arg(long, global = true, default_value_t = 100_000)]
     backlog: usize,
@@ -76,6 +82,8 @@ enum Cmd {
     Memory,
     /// Scenario 7: the same queue workload on the outbox and on a peer queue (effectum).
     Peer,
+    /// Scenario 8: the reconnect storm (many real tills back online at once with a backlog).
+    Storm,
     /// Every scenario, in the order above.
     All,
     /// (internal) The server in its own process, until stdin closes.
@@ -87,6 +95,8 @@ enum Cmd {
         workers: usize,
         #[arg(long)]
         pool: u32,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
     /// (internal) A till draining its outbox in its own process; prints the outcome as JSON.
     #[command(hide = true)]
@@ -151,6 +161,25 @@ impl Run<'_> {
         self.push(till::drain_vs_pgbench(&self.exe, self.dir.path(), &o.database_url, o.backlog, o.seconds));
     }
 
+    fn storm(&mut self) {
+        let o = self.opts;
+        let size = storm::StormSize {
+            tills: o.storm_tills,
+            sales: o.storm_sales,
+            window: std::time::Duration::from_secs(1),
+            workers: 16,
+        };
+        let (report, rows) = storm::storm_rows(&self.exe, &o.database_url, size, o.seconds);
+        rows.into_iter().for_each(|r| self.push(r));
+        if !report.exactly_once {
+            self.notes.push("The storm did NOT end exactly once: see the log above.".into());
+        }
+        self.notes.push(format!(
+            "Storm: first request of each till from {:.2} s (p10) to {:.2} s (p90) after the first Online;              {} requests failed in transport.",
+            report.first_request_spread_s.0, report.first_request_spread_s.1, report.failed
+        ));
+    }
+
     fn memory(&mut self) {
         let o = self.opts;
         self.push(till::till_memory(&self.exe, self.dir.path(), o.small, o.large));
@@ -177,8 +206,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command: Vec<String> = std::env::args().skip(1).collect();
     match cli.command {
-        Cmd::ChildServer { database_url, workers, pool } => {
-            return match child::serve_until_stdin_closes(&database_url, workers, pool) {
+        Cmd::ChildServer { database_url, workers, pool, port } => {
+            return match child::serve_until_stdin_closes(&database_url, workers, pool, port) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("child-server: {e}");
@@ -216,12 +245,14 @@ fn main() -> ExitCode {
         Cmd::Drain => run.drain(),
         Cmd::Memory => run.memory(),
         Cmd::Peer => run.peer(),
+        Cmd::Storm => run.storm(),
         Cmd::All => {
             run.outbox();
             run.server();
             run.drain();
             run.memory();
             run.peer();
+            run.storm();
         }
         Cmd::ChildServer { .. } | Cmd::ChildDrain { .. } => unreachable!("handled above"),
     }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use possync_bench::{child, outbox, peer, report, server, till, Row};
+use possync_bench::{child, outbox, peer, report, server, storm, till, Row};
 use possync_core::config::Durability;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_possync-bench");
@@ -37,6 +37,19 @@ fn server_scenarios_run_at_a_tiny_size_with_the_server_in_its_own_process() {
     let rows = server::duplicate_storm(Path::new(BENCH), &database_url(), 4, 3);
     assert_eq!(rows.len(), 2);
     rows.iter().for_each(measured);
+}
+
+/// The CI-size reconnect storm: 50 real tills with 40 sales each come back online within a second;
+/// every till drains and every sale is on the server exactly once. No timing is asserted.
+#[test]
+fn a_storm_of_50_tills_drains_every_till_exactly_once() {
+    let size =
+        storm::StormSize { tills: 50, sales: 40, window: std::time::Duration::from_secs(1), workers: 4 };
+    let report = storm::run(Path::new(BENCH), &database_url(), size);
+    assert!(report.exactly_once, "{report:?}");
+    assert_eq!(report.sales, 2000);
+    assert!(report.admitted.count > 0, "{report:?}");
+    assert!(report.server_peak_rss_kib > 0 && report.peak_open_connections > 0, "{report:?}");
 }
 
 #[test]

@@ -532,21 +532,35 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items() != 13130:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() != 3948:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 51319:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 1224:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() != 3081:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 32479:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 7719:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 59107:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 45510:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 55198:
+    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_statuslistener_on_status() != 51131:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -593,6 +607,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_logsink_log.restype = ctypes.c_uin
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_counts.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_counts.restype = ctypes.c_uint16
@@ -602,6 +619,24 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue.restype = ct
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_resolve.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_resolve.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_sale.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_set_token.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_set_token.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown.restype = ctypes.c_uint16
@@ -644,6 +679,12 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown.restype = ctypes.c_int8
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_counts.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -662,6 +703,44 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.argtypes =
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent.restype = ctypes.c_int64
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales.argtypes = (
+    ctypes.c_uint64,
+    ctypes.c_int64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token.restype = None
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_shutdown.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -674,7 +753,7 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_status.argtypes = (
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_status.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now.argtypes = (
     ctypes.c_uint64,
-    ctypes.c_uint64,
+    ctypes.c_int64,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now.restype = _UniffiRustBuffer
@@ -685,6 +764,7 @@ _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_trigger.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_trigger.restype = None
 _UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new.argtypes = (
+    _UniffiRustBuffer,
     _UniffiRustBuffer,
     _UniffiRustBuffer,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -931,19 +1011,6 @@ class _UniffiFfiConverterInt64(_UniffiConverterPrimitiveInt):
     def write(value, buf):
         buf.write_i64(value)
 
-class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u32"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**32
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u32()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u32(value)
-
 @dataclass
 class AttentionItem:
     """
@@ -990,7 +1057,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
             message=_UniffiFfiConverterOptionalString.read(buf),
             payload_sha256=_UniffiFfiConverterString.read(buf),
             created_at_ms=_UniffiFfiConverterInt64.read(buf),
-            attempt=_UniffiFfiConverterUInt32.read(buf),
+            attempt=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
@@ -1001,7 +1068,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.check_lower(value.message)
         _UniffiFfiConverterString.check_lower(value.payload_sha256)
         _UniffiFfiConverterInt64.check_lower(value.created_at_ms)
-        _UniffiFfiConverterUInt32.check_lower(value.attempt)
+        _UniffiFfiConverterInt64.check_lower(value.attempt)
 
     @staticmethod
     def write(value, buf):
@@ -1011,20 +1078,7 @@ class _UniffiFfiConverterTypeAttentionItem(_UniffiConverterRustBuffer):
         _UniffiFfiConverterOptionalString.write(value.message, buf)
         _UniffiFfiConverterString.write(value.payload_sha256, buf)
         _UniffiFfiConverterInt64.write(value.created_at_ms, buf)
-        _UniffiFfiConverterUInt32.write(value.attempt, buf)
-
-class _UniffiFfiConverterUInt64(_UniffiConverterPrimitiveInt):
-    CLASS_NAME = "u64"
-    VALUE_MIN = 0
-    VALUE_MAX = 2**64
-
-    @staticmethod
-    def read(buf):
-        return buf.read_u64()
-
-    @staticmethod
-    def write(value, buf):
-        buf.write_u64(value)
+        _UniffiFfiConverterInt64.write(value.attempt, buf)
 
 @dataclass
 class Counts:
@@ -1063,31 +1117,31 @@ class _UniffiFfiConverterTypeCounts(_UniffiConverterRustBuffer):
     @staticmethod
     def read(buf):
         return Counts(
-            pending=_UniffiFfiConverterUInt64.read(buf),
-            in_flight=_UniffiFfiConverterUInt64.read(buf),
-            sent=_UniffiFfiConverterUInt64.read(buf),
-            conflict=_UniffiFfiConverterUInt64.read(buf),
-            invalid=_UniffiFfiConverterUInt64.read(buf),
-            unsent=_UniffiFfiConverterUInt64.read(buf),
+            pending=_UniffiFfiConverterInt64.read(buf),
+            in_flight=_UniffiFfiConverterInt64.read(buf),
+            sent=_UniffiFfiConverterInt64.read(buf),
+            conflict=_UniffiFfiConverterInt64.read(buf),
+            invalid=_UniffiFfiConverterInt64.read(buf),
+            unsent=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
-        _UniffiFfiConverterUInt64.check_lower(value.pending)
-        _UniffiFfiConverterUInt64.check_lower(value.in_flight)
-        _UniffiFfiConverterUInt64.check_lower(value.sent)
-        _UniffiFfiConverterUInt64.check_lower(value.conflict)
-        _UniffiFfiConverterUInt64.check_lower(value.invalid)
-        _UniffiFfiConverterUInt64.check_lower(value.unsent)
+        _UniffiFfiConverterInt64.check_lower(value.pending)
+        _UniffiFfiConverterInt64.check_lower(value.in_flight)
+        _UniffiFfiConverterInt64.check_lower(value.sent)
+        _UniffiFfiConverterInt64.check_lower(value.conflict)
+        _UniffiFfiConverterInt64.check_lower(value.invalid)
+        _UniffiFfiConverterInt64.check_lower(value.unsent)
 
     @staticmethod
     def write(value, buf):
-        _UniffiFfiConverterUInt64.write(value.pending, buf)
-        _UniffiFfiConverterUInt64.write(value.in_flight, buf)
-        _UniffiFfiConverterUInt64.write(value.sent, buf)
-        _UniffiFfiConverterUInt64.write(value.conflict, buf)
-        _UniffiFfiConverterUInt64.write(value.invalid, buf)
-        _UniffiFfiConverterUInt64.write(value.unsent, buf)
+        _UniffiFfiConverterInt64.write(value.pending, buf)
+        _UniffiFfiConverterInt64.write(value.in_flight, buf)
+        _UniffiFfiConverterInt64.write(value.sent, buf)
+        _UniffiFfiConverterInt64.write(value.conflict, buf)
+        _UniffiFfiConverterInt64.write(value.invalid, buf)
+        _UniffiFfiConverterInt64.write(value.unsent, buf)
 
 @dataclass
 class CurrencyAmount:
@@ -1118,20 +1172,20 @@ class _UniffiFfiConverterTypeCurrencyAmount(_UniffiConverterRustBuffer):
     def read(buf):
         return CurrencyAmount(
             currency=_UniffiFfiConverterString.read(buf),
-            count=_UniffiFfiConverterUInt64.read(buf),
+            count=_UniffiFfiConverterInt64.read(buf),
             total_minor=_UniffiFfiConverterInt64.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterString.check_lower(value.currency)
-        _UniffiFfiConverterUInt64.check_lower(value.count)
+        _UniffiFfiConverterInt64.check_lower(value.count)
         _UniffiFfiConverterInt64.check_lower(value.total_minor)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterString.write(value.currency, buf)
-        _UniffiFfiConverterUInt64.write(value.count, buf)
+        _UniffiFfiConverterInt64.write(value.count, buf)
         _UniffiFfiConverterInt64.write(value.total_minor, buf)
 
 
@@ -1354,6 +1408,44 @@ class DrainStop:
             return True
 
     @dataclass
+    class TLS_FAILED:
+        """
+        The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+"""
+        
+        def __init__(self, code:str, reason:str):
+            self.code = code
+            
+            """
+        `tls`.
+"""
+        
+            self.reason = reason
+            
+            """
+        What failed, for a person.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "DrainStop.TLS_FAILED(code={}, reason={})".format(self.code, self.reason)
+        def __eq__(self, other):
+            if not isinstance(other, DrainStop):
+                return NotImplemented
+            if not other.is_TLS_FAILED():
+                return False
+            if self.code != other.code:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+
+    @dataclass
     class LEASE_LOST:
         """
         Another sender took over some sales (e.g. after a long pause); it carries on.
@@ -1387,6 +1479,10 @@ class DrainStop:
         return isinstance(self, DrainStop.AUTH_FAILED)
     def is_auth_failed(self) -> bool:
         return isinstance(self, DrainStop.AUTH_FAILED)
+    def is_TLS_FAILED(self) -> bool:
+        return isinstance(self, DrainStop.TLS_FAILED)
+    def is_tls_failed(self) -> bool:
+        return isinstance(self, DrainStop.TLS_FAILED)
     def is_LEASE_LOST(self) -> bool:
         return isinstance(self, DrainStop.LEASE_LOST)
     def is_lease_lost(self) -> bool:
@@ -1398,6 +1494,7 @@ class DrainStop:
 # We might be able to do this a little more neatly with a metaclass, but this'll do.
 DrainStop.OFFLINE = type("DrainStop.OFFLINE", (DrainStop.OFFLINE, DrainStop,), {})  # type: ignore
 DrainStop.AUTH_FAILED = type("DrainStop.AUTH_FAILED", (DrainStop.AUTH_FAILED, DrainStop,), {})  # type: ignore
+DrainStop.TLS_FAILED = type("DrainStop.TLS_FAILED", (DrainStop.TLS_FAILED, DrainStop,), {})  # type: ignore
 DrainStop.LEASE_LOST = type("DrainStop.LEASE_LOST", (DrainStop.LEASE_LOST, DrainStop,), {})  # type: ignore
 
 
@@ -1418,6 +1515,11 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
+            return DrainStop.TLS_FAILED(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
             return DrainStop.LEASE_LOST(
             )
         raise InternalError("Raw enum value doesn't match any cases")
@@ -1429,6 +1531,10 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if value.is_AUTH_FAILED():
+            _UniffiFfiConverterString.check_lower(value.code)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if value.is_TLS_FAILED():
             _UniffiFfiConverterString.check_lower(value.code)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
@@ -1446,8 +1552,12 @@ class _UniffiFfiConverterTypeDrainStop(_UniffiConverterRustBuffer):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.code, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if value.is_LEASE_LOST():
+        if value.is_TLS_FAILED():
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.code, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if value.is_LEASE_LOST():
+            buf.write_i32(4)
 
 
 
@@ -1540,14 +1650,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
             correlation_id=_UniffiFfiConverterString.read(buf),
             reasons=_UniffiFfiConverterSequenceTypeDrainReason.read(buf),
             started_at_ms=_UniffiFfiConverterInt64.read(buf),
-            duration_ms=_UniffiFfiConverterUInt64.read(buf),
-            sent=_UniffiFfiConverterUInt64.read(buf),
-            duplicate=_UniffiFfiConverterUInt64.read(buf),
-            conflict=_UniffiFfiConverterUInt64.read(buf),
-            invalid=_UniffiFfiConverterUInt64.read(buf),
-            retry=_UniffiFfiConverterUInt64.read(buf),
-            lease_lost=_UniffiFfiConverterUInt64.read(buf),
-            remaining_pending=_UniffiFfiConverterUInt64.read(buf),
+            duration_ms=_UniffiFfiConverterInt64.read(buf),
+            sent=_UniffiFfiConverterInt64.read(buf),
+            duplicate=_UniffiFfiConverterInt64.read(buf),
+            conflict=_UniffiFfiConverterInt64.read(buf),
+            invalid=_UniffiFfiConverterInt64.read(buf),
+            retry=_UniffiFfiConverterInt64.read(buf),
+            lease_lost=_UniffiFfiConverterInt64.read(buf),
+            remaining_pending=_UniffiFfiConverterInt64.read(buf),
             oldest_pending_age_ms=_UniffiFfiConverterOptionalInt64.read(buf),
             last_error=_UniffiFfiConverterOptionalString.read(buf),
             stop=_UniffiFfiConverterOptionalTypeDrainStop.read(buf),
@@ -1558,14 +1668,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.check_lower(value.correlation_id)
         _UniffiFfiConverterSequenceTypeDrainReason.check_lower(value.reasons)
         _UniffiFfiConverterInt64.check_lower(value.started_at_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.duration_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.sent)
-        _UniffiFfiConverterUInt64.check_lower(value.duplicate)
-        _UniffiFfiConverterUInt64.check_lower(value.conflict)
-        _UniffiFfiConverterUInt64.check_lower(value.invalid)
-        _UniffiFfiConverterUInt64.check_lower(value.retry)
-        _UniffiFfiConverterUInt64.check_lower(value.lease_lost)
-        _UniffiFfiConverterUInt64.check_lower(value.remaining_pending)
+        _UniffiFfiConverterInt64.check_lower(value.duration_ms)
+        _UniffiFfiConverterInt64.check_lower(value.sent)
+        _UniffiFfiConverterInt64.check_lower(value.duplicate)
+        _UniffiFfiConverterInt64.check_lower(value.conflict)
+        _UniffiFfiConverterInt64.check_lower(value.invalid)
+        _UniffiFfiConverterInt64.check_lower(value.retry)
+        _UniffiFfiConverterInt64.check_lower(value.lease_lost)
+        _UniffiFfiConverterInt64.check_lower(value.remaining_pending)
         _UniffiFfiConverterOptionalInt64.check_lower(value.oldest_pending_age_ms)
         _UniffiFfiConverterOptionalString.check_lower(value.last_error)
         _UniffiFfiConverterOptionalTypeDrainStop.check_lower(value.stop)
@@ -1575,14 +1685,14 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.correlation_id, buf)
         _UniffiFfiConverterSequenceTypeDrainReason.write(value.reasons, buf)
         _UniffiFfiConverterInt64.write(value.started_at_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.duration_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.sent, buf)
-        _UniffiFfiConverterUInt64.write(value.duplicate, buf)
-        _UniffiFfiConverterUInt64.write(value.conflict, buf)
-        _UniffiFfiConverterUInt64.write(value.invalid, buf)
-        _UniffiFfiConverterUInt64.write(value.retry, buf)
-        _UniffiFfiConverterUInt64.write(value.lease_lost, buf)
-        _UniffiFfiConverterUInt64.write(value.remaining_pending, buf)
+        _UniffiFfiConverterInt64.write(value.duration_ms, buf)
+        _UniffiFfiConverterInt64.write(value.sent, buf)
+        _UniffiFfiConverterInt64.write(value.duplicate, buf)
+        _UniffiFfiConverterInt64.write(value.conflict, buf)
+        _UniffiFfiConverterInt64.write(value.invalid, buf)
+        _UniffiFfiConverterInt64.write(value.retry, buf)
+        _UniffiFfiConverterInt64.write(value.lease_lost, buf)
+        _UniffiFfiConverterInt64.write(value.remaining_pending, buf)
         _UniffiFfiConverterOptionalInt64.write(value.oldest_pending_age_ms, buf)
         _UniffiFfiConverterOptionalString.write(value.last_error, buf)
         _UniffiFfiConverterOptionalTypeDrainStop.write(value.stop, buf)
@@ -1811,11 +1921,61 @@ class _UniffiFfiConverterTypeLogRecord(_UniffiConverterRustBuffer):
         _UniffiFfiConverterString.write(value.message, buf)
         _UniffiFfiConverterMapStringString.write(value.fields, buf)
 
-class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
+
+
+
+
+
+class Durability(enum.Enum):
+    """
+    How hard the outbox flushes each recorded sale to storage.
+"""
+    
+    FULL = 0
+    """
+    `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+"""
+    
+    NORMAL = 1
+    """
+    `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+    the file). Only for tills with a battery or UPS.
+"""
+    
+
+
+class _UniffiFfiConverterTypeDurability(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return Durability.FULL
+        if variant == 2:
+            return Durability.NORMAL
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == Durability.FULL:
+            return
+        if value == Durability.NORMAL:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == Durability.FULL:
+            buf.write_i32(1)
+        if value == Durability.NORMAL:
+            buf.write_i32(2)
+
+
+
+class _UniffiFfiConverterOptionalTypeDurability(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
         if value is not None:
-            _UniffiFfiConverterUInt64.check_lower(value)
+            _UniffiFfiConverterTypeDurability.check_lower(value)
 
     @classmethod
     def write(cls, value, buf):
@@ -1824,7 +1984,7 @@ class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
             return
 
         buf.write_u8(1)
-        _UniffiFfiConverterUInt64.write(value, buf)
+        _UniffiFfiConverterTypeDurability.write(value, buf)
 
     @classmethod
     def read(cls, buf):
@@ -1832,19 +1992,43 @@ class _UniffiFfiConverterOptionalUInt64(_UniffiConverterRustBuffer):
         if flag == 0:
             return None
         elif flag == 1:
-            return _UniffiFfiConverterUInt64.read(buf)
+            return _UniffiFfiConverterTypeDurability.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterString.read(buf) for i in range(count)
+        ]
 
 @dataclass
 class PossyncConfig:
     """
     How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+    The device token is not part of it (records print every field in `toString()`/`description`): it is
+    a separate argument of the engine's constructor and of `set_token`.
 """
-    def __init__(self, *, outbox_path:str, server_url:str, token:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT):
+    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000, tls_extra_ca_pem:typing.List[str] = _DEFAULT, tls_spki_sha256_pins:typing.List[str] = _DEFAULT):
         self.outbox_path = outbox_path
         self.server_url = server_url
-        self.token = token
         self.device_id = device_id
         self.interval_ms = interval_ms
         self.connect_timeout_ms = connect_timeout_ms
@@ -1861,18 +2045,29 @@ class PossyncConfig:
             self.max_size_bytes = None
         else:
             self.max_size_bytes = max_size_bytes
+        if durability is _DEFAULT:
+            self.durability = None
+        else:
+            self.durability = durability
+        self.sent_retention_ms = sent_retention_ms
+        if tls_extra_ca_pem is _DEFAULT:
+            self.tls_extra_ca_pem = []
+        else:
+            self.tls_extra_ca_pem = tls_extra_ca_pem
+        if tls_spki_sha256_pins is _DEFAULT:
+            self.tls_spki_sha256_pins = []
+        else:
+            self.tls_spki_sha256_pins = tls_spki_sha256_pins
         
         
 
     
     def __str__(self):
-        return "PossyncConfig(outbox_path={}, server_url={}, token={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={})".format(self.outbox_path, self.server_url, self.token, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes)
+        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={}, tls_extra_ca_pem={}, tls_spki_sha256_pins={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms, self.tls_extra_ca_pem, self.tls_spki_sha256_pins)
     def __eq__(self, other):
         if self.outbox_path != other.outbox_path:
             return False
         if self.server_url != other.server_url:
-            return False
-        if self.token != other.token:
             return False
         if self.device_id != other.device_id:
             return False
@@ -1900,6 +2095,14 @@ class PossyncConfig:
             return False
         if self.max_size_bytes != other.max_size_bytes:
             return False
+        if self.durability != other.durability:
+            return False
+        if self.sent_retention_ms != other.sent_retention_ms:
+            return False
+        if self.tls_extra_ca_pem != other.tls_extra_ca_pem:
+            return False
+        if self.tls_spki_sha256_pins != other.tls_spki_sha256_pins:
+            return False
         return True
 
 class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
@@ -1908,59 +2111,68 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         return PossyncConfig(
             outbox_path=_UniffiFfiConverterString.read(buf),
             server_url=_UniffiFfiConverterString.read(buf),
-            token=_UniffiFfiConverterString.read(buf),
             device_id=_UniffiFfiConverterString.read(buf),
-            interval_ms=_UniffiFfiConverterUInt64.read(buf),
-            connect_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            request_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            lease_ms=_UniffiFfiConverterUInt64.read(buf),
-            heartbeat_ms=_UniffiFfiConverterUInt64.read(buf),
-            batch_size=_UniffiFfiConverterUInt32.read(buf),
-            retry_backoff_base_ms=_UniffiFfiConverterUInt64.read(buf),
-            retry_backoff_cap_ms=_UniffiFfiConverterUInt64.read(buf),
-            offline_backoff_base_ms=_UniffiFfiConverterUInt64.read(buf),
-            offline_backoff_cap_ms=_UniffiFfiConverterUInt64.read(buf),
-            busy_timeout_ms=_UniffiFfiConverterUInt64.read(buf),
-            max_size_bytes=_UniffiFfiConverterOptionalUInt64.read(buf),
+            interval_ms=_UniffiFfiConverterInt64.read(buf),
+            connect_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            request_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            lease_ms=_UniffiFfiConverterInt64.read(buf),
+            heartbeat_ms=_UniffiFfiConverterInt64.read(buf),
+            batch_size=_UniffiFfiConverterInt64.read(buf),
+            retry_backoff_base_ms=_UniffiFfiConverterInt64.read(buf),
+            retry_backoff_cap_ms=_UniffiFfiConverterInt64.read(buf),
+            offline_backoff_base_ms=_UniffiFfiConverterInt64.read(buf),
+            offline_backoff_cap_ms=_UniffiFfiConverterInt64.read(buf),
+            busy_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            max_size_bytes=_UniffiFfiConverterOptionalInt64.read(buf),
+            durability=_UniffiFfiConverterOptionalTypeDurability.read(buf),
+            sent_retention_ms=_UniffiFfiConverterInt64.read(buf),
+            tls_extra_ca_pem=_UniffiFfiConverterSequenceString.read(buf),
+            tls_spki_sha256_pins=_UniffiFfiConverterSequenceString.read(buf),
         )
 
     @staticmethod
     def check_lower(value):
         _UniffiFfiConverterString.check_lower(value.outbox_path)
         _UniffiFfiConverterString.check_lower(value.server_url)
-        _UniffiFfiConverterString.check_lower(value.token)
         _UniffiFfiConverterString.check_lower(value.device_id)
-        _UniffiFfiConverterUInt64.check_lower(value.interval_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.connect_timeout_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.request_timeout_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.lease_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.heartbeat_ms)
-        _UniffiFfiConverterUInt32.check_lower(value.batch_size)
-        _UniffiFfiConverterUInt64.check_lower(value.retry_backoff_base_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.retry_backoff_cap_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.offline_backoff_base_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.offline_backoff_cap_ms)
-        _UniffiFfiConverterUInt64.check_lower(value.busy_timeout_ms)
-        _UniffiFfiConverterOptionalUInt64.check_lower(value.max_size_bytes)
+        _UniffiFfiConverterInt64.check_lower(value.interval_ms)
+        _UniffiFfiConverterInt64.check_lower(value.connect_timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(value.request_timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(value.lease_ms)
+        _UniffiFfiConverterInt64.check_lower(value.heartbeat_ms)
+        _UniffiFfiConverterInt64.check_lower(value.batch_size)
+        _UniffiFfiConverterInt64.check_lower(value.retry_backoff_base_ms)
+        _UniffiFfiConverterInt64.check_lower(value.retry_backoff_cap_ms)
+        _UniffiFfiConverterInt64.check_lower(value.offline_backoff_base_ms)
+        _UniffiFfiConverterInt64.check_lower(value.offline_backoff_cap_ms)
+        _UniffiFfiConverterInt64.check_lower(value.busy_timeout_ms)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.max_size_bytes)
+        _UniffiFfiConverterOptionalTypeDurability.check_lower(value.durability)
+        _UniffiFfiConverterInt64.check_lower(value.sent_retention_ms)
+        _UniffiFfiConverterSequenceString.check_lower(value.tls_extra_ca_pem)
+        _UniffiFfiConverterSequenceString.check_lower(value.tls_spki_sha256_pins)
 
     @staticmethod
     def write(value, buf):
         _UniffiFfiConverterString.write(value.outbox_path, buf)
         _UniffiFfiConverterString.write(value.server_url, buf)
-        _UniffiFfiConverterString.write(value.token, buf)
         _UniffiFfiConverterString.write(value.device_id, buf)
-        _UniffiFfiConverterUInt64.write(value.interval_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.connect_timeout_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.request_timeout_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.lease_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.heartbeat_ms, buf)
-        _UniffiFfiConverterUInt32.write(value.batch_size, buf)
-        _UniffiFfiConverterUInt64.write(value.retry_backoff_base_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.retry_backoff_cap_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.offline_backoff_base_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.offline_backoff_cap_ms, buf)
-        _UniffiFfiConverterUInt64.write(value.busy_timeout_ms, buf)
-        _UniffiFfiConverterOptionalUInt64.write(value.max_size_bytes, buf)
+        _UniffiFfiConverterInt64.write(value.interval_ms, buf)
+        _UniffiFfiConverterInt64.write(value.connect_timeout_ms, buf)
+        _UniffiFfiConverterInt64.write(value.request_timeout_ms, buf)
+        _UniffiFfiConverterInt64.write(value.lease_ms, buf)
+        _UniffiFfiConverterInt64.write(value.heartbeat_ms, buf)
+        _UniffiFfiConverterInt64.write(value.batch_size, buf)
+        _UniffiFfiConverterInt64.write(value.retry_backoff_base_ms, buf)
+        _UniffiFfiConverterInt64.write(value.retry_backoff_cap_ms, buf)
+        _UniffiFfiConverterInt64.write(value.offline_backoff_base_ms, buf)
+        _UniffiFfiConverterInt64.write(value.offline_backoff_cap_ms, buf)
+        _UniffiFfiConverterInt64.write(value.busy_timeout_ms, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.max_size_bytes, buf)
+        _UniffiFfiConverterOptionalTypeDurability.write(value.durability, buf)
+        _UniffiFfiConverterInt64.write(value.sent_retention_ms, buf)
+        _UniffiFfiConverterSequenceString.write(value.tls_extra_ca_pem, buf)
+        _UniffiFfiConverterSequenceString.write(value.tls_spki_sha256_pins, buf)
 
 
 
@@ -2100,6 +2312,19 @@ class _UniffiFfiConverterTypeSaleHeader(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.total_minor, buf)
         _UniffiFfiConverterInt64.write(value.change_minor, buf)
         _UniffiFfiConverterOptionalString.write(value.cashier_id, buf)
+
+class _UniffiFfiConverterUInt32(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u32"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**32
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u32()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u32(value)
 
 @dataclass
 class SaleItem:
@@ -2320,6 +2545,268 @@ class _UniffiFfiConverterTypeSalePayload(_UniffiConverterRustBuffer):
 
 
 
+class SaleResolution(enum.Enum):
+    """
+    What a person decided for a sale, as the sales screen shows it.
+"""
+    
+    REKEYED = 0
+    """
+    Sent again under a new id (`linked_client_tx_id`).
+"""
+    
+    REPLACED = 1
+    """
+    Replaced by a corrected sale (`linked_client_tx_id`).
+"""
+    
+    VOIDED = 2
+    """
+    Not to be sent.
+"""
+    
+
+
+class _UniffiFfiConverterTypeSaleResolution(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return SaleResolution.REKEYED
+        if variant == 2:
+            return SaleResolution.REPLACED
+        if variant == 3:
+            return SaleResolution.VOIDED
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == SaleResolution.REKEYED:
+            return
+        if value == SaleResolution.REPLACED:
+            return
+        if value == SaleResolution.VOIDED:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == SaleResolution.REKEYED:
+            buf.write_i32(1)
+        if value == SaleResolution.REPLACED:
+            buf.write_i32(2)
+        if value == SaleResolution.VOIDED:
+            buf.write_i32(3)
+
+
+
+class _UniffiFfiConverterOptionalTypeSaleResolution(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSaleResolution.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSaleResolution.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSaleResolution.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+class _UniffiFfiConverterOptionalTypeSalePayload(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSalePayload.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSalePayload.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSalePayload.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+@dataclass
+class SaleRecord:
+    """
+    One sale of the outbox, for a till's sales screen.
+"""
+    def __init__(self, *, client_tx_id:str, seq:int, state:SaleState, resolution:typing.Optional[SaleResolution], resolution_note:typing.Optional[str], linked_client_tx_id:typing.Optional[str], sale:typing.Optional[SalePayload], currency:str, total_minor:int, created_at_ms:int, sent_at_ms:typing.Optional[int], attempt:int, last_result:typing.Optional[str], last_code:typing.Optional[str], last_error:typing.Optional[str], server_tx_id:typing.Optional[int], payload_sha256:str):
+        self.client_tx_id = client_tx_id
+        self.seq = seq
+        self.state = state
+        self.resolution = resolution
+        self.resolution_note = resolution_note
+        self.linked_client_tx_id = linked_client_tx_id
+        self.sale = sale
+        self.currency = currency
+        self.total_minor = total_minor
+        self.created_at_ms = created_at_ms
+        self.sent_at_ms = sent_at_ms
+        self.attempt = attempt
+        self.last_result = last_result
+        self.last_code = last_code
+        self.last_error = last_error
+        self.server_tx_id = server_tx_id
+        self.payload_sha256 = payload_sha256
+        
+        
+
+    
+    def __str__(self):
+        return "SaleRecord(client_tx_id={}, seq={}, state={}, resolution={}, resolution_note={}, linked_client_tx_id={}, sale={}, currency={}, total_minor={}, created_at_ms={}, sent_at_ms={}, attempt={}, last_result={}, last_code={}, last_error={}, server_tx_id={}, payload_sha256={})".format(self.client_tx_id, self.seq, self.state, self.resolution, self.resolution_note, self.linked_client_tx_id, self.sale, self.currency, self.total_minor, self.created_at_ms, self.sent_at_ms, self.attempt, self.last_result, self.last_code, self.last_error, self.server_tx_id, self.payload_sha256)
+    def __eq__(self, other):
+        if self.client_tx_id != other.client_tx_id:
+            return False
+        if self.seq != other.seq:
+            return False
+        if self.state != other.state:
+            return False
+        if self.resolution != other.resolution:
+            return False
+        if self.resolution_note != other.resolution_note:
+            return False
+        if self.linked_client_tx_id != other.linked_client_tx_id:
+            return False
+        if self.sale != other.sale:
+            return False
+        if self.currency != other.currency:
+            return False
+        if self.total_minor != other.total_minor:
+            return False
+        if self.created_at_ms != other.created_at_ms:
+            return False
+        if self.sent_at_ms != other.sent_at_ms:
+            return False
+        if self.attempt != other.attempt:
+            return False
+        if self.last_result != other.last_result:
+            return False
+        if self.last_code != other.last_code:
+            return False
+        if self.last_error != other.last_error:
+            return False
+        if self.server_tx_id != other.server_tx_id:
+            return False
+        if self.payload_sha256 != other.payload_sha256:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeSaleRecord(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return SaleRecord(
+            client_tx_id=_UniffiFfiConverterString.read(buf),
+            seq=_UniffiFfiConverterInt64.read(buf),
+            state=_UniffiFfiConverterTypeSaleState.read(buf),
+            resolution=_UniffiFfiConverterOptionalTypeSaleResolution.read(buf),
+            resolution_note=_UniffiFfiConverterOptionalString.read(buf),
+            linked_client_tx_id=_UniffiFfiConverterOptionalString.read(buf),
+            sale=_UniffiFfiConverterOptionalTypeSalePayload.read(buf),
+            currency=_UniffiFfiConverterString.read(buf),
+            total_minor=_UniffiFfiConverterInt64.read(buf),
+            created_at_ms=_UniffiFfiConverterInt64.read(buf),
+            sent_at_ms=_UniffiFfiConverterOptionalInt64.read(buf),
+            attempt=_UniffiFfiConverterInt64.read(buf),
+            last_result=_UniffiFfiConverterOptionalString.read(buf),
+            last_code=_UniffiFfiConverterOptionalString.read(buf),
+            last_error=_UniffiFfiConverterOptionalString.read(buf),
+            server_tx_id=_UniffiFfiConverterOptionalInt64.read(buf),
+            payload_sha256=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.client_tx_id)
+        _UniffiFfiConverterInt64.check_lower(value.seq)
+        _UniffiFfiConverterTypeSaleState.check_lower(value.state)
+        _UniffiFfiConverterOptionalTypeSaleResolution.check_lower(value.resolution)
+        _UniffiFfiConverterOptionalString.check_lower(value.resolution_note)
+        _UniffiFfiConverterOptionalString.check_lower(value.linked_client_tx_id)
+        _UniffiFfiConverterOptionalTypeSalePayload.check_lower(value.sale)
+        _UniffiFfiConverterString.check_lower(value.currency)
+        _UniffiFfiConverterInt64.check_lower(value.total_minor)
+        _UniffiFfiConverterInt64.check_lower(value.created_at_ms)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.sent_at_ms)
+        _UniffiFfiConverterInt64.check_lower(value.attempt)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_result)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_code)
+        _UniffiFfiConverterOptionalString.check_lower(value.last_error)
+        _UniffiFfiConverterOptionalInt64.check_lower(value.server_tx_id)
+        _UniffiFfiConverterString.check_lower(value.payload_sha256)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.client_tx_id, buf)
+        _UniffiFfiConverterInt64.write(value.seq, buf)
+        _UniffiFfiConverterTypeSaleState.write(value.state, buf)
+        _UniffiFfiConverterOptionalTypeSaleResolution.write(value.resolution, buf)
+        _UniffiFfiConverterOptionalString.write(value.resolution_note, buf)
+        _UniffiFfiConverterOptionalString.write(value.linked_client_tx_id, buf)
+        _UniffiFfiConverterOptionalTypeSalePayload.write(value.sale, buf)
+        _UniffiFfiConverterString.write(value.currency, buf)
+        _UniffiFfiConverterInt64.write(value.total_minor, buf)
+        _UniffiFfiConverterInt64.write(value.created_at_ms, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.sent_at_ms, buf)
+        _UniffiFfiConverterInt64.write(value.attempt, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_result, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_code, buf)
+        _UniffiFfiConverterOptionalString.write(value.last_error, buf)
+        _UniffiFfiConverterOptionalInt64.write(value.server_tx_id, buf)
+        _UniffiFfiConverterString.write(value.payload_sha256, buf)
+
+class _UniffiFfiConverterSequenceTypeCurrencyAmount(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeCurrencyAmount.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeCurrencyAmount.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeCurrencyAmount.read(buf) for i in range(count)
+        ]
+
+
+
+
+
+
 class SyncStatus:
     """
     The engine's state, as a cashier's banner shows it.
@@ -2331,10 +2818,23 @@ class SyncStatus:
     @dataclass
     class IDLE:
         """
-        Nothing to do, or waiting for the next trigger.
+        Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+        a banner such as "All sent" or "3 unsent (EUR 12.00)".
 """
         
-        def __init__(self, ):
+        def __init__(self, unsent:int, unsent_by_currency:typing.List[CurrencyAmount]):
+            self.unsent = unsent
+            
+            """
+        Unsent sales (pending + in flight).
+"""
+        
+            self.unsent_by_currency = unsent_by_currency
+            
+            """
+        Unsent sales per currency (count and amount).
+"""
+        
             pass
 
     
@@ -2342,11 +2842,15 @@ class SyncStatus:
             
     
         def __str__(self):
-            return "SyncStatus.IDLE()".format()
+            return "SyncStatus.IDLE(unsent={}, unsent_by_currency={})".format(self.unsent, self.unsent_by_currency)
         def __eq__(self, other):
             if not isinstance(other, SyncStatus):
                 return NotImplemented
             if not other.is_IDLE():
+                return False
+            if self.unsent != other.unsent:
+                return False
+            if self.unsent_by_currency != other.unsent_by_currency:
                 return False
             return True
 
@@ -2457,6 +2961,37 @@ class SyncStatus:
             return True
 
     @dataclass
+    class TLS_FAILED:
+        """
+        The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+        a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+"""
+        
+        def __init__(self, last_error:str):
+            self.last_error = last_error
+            
+            """
+        What failed, for a person.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "SyncStatus.TLS_FAILED(last_error={})".format(self.last_error)
+        def __eq__(self, other):
+            if not isinstance(other, SyncStatus):
+                return NotImplemented
+            if not other.is_TLS_FAILED():
+                return False
+            if self.last_error != other.last_error:
+                return False
+            return True
+
+    @dataclass
     class NEEDS_ATTENTION:
         """
         Some sales were refused for good and need a person (see `attention_items`).
@@ -2514,6 +3049,10 @@ class SyncStatus:
         return isinstance(self, SyncStatus.AUTH_FAILED)
     def is_auth_failed(self) -> bool:
         return isinstance(self, SyncStatus.AUTH_FAILED)
+    def is_TLS_FAILED(self) -> bool:
+        return isinstance(self, SyncStatus.TLS_FAILED)
+    def is_tls_failed(self) -> bool:
+        return isinstance(self, SyncStatus.TLS_FAILED)
     def is_NEEDS_ATTENTION(self) -> bool:
         return isinstance(self, SyncStatus.NEEDS_ATTENTION)
     def is_needs_attention(self) -> bool:
@@ -2527,6 +3066,7 @@ SyncStatus.IDLE = type("SyncStatus.IDLE", (SyncStatus.IDLE, SyncStatus,), {})  #
 SyncStatus.DRAINING = type("SyncStatus.DRAINING", (SyncStatus.DRAINING, SyncStatus,), {})  # type: ignore
 SyncStatus.OFFLINE = type("SyncStatus.OFFLINE", (SyncStatus.OFFLINE, SyncStatus,), {})  # type: ignore
 SyncStatus.AUTH_FAILED = type("SyncStatus.AUTH_FAILED", (SyncStatus.AUTH_FAILED, SyncStatus,), {})  # type: ignore
+SyncStatus.TLS_FAILED = type("SyncStatus.TLS_FAILED", (SyncStatus.TLS_FAILED, SyncStatus,), {})  # type: ignore
 SyncStatus.NEEDS_ATTENTION = type("SyncStatus.NEEDS_ATTENTION", (SyncStatus.NEEDS_ATTENTION, SyncStatus,), {})  # type: ignore
 
 
@@ -2538,11 +3078,13 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
         variant = buf.read_i32()
         if variant == 1:
             return SyncStatus.IDLE(
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterSequenceTypeCurrencyAmount.read(buf),
             )
         if variant == 2:
             return SyncStatus.DRAINING(
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
             )
         if variant == 3:
             return SyncStatus.OFFLINE(
@@ -2554,19 +3096,25 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 5:
+            return SyncStatus.TLS_FAILED(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return SyncStatus.NEEDS_ATTENTION(
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
             )
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
     def check_lower(value):
         if value.is_IDLE():
+            _UniffiFfiConverterInt64.check_lower(value.unsent)
+            _UniffiFfiConverterSequenceTypeCurrencyAmount.check_lower(value.unsent_by_currency)
             return
         if value.is_DRAINING():
-            _UniffiFfiConverterUInt64.check_lower(value.done)
-            _UniffiFfiConverterUInt64.check_lower(value.total)
+            _UniffiFfiConverterInt64.check_lower(value.done)
+            _UniffiFfiConverterInt64.check_lower(value.total)
             return
         if value.is_OFFLINE():
             _UniffiFfiConverterInt64.check_lower(value.next_retry_at_ms)
@@ -2575,9 +3123,12 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
         if value.is_AUTH_FAILED():
             _UniffiFfiConverterString.check_lower(value.last_error)
             return
+        if value.is_TLS_FAILED():
+            _UniffiFfiConverterString.check_lower(value.last_error)
+            return
         if value.is_NEEDS_ATTENTION():
-            _UniffiFfiConverterUInt64.check_lower(value.conflicts)
-            _UniffiFfiConverterUInt64.check_lower(value.invalid)
+            _UniffiFfiConverterInt64.check_lower(value.conflicts)
+            _UniffiFfiConverterInt64.check_lower(value.invalid)
             return
         raise ValueError(value)
 
@@ -2585,10 +3136,12 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
     def write(value, buf):
         if value.is_IDLE():
             buf.write_i32(1)
+            _UniffiFfiConverterInt64.write(value.unsent, buf)
+            _UniffiFfiConverterSequenceTypeCurrencyAmount.write(value.unsent_by_currency, buf)
         if value.is_DRAINING():
             buf.write_i32(2)
-            _UniffiFfiConverterUInt64.write(value.done, buf)
-            _UniffiFfiConverterUInt64.write(value.total, buf)
+            _UniffiFfiConverterInt64.write(value.done, buf)
+            _UniffiFfiConverterInt64.write(value.total, buf)
         if value.is_OFFLINE():
             buf.write_i32(3)
             _UniffiFfiConverterInt64.write(value.next_retry_at_ms, buf)
@@ -2596,35 +3149,15 @@ class _UniffiFfiConverterTypeSyncStatus(_UniffiConverterRustBuffer):
         if value.is_AUTH_FAILED():
             buf.write_i32(4)
             _UniffiFfiConverterString.write(value.last_error, buf)
-        if value.is_NEEDS_ATTENTION():
+        if value.is_TLS_FAILED():
             buf.write_i32(5)
-            _UniffiFfiConverterUInt64.write(value.conflicts, buf)
-            _UniffiFfiConverterUInt64.write(value.invalid, buf)
+            _UniffiFfiConverterString.write(value.last_error, buf)
+        if value.is_NEEDS_ATTENTION():
+            buf.write_i32(6)
+            _UniffiFfiConverterInt64.write(value.conflicts, buf)
+            _UniffiFfiConverterInt64.write(value.invalid, buf)
 
 
-
-class _UniffiFfiConverterSequenceTypeCurrencyAmount(_UniffiConverterRustBuffer):
-    @classmethod
-    def check_lower(cls, value):
-        for item in value:
-            _UniffiFfiConverterTypeCurrencyAmount.check_lower(item)
-
-    @classmethod
-    def write(cls, value, buf):
-        items = len(value)
-        buf.write_i32(items)
-        for item in value:
-            _UniffiFfiConverterTypeCurrencyAmount.write(item, buf)
-
-    @classmethod
-    def read(cls, buf):
-        count = buf.read_i32()
-        if count < 0:
-            raise InternalError("Unexpected negative sequence length")
-
-        return [
-            _UniffiFfiConverterTypeCurrencyAmount.read(buf) for i in range(count)
-        ]
 
 class _UniffiFfiConverterOptionalTypeDrainReport(_UniffiConverterRustBuffer):
     @classmethod
@@ -2707,6 +3240,68 @@ class _UniffiFfiConverterTypeStatusSnapshot(_UniffiConverterRustBuffer):
         _UniffiFfiConverterSequenceTypeCurrencyAmount.write(value.unsent_by_currency, buf)
         _UniffiFfiConverterOptionalInt64.write(value.oldest_unsent_age_ms, buf)
         _UniffiFfiConverterOptionalTypeDrainReport.write(value.last_report, buf)
+
+
+
+# ConfigError
+# We want to define each variant as a nested class that's also a subclass,
+# which is tricky in Python.  To accomplish this we're going to create each
+# class separately, then manually add the child classes to the base class's
+# __dict__.  All of this happens in dummy class to avoid polluting the module
+# namespace.
+class ConfigError(Exception):
+    """
+    A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+"""
+    pass
+
+_UniffiTempConfigError = ConfigError
+
+class ConfigError:  # type: ignore
+    """
+    A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+"""
+    
+    class Invalid(_UniffiTempConfigError):
+        """
+        The value is out of range or malformed; `reason` says which (never echoing a token).
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "ConfigError.Invalid({})".format(str(self))
+    _UniffiTempConfigError.Invalid = Invalid # type: ignore
+
+ConfigError = _UniffiTempConfigError # type: ignore
+del _UniffiTempConfigError
+
+
+class _UniffiFfiConverterTypeConfigError(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ConfigError.Invalid(
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if isinstance(value, ConfigError.Invalid):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+
+    @staticmethod
+    def write(value, buf):
+        if isinstance(value, ConfigError.Invalid):
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.reason, buf)
 
 
 
@@ -2793,7 +3388,7 @@ class OpenError:  # type: ignore
     
     class InvalidConfig(_UniffiTempOpenError):
         """
-        A config value is out of range (a bug in the app's setup); `reason` names the value.
+        A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
 """
         
         def __init__(self, reason):
@@ -2907,8 +3502,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
         if variant == 3:
             return OpenError.IncompatibleVersion(
                 _UniffiFfiConverterString.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 4:
@@ -2937,8 +3532,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
             return
         if isinstance(value, OpenError.IncompatibleVersion):
             _UniffiFfiConverterString.check_lower(value.path)
-            _UniffiFfiConverterUInt64.check_lower(value.found)
-            _UniffiFfiConverterUInt64.check_lower(value.supported)
+            _UniffiFfiConverterInt64.check_lower(value.found)
+            _UniffiFfiConverterInt64.check_lower(value.supported)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, OpenError.Unavailable):
@@ -2964,8 +3559,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
         if isinstance(value, OpenError.IncompatibleVersion):
             buf.write_i32(3)
             _UniffiFfiConverterString.write(value.path, buf)
-            _UniffiFfiConverterUInt64.write(value.found, buf)
-            _UniffiFfiConverterUInt64.write(value.supported, buf)
+            _UniffiFfiConverterInt64.write(value.found, buf)
+            _UniffiFfiConverterInt64.write(value.supported, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, OpenError.Unavailable):
             buf.write_i32(4)
@@ -2980,6 +3575,160 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
 
 
 
+
+
+
+class Resolution:
+    """
+    What a person decides for a sale that needs attention. The original sale is always kept.
+"""
+    def __init__(self):
+        raise RuntimeError("Resolution cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    @dataclass
+    class REKEY:
+        """
+        Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.REKEY()".format()
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_REKEY():
+                return False
+            return True
+
+    @dataclass
+    class REPLACE:
+        """
+        Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+"""
+        
+        def __init__(self, sale:SalePayload):
+            self.sale = sale
+            
+            """
+        The corrected sale.
+"""
+        
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.REPLACE(sale={})".format(self.sale)
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_REPLACE():
+                return False
+            if self.sale != other.sale:
+                return False
+            return True
+
+    @dataclass
+    class VOID:
+        """
+        Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+"""
+        
+        def __init__(self, ):
+            pass
+
+    
+            
+            
+    
+        def __str__(self):
+            return "Resolution.VOID()".format()
+        def __eq__(self, other):
+            if not isinstance(other, Resolution):
+                return NotImplemented
+            if not other.is_VOID():
+                return False
+            return True
+
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_REKEY(self) -> bool:
+        return isinstance(self, Resolution.REKEY)
+    def is_rekey(self) -> bool:
+        return isinstance(self, Resolution.REKEY)
+    def is_REPLACE(self) -> bool:
+        return isinstance(self, Resolution.REPLACE)
+    def is_replace(self) -> bool:
+        return isinstance(self, Resolution.REPLACE)
+    def is_VOID(self) -> bool:
+        return isinstance(self, Resolution.VOID)
+    def is_void(self) -> bool:
+        return isinstance(self, Resolution.VOID)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+Resolution.REKEY = type("Resolution.REKEY", (Resolution.REKEY, Resolution,), {})  # type: ignore
+Resolution.REPLACE = type("Resolution.REPLACE", (Resolution.REPLACE, Resolution,), {})  # type: ignore
+Resolution.VOID = type("Resolution.VOID", (Resolution.VOID, Resolution,), {})  # type: ignore
+
+
+
+
+class _UniffiFfiConverterTypeResolution(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return Resolution.REKEY(
+            )
+        if variant == 2:
+            return Resolution.REPLACE(
+                _UniffiFfiConverterTypeSalePayload.read(buf),
+            )
+        if variant == 3:
+            return Resolution.VOID(
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_REKEY():
+            return
+        if value.is_REPLACE():
+            _UniffiFfiConverterTypeSalePayload.check_lower(value.sale)
+            return
+        if value.is_VOID():
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_REKEY():
+            buf.write_i32(1)
+        if value.is_REPLACE():
+            buf.write_i32(2)
+            _UniffiFfiConverterTypeSalePayload.write(value.sale, buf)
+        if value.is_VOID():
+            buf.write_i32(3)
+
+
+
+
+
 # SaleError
 # We want to define each variant as a nested class that's also a subclass,
 # which is tricky in Python.  To accomplish this we're going to create each
@@ -2988,7 +3737,8 @@ class _UniffiFfiConverterTypeOpenError(_UniffiConverterRustBuffer):
 # namespace.
 class SaleError(Exception):
     """
-    Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+    Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+    must keep the sale or tell the cashier.
 """
     pass
 
@@ -2996,13 +3746,14 @@ _UniffiTempSaleError = SaleError
 
 class SaleError:  # type: ignore
     """
-    Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+    Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+    must keep the sale or tell the cashier.
 """
     
     class Invalid(_UniffiTempSaleError):
         """
-        The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-        code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+        The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+        the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
 """
         
         def __init__(self, code, reason):
@@ -3032,6 +3783,22 @@ class SaleError:  # type: ignore
         def __repr__(self):
             return "SaleError.IdConflict({})".format(str(self))
     _UniffiTempSaleError.IdConflict = IdConflict # type: ignore
+    class NotResolvable(_UniffiTempSaleError):
+        """
+        `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+"""
+        
+        def __init__(self, client_tx_id, reason):
+            super().__init__(", ".join([
+                "client_tx_id={!r}".format(client_tx_id),
+                "reason={!r}".format(reason),
+            ]))
+            self.client_tx_id = client_tx_id
+            self.reason = reason
+
+        def __repr__(self):
+            return "SaleError.NotResolvable({})".format(str(self))
+    _UniffiTempSaleError.NotResolvable = NotResolvable # type: ignore
     class StorageFull(_UniffiTempSaleError):
         """
         The storage (or the configured size cap) is full; earlier sales are safe. Free space.
@@ -3094,14 +3861,19 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
-            return SaleError.StorageFull(
+            return SaleError.NotResolvable(
+                _UniffiFfiConverterString.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 4:
-            return SaleError.Busy(
+            return SaleError.StorageFull(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 5:
+            return SaleError.Busy(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return SaleError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -3114,6 +3886,10 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, SaleError.IdConflict):
+            _UniffiFfiConverterString.check_lower(value.client_tx_id)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, SaleError.NotResolvable):
             _UniffiFfiConverterString.check_lower(value.client_tx_id)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
@@ -3137,14 +3913,18 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.client_tx_id, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.StorageFull):
+        if isinstance(value, SaleError.NotResolvable):
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.client_tx_id, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.Busy):
+        if isinstance(value, SaleError.StorageFull):
             buf.write_i32(4)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, SaleError.Storage):
+        if isinstance(value, SaleError.Busy):
             buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, SaleError.Storage):
+            buf.write_i32(6)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -3157,7 +3937,7 @@ class _UniffiFfiConverterTypeSaleError(_UniffiConverterRustBuffer):
 # namespace.
 class StorageError(Exception):
     """
-    Reading the outbox (status, counts, attention list) failed.
+    Reading or maintaining the outbox (status, counts, sales, pruning) failed.
 """
     pass
 
@@ -3165,7 +3945,7 @@ _UniffiTempStorageError = StorageError
 
 class StorageError:  # type: ignore
     """
-    Reading the outbox (status, counts, attention list) failed.
+    Reading or maintaining the outbox (status, counts, sales, pruning) failed.
 """
     
     class Busy(_UniffiTempStorageError):
@@ -3182,9 +3962,9 @@ class StorageError:  # type: ignore
         def __repr__(self):
             return "StorageError.Busy({})".format(str(self))
     _UniffiTempStorageError.Busy = Busy # type: ignore
-    class Corrupt(_UniffiTempStorageError):
+    class Full(_UniffiTempStorageError):
         """
-        The outbox file is damaged. It is left untouched: keep it for support.
+        The storage (or the configured size cap) is full; stored sales are safe. Free space.
 """
         
         def __init__(self, reason):
@@ -3194,8 +3974,60 @@ class StorageError:  # type: ignore
             self.reason = reason
 
         def __repr__(self):
+            return "StorageError.Full({})".format(str(self))
+    _UniffiTempStorageError.Full = Full # type: ignore
+    class Corrupt(_UniffiTempStorageError):
+        """
+        The outbox file is damaged. It is left untouched: keep it for support.
+"""
+        
+        def __init__(self, path, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.reason = reason
+
+        def __repr__(self):
             return "StorageError.Corrupt({})".format(str(self))
     _UniffiTempStorageError.Corrupt = Corrupt # type: ignore
+    class IncompatibleVersion(_UniffiTempStorageError):
+        """
+        The outbox file is of another schema version than this build.
+"""
+        
+        def __init__(self, path, found, supported, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "found={!r}".format(found),
+                "supported={!r}".format(supported),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.found = found
+            self.supported = supported
+            self.reason = reason
+
+        def __repr__(self):
+            return "StorageError.IncompatibleVersion({})".format(str(self))
+    _UniffiTempStorageError.IncompatibleVersion = IncompatibleVersion # type: ignore
+    class Unavailable(_UniffiTempStorageError):
+        """
+        The outbox file (or its folder) is missing, read-only or cannot be opened.
+"""
+        
+        def __init__(self, path, reason):
+            super().__init__(", ".join([
+                "path={!r}".format(path),
+                "reason={!r}".format(reason),
+            ]))
+            self.path = path
+            self.reason = reason
+
+        def __repr__(self):
+            return "StorageError.Unavailable({})".format(str(self))
+    _UniffiTempStorageError.Unavailable = Unavailable # type: ignore
     class Storage(_UniffiTempStorageError):
         """
         Any other storage failure.
@@ -3224,10 +4056,27 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 2:
-            return StorageError.Corrupt(
+            return StorageError.Full(
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 3:
+            return StorageError.Corrupt(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return StorageError.IncompatibleVersion(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 5:
+            return StorageError.Unavailable(
+                _UniffiFfiConverterString.read(buf),
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 6:
             return StorageError.Storage(
                 _UniffiFfiConverterString.read(buf),
             )
@@ -3238,7 +4087,21 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
         if isinstance(value, StorageError.Busy):
             _UniffiFfiConverterString.check_lower(value.reason)
             return
+        if isinstance(value, StorageError.Full):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
         if isinstance(value, StorageError.Corrupt):
+            _UniffiFfiConverterString.check_lower(value.path)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, StorageError.IncompatibleVersion):
+            _UniffiFfiConverterString.check_lower(value.path)
+            _UniffiFfiConverterInt64.check_lower(value.found)
+            _UniffiFfiConverterInt64.check_lower(value.supported)
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, StorageError.Unavailable):
+            _UniffiFfiConverterString.check_lower(value.path)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, StorageError.Storage):
@@ -3250,11 +4113,25 @@ class _UniffiFfiConverterTypeStorageError(_UniffiConverterRustBuffer):
         if isinstance(value, StorageError.Busy):
             buf.write_i32(1)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, StorageError.Corrupt):
+        if isinstance(value, StorageError.Full):
             buf.write_i32(2)
             _UniffiFfiConverterString.write(value.reason, buf)
-        if isinstance(value, StorageError.Storage):
+        if isinstance(value, StorageError.Corrupt):
             buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.IncompatibleVersion):
+            buf.write_i32(4)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterInt64.write(value.found, buf)
+            _UniffiFfiConverterInt64.write(value.supported, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.Unavailable):
+            buf.write_i32(5)
+            _UniffiFfiConverterString.write(value.path, buf)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, StorageError.Storage):
+            buf.write_i32(6)
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
@@ -3333,7 +4210,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
         variant = buf.read_i32()
         if variant == 1:
             return SyncError.Timeout(
-                _UniffiFfiConverterUInt64.read(buf),
+                _UniffiFfiConverterInt64.read(buf),
                 _UniffiFfiConverterString.read(buf),
             )
         if variant == 2:
@@ -3349,7 +4226,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
     @staticmethod
     def check_lower(value):
         if isinstance(value, SyncError.Timeout):
-            _UniffiFfiConverterUInt64.check_lower(value.waited_ms)
+            _UniffiFfiConverterInt64.check_lower(value.waited_ms)
             _UniffiFfiConverterString.check_lower(value.reason)
             return
         if isinstance(value, SyncError.ShutDown):
@@ -3363,7 +4240,7 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
     def write(value, buf):
         if isinstance(value, SyncError.Timeout):
             buf.write_i32(1)
-            _UniffiFfiConverterUInt64.write(value.waited_ms, buf)
+            _UniffiFfiConverterInt64.write(value.waited_ms, buf)
             _UniffiFfiConverterString.write(value.reason, buf)
         if isinstance(value, SyncError.ShutDown):
             buf.write_i32(2)
@@ -3537,11 +4414,60 @@ class _UniffiFfiConverterSequenceTypeAttentionItem(_UniffiConverterRustBuffer):
             _UniffiFfiConverterTypeAttentionItem.read(buf) for i in range(count)
         ]
 
+class _UniffiFfiConverterSequenceTypeSaleRecord(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeSaleRecord.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeSaleRecord.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeSaleRecord.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterOptionalTypeSaleRecord(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiFfiConverterTypeSaleRecord.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiFfiConverterTypeSaleRecord.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiFfiConverterTypeSaleRecord.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
 
 class PossyncEngineProtocol(typing.Protocol):
     """
     A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-    `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+    `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+    unsent sales stay in the outbox.
 """
     
     def attention_items(self, ) -> typing.List[AttentionItem]:
@@ -3551,6 +4477,12 @@ class PossyncEngineProtocol(typing.Protocol):
 
         # Errors
         [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
+    def await_shutdown(self, timeout_ms: int) -> bool:
+        """
+        Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+        those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
 """
         raise NotImplementedError
     def counts(self, ) -> Counts:
@@ -3579,11 +4511,72 @@ class PossyncEngineProtocol(typing.Protocol):
         [`SaleError::IdConflict`] when the id holds another sale; other [`SaleError`]s; nothing was stored.
 """
         raise NotImplementedError
+    def export_diagnostics(self, dir: str) -> typing.List[str]:
+        """
+        Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+        hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+        outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+        settings without the device token, the status and the last runs' reports. Changes nothing.
+
+        # Errors
+        [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+"""
+        raise NotImplementedError
+    def prune_sent(self, ) -> int:
+        """
+        Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+        it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+
+        # Errors
+        [`StorageError`] when the outbox cannot be written.
+"""
+        raise NotImplementedError
+    def recent_sales(self, limit: int,before_seq: typing.Optional[int]) -> typing.List[SaleRecord]:
+        """
+        A page of the most recent sales with their state, newest first: at most `limit`, all older than
+        `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
+    def resolve(self, client_tx_id: str,resolution: Resolution,note: typing.Optional[str]) -> typing.Optional[str]:
+        """
+        Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+        `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+        keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+
+        # Errors
+        [`SaleError`]; nothing was changed.
+"""
+        raise NotImplementedError
+    def sale(self, client_tx_id: str) -> typing.Optional[SaleRecord]:
+        """
+        One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+        retention).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        raise NotImplementedError
+    def set_token(self, token: str) -> None:
+        """
+        Replaces the device token (after `possync-server token create` issued a new one) without
+        reopening the engine; the next request uses it. After an `AuthFailed` status, call
+        `trigger(MANUAL)` or `sync_now` to send at once.
+
+        # Errors
+        [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+        token stays in use.
+"""
+        raise NotImplementedError
     def shutdown(self, ) -> None:
         """
-        Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-        it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+        Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+        still finished and finalized, pending statuses are delivered, then the threads end and the
+        write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+        fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+        engine does the same.
 """
         raise NotImplementedError
     def status(self, ) -> StatusSnapshot:
@@ -3612,24 +4605,30 @@ class PossyncEngineProtocol(typing.Protocol):
 class PossyncEngine(PossyncEngineProtocol):
     """
     A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-    `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+    `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+    unsent sales stay in the outbox.
 """
     
     _handle: ctypes.c_uint64
-    def __init__(self, config: PossyncConfig,listener: typing.Optional[StatusListener]):
+    def __init__(self, config: PossyncConfig,token: str,listener: typing.Optional[StatusListener]):
         """
-        Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-        gets every status change and run report on the engine's `possync-status` thread.
+        Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+        token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+        error. `listener`, if any, gets every status change and run report on the engine's
+        `possync-status` thread.
 
         # Errors
-        [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+        [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
 """
         
         _UniffiFfiConverterTypePossyncConfig.check_lower(config)
 
+        _UniffiFfiConverterString.check_lower(token)
+
         _UniffiFfiConverterOptionalTypeStatusListener.check_lower(listener)
         _uniffi_lowered_args = (
             _UniffiFfiConverterTypePossyncConfig.lower(config),
+            _UniffiFfiConverterString.lower(token),
             _UniffiFfiConverterOptionalTypeStatusListener.lower(listener),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypePossyncEngine.lift
@@ -3674,6 +4673,25 @@ class PossyncEngine(PossyncEngineProtocol):
         _uniffi_ffi_result = _uniffi_rust_call_with_error(
             _uniffi_error_converter,
             _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_attention_items,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def await_shutdown(self, timeout_ms: int) -> bool:
+        """
+        Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+        those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+"""
+        
+        _UniffiFfiConverterInt64.check_lower(timeout_ms)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterInt64.lower(timeout_ms),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterBoolean.lift
+        _uniffi_error_converter = None
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown,
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
@@ -3742,11 +4760,156 @@ class PossyncEngine(PossyncEngineProtocol):
             *_uniffi_lowered_args,
         )
         return _uniffi_lift_return(_uniffi_ffi_result)
+    def export_diagnostics(self, dir: str) -> typing.List[str]:
+        """
+        Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+        hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+        outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+        settings without the device token, the status and the last runs' reports. Changes nothing.
+
+        # Errors
+        [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+"""
+        
+        _UniffiFfiConverterString.check_lower(dir)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(dir),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def prune_sent(self, ) -> int:
+        """
+        Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+        it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+
+        # Errors
+        [`StorageError`] when the outbox cannot be written.
+"""
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterInt64.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def recent_sales(self, limit: int,before_seq: typing.Optional[int]) -> typing.List[SaleRecord]:
+        """
+        A page of the most recent sales with their state, newest first: at most `limit`, all older than
+        `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        
+        _UniffiFfiConverterInt64.check_lower(limit)
+
+        _UniffiFfiConverterOptionalInt64.check_lower(before_seq)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterInt64.lower(limit),
+            _UniffiFfiConverterOptionalInt64.lower(before_seq),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterSequenceTypeSaleRecord.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def resolve(self, client_tx_id: str,resolution: Resolution,note: typing.Optional[str]) -> typing.Optional[str]:
+        """
+        Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+        `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+        keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+
+        # Errors
+        [`SaleError`]; nothing was changed.
+"""
+        
+        _UniffiFfiConverterString.check_lower(client_tx_id)
+
+        _UniffiFfiConverterTypeResolution.check_lower(resolution)
+
+        _UniffiFfiConverterOptionalString.check_lower(note)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(client_tx_id),
+            _UniffiFfiConverterTypeResolution.lower(resolution),
+            _UniffiFfiConverterOptionalString.lower(note),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalString.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeSaleError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def sale(self, client_tx_id: str) -> typing.Optional[SaleRecord]:
+        """
+        One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+        retention).
+
+        # Errors
+        [`StorageError`] when the outbox cannot be read.
+"""
+        
+        _UniffiFfiConverterString.check_lower(client_tx_id)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(client_tx_id),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterOptionalTypeSaleRecord.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeStorageError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+    def set_token(self, token: str) -> None:
+        """
+        Replaces the device token (after `possync-server token create` issued a new one) without
+        reopening the engine; the next request uses it. After an `AuthFailed` status, call
+        `trigger(MANUAL)` or `sync_now` to send at once.
+
+        # Errors
+        [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+        token stays in use.
+"""
+        
+        _UniffiFfiConverterString.check_lower(token)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterString.lower(token),
+        )
+        _uniffi_lift_return = lambda val: None
+        _uniffi_error_converter = _UniffiFfiConverterTypeConfigError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
     def shutdown(self, ) -> None:
         """
-        Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-        statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-        it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+        Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+        still finished and finalized, pending statuses are delivered, then the threads end and the
+        write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+        fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+        engine does the same.
 """
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
@@ -3786,10 +4949,10 @@ class PossyncEngine(PossyncEngineProtocol):
         [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
 """
         
-        _UniffiFfiConverterUInt64.check_lower(timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(timeout_ms)
         _uniffi_lowered_args = (
             self._uniffi_clone_handle(),
-            _UniffiFfiConverterUInt64.lower(timeout_ms),
+            _UniffiFfiConverterInt64.lower(timeout_ms),
         )
         _uniffi_lift_return = _UniffiFfiConverterTypeDrainReport.lift
         _uniffi_error_converter = _UniffiFfiConverterTypeSyncError
@@ -4099,10 +5262,14 @@ __all__ = [
     "DrainReason",
     "DrainStop",
     "LogLevel",
+    "Durability",
     "SaleKind",
+    "SaleResolution",
     "SyncStatus",
+    "ConfigError",
     "LogSinkError",
     "OpenError",
+    "Resolution",
     "SaleError",
     "StorageError",
     "SyncError",
@@ -4117,6 +5284,7 @@ __all__ = [
     "SaleItem",
     "SalePayment",
     "SalePayload",
+    "SaleRecord",
     "StatusSnapshot",
     "install_log_sink",
     "remove_log_sink",

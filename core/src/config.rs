@@ -2,7 +2,8 @@
 //! the names, validated once.
 
 use crate::backoff::BackoffPolicy;
-use crate::error::Error;
+use crate::error::ConfigError;
+use crate::link::LinkPolicy;
 
 /// How hard SQLite flushes each committed sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct OutboxConfig {
     /// Upper bound of the file size, in bytes (`None`: no bound but the disk). When reached, new sales
     /// are refused with `DiskFull` and stored ones stay safe.
     pub max_size_bytes: Option<u64>,
+    /// Size the write-ahead log is truncated to after a checkpoint (`PRAGMA journal_size_limit`), in
+    /// bytes. Without it the `-wal` file keeps the size of its largest burst for the app's life.
+    pub wal_size_limit_bytes: u64,
 }
 
 impl Default for OutboxConfig {
@@ -35,7 +39,79 @@ impl Default for OutboxConfig {
             busy_timeout_ms: 5_000,
             sent_retention_ms: 7 * 24 * 3_600 * 1_000,
             max_size_bytes: None,
+            wal_size_limit_bytes: 4 * 1024 * 1024,
         }
+    }
+}
+
+/// A device token (`pst_...`): a secret. Its `Debug` prints `DeviceToken(<redacted>)` and it has no
+/// `Display`, so it cannot end up in a log line, an error message or a config dump by accident; only
+/// [`DeviceToken::expose`] gives the text, for the `Authorization` header.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    /// Wraps a token (checked by [`DeviceToken::validate`] when a config is validated).
+    pub fn new(token: impl Into<String>) -> Self {
+        DeviceToken(token.into())
+    }
+
+    /// The token's text. Only for the `Authorization` header: never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks that the token can be sent in a header: not empty, visible ASCII only.
+    ///
+    /// # Errors
+    /// [`ConfigError`], which never contains the token.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError(
+                "the device token must be non-empty visible ASCII (as printed by `possync-server token create`)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceToken(<redacted>)")
+    }
+}
+
+impl From<String> for DeviceToken {
+    fn from(token: String) -> Self {
+        DeviceToken(token)
+    }
+}
+
+impl From<&str> for DeviceToken {
+    fn from(token: &str) -> Self {
+        DeviceToken(token.to_owned())
+    }
+}
+
+/// TLS settings of the HTTPS transport beyond the public web roots. Empty (the default) keeps ureq's
+/// own rustls setup: the Mozilla root store, nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Extra CA certificates to trust besides the public roots, PEM (each string may hold several
+    /// `-----BEGIN CERTIFICATE-----` blocks): the shop's own CA when its server is not on a public one.
+    pub extra_ca_pem: Vec<String>,
+    /// SHA-256 of the server's SubjectPublicKeyInfo, base64 (as Android's `<pin digest="SHA-256">`:
+    /// `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary |
+    /// base64`). When any are given, a connection is accepted only if the chain is trusted **and** the
+    /// server's certificate or an intermediate it sends has one of these keys.
+    pub spki_sha256_pins: Vec<String>,
+}
+
+impl TlsOptions {
+    /// True when nothing is set (the transport then uses ureq's default TLS setup unchanged).
+    pub fn is_default(&self) -> bool {
+        self.extra_ca_pem.is_empty() && self.spki_sha256_pins.is_empty()
     }
 }
 
@@ -47,8 +123,8 @@ pub const LEASE_MARGIN_MS: u64 = 5_000;
 pub struct SyncConfig {
     /// Base URL of the server, e.g. `https://pos.example.com` (the client appends `/sync/push`).
     pub server_url: String,
-    /// The device token (`pst_...`), sent as `Authorization: Bearer`.
-    pub token: String,
+    /// The device token (`pst_...`), sent as `Authorization: Bearer`; redacted in `Debug`.
+    pub token: DeviceToken,
     /// This till's device id, as registered with the token.
     pub device_id: String,
     /// TCP connect timeout, in ms.
@@ -61,15 +137,19 @@ pub struct SyncConfig {
     pub heartbeat_ms: u64,
     /// Sales per request.
     pub batch_size: usize,
-    /// Per-sale retry backoff.
+    /// Per-sale backoff after a server `RETRY` (failed requests never count against a sale).
     pub backoff: BackoffPolicy,
+    /// How many failed requests in a row end a run (see [`crate::link`]).
+    pub link: LinkPolicy,
+    /// Extra CA certificates and SPKI pins for HTTPS.
+    pub tls: TlsOptions,
 }
 
 impl SyncConfig {
     /// A config with default timeouts for a server, token and device.
     pub fn new(
         server_url: impl Into<String>,
-        token: impl Into<String>,
+        token: impl Into<DeviceToken>,
         device_id: impl Into<String>,
     ) -> Self {
         SyncConfig {
@@ -82,20 +162,23 @@ impl SyncConfig {
             heartbeat_ms: 10_000,
             batch_size: 50,
             backoff: BackoffPolicy::default(),
+            link: LinkPolicy::default(),
+            tls: TlsOptions::default(),
         }
     }
 
     /// Checks every value.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first value out of range.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |m: String| Err(Error::Config(m));
+    /// [`ConfigError`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return bad(format!("server_url {:?} must start with http:// or https://", self.server_url));
         }
-        if self.token.trim().is_empty() || self.device_id.trim().is_empty() {
-            return bad("token and device_id must not be empty".into());
+        self.token.validate()?;
+        if self.device_id.trim().is_empty() {
+            return bad("device_id must not be empty".into());
         }
         if self.connect_timeout_ms == 0 || self.request_timeout_ms < self.connect_timeout_ms {
             return bad("request_timeout_ms must be at least connect_timeout_ms, both above 0".into());
@@ -115,6 +198,15 @@ impl SyncConfig {
         if self.backoff.base_ms == 0 || self.backoff.cap_ms < self.backoff.base_ms {
             return bad("backoff needs 0 < base_ms <= cap_ms".into());
         }
+        if self.link.failures_before_backoff == 0 {
+            return bad("link.failures_before_backoff must be at least 1".into());
+        }
+        #[cfg(feature = "tls")]
+        crate::tls::check(&self.tls)?;
+        #[cfg(not(feature = "tls"))]
+        if !self.tls.is_default() {
+            return bad("tls options need possync-core's `tls` feature".into());
+        }
         Ok(())
     }
 }
@@ -128,11 +220,21 @@ mod tests {
         let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_x", "till-1");
         assert!(c.validate().is_ok());
         c.lease_ms = c.request_timeout_ms + LEASE_MARGIN_MS - 1;
-        assert!(matches!(c.validate(), Err(Error::Config(m)) if m.contains("lease_ms")));
+        assert!(matches!(c.validate(), Err(ConfigError(m)) if m.contains("lease_ms")));
         let mut c = SyncConfig::new("ftp://x", "pst_x", "till-1");
         assert!(c.validate().is_err());
         c.server_url = "https://x".into();
         c.heartbeat_ms = c.lease_ms;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_token_is_redacted_in_debug_and_never_in_its_errors() {
+        let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_very_secret", "till-1");
+        let shown = format!("{c:?} {:?}", crate::engine::EngineConfig::new(c.clone()));
+        assert!(!shown.contains("pst_very_secret") && shown.contains("<redacted>"), "{shown}");
+        c.token = DeviceToken::new("pst_with space");
+        let err = c.validate().expect_err("a space cannot go in a header");
+        assert!(!err.to_string().contains("pst_with"), "{err}");
     }
 }

@@ -1,12 +1,15 @@
 //! One drain run: claim due sales, send them in batches, finalize each result, until nothing due is
-//! left or the server cannot be reached.
+//! left or the link is judged down.
 //!
 //! While a batch is on the wire a heartbeat thread extends its leases; a lease lost to another sender
 //! is never finalized, and the run stops after that batch. Results map to outbox states as the
 //! protocol says: `OK`/`DUPLICATE` ⇒ sent, `CONFLICT`/`INVALID` ⇒ terminal, `RETRY` ⇒ pending with
-//! per-sale backoff. A failed request puts the whole batch back with backoff (honouring
-//! `Retry-After`) and ends the run (no hammering of an offline server); 401/403 end it without touching
-//! the backoff; 413 halves the batch and goes on.
+//! per-sale backoff (growing with the sale's `server_retries`). A failed request is the link's fault,
+//! not the sales': its batch goes back due at once (at the run's start, so it is taken again after the
+//! other due sales) without counting against them, and [`crate::link::judge_batch`] decides whether
+//! the run goes on, with what batch size, or stops (`DrainStop::Offline` after
+//! `link.failures_before_backoff` failures in a row or a `Retry-After`; the engine then backs off).
+//! 401/403 and TLS failures stop it for a person; 413 halves the batch and goes on.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -16,7 +19,8 @@ use serde_json::value::RawValue;
 
 use crate::backlog::BacklogCache;
 use crate::config::SyncConfig;
-use crate::error::Error;
+use crate::error::{ConfigError, StorageError};
+use crate::link::{judge_batch, BatchVerdict, LinkState, RequestResult};
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
 use crate::protocol::{BacklogReport, PushRequest, PushResponse, PushStatus, PushTransaction};
 use crate::reason::{DrainReason, DrainReasons};
@@ -25,13 +29,19 @@ use crate::transport::{Transport, TransportError};
 /// Why a run ended before everything due was settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DrainStop {
-    /// The server could not be reached or is shedding load; sales wait with backoff.
+    /// The link is judged down: `link.failures_before_backoff` failed requests in a row, or the server
+    /// asked to wait (`Retry-After`). The sales are due again; the engine backs off.
     Offline {
         /// The failure.
         error: TransportError,
     },
     /// 401/403: the token or device is not accepted; a person must fix the setup.
     AuthFailed {
+        /// The failure.
+        error: TransportError,
+    },
+    /// The server's certificate is not trusted or matches no pin; a person must fix the setup.
+    TlsFailed {
         /// The failure.
         error: TransportError,
     },
@@ -58,8 +68,12 @@ pub struct DrainReport {
     pub conflict: u64,
     /// Sales answered `INVALID` (or too large to ever send).
     pub invalid: u64,
-    /// Sales put back to pending (server `RETRY` or failed request).
+    /// Sales put back to pending (server `RETRY` or failed request; a sale counts once per request).
     pub retry: u64,
+    /// Requests answered (a 200 matching the request) in this run.
+    pub requests_ok: u64,
+    /// Requests that failed (unreachable, timeout, cut, 5xx, 429/503, garbled answer) in this run.
+    pub requests_failed: u64,
     /// Results dropped because the lease had been taken over.
     pub lease_lost: u64,
     /// Unsent sales after the run (pending + in flight).
@@ -85,20 +99,36 @@ pub struct Drainer<'a> {
     transport: &'a dyn Transport,
     config: &'a SyncConfig,
     owner: String,
+    /// The batch size the last run ended with (timeouts shrink it; it carries over to the next run).
+    batch_size: Mutex<usize>,
 }
 
 impl<'a> Drainer<'a> {
     /// A drainer with a fresh owner id.
     ///
     /// # Errors
-    /// [`Error::Config`] when `config` is invalid.
+    /// [`ConfigError`] when `config` is invalid.
     pub fn new(
         outbox: &'a Outbox,
         transport: &'a dyn Transport,
         config: &'a SyncConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ConfigError> {
+        Self::with_owner(outbox, transport, config, uuid::Uuid::now_v7().to_string())
+    }
+
+    /// A drainer whose leases carry `owner` (an engine that is the outbox's sole user keeps one owner id
+    /// across its lives, to take back what a crashed life left in flight).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `config` is invalid.
+    pub fn with_owner(
+        outbox: &'a Outbox,
+        transport: &'a dyn Transport,
+        config: &'a SyncConfig,
+        owner: String,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Drainer { outbox, transport, config, owner: uuid::Uuid::now_v7().to_string() })
+        Ok(Drainer { outbox, transport, config, owner, batch_size: Mutex::new(config.batch_size) })
     }
 
     /// The lease owner id of this drainer.
@@ -110,7 +140,7 @@ impl<'a> Drainer<'a> {
     ///
     /// # Errors
     /// A storage error of the outbox. Transport failures are not errors: they end up in the report.
-    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, Error> {
+    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, StorageError> {
         self.drain_with_progress(reasons, &mut |_, _| {})
     }
 
@@ -124,7 +154,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, stop)
     }
 
@@ -137,7 +167,7 @@ impl<'a> Drainer<'a> {
         &self,
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         self.run(reasons, progress, &|| false)
     }
 
@@ -146,7 +176,7 @@ impl<'a> Drainer<'a> {
         reasons: DrainReasons,
         progress: &mut dyn FnMut(u64, u64),
         stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, Error> {
+    ) -> Result<DrainReport, StorageError> {
         if reasons.contains(DrainReason::Manual) || reasons.contains(DrainReason::Online) {
             // "Sync now" and "back online" must not wait out per-sale backoff from the outage.
             let moved = self.outbox.make_all_due()?;
@@ -169,19 +199,26 @@ impl<'a> Drainer<'a> {
             conflict: 0,
             invalid: 0,
             retry: 0,
+            requests_ok: 0,
+            requests_failed: 0,
             lease_lost: 0,
             remaining_pending: 0,
             oldest_pending_age_ms: None,
             last_error: None,
             stop: None,
         };
-        let mut batch_size = self.config.batch_size;
+        let carried = (*self.batch_size.lock()).clamp(1, self.config.batch_size);
+        let mut link = LinkState { batch_size: carried, ..LinkState::new(self.config.batch_size) };
         let mut done = 0u64;
         let mut rng = rand::rng();
         let mut backlog_cache = BacklogCache::default();
         while report.stop.is_none() && !stop() {
-            let claimed =
-                self.outbox.claim_due_by(&self.owner, batch_size, self.config.lease_ms, started_at_ms)?;
+            let claimed = self.outbox.claim_due_by(
+                &self.owner,
+                link.batch_size,
+                self.config.lease_ms,
+                started_at_ms,
+            )?;
             if claimed.is_empty() {
                 break;
             }
@@ -199,8 +236,20 @@ impl<'a> Drainer<'a> {
                 let (result, lost_now) = self.send_with_heartbeat(&request, &correlation_id, &leases);
                 lost = lost_now;
                 latency_ms = sent_at.elapsed().as_millis() as u64;
-                let outcomes =
-                    self.outcomes(result, &request, &sendable, &mut batch_size, &mut report, &mut rng);
+                let result = result.and_then(|response| check_response(&request, response));
+                let judged = RequestResult::of(&result);
+                let (next, verdict) = judge_batch(&self.config.link, link, judged, sendable.len());
+                match judged {
+                    RequestResult::Answered => report.requests_ok += 1,
+                    RequestResult::TimedOut | RequestResult::Failed { .. } => report.requests_failed += 1,
+                    RequestResult::TooLarge | RequestResult::NeedsPerson => {}
+                }
+                if let Err(error) = &result {
+                    report.last_error = Some(error.to_string());
+                    apply_verdict(&mut report, verdict, error, &next);
+                }
+                link = next;
+                let outcomes = self.outcomes(result, &sendable, &report, &mut rng);
                 settled.extend(sendable.iter().copied().zip(outcomes));
             }
 
@@ -233,6 +282,7 @@ impl<'a> Drainer<'a> {
             progress(done.min(total.max(done)), total.max(done));
         }
 
+        *self.batch_size.lock() = link.batch_size;
         let counts = self.outbox.counts()?;
         report.remaining_pending = counts.unsent();
         report.oldest_pending_age_ms = self.outbox.oldest_unsent_age_ms()?;
@@ -246,73 +296,47 @@ impl<'a> Drainer<'a> {
         Ok(report)
     }
 
-    /// The outcome of each sent sale, from the answer to its request.
+    /// The outcome of each sent sale, from the (checked) answer to its request. Only a server `RETRY`
+    /// gives a sale backoff; after a failed request its sales are due again at the run's start.
     fn outcomes(
         &self,
-        result: Result<PushResponse, TransportError>,
-        request: &PushRequest,
+        result: Result<Vec<crate::protocol::PushResult>, TransportError>,
         sendable: &[&Claimed],
-        batch_size: &mut usize,
-        report: &mut DrainReport,
+        report: &DrainReport,
         rng: &mut impl rand::Rng,
     ) -> Vec<Outcome> {
         let now = self.outbox.clock().now_ms();
         let backoff = self.config.backoff;
-        let mut retry_at = |attempt: u32, retry_after: Option<u64>| {
-            now + backoff.delay_ms(attempt, retry_after, rng).max(1) as i64
-        };
-        match result.and_then(|response| check_response(request, response)) {
+        match result {
             Ok(results) => results
                 .into_iter()
                 .zip(sendable)
-                .map(|(r, c)| outcome_of(r, retry_at(c.attempt, None)))
+                .map(|(r, c)| {
+                    let retries = c.server_retries.saturating_add(1);
+                    outcome_of(r, now + backoff.delay_ms(retries, None, rng).max(1) as i64)
+                })
                 .collect(),
-            Err(TransportError::TooLarge { code, message }) if sendable.len() > 1 => {
-                *batch_size = (sendable.len() / 2).max(1);
-                log::warn!(correlation_id = report.correlation_id.as_str(), batch_size = *batch_size,
-                    code = code.as_str(); "request too large; halving the batch");
-                // Due again within this run (its start time), in smaller batches.
-                let due = report.started_at_ms;
+            Err(TransportError::TooLarge { code, message }) if sendable.len() <= 1 => {
+                vec![Outcome::Invalid { code, message: format!("too large to send even alone: {message}") }]
+            }
+            Err(error) => {
+                // Due again within this run (its start time), after the other due sales; the engine
+                // decides when to try again if the run stops.
+                let (code, message) = match &error {
+                    TransportError::TooLarge { code, message } => (code.clone(), message.clone()),
+                    other => (other.code().to_owned(), other.to_string()),
+                };
                 sendable
                     .iter()
                     .map(|_| Outcome::Retry {
                         from_server: false,
                         code: code.clone(),
                         message: message.clone(),
-                        next_attempt_at_ms: due,
+                        next_attempt_at_ms: report.started_at_ms,
                     })
                     .collect()
             }
-            Err(TransportError::TooLarge { code, message }) => {
-                vec![Outcome::Invalid { code, message: format!("too large to send even alone: {message}") }]
-            }
-            Err(error) => self.fail_batch(sendable, error, report, &mut retry_at),
         }
-    }
-
-    /// Puts a whole batch back after a failed request and decides how the run stops.
-    fn fail_batch(
-        &self,
-        claimed: &[&Claimed],
-        error: TransportError,
-        report: &mut DrainReport,
-        retry_at: &mut dyn FnMut(u32, Option<u64>) -> i64,
-    ) -> Vec<Outcome> {
-        let auth = error.is_auth();
-        let now = self.outbox.clock().now_ms();
-        let outcomes = claimed
-            .iter()
-            .map(|c| Outcome::Retry {
-                from_server: false,
-                code: error.code().to_owned(),
-                message: error.to_string(),
-                // An auth failure is not the sale's fault: it is due again as soon as the setup is fixed.
-                next_attempt_at_ms: if auth { now + 1 } else { retry_at(c.attempt, error.retry_after_ms()) },
-            })
-            .collect();
-        report.last_error = Some(error.to_string());
-        report.stop = Some(if auth { DrainStop::AuthFailed { error } } else { DrainStop::Offline { error } });
-        outcomes
     }
 
     /// Sends one request while a heartbeat thread keeps the batch's leases alive. Returns the answer and
@@ -365,6 +389,27 @@ impl<'a> Drainer<'a> {
             };
             (result, lost)
         })
+    }
+}
+
+/// Records what a failed request's verdict means for the run: a stop, or a warning that it goes on.
+fn apply_verdict(report: &mut DrainReport, verdict: BatchVerdict, error: &TransportError, link: &LinkState) {
+    match verdict {
+        BatchVerdict::Continue => {
+            if !matches!(error, TransportError::TooLarge { .. }) {
+                log::warn!(correlation_id = report.correlation_id.as_str(), error:% = error,
+                    failures_in_a_row = link.failures_in_a_row, batch_size = link.batch_size;
+                    "request failed; the run goes on");
+            } else {
+                log::warn!(correlation_id = report.correlation_id.as_str(), batch_size = link.batch_size,
+                    code = error.code(); "request too large; halving the batch");
+            }
+        }
+        BatchVerdict::BackOff { .. } => report.stop = Some(DrainStop::Offline { error: error.clone() }),
+        BatchVerdict::NeedsPerson if error.is_auth() => {
+            report.stop = Some(DrainStop::AuthFailed { error: error.clone() })
+        }
+        BatchVerdict::NeedsPerson => report.stop = Some(DrainStop::TlsFailed { error: error.clone() }),
     }
 }
 
@@ -495,6 +540,7 @@ fn stop_label(stop: Option<&DrainStop>) -> &'static str {
         None => "",
         Some(DrainStop::Offline { .. }) => "offline",
         Some(DrainStop::AuthFailed { .. }) => "auth_failed",
+        Some(DrainStop::TlsFailed { .. }) => "tls_failed",
         Some(DrainStop::LeaseLost) => "lease_lost",
     }
 }

@@ -6,12 +6,19 @@
 //! drains never overlap. [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that
 //! starts after it, so the sales recorded before the call are covered.
 //!
-//! After a failed request (offline, 429/503, 401/403) the engine backs off as a whole (capped
-//! exponential with full jitter, `Retry-After` as a floor): the interval timer pauses, `Focus` and
+//! When a run ends with the link judged down (failed requests in a row, or a `Retry-After`) or for a
+//! person (401/403, TLS), the engine backs off as a whole (capped exponential with full jitter,
+//! `Retry-After` as a floor; any answered request resets it): the interval timer pauses, `Focus` and
 //! `Interval` wait, while `Online` and `Manual` go at once and skip the per-sale backoff too (never the
-//! leases or the single flight).
+//! leases or the single flight). When sales are unsent but none is due, the next run is when the
+//! earliest is due, not the interval. [`crate::schedule::plan_after_run`] makes these decisions.
+//!
+//! An engine that is its outbox's sole user ([`EngineConfig::sole_user`], the default) leases under a
+//! stable owner id (the device id) and, at start, takes back the leases an earlier life of it left
+//! behind (a crash or kill), so they are sent at once instead of after the lease.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,9 +28,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::backoff::BackoffPolicy;
 use crate::config::SyncConfig;
 use crate::drain::{DrainReport, DrainStop, Drainer};
-use crate::error::Error;
+use crate::error::{ConfigError, Error, StorageError, SyncError};
 use crate::outbox::{Counts, CurrencyAmount, Outbox};
 use crate::reason::{DrainReason, DrainReasons};
+use crate::schedule::{plan_after_run, NextRun, RunEnd, RunSummary};
 use crate::status::{Notifier, StatusListener, SyncStatus};
 use crate::transport::Transport;
 
@@ -36,6 +44,14 @@ pub struct EngineConfig {
     pub interval_ms: u64,
     /// Whole-engine backoff after a failed request.
     pub offline_backoff: BackoffPolicy,
+    /// Least time between two automatic prunes of sent sales (see [`Outbox::prune_sent`]), in ms. The
+    /// engine prunes at the end of a run that settled sales, at most this often (default 1 hour).
+    pub prune_every_ms: u64,
+    /// This engine is the only user of its outbox (default `true`, as on a phone or a till app with
+    /// one process): it leases under the device id and at start takes back the leases an earlier life
+    /// of it left (sent again at once). Set `false` when several processes drain one outbox file:
+    /// each then leases under a fresh owner id and waits out the leases of the others.
+    pub sole_user: bool,
 }
 
 impl EngineConfig {
@@ -45,6 +61,8 @@ impl EngineConfig {
             sync,
             interval_ms: 60_000,
             offline_backoff: BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 },
+            prune_every_ms: 3_600_000,
+            sole_user: true,
         }
     }
 }
@@ -75,8 +93,12 @@ struct State {
     next_interval: Instant,
     offline_until: Option<Instant>,
     offline_failures: u32,
+    /// When the earliest unsent sale is due (set after a run that left unsent sales).
+    due_at: Option<Instant>,
     status: SyncStatus,
     shutdown: bool,
+    /// The worker has finished: statuses delivered, threads ended, WAL checkpointed.
+    stopped: bool,
 }
 
 struct Shared {
@@ -99,7 +121,8 @@ impl SyncEngine {
     /// listener is given.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid config; [`Error::Thread`] when a thread cannot be started.
+    /// [`Error::Config`] for an invalid config; [`Error::Sync`] ([`SyncError::Thread`]) when a thread
+    /// cannot be started.
     pub fn start(
         outbox: Arc<Outbox>,
         transport: Arc<dyn Transport>,
@@ -108,9 +131,13 @@ impl SyncEngine {
     ) -> Result<SyncEngine, Error> {
         config.sync.validate()?;
         if config.interval_ms == 0 || config.offline_backoff.base_ms == 0 {
-            return Err(Error::Config("interval_ms and offline_backoff.base_ms must be above 0".into()));
+            return Err(ConfigError("interval_ms and offline_backoff.base_ms must be above 0".into()).into());
         }
-        let notifier = Notifier::start(listener).map_err(|e| Error::Thread(e.to_string()))?;
+        if config.sole_user {
+            reclaim_own_leases(&outbox, &config.sync.device_id);
+        }
+        let notifier = Notifier::start(listener).map_err(|e| SyncError::Thread(e.to_string()))?;
+        let status = idle(&outbox);
         let state = State {
             requested: DrainReason::Startup.into(),
             started_runs: 0,
@@ -119,8 +146,10 @@ impl SyncEngine {
             next_interval: Instant::now() + Duration::from_millis(config.interval_ms),
             offline_until: None,
             offline_failures: 0,
-            status: SyncStatus::Idle,
+            due_at: None,
+            status,
             shutdown: false,
+            stopped: false,
         };
         let shared = Arc::new(Shared {
             outbox,
@@ -133,8 +162,13 @@ impl SyncEngine {
         let s = shared.clone();
         let worker = std::thread::Builder::new()
             .name("possync-drain".into())
-            .spawn(move || worker(&s))
-            .map_err(|e| Error::Thread(e.to_string()))?;
+            .spawn(move || {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(&s))).is_err() {
+                    log::error!("the drain thread panicked; the engine stopped");
+                }
+                stop(&s);
+            })
+            .map_err(|e| SyncError::Thread(e.to_string()))?;
         Ok(SyncEngine { shared, worker: Mutex::new(Some(worker)) })
     }
 
@@ -154,29 +188,29 @@ impl SyncEngine {
     /// call and returns its report, so every sale recorded before the call was covered by it.
     ///
     /// # Errors
-    /// [`Error::Timeout`] when the run did not finish in time (it goes on); [`Error::ShutDown`];
-    /// [`Error::DrainFailed`] when the run hit a storage error.
-    pub fn sync_now(&self, timeout: Duration) -> Result<DrainReport, Error> {
+    /// [`SyncError::Timeout`] when the run did not finish in time (it goes on); [`SyncError::ShutDown`];
+    /// [`SyncError::DrainFailed`] when the run hit a storage error.
+    pub fn sync_now(&self, timeout: Duration) -> Result<DrainReport, SyncError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.state.lock();
         if st.shutdown {
-            return Err(Error::ShutDown);
+            return Err(SyncError::ShutDown);
         }
         st.requested.insert(DrainReason::Manual);
         let target = st.started_runs + 1;
         self.shared.wake.notify_all();
         while st.finished_runs < target {
             if st.shutdown {
-                return Err(Error::ShutDown);
+                return Err(SyncError::ShutDown);
             }
             if self.shared.wake.wait_until(&mut st, deadline).timed_out() && st.finished_runs < target {
-                return Err(Error::Timeout { waited_ms: timeout.as_millis() as u64 });
+                return Err(SyncError::Timeout { waited_ms: timeout.as_millis() as u64 });
             }
         }
         match st.recent.iter().find(|(seq, _)| *seq == target) {
             Some((_, Ok(report))) => Ok(report.clone()),
-            Some((_, Err(reason))) => Err(Error::DrainFailed { reason: reason.clone() }),
-            None => Err(Error::DrainFailed { reason: "the run's report is no longer kept".into() }),
+            Some((_, Err(reason))) => Err(SyncError::DrainFailed { reason: reason.clone() }),
+            None => Err(SyncError::DrainFailed { reason: "the run's report is no longer kept".into() }),
         }
     }
 
@@ -184,7 +218,7 @@ impl SyncEngine {
     ///
     /// # Errors
     /// A storage error of the outbox.
-    pub fn status(&self) -> Result<StatusSnapshot, Error> {
+    pub fn status(&self) -> Result<StatusSnapshot, StorageError> {
         let (status, last_report) = {
             let st = self.shared.state.lock();
             (st.status.clone(), st.recent.back().and_then(|(_, r)| r.as_ref().ok().cloned()))
@@ -199,46 +233,189 @@ impl SyncEngine {
         })
     }
 
+    /// Deletes sent sales older than the outbox's retention now; returns how many (unsent sales and
+    /// sales needing attention are never touched). The engine also does it by itself, see
+    /// [`EngineConfig::prune_every_ms`].
+    ///
+    /// # Errors
+    /// A storage error of the outbox.
+    pub fn prune_sent(&self) -> Result<u64, StorageError> {
+        self.shared.outbox.prune_sent()
+    }
+
+    /// Writes a diagnostics bundle for support into the folder `dir` (created if missing): `outbox.db`,
+    /// a consistent copy of the outbox ([`Outbox::copy_to`]; `possync-server verify --outbox` reads
+    /// it), and `engine.txt` with the build, the time, the settings (the device token redacted), the
+    /// status snapshot and the reports of the last runs. Returns the paths written. The outbox and the
+    /// engine are not changed.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when the folder or a file cannot be written (or `outbox.db` exists in it
+    /// already); a storage error when the outbox cannot be read.
+    pub fn export_diagnostics(&self, dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        let io = |path: &Path, e: std::io::Error| StorageError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let copy = dir.join("outbox.db");
+        self.shared.outbox.copy_to(&copy)?;
+        let runs: Vec<String> = {
+            let st = self.shared.state.lock();
+            st.recent
+                .iter()
+                .map(|(seq, r)| match r {
+                    Ok(report) => format!("run {seq}: {report:#?}"),
+                    Err(e) => format!("run {seq}: failed: {e}"),
+                })
+                .collect()
+        };
+        let snapshot = match self.status() {
+            Ok(s) => format!("{s:#?}"),
+            Err(e) => format!("cannot read the status: {e}"),
+        };
+        let text = format!(
+            "possync-core {}
+exported at {} (Unix ms)
+outbox {}
+
+# outbox settings
+{:#?}
+
+             # engine settings (the device token is redacted)
+{:#?}
+
+# status
+{snapshot}
+
+             # last {} run(s), oldest first
+{}
+",
+            env!("CARGO_PKG_VERSION"),
+            self.shared.outbox.clock().now_ms(),
+            self.shared.outbox.path().display(),
+            self.shared.outbox.config(),
+            self.shared.config,
+            runs.len(),
+            runs.join("\n"),
+        );
+        let engine_txt = dir.join("engine.txt");
+        std::fs::write(&engine_txt, text).map_err(|e| io(&engine_txt, e))?;
+        Ok(vec![copy, engine_txt])
+    }
+
+    /// Runs in a row that ended with the link down or failed: the exponent of the engine's backoff
+    /// (0 after a run with an answered request that did not end with the link down).
+    pub fn failed_runs_in_a_row(&self) -> u32 {
+        self.shared.state.lock().offline_failures
+    }
+
     /// Runs started so far (for tests and diagnostics).
     pub fn runs_started(&self) -> u64 {
         self.shared.state.lock().started_runs
     }
 
-    /// Asks the engine to stop and returns at once; [`SyncEngine::shutdown`] waits for it.
+    /// Asks the engine to stop and returns at once; [`SyncEngine::await_shutdown`] waits for it. The
+    /// batch in flight is still finished and finalized, then the engine stops as
+    /// [`SyncEngine::shutdown`] describes.
     pub fn request_shutdown(&self) {
         let mut st = self.shared.state.lock();
         st.shutdown = true;
         self.shared.wake.notify_all();
     }
 
-    /// Stops the engine: the batch in flight is finished and finalized (its HTTP call is bounded by
-    /// the request timeout), no further batch starts, pending statuses are delivered, threads are
-    /// joined. Sales not sent stay in the outbox; leases left behind expire on their own.
+    /// Waits up to `timeout` for the engine to stop after [`SyncEngine::request_shutdown`]; returns
+    /// whether it has stopped (the batch in flight finalized, statuses delivered, threads ended, the
+    /// write-ahead log checkpointed). It does not ask the engine to stop.
+    pub fn await_shutdown(&self, timeout: Duration) -> bool {
+        self.wait_stopped(Instant::now().checked_add(timeout))
+    }
+
+    /// Stops the engine and waits for it: the batch in flight is finished and finalized (its HTTP call
+    /// is bounded by the request timeout), no further batch starts, pending statuses are delivered,
+    /// threads are joined, and the write-ahead log is checkpointed and truncated. Sales not sent stay in
+    /// the outbox; leases left behind expire on their own. Idempotent.
     pub fn shutdown(&self) {
         self.request_shutdown();
-        if let Some(worker) = self.worker.lock().take() {
-            if worker.join().is_err() {
-                log::error!("the drain thread panicked");
+        self.wait_stopped(None);
+    }
+
+    fn wait_stopped(&self, deadline: Option<Instant>) -> bool {
+        {
+            let mut st = self.shared.state.lock();
+            while !st.stopped {
+                match deadline {
+                    Some(deadline) => {
+                        if self.shared.wake.wait_until(&mut st, deadline).timed_out() {
+                            return st.stopped;
+                        }
+                    }
+                    None => self.shared.wake.wait(&mut st),
+                }
             }
         }
-        self.shared.notifier.close();
+        if let Some(worker) = self.worker.lock().take() {
+            // It has finished its work; this only reaps the thread.
+            let _ = worker.join();
+        }
+        true
     }
 }
 
 impl Drop for SyncEngine {
+    /// Asks the engine to stop and returns at once (the drain thread finishes the batch in flight and
+    /// stops by itself); call [`SyncEngine::shutdown`] first to wait for it.
     fn drop(&mut self) {
-        self.shutdown();
+        self.request_shutdown();
+    }
+}
+
+/// `Idle` with the outbox's unsent sales now (zero if the outbox cannot be read).
+fn idle(outbox: &Outbox) -> SyncStatus {
+    SyncStatus::Idle {
+        unsent: outbox.counts().map(|c| c.unsent()).unwrap_or_default(),
+        unsent_by_currency: outbox.unsent_by_currency().unwrap_or_default(),
+    }
+}
+
+/// The end of the drain thread: delivers pending statuses, ends the status thread, truncates the WAL,
+/// and marks the engine stopped.
+fn stop(shared: &Shared) {
+    shared.notifier.close();
+    match shared.outbox.checkpoint_truncate() {
+        Ok(true) => {}
+        Ok(false) => log::info!("write-ahead log only partly checkpointed at shutdown (a reader holds it)"),
+        Err(e) => log::warn!(error:% = e; "write-ahead log checkpoint at shutdown failed"),
+    }
+    let mut st = shared.state.lock();
+    st.stopped = true;
+    shared.wake.notify_all();
+}
+
+/// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]).
+fn reclaim_own_leases(outbox: &Outbox, owner: &str) {
+    match outbox.reclaim_own_leases(owner) {
+        Ok(0) => {}
+        Ok(n) => log::warn!(owner = owner, sales = n; "leases of an earlier life taken back; sent at once"),
+        Err(e) => log::warn!(error:% = e; "could not take back earlier leases; they expire on their own"),
     }
 }
 
 fn worker(shared: &Shared) {
-    let drainer = match Drainer::new(&shared.outbox, &*shared.transport, &shared.config.sync) {
+    let sync = &shared.config.sync;
+    let drainer = if shared.config.sole_user {
+        Drainer::with_owner(&shared.outbox, &*shared.transport, sync, sync.device_id.clone())
+    } else {
+        Drainer::new(&shared.outbox, &*shared.transport, sync)
+    };
+    let drainer = match drainer {
         Ok(d) => d,
         Err(e) => {
             log::error!(error:% = e; "drain thread cannot start");
             return;
         }
     };
+    let mut last_prune: Option<Instant> = None;
     loop {
         let Some((reasons, seq)) = next_run(shared) else { return };
         shared.notifier.status(SyncStatus::Draining { done: 0, total: 0 });
@@ -247,7 +424,27 @@ fn worker(shared: &Shared) {
             &mut |done, total| shared.notifier.status(SyncStatus::Draining { done, total }),
             &|| shared.state.lock().shutdown,
         );
+        if let Ok(report) = &result {
+            prune_if_due(shared, report, &mut last_prune);
+        }
         finish_run(shared, seq, result);
+    }
+}
+
+/// Prunes sent sales after a run that settled some, at most every `prune_every_ms`.
+fn prune_if_due(shared: &Shared, report: &DrainReport, last_prune: &mut Option<Instant>) {
+    let every = Duration::from_millis(shared.config.prune_every_ms);
+    if report.settled() == 0 || last_prune.is_some_and(|t| t.elapsed() < every) {
+        return;
+    }
+    *last_prune = Some(Instant::now());
+    match shared.outbox.prune_sent() {
+        Ok(0) => {}
+        Ok(n) => log::info!(pruned = n; "sent sales past their retention pruned"),
+        Err(e) => {
+            *last_prune = None;
+            log::warn!(error:% = e; "pruning sent sales failed; tried again after the next run");
+        }
     }
 }
 
@@ -265,13 +462,18 @@ fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
             break;
         }
         // The interval timer is paused while the engine backs off; the backoff's end is a run of its own.
+        // Otherwise the earliest due sale, when sooner than the interval, is a run of its own too.
         let deadline = match st.offline_until {
             Some(until) if offline => until,
-            _ => st.next_interval,
+            _ => st.due_at.map_or(st.next_interval, |due| due.min(st.next_interval)),
         };
         if shared.wake.wait_until(&mut st, deadline).timed_out() {
             let now = Instant::now();
             if offline && st.offline_until.is_some_and(|t| t <= now) {
+                st.requested.insert(DrainReason::Interval);
+            }
+            if !offline && st.due_at.is_some_and(|t| t <= now) {
+                st.due_at = None;
                 st.requested.insert(DrainReason::Interval);
             }
             if now >= st.next_interval {
@@ -285,43 +487,77 @@ fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
     Some((reasons, st.started_runs))
 }
 
-/// Records a finished run, sets the engine's backoff and status, wakes `sync_now` callers, notifies.
-fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, Error>) {
+/// How a run ended, for [`plan_after_run`]; reads when the earliest unsent sale is due.
+fn summary_of(outbox: &Outbox, result: &Result<DrainReport, StorageError>) -> RunSummary {
+    let (end, answered) = match result {
+        Ok(report) => {
+            let end = match &report.stop {
+                Some(DrainStop::Offline { error }) => {
+                    RunEnd::LinkDown { retry_after_ms: error.retry_after_ms() }
+                }
+                Some(DrainStop::AuthFailed { .. } | DrainStop::TlsFailed { .. }) => RunEnd::Failed,
+                Some(DrainStop::LeaseLost) | None => RunEnd::Done,
+            };
+            (end, report.requests_ok > 0)
+        }
+        Err(_) => (RunEnd::Failed, false),
+    };
+    let next_due_in_ms = match outbox.next_due_at_ms() {
+        Ok(due) => due.map(|due| due.saturating_sub(outbox.clock().now_ms())),
+        Err(e) => {
+            log::warn!(error:% = e; "cannot read when the next sale is due; the interval decides");
+            None
+        }
+    };
+    RunSummary { end, answered, next_due_in_ms }
+}
+
+/// Records a finished run, sets the engine's backoff or next due run and its status, wakes `sync_now`
+/// callers, notifies.
+fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageError>) {
     let counts = shared.outbox.counts().unwrap_or_default();
+    let summary = summary_of(&shared.outbox, &result);
     let mut rng = rand::rng();
-    let (status, retry_after) = match &result {
+    let (status, last_error) = match &result {
         Ok(report) => match &report.stop {
-            Some(DrainStop::Offline { error }) => (None, Some((error.to_string(), error.retry_after_ms()))),
-            Some(DrainStop::AuthFailed { error }) => (
-                Some(SyncStatus::AuthFailed { last_error: error.to_string() }),
-                Some((error.to_string(), None)),
-            ),
+            Some(DrainStop::Offline { error }) => (None, Some(error.to_string())),
+            Some(DrainStop::AuthFailed { error }) => {
+                (Some(SyncStatus::AuthFailed { last_error: error.to_string() }), Some(error.to_string()))
+            }
+            Some(DrainStop::TlsFailed { error }) => {
+                (Some(SyncStatus::TlsFailed { last_error: error.to_string() }), Some(error.to_string()))
+            }
             _ if counts.conflict + counts.invalid > 0 => (
                 Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
                 None,
             ),
-            _ => (Some(SyncStatus::Idle), None),
+            _ => (Some(idle(&shared.outbox)), None),
         },
-        Err(e) => (None, Some((e.to_string(), None))),
+        Err(e) => (None, Some(e.to_string())),
     };
     let status = {
         let mut st = shared.state.lock();
-        let status = match retry_after {
-            Some((last_error, retry_after_ms)) => {
-                st.offline_failures = st.offline_failures.saturating_add(1);
-                let delay = shared
-                    .config
-                    .offline_backoff
-                    .delay_ms(st.offline_failures, retry_after_ms, &mut rng)
-                    .max(1);
+        let (failures, next) = plan_after_run(st.offline_failures, &summary);
+        st.offline_failures = failures;
+        let status = match next {
+            NextRun::BackOff { failures, retry_after_ms } => {
+                let delay = shared.config.offline_backoff.delay_ms(failures, retry_after_ms, &mut rng).max(1);
                 st.offline_until = Some(Instant::now() + Duration::from_millis(delay));
+                st.due_at = None;
                 let next_retry_at_ms = shared.outbox.clock().now_ms() + delay as i64;
+                let last_error = last_error.unwrap_or_default();
                 status.unwrap_or(SyncStatus::Offline { next_retry_at_ms, last_error })
             }
-            None => {
-                st.offline_failures = 0;
+            NextRun::DueIn { ms } => {
                 st.offline_until = None;
-                status.unwrap_or(SyncStatus::Idle)
+                // Never later than the interval would run anyway (and no overflow for far-off sales).
+                st.due_at = Some(Instant::now() + Duration::from_millis(ms.min(shared.config.interval_ms)));
+                status.unwrap_or_else(|| idle(&shared.outbox))
+            }
+            NextRun::Interval => {
+                st.offline_until = None;
+                st.due_at = None;
+                status.unwrap_or_else(|| idle(&shared.outbox))
             }
         };
         st.finished_runs = seq;

@@ -5,6 +5,8 @@
 //! - [`outbox`]: the durable SQLite outbox with leases, atomic claim, heartbeat and CAS finalize.
 //! - [`transport`]: the `Transport` trait and its HTTP implementation (ureq).
 //! - [`drain`]: one drain run: claim, send in batches, finalize, until nothing is due.
+//! - [`link`]: the link policy of a run as data ([`link::judge_batch`]): go on, shrink, or stop.
+//! - [`schedule`]: when the engine runs next, as data ([`schedule::plan_after_run`]).
 //! - [`engine`]: the single-flight drain scheduler ([`engine::SyncEngine`]) and [`status`] for the cashier.
 //! - [`backoff`], [`config`], [`clock`], [`reason`], [`error`]: policy and plumbing.
 //!
@@ -19,10 +21,14 @@ pub mod config;
 pub mod drain;
 pub mod engine;
 pub mod error;
+pub mod link;
 pub mod outbox;
 pub mod protocol;
 pub mod reason;
+pub mod schedule;
 pub mod status;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod transport;
 
-pub use error::Error;
+pub use error::{ConfigError, Error, SaleError, StorageError, SyncError};

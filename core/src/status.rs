@@ -12,12 +12,20 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use crate::drain::DrainReport;
+use crate::outbox::CurrencyAmount;
 
 /// The engine's state, as a cashier's banner would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStatus {
-    /// Nothing to do, or waiting for the next trigger.
-    Idle,
+    /// Nothing to do, or waiting for the next trigger; with what is still unsent at that moment (sales
+    /// recorded since, or waiting out a per-sale retry), for a banner such as "All sent" or
+    /// "3 unsent (EUR 12.00)".
+    Idle {
+        /// Unsent sales (pending + in flight).
+        unsent: u64,
+        /// Unsent sales per currency (count and amount).
+        unsent_by_currency: Vec<CurrencyAmount>,
+    },
     /// A drain run is sending: `done` of `total` unsent sales handled so far.
     Draining {
         /// Sales handled in this run.
@@ -35,6 +43,12 @@ pub enum SyncStatus {
     /// The server refuses this till's token or device (401/403): a person must fix the setup.
     AuthFailed {
         /// The server's answer.
+        last_error: String,
+    },
+    /// The server's TLS certificate is not trusted or matches no pin: a person must fix the setup (the
+    /// server's certificate, or the app's CA certificates and pins). Sales are kept.
+    TlsFailed {
+        /// What failed, for a person.
         last_error: String,
     },
     /// Some sales were refused for good and need a person (see the outbox's attention list).

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use crate::config::SyncConfig;
+use parking_lot::RwLock;
+
+use crate::config::{DeviceToken, SyncConfig};
+use crate::error::ConfigError;
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{ErrorBody, PushRequest, PushResponse};
 
@@ -15,9 +18,13 @@ use crate::protocol::{ErrorBody, PushRequest, PushResponse};
 /// is then answered `DUPLICATE`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// The server could not be reached (refused, unresolvable, TLS failure).
+    /// The server could not be reached (refused, unresolvable).
     #[error("server unreachable: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed: the server's certificate is not trusted (unknown CA, expired, wrong
+    /// name) or matches no configured pin. Retrying cannot help until the setup is fixed.
+    #[error("TLS failure (the server's certificate is not trusted or not pinned): {0}")]
+    Tls(String),
     /// No complete answer within the request timeout.
     #[error("request timed out: {0}")]
     Timeout(String),
@@ -81,6 +88,11 @@ impl TransportError {
         matches!(self, TransportError::Unauthorized { .. } | TransportError::Forbidden { .. })
     }
 
+    /// True for a TLS failure: the drain stops and says so, instead of reporting the server offline.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, TransportError::Tls(_))
+    }
+
     /// The server's `Retry-After`, in ms, if it sent one.
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
@@ -93,6 +105,7 @@ impl TransportError {
     pub fn code(&self) -> &str {
         match self {
             TransportError::Unreachable(_) => "unreachable",
+            TransportError::Tls(_) => "tls",
             TransportError::Timeout(_) => "timeout",
             TransportError::Io(_) => "connection_failed",
             TransportError::BadResponse(_) => "bad_response",
@@ -119,24 +132,65 @@ pub trait Transport: Send + Sync {
 pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
-    authorization: String,
+    authorization: RwLock<String>,
+    /// Set when the TLS options could not be turned into a TLS setup: every push fails with it (never a
+    /// silent fall-back to weaker trust). `SyncConfig::validate` catches such options first.
+    tls_error: Option<String>,
 }
 
 impl HttpTransport {
-    /// A transport for `config`'s server, token and timeouts.
+    /// A transport for `config`'s server, token, timeouts and TLS options (without options: ureq's own
+    /// rustls setup with the public roots, unchanged).
     pub fn new(config: &SyncConfig) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_millis(config.connect_timeout_ms)))
             .timeout_global(Some(Duration::from_millis(config.request_timeout_ms)))
-            .build()
-            .into();
+            .build();
+        let (agent, tls_error) = agent(agent_config, config);
         HttpTransport {
             agent,
+            tls_error,
             url: format!("{}{PUSH_PATH}", config.server_url.trim_end_matches('/')),
-            authorization: format!("Bearer {}", config.token),
+            authorization: RwLock::new(format!("Bearer {}", config.token.expose())),
         }
     }
+
+    /// Replaces the device token for the next requests (a request in flight keeps the old one).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
+    pub fn set_token(&self, token: &DeviceToken) -> Result<(), ConfigError> {
+        token.validate()?;
+        *self.authorization.write() = format!("Bearer {}", token.expose());
+        log::info!("device token replaced");
+        Ok(())
+    }
+}
+
+/// The agent: ureq's default connectors, or with TLS options ours (see `tls.rs`).
+#[cfg(feature = "tls")]
+fn agent(agent_config: ureq::config::Config, config: &SyncConfig) -> (ureq::Agent, Option<String>) {
+    use ureq::unversioned::resolver::DefaultResolver;
+    use ureq::unversioned::transport::{Connector, TcpConnector};
+    if config.tls.is_default() {
+        return (agent_config.into(), None);
+    }
+    match crate::tls::client_config(&config.tls) {
+        Ok(client_config) => {
+            let connector =
+                ().chain(TcpConnector::default()).chain(crate::tls::PinnedTlsConnector::new(client_config));
+            (ureq::Agent::with_parts(agent_config, connector, DefaultResolver::default()), None)
+        }
+        Err(e) => (agent_config.into(), Some(e.to_string())),
+    }
+}
+
+/// The agent: ureq's default connectors (TLS options need the `tls` feature; `validate` refuses them).
+#[cfg(not(feature = "tls"))]
+fn agent(agent_config: ureq::config::Config, config: &SyncConfig) -> (ureq::Agent, Option<String>) {
+    let refused = (!config.tls.is_default()).then(|| "tls options need the `tls` feature".to_owned());
+    (agent_config.into(), refused)
 }
 
 impl std::fmt::Debug for HttpTransport {
@@ -148,11 +202,15 @@ impl std::fmt::Debug for HttpTransport {
 
 impl Transport for HttpTransport {
     fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError> {
+        if let Some(error) = &self.tls_error {
+            return Err(TransportError::Tls(error.clone()));
+        }
         let body = serde_json::to_vec(request).map_err(|e| TransportError::BadResponse(e.to_string()))?;
+        let authorization = self.authorization.read().clone();
         let response = self
             .agent
             .post(&self.url)
-            .header("Authorization", &self.authorization)
+            .header("Authorization", &authorization)
             .header(CORRELATION_HEADER, correlation_id)
             .header("Content-Type", "application/json")
             .send(&body[..]);
@@ -183,6 +241,10 @@ impl Transport for HttpTransport {
 }
 
 fn classify_ureq(err: ureq::Error) -> TransportError {
+    #[cfg(feature = "tls")]
+    if crate::tls::is_tls_failure(&err) {
+        return TransportError::Tls(err.to_string());
+    }
     match err {
         ureq::Error::Timeout(t) => TransportError::Timeout(t.to_string()),
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use common::{sale, TempOutbox, T0};
 use parking_lot::Mutex;
-use possync_core::clock::ManualClock;
+use possync_core::clock::{Clock, ManualClock};
 use possync_core::config::SyncConfig;
 use possync_core::drain::{DrainStop, Drainer};
+use possync_core::link::LinkPolicy;
 use possync_core::outbox::{Outbox, SaleState};
 use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
 use possync_core::reason::DrainReason;
@@ -122,7 +123,9 @@ fn results_that_do_not_match_the_request_put_the_batch_back() {
         matches!(report.stop, Some(DrainStop::Offline { error: TransportError::BadResponse(_) })),
         "{report:?}"
     );
-    assert_eq!((report.sent, report.retry, outbox.counts().expect("counts").pending), (0, 3, 3));
+    // A garbled answer is a failed request: the batch is tried again in the run, up to K = 3 in a row.
+    assert_eq!((report.sent, report.requests_failed), (0, 3));
+    assert_eq!(outbox.counts().expect("counts").pending, 3);
 }
 
 #[test]
@@ -186,4 +189,138 @@ fn heartbeats_keep_the_leases_of_a_slow_send() {
         .drain_once(DrainReason::Online.into())
         .expect("drain");
     assert_eq!((report.sent, report.lease_lost), (3, 0), "{report:?}");
+}
+
+fn unreachable() -> TransportError {
+    TransportError::Unreachable("connection refused".into())
+}
+
+#[test]
+fn transport_failures_do_not_count_against_a_sale_and_leave_it_due_at_once() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = t.open_with(clock.clone());
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let mut config = config();
+    config.backoff.base_ms = 60_000;
+    config.backoff.cap_ms = 300_000;
+    let failing = scripted(|_| Err(unreachable()));
+    let drainer = Drainer::new(&outbox, &failing, &config).expect("drainer");
+    for run in 1..=4 {
+        let report = drainer.drain_once(DrainReason::Interval.into()).expect("drain");
+        assert!(matches!(report.stop, Some(DrainStop::Offline { .. })), "{report:?}");
+        clock.advance(1);
+        let entry = outbox.get(&id).expect("get").expect("row");
+        assert_eq!(entry.server_retries, 0, "run {run}: a failed request is not the sale's fault");
+        assert!(entry.next_attempt_at_ms <= clock.now_ms(), "run {run}: due again at once, no per-sale wait");
+        assert_eq!(entry.last_result.as_deref(), Some("TRANSPORT"));
+    }
+    // The server's RETRY is about the sale: that one counts and delays it.
+    let retrying = scripted(|r| {
+        let mut response = all_ok(r);
+        response.results[0].status = PushStatus::Retry;
+        response.results[0].code = Some("busy".into());
+        Ok(response)
+    });
+    let report = Drainer::new(&outbox, &retrying, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Interval.into())
+        .expect("drain");
+    assert_eq!((report.retry, report.stop), (1, None));
+    let entry = outbox.get(&id).expect("get").expect("row");
+    assert_eq!(entry.server_retries, 1);
+    assert!(entry.next_attempt_at_ms >= clock.now_ms(), "a RETRY waits its backoff");
+}
+
+#[test]
+fn a_run_goes_on_past_a_failed_request_and_stops_after_k_failures_in_a_row() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..20 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    // Requests 2 and 4 fail, the others are answered until request 6; from then on the link is down.
+    let calls = Mutex::new(0usize);
+    let transport = scripted(|r| {
+        let mut n = calls.lock();
+        *n += 1;
+        match *n {
+            2 | 4 => {
+                Err(TransportError::Http { status: 502, code: "bad_gateway".into(), message: String::new() })
+            }
+            k if k >= 6 => Err(unreachable()),
+            _ => Ok(all_ok(r)),
+        }
+    });
+    let mut config = config();
+    config.batch_size = 2;
+    config.link = LinkPolicy { failures_before_backoff: 3 };
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Interval.into())
+        .expect("drain");
+    assert_eq!(report.requests_ok, 3, "{report:?}");
+    assert_eq!(report.requests_failed, 2 + 3, "two single failures passed, then three in a row");
+    assert_eq!(report.sent, 6);
+    assert!(matches!(report.stop, Some(DrainStop::Offline { error: TransportError::Unreachable(_) })));
+    assert_eq!(transport.sizes.lock().len(), 8, "the run stopped right after the third failure in a row");
+    let counts = outbox.counts().expect("counts");
+    assert_eq!(
+        (counts.sent, counts.pending, counts.in_flight),
+        (6, 14, 0),
+        "nothing lost, nothing left leased"
+    );
+}
+
+#[test]
+fn a_failed_batch_is_sent_again_within_the_run_once_the_link_answers() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..10 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let calls = Mutex::new(0usize);
+    let transport = scripted(|r| {
+        let mut n = calls.lock();
+        *n += 1;
+        if *n % 2 == 1 {
+            Err(TransportError::Timeout("slow link".into()))
+        } else {
+            Ok(all_ok(r))
+        }
+    });
+    let mut config = config();
+    config.batch_size = 4;
+    let report = Drainer::new(&outbox, &transport, &config)
+        .expect("drainer")
+        .drain_once(DrainReason::Interval.into())
+        .expect("drain");
+    assert_eq!((report.sent, report.remaining_pending, report.stop.clone()), (10, 0, None), "{report:?}");
+    let sizes = transport.sizes.lock().clone();
+    assert_eq!(&sizes[..3], &[4, 2, 4], "a timeout halves the batch, an answer grows it back: {sizes:?}");
+}
+
+#[test]
+fn retry_after_stops_the_run_at_once() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..10 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let transport = scripted(|_| {
+        Err(TransportError::Overloaded {
+            status: 503,
+            code: "overloaded".into(),
+            message: String::new(),
+            retry_after_ms: Some(30_000),
+        })
+    });
+    let report = Drainer::new(&outbox, &transport, &config())
+        .expect("drainer")
+        .drain_once(DrainReason::Interval.into())
+        .expect("drain");
+    assert_eq!(report.requests_failed, 1, "the server asked to wait: no second request");
+    assert!(
+        matches!(report.stop, Some(DrainStop::Offline { ref error }) if error.retry_after_ms() == Some(30_000))
+    );
 }

@@ -8,9 +8,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sale, TempOutbox};
+use common::{sale, TempOutbox, T0};
 use parking_lot::{Condvar, Mutex};
 use possync_core::backoff::BackoffPolicy;
+use possync_core::clock::ManualClock;
 use possync_core::config::OutboxConfig;
 use possync_core::drain::DrainReport;
 use possync_core::engine::{EngineConfig, SyncEngine};
@@ -196,7 +197,8 @@ fn offline_then_online_sends_without_waiting_for_the_interval() {
     let (l, reports, statuses) = listener();
     let engine = start(&outbox, &transport, Some(l));
     let offline = reports.recv_timeout(WAIT).expect("startup run");
-    assert_eq!((offline.sent, offline.retry, offline.remaining_pending), (0, 5, 5));
+    // K = 3 failed requests in a row end the run; the sales are due again, the engine backs off.
+    assert_eq!((offline.sent, offline.requests_failed, offline.remaining_pending), (0, 3, 5));
     let status = loop {
         match statuses.recv_timeout(WAIT).expect("status") {
             SyncStatus::Draining { .. } => continue,
@@ -211,7 +213,10 @@ fn offline_then_online_sends_without_waiting_for_the_interval() {
     let online = reports.recv_timeout(WAIT).expect("online run");
     assert!(online.reasons.contains(DrainReason::Online));
     assert_eq!((online.sent, online.remaining_pending), (5, 0), "{online:?}");
-    assert_eq!(engine.status().expect("status").status, SyncStatus::Idle);
+    assert_eq!(
+        engine.status().expect("status").status,
+        SyncStatus::Idle { unsent: 0, unsent_by_currency: Vec::new() }
+    );
 }
 
 #[test]
@@ -231,7 +236,7 @@ fn shutdown_while_draining_loses_nothing_and_a_restart_resumes() {
         (50, 70, 0),
         "the batch in flight was finished"
     );
-    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::Error::ShutDown)));
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
     drop(engine);
 
     let reopened = Arc::new(Outbox::open(&t.path, OutboxConfig::default()).expect("reopen"));
@@ -290,4 +295,364 @@ fn status_reports_counts_amounts_and_attention_in_one_call() {
     assert_eq!(snapshot.unsent_by_currency[0].total_minor, 2 * 102 + 2 * 104);
     assert!(snapshot.oldest_unsent_age_ms.is_some());
     assert_eq!(snapshot.last_report.map(|r| r.correlation_id), Some(report.correlation_id));
+}
+
+fn file_bytes(path: &std::path::Path) -> u64 {
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn sent_sales_are_pruned_after_a_run_at_most_every_prune_interval_and_unsent_stay() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig { sent_retention_ms: 0, ..OutboxConfig::default() };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let engine = start(&outbox, &transport, None);
+    engine.sync_now(WAIT).expect("an empty run after the startup run: no prune, nothing settled");
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let report = engine.sync_now(WAIT).expect("sync");
+    assert_eq!(report.sent, 3);
+    assert_eq!(outbox.counts().expect("counts").sent, 0, "pruned at the end of the run");
+
+    // Within the hour the engine does not prune again; prune_sent() does at once.
+    transport.offline.store(false, Ordering::SeqCst);
+    outbox.enqueue(&sale(10)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(outbox.counts().expect("counts").sent, 1, "at most one automatic prune per interval");
+    transport.offline.store(true, Ordering::SeqCst);
+    let unsent = outbox.enqueue(&sale(11)).expect("enqueue");
+    engine.sync_now(WAIT).expect("sync");
+    assert_eq!(engine.prune_sent().expect("prune"), 1);
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.sent, counts.unsent()), (0, 1), "unsent sales stay");
+    assert!(outbox.get(&unsent).expect("get").is_some());
+    engine.shutdown();
+}
+
+#[test]
+fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_truncates_the_wal() {
+    let t = TempOutbox::new();
+    let config = OutboxConfig {
+        sent_retention_ms: 0,
+        durability: possync_core::config::Durability::Normal,
+        wal_size_limit_bytes: 256 * 1024,
+        ..OutboxConfig::default()
+    };
+    let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
+    let transport = Gated::opened();
+    let mut c = engine_config();
+    c.sync.batch_size = 500;
+    let engine = SyncEngine::start(outbox.clone(), transport.clone(), c, None).expect("engine");
+    engine.sync_now(WAIT).expect("the startup run is over");
+    let mut sizes = Vec::new();
+    for round in 0..10 {
+        for i in 0..1_000 {
+            outbox.enqueue(&sale(round * 1_000 + i)).expect("enqueue");
+        }
+        assert_eq!(engine.sync_now(WAIT).expect("sync").sent, 1_000);
+        engine.prune_sent().expect("prune");
+        sizes.push(file_bytes(&t.path));
+    }
+    assert_eq!(outbox.counts().expect("counts"), Default::default(), "everything sent and pruned");
+    let first = sizes[0].max(sizes[1]);
+    let last = *sizes.last().expect("sizes");
+    assert!(last <= first + first / 4, "the file grew with the sales sent: {sizes:?}");
+    engine.shutdown();
+    let wal = std::path::PathBuf::from(format!("{}-wal", t.path.display()));
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0, "the WAL is truncated at shutdown");
+}
+
+#[test]
+fn idle_carries_the_unsent_count_and_amounts() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    reports.recv_timeout(WAIT).expect("startup run");
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    // A per-sale RETRY from the server leaves the run Idle with the sale unsent.
+    let claimed = outbox.claim("x", 1, 60_000).expect("claim");
+    let retry = possync_core::outbox::Outcome::Retry {
+        from_server: true,
+        code: "busy".into(),
+        message: String::new(),
+        next_attempt_at_ms: i64::MAX / 2,
+    };
+    let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
+    engine.trigger(DrainReason::Focus); // not Manual: that would skip the sale's backoff and send it
+    reports.recv_timeout(WAIT).expect("focus run");
+    let total = outbox.get(&id).expect("get").expect("row").total_minor;
+    match engine.status().expect("status").status {
+        SyncStatus::Idle { unsent, unsent_by_currency } => {
+            assert_eq!(unsent, 1);
+            assert_eq!(unsent_by_currency.len(), 1);
+            assert_eq!((unsent_by_currency[0].count, unsent_by_currency[0].total_minor), (1, total));
+        }
+        other => panic!("expected Idle, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    outbox.enqueue(&sale(1)).expect("enqueue");
+    let transport = Gated::closed();
+    let engine = start(&outbox, &transport, None);
+    transport.wait_entered(1); // the startup run's request is held by the gate
+    engine.request_shutdown();
+    let t0 = std::time::Instant::now();
+    assert!(!engine.await_shutdown(Duration::from_millis(100)), "stopped while a request is in flight");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(engine); // returns at once; the drain thread goes on with the batch
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    transport.open();
+    let deadline = std::time::Instant::now() + WAIT;
+    while outbox.counts().expect("counts").sent != 1 {
+        assert!(std::time::Instant::now() < deadline, "the batch in flight was never finalized");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let engine = start(&outbox, &Gated::opened(), None);
+    engine.request_shutdown();
+    assert!(engine.await_shutdown(WAIT), "an idle engine stops at once");
+    assert!(matches!(engine.sync_now(WAIT), Err(possync_core::SyncError::ShutDown)));
+}
+
+#[test]
+fn diagnostics_are_a_consistent_copy_that_opens_read_only_and_settings_without_the_token() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let engine = start(&outbox, &Gated::opened(), None);
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    engine.sync_now(WAIT).expect("sync");
+    let unsent = outbox.enqueue(&sale(9)).expect("enqueue");
+    let dir = t.dir.path().join("diag");
+    let files = engine.export_diagnostics(&dir).expect("export");
+    assert_eq!(files, vec![dir.join("outbox.db"), dir.join("engine.txt")]);
+
+    let before = std::fs::read(&files[0]).expect("read copy");
+    let copy = Outbox::open_read_only(&files[0]).expect("the copy opens read-only");
+    let counts = copy.counts().expect("counts");
+    assert_eq!((counts.sent, counts.pending), (3, 1));
+    assert!(copy.get(&unsent).expect("get").is_some());
+    assert_eq!(copy.summaries().expect("summaries"), outbox.summaries().expect("summaries"));
+    drop(copy);
+    assert_eq!(std::fs::read(&files[0]).expect("read copy"), before, "reading the copy changes nothing");
+    let beside: Vec<_> =
+        std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(beside.len(), 2, "one self-contained file, no -wal/-shm: {beside:?}");
+
+    let text = std::fs::read_to_string(&files[1]).expect("engine.txt");
+    assert!(!text.contains("pst_test"), "the token is in the diagnostics:\n{text}");
+    assert!(
+        text.contains("<redacted>") && text.contains("batch_size") && text.contains("correlation_id"),
+        "{text}"
+    );
+    assert!(
+        matches!(engine.export_diagnostics(&dir), Err(possync_core::StorageError::Io { .. })),
+        "an export never overwrites an earlier one"
+    );
+}
+
+/// A transport that follows a script: `true` answers OK to every sale, `false` fails the request as
+/// unreachable; once the script is used up it answers OK.
+#[derive(Default)]
+struct Script(Mutex<std::collections::VecDeque<bool>>);
+
+impl Script {
+    fn new(plan: &[bool]) -> Arc<Self> {
+        Arc::new(Script(Mutex::new(plan.iter().copied().collect())))
+    }
+}
+
+impl Transport for Script {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        if !self.0.lock().pop_front().unwrap_or(true) {
+            return Err(TransportError::Unreachable("connection refused".into()));
+        }
+        Gated::opened().push(request, cid)
+    }
+}
+
+#[test]
+fn any_answered_request_resets_the_engine_backoff() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    for i in 0..3 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let f = false;
+    // Startup: 3 failures. Run 2: 3 failures. Run 3: one answer, then 3 failures. Run 4: answers.
+    let transport = Script::new(&[f, f, f, f, f, f, true, f, f, f]);
+    let mut config = engine_config();
+    config.sync.batch_size = 1;
+    let (l, reports, _) = listener();
+    let engine = SyncEngine::start(outbox.clone(), transport, config, Some(l)).expect("engine");
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((first.requests_failed, first.requests_ok), (3, 0), "{first:?}");
+    assert_eq!(engine.failed_runs_in_a_row(), 1);
+    let second = engine.sync_now(WAIT).expect("run 2");
+    assert_eq!(second.requests_failed, 3);
+    assert_eq!(engine.failed_runs_in_a_row(), 2, "runs with no answer grow the backoff");
+    let third = engine.sync_now(WAIT).expect("run 3");
+    assert_eq!((third.requests_ok, third.requests_failed, third.sent), (1, 3, 1), "{third:?}");
+    assert_eq!(engine.failed_runs_in_a_row(), 1, "an answer reset it: backing off from the base again");
+    let fourth = engine.sync_now(WAIT).expect("run 4");
+    assert_eq!((fourth.sent, fourth.remaining_pending), (2, 0));
+    assert_eq!(engine.failed_runs_in_a_row(), 0);
+    assert!(matches!(engine.status().expect("status").status, SyncStatus::Idle { unsent: 0, .. }));
+}
+
+#[test]
+fn a_run_that_finds_nothing_due_runs_again_when_the_earliest_sale_is_due() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    // The server answered RETRY: the sale waits 300 ms on its own.
+    let claimed = outbox.claim("earlier", 1, 60_000).expect("claim");
+    let retry = possync_core::outbox::Outcome::Retry {
+        from_server: true,
+        code: "busy".into(),
+        message: String::new(),
+        next_attempt_at_ms: T0 + 300,
+    };
+    let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
+    let (l, reports, _) = listener();
+    // The interval (1 h) and the engine backoff (1 h) are far away.
+    let engine = start(&outbox, &Gated::opened(), Some(l));
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((first.sent, first.remaining_pending, first.stop), (0, 1, None), "nothing due yet");
+    clock.advance(300);
+    let t0 = std::time::Instant::now();
+    loop {
+        let report = reports.recv_timeout(WAIT).expect("a run when the sale is due, not after the interval");
+        assert_eq!(report.reasons, DrainReason::Interval.into(), "the due timer's run");
+        if report.sent == 1 {
+            break;
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    assert_eq!(outbox.get(&id).expect("get").expect("row").state, SaleState::Sent);
+    engine.shutdown();
+}
+
+/// An outbox with four sales: two leased by `till-1` (the engine's device id) in an earlier life that
+/// died, one leased by another live process (leases of a minute, not expired), one free.
+fn outbox_after_a_crash(t: &TempOutbox) -> (Arc<Outbox>, Vec<possync_core::outbox::Claimed>, String) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock));
+    for i in 0..4 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let own = outbox.claim("till-1", 2, 60_000).expect("claim as the earlier life");
+    let other = outbox.claim("other-process", 1, 60_000).expect("claim as another owner");
+    assert_eq!((own.len(), other.len()), (2, 1));
+    (outbox, own, other[0].lease.client_tx_id.clone())
+}
+
+#[test]
+fn own_stale_leases_are_taken_back_at_start_and_other_owners_are_not() {
+    let t = TempOutbox::new();
+    let (outbox, own, other) = outbox_after_a_crash(&t);
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &Gated::opened(), Some(l));
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!(first.sent, 3, "the earlier life's sales went at once, not after the lease: {first:?}");
+    for c in &own {
+        assert_eq!(outbox.get(&c.lease.client_tx_id).expect("get").expect("row").state, SaleState::Sent);
+        // Fencing: the earlier life, were it to come back, cannot write over the result.
+        let stale = possync_core::outbox::Outcome::Sent { duplicate: false, server_tx_id: None };
+        assert_eq!(
+            outbox.finalize(&c.lease, &stale).expect("finalize"),
+            possync_core::outbox::Finalized::LeaseLost
+        );
+    }
+    let entry = outbox.get(&other).expect("get").expect("row");
+    assert_eq!((entry.state, entry.lease_owner_id.as_deref()), (SaleState::InFlight, Some("other-process")));
+    engine.shutdown();
+}
+
+#[test]
+fn an_engine_that_shares_its_outbox_waits_out_earlier_leases() {
+    let t = TempOutbox::new();
+    let (outbox, own, _) = outbox_after_a_crash(&t);
+    let mut config = engine_config();
+    config.sole_user = false;
+    let (l, reports, _) = listener();
+    let listener = Some(l as Arc<dyn StatusListener>);
+    let engine = SyncEngine::start(outbox.clone(), Gated::opened(), config, listener).expect("engine");
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!(first.sent, 1, "only the sale nobody held: {first:?}");
+    for c in &own {
+        let entry = outbox.get(&c.lease.client_tx_id).expect("get").expect("row");
+        assert_eq!((entry.state, entry.lease_owner_id.as_deref()), (SaleState::InFlight, Some("till-1")));
+    }
+    engine.shutdown();
+}
+
+/// A transport that drops about a quarter of its requests (a fixed pseudo-random sequence), alternating
+/// refused connections and 502s, and answers OK to the rest.
+struct Lossy(Mutex<u64>);
+
+impl Transport for Lossy {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        let roll = {
+            let mut x = self.0.lock();
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        };
+        match roll % 8 {
+            0 => Err(TransportError::Unreachable("connection reset".into())),
+            1 => {
+                Err(TransportError::Http { status: 502, code: "bad_gateway".into(), message: String::new() })
+            }
+            _ => Gated::opened().push(request, cid),
+        }
+    }
+}
+
+#[test]
+fn an_unattended_till_keeps_up_on_a_link_that_drops_a_quarter_of_requests() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    // Production defaults for backoff (per sale 1 s..5 min, engine 2 s..5 min) and K (3); nobody
+    // triggers anything after the start but the interval timer (scaled from 60 s to 300 ms): the till
+    // must keep up on its own.
+    let mut config = EngineConfig::new(common::sync_config("pst_test"));
+    config.interval_ms = 300;
+    config.sync.batch_size = 20;
+    let engine =
+        SyncEngine::start(outbox.clone(), Arc::new(Lossy(Mutex::new(0x9E37_79B9_7F4A_7C15))), config, None)
+            .expect("engine");
+    for i in 0..600 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+        if i % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox.counts().expect("counts").unsent() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fell behind: {:?} after {} runs",
+            outbox.counts().expect("counts"),
+            engine.runs_started()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(outbox.counts().expect("counts").sent, 600);
+    let waiting = outbox.summaries().expect("summaries");
+    assert!(waiting.iter().all(|s| s.state == SaleState::Sent));
+    engine.shutdown();
 }

@@ -10,7 +10,7 @@ use common::{sale, TempOutbox, T0};
 use possync_core::clock::ManualClock;
 use possync_core::config::OutboxConfig;
 use possync_core::outbox::{Finalized, LeaseState, Outbox, Outcome, SaleState};
-use possync_core::Error;
+use possync_core::{SaleError, StorageError};
 
 const LEASE_MS: u64 = 60_000;
 
@@ -40,10 +40,10 @@ fn invalid_sale_is_refused_with_a_typed_error_and_nothing_stored() {
     let mut bad = sale(1);
     bad.header.total_minor += 1;
     match outbox.enqueue(&bad) {
-        Err(Error::InvalidSale(e)) => assert_eq!(e.code(), "totals_mismatch"),
+        Err(SaleError::Invalid(e)) => assert_eq!(e.code(), "totals_mismatch"),
         other => panic!("expected InvalidSale, got {other:?}"),
     }
-    assert!(matches!(outbox.enqueue_with_id("bad id", &sale(1)), Err(Error::InvalidSale(_))));
+    assert!(matches!(outbox.enqueue_with_id("bad id", &sale(1)), Err(SaleError::Invalid(_))));
     assert_eq!(outbox.counts().expect("counts"), Default::default());
 }
 
@@ -56,7 +56,7 @@ fn caller_supplied_id_same_payload_is_noop_other_payload_is_error() {
     let again = outbox.enqueue_with_id("till-1:000001", &sale(1)).expect("same again");
     assert!(!again.created, "same id and payload is a no-op");
     match outbox.enqueue_with_id("till-1:000001", &sale(2)) {
-        Err(Error::IdConflict { client_tx_id }) => assert_eq!(client_tx_id, "till-1:000001"),
+        Err(SaleError::IdConflict { client_tx_id }) => assert_eq!(client_tx_id, "till-1:000001"),
         other => panic!("expected IdConflict, got {other:?}"),
     }
     let entry = outbox.get("till-1:000001").expect("get").expect("stored");
@@ -284,7 +284,7 @@ fn corrupt_file_is_a_typed_error_and_left_untouched() {
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
     std::fs::write(&t.path, &garbage).expect("write garbage");
     match Outbox::open(&t.path, OutboxConfig::default()) {
-        Err(Error::Corrupt { path, .. }) => assert_eq!(path, t.path),
+        Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, t.path),
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert_eq!(std::fs::read(&t.path).expect("read"), garbage, "the file is kept as it was");
@@ -301,7 +301,7 @@ fn file_of_a_newer_build_is_refused() {
     raw.pragma_update(None, "user_version", 99).expect("bump version");
     drop(raw);
     match Outbox::open(&t.path, OutboxConfig::default()) {
-        Err(Error::IncompatibleVersion { found, supported, .. }) => {
+        Err(StorageError::IncompatibleVersion { found, supported, .. }) => {
             assert_eq!((found, supported), (99, possync_core::outbox::SCHEMA_VERSION))
         }
         other => panic!("expected IncompatibleVersion, got {other:?}"),
@@ -321,7 +321,7 @@ fn full_disk_refuses_new_sales_and_keeps_the_old_ones() {
         }
         assert!(stored.len() < 10_000, "the size cap never hit");
     };
-    assert!(matches!(err, Error::DiskFull { .. }), "got {err:?}");
+    assert!(matches!(err, SaleError::Storage(StorageError::DiskFull { .. })), "got {err:?}");
     assert!(!stored.is_empty());
     for id in &stored {
         assert!(outbox.get(id).expect("get").is_some(), "earlier sales are safe");
@@ -342,10 +342,12 @@ fn read_only_file_is_a_typed_error_and_no_sale_is_lost() {
         status.as_ref().is_ok_and(|s| s.success()),
         "this test needs `chattr +i` (e2fsprogs, root): {status:?}"
     );
-    let result = Outbox::open(&t.path, OutboxConfig::default()).and_then(|o| o.enqueue(&sale(2)));
+    let result = Outbox::open(&t.path, OutboxConfig::default())
+        .map_err(SaleError::from)
+        .and_then(|o| o.enqueue(&sale(2)));
     let _ = std::process::Command::new("chattr").arg("-i").arg(t.dir.path()).status();
     match result {
-        Err(Error::ReadOnly { .. }) | Err(Error::CannotOpen { .. }) => {}
+        Err(SaleError::Storage(StorageError::ReadOnly { .. } | StorageError::CannotOpen { .. })) => {}
         other => panic!("expected ReadOnly or CannotOpen, got {other:?}"),
     }
     let outbox = t.open();
@@ -391,7 +393,7 @@ fn resolving_keeps_the_original_and_links_the_new_sale() {
     // Replace the invalid sale with a corrected one; an invalid replacement is refused and changes nothing.
     let mut bad = sale(20);
     bad.header.total_minor += 1;
-    assert!(matches!(outbox.resolve(&ids[1], &Resolution::Replace(bad), None), Err(Error::InvalidSale(_))));
+    assert!(matches!(outbox.resolve(&ids[1], &Resolution::Replace(bad), None), Err(SaleError::Invalid(_))));
     let replaced =
         outbox.resolve(&ids[1], &Resolution::Replace(sale(21)), None).expect("replace").expect("new id");
     assert!(outbox.get(&replaced).expect("get").expect("new").payload.contains("R-21"));
@@ -407,7 +409,7 @@ fn resolving_keeps_the_original_and_links_the_new_sale() {
     for (id, why) in [(&ids[0], "resolved already"), (&ids[3], "sent"), (&"nope".to_owned(), "no such sale")]
     {
         match outbox.resolve(id, &Resolution::Void, None) {
-            Err(Error::NotResolvable { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            Err(SaleError::NotResolvable { reason, .. }) => assert!(reason.contains(why), "{reason}"),
             other => panic!("expected NotResolvable for {id}, got {other:?}"),
         }
     }
@@ -451,4 +453,89 @@ fn the_backlog_report_names_unsent_sales_sequence_bounds_and_retired_numbers() {
     assert_eq!(report.retired_seqs, vec![2], "the voided sale will never arrive");
     assert_eq!(report.unsent_minor.values().sum::<i64>(), 2 * 102 + 2 * 103);
     assert_eq!(report.library_version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn read_only_open_of_a_missing_file_names_the_path_and_creates_nothing() {
+    let t = TempOutbox::new();
+    match Outbox::open_read_only(&t.path) {
+        Err(e @ StorageError::NotFound { .. }) => {
+            assert!(e.to_string().contains(&t.path.display().to_string()), "{e}")
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(!t.path.exists(), "a read-only open never creates the file");
+    assert_eq!(std::fs::read_dir(t.dir.path()).expect("dir").count(), 0, "nor anything beside it");
+}
+
+#[test]
+fn read_only_open_reads_without_writing_and_refuses_writes() {
+    let t = TempOutbox::new();
+    let id = {
+        let outbox = t.open();
+        outbox.enqueue(&sale(1)).expect("enqueue")
+    };
+    let before = std::fs::read(&t.path).expect("read");
+    let outbox = Outbox::open_read_only(&t.path).expect("open read-only");
+    assert_eq!(outbox.counts().expect("counts").pending, 1);
+    assert!(outbox.get(&id).expect("get").is_some());
+    assert!(matches!(outbox.enqueue(&sale(2)), Err(SaleError::Storage(StorageError::ReadOnly { .. }))));
+    drop(outbox);
+    assert_eq!(std::fs::read(&t.path).expect("read"), before, "the file is unchanged");
+}
+
+#[test]
+fn read_only_open_of_an_older_schema_is_a_clear_error_and_no_migration() {
+    let t = TempOutbox::new();
+    {
+        let mut raw = rusqlite::Connection::open(&t.path).expect("raw open");
+        raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
+        // The version 1 schema, as an older build left it.
+        raw.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, client_tx_id TEXT NOT NULL UNIQUE) STRICT;
+             PRAGMA user_version = 1;",
+        )
+        .expect("v1");
+        let _ = &mut raw;
+    }
+    match Outbox::open_read_only(&t.path) {
+        Err(e @ StorageError::OlderVersion { found: 1, .. }) => {
+            assert!(e.to_string().contains("older"), "{e}")
+        }
+        other => panic!("expected OlderVersion, got {other:?}"),
+    }
+    let raw = rusqlite::Connection::open(&t.path).expect("raw open");
+    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, 1, "not migrated");
+}
+
+#[test]
+fn read_only_open_of_garbage_is_corrupt_and_left_untouched() {
+    let t = TempOutbox::new();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&t.path, &garbage).expect("write garbage");
+    assert!(matches!(Outbox::open_read_only(&t.path), Err(StorageError::Corrupt { .. })));
+    assert_eq!(std::fs::read(&t.path).expect("read"), garbage);
+}
+
+#[test]
+fn recent_pages_newest_first_through_every_state() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let ids: Vec<String> = (0..5).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
+    let claimed = outbox.claim("x", 1, LEASE_MS).expect("claim");
+    let _ = outbox.finalize(&claimed[0].lease, &sent()).expect("finalize");
+    let page = outbox.recent(2, None).expect("page");
+    assert_eq!(
+        page.iter().map(|e| e.client_tx_id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()]
+    );
+    let next = outbox.recent(10, Some(page[1].seq)).expect("page");
+    assert_eq!(next.len(), 3);
+    let first = next.last().expect("oldest");
+    assert_eq!((first.client_tx_id.as_str(), first.state), (ids[0].as_str(), SaleState::Sent));
+    assert!(first.sent_at_ms.is_some());
+    assert_eq!(first.sale(), Some(sale(0)));
+    assert_eq!((first.currency.as_str(), first.total_minor), ("EUR", sale(0).header.total_minor));
+    assert!(outbox.recent(10, Some(first.seq)).expect("page").is_empty());
 }

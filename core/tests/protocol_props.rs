@@ -424,11 +424,13 @@ fn canonical_string(v: &Value) -> String {
 // ---------------------------------------------------------------------------------------------------
 // Valid sales, built to satisfy every rule of docs/protocol.md.
 
-/// Text characters a sale may carry: anything but control characters (Cc), edge cases included.
+/// Text characters a sale may carry: anything but control characters (Cc), bidi controls and
+/// line / paragraph separators, edge cases included.
 fn text_char() -> impl Strategy<Value = char> {
+    let allowed = |c: &char| !possync_core::protocol::validate::is_refused_char(*c);
     prop_oneof![
-        2 => select(EDGE_CHARS).prop_filter("no control characters", |c| !c.is_control()),
-        1 => any::<char>().prop_filter("no control characters", |c| !c.is_control()),
+        2 => select(EDGE_CHARS).prop_filter("no refused characters", allowed),
+        1 => any::<char>().prop_filter("no refused characters", allowed),
         3 => proptest::char::range('A', 'z'),
     ]
 }

@@ -128,7 +128,9 @@ impl Backend {
 }
 
 fn http_config(listen: SocketAddr) -> HttpConfig {
-    HttpConfig { listen, workers: 4, ..HttpConfig::default() }
+    // A three-till shop: admission control never sheds them (the storm benchmark shows it shedding).
+    let limits = possync_server::http::FrontLimits { max_inflight_sales: 1_000, ..Default::default() };
+    HttpConfig { listen, workers: 4, limits, ..HttpConfig::default() }
 }
 
 /// Run reports of one till, as its status listener receives them.

@@ -83,18 +83,26 @@ pub fn check_token(url: &str, token: &str, device: &str) -> Result<(), TillError
     })
 }
 
-/// Opens an existing outbox file (never creates one).
+/// Opens an existing outbox file read-only (never creates, migrates or writes it).
 ///
 /// # Errors
-/// [`TillError::Outbox`] when the file is missing or not an outbox.
+/// [`TillError::Outbox`] when the file is missing (named), of another schema version or not an outbox.
 pub fn open_outbox(path: &Path) -> Result<Outbox, TillError> {
-    let fail = |reason: String| TillError::Outbox { path: path.to_owned(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(fail("not a file".into()));
+    Outbox::open_read_only(path)
+        .map_err(|e| TillError::Outbox { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Opens an existing outbox file to drain it (migrating an older schema), never creating one.
+///
+/// # Errors
+/// [`TillError::Outbox`] when the file is missing (named) or cannot be opened.
+pub fn open_outbox_to_drain(path: &Path) -> Result<Outbox, TillError> {
+    let fail =
+        |e: possync_core::StorageError| TillError::Outbox { path: path.to_owned(), reason: e.to_string() };
+    if !path.is_file() {
+        return Err(fail(possync_core::StorageError::NotFound { path: path.to_owned() }));
     }
-    std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    Outbox::open(path, OutboxConfig::default()).map_err(|e| fail(e.to_string()))
+    Outbox::open(path, OutboxConfig::default()).map_err(fail)
 }
 
 /// "EUR 12.34, CHF 5.00".
@@ -121,10 +129,11 @@ pub fn age(ms: Option<i64>) -> String {
 /// The engine's state in a word or two, as a cashier's banner.
 pub fn banner(status: &SyncStatus) -> String {
     match status {
-        SyncStatus::Idle => "Idle".into(),
+        SyncStatus::Idle { .. } => "Idle".into(),
         SyncStatus::Draining { done, total } => format!("Draining {done}/{total}"),
         SyncStatus::Offline { .. } => "Offline".into(),
         SyncStatus::AuthFailed { .. } => "AuthFailed".into(),
+        SyncStatus::TlsFailed { .. } => "TlsFailed".into(),
         SyncStatus::NeedsAttention { conflicts, invalid } => {
             format!("NeedsAttention ({conflicts} conflict, {invalid} invalid)")
         }
@@ -210,7 +219,7 @@ pub fn sync_config(url: &str, token: &str, device: &str) -> SyncConfig {
 /// A bad URL, an unreachable server, a refused token, an unreadable outbox.
 pub fn sync_now(path: &Path, server: &ServerArgs) -> Result<(), TillError> {
     let url = check_url(&server.server)?;
-    let outbox = Arc::new(open_outbox(path)?);
+    let outbox = Arc::new(open_outbox_to_drain(path)?);
     // An empty outbox sends nothing, so reachability and the token are checked first.
     check_ready(&url)?;
     check_token(&url, &server.token, &server.device)?;
@@ -233,7 +242,7 @@ pub fn sync_now(path: &Path, server: &ServerArgs) -> Result<(), TillError> {
                 code: error.code().to_owned(),
             });
         }
-        Some(DrainStop::Offline { error }) => {
+        Some(DrainStop::Offline { error }) | Some(DrainStop::TlsFailed { error }) => {
             return Err(TillError::Unreachable { url, reason: error.to_string() });
         }
         _ => {}

@@ -105,6 +105,15 @@ pub enum TillError {
     /// The client core failed.
     #[error("{0}")]
     Core(#[from] possync_core::Error),
+    /// The outbox file failed.
+    #[error("{0}")]
+    Storage(#[from] possync_core::StorageError),
+    /// A sale could not be recorded.
+    #[error("{0}")]
+    Sale(#[from] possync_core::SaleError),
+    /// "Sync now" failed.
+    #[error("{0}")]
+    Sync(#[from] possync_core::SyncError),
     /// The in-process server's store failed.
     #[error("server store: {0}")]
     Store(#[from] possync_server::store::StoreError),

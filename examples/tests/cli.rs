@@ -142,7 +142,12 @@ fn unreadable_outbox_is_one_line() {
     let missing = dir.path().join("missing.db");
     let out = till(&["status", "--outbox", missing.to_str().expect("utf-8")]);
     assert_one_line_error(&out, "cannot read the outbox");
+    assert_one_line_error(&out, "does not exist");
+    assert!(text(&out.stderr).contains(missing.to_str().expect("utf-8")), "the path is named");
     assert!(!missing.exists(), "a missing outbox is never created");
+    let out = till(&["list-attention", "--outbox", missing.to_str().expect("utf-8")]);
+    assert_one_line_error(&out, "does not exist");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "status creates nothing");
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, b"this is not a SQLite file, just some text that is long enough to matter")
         .expect("write");

@@ -5,21 +5,24 @@
 //! it off the UI thread. Listener callbacks arrive on the engine's `possync-status` thread.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use possync_core::backoff::BackoffPolicy;
-use possync_core::config::{OutboxConfig, SyncConfig};
+use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig, TlsOptions};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
+use possync_core::ConfigError as CoreConfigError;
 
-use crate::error::{
-    open_error, sale_error, storage_error, sync_error, OpenError, SaleError, StorageError, SyncError,
-};
+use crate::error::{ConfigError, OpenError, SaleError, StorageError, SyncError};
 use crate::listener::{ListenerBridge, StatusListener};
-use crate::types::{AttentionItem, Counts, DrainReason, DrainReport, Enqueued, SalePayload, StatusSnapshot};
+use crate::types::{
+    int, millis, non_negative, page_size, AttentionItem, Counts, DrainReason, DrainReport, Durability,
+    Enqueued, Resolution, SalePayload, SaleRecord, StatusSnapshot,
+};
 
 /// How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+/// The device token is not part of it (records print every field in `toString()`/`description`): it is
+/// a separate argument of the engine's constructor and of `set_token`.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct PossyncConfig {
     /// Path of the outbox SQLite file, in the app's private storage (Android: `filesDir`, iOS:
@@ -27,100 +30,149 @@ pub struct PossyncConfig {
     pub outbox_path: String,
     /// Base URL of the shop's server, e.g. `https://pos.example.com`.
     pub server_url: String,
-    /// The device token (`pst_...`) from `possync-server token create`.
-    pub token: String,
     /// This till's device id, as registered with the token.
     pub device_id: String,
     /// Period of the engine's own `Interval` trigger, in ms (paused while offline).
     #[uniffi(default = 60000)]
-    pub interval_ms: u64,
+    pub interval_ms: i64,
     /// TCP connect timeout, in ms.
     #[uniffi(default = 5000)]
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: i64,
     /// Whole-request timeout, in ms (at least `connect_timeout_ms`).
     #[uniffi(default = 30000)]
-    pub request_timeout_ms: u64,
+    pub request_timeout_ms: i64,
     /// Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
     #[uniffi(default = 60000)]
-    pub lease_ms: u64,
+    pub lease_ms: i64,
     /// Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
     #[uniffi(default = 10000)]
-    pub heartbeat_ms: u64,
+    pub heartbeat_ms: i64,
     /// Sales per request, 1..=500.
     #[uniffi(default = 50)]
-    pub batch_size: u32,
+    pub batch_size: i64,
     /// First per-sale retry ceiling, in ms.
     #[uniffi(default = 1000)]
-    pub retry_backoff_base_ms: u64,
+    pub retry_backoff_base_ms: i64,
     /// Largest per-sale retry ceiling, in ms.
     #[uniffi(default = 300000)]
-    pub retry_backoff_cap_ms: u64,
+    pub retry_backoff_cap_ms: i64,
     /// First whole-engine backoff ceiling after a failed request, in ms.
     #[uniffi(default = 2000)]
-    pub offline_backoff_base_ms: u64,
+    pub offline_backoff_base_ms: i64,
     /// Largest whole-engine backoff ceiling, in ms.
     #[uniffi(default = 300000)]
-    pub offline_backoff_cap_ms: u64,
+    pub offline_backoff_cap_ms: i64,
     /// How long a write waits for another process's lock on the outbox, in ms.
     #[uniffi(default = 5000)]
-    pub busy_timeout_ms: u64,
+    pub busy_timeout_ms: i64,
     /// Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
     #[uniffi(default = None)]
-    pub max_size_bytes: Option<u64>,
+    pub max_size_bytes: Option<i64>,
+    /// Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+    #[uniffi(default = None)]
+    pub durability: Option<Durability>,
+    /// Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+    /// attention never are. The engine prunes after a run that sent sales, at most hourly.
+    #[uniffi(default = 604800000)]
+    pub sent_retention_ms: i64,
+    /// Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+    #[uniffi(default = [])]
+    pub tls_extra_ca_pem: Vec<String>,
+    /// SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+    /// server's certificate or an intermediate it sends must carry one of these keys (on top of the
+    /// usual chain check).
+    #[uniffi(default = [])]
+    pub tls_spki_sha256_pins: Vec<String>,
 }
 
 impl PossyncConfig {
-    fn outbox_config(&self) -> OutboxConfig {
-        OutboxConfig {
-            busy_timeout_ms: self.busy_timeout_ms,
-            max_size_bytes: self.max_size_bytes,
-            ..OutboxConfig::default()
-        }
+    /// The core's outbox settings (field for field; a negative value is a config error).
+    fn outbox_config(&self) -> Result<OutboxConfig, CoreConfigError> {
+        let defaults = OutboxConfig::default();
+        Ok(OutboxConfig {
+            busy_timeout_ms: non_negative("busy_timeout_ms", self.busy_timeout_ms)?,
+            max_size_bytes: self.max_size_bytes.map(|v| non_negative("max_size_bytes", v)).transpose()?,
+            durability: self.durability.map_or(defaults.durability, Into::into),
+            sent_retention_ms: non_negative("sent_retention_ms", self.sent_retention_ms)?,
+            ..defaults
+        })
     }
 
-    fn engine_config(&self) -> EngineConfig {
-        let mut sync = SyncConfig::new(&self.server_url, &self.token, &self.device_id);
-        sync.connect_timeout_ms = self.connect_timeout_ms;
-        sync.request_timeout_ms = self.request_timeout_ms;
-        sync.lease_ms = self.lease_ms;
-        sync.heartbeat_ms = self.heartbeat_ms;
-        sync.batch_size = self.batch_size as usize;
-        sync.backoff =
-            BackoffPolicy { base_ms: self.retry_backoff_base_ms, cap_ms: self.retry_backoff_cap_ms };
+    /// The core's engine settings (field for field; a negative value is a config error).
+    fn engine_config(&self, token: String) -> Result<EngineConfig, CoreConfigError> {
+        let mut sync = SyncConfig::new(&self.server_url, token, &self.device_id);
+        sync.connect_timeout_ms = non_negative("connect_timeout_ms", self.connect_timeout_ms)?;
+        sync.request_timeout_ms = non_negative("request_timeout_ms", self.request_timeout_ms)?;
+        sync.lease_ms = non_negative("lease_ms", self.lease_ms)?;
+        sync.heartbeat_ms = non_negative("heartbeat_ms", self.heartbeat_ms)?;
+        sync.batch_size = usize::try_from(non_negative("batch_size", self.batch_size)?).unwrap_or(usize::MAX);
+        sync.backoff = BackoffPolicy {
+            base_ms: non_negative("retry_backoff_base_ms", self.retry_backoff_base_ms)?,
+            cap_ms: non_negative("retry_backoff_cap_ms", self.retry_backoff_cap_ms)?,
+        };
+        sync.tls = TlsOptions {
+            extra_ca_pem: self.tls_extra_ca_pem.clone(),
+            spki_sha256_pins: self.tls_spki_sha256_pins.clone(),
+        };
         let mut engine = EngineConfig::new(sync);
-        engine.interval_ms = self.interval_ms;
-        engine.offline_backoff =
-            BackoffPolicy { base_ms: self.offline_backoff_base_ms, cap_ms: self.offline_backoff_cap_ms };
-        engine
+        engine.interval_ms = non_negative("interval_ms", self.interval_ms)?;
+        engine.offline_backoff = BackoffPolicy {
+            base_ms: non_negative("offline_backoff_base_ms", self.offline_backoff_base_ms)?,
+            cap_ms: non_negative("offline_backoff_cap_ms", self.offline_backoff_cap_ms)?,
+        };
+        Ok(engine)
     }
 }
 
 /// A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
-/// `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+/// `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+/// unsent sales stay in the outbox.
 #[derive(uniffi::Object)]
 pub struct PossyncEngine {
     engine: SyncEngine,
+    transport: Arc<HttpTransport>,
+}
+
+impl std::fmt::Debug for PossyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PossyncEngine").field("transport", &self.transport).finish_non_exhaustive()
+    }
 }
 
 #[uniffi::export]
 impl PossyncEngine {
-    /// Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-    /// gets every status change and run report on the engine's `possync-status` thread.
+    /// Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+    /// token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+    /// error. `listener`, if any, gets every status change and run report on the engine's
+    /// `possync-status` thread.
     ///
     /// # Errors
-    /// [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+    /// [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
     #[uniffi::constructor]
     pub fn new(
         config: PossyncConfig,
+        token: String,
         listener: Option<Arc<dyn StatusListener>>,
     ) -> Result<Arc<Self>, OpenError> {
-        let outbox = Outbox::open(&config.outbox_path, config.outbox_config()).map_err(open_error)?;
-        let engine_config = config.engine_config();
+        let outbox_config = config.outbox_config().map_err(OpenError::from)?;
+        let engine_config = config.engine_config(token).map_err(OpenError::from)?;
+        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(OpenError::from)?;
         let transport = Arc::new(HttpTransport::new(&engine_config.sync));
         let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
-        let engine =
-            SyncEngine::start(Arc::new(outbox), transport, engine_config, listener).map_err(open_error)?;
-        Ok(Arc::new(PossyncEngine { engine }))
+        let engine = SyncEngine::start(Arc::new(outbox), transport.clone(), engine_config, listener)
+            .map_err(OpenError::from)?;
+        Ok(Arc::new(PossyncEngine { engine, transport }))
+    }
+
+    /// Replaces the device token (after `possync-server token create` issued a new one) without
+    /// reopening the engine; the next request uses it. After an `AuthFailed` status, call
+    /// `trigger(MANUAL)` or `sync_now` to send at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+    /// token stays in use.
+    pub fn set_token(&self, token: String) -> Result<(), ConfigError> {
+        self.transport.set_token(&DeviceToken::new(token)).map_err(Into::into)
     }
 
     /// Records a sale durably (it survives a crash once this returns) and returns its new
@@ -129,7 +181,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`SaleError`]; nothing was stored.
     pub fn enqueue(&self, sale: SalePayload) -> Result<String, SaleError> {
-        self.engine.outbox().enqueue(&sale.into()).map_err(sale_error)
+        self.engine.outbox().enqueue(&sale.into()).map_err(Into::into)
     }
 
     /// Records a sale under the app's own id. The same sale under the same id again is a no-op
@@ -142,7 +194,7 @@ impl PossyncEngine {
             .outbox()
             .enqueue_with_id(&client_tx_id, &sale.into())
             .map(Enqueued::from)
-            .map_err(sale_error)
+            .map_err(Into::into)
     }
 
     /// Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -155,8 +207,8 @@ impl PossyncEngine {
     ///
     /// # Errors
     /// [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
-    pub fn sync_now(&self, timeout_ms: u64) -> Result<DrainReport, SyncError> {
-        self.engine.sync_now(Duration::from_millis(timeout_ms)).map(DrainReport::from).map_err(sync_error)
+    pub fn sync_now(&self, timeout_ms: i64) -> Result<DrainReport, SyncError> {
+        self.engine.sync_now(millis(timeout_ms)).map(DrainReport::from).map_err(Into::into)
     }
 
     /// The status, counts, unsent amounts per currency, oldest unsent age and last report.
@@ -164,7 +216,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
     pub fn status(&self) -> Result<StatusSnapshot, StorageError> {
-        self.engine.status().map(StatusSnapshot::from).map_err(storage_error)
+        self.engine.status().map(StatusSnapshot::from).map_err(Into::into)
     }
 
     /// Sales in the outbox by state.
@@ -172,7 +224,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`StorageError`] when the outbox cannot be read.
     pub fn counts(&self) -> Result<Counts, StorageError> {
-        self.engine.outbox().counts().map(Counts::from).map_err(storage_error)
+        self.engine.outbox().counts().map(Counts::from).map_err(Into::into)
     }
 
     /// Sales refused for good (`Conflict`, `Invalid`) that a person must look at, with the server's
@@ -185,13 +237,81 @@ impl PossyncEngine {
             .outbox()
             .attention()
             .map(|items| items.into_iter().map(AttentionItem::from).collect())
-            .map_err(storage_error)
+            .map_err(Into::into)
     }
 
-    /// Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-    /// statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-    /// it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+    /// Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+    /// `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+    /// keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+    ///
+    /// # Errors
+    /// [`SaleError`]; nothing was changed.
+    pub fn resolve(
+        &self,
+        client_tx_id: String,
+        resolution: Resolution,
+        note: Option<String>,
+    ) -> Result<Option<String>, SaleError> {
+        self.engine.outbox().resolve(&client_tx_id, &resolution.into(), note.as_deref()).map_err(Into::into)
+    }
+
+    /// One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+    /// retention).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn sale(&self, client_tx_id: String) -> Result<Option<SaleRecord>, StorageError> {
+        self.engine.outbox().get(&client_tx_id).map(|e| e.map(SaleRecord::from)).map_err(Into::into)
+    }
+
+    /// A page of the most recent sales with their state, newest first: at most `limit`, all older than
+    /// `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be read.
+    pub fn recent_sales(&self, limit: i64, before_seq: Option<i64>) -> Result<Vec<SaleRecord>, StorageError> {
+        self.engine
+            .outbox()
+            .recent(page_size(limit), before_seq)
+            .map(|page| page.into_iter().map(SaleRecord::from).collect())
+            .map_err(Into::into)
+    }
+
+    /// Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+    /// it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the outbox cannot be written.
+    pub fn prune_sent(&self) -> Result<i64, StorageError> {
+        self.engine.prune_sent().map(int).map_err(Into::into)
+    }
+
+    /// Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+    /// hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+    /// outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+    /// settings without the device token, the status and the last runs' reports. Changes nothing.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+    pub fn export_diagnostics(&self, dir: String) -> Result<Vec<String>, StorageError> {
+        self.engine
+            .export_diagnostics(std::path::Path::new(&dir))
+            .map(|files| files.iter().map(|f| f.display().to_string()).collect())
+            .map_err(Into::into)
+    }
+
+    /// Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+    /// still finished and finalized, pending statuses are delivered, then the threads end and the
+    /// write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+    /// fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+    /// engine does the same.
     pub fn shutdown(&self) {
-        self.engine.shutdown();
+        self.engine.request_shutdown();
+    }
+
+    /// Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+    /// those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+    pub fn await_shutdown(&self, timeout_ms: i64) -> bool {
+        self.engine.await_shutdown(millis(timeout_ms))
     }
 }

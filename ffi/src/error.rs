@@ -1,16 +1,19 @@
 //! The errors apps see: one flat enum per concern, each variant something an app can act on, each with
 //! a `reason` to show a person (the core error's message, which hints at the fix).
 //!
-//! All mapping from the core's rich [`possync_core::Error`] happens in the four functions below, one
-//! per concern; each also decides the log level of the failure. They match every core variant by name
-//! (no wildcard), so a new core error forces a decision here.
+//! The core's errors are split by the same concerns ([`possync_core::StorageError`],
+//! [`possync_core::SaleError`], [`possync_core::SyncError`], [`possync_core::ConfigError`]) and each is
+//! converted here **once**, by a `From` impl that matches its variants by name (no wildcard) and decides
+//! the log level. A new core variant is one edit: the storage failures, which every concern can meet,
+//! go through [`StorageError`] first, and the app-facing enums of the other concerns take it from
+//! there. Engine methods only write `.map_err(Into::into)`.
 
-use possync_core::Error;
+use possync_core as pc;
 
 /// Opening the outbox or starting the engine failed. Nothing was changed on disk.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum OpenError {
-    /// A config value is out of range (a bug in the app's setup); `reason` names the value.
+    /// A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
     #[error("{reason}")]
     InvalidConfig {
         /// What is wrong, for a person.
@@ -30,9 +33,9 @@ pub enum OpenError {
         /// The outbox file.
         path: String,
         /// The file's schema version.
-        found: u64,
+        found: i64,
         /// The newest version this build knows.
-        supported: u64,
+        supported: i64,
         /// What is wrong, for a person.
         reason: String,
     },
@@ -59,11 +62,12 @@ pub enum OpenError {
     },
 }
 
-/// Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+/// Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+/// must keep the sale or tell the cashier.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum SaleError {
-    /// The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-    /// code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+    /// The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+    /// the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
     #[error("{reason}")]
     Invalid {
         /// The protocol's code.
@@ -77,6 +81,14 @@ pub enum SaleError {
         /// The id given.
         client_tx_id: String,
         /// What is wrong, for a person.
+        reason: String,
+    },
+    /// `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+    #[error("{reason}")]
+    NotResolvable {
+        /// The id given.
+        client_tx_id: String,
+        /// Why not, for a person.
         reason: String,
     },
     /// The storage (or the configured size cap) is full; earlier sales are safe. Free space.
@@ -99,7 +111,7 @@ pub enum SaleError {
     },
 }
 
-/// Reading the outbox (status, counts, attention list) failed.
+/// Reading or maintaining the outbox (status, counts, sales, pruning) failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum StorageError {
     /// Another process held the outbox locked too long; try again.
@@ -108,9 +120,37 @@ pub enum StorageError {
         /// What is wrong, for a person.
         reason: String,
     },
+    /// The storage (or the configured size cap) is full; stored sales are safe. Free space.
+    #[error("{reason}")]
+    Full {
+        /// What is wrong, for a person.
+        reason: String,
+    },
     /// The outbox file is damaged. It is left untouched: keep it for support.
     #[error("{reason}")]
     Corrupt {
+        /// The outbox file.
+        path: String,
+        /// What is wrong, for a person.
+        reason: String,
+    },
+    /// The outbox file is of another schema version than this build.
+    #[error("{reason}")]
+    IncompatibleVersion {
+        /// The outbox file.
+        path: String,
+        /// The file's schema version.
+        found: i64,
+        /// The version this build knows.
+        supported: i64,
+        /// What is wrong, for a person.
+        reason: String,
+    },
+    /// The outbox file (or its folder) is missing, read-only or cannot be opened.
+    #[error("{reason}")]
+    Unavailable {
+        /// The outbox file.
+        path: String,
         /// What is wrong, for a person.
         reason: String,
     },
@@ -129,7 +169,7 @@ pub enum SyncError {
     #[error("{reason}")]
     Timeout {
         /// How long the call waited, in ms.
-        waited_ms: u64,
+        waited_ms: i64,
         /// What happened, for a person.
         reason: String,
     },
@@ -147,6 +187,17 @@ pub enum SyncError {
     },
 }
 
+/// A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ConfigError {
+    /// The value is out of range or malformed; `reason` says which (never echoing a token).
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong, for a person.
+        reason: String,
+    },
+}
+
 /// Installing the log sink failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum LogSinkError {
@@ -160,134 +211,150 @@ pub enum LogSinkError {
 
 const TARGET: &str = "possync::ffi";
 
-/// Maps a failure of opening the outbox or starting the engine; logged at error level.
-pub fn open_error(err: Error) -> OpenError {
-    let reason = err.to_string();
-    log::error!(target: TARGET, error:% = reason; "cannot open the outbox or start the engine");
-    match err {
-        Error::Config(_) => OpenError::InvalidConfig { reason },
-        Error::Corrupt { path, .. } => OpenError::Corrupt { path: path.display().to_string(), reason },
-        Error::IncompatibleVersion { path, found, supported } => OpenError::IncompatibleVersion {
-            path: path.display().to_string(),
-            found: found as u64,
-            supported: supported as u64,
-            reason,
-        },
-        Error::ReadOnly { path } | Error::DiskFull { path } | Error::CannotOpen { path, .. } => {
-            OpenError::Unavailable { path: path.display().to_string(), reason }
+fn int(v: usize) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The one conversion of the core's storage failures; busy is logged at warn level, the rest at error.
+impl From<pc::StorageError> for StorageError {
+    fn from(err: pc::StorageError) -> Self {
+        use pc::StorageError as E;
+        let reason = err.to_string();
+        if matches!(err, E::Busy { .. }) {
+            log::warn!(target: TARGET, error:% = reason; "outbox busy");
+        } else {
+            log::error!(target: TARGET, error:% = reason; "outbox storage failure");
         }
-        Error::Busy { .. } => OpenError::Busy { reason },
-        Error::Storage { .. }
-        | Error::Thread(_)
-        | Error::InvalidSale(_)
-        | Error::IdConflict { .. }
-        | Error::NotResolvable { .. }
-        | Error::Canonical(_)
-        | Error::Timeout { .. }
-        | Error::ShutDown
-        | Error::DrainFailed { .. } => OpenError::Internal { reason },
+        match err {
+            E::Busy { .. } => StorageError::Busy { reason },
+            E::DiskFull { .. } => StorageError::Full { reason },
+            E::Corrupt { path, .. } => StorageError::Corrupt { path: path.display().to_string(), reason },
+            E::IncompatibleVersion { path, found, supported }
+            | E::OlderVersion { path, found, supported } => StorageError::IncompatibleVersion {
+                path: path.display().to_string(),
+                found: int(found),
+                supported: int(supported),
+                reason,
+            },
+            E::NotFound { path } | E::ReadOnly { path } | E::CannotOpen { path, .. } => {
+                StorageError::Unavailable { path: path.display().to_string(), reason }
+            }
+            E::Io { path, .. } => StorageError::Unavailable { path: path.display().to_string(), reason },
+            E::Sqlite { .. } => StorageError::Storage { reason },
+        }
     }
 }
 
-/// Maps a failure of recording a sale; an invalid sale or id conflict (an app bug) is logged at warn
-/// level, a storage failure at error level.
-pub fn sale_error(err: Error) -> SaleError {
-    let reason = err.to_string();
-    match err {
-        Error::InvalidSale(invalid) => {
-            log::warn!(target: TARGET, code = invalid.code(), error:% = reason; "sale refused");
-            SaleError::Invalid { code: invalid.code().to_owned(), reason }
+impl From<StorageError> for OpenError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Busy { reason } => OpenError::Busy { reason },
+            StorageError::Full { reason } => OpenError::Unavailable { path: String::new(), reason },
+            StorageError::Corrupt { path, reason } => OpenError::Corrupt { path, reason },
+            StorageError::IncompatibleVersion { path, found, supported, reason } => {
+                OpenError::IncompatibleVersion { path, found, supported, reason }
+            }
+            StorageError::Unavailable { path, reason } => OpenError::Unavailable { path, reason },
+            StorageError::Storage { reason } => OpenError::Internal { reason },
         }
-        Error::IdConflict { client_tx_id } => {
-            log::warn!(target: TARGET, client_tx_id:% = client_tx_id, error:% = reason; "sale refused");
-            SaleError::IdConflict { client_tx_id, reason }
+    }
+}
+
+impl From<StorageError> for SaleError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Busy { reason } => SaleError::Busy { reason },
+            StorageError::Full { reason } => SaleError::StorageFull { reason },
+            StorageError::Corrupt { reason, .. }
+            | StorageError::IncompatibleVersion { reason, .. }
+            | StorageError::Unavailable { reason, .. }
+            | StorageError::Storage { reason } => SaleError::Storage { reason },
         }
-        other => {
-            log::error!(target: TARGET, error:% = reason; "sale not stored");
-            match other {
-                Error::DiskFull { .. } => SaleError::StorageFull { reason },
-                Error::Busy { .. } => SaleError::Busy { reason },
-                Error::InvalidSale(_)
-                | Error::IdConflict { .. }
-                | Error::NotResolvable { .. }
-                | Error::Canonical(_)
-                | Error::Corrupt { .. }
-                | Error::IncompatibleVersion { .. }
-                | Error::ReadOnly { .. }
-                | Error::CannotOpen { .. }
-                | Error::Storage { .. }
-                | Error::Timeout { .. }
-                | Error::ShutDown
-                | Error::DrainFailed { .. }
-                | Error::Thread(_)
-                | Error::Config(_) => SaleError::Storage { reason },
+    }
+}
+
+/// A refused sale or resolution (an app bug or a person's mistake) is logged at warn level.
+impl From<pc::SaleError> for SaleError {
+    fn from(err: pc::SaleError) -> Self {
+        use pc::SaleError as E;
+        let reason = err.to_string();
+        match err {
+            E::Invalid(invalid) => {
+                log::warn!(target: TARGET, code = invalid.code(), error:% = reason; "sale refused");
+                SaleError::Invalid { code: invalid.code().to_owned(), reason }
+            }
+            E::IdConflict { client_tx_id } => {
+                log::warn!(target: TARGET, client_tx_id:% = client_tx_id, error:% = reason; "sale refused");
+                SaleError::IdConflict { client_tx_id, reason }
+            }
+            E::NotResolvable { client_tx_id, .. } => {
+                log::warn!(target: TARGET, client_tx_id:% = client_tx_id, error:% = reason; "sale not resolved");
+                SaleError::NotResolvable { client_tx_id, reason }
+            }
+            E::Canonical(_) => {
+                log::error!(target: TARGET, error:% = reason; "sale not stored");
+                SaleError::Storage { reason }
+            }
+            E::Storage(storage) => StorageError::from(storage).into(),
+        }
+    }
+}
+
+/// A timeout or shutdown is logged at info level (nothing is wrong with the sales), the rest at error.
+impl From<pc::SyncError> for SyncError {
+    fn from(err: pc::SyncError) -> Self {
+        use pc::SyncError as E;
+        let reason = err.to_string();
+        match err {
+            E::Timeout { waited_ms } => {
+                log::info!(target: TARGET, waited_ms; "sync now timed out; the run goes on");
+                SyncError::Timeout { waited_ms: i64::try_from(waited_ms).unwrap_or(i64::MAX), reason }
+            }
+            E::ShutDown => {
+                log::info!(target: TARGET, "sync now after shutdown");
+                SyncError::ShutDown { reason }
+            }
+            E::DrainFailed { .. } | E::Thread(_) => {
+                log::error!(target: TARGET, error:% = reason; "sync now failed");
+                SyncError::DrainFailed { reason }
             }
         }
     }
 }
 
-/// Maps a failure of reading the outbox; logged at warn level when busy, error level otherwise.
-pub fn storage_error(err: Error) -> StorageError {
-    let reason = err.to_string();
-    match err {
-        Error::Busy { .. } => {
-            log::warn!(target: TARGET, error:% = reason; "outbox busy");
-            StorageError::Busy { reason }
-        }
-        Error::Corrupt { .. } => {
-            log::error!(target: TARGET, error:% = reason; "outbox corrupt");
-            StorageError::Corrupt { reason }
-        }
-        Error::InvalidSale(_)
-        | Error::IdConflict { .. }
-        | Error::NotResolvable { .. }
-        | Error::Canonical(_)
-        | Error::IncompatibleVersion { .. }
-        | Error::ReadOnly { .. }
-        | Error::DiskFull { .. }
-        | Error::CannotOpen { .. }
-        | Error::Storage { .. }
-        | Error::Timeout { .. }
-        | Error::ShutDown
-        | Error::DrainFailed { .. }
-        | Error::Thread(_)
-        | Error::Config(_) => {
-            log::error!(target: TARGET, error:% = reason; "cannot read the outbox");
-            StorageError::Storage { reason }
-        }
+/// A refused setting is logged at warn level (an app bug or a mistyped token; the message never
+/// contains the token).
+impl From<pc::ConfigError> for ConfigError {
+    fn from(err: pc::ConfigError) -> Self {
+        let reason = err.to_string();
+        log::warn!(target: TARGET, error:% = reason; "setting refused");
+        ConfigError::Invalid { reason }
     }
 }
 
-/// Maps a failure of "Sync now": a timeout or shutdown is logged at info level (nothing is wrong with
-/// the sales), a failed run at error level.
-pub fn sync_error(err: Error) -> SyncError {
-    let reason = err.to_string();
-    match err {
-        Error::Timeout { waited_ms } => {
-            log::info!(target: TARGET, waited_ms; "sync now timed out; the run goes on");
-            SyncError::Timeout { waited_ms, reason }
-        }
-        Error::ShutDown => {
-            log::info!(target: TARGET, "sync now after shutdown");
-            SyncError::ShutDown { reason }
-        }
-        Error::InvalidSale(_)
-        | Error::IdConflict { .. }
-        | Error::NotResolvable { .. }
-        | Error::Canonical(_)
-        | Error::Corrupt { .. }
-        | Error::IncompatibleVersion { .. }
-        | Error::ReadOnly { .. }
-        | Error::DiskFull { .. }
-        | Error::Busy { .. }
-        | Error::CannotOpen { .. }
-        | Error::Storage { .. }
-        | Error::DrainFailed { .. }
-        | Error::Thread(_)
-        | Error::Config(_) => {
-            log::error!(target: TARGET, error:% = reason; "sync now failed");
-            SyncError::DrainFailed { reason }
-        }
+/// Opening spans concerns: each goes through its own conversion; a failed open is logged at error level.
+impl From<pc::Error> for OpenError {
+    fn from(err: pc::Error) -> Self {
+        let open = match err {
+            pc::Error::Storage(e) => StorageError::from(e).into(),
+            pc::Error::Config(e) => OpenError::InvalidConfig { reason: ConfigError::from(e).to_string() },
+            pc::Error::Sync(e) => OpenError::Internal { reason: e.to_string() },
+            pc::Error::Sale(e) => OpenError::Internal { reason: e.to_string() },
+        };
+        log::error!(target: TARGET, error:% = open; "cannot open the outbox or start the engine");
+        open
+    }
+}
+
+impl From<pc::StorageError> for OpenError {
+    fn from(err: pc::StorageError) -> Self {
+        pc::Error::from(err).into()
+    }
+}
+
+impl From<pc::ConfigError> for OpenError {
+    fn from(err: pc::ConfigError) -> Self {
+        pc::Error::from(err).into()
     }
 }
 
@@ -301,7 +368,7 @@ mod tests {
 
     #[test]
     fn invalid_sale_keeps_its_protocol_code_and_a_reason_to_show() {
-        match sale_error(Error::InvalidSale(InvalidSale::NoItems)) {
+        match SaleError::from(pc::SaleError::Invalid(InvalidSale::NoItems)) {
             SaleError::Invalid { code, reason } => {
                 assert_eq!(code, "no_items");
                 assert!(reason.contains("no_items"), "{reason}");
@@ -313,21 +380,37 @@ mod tests {
     #[test]
     fn each_concern_maps_the_failures_an_app_acts_on() {
         let path = PathBuf::from("/tmp/outbox.db");
-        assert!(matches!(sale_error(Error::DiskFull { path: path.clone() }), SaleError::StorageFull { .. }));
+        let full = pc::SaleError::Storage(pc::StorageError::DiskFull { path: path.clone() });
+        assert!(matches!(SaleError::from(full), SaleError::StorageFull { .. }));
         assert!(matches!(
-            sale_error(Error::IdConflict { client_tx_id: "a".into() }),
+            SaleError::from(pc::SaleError::IdConflict { client_tx_id: "a".into() }),
             SaleError::IdConflict { client_tx_id, .. } if client_tx_id == "a"
         ));
-        assert!(matches!(open_error(Error::Config("bad".into())), OpenError::InvalidConfig { .. }));
         assert!(matches!(
-            open_error(Error::IncompatibleVersion { path: path.clone(), found: 9, supported: 2 }),
+            OpenError::from(pc::ConfigError("bad".into())),
+            OpenError::InvalidConfig { reason } if reason.contains("bad")
+        ));
+        assert!(matches!(
+            OpenError::from(pc::StorageError::IncompatibleVersion {
+                path: path.clone(),
+                found: 9,
+                supported: 2
+            }),
             OpenError::IncompatibleVersion { found: 9, supported: 2, .. }
         ));
-        assert!(matches!(storage_error(Error::Busy { path }), StorageError::Busy { .. }));
         assert!(matches!(
-            sync_error(Error::Timeout { waited_ms: 5 }),
+            OpenError::from(pc::StorageError::NotFound { path: path.clone() }),
+            OpenError::Unavailable { path: p, .. } if p == "/tmp/outbox.db"
+        ));
+        assert!(matches!(StorageError::from(pc::StorageError::Busy { path }), StorageError::Busy { .. }));
+        assert!(matches!(
+            SyncError::from(pc::SyncError::Timeout { waited_ms: 5 }),
             SyncError::Timeout { waited_ms: 5, .. }
         ));
-        assert!(matches!(sync_error(Error::ShutDown), SyncError::ShutDown { .. }));
+        assert!(matches!(SyncError::from(pc::SyncError::ShutDown), SyncError::ShutDown { .. }));
+        assert!(matches!(
+            SaleError::from(pc::SaleError::NotResolvable { client_tx_id: "x".into(), reason: "r".into() }),
+            SaleError::NotResolvable { .. }
+        ));
     }
 }

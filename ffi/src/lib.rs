@@ -1,6 +1,6 @@
 //! possync-ffi: the uniffi layer over `possync-core` for the Android (Kotlin), iOS (Swift) and Python
 //! apps. It holds no logic: records and enums mirroring the core's types ([`types`]), one error enum per
-//! concern with the mapping functions ([`error`]), the [`engine::PossyncEngine`] object whose methods
+//! concern with one `From` conversion per core concern ([`error`]), the [`engine::PossyncEngine`] object whose methods
 //! are one-line delegates, and two traits the app implements: [`listener::StatusListener`] and
 //! [`logging::LogSink`].
 //!
@@ -20,6 +20,6 @@ pub mod logging;
 pub mod types;
 
 pub use engine::{PossyncConfig, PossyncEngine};
-pub use error::{LogSinkError, OpenError, SaleError, StorageError, SyncError};
+pub use error::{ConfigError, LogSinkError, OpenError, SaleError, StorageError, SyncError};
 pub use listener::StatusListener;
 pub use logging::{install_log_sink, remove_log_sink, LogLevel, LogRecord, LogSink};

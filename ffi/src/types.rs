@@ -1,7 +1,9 @@
 //! Records and enums that cross the FFI, each a mirror of a core type, and their conversions.
 //!
-//! Conversions are field-for-field: this module decides nothing. Integer widths that uniffi lacks
-//! (`usize`) become `u32`/`u64`; the core's bit set of drain reasons becomes a list.
+//! Conversions are field-for-field: this module decides nothing. Counts, sizes and times cross as `i64`
+//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): [`int`] widens the core's
+//! unsigned values (saturating, never reached in practice), [`non_negative`] narrows the app's values
+//! and refuses a negative one as a config error. The core's bit set of drain reasons becomes a list.
 
 use possync_core::drain as core_drain;
 use possync_core::engine as core_engine;
@@ -9,6 +11,30 @@ use possync_core::outbox as core_outbox;
 use possync_core::protocol as core_protocol;
 use possync_core::reason as core_reason;
 use possync_core::status as core_status;
+use possync_core::ConfigError;
+
+/// A count, size or duration of the core as the FFI's `i64` (saturating: never reached in practice).
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A timeout of the app as a `Duration` (a negative one is zero: do not wait).
+pub(crate) fn millis(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A page size of the app as the core's `u32` (negative is an empty page, beyond `u32` the largest).
+pub(crate) fn page_size(limit: i64) -> u32 {
+    u32::try_from(limit.max(0)).unwrap_or(u32::MAX)
+}
+
+/// An `i64` of the app as the core's unsigned value.
+///
+/// # Errors
+/// [`ConfigError`] naming `name` when `v` is negative.
+pub(crate) fn non_negative(name: &str, v: i64) -> Result<u64, ConfigError> {
+    u64::try_from(v).map_err(|_| ConfigError(format!("{name} must not be negative (got {v})")))
+}
 
 /// Whether a receipt is a sale or a refund.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -130,6 +156,13 @@ pub enum DrainStop {
         /// The server's answer, for a person.
         reason: String,
     },
+    /// The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+    TlsFailed {
+        /// `tls`.
+        code: String,
+        /// What failed, for a person.
+        reason: String,
+    },
     /// Another sender took over some sales (e.g. after a long pause); it carries on.
     LeaseLost,
 }
@@ -144,21 +177,21 @@ pub struct DrainReport {
     /// Start, Unix ms.
     pub started_at_ms: i64,
     /// Wall time of the run, in ms.
-    pub duration_ms: u64,
+    pub duration_ms: i64,
     /// Sales stored by the server in this run (`OK`).
-    pub sent: u64,
+    pub sent: i64,
     /// Sales the server already had (`DUPLICATE`), now marked sent.
-    pub duplicate: u64,
+    pub duplicate: i64,
     /// Sales answered `CONFLICT` (need a person).
-    pub conflict: u64,
+    pub conflict: i64,
     /// Sales answered `INVALID` (need a person).
-    pub invalid: u64,
+    pub invalid: i64,
     /// Sales put back to pending (server `RETRY` or failed request).
-    pub retry: u64,
+    pub retry: i64,
     /// Results dropped because another sender had taken the sale over.
-    pub lease_lost: u64,
+    pub lease_lost: i64,
     /// Unsent sales after the run.
-    pub remaining_pending: u64,
+    pub remaining_pending: i64,
     /// Age of the oldest unsent sale after the run, in ms.
     pub oldest_pending_age_ms: Option<i64>,
     /// The last error seen, for a person.
@@ -170,14 +203,20 @@ pub struct DrainReport {
 /// The engine's state, as a cashier's banner shows it.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SyncStatus {
-    /// Nothing to do, or waiting for the next trigger.
-    Idle,
+    /// Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+    /// a banner such as "All sent" or "3 unsent (EUR 12.00)".
+    Idle {
+        /// Unsent sales (pending + in flight).
+        unsent: i64,
+        /// Unsent sales per currency (count and amount).
+        unsent_by_currency: Vec<CurrencyAmount>,
+    },
     /// A drain run is sending: `done` of `total` unsent sales handled so far.
     Draining {
         /// Sales handled in this run.
-        done: u64,
+        done: i64,
         /// Unsent sales when the run started.
-        total: u64,
+        total: i64,
     },
     /// The server cannot be reached; sales are kept and sent when it can.
     Offline {
@@ -191,12 +230,18 @@ pub enum SyncStatus {
         /// The server's answer, for a person.
         last_error: String,
     },
+    /// The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+    /// a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+    TlsFailed {
+        /// What failed, for a person.
+        last_error: String,
+    },
     /// Some sales were refused for good and need a person (see `attention_items`).
     NeedsAttention {
         /// Sales in `conflict`.
-        conflicts: u64,
+        conflicts: i64,
         /// Sales in `invalid`.
-        invalid: u64,
+        invalid: i64,
     },
 }
 
@@ -204,17 +249,17 @@ pub enum SyncStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct Counts {
     /// Waiting to be sent.
-    pub pending: u64,
+    pub pending: i64,
     /// Being sent (or left by a sender whose lease will expire).
-    pub in_flight: u64,
+    pub in_flight: i64,
     /// On the server (kept for the retention period, then pruned).
-    pub sent: u64,
+    pub sent: i64,
     /// Refused as a conflict; need a person.
-    pub conflict: u64,
+    pub conflict: i64,
     /// Refused as invalid; need a person.
-    pub invalid: u64,
+    pub invalid: i64,
     /// `pending + in_flight`: not yet on the server.
-    pub unsent: u64,
+    pub unsent: i64,
 }
 
 /// Unsent sales of one currency.
@@ -223,7 +268,7 @@ pub struct CurrencyAmount {
     /// ISO 4217 code.
     pub currency: String,
     /// Number of unsent sales.
-    pub count: u64,
+    pub count: i64,
     /// Sum of their totals, in minor units.
     pub total_minor: i64,
 }
@@ -259,7 +304,7 @@ pub struct AttentionItem {
     /// When the sale was recorded, Unix ms.
     pub created_at_ms: i64,
     /// Send attempts made.
-    pub attempt: u32,
+    pub attempt: i64,
 }
 
 /// Everything a cashier's screen needs, in one call.
@@ -275,6 +320,180 @@ pub struct StatusSnapshot {
     pub oldest_unsent_age_ms: Option<i64>,
     /// The last finished run.
     pub last_report: Option<DrainReport>,
+}
+
+/// How hard the outbox flushes each recorded sale to storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+    Full,
+    /// `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+    /// the file). Only for tills with a battery or UPS.
+    Normal,
+}
+
+/// What a person decides for a sale that needs attention. The original sale is always kept.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Resolution {
+    /// Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+    Rekey,
+    /// Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+    Replace {
+        /// The corrected sale.
+        sale: SalePayload,
+    },
+    /// Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+    Void,
+}
+
+/// What a person decided for a sale, as the sales screen shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SaleResolution {
+    /// Sent again under a new id (`linked_client_tx_id`).
+    Rekeyed,
+    /// Replaced by a corrected sale (`linked_client_tx_id`).
+    Replaced,
+    /// Not to be sent.
+    Voided,
+}
+
+/// One sale of the outbox, for a till's sales screen.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SaleRecord {
+    /// The sale's id.
+    pub client_tx_id: String,
+    /// Position in the outbox (grows with each sale); pass the smallest of a page to
+    /// `recent_sales` for the next page.
+    pub seq: i64,
+    /// Where the sale is.
+    pub state: SaleState,
+    /// What a person decided, for a conflict or invalid sale that was resolved.
+    pub resolution: Option<SaleResolution>,
+    /// The person's note with the resolution.
+    pub resolution_note: Option<String>,
+    /// The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+    pub linked_client_tx_id: Option<String>,
+    /// The sale as recorded (`None` only if its stored text is damaged).
+    pub sale: Option<SalePayload>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The sale's total, in minor units.
+    pub total_minor: i64,
+    /// When it was recorded, Unix ms.
+    pub created_at_ms: i64,
+    /// When the server confirmed it, Unix ms.
+    pub sent_at_ms: Option<i64>,
+    /// Send attempts made.
+    pub attempt: i64,
+    /// The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+    pub last_result: Option<String>,
+    /// Machine-readable reason of the last answer.
+    pub last_code: Option<String>,
+    /// The last answer's message, for a person.
+    pub last_error: Option<String>,
+    /// The server's id of the sale once sent.
+    pub server_tx_id: Option<i64>,
+    /// SHA-256 of the stored canonical payload (hex).
+    pub payload_sha256: String,
+}
+
+impl From<Durability> for possync_core::config::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Full => possync_core::config::Durability::Full,
+            Durability::Normal => possync_core::config::Durability::Normal,
+        }
+    }
+}
+
+impl From<Resolution> for core_outbox::Resolution {
+    fn from(r: Resolution) -> Self {
+        match r {
+            Resolution::Rekey => core_outbox::Resolution::Rekey,
+            Resolution::Replace { sale } => core_outbox::Resolution::Replace(sale.into()),
+            Resolution::Void => core_outbox::Resolution::Void,
+        }
+    }
+}
+
+impl From<core_outbox::Resolved> for SaleResolution {
+    fn from(r: core_outbox::Resolved) -> Self {
+        match r {
+            core_outbox::Resolved::Rekeyed => SaleResolution::Rekeyed,
+            core_outbox::Resolved::Replaced => SaleResolution::Replaced,
+            core_outbox::Resolved::Voided => SaleResolution::Voided,
+        }
+    }
+}
+
+impl From<core_outbox::OutboxEntry> for SaleRecord {
+    fn from(e: core_outbox::OutboxEntry) -> Self {
+        SaleRecord {
+            resolution: e.resolved().map(SaleResolution::from),
+            sale: e.sale().map(SalePayload::from),
+            client_tx_id: e.client_tx_id,
+            seq: e.seq,
+            state: e.state.into(),
+            resolution_note: e.resolution_note,
+            linked_client_tx_id: e.linked_client_tx_id,
+            currency: e.currency,
+            total_minor: e.total_minor,
+            created_at_ms: e.created_at_ms,
+            sent_at_ms: e.sent_at_ms,
+            attempt: e.attempt.into(),
+            last_result: e.last_result,
+            last_code: e.last_code,
+            last_error: e.last_error,
+            server_tx_id: e.server_tx_id,
+            payload_sha256: e.payload_sha256,
+        }
+    }
+}
+
+impl From<core_protocol::SalePayload> for SalePayload {
+    fn from(s: core_protocol::SalePayload) -> Self {
+        let h = s.header;
+        SalePayload {
+            header: SaleHeader {
+                store_id: h.store_id,
+                receipt_number: h.receipt_number,
+                kind: match h.kind {
+                    core_protocol::SaleKind::Sale => SaleKind::Sale,
+                    core_protocol::SaleKind::Refund => SaleKind::Refund,
+                },
+                occurred_at_ms: h.occurred_at_ms,
+                currency: h.currency,
+                subtotal_minor: h.subtotal_minor,
+                tax_minor: h.tax_minor,
+                total_minor: h.total_minor,
+                change_minor: h.change_minor,
+                cashier_id: h.cashier_id,
+            },
+            items: s
+                .items
+                .into_iter()
+                .map(|i| SaleItem {
+                    line_no: i.line_no,
+                    sku: i.sku,
+                    name: i.name,
+                    quantity_milli: i.quantity_milli,
+                    unit_price_minor: i.unit_price_minor,
+                    discount_minor: i.discount_minor,
+                    line_total_minor: i.line_total_minor,
+                    refund: i.refund,
+                })
+                .collect(),
+            payments: s
+                .payments
+                .into_iter()
+                .map(|p| SalePayment {
+                    method: p.method,
+                    amount_minor: p.amount_minor,
+                    reference: p.reference,
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<SaleKind> for core_protocol::SaleKind {
@@ -368,6 +587,9 @@ impl From<core_drain::DrainStop> for DrainStop {
             core_drain::DrainStop::AuthFailed { error } => {
                 DrainStop::AuthFailed { code: error.code().to_owned(), reason: error.to_string() }
             }
+            core_drain::DrainStop::TlsFailed { error } => {
+                DrainStop::TlsFailed { code: error.code().to_owned(), reason: error.to_string() }
+            }
             core_drain::DrainStop::LeaseLost => DrainStop::LeaseLost,
         }
     }
@@ -379,14 +601,14 @@ impl From<core_drain::DrainReport> for DrainReport {
             correlation_id: r.correlation_id,
             reasons: r.reasons.iter().map(DrainReason::from).collect(),
             started_at_ms: r.started_at_ms,
-            duration_ms: r.duration_ms,
-            sent: r.sent,
-            duplicate: r.duplicate,
-            conflict: r.conflict,
-            invalid: r.invalid,
-            retry: r.retry,
-            lease_lost: r.lease_lost,
-            remaining_pending: r.remaining_pending,
+            duration_ms: int(r.duration_ms),
+            sent: int(r.sent),
+            duplicate: int(r.duplicate),
+            conflict: int(r.conflict),
+            invalid: int(r.invalid),
+            retry: int(r.retry),
+            lease_lost: int(r.lease_lost),
+            remaining_pending: int(r.remaining_pending),
             oldest_pending_age_ms: r.oldest_pending_age_ms,
             last_error: r.last_error,
             stop: r.stop.map(DrainStop::from),
@@ -397,14 +619,20 @@ impl From<core_drain::DrainReport> for DrainReport {
 impl From<core_status::SyncStatus> for SyncStatus {
     fn from(s: core_status::SyncStatus) -> Self {
         match s {
-            core_status::SyncStatus::Idle => SyncStatus::Idle,
-            core_status::SyncStatus::Draining { done, total } => SyncStatus::Draining { done, total },
+            core_status::SyncStatus::Idle { unsent, unsent_by_currency } => SyncStatus::Idle {
+                unsent: int(unsent),
+                unsent_by_currency: unsent_by_currency.into_iter().map(CurrencyAmount::from).collect(),
+            },
+            core_status::SyncStatus::Draining { done, total } => {
+                SyncStatus::Draining { done: int(done), total: int(total) }
+            }
             core_status::SyncStatus::Offline { next_retry_at_ms, last_error } => {
                 SyncStatus::Offline { next_retry_at_ms, last_error }
             }
             core_status::SyncStatus::AuthFailed { last_error } => SyncStatus::AuthFailed { last_error },
+            core_status::SyncStatus::TlsFailed { last_error } => SyncStatus::TlsFailed { last_error },
             core_status::SyncStatus::NeedsAttention { conflicts, invalid } => {
-                SyncStatus::NeedsAttention { conflicts, invalid }
+                SyncStatus::NeedsAttention { conflicts: int(conflicts), invalid: int(invalid) }
             }
         }
     }
@@ -413,19 +641,19 @@ impl From<core_status::SyncStatus> for SyncStatus {
 impl From<core_outbox::Counts> for Counts {
     fn from(c: core_outbox::Counts) -> Self {
         Counts {
-            pending: c.pending,
-            in_flight: c.in_flight,
-            sent: c.sent,
-            conflict: c.conflict,
-            invalid: c.invalid,
-            unsent: c.unsent(),
+            pending: int(c.pending),
+            in_flight: int(c.in_flight),
+            sent: int(c.sent),
+            conflict: int(c.conflict),
+            invalid: int(c.invalid),
+            unsent: int(c.unsent()),
         }
     }
 }
 
 impl From<core_outbox::CurrencyAmount> for CurrencyAmount {
     fn from(c: core_outbox::CurrencyAmount) -> Self {
-        CurrencyAmount { currency: c.currency, count: c.count, total_minor: c.total_minor }
+        CurrencyAmount { currency: c.currency, count: int(c.count), total_minor: c.total_minor }
     }
 }
 
@@ -450,7 +678,7 @@ impl From<core_outbox::AttentionItem> for AttentionItem {
             message: a.message,
             payload_sha256: a.payload_sha256,
             created_at_ms: a.created_at_ms,
-            attempt: a.attempt,
+            attempt: a.attempt.into(),
         }
     }
 }

@@ -215,24 +215,46 @@ impl Refused {
     }
 }
 
-/// Parses a request body, checks it against the device and limits, and settles every sale. Sales not
-/// settled by `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database. The
-/// device's news (last seen, last push, backlog report) goes to `activity`, written off this path.
+/// A push request parsed and checked against the device and the limits, its sales not yet settled.
+pub struct CheckedPush {
+    sales: Vec<Result<Prepared, Refused>>,
+    news: PushNews,
+}
+
+/// What a push tells about its till, apart from the sales: its backlog report, if it sent one that
+/// parses, and whether the request held sales. Noted once the sales are settled.
+pub struct PushNews {
+    report: Option<crate::report::ParsedReport>,
+    had_sales: bool,
+}
+
+/// Sales of one request that one database thread settles, one after another, in request order.
+pub struct Lane {
+    sales: Vec<(usize, Result<Prepared, Refused>)>,
+}
+
+/// What settling a [`Lane`] gave.
+pub struct LaneOutcome {
+    results: Vec<(usize, PushResult)>,
+    refused: Vec<Refused>,
+    unavailable: Option<String>,
+    /// Sales decided (not `RETRY`), and their totals per currency, to take off the till's report.
+    decided: u64,
+    decided_minor: std::collections::BTreeMap<String, i64>,
+}
+
+/// Parses a request body and checks it against the device and the limits: every check short of the
+/// database, for every sale.
 ///
 /// # Errors
-/// A [`PushError`] when the request as a whole is refused; then nothing was stored, except with
-/// [`PushError::Unavailable`] (the database went away mid-request: sales settled before stay stored).
-#[allow(clippy::too_many_arguments)]
-pub fn handle_push(
-    store: &dyn Store,
+/// A [`PushError`] when the request as a whole is refused; then nothing is stored.
+pub fn check_push(
     metrics: &Metrics,
-    activity: &ActivityRecorder,
     device: &Device,
     correlation_id: &str,
     body: &[u8],
     limits: &PushLimits,
-    deadline: Instant,
-) -> Result<PushResponse, PushError> {
+) -> Result<CheckedPush, PushError> {
     let request: RequestIn =
         serde_json::from_slice(body).map_err(|e| PushError::Malformed(capped(e.to_string())))?;
     if request.transactions.len() > limits.max_transactions {
@@ -255,25 +277,80 @@ pub fn handle_push(
         }
     };
     let request_len = request.transactions.len();
-    let checked: Vec<Result<Prepared, Refused>> = request
+    let sales: Vec<Result<Prepared, Refused>> = request
         .transactions
         .into_iter()
         .zip(duplicate_keys_of(body, request_len))
         .map(|(value, duplicate)| check(value, duplicate, &limits.sale))
         .collect();
-    for (index, sale) in checked.iter().enumerate() {
+    for (index, sale) in sales.iter().enumerate() {
         if let Ok(p) = sale {
             if p.payload.header.store_id != device.store_id {
                 return Err(PushError::StoreForbidden { index, store_id: p.payload.header.store_id.clone() });
             }
         }
     }
+    let news = PushNews { report, had_sales: !sales.is_empty() };
+    Ok(CheckedPush { sales, news })
+}
 
+impl CheckedPush {
+    /// Sales in the request.
+    pub fn len(&self) -> usize {
+        self.sales.len()
+    }
+
+    /// Whether the request has no sale.
+    pub fn is_empty(&self) -> bool {
+        self.sales.is_empty()
+    }
+
+    /// The sales split into at most `lanes` lanes to settle in parallel. Sales with the same
+    /// `client_tx_id` land in the same lane, in request order, so a request naming one sale twice
+    /// answers `OK` then `DUPLICATE` as when settled one by one.
+    pub fn into_lanes(self, lanes: usize) -> (Vec<Lane>, PushNews) {
+        let n = lanes.clamp(1, self.sales.len().max(1));
+        let mut out: Vec<Lane> = (0..n).map(|_| Lane { sales: Vec::new() }).collect();
+        for (index, sale) in self.sales.into_iter().enumerate() {
+            let lane = match &sale {
+                Ok(p) => lane_of(&p.client_tx_id, n),
+                Err(_) => index % n,
+            };
+            out[lane].sales.push((index, sale));
+        }
+        out.retain(|l| !l.sales.is_empty());
+        (out, self.news)
+    }
+}
+
+/// The lane of a sale id: a stable hash, so one id always goes to one lane.
+fn lane_of(client_tx_id: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    client_tx_id.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// Settles a lane's sales one after another, each in its own transaction. Sales not settled by
+/// `deadline` answer `RETRY` (`deadline_exceeded`) untouched; when the database cannot be reached the
+/// lane stops there.
+pub fn settle_lane(
+    store: &dyn Store,
+    metrics: &Metrics,
+    device: &Device,
+    correlation_id: &str,
+    lane: Lane,
+    deadline: Instant,
+) -> LaneOutcome {
     let ctx = PushContext { device, correlation_id };
-    let mut results = Vec::with_capacity(checked.len());
-    let mut refused = Vec::new();
-    let (mut decided, mut decided_minor) = (0u64, std::collections::BTreeMap::<String, i64>::new());
-    for sale in checked {
+    let mut out = LaneOutcome {
+        results: Vec::with_capacity(lane.sales.len()),
+        refused: Vec::new(),
+        unavailable: None,
+        decided: 0,
+        decided_minor: std::collections::BTreeMap::new(),
+    };
+    for (index, sale) in lane.sales {
         if Instant::now() >= deadline {
             let id = match &sale {
                 Ok(p) => p.client_tx_id.clone(),
@@ -281,28 +358,99 @@ pub fn handle_push(
             };
             metrics.limit_hits.with_label_values(&["request_deadline"]).inc();
             let message = "the request's deadline passed before this sale was settled; nothing stored".into();
-            results.push(crate::store::retry(&id, "deadline_exceeded", message));
+            out.results.push((index, crate::store::retry(&id, "deadline_exceeded", message)));
             continue;
         }
         let amount =
             sale.as_ref().ok().map(|p| (p.payload.header.currency.clone(), p.payload.header.total_minor));
-        let result = settle(store, metrics, &ctx, sale, &mut refused);
+        let result = settle(store, metrics, &ctx, sale, &mut out.refused);
         if result.status != PushStatus::Retry {
-            decided += 1;
+            out.decided += 1;
             if let Some((currency, total)) = amount {
-                *decided_minor.entry(currency).or_insert(0) += total;
+                *out.decided_minor.entry(currency).or_insert(0) += total;
             }
         }
         if result.status == PushStatus::Retry && result.code.as_deref() == Some("database_unavailable") {
-            return Err(PushError::Unavailable(result.message.unwrap_or_default()));
+            out.unavailable = Some(result.message.unwrap_or_default());
+            break;
         }
-        results.push(result);
+        out.results.push((index, result));
+    }
+    out
+}
+
+/// Puts the lanes' results back in request order and audits the refused sales in one transaction.
+///
+/// # Errors
+/// [`PushError::Unavailable`] when a lane could not reach the database (sales settled before stay
+/// stored; their replay answers `DUPLICATE`).
+/// The device's news (last seen, last push, backlog report less the sales decided now) goes to
+/// `activity`, written off this path.
+pub fn finish_push(
+    store: &dyn Store,
+    activity: &ActivityRecorder,
+    device: &Device,
+    correlation_id: &str,
+    news: PushNews,
+    outcomes: Vec<LaneOutcome>,
+) -> Result<PushResponse, PushError> {
+    let ctx = PushContext { device, correlation_id };
+    let mut results = Vec::new();
+    let mut refused = Vec::new();
+    let mut unavailable = None;
+    let (mut decided, mut decided_minor) = (0u64, std::collections::BTreeMap::<String, i64>::new());
+    for outcome in outcomes {
+        results.extend(outcome.results);
+        refused.extend(outcome.refused);
+        unavailable = unavailable.or(outcome.unavailable);
+        decided += outcome.decided;
+        for (currency, total) in outcome.decided_minor {
+            *decided_minor.entry(currency).or_insert(0) += total;
+        }
     }
     audit_refused(store, &ctx, &refused);
-    let retired = report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
-    let after = report.as_ref().map(|r| r.after_request(decided, &decided_minor));
-    activity.note(device, crate::console::now_ms(), request_len > 0, after, retired);
-    Ok(PushResponse { results })
+    if let Some(message) = unavailable {
+        return Err(PushError::Unavailable(message));
+    }
+    let retired = news.report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
+    let after = news.report.as_ref().map(|r| r.after_request(decided, &decided_minor));
+    activity.note(device, crate::console::now_ms(), news.had_sales, after, retired);
+    results.sort_by_key(|(index, _)| *index);
+    Ok(PushResponse { results: results.into_iter().map(|(_, r)| r).collect() })
+}
+
+impl LaneOutcome {
+    /// Whether refused sales wait for their audit (then [`finish_push`] writes to the database).
+    pub fn has_refused(&self) -> bool {
+        !self.refused.is_empty()
+    }
+}
+
+/// Parses a request body, checks it against the device and limits, and settles every sale one after
+/// another on this thread: [`check_push`], one [`settle_lane`], [`finish_push`]. Sales not settled by
+/// `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database.
+///
+/// # Errors
+/// A [`PushError`] when the request as a whole is refused; then nothing was stored, except with
+/// [`PushError::Unavailable`] (the database went away mid-request: sales settled before stay stored).
+#[allow(clippy::too_many_arguments)]
+pub fn handle_push(
+    store: &dyn Store,
+    metrics: &Metrics,
+    activity: &ActivityRecorder,
+    device: &Device,
+    correlation_id: &str,
+    body: &[u8],
+    limits: &PushLimits,
+    deadline: Instant,
+) -> Result<PushResponse, PushError> {
+    let checked = check_push(metrics, device, correlation_id, body, limits)?;
+    let (lanes, news) = checked.into_lanes(1);
+    let outcomes = lanes
+        .into_iter()
+        .map(|lane| settle_lane(store, metrics, device, correlation_id, lane, deadline))
+        .collect();
+    finish_push(store, activity, device, correlation_id, news, outcomes)
 }
 
 /// Audits the request's sales refused before storage, in one transaction.
@@ -465,4 +613,54 @@ fn check(value: serde_json::Value, duplicate: Option<String>, limits: &Limits) -
         canonical,
         outbox_seq: env.outbox_seq.map(|n| n as i64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(id: &str) -> Refused {
+        Refused {
+            client_tx_id: id.into(),
+            attempt: None,
+            payload_hash_version: None,
+            payload_sha256: None,
+            code: "malformed_transaction",
+            message: String::new(),
+            attempted_payload: None,
+            outbox_seq: None,
+        }
+    }
+
+    #[test]
+    fn lanes_keep_one_id_in_one_lane_in_request_order() {
+        // Lanes route by id; refused entries (no valid id) by position. Only the routing is under
+        // test, so the entries are refused ones carrying the ids.
+        let ids = ["a", "b", "a", "c", "d", "a", "e", "b"];
+        let news = || PushNews { report: None, had_sales: true };
+        let checked = CheckedPush { sales: ids.iter().map(|id| Err(refused(id))).collect(), news: news() };
+        let (lanes, _) = checked.into_lanes(3);
+        assert!(lanes.len() <= 3 && !lanes.is_empty());
+        let mut seen: Vec<usize> = lanes.iter().flat_map(|l| l.sales.iter().map(|(i, _)| *i)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..ids.len()).collect::<Vec<_>>(), "every sale in exactly one lane");
+        for lane in &lanes {
+            assert!(lane.sales.windows(2).all(|w| w[0].0 < w[1].0), "request order within a lane");
+        }
+        for id in ["a", "b"] {
+            let sales_a: Vec<_> = (0..ids.len()).filter(|&i| ids[i] == id).collect();
+            let lane_count =
+                sales_a.iter().map(|i| lane_of(ids[*i], 3)).collect::<std::collections::HashSet<_>>();
+            assert_eq!(lane_count.len(), 1, "{id} is routed to one lane");
+        }
+        assert_eq!(CheckedPush { sales: vec![Err(refused("x"))], news: news() }.into_lanes(8).0.len(), 1);
+        assert_eq!(CheckedPush { sales: Vec::new(), news: news() }.into_lanes(4).0.len(), 0);
+    }
+
+    #[test]
+    fn long_messages_are_cut_and_marked() {
+        assert_eq!(capped("short".into()), "short");
+        let cut = capped("é".repeat(2000));
+        assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with("(cut)"), "{}", cut.len());
+    }
 }

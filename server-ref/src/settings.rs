@@ -91,6 +91,14 @@ pub struct ServeSettings {
     /// the tills' request timeout (30 s by default).
     #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = 20_000)]
     pub request_deadline_ms: u64,
+    /// Sales being settled at once across all pushes; a push that does not fit is answered 503 +
+    /// Retry-After at once. 0: 25 per --workers.
+    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = 0)]
+    pub max_inflight_sales: usize,
+    /// Sales of one push settled at once, each in its own transaction (at most this many database
+    /// connections for one request). 1: one after another.
+    #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = 4)]
+    pub sale_lanes: usize,
     /// Most sales per request.
     #[arg(long, env = "POSSYNC_MAX_TRANSACTIONS", default_value_t = 500)]
     pub max_transactions: usize,
@@ -152,6 +160,8 @@ impl ServeSettings {
                 max_connections: self.max_connections,
                 max_inflight_pushes: self.max_inflight_pushes,
                 request_deadline: ms(self.request_deadline_ms),
+                sale_lanes: self.sale_lanes,
+                max_inflight_sales: self.max_inflight_sales,
             },
             console: crate::console::ConsoleConfig {
                 alert_after: Duration::from_secs(self.console_alert_after_secs),
@@ -196,8 +206,8 @@ impl ServeSettings {
         if self.console_alert_after_secs == 0 || self.console_session_hours == 0 {
             return Err("console_alert_after_secs and console_session_hours must be at least 1".into());
         }
-        if self.workers == 0 || self.async_threads == 0 || self.pool_size == 0 {
-            return Err("workers, async_threads and pool_size must be at least 1".into());
+        if self.workers == 0 || self.async_threads == 0 || self.pool_size == 0 || self.sale_lanes == 0 {
+            return Err("workers, async_threads, pool_size and sale_lanes must be at least 1".into());
         }
         Ok(())
     }

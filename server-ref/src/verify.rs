@@ -65,7 +65,7 @@ impl VerifyReport {
 pub enum VerifyError {
     /// The outbox file could not be read.
     #[error("cannot read the outbox: {0}")]
-    Outbox(#[from] possync_core::Error),
+    Outbox(#[from] possync_core::StorageError),
     /// The server's database could not be read.
     #[error("cannot read the server's database: {0}")]
     Store(#[from] StoreError),

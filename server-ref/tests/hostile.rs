@@ -569,9 +569,11 @@ fn an_unreachable_database_answers_503_within_one_pool_timeout() {
     let retry_after = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
     assert_eq!(reply.status().as_u16(), 503);
     assert!(retry_after.is_some(), "503 carries Retry-After");
+    // One pool timeout (1 s) plus scheduling on a loaded 2-core CI machine; one timeout per sale
+    // would be 20 s.
     assert!(
-        elapsed < Duration::from_millis(2500),
-        "answered after {elapsed:?}, not within one pool timeout (1 s)"
+        elapsed < Duration::from_millis(5000),
+        "answered after {elapsed:?}: not within one pool timeout (1 s), more like one per sale"
     );
     c.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", h.db.name)).expect("allow");
     h.assert_healthy("after the database came back");

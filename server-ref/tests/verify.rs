@@ -107,3 +107,25 @@ fn verify_reports_missing_mismatched_unsent_and_extra_sales() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unsent, already on the server:     1"));
 }
+
+#[test]
+fn verify_of_a_missing_outbox_fails_naming_it_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let shop = dir.path().join("shop.db");
+    let shop = shop.to_str().expect("path");
+    let (ok, _, err) = common::run(common::cli().args(["migrate", "--sqlite", shop]));
+    assert!(ok, "{err}");
+    let missing = dir.path().join("till.db");
+    let missing_str = missing.to_str().expect("path");
+    let (ok, _, err) = common::run(common::cli().args(["verify", "--sqlite", shop, "--outbox", missing_str]));
+    assert!(!ok, "verify of a missing outbox succeeded");
+    assert!(err.contains("does not exist") && err.contains(missing_str), "{err}");
+    assert!(!missing.exists(), "verify created the outbox");
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("till"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "files created beside the missing outbox: {left:?}");
+}

@@ -57,12 +57,13 @@ fun interface SyncBanner {
     fun render(text: String, needsPerson: Boolean)
 }
 
-/** The text of the banner for a status; `unsent` from `engine.counts().unsent`. */
-fun bannerText(status: SyncStatus, unsent: ULong): Pair<String, Boolean> = when (status) {
-    is SyncStatus.Idle -> (if (unsent == 0uL) "All sales sent" else "$unsent sales waiting to be sent") to false
+/** The text of the banner for a status; `unsent` from the last `Idle` (or `engine.counts().unsent`). */
+fun bannerText(status: SyncStatus, unsent: Long): Pair<String, Boolean> = when (status) {
+    is SyncStatus.Idle -> (if (status.unsent == 0L) "All sales sent" else "${status.unsent} sales waiting to be sent") to false
     is SyncStatus.Draining -> "Sending sales ${status.done} of ${status.total}…" to false
     is SyncStatus.Offline -> "Offline: $unsent sales kept on this till, sent when the server is back" to false
     is SyncStatus.AuthFailed -> "This till is not authorised by the server: call your administrator" to true
+    is SyncStatus.TlsFailed -> "The server's certificate is not trusted: call your administrator" to true
     is SyncStatus.NeedsAttention ->
         "${status.conflicts + status.invalid} sales were refused: open Sync issues" to true
 }
@@ -73,7 +74,7 @@ class BannerListener(private val banner: SyncBanner) : StatusListener {
     @Volatile var lastReport: DrainReport? = null
 
     override fun onStatus(status: SyncStatus) {
-        val unsent = lastReport?.remainingPending ?: 0uL
+        val unsent = lastReport?.remainingPending ?: 0L
         val (text, needsPerson) = bannerText(status, unsent)
         main.post { banner.render(text, needsPerson) }
     }
@@ -98,10 +99,11 @@ object TillSync {
         val config = PossyncConfig(
             outboxPath = file.path,
             serverUrl = "https://pos.example.com", // from the till's setup screen
-            token = "pst_…",                      // from `possync-server token create`, kept in EncryptedSharedPreferences
             deviceId = "till-1",
         )
-        PossyncEngine(config, banner).also { engine = it }
+        // The token is a separate argument (never in the config record's toString()): from
+        // `possync-server token create`, kept in EncryptedSharedPreferences. Rotate it with setToken().
+        PossyncEngine(config, "pst_…", banner).also { engine = it }
     }
 }
 
@@ -120,8 +122,8 @@ fun recordSale(context: Context, sale: SalePayload): String? = try {
 /** Interval: WorkManager runs this at most every 15 min, also when the app is in the background. */
 class PossyncSyncWorker(context: Context, params: WorkerParameters) : Worker(context, params) {
     override fun doWork(): Result = try {
-        val report = TillSync.get(applicationContext).syncNow(60_000uL)
-        if (report.remainingPending == 0uL) Result.success() else Result.retry()
+        val report = TillSync.get(applicationContext).syncNow(60_000L)
+        if (report.remainingPending == 0L) Result.success() else Result.retry()
     } catch (e: SyncException) {
         Result.retry()
     }
@@ -160,7 +162,7 @@ class SyncNowButton(private val engine: PossyncEngine, private val onDone: (Stri
     fun onClick() {
         worker.execute {
             val text = try {
-                val r = engine.syncNow(30_000uL)
+                val r = engine.syncNow(30_000L)
                 "Sent ${r.sent + r.duplicate}, ${r.remainingPending} waiting" + (r.lastError?.let { " ($it)" } ?: "")
             } catch (e: SyncException.Timeout) {
                 "Still sending in the background…"

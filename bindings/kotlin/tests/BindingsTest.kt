@@ -62,43 +62,43 @@ fun sale(seed: Int, n: Int = 2, store: String = TestServer.STORE): SalePayload {
     )
 }
 
-fun config(server: String, token: String) = PossyncConfig(
+fun config(server: String) = PossyncConfig(
     outboxPath = Files.createTempDirectory("possync-kt").resolve("outbox.db").toString(),
-    serverUrl = server, token = token, deviceId = TestServer.DEVICE,
-    intervalMs = 3_600_000uL, connectTimeoutMs = 2_000uL, requestTimeoutMs = 5_000uL, leaseMs = 15_000uL, heartbeatMs = 2_000uL,
+    serverUrl = server, deviceId = TestServer.DEVICE,
+    intervalMs = 3_600_000L, connectTimeoutMs = 2_000L, requestTimeoutMs = 5_000L, leaseMs = 15_000L, heartbeatMs = 2_000L,
 )
 
 fun enqueueThenSyncNowSendsEverySaleAndReportsIt() {
     TestServer.start().use { server ->
         val listener = RecordingListener()
-        val engine = PossyncEngine(config(server.baseUrl, server.token), listener)
+        val engine = PossyncEngine(config(server.baseUrl), server.token, listener)
         try {
             // The startup run (nothing to send) reports first; wait for it so the counts below are exact.
             waitFor("the startup run's report") { listener.reports.any { DrainReason.STARTUP in it.reasons } }
             val ids = (1..3).map { engine.enqueue(sale(it)) }
             check(ids.toSet().size == 3) { "ids not distinct: $ids" }
-            check(engine.counts().pending == 3uL) { "counts before sync: ${engine.counts()}" }
+            check(engine.counts().pending == 3L) { "counts before sync: ${engine.counts()}" }
 
-            val report = engine.syncNow(20_000uL)
-            check(report.sent == 3uL) { "report.sent: $report" }
-            check(report.duplicate == 0uL && report.conflict == 0uL && report.invalid == 0uL && report.retry == 0uL) { "report: $report" }
-            check(report.remainingPending == 0uL && report.stop == null) { "report: $report" }
+            val report = engine.syncNow(20_000L)
+            check(report.sent == 3L) { "report.sent: $report" }
+            check(report.duplicate == 0L && report.conflict == 0L && report.invalid == 0L && report.retry == 0L) { "report: $report" }
+            check(report.remainingPending == 0L && report.stop == null) { "report: $report" }
             check(DrainReason.MANUAL in report.reasons) { "reasons: ${report.reasons}" }
 
             val counts = engine.counts()
-            check(counts.sent == 3uL && counts.unsent == 0uL && counts.pending == 0uL) { "counts after sync: $counts" }
+            check(counts.sent == 3L && counts.unsent == 0L && counts.pending == 0L) { "counts after sync: $counts" }
             check(engine.attentionItems().isEmpty()) { "attention items" }
 
             // The listener sees the same run's report and ends Idle. (Statuses are coalesced for a slow
             // listener, so the Draining ones in between are not guaranteed and not asserted.)
             waitFor("the manual run's report on the listener") { listener.reports.any { it.correlationId == report.correlationId } }
-            waitFor("Idle after the run") { listener.statuses.lastOrNull() == SyncStatus.Idle }
+            waitFor("Idle after the run") { listener.statuses.lastOrNull().let { it is SyncStatus.Idle && it.unsent == 0L } }
             check(listener.callerThreads.none { it == Thread.currentThread() }) { "a callback ran on the caller's thread" }
 
             val snapshot = engine.status()
-            check(snapshot.status == SyncStatus.Idle) { "status: ${snapshot.status}" }
+            check(snapshot.status == SyncStatus.Idle(0L, emptyList())) { "status: ${snapshot.status}" }
             check(snapshot.lastReport?.correlationId == report.correlationId) { "last report: ${snapshot.lastReport}" }
-            check(snapshot.counts.sent == 3uL) { "snapshot counts: ${snapshot.counts}" }
+            check(snapshot.counts.sent == 3L) { "snapshot counts: ${snapshot.counts}" }
 
             // The log sink got one `possync::send` record per sale, with every structured field.
             val sends = CapturedLogs.records.filter { it.target == "possync::send" && it.fields["correlation_id"] == report.correlationId }
@@ -122,17 +122,17 @@ fun enqueueThenSyncNowSendsEverySaleAndReportsIt() {
 fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
     val port = java.net.ServerSocket(0).use { it.localPort } // nothing listens there any more
     val listener = RecordingListener()
-    val engine = PossyncEngine(config("http://127.0.0.1:$port", "pst_unused"), listener)
+    val engine = PossyncEngine(config("http://127.0.0.1:$port"), "pst_unused", listener)
     try {
         engine.enqueue(sale(1))
-        val report = engine.syncNow(20_000uL)
+        val report = engine.syncNow(20_000L)
         check(report.stop is DrainStop.Offline) { "stop: ${report.stop}" }
-        check(report.sent == 0uL && report.remainingPending == 1uL) { "report: $report" }
+        check(report.sent == 0L && report.remainingPending == 1L) { "report: $report" }
         // The engine keeps retrying on its own (Draining, then Offline again), so wait for an Offline
         // delivery rather than for Offline to be the last one at a sampling instant.
         waitFor("an Offline status") { listener.statuses.any { it is SyncStatus.Offline } }
         check(engine.status().status is SyncStatus.Offline) { "engine status: ${engine.status().status}" }
-        check(engine.counts().pending == 1uL) { "the sale must stay pending: ${engine.counts()}" }
+        check(engine.counts().pending == 1L) { "the sale must stay pending: ${engine.counts()}" }
         val sends = CapturedLogs.records.filter { it.target == "possync::send" && it.fields["correlation_id"] == report.correlationId }
         check(sends.isNotEmpty() && sends.all { it.fields["result"] == "TRANSPORT" && it.level == LogLevel.WARN }) { "send logs: $sends" }
     } finally {
@@ -141,7 +141,7 @@ fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
 }
 
 fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
-    val engine = PossyncEngine(config("http://127.0.0.1:9", "pst_unused"), null)
+    val engine = PossyncEngine(config("http://127.0.0.1:9"), "pst_unused", null)
     try {
         val bad = sale(1).let { it.copy(header = it.header.copy(totalMinor = it.header.totalMinor + 1)) }
         try {
@@ -158,7 +158,7 @@ fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
         } catch (e: SaleException.Invalid) {
             check(e.code == "no_items") { "code: ${e.code}" }
         }
-        check(engine.counts().pending == 0uL) { "nothing may be stored: ${engine.counts()}" }
+        check(engine.counts().pending == 0L) { "nothing may be stored: ${engine.counts()}" }
 
         val first = engine.enqueueWithId("till-1:000001", sale(3))
         check(first.created) { "first enqueue_with_id" }
@@ -171,7 +171,7 @@ fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
         }
         engine.shutdown()
         try {
-            engine.syncNow(1_000uL)
+            engine.syncNow(1_000L)
             throw AssertionError("sync_now after shutdown succeeded")
         } catch (e: SyncException.ShutDown) {
         }
@@ -182,7 +182,7 @@ fun invalidSaleThrowsATypedExceptionAndStoresNothing() {
 
 fun invalidConfigThrowsOpenException() {
     try {
-        PossyncEngine(config("ftp://127.0.0.1:9", "pst_x"), null).close()
+        PossyncEngine(config("ftp://127.0.0.1:9"), "pst_x", null).close()
         throw AssertionError("an ftp:// server URL was accepted")
     } catch (e: OpenException.InvalidConfig) {
         check(e.reason.contains("server_url")) { "reason: ${e.reason}" }
@@ -190,10 +190,212 @@ fun invalidConfigThrowsOpenException() {
     val notADb = Files.createTempFile("possync-kt", ".db")
     Files.write(notADb, ByteArray(4096) { 0x42 })
     try {
-        PossyncEngine(config("http://127.0.0.1:9", "pst_x").copy(outboxPath = notADb.toString()), null).close()
+        PossyncEngine(config("http://127.0.0.1:9").copy(outboxPath = notADb.toString()), "pst_x", null).close()
         throw AssertionError("a corrupt outbox was opened")
     } catch (e: OpenException.Corrupt) {
         check(Files.size(notADb) == 4096L) { "the corrupt file must be left untouched" }
+    }
+}
+
+/** Size of the outbox file and its write-ahead log, in bytes. */
+fun outboxBytes(path: String): Long =
+    listOf(path, "$path-wal").map { java.io.File(it) }.filter { it.exists() }.sumOf { it.length() }
+
+fun resolveRekeyVoidReplaceAndTheSalesConverge() {
+    // --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
+    TestServer.start("--max-items", "2").use { server ->
+        val tillA = PossyncEngine(config(server.baseUrl), server.token, null)
+        val tillB = PossyncEngine(config(server.baseUrl), server.token, null)
+        try {
+            tillA.enqueueWithId("shared-1", sale(1))
+            tillA.enqueueWithId("shared-2", sale(2))
+            check(tillA.syncNow(20_000L).sent == 2L) { "till A sends its sales" }
+            // Till B reuses both ids for other sales (CONFLICT) and records a sale too large for the server.
+            tillB.enqueueWithId("shared-1", sale(11))
+            tillB.enqueueWithId("shared-2", sale(12))
+            val tooBig = tillB.enqueue(sale(13, n = 3))
+            val refused = tillB.syncNow(20_000L)
+            check(refused.conflict == 2L && refused.invalid == 1L) { "report: $refused" }
+            check(tillB.attentionItems().size == 3) { "attention: ${tillB.attentionItems()}" }
+
+            val rekeyed = tillB.resolve("shared-1", Resolution.Rekey, "id reused by till A")
+            check(rekeyed != null) { "re-key gives a new id" }
+            check(tillB.resolve("shared-2", Resolution.Void, "test sale") == null) { "void gives no id" }
+            val replaced = tillB.resolve(tooBig, Resolution.Replace(sale(14, n = 2)), "split in two receipts")
+            check(replaced != null) { "replace gives a new id" }
+            check(tillB.attentionItems().isEmpty()) { "resolved sales leave the attention list" }
+            try {
+                tillB.resolve("shared-2", Resolution.Rekey, null)
+                throw AssertionError("a sale was resolved twice")
+            } catch (e: SaleException.NotResolvable) {
+                check(e.clientTxId == "shared-2") { "id: ${e.clientTxId}" }
+            }
+            val before = tillB.counts()
+            check(before.unsent == 2L && before.conflict == 0L && before.invalid == 0L) { "counts: $before" }
+
+            val converged = tillB.syncNow(20_000L)
+            check(converged.sent == 2L && converged.conflict == 0L && converged.invalid == 0L) { "report: $converged" }
+            check(tillB.status().status is SyncStatus.Idle) { "status: ${tillB.status().status}" }
+            check(tillB.counts().unsent == 0L) { "counts: ${tillB.counts()}" }
+
+            // Re-key: the same sale is OK on the server under its new id; the original is kept and linked.
+            val rekeyedSale = tillB.sale(rekeyed!!)!!
+            check(rekeyedSale.state == SaleState.SENT && rekeyedSale.lastResult == "OK") { "re-keyed: $rekeyedSale" }
+            check(rekeyedSale.sale == sale(11) && rekeyedSale.linkedClientTxId == "shared-1") { "re-keyed: $rekeyedSale" }
+            val original = tillB.sale("shared-1")!!
+            check(original.resolution == SaleResolution.REKEYED && original.linkedClientTxId == rekeyed) { "$original" }
+            check(original.resolutionNote == "id reused by till A") { "$original" }
+            // Void: never sent again, not unsent, kept with the server's answer.
+            val voided = tillB.sale("shared-2")!!
+            check(voided.resolution == SaleResolution.VOIDED && voided.state == SaleState.CONFLICT) { "$voided" }
+            check(voided.attempt == 1L && voided.lastResult == "CONFLICT") { "voided was sent again: $voided" }
+            // Replace: the corrected payload is stored and sent; the refused one is kept.
+            val replacement = tillB.sale(replaced!!)!!
+            check(replacement.state == SaleState.SENT && replacement.sale == sale(14, n = 2)) { "$replacement" }
+            check(tillB.sale(tooBig)!!.let { it.resolution == SaleResolution.REPLACED && it.sale == sale(13, n = 3) }) { "original kept" }
+
+            // The sales screen: newest first, paged by seq.
+            val page = tillB.recentSales(2L, null)
+            check(page.map { it.clientTxId } == listOf(replaced, rekeyed)) { "page: ${page.map { it.clientTxId }}" }
+            val rest = tillB.recentSales(10L, page.last().seq)
+            check(rest.map { it.clientTxId } == listOf(tooBig, "shared-2", "shared-1")) { "rest: ${rest.map { it.clientTxId }}" }
+            check(tillB.sale("never-recorded") == null) { "unknown id" }
+        } finally {
+            tillA.close()
+            tillB.close()
+        }
+    }
+}
+
+fun pruningKeepsUnsentSalesAndTheFileStaysBounded() {
+    TestServer.start().use { server ->
+        val cfg = config(server.baseUrl).copy(sentRetentionMs = 0L, durability = Durability.NORMAL, batchSize = 500L,
+            // 500 sales per request on a loaded machine: a request timeout would make a run partial.
+            requestTimeoutMs = 30_000L, leaseMs = 60_000L, heartbeatMs = 10_000L)
+        val engine = PossyncEngine(cfg, server.token, null)
+        try {
+            engine.syncNow(20_000L) // past the startup run
+            val sizes = mutableListOf<Long>()
+            for (round in 0 until 10) {
+                for (i in 0 until 1_000) engine.enqueue(sale(round * 1_000 + i, n = 1))
+                val report = engine.syncNow(120_000L)
+                check(report.sent == 1_000L) { "round $round: $report" }
+                // The first run that sends prunes by itself (then at most hourly); pruneSent() does it now.
+                if (round == 0) check(engine.counts().sent == 0L) { "not pruned after the run: ${engine.counts()}" }
+                engine.pruneSent()
+                sizes.add(outboxBytes(cfg.outboxPath))
+            }
+            check(engine.counts().sent == 0L) { "sent sales left: ${engine.counts()}" }
+            val first = maxOf(sizes[0], sizes[1])
+            check(sizes.last() <= first + first / 4) { "the file grew with the sales sent: $sizes" }
+            val unsent = engine.enqueue(sale(99_999))
+            check(engine.pruneSent() == 0L && engine.sale(unsent)?.state == SaleState.PENDING) { "unsent sales stay" }
+            engine.shutdown()
+            check(engine.awaitShutdown(30_000L)) { "the engine did not stop" }
+            check(java.io.File("${cfg.outboxPath}-wal").let { !it.exists() || it.length() == 0L }) { "WAL truncated at shutdown" }
+        } finally {
+            engine.close()
+        }
+    }
+}
+
+fun theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt() {
+    TestServer.start().use { server ->
+        val wrong = "pst_wrong_" + java.util.UUID.randomUUID().toString().replace("-", "")
+        val cfg = config(server.baseUrl)
+        val listener = RecordingListener()
+        val engine = PossyncEngine(cfg, wrong, listener)
+        try {
+            engine.enqueue(sale(1))
+            val refused = engine.syncNow(20_000L)
+            check(refused.stop is DrainStop.AuthFailed) { "a wrong token is refused: $refused" }
+            try {
+                engine.setToken("pst with spaces")
+                throw AssertionError("a token with spaces was accepted")
+            } catch (e: ConfigException.Invalid) {
+                check(!e.reason.contains("pst with")) { "the refused token is echoed: ${e.reason}" }
+            }
+            // Rotation without reopening: the next run uses the new token.
+            engine.setToken(server.token)
+            val report = engine.syncNow(20_000L)
+            check(report.sent == 1L && report.stop == null) { "after set_token: $report" }
+
+            val shown = listOf(cfg.toString(), engine.toString(), engine.status().toString(), refused.toString(),
+                report.toString()) + listener.statuses.map { it.toString() } + listener.reports.map { it.toString() }
+            for (secret in listOf(wrong, server.token)) {
+                check(shown.none { it.contains(secret) }) { "a token is in a toString(): ${shown.filter { it.contains(secret) }}" }
+                val logged = CapturedLogs.records.filter { r -> r.message.contains(secret) || r.fields.values.any { it.contains(secret) } }
+                check(logged.isEmpty()) { "a token is in the logs: $logged" }
+            }
+            check(CapturedLogs.records.any { it.message == "device token replaced" }) { "the rotation is logged (without the token)" }
+        } finally {
+            engine.close()
+        }
+    }
+}
+
+fun closeReturnsAtOnceAndAwaitShutdownWaitsForTheBatchInFlight() {
+    // A server that accepts connections and never answers: the batch stays in flight until the 5 s
+    // request timeout.
+    java.net.ServerSocket(0).use { silent ->
+        val accepted = CopyOnWriteArrayList<java.net.Socket>()
+        Thread { try { while (true) accepted.add(silent.accept()) } catch (_: java.io.IOException) {} }.apply { isDaemon = true }.start()
+        val listener = RecordingListener()
+        val engine = PossyncEngine(config("http://127.0.0.1:${silent.localPort}"), "pst_unused", listener)
+        try {
+            engine.enqueue(sale(1))
+            engine.trigger(DrainReason.MANUAL)
+            waitFor("a batch on the wire") { accepted.isNotEmpty() }
+            val t0 = System.nanoTime()
+            engine.shutdown()
+            check(!engine.awaitShutdown(100L)) { "stopped while a request was in flight" }
+            check(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(2)) { "shutdown() blocked" }
+            check(engine.awaitShutdown(20_000L)) { "the engine did not stop after the request timeout" }
+            check(engine.counts().pending == 1L) { "the sale stays: ${engine.counts()}" }
+        } finally {
+            val t0 = System.nanoTime()
+            engine.close()
+            check(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(2)) { "close() blocked" }
+        }
+        // close() on an engine with a request in flight returns at once too.
+        val second = PossyncEngine(config("http://127.0.0.1:${silent.localPort}"), "pst_unused", null)
+        second.enqueue(sale(2))
+        second.trigger(DrainReason.MANUAL)
+        waitFor("the second batch on the wire") { accepted.size >= 2 }
+        val t0 = System.nanoTime()
+        second.close()
+        check(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(2)) { "close() blocked on the batch in flight" }
+    }
+}
+
+fun exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt() {
+    TestServer.start().use { server ->
+        val engine = PossyncEngine(config(server.baseUrl), server.token, null)
+        try {
+            engine.syncNow(20_000L) // past the startup run
+            (1..3).forEach { engine.enqueue(sale(it)) }
+            check(engine.syncNow(20_000L).sent == 3L) { "sync" }
+            engine.enqueue(sale(4))
+            val dir = Files.createTempDirectory("possync-diag").resolve("bundle")
+            val files = engine.exportDiagnostics(dir.toString())
+            check(files.map { java.io.File(it).name } == listOf("outbox.db", "engine.txt")) { "files: $files" }
+            val copy = java.io.File(files[0])
+            val before = copy.readBytes()
+            val text = java.io.File(files[1]).readText()
+            check(!text.contains(server.token) && text.contains("<redacted>")) { "the token is in engine.txt" }
+            check(text.contains("correlation_id")) { "the last runs' reports are missing:\n$text" }
+
+            val verify = ProcessBuilder(System.getenv("POSSYNC_SERVER_BIN"), "verify", "--outbox", copy.path)
+            verify.environment()["DATABASE_URL"] = server.dbUrl
+            val p = verify.redirectErrorStream(true).start()
+            val out = p.inputStream.bufferedReader().readText()
+            check(p.waitFor() == 0) { "verify failed: $out" }
+            check(out.contains("checked 4 sale(s)")) { "verify: $out" }
+            check(copy.readBytes().contentEquals(before)) { "verify changed the copy" }
+            check(dir.toFile().list()!!.sorted() == listOf("engine.txt", "outbox.db")) { "files beside: ${dir.toFile().list()!!.toList()}" }
+        } finally {
+            engine.close()
+        }
     }
 }
 
@@ -204,6 +406,11 @@ fun main() {
         "sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales" to ::syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales,
         "invalid_sale_throws_a_typed_exception_and_stores_nothing" to ::invalidSaleThrowsATypedExceptionAndStoresNothing,
         "invalid_config_throws_open_exception" to ::invalidConfigThrowsOpenException,
+        "resolve_rekey_void_replace_and_the_sales_converge" to ::resolveRekeyVoidReplaceAndTheSalesConverge,
+        "pruning_keeps_unsent_sales_and_the_file_stays_bounded" to ::pruningKeepsUnsentSalesAndTheFileStaysBounded,
+        "the_token_is_never_in_to_string_or_the_logs_and_set_token_rotates_it" to ::theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt,
+        "close_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight" to ::closeReturnsAtOnceAndAwaitShutdownWaitsForTheBatchInFlight,
+        "export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it" to ::exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt,
     )
     var passed = 0
     var failed = 0

@@ -17,11 +17,14 @@ class TestServer private constructor(
     val baseUrl: String,
     val token: String,
 ) : AutoCloseable {
+    /** The server's database, for running `possync-server` commands (e.g. `verify`) against it. */
+    val dbUrl: String get() = adminUrl.substringBeforeLast('/') + "/" + dbName
     companion object {
         const val STORE = "store-1"
         const val DEVICE = "till-1"
 
-        fun start(): TestServer {
+        /** Starts a server; `serveArgs` are extra `serve` options (e.g. `--max-items 2`). */
+        fun start(vararg serveArgs: String): TestServer {
             val bin = System.getenv("POSSYNC_SERVER_BIN")
                 ?: error("POSSYNC_SERVER_BIN is not set (scripts/bindings-test sets it to target/debug/possync-server)")
             check(File(bin).canExecute()) { "possync-server binary not found at $bin: build it with cargo build -p possync-server" }
@@ -34,7 +37,7 @@ class TestServer private constructor(
                 val token = run(listOf(bin, "token", "create", "--store", STORE, "--device", DEVICE), dbUrl).trim()
                 check(token.startsWith("pst_")) { "unexpected token output: $token" }
                 val port = ServerSocket(0).use { it.localPort }
-                val pb = ProcessBuilder(bin, "serve", "--listen", "127.0.0.1:$port", "--log-level", "warn")
+                val pb = ProcessBuilder(listOf(bin, "serve", "--listen", "127.0.0.1:$port", "--log-level", "warn") + serveArgs)
                 pb.environment()["DATABASE_URL"] = dbUrl
                 pb.redirectErrorStream(true).redirectOutput(File.createTempFile("possync-server", ".log"))
                 val process = pb.start()

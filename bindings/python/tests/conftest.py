@@ -10,6 +10,7 @@
 Anything missing (library, server binary, PostgreSQL) fails the tests loudly; nothing is skipped.
 """
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -102,12 +103,13 @@ def _free_port():
 
 
 class Server:
-    def __init__(self, base_url, token):
-        self.base_url, self.token = base_url, token
+    def __init__(self, base_url, token, db_url):
+        self.base_url, self.token, self.db_url = base_url, token, db_url
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def running_server(*serve_args):
+    """A fresh server as in the ``server`` fixture, with extra ``serve`` options (e.g. ``--max-items 2``)."""
     binary = _required_env("POSSYNC_SERVER_BIN", "the possync-server binary")
     if not os.access(binary, os.X_OK):
         pytest.fail(f"possync-server not found at {binary}: cargo build -p possync-server", pytrace=False)
@@ -126,7 +128,7 @@ def server():
         port = _free_port()
         log = tempfile.TemporaryFile()
         process = subprocess.Popen(
-            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log-level", "warn"],
+            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--log-level", "warn", *serve_args],
             env=env, stdout=log, stderr=log,
         )
         base = f"http://127.0.0.1:{port}"
@@ -141,7 +143,7 @@ def server():
                 pass
             assert time.monotonic() < deadline, f"possync-server did not become healthy at {base}"
             time.sleep(0.05)
-        yield Server(base, token)
+        yield Server(base, token, env["DATABASE_URL"])
     finally:
         if process is not None:
             process.terminate()
@@ -151,3 +153,9 @@ def server():
                 process.kill()
                 process.wait()
         _psql(admin_url, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.fixture
+def server():
+    with running_server() as s:
+        yield s

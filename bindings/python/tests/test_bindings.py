@@ -2,13 +2,15 @@
 tests (bindings/kotlin/tests/BindingsTest.kt)."""
 
 import os
+import subprocess
 import tempfile
 import threading
 import time
+import uuid
 
 import pytest
 
-from conftest import DEVICE, STORE
+from conftest import DEVICE, STORE, running_server
 
 SEND_FIELDS = {
     "correlation_id", "client_tx_id", "attempt", "lease_token",
@@ -37,10 +39,10 @@ def make_sale(p, seed, n=2, store=STORE):
     return p.SalePayload(header=header, items=items, payments=payments)
 
 
-def make_config(p, server_url, token):
+def make_config(p, server_url):
     folder = tempfile.mkdtemp(prefix="possync-py")
     return p.PossyncConfig(outbox_path=os.path.join(folder, "outbox.db"), server_url=server_url,
-                           token=token, device_id=DEVICE, interval_ms=3_600_000, connect_timeout_ms=2_000,
+                           device_id=DEVICE, interval_ms=3_600_000, connect_timeout_ms=2_000,
                            request_timeout_ms=5_000, lease_ms=15_000, heartbeat_ms=2_000)
 
 
@@ -63,7 +65,7 @@ def make_listener(p):
 def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, logs):
     p = possync
     listener = make_listener(p)
-    engine = p.PossyncEngine(make_config(p, server.base_url, server.token), listener)
+    engine = p.PossyncEngine(make_config(p, server.base_url), server.token, listener)
     try:
         # The startup run (nothing to send) reports first; wait for it so the counts below are exact.
         wait_for("the startup run's report", lambda: any(p.DrainReason.STARTUP in r.reasons for r in listener.reports))
@@ -84,6 +86,7 @@ def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, 
         wait_for("the manual run's report on the listener",
                  lambda: any(r.correlation_id == report.correlation_id for r in listener.reports))
         wait_for("Idle after the run", lambda: listener.statuses and listener.statuses[-1].is_idle())
+        assert listener.statuses[-1].unsent == 0 and listener.statuses[-1].unsent_by_currency == []
         assert threading.get_ident() not in listener.threads
 
         snapshot = engine.status()
@@ -112,7 +115,7 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     listener = make_listener(p)
-    engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}", "pst_unused"), listener)
+    engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}"), "pst_unused", listener)
     try:
         engine.enqueue(make_sale(p, 1))
         report = engine.sync_now(20_000)
@@ -130,7 +133,7 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
 
 def test_invalid_sale_raises_a_typed_error_and_stores_nothing(possync):
     p = possync
-    engine = p.PossyncEngine(make_config(p, "http://127.0.0.1:9", "pst_unused"), None)
+    engine = p.PossyncEngine(make_config(p, "http://127.0.0.1:9"), "pst_unused", None)
     try:
         bad = make_sale(p, 1)
         bad.header.total_minor += 1
@@ -161,13 +164,210 @@ def test_invalid_sale_raises_a_typed_error_and_stores_nothing(possync):
 def test_invalid_config_and_corrupt_outbox_raise_open_errors(possync, tmp_path):
     p = possync
     with pytest.raises(p.OpenError.InvalidConfig) as e:
-        p.PossyncEngine(make_config(p, "ftp://127.0.0.1:9", "pst_x"), None)
+        p.PossyncEngine(make_config(p, "ftp://127.0.0.1:9"), "pst_x", None)
     assert "server_url" in e.value.reason
 
     not_a_db = tmp_path / "outbox.db"
     not_a_db.write_bytes(b"B" * 4096)
-    config = make_config(p, "http://127.0.0.1:9", "pst_x")
+    config = make_config(p, "http://127.0.0.1:9")
     config.outbox_path = str(not_a_db)
     with pytest.raises(p.OpenError.Corrupt):
-        p.PossyncEngine(config, None)
+        p.PossyncEngine(config, "pst_x", None)
     assert not_a_db.read_bytes() == b"B" * 4096
+
+
+def outbox_bytes(path):
+    return sum(os.path.getsize(f) for f in (path, path + "-wal") if os.path.exists(f))
+
+
+def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
+    p = possync
+    # --max-items 2: the server refuses a 3-line sale as INVALID (the till accepts it).
+    with running_server("--max-items", "2") as server:
+        till_a = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
+        till_b = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
+        try:
+            till_a.enqueue_with_id("shared-1", make_sale(p, 1))
+            till_a.enqueue_with_id("shared-2", make_sale(p, 2))
+            assert till_a.sync_now(20_000).sent == 2
+            # Till B reuses both ids for other sales (CONFLICT) and records a sale too large for the server.
+            till_b.enqueue_with_id("shared-1", make_sale(p, 11))
+            till_b.enqueue_with_id("shared-2", make_sale(p, 12))
+            too_big = till_b.enqueue(make_sale(p, 13, n=3))
+            refused = till_b.sync_now(20_000)
+            assert (refused.conflict, refused.invalid) == (2, 1), refused
+            assert len(till_b.attention_items()) == 3
+
+            rekeyed = till_b.resolve("shared-1", p.Resolution.REKEY(), "id reused by till A")
+            assert rekeyed
+            assert till_b.resolve("shared-2", p.Resolution.VOID(), "test sale") is None
+            replaced = till_b.resolve(too_big, p.Resolution.REPLACE(make_sale(p, 14, n=2)), "split")
+            assert replaced
+            assert till_b.attention_items() == []
+            with pytest.raises(p.SaleError.NotResolvable) as e:
+                till_b.resolve("shared-2", p.Resolution.REKEY(), None)
+            assert e.value.client_tx_id == "shared-2"
+            counts = till_b.counts()
+            assert (counts.unsent, counts.conflict, counts.invalid) == (2, 0, 0), counts
+
+            converged = till_b.sync_now(20_000)
+            assert (converged.sent, converged.conflict, converged.invalid) == (2, 0, 0), converged
+            assert till_b.status().status.is_idle()
+            assert till_b.counts().unsent == 0
+
+            # Re-key: the same sale is OK on the server under its new id; the original is kept and linked.
+            new = till_b.sale(rekeyed)
+            assert (new.state, new.last_result, new.linked_client_tx_id) == (p.SaleState.SENT, "OK", "shared-1")
+            assert new.sale == make_sale(p, 11)
+            original = till_b.sale("shared-1")
+            assert original.resolution == p.SaleResolution.REKEYED and original.linked_client_tx_id == rekeyed
+            assert original.resolution_note == "id reused by till A"
+            # Void: never sent again, not unsent, kept with the server's answer.
+            voided = till_b.sale("shared-2")
+            assert (voided.resolution, voided.state) == (p.SaleResolution.VOIDED, p.SaleState.CONFLICT)
+            assert (voided.attempt, voided.last_result) == (1, "CONFLICT")
+            # Replace: the corrected payload is stored and sent; the refused one is kept.
+            replacement = till_b.sale(replaced)
+            assert replacement.state == p.SaleState.SENT and replacement.sale == make_sale(p, 14, n=2)
+            kept = till_b.sale(too_big)
+            assert kept.resolution == p.SaleResolution.REPLACED and kept.sale == make_sale(p, 13, n=3)
+
+            # The sales screen: newest first, paged by seq.
+            page = till_b.recent_sales(2, None)
+            assert [s.client_tx_id for s in page] == [replaced, rekeyed]
+            rest = till_b.recent_sales(10, page[-1].seq)
+            assert [s.client_tx_id for s in rest] == [too_big, "shared-2", "shared-1"]
+            assert till_b.sale("never-recorded") is None
+        finally:
+            till_a.shutdown()
+            till_b.shutdown()
+
+
+def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
+    p = possync
+    config = make_config(p, server.base_url)
+    config.sent_retention_ms = 0
+    config.durability = p.Durability.NORMAL
+    config.batch_size = 500
+    # 500 sales per request on a loaded machine: a request timeout would make a run partial.
+    config.request_timeout_ms, config.lease_ms, config.heartbeat_ms = 30_000, 60_000, 10_000
+    engine = p.PossyncEngine(config, server.token, None)
+    try:
+        engine.sync_now(20_000)  # past the startup run
+        sizes = []
+        for round_ in range(10):
+            for i in range(1_000):
+                engine.enqueue(make_sale(p, round_ * 1_000 + i, n=1))
+            report = engine.sync_now(120_000)
+            assert report.sent == 1_000, report
+            # The first run that sends prunes by itself (then at most hourly); prune_sent() does it now.
+            if round_ == 0:
+                assert engine.counts().sent == 0
+            engine.prune_sent()
+            sizes.append(outbox_bytes(config.outbox_path))
+        assert engine.counts().sent == 0
+        first = max(sizes[0], sizes[1])
+        assert sizes[-1] <= first + first // 4, sizes
+        unsent = engine.enqueue(make_sale(p, 99_999))
+        assert engine.prune_sent() == 0 and engine.sale(unsent).state == p.SaleState.PENDING
+        engine.shutdown()
+        assert engine.await_shutdown(30_000)
+        wal = config.outbox_path + "-wal"
+        assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"
+    finally:
+        engine.shutdown()
+
+
+def test_the_token_is_never_in_repr_or_the_logs_and_set_token_rotates_it(possync, server, logs):
+    p = possync
+    wrong = "pst_wrong_" + uuid.uuid4().hex
+    config = make_config(p, server.base_url)
+    listener = make_listener(p)
+    engine = p.PossyncEngine(config, wrong, listener)
+    try:
+        engine.enqueue(make_sale(p, 1))
+        refused = engine.sync_now(20_000)
+        assert isinstance(refused.stop, p.DrainStop.AUTH_FAILED), refused
+        with pytest.raises(p.ConfigError.Invalid) as e:
+            engine.set_token("pst with spaces")
+        assert "pst with" not in e.value.reason
+        # Rotation without reopening: the next run uses the new token.
+        engine.set_token(server.token)
+        report = engine.sync_now(20_000)
+        assert report.sent == 1 and report.stop is None, report
+
+        shown = [repr(config), str(config), repr(engine), repr(engine.status()), repr(refused), repr(report)]
+        shown += [repr(s) for s in listener.statuses] + [repr(r) for r in listener.reports]
+        with logs.lock:
+            records = list(logs.records)
+        for secret in (wrong, server.token):
+            assert not [s for s in shown if secret in s], "a token is in a repr"
+            assert not [r for r in records if secret in r.message or any(secret in v for v in r.fields.values())]
+        assert any(r.message == "device token replaced" for r in records)
+    finally:
+        engine.shutdown()
+
+
+def test_shutdown_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight(possync):
+    p = possync
+    import socket
+
+    # A server that accepts connections and never answers: the batch stays in flight until the 5 s
+    # request timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        accepted = []
+
+        def accept():
+            try:
+                while True:
+                    accepted.append(silent.accept()[0])
+            except OSError:
+                pass
+
+        threading.Thread(target=accept, daemon=True).start()
+        engine = p.PossyncEngine(make_config(p, f"http://127.0.0.1:{port}"), "pst_unused", None)
+        try:
+            engine.enqueue(make_sale(p, 1))
+            engine.trigger(p.DrainReason.MANUAL)
+            wait_for("a batch on the wire", lambda: accepted)
+            t0 = time.monotonic()
+            engine.shutdown()
+            assert not engine.await_shutdown(100)
+            assert time.monotonic() - t0 < 2, "shutdown() blocked"
+            assert engine.await_shutdown(20_000), "the engine did not stop after the request timeout"
+            assert engine.counts().pending == 1
+        finally:
+            engine.shutdown()
+            engine.await_shutdown(20_000)
+            for conn in accepted:
+                conn.close()
+
+
+def test_export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it(possync, server, tmp_path):
+    p = possync
+    engine = p.PossyncEngine(make_config(p, server.base_url), server.token, None)
+    try:
+        engine.sync_now(20_000)  # past the startup run
+        for seed in (1, 2, 3):
+            engine.enqueue(make_sale(p, seed))
+        assert engine.sync_now(20_000).sent == 3
+        engine.enqueue(make_sale(p, 4))
+        bundle = tmp_path / "bundle"
+        files = engine.export_diagnostics(str(bundle))
+        assert [os.path.basename(f) for f in files] == ["outbox.db", "engine.txt"]
+        before = open(files[0], "rb").read()
+        text = open(files[1]).read()
+        assert server.token not in text and "<redacted>" in text and "correlation_id" in text
+
+        env = dict(os.environ, DATABASE_URL=server.db_url)
+        result = subprocess.run([os.environ["POSSYNC_SERVER_BIN"], "verify", "--outbox", files[0]],
+                                env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "checked 4 sale(s)" in result.stdout, result.stdout
+        assert open(files[0], "rb").read() == before, "verify changed the copy"
+        assert sorted(os.listdir(bundle)) == ["engine.txt", "outbox.db"]
+    finally:
+        engine.shutdown()

@@ -28,7 +28,7 @@ use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, Transacti
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Durability, OutboxConfig};
-use crate::error::Error;
+use crate::error::{SaleError, StorageError};
 use crate::protocol::{
     canonical_json_string, payload_sha256, validate_client_tx_id, validate_sale, BacklogReport, Limits,
     SalePayload, PAYLOAD_HASH_VERSION_V1,
@@ -115,6 +115,8 @@ pub struct Claimed {
     pub payload_sha256: String,
     /// Hash version.
     pub payload_hash_version: u32,
+    /// `RETRY` answers the server gave this sale so far: the exponent of its backoff.
+    pub server_retries: u32,
 }
 
 /// State of a lease after a heartbeat.
@@ -238,9 +240,20 @@ pub struct EntrySummary {
     pub attempt: u32,
 }
 
-/// One outbox row, for inspection.
+/// One outbox row, for inspection and a till's sales screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
+    /// Position in the outbox (grows with each sale recorded); the cursor of [`Outbox::recent`].
+    pub seq: i64,
+    /// ISO 4217 code of the sale.
+    pub currency: String,
+    /// The sale's total, in minor units.
+    pub total_minor: i64,
+    /// When the server's answer made it `sent`, Unix ms.
+    pub sent_at_ms: Option<i64>,
+    /// `RETRY` answers the server gave this sale (what its backoff grows with; failed requests do not
+    /// count).
+    pub server_retries: u32,
     /// The sale's id.
     pub client_tx_id: String,
     /// Its state.
@@ -275,6 +288,35 @@ pub struct OutboxEntry {
     pub resolution_note: Option<String>,
     /// The sale this one is linked with: the new sale of a resolved one, or the resolved one of a new sale.
     pub linked_client_tx_id: Option<String>,
+}
+
+/// What a person decided for a sale that needed attention, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Sent again under a new id ([`Resolution::Rekey`]).
+    Rekeyed,
+    /// Replaced by a corrected sale under a new id ([`Resolution::Replace`]).
+    Replaced,
+    /// Not to be sent ([`Resolution::Void`]).
+    Voided,
+}
+
+impl OutboxEntry {
+    /// The stored resolution, if a person resolved this sale.
+    pub fn resolved(&self) -> Option<Resolved> {
+        match self.resolution.as_deref()? {
+            "rekeyed" => Some(Resolved::Rekeyed),
+            "replaced" => Some(Resolved::Replaced),
+            "voided" => Some(Resolved::Voided),
+            _ => None,
+        }
+    }
+
+    /// The stored sale, read back from its canonical JSON; `None` if the stored text is not a sale
+    /// (a damaged row: the drain marks such a sale `invalid` with `corrupt_payload`).
+    pub fn sale(&self) -> Option<SalePayload> {
+        serde_json::from_str(&self.payload).ok()
+    }
 }
 
 /// What a person decides for a sale that needs attention. The original sale and its payload are
@@ -317,11 +359,26 @@ impl Outbox {
     /// Opens (or creates) the outbox file at `path` and brings its schema up to date.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] for a file that is not a SQLite database, [`Error::IncompatibleVersion`] for a
-    /// file of a newer build, [`Error::ReadOnly`], [`Error::CannotOpen`]; the file is never modified
+    /// [`StorageError::Corrupt`] for a file that is not a SQLite database, [`StorageError::IncompatibleVersion`] for a
+    /// file of a newer build, [`StorageError::ReadOnly`], [`StorageError::CannotOpen`]; the file is never modified
     /// or deleted on error.
-    pub fn open(path: impl AsRef<Path>, config: OutboxConfig) -> Result<Outbox, Error> {
+    pub fn open(path: impl AsRef<Path>, config: OutboxConfig) -> Result<Outbox, StorageError> {
         Self::open_with_clock(path, config, Arc::new(SystemClock))
+    }
+
+    /// Opens an existing outbox file for reading only: nothing is created, migrated or written (a
+    /// write through it fails with [`StorageError::ReadOnly`]). For tools that inspect a file, such as
+    /// `possync-server verify` and `possync-till status`.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] for a missing path (nothing is created), [`StorageError::OlderVersion`] for a file
+    /// of an older schema (open it once read-write to upgrade), [`StorageError::IncompatibleVersion`] for a
+    /// newer one, [`StorageError::Corrupt`] for a file that is not an outbox, [`StorageError::CannotOpen`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Outbox, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let config = OutboxConfig::default();
+        let conn = open_read_only_connection(&path, &config)?;
+        Ok(Outbox { conn: Mutex::new(conn), path, config, clock: Arc::new(SystemClock) })
     }
 
     /// [`Outbox::open`] with a custom clock (tests).
@@ -332,7 +389,7 @@ impl Outbox {
         path: impl AsRef<Path>,
         config: OutboxConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Outbox, Error> {
+    ) -> Result<Outbox, StorageError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_connection(&path, &config)?;
         Ok(Outbox { conn: Mutex::new(conn), path, config, clock })
@@ -343,20 +400,50 @@ impl Outbox {
         &self.path
     }
 
+    /// The settings this outbox was opened with.
+    pub fn config(&self) -> &OutboxConfig {
+        &self.config
+    }
+
+    /// Writes a consistent copy of the whole outbox to `dest` (`VACUUM INTO`: one read transaction, so
+    /// a sale recorded meanwhile is either in the copy or not, never half), in rollback-journal mode so
+    /// that the copy is one self-contained file. The outbox itself is not changed.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] when `dest` exists already; a storage error when it cannot be written.
+    pub fn copy_to(&self, dest: &Path) -> Result<(), StorageError> {
+        if dest.exists() {
+            return Err(StorageError::Io { path: dest.to_path_buf(), reason: "exists already".into() });
+        }
+        let target = dest.to_str().ok_or_else(|| StorageError::Io {
+            path: dest.to_path_buf(),
+            reason: "the path is not valid UTF-8".into(),
+        })?;
+        {
+            let conn = self.conn.lock();
+            conn.execute("VACUUM INTO :dest", named_params! {":dest": target}).map_err(|e| self.err(e))?;
+        }
+        let copy = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| StorageError::from_sqlite(dest, e))?;
+        copy.query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+            .map_err(|e| StorageError::from_sqlite(dest, e))?;
+        Ok(())
+    }
+
     /// The clock used for leases and ages.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
-        Error::from_sqlite(&self.path, e)
+    fn err(&self, e: rusqlite::Error) -> StorageError {
+        StorageError::from_sqlite(&self.path, e)
     }
 
     /// Validates, canonicalizes, hashes and stores a sale under a new UUID v7; returns its id.
     ///
     /// # Errors
-    /// [`Error::InvalidSale`] (nothing stored), or a storage error ([`Error::DiskFull`], ...).
-    pub fn enqueue(&self, sale: &SalePayload) -> Result<String, Error> {
+    /// [`SaleError::Invalid`] (nothing stored), or [`SaleError::Storage`] ([`StorageError::DiskFull`], ...).
+    pub fn enqueue(&self, sale: &SalePayload) -> Result<String, SaleError> {
         Ok(self.enqueue_with_id(&uuid::Uuid::now_v7().to_string(), sale)?.client_tx_id)
     }
 
@@ -364,8 +451,8 @@ impl Outbox {
     /// no-op (`created: false`).
     ///
     /// # Errors
-    /// [`Error::IdConflict`] when the id holds a different sale; otherwise as [`Outbox::enqueue`].
-    pub fn enqueue_with_id(&self, client_tx_id: &str, sale: &SalePayload) -> Result<Enqueued, Error> {
+    /// [`SaleError::IdConflict`] when the id holds a different sale; otherwise as [`Outbox::enqueue`].
+    pub fn enqueue_with_id(&self, client_tx_id: &str, sale: &SalePayload) -> Result<Enqueued, SaleError> {
         validate_client_tx_id(client_tx_id)?;
         validate_sale(sale, &Limits::default())?;
         let canonical = canonical_json_string(sale)?;
@@ -391,7 +478,7 @@ impl Outbox {
         if stored == sha {
             Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: false })
         } else {
-            Err(Error::IdConflict { client_tx_id: client_tx_id.to_owned() })
+            Err(SaleError::IdConflict { client_tx_id: client_tx_id.to_owned() })
         }
     }
 
@@ -400,7 +487,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; nothing is claimed then.
-    pub fn claim(&self, owner: &str, max: usize, lease_ms: u64) -> Result<Vec<Claimed>, Error> {
+    pub fn claim(&self, owner: &str, max: usize, lease_ms: u64) -> Result<Vec<Claimed>, StorageError> {
         self.claim_due_by(owner, max, lease_ms, self.clock.now_ms())
     }
 
@@ -415,7 +502,7 @@ impl Outbox {
         max: usize,
         lease_ms: u64,
         due_by_ms: i64,
-    ) -> Result<Vec<Claimed>, Error> {
+    ) -> Result<Vec<Claimed>, StorageError> {
         let token = new_token();
         let now = self.clock.now_ms();
         let expires = now.saturating_add(lease_ms as i64);
@@ -436,6 +523,7 @@ impl Outbox {
                             payload: r.get(3)?,
                             payload_sha256: r.get(4)?,
                             payload_hash_version: r.get(5)?,
+                            server_retries: r.get(6)?,
                         })
                     },
                 )
@@ -451,7 +539,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; the leases keep their old expiry then.
-    pub fn heartbeat(&self, leases: &[Lease], lease_ms: u64) -> Result<Vec<LeaseState>, Error> {
+    pub fn heartbeat(&self, leases: &[Lease], lease_ms: u64) -> Result<Vec<LeaseState>, StorageError> {
         let expires = self.clock.now_ms().saturating_add(lease_ms as i64);
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
@@ -473,7 +561,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; the sale stays in flight and is reclaimed after its lease expires.
-    pub fn finalize(&self, lease: &Lease, outcome: &Outcome) -> Result<Finalized, Error> {
+    pub fn finalize(&self, lease: &Lease, outcome: &Outcome) -> Result<Finalized, StorageError> {
         Ok(self.finalize_all(&[(lease.clone(), outcome.clone())])?[0])
     }
 
@@ -481,7 +569,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error; nothing is written then.
-    pub fn finalize_all(&self, outcomes: &[(Lease, Outcome)]) -> Result<Vec<Finalized>, Error> {
+    pub fn finalize_all(&self, outcomes: &[(Lease, Outcome)]) -> Result<Vec<Finalized>, StorageError> {
         let now = self.clock.now_ms();
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
@@ -517,6 +605,7 @@ impl Outbox {
                     .execute(named_params! {
                         ":state": state.as_str(), ":result": result, ":code": code, ":error": error,
                         ":server_tx_id": server_tx_id, ":sent_at": sent_at, ":next_attempt_at": next,
+                        ":server_retry": i64::from(matches!(outcome, Outcome::Retry { from_server: true, .. })),
                         ":seq": lease.seq, ":token": lease.token,
                     })
                     .map_err(|e| self.err(e))?;
@@ -537,7 +626,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn counts(&self) -> Result<Counts, Error> {
+    pub fn counts(&self) -> Result<Counts, StorageError> {
         let conn = self.conn.lock();
         let n = |v: i64| v.max(0) as u64;
         let counts = conn
@@ -561,7 +650,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn unsent_by_currency(&self) -> Result<Vec<CurrencyAmount>, Error> {
+    pub fn unsent_by_currency(&self) -> Result<Vec<CurrencyAmount>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::UNSENT_BY_CURRENCY).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -580,7 +669,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, Error> {
+    pub fn oldest_unsent_age_ms(&self) -> Result<Option<i64>, StorageError> {
         let conn = self.conn.lock();
         let oldest: Option<i64> =
             conn.query_row(sql::OLDEST_UNSENT, [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
@@ -594,7 +683,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn backlog_report(&self) -> Result<BacklogReport, Error> {
+    pub fn backlog_report(&self) -> Result<BacklogReport, StorageError> {
         let counts = self.counts()?;
         let by_currency = self.unsent_by_currency()?;
         let oldest = self.oldest_unsent_age_ms()?;
@@ -623,7 +712,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn attention(&self) -> Result<Vec<AttentionItem>, Error> {
+    pub fn attention(&self) -> Result<Vec<AttentionItem>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::ATTENTION).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -647,32 +736,29 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, Error> {
+    pub fn get(&self, client_tx_id: &str) -> Result<Option<OutboxEntry>, StorageError> {
         let conn = self.conn.lock();
-        conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, |r| {
-            let state: String = r.get(1)?;
-            Ok(OutboxEntry {
-                client_tx_id: r.get(0)?,
-                state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
-                attempt: r.get(2)?,
-                payload: r.get(3)?,
-                payload_sha256: r.get(4)?,
-                created_at_ms: r.get(5)?,
-                next_attempt_at_ms: r.get(6)?,
-                last_result: r.get(7)?,
-                last_code: r.get(8)?,
-                last_error: r.get(9)?,
-                server_tx_id: r.get(10)?,
-                lease_owner_id: r.get(11)?,
-                lease_token: r.get(12)?,
-                lease_expires_at_ms: r.get(13)?,
-                resolution: r.get(14)?,
-                resolution_note: r.get(15)?,
-                linked_client_tx_id: r.get(16)?,
-            })
-        })
-        .optional()
-        .map_err(|e| self.err(e))
+        conn.query_row(sql::SELECT_ONE, named_params! {":id": client_tx_id}, entry_of_row)
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A page of the most recent sales, newest first: at most `limit` of them, all older than
+    /// `before_seq` when given (pass the last page's smallest `seq` to get the next page). Every
+    /// state, resolved sales included, as a till's sales screen lists them.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn recent(&self, limit: u32, before_seq: Option<i64>) -> Result<Vec<OutboxEntry>, StorageError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(sql::RECENT).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                named_params! {":before": before_seq.unwrap_or(i64::MAX), ":n": i64::from(limit)},
+                entry_of_row,
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Resolves a conflict or invalid sale as a person decided, in one transaction: `Rekey` and
@@ -681,14 +767,14 @@ impl Outbox {
     /// list.
     ///
     /// # Errors
-    /// [`Error::NotResolvable`] when the sale does not exist, is not a conflict or invalid, or was
-    /// resolved already; [`Error::InvalidSale`] for an invalid replacement; storage errors.
+    /// [`SaleError::NotResolvable`] when the sale does not exist, is not a conflict or invalid, or was
+    /// resolved already; [`SaleError::Invalid`] for an invalid replacement; [`SaleError::Storage`].
     pub fn resolve(
         &self,
         client_tx_id: &str,
         resolution: &Resolution,
         note: Option<&str>,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<String>, SaleError> {
         let replacement = match resolution {
             Resolution::Replace(sale) => {
                 validate_sale(sale, &Limits::default())?;
@@ -698,7 +784,7 @@ impl Outbox {
             }
             _ => None,
         };
-        let not = |reason: &str| Error::NotResolvable {
+        let not = |reason: &str| SaleError::NotResolvable {
             client_tx_id: client_tx_id.to_owned(),
             reason: reason.to_owned(),
         };
@@ -761,7 +847,7 @@ impl Outbox {
     ///
     /// # Errors
     /// A storage error.
-    pub fn summaries(&self) -> Result<Vec<EntrySummary>, Error> {
+    pub fn summaries(&self) -> Result<Vec<EntrySummary>, StorageError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(sql::SUMMARIES).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -778,27 +864,97 @@ impl Outbox {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// When the next unsent sale is due, Unix ms: the earliest due time of a pending sale or lease
+    /// expiry of an in-flight one; `None` when nothing is unsent. The engine schedules its next run
+    /// there when a run found nothing due.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn next_due_at_ms(&self) -> Result<Option<i64>, StorageError> {
+        let conn = self.conn.lock();
+        conn.query_row(sql::NEXT_DUE, [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// Takes back the leases `owner` holds from an earlier life (a crash or kill left them in flight):
+    /// those sales become pending and due now, their tokens void, so a process of that life that
+    /// comes back cannot finalize them. Leases of other owners are untouched. Only for the outbox's
+    /// sole user at its start (see `EngineConfig::sole_user`); returns how many were taken back.
+    ///
+    /// # Errors
+    /// A storage error; nothing is changed then.
+    pub fn reclaim_own_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        let now = self.clock.now_ms();
+        let conn = self.conn.lock();
+        let n = conn
+            .execute(sql::RECLAIM_OWN_LEASES, named_params! {":now": now, ":owner": owner})
+            .map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+
     /// Makes every pending sale due now, skipping its backoff (never a lease); returns how many moved.
     ///
     /// # Errors
     /// A storage error.
-    pub fn make_all_due(&self) -> Result<u64, Error> {
+    pub fn make_all_due(&self) -> Result<u64, StorageError> {
         let now = self.clock.now_ms();
         let conn = self.conn.lock();
         let n = conn.execute(sql::MAKE_ALL_DUE, named_params! {":now": now}).map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
 
+    /// Checkpoints the write-ahead log into the file and truncates it to zero bytes
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`); the engine does it at shutdown. Returns whether the
+    /// checkpoint was complete (another connection reading an old snapshot can hold part of it back;
+    /// then the log is simply kept and checkpointed later).
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn checkpoint_truncate(&self) -> Result<bool, StorageError> {
+        let conn = self.conn.lock();
+        let busy: i64 =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(busy == 0)
+    }
+
     /// Deletes sent sales older than the retention; returns how many. Unsent sales are never touched.
     ///
     /// # Errors
     /// A storage error.
-    pub fn prune_sent(&self) -> Result<u64, Error> {
+    pub fn prune_sent(&self) -> Result<u64, StorageError> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.sent_retention_ms as i64);
         let conn = self.conn.lock();
         let n = conn.execute(sql::PRUNE_SENT, named_params! {":cutoff": cutoff}).map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
+}
+
+/// An [`OutboxEntry`] from a row of `sql::ENTRY_COLUMNS`.
+fn entry_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let state: String = r.get(1)?;
+    Ok(OutboxEntry {
+        client_tx_id: r.get(0)?,
+        state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+        attempt: r.get(2)?,
+        payload: r.get(3)?,
+        payload_sha256: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        next_attempt_at_ms: r.get(6)?,
+        last_result: r.get(7)?,
+        last_code: r.get(8)?,
+        last_error: r.get(9)?,
+        server_tx_id: r.get(10)?,
+        lease_owner_id: r.get(11)?,
+        lease_token: r.get(12)?,
+        lease_expires_at_ms: r.get(13)?,
+        resolution: r.get(14)?,
+        resolution_note: r.get(15)?,
+        linked_client_tx_id: r.get(16)?,
+        seq: r.get(17)?,
+        currency: r.get(18)?,
+        total_minor: r.get(19)?,
+        sent_at_ms: r.get(20)?,
+        server_retries: r.get(21)?,
+    })
 }
 
 /// A fresh random fencing token: 128 bits, hex.
@@ -808,21 +964,23 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Error> {
+fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, StorageError> {
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let err = |e| Error::from_sqlite(path, e);
+    let err = |e| StorageError::from_sqlite(path, e);
     let mut conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::ReadOnly { path: path.to_path_buf() });
+        return Err(StorageError::ReadOnly { path: path.to_path_buf() });
     }
     let sync = match config.durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+    let limit = i64::try_from(config.wal_size_limit_bytes).unwrap_or(i64::MAX);
+    conn.query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(())).map_err(err)?;
     if let Some(max_bytes) = config.max_size_bytes {
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(err)?;
         let pages = (max_bytes as i64 / page_size.max(512)).max(1);
@@ -833,15 +991,69 @@ fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Err
     Ok(conn)
 }
 
-fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
-    let version = |conn: &Connection| -> Result<usize, Error> {
+fn open_read_only_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, StorageError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(StorageError::CannotOpen {
+                path: path.to_path_buf(),
+                reason: "not a regular file".into(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StorageError::NotFound { path: path.to_path_buf() })
+        }
+        Err(e) => return Err(StorageError::CannotOpen { path: path.to_path_buf(), reason: e.to_string() }),
+    }
+    // No SQLITE_OPEN_CREATE: SQLite itself refuses to create the file if it vanished meanwhile.
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let err = |e| StorageError::from_sqlite(path, e);
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms)).map_err(err)?;
+    conn.pragma_update(None, "query_only", true).map_err(err)?;
+    let found = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map(|v| v.max(0) as usize)
+        .map_err(err)?;
+    let has_outbox: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if found == 0 || !has_outbox {
+        return Err(StorageError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "a SQLite file without an outbox table".into(),
+        });
+    }
+    if found > schema::LATEST_VERSION {
+        return Err(StorageError::IncompatibleVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
+    if found < schema::LATEST_VERSION {
+        return Err(StorageError::OlderVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: schema::LATEST_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
+fn migrate(path: &Path, conn: &mut Connection) -> Result<(), StorageError> {
+    let version = |conn: &Connection| -> Result<usize, StorageError> {
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
             .map(|v| v.max(0) as usize)
-            .map_err(|e| Error::from_sqlite(path, e))
+            .map_err(|e| StorageError::from_sqlite(path, e))
     };
     let found = version(conn)?;
     if found > schema::LATEST_VERSION {
-        return Err(Error::IncompatibleVersion {
+        return Err(StorageError::IncompatibleVersion {
             path: path.to_path_buf(),
             found,
             supported: schema::LATEST_VERSION,
@@ -854,9 +1066,12 @@ fn migrate(path: &Path, conn: &mut Connection) -> Result<(), Error> {
         Ok(()) => Ok(()),
         // Another process may have migrated the same file at the same moment.
         Err(_) if version(conn)? == schema::LATEST_VERSION => Ok(()),
-        Err(rusqlite_migration::Error::RusqliteError { err, .. }) => Err(Error::from_sqlite(path, err)),
-        Err(e) => {
-            Err(Error::CannotOpen { path: path.to_path_buf(), reason: format!("migration failed: {e}") })
+        Err(rusqlite_migration::Error::RusqliteError { err, .. }) => {
+            Err(StorageError::from_sqlite(path, err))
         }
+        Err(e) => Err(StorageError::CannotOpen {
+            path: path.to_path_buf(),
+            reason: format!("migration failed: {e}"),
+        }),
     }
 }

@@ -48,13 +48,20 @@ ALTER TABLE outbox ADD COLUMN resolution_note TEXT;
 ALTER TABLE outbox ADD COLUMN linked_client_tx_id TEXT;
 ";
 
+/// Version 3: `server_retries`, the `RETRY` answers the server gave a sale. Per-sale backoff grows with
+/// it, not with `attempt` (every send, the protocol's field): a failed request is the link's fault, not
+/// the sale's, and must not make the sale wait longer once the link is fine.
+const V3: &str = "
+ALTER TABLE outbox ADD COLUMN server_retries INTEGER NOT NULL DEFAULT 0;
+";
+
 /// All migrations, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: usize = 2;
+pub const LATEST_VERSION: usize = 3;
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ pub const CLAIM: &str =
                         WHERE state = 'pending' AND next_attempt_at_ms <= :due \
                         ORDER BY next_attempt_at_ms, seq LIMIT :n) \
        LIMIT :n) \
-     RETURNING seq, client_tx_id, attempt, payload, payload_sha256, payload_hash_version";
+     RETURNING seq, client_tx_id, attempt, payload, payload_sha256, payload_hash_version, server_retries";
 
 /// Extends one lease if it is still ours (CAS on the token).
 pub const HEARTBEAT: &str = "UPDATE outbox SET lease_expires_at_ms = :expires \
@@ -35,6 +35,7 @@ pub const HEARTBEAT: &str = "UPDATE outbox SET lease_expires_at_ms = :expires \
 pub const FINALIZE: &str = "UPDATE outbox SET state = :state, last_result = :result, last_code = :code, \
      last_error = :error, server_tx_id = coalesce(:server_tx_id, server_tx_id), sent_at_ms = :sent_at, \
      next_attempt_at_ms = coalesce(:next_attempt_at, next_attempt_at_ms), \
+     server_retries = server_retries + :server_retry, \
      lease_owner_id = NULL, lease_token = NULL, lease_expires_at_ms = NULL \
      WHERE seq = :seq AND lease_token = :token AND state = 'in_flight'";
 
@@ -79,10 +80,21 @@ pub const MARK_RESOLVED: &str = "UPDATE outbox SET resolution = :resolution, res
      resolution_note = :note, linked_client_tx_id = :linked \
      WHERE client_tx_id = :id AND state IN ('conflict', 'invalid') AND resolution IS NULL";
 
+/// The columns of an outbox entry, in the order `entry_of_row` reads them.
+macro_rules! entry_columns {
+    () => {
+        "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
+         next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
+         lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id, seq, currency, total_minor, \
+         sent_at_ms, server_retries FROM outbox "
+    };
+}
+
 /// One sale's full row.
-pub const SELECT_ONE: &str = "SELECT client_tx_id, state, attempt, payload, payload_sha256, created_at_ms, \
-     next_attempt_at_ms, last_result, last_code, last_error, server_tx_id, lease_owner_id, lease_token, \
-     lease_expires_at_ms, resolution, resolution_note, linked_client_tx_id FROM outbox WHERE client_tx_id = :id";
+pub const SELECT_ONE: &str = concat!(entry_columns!(), "WHERE client_tx_id = :id");
+
+/// A page of sales, newest first, older than `:before` (a `seq`), at most `:n`.
+pub const RECENT: &str = concat!(entry_columns!(), "WHERE seq < :before ORDER BY seq DESC LIMIT :n");
 
 /// Removes sent sales older than `:cutoff`; never touches unsent ones, nor the newest row: `seq` is the
 /// rowid, and an emptied table would hand out sequence number 1 again (the server counts on them
@@ -108,3 +120,17 @@ pub const MAKE_ALL_DUE: &str = "UPDATE outbox SET next_attempt_at_ms = :now \
 
 /// Every sale's id, state, hash and attempt count, in enqueue order (for verification).
 pub const SUMMARIES: &str = "SELECT client_tx_id, state, payload_sha256, attempt FROM outbox ORDER BY seq";
+
+/// When the next unsent sale is due: the earliest due time of a pending sale or lease expiry of an
+/// in-flight one (NULL when nothing is unsent). Each half reads one entry of its partial index.
+pub const NEXT_DUE: &str = "SELECT min(t) FROM ( \
+     SELECT min(next_attempt_at_ms) AS t FROM outbox WHERE state = 'pending' \
+     UNION ALL \
+     SELECT min(lease_expires_at_ms) AS t FROM outbox WHERE state = 'in_flight')";
+
+/// Takes back the leases of an owner's earlier lives (a crashed or killed process): its in-flight sales
+/// become pending and due at `:now`, with no owner or token, so a returning process cannot finalize
+/// them (its token no longer matches). Leases of other owners are not touched.
+pub const RECLAIM_OWN_LEASES: &str = "UPDATE outbox SET state = 'pending', next_attempt_at_ms = :now, \
+     lease_owner_id = NULL, lease_token = NULL, lease_expires_at_ms = NULL \
+     WHERE state = 'in_flight' AND lease_owner_id = :owner";

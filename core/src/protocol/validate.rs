@@ -362,9 +362,9 @@ fn money_in_range(field: &str, value: i64) -> Result<(), InvalidSale> {
     Ok(())
 }
 
-/// Control characters, bidi embeddings / overrides (U+202A..U+202E) and isolates (U+2066..U+2069),
-/// line and paragraph separators (U+2028, U+2029).
-fn is_refused_char(c: char) -> bool {
+/// Whether a text field refuses `c`: control characters, bidi embeddings / overrides (U+202A..U+202E)
+/// and isolates (U+2066..U+2069), line and paragraph separators (U+2028, U+2029).
+pub fn is_refused_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 

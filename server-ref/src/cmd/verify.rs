@@ -34,8 +34,8 @@ pub struct VerifyArgs {
 /// A database or outbox error, or a sale marked sent that is missing or mismatched on the server.
 pub fn run(args: VerifyArgs, ctx: &CommandContext) -> Result<()> {
     let server = open_ready_store(&args.db, ctx)?;
-    let outbox = possync_core::outbox::Outbox::open(&args.outbox, Default::default())
-        .context("cannot open the outbox")?;
+    let outbox =
+        possync_core::outbox::Outbox::open_read_only(&args.outbox).context("cannot open the outbox")?;
     let device =
         args.store.clone().zip(args.device).map(|(store_id, device_id)| Device { store_id, device_id });
     let report = possync_server::verify::verify(&*server, &outbox, args.store.as_deref(), device.as_ref())?;

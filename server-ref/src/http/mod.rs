@@ -55,6 +55,15 @@ pub struct FrontLimits {
     /// Time a push request may take from its head to its answer; sales not settled by then answer
     /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).
     pub request_deadline: Duration,
+    /// Sales being settled at once across all pushes; a push whose sales do not fit is answered 503
+    /// `overloaded` at once (after its body was checked, before any sale is settled). It bounds the
+    /// work an admitted push waits behind, so admitted pushes stay fast while the excess is shed.
+    /// Zero: 25 per database thread. A push larger than the whole budget takes all of it.
+    pub max_inflight_sales: usize,
+    /// Sales of one request settled at once, each in its own transaction on its own connection, so
+    /// that one till drains faster than one connection commits; at most this many database threads
+    /// for one request. 1: one after another.
+    pub sale_lanes: usize,
 }
 
 impl Default for FrontLimits {
@@ -68,6 +77,8 @@ impl Default for FrontLimits {
             max_connections: 4096,
             max_inflight_pushes: 0,
             request_deadline: Duration::from_secs(20),
+            sale_lanes: 4,
+            max_inflight_sales: 0,
         }
     }
 }
@@ -119,6 +130,14 @@ impl Default for HttpConfig {
 }
 
 impl HttpConfig {
+    /// Sales settled at once ([`FrontLimits::max_inflight_sales`], or its default).
+    pub fn max_inflight_sales(&self) -> usize {
+        match self.limits.max_inflight_sales {
+            0 => self.workers.max(1) * 25,
+            n => n,
+        }
+    }
+
     /// Push requests admitted at once ([`FrontLimits::max_inflight_pushes`], or its default).
     pub fn max_inflight_pushes(&self) -> usize {
         match self.limits.max_inflight_pushes {
@@ -138,6 +157,8 @@ pub(crate) struct App {
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
     pub(crate) console_logins: Arc<tokio::sync::Semaphore>,
     pub(crate) activity: crate::activity::ActivityRecorder,
+    /// Sales being settled at once, across requests (see [`FrontLimits::max_inflight_sales`]).
+    pub(crate) sales_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why the server stopped.
@@ -207,12 +228,12 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         tokio::net::TcpListener::from_std(listener)
             .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?
     };
-    let pool = BlockingPool::start(
-        config.workers.max(1),
-        config.max_inflight_pushes() + config.workers,
-        "possync-db",
-    )?;
+    // Every admitted push has at most `sale_lanes` jobs queued at once, token lookups and readiness
+    // checks one each per request: admitted work always fits the queue.
+    let queue = config.max_inflight_pushes() * config.limits.sale_lanes.max(1) + config.workers * 4;
+    let pool = BlockingPool::start(config.workers.max(1), queue, "possync-db")?;
     let admission = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_pushes()));
+    let sales_budget = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_sales()));
     let tokens = Arc::new(TokenCache::new(config.token_cache_ttl));
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watcher = store.watch_revocations(tokens.clone(), watch_stop.clone())?;
@@ -230,6 +251,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         admission,
         console_logins,
         activity,
+        sales_budget,
     });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());

@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use possync_core::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
+use possync_core::protocol::PushResponse;
 use rand::Rng;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -28,7 +29,7 @@ use super::reply::{self, Reply};
 use super::App;
 use crate::auth::{bearer_token, token_sha256};
 use crate::blocking::{JobError, Submit};
-use crate::push::{handle_push, PushError};
+use crate::push::{check_push, finish_push, settle_lane, Lane, LaneOutcome, PushError, PushNews};
 use crate::store::{Device, TokenLookup};
 
 /// The request's correlation id, set by [`front`] for the handlers.
@@ -225,28 +226,12 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         return shed(&app, "pushes in flight", &cid);
     };
     app.metrics.pushes_in_flight.inc();
+    let in_flight = InFlight { app: app.clone(), _permit: permit };
     let deadline = started + app.config.limits.request_deadline;
-    let (job_app, job_cid) = (app.clone(), cid.clone());
-    let outcome = run_blocking(&app, &cid, move || {
-        let _permit = permit;
-        let app = job_app;
-        let result = handle_push(
-            app.store.as_ref(),
-            &app.metrics,
-            &app.activity,
-            &device,
-            &job_cid,
-            &body,
-            &app.config.push_limits,
-            deadline,
-        );
-        app.metrics.pushes_in_flight.dec();
-        (device, result)
-    })
-    .await;
+    let outcome = settle_push(&app, &cid, Arc::new(in_flight), device.clone(), body, deadline).await;
     match outcome {
-        Ok((_, Ok(response))) => reply::json(200, &response),
-        Ok((device, Err(e))) => {
+        Ok(Ok(response)) => reply::json(200, &response),
+        Ok(Err(e)) => {
             let (status, code) = e.status_and_code();
             log::warn!(correlation_id = &*cid, device_id = device.device_id.as_str(), code = code;
                 "push refused");
@@ -258,6 +243,95 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         }
         Err(reply) => reply,
     }
+}
+
+/// A push doing database work: holds its admission permit and the in-flight gauge until every job of
+/// the request is done, even when the client has gone.
+struct InFlight {
+    app: Arc<App>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.app.metrics.pushes_in_flight.dec();
+    }
+}
+
+/// What the first job of a push gives: the whole answer, lanes to settle in parallel (with the
+/// push's share of the sales budget), or a shed: its sales did not fit the budget.
+enum FirstJob {
+    Done(Result<PushResponse, PushError>),
+    Lanes(Vec<Lane>, tokio::sync::OwnedSemaphorePermit, PushNews),
+    Shed,
+}
+
+/// Checks and settles a push on the database threads: one job for a request of one lane (a single
+/// sale, or `--sale-lanes 1`); else the checked sales split into lanes settled in parallel, each sale
+/// still in its own transaction, at most `--sale-lanes` connections for one request.
+async fn settle_push(
+    app: &Arc<App>,
+    cid: &Arc<str>,
+    in_flight: Arc<InFlight>,
+    device: Device,
+    body: axum::body::Bytes,
+    deadline: Instant,
+) -> Result<Result<PushResponse, PushError>, Reply> {
+    let lanes = app.config.limits.sale_lanes.max(1);
+    let (job_app, job_cid, job_device, guard) = (app.clone(), cid.clone(), device.clone(), in_flight.clone());
+    let first = run_blocking(app, cid, move || {
+        let _guard = guard;
+        let app = job_app;
+        let checked = match check_push(&app.metrics, &job_device, &job_cid, &body, &app.config.push_limits) {
+            Ok(checked) => checked,
+            Err(e) => return FirstJob::Done(Err(e)),
+        };
+        let budget = app.config.max_inflight_sales();
+        let wanted = u32::try_from(checked.len().clamp(1, budget)).unwrap_or(u32::MAX);
+        let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
+            return FirstJob::Shed;
+        };
+        let (mut split, news) = checked.into_lanes(lanes);
+        if split.len() > 1 {
+            return FirstJob::Lanes(split, share, news);
+        }
+        let outcomes = split
+            .pop()
+            .map(|lane| settle_lane(app.store.as_ref(), &app.metrics, &job_device, &job_cid, lane, deadline))
+            .into_iter()
+            .collect();
+        FirstJob::Done(finish_push(app.store.as_ref(), &app.activity, &job_device, &job_cid, news, outcomes))
+    })
+    .await?;
+    let (split, share, news) = match first {
+        FirstJob::Done(result) => return Ok(result),
+        FirstJob::Shed => return Err(shed(app, "sales in flight", cid)),
+        FirstJob::Lanes(split, share, news) => (split, Arc::new(share), news),
+    };
+    let mut pending = Vec::with_capacity(split.len());
+    for lane in split {
+        let (job_app, job_cid, job_device, guard) =
+            (app.clone(), cid.clone(), device.clone(), in_flight.clone());
+        let share = share.clone();
+        pending.push(run_blocking(app, cid, move || {
+            let (_guard, _share) = (guard, share);
+            settle_lane(job_app.store.as_ref(), &job_app.metrics, &job_device, &job_cid, lane, deadline)
+        }));
+    }
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for lane in pending {
+        outcomes.push(lane.await?);
+    }
+    if outcomes.iter().any(LaneOutcome::has_refused) {
+        // The audit of refused sales writes to the database: on its thread too.
+        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), in_flight);
+        return run_blocking(app, cid, move || {
+            let _guard = guard;
+            finish_push(job_app.store.as_ref(), &job_app.activity, &device, &job_cid, news, outcomes)
+        })
+        .await;
+    }
+    Ok(finish_push(app.store.as_ref(), &app.activity, &device, cid, news, outcomes))
 }
 
 fn body_too_large(app: &App, max: usize, cid: &str) -> Reply {

@@ -197,6 +197,7 @@ impl PgStore {
         };
         let server_tx_id: i64 = row.get(0);
 
+        #[cfg(feature = "failpoints")]
         fail::fail_point!("push.after_header", |arg| Err(TxError::Injected(format!(
             "failpoint push.after_header: {}",
             arg.unwrap_or_default()

@@ -271,6 +271,7 @@ fn store_sale_in(
         return Ok(result);
     };
 
+    #[cfg(feature = "failpoints")]
     fail::fail_point!("push.after_header", |arg| Err(TxError::Injected(format!(
         "failpoint push.after_header: {}",
         arg.unwrap_or_default()

@@ -83,10 +83,14 @@ pub fn test_pg_options() -> PgOptions {
     PgOptions { pool_size: 8, lock_timeout_ms: 2_000, statement_timeout_ms: 10_000, ..PgOptions::default() }
 }
 
-/// Four database threads; up to 64 pushes admitted at once (they queue for the threads), so tests
-/// that race many pushes measure the store, not the admission control (tested in `hostile.rs`).
+/// Four database threads; up to 64 pushes and any number of sales admitted at once (they queue for
+/// the threads), so tests that race many pushes measure the store, not the admission control.
 pub fn test_http_config() -> HttpConfig {
-    let limits = possync_server::http::FrontLimits { max_inflight_pushes: 64, ..Default::default() };
+    let limits = possync_server::http::FrontLimits {
+        max_inflight_pushes: 64,
+        max_inflight_sales: 100_000,
+        ..Default::default()
+    };
     HttpConfig { listen: "127.0.0.1:0".parse().expect("addr"), workers: 4, limits, ..HttpConfig::default() }
 }
 

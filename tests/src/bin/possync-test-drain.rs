@@ -18,19 +18,20 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let config = possync_tests::till::sync_config(url, token, device);
-    let result = Outbox::open(outbox, OutboxConfig::default()).and_then(|outbox| {
-        let transport = HttpTransport::new(&config);
-        let drainer = Drainer::new(&outbox, &transport, &config)?;
-        let mut total = (0, 0);
-        loop {
-            let report = drainer.drain_once(DrainReason::Manual.into())?;
-            total.0 += report.sent;
-            total.1 += report.duplicate;
-            if report.stop.is_some() || report.sent + report.duplicate + report.retry == 0 {
-                return Ok(total);
+    let result =
+        Outbox::open(outbox, OutboxConfig::default()).map_err(possync_core::Error::from).and_then(|outbox| {
+            let transport = HttpTransport::new(&config);
+            let drainer = Drainer::new(&outbox, &transport, &config)?;
+            let mut total = (0, 0);
+            loop {
+                let report = drainer.drain_once(DrainReason::Manual.into())?;
+                total.0 += report.sent;
+                total.1 += report.duplicate;
+                if report.stop.is_some() || report.sent + report.duplicate + report.retry == 0 {
+                    return Ok(total);
+                }
             }
-        }
-    });
+        });
     match result {
         Ok((sent, duplicate)) => {
             println!("{{\"sent\":{sent},\"duplicate\":{duplicate}}}");

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let config = possync_tests::till::engine_config(url, token, device);
     let transport = Arc::new(HttpTransport::new(&config.sync));
     let started = Outbox::open(outbox, OutboxConfig::default())
+        .map_err(possync_core::Error::from)
         .and_then(|outbox| SyncEngine::start(Arc::new(outbox), transport, config, None));
     match started {
         Ok(_engine) => loop {

@@ -6,5 +6,6 @@ import java.io.File
 open class Context {
     open val applicationContext: Context get() = this
     open val filesDir: File get() = File(".")
+    open val cacheDir: File get() = File(".")
     open fun <T> getSystemService(serviceClass: Class<T>): T = throw UnsupportedOperationException("stub")
 }

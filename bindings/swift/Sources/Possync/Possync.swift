@@ -487,22 +487,6 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
-fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
-    typealias FfiType = UInt64
-    typealias SwiftType = UInt64
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt64 {
-        return try lift(readInt(&buf))
-    }
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        writeInt(&buf, lower(value))
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
 fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
     typealias FfiType = Int64
     typealias SwiftType = Int64
@@ -803,7 +787,8 @@ public func FfiConverterTypeLogSink_lower(_ value: LogSink) -> UInt64 {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 public protocol PossyncEngineProtocol: AnyObject, Sendable {
     
@@ -815,6 +800,12 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * [`StorageError`] when the outbox cannot be read.
      */
     func attentionItems() throws  -> [AttentionItem]
+    
+    /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+    func awaitShutdown(timeoutMs: Int64)  -> Bool
     
     /**
      * Sales in the outbox by state.
@@ -843,9 +834,70 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     func enqueueWithId(clientTxId: String, sale: SalePayload) throws  -> Enqueued
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    func exportDiagnostics(dir: String) throws  -> [String]
+    
+    /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    func pruneSent() throws  -> Int64
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    func recentSales(limit: Int64, beforeSeq: Int64?) throws  -> [SaleRecord]
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`SaleError`]; nothing was changed.
+     */
+    func resolve(clientTxId: String, resolution: Resolution, note: String?) throws  -> String?
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    func sale(clientTxId: String) throws  -> SaleRecord?
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    func setToken(token: String) throws 
+    
+    /**
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
     func shutdown() 
     
@@ -864,7 +916,7 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    func syncNow(timeoutMs: UInt64) throws  -> DrainReport
+    func syncNow(timeoutMs: Int64) throws  -> DrainReport
     
     /**
      * Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -874,7 +926,8 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
 }
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
     fileprivate let handle: UInt64
@@ -916,18 +969,21 @@ open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
         return try! rustCall { uniffi_possync_ffi_fn_clone_possyncengine(self.handle, $0) }
     }
     /**
-     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-     * gets every status change and run report on the engine's `possync-status` thread.
+     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+     * token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+     * error. `listener`, if any, gets every status change and run report on the engine's
+     * `possync-status` thread.
      *
      * # Errors
-     * [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
-public convenience init(config: PossyncConfig, listener: StatusListener?)throws  {
+public convenience init(config: PossyncConfig, token: String, listener: StatusListener?)throws  {
     let handle =
         try rustCallWithError(FfiConverterTypeOpenError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_constructor_possyncengine_new(
         FfiConverterTypePossyncConfig_lower(config),
+        FfiConverterString.lower(token),
         FfiConverterOptionTypeStatusListener.lower(listener),uniffiCallStatus
     )
 }
@@ -958,6 +1014,20 @@ open func attentionItems()throws  -> [AttentionItem]  {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_method_possyncengine_attention_items(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+open func awaitShutdown(timeoutMs: Int64) -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(
+            self.uniffiCloneHandle(),
+        FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
     )
 })
 }
@@ -1013,9 +1083,119 @@ open func enqueueWithId(clientTxId: String, sale: SalePayload)throws  -> Enqueue
 }
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+open func exportDiagnostics(dir: String)throws  -> [String]  {
+    return try  FfiConverterSequenceString.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(dir),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+open func pruneSent()throws  -> Int64  {
+    return try  FfiConverterInt64.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_prune_sent(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+open func recentSales(limit: Int64, beforeSeq: Int64?)throws  -> [SaleRecord]  {
+    return try  FfiConverterSequenceTypeSaleRecord.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
+            self.uniffiCloneHandle(),
+        FfiConverterInt64.lower(limit),
+        FfiConverterOptionInt64.lower(beforeSeq),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`SaleError`]; nothing was changed.
+     */
+open func resolve(clientTxId: String, resolution: Resolution, note: String?)throws  -> String?  {
+    return try  FfiConverterOptionString.lift(try rustCallWithError(FfiConverterTypeSaleError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_resolve(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(clientTxId),
+        FfiConverterTypeResolution_lower(resolution),
+        FfiConverterOptionString.lower(note),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+open func sale(clientTxId: String)throws  -> SaleRecord?  {
+    return try  FfiConverterOptionTypeSaleRecord.lift(try rustCallWithError(FfiConverterTypeStorageError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_sale(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(clientTxId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+open func setToken(token: String)throws   {try rustCallWithError(FfiConverterTypeConfigError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_possyncengine_set_token(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(token),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
 open func shutdown()  {try! rustCall() {
         uniffiCallStatus in
@@ -1047,12 +1227,12 @@ open func status()throws  -> StatusSnapshot  {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-open func syncNow(timeoutMs: UInt64)throws  -> DrainReport  {
+open func syncNow(timeoutMs: Int64)throws  -> DrainReport  {
     return try  FfiConverterTypeDrainReport_lift(try rustCallWithError(FfiConverterTypeSyncError_lift) {
         uniffiCallStatus in
     uniffi_possync_ffi_fn_method_possyncengine_sync_now(
             self.uniffiCloneHandle(),
-        FfiConverterUInt64.lower(timeoutMs),uniffiCallStatus
+        FfiConverterInt64.lower(timeoutMs),uniffiCallStatus
     )
 })
 }
@@ -1399,7 +1579,7 @@ public struct AttentionItem: Equatable, Hashable {
     /**
      * Send attempts made.
      */
-    public var attempt: UInt32
+    public var attempt: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1424,7 +1604,7 @@ public struct AttentionItem: Equatable, Hashable {
          */createdAtMs: Int64, 
         /**
          * Send attempts made.
-         */attempt: UInt32) {
+         */attempt: Int64) {
         self.clientTxId = clientTxId
         self.state = state
         self.code = code
@@ -1456,7 +1636,7 @@ public struct FfiConverterTypeAttentionItem: FfiConverterRustBuffer {
                 message: FfiConverterOptionString.read(from: &buf), 
                 payloadSha256: FfiConverterString.read(from: &buf), 
                 createdAtMs: FfiConverterInt64.read(from: &buf), 
-                attempt: FfiConverterUInt32.read(from: &buf)
+                attempt: FfiConverterInt64.read(from: &buf)
         )
     }
 
@@ -1467,7 +1647,7 @@ public struct FfiConverterTypeAttentionItem: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.message, into: &buf)
         FfiConverterString.write(value.payloadSha256, into: &buf)
         FfiConverterInt64.write(value.createdAtMs, into: &buf)
-        FfiConverterUInt32.write(value.attempt, into: &buf)
+        FfiConverterInt64.write(value.attempt, into: &buf)
     }
 }
 
@@ -1494,49 +1674,49 @@ public struct Counts: Equatable, Hashable {
     /**
      * Waiting to be sent.
      */
-    public var pending: UInt64
+    public var pending: Int64
     /**
      * Being sent (or left by a sender whose lease will expire).
      */
-    public var inFlight: UInt64
+    public var inFlight: Int64
     /**
      * On the server (kept for the retention period, then pruned).
      */
-    public var sent: UInt64
+    public var sent: Int64
     /**
      * Refused as a conflict; need a person.
      */
-    public var conflict: UInt64
+    public var conflict: Int64
     /**
      * Refused as invalid; need a person.
      */
-    public var invalid: UInt64
+    public var invalid: Int64
     /**
      * `pending + in_flight`: not yet on the server.
      */
-    public var unsent: UInt64
+    public var unsent: Int64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
     public init(
         /**
          * Waiting to be sent.
-         */pending: UInt64, 
+         */pending: Int64, 
         /**
          * Being sent (or left by a sender whose lease will expire).
-         */inFlight: UInt64, 
+         */inFlight: Int64, 
         /**
          * On the server (kept for the retention period, then pruned).
-         */sent: UInt64, 
+         */sent: Int64, 
         /**
          * Refused as a conflict; need a person.
-         */conflict: UInt64, 
+         */conflict: Int64, 
         /**
          * Refused as invalid; need a person.
-         */invalid: UInt64, 
+         */invalid: Int64, 
         /**
          * `pending + in_flight`: not yet on the server.
-         */unsent: UInt64) {
+         */unsent: Int64) {
         self.pending = pending
         self.inFlight = inFlight
         self.sent = sent
@@ -1561,22 +1741,22 @@ public struct FfiConverterTypeCounts: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Counts {
         return
             try Counts(
-                pending: FfiConverterUInt64.read(from: &buf), 
-                inFlight: FfiConverterUInt64.read(from: &buf), 
-                sent: FfiConverterUInt64.read(from: &buf), 
-                conflict: FfiConverterUInt64.read(from: &buf), 
-                invalid: FfiConverterUInt64.read(from: &buf), 
-                unsent: FfiConverterUInt64.read(from: &buf)
+                pending: FfiConverterInt64.read(from: &buf), 
+                inFlight: FfiConverterInt64.read(from: &buf), 
+                sent: FfiConverterInt64.read(from: &buf), 
+                conflict: FfiConverterInt64.read(from: &buf), 
+                invalid: FfiConverterInt64.read(from: &buf), 
+                unsent: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: Counts, into buf: inout [UInt8]) {
-        FfiConverterUInt64.write(value.pending, into: &buf)
-        FfiConverterUInt64.write(value.inFlight, into: &buf)
-        FfiConverterUInt64.write(value.sent, into: &buf)
-        FfiConverterUInt64.write(value.conflict, into: &buf)
-        FfiConverterUInt64.write(value.invalid, into: &buf)
-        FfiConverterUInt64.write(value.unsent, into: &buf)
+        FfiConverterInt64.write(value.pending, into: &buf)
+        FfiConverterInt64.write(value.inFlight, into: &buf)
+        FfiConverterInt64.write(value.sent, into: &buf)
+        FfiConverterInt64.write(value.conflict, into: &buf)
+        FfiConverterInt64.write(value.invalid, into: &buf)
+        FfiConverterInt64.write(value.unsent, into: &buf)
     }
 }
 
@@ -1607,7 +1787,7 @@ public struct CurrencyAmount: Equatable, Hashable {
     /**
      * Number of unsent sales.
      */
-    public var count: UInt64
+    public var count: Int64
     /**
      * Sum of their totals, in minor units.
      */
@@ -1621,7 +1801,7 @@ public struct CurrencyAmount: Equatable, Hashable {
          */currency: String, 
         /**
          * Number of unsent sales.
-         */count: UInt64, 
+         */count: Int64, 
         /**
          * Sum of their totals, in minor units.
          */totalMinor: Int64) {
@@ -1647,14 +1827,14 @@ public struct FfiConverterTypeCurrencyAmount: FfiConverterRustBuffer {
         return
             try CurrencyAmount(
                 currency: FfiConverterString.read(from: &buf), 
-                count: FfiConverterUInt64.read(from: &buf), 
+                count: FfiConverterInt64.read(from: &buf), 
                 totalMinor: FfiConverterInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: CurrencyAmount, into buf: inout [UInt8]) {
         FfiConverterString.write(value.currency, into: &buf)
-        FfiConverterUInt64.write(value.count, into: &buf)
+        FfiConverterInt64.write(value.count, into: &buf)
         FfiConverterInt64.write(value.totalMinor, into: &buf)
     }
 }
@@ -1694,35 +1874,35 @@ public struct DrainReport: Equatable, Hashable {
     /**
      * Wall time of the run, in ms.
      */
-    public var durationMs: UInt64
+    public var durationMs: Int64
     /**
      * Sales stored by the server in this run (`OK`).
      */
-    public var sent: UInt64
+    public var sent: Int64
     /**
      * Sales the server already had (`DUPLICATE`), now marked sent.
      */
-    public var duplicate: UInt64
+    public var duplicate: Int64
     /**
      * Sales answered `CONFLICT` (need a person).
      */
-    public var conflict: UInt64
+    public var conflict: Int64
     /**
      * Sales answered `INVALID` (need a person).
      */
-    public var invalid: UInt64
+    public var invalid: Int64
     /**
      * Sales put back to pending (server `RETRY` or failed request).
      */
-    public var retry: UInt64
+    public var retry: Int64
     /**
      * Results dropped because another sender had taken the sale over.
      */
-    public var leaseLost: UInt64
+    public var leaseLost: Int64
     /**
      * Unsent sales after the run.
      */
-    public var remainingPending: UInt64
+    public var remainingPending: Int64
     /**
      * Age of the oldest unsent sale after the run, in ms.
      */
@@ -1750,28 +1930,28 @@ public struct DrainReport: Equatable, Hashable {
          */startedAtMs: Int64, 
         /**
          * Wall time of the run, in ms.
-         */durationMs: UInt64, 
+         */durationMs: Int64, 
         /**
          * Sales stored by the server in this run (`OK`).
-         */sent: UInt64, 
+         */sent: Int64, 
         /**
          * Sales the server already had (`DUPLICATE`), now marked sent.
-         */duplicate: UInt64, 
+         */duplicate: Int64, 
         /**
          * Sales answered `CONFLICT` (need a person).
-         */conflict: UInt64, 
+         */conflict: Int64, 
         /**
          * Sales answered `INVALID` (need a person).
-         */invalid: UInt64, 
+         */invalid: Int64, 
         /**
          * Sales put back to pending (server `RETRY` or failed request).
-         */retry: UInt64, 
+         */retry: Int64, 
         /**
          * Results dropped because another sender had taken the sale over.
-         */leaseLost: UInt64, 
+         */leaseLost: Int64, 
         /**
          * Unsent sales after the run.
-         */remainingPending: UInt64, 
+         */remainingPending: Int64, 
         /**
          * Age of the oldest unsent sale after the run, in ms.
          */oldestPendingAgeMs: Int64?, 
@@ -1816,14 +1996,14 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
                 correlationId: FfiConverterString.read(from: &buf), 
                 reasons: FfiConverterSequenceTypeDrainReason.read(from: &buf), 
                 startedAtMs: FfiConverterInt64.read(from: &buf), 
-                durationMs: FfiConverterUInt64.read(from: &buf), 
-                sent: FfiConverterUInt64.read(from: &buf), 
-                duplicate: FfiConverterUInt64.read(from: &buf), 
-                conflict: FfiConverterUInt64.read(from: &buf), 
-                invalid: FfiConverterUInt64.read(from: &buf), 
-                retry: FfiConverterUInt64.read(from: &buf), 
-                leaseLost: FfiConverterUInt64.read(from: &buf), 
-                remainingPending: FfiConverterUInt64.read(from: &buf), 
+                durationMs: FfiConverterInt64.read(from: &buf), 
+                sent: FfiConverterInt64.read(from: &buf), 
+                duplicate: FfiConverterInt64.read(from: &buf), 
+                conflict: FfiConverterInt64.read(from: &buf), 
+                invalid: FfiConverterInt64.read(from: &buf), 
+                retry: FfiConverterInt64.read(from: &buf), 
+                leaseLost: FfiConverterInt64.read(from: &buf), 
+                remainingPending: FfiConverterInt64.read(from: &buf), 
                 oldestPendingAgeMs: FfiConverterOptionInt64.read(from: &buf), 
                 lastError: FfiConverterOptionString.read(from: &buf), 
                 stop: FfiConverterOptionTypeDrainStop.read(from: &buf)
@@ -1834,14 +2014,14 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
         FfiConverterString.write(value.correlationId, into: &buf)
         FfiConverterSequenceTypeDrainReason.write(value.reasons, into: &buf)
         FfiConverterInt64.write(value.startedAtMs, into: &buf)
-        FfiConverterUInt64.write(value.durationMs, into: &buf)
-        FfiConverterUInt64.write(value.sent, into: &buf)
-        FfiConverterUInt64.write(value.duplicate, into: &buf)
-        FfiConverterUInt64.write(value.conflict, into: &buf)
-        FfiConverterUInt64.write(value.invalid, into: &buf)
-        FfiConverterUInt64.write(value.retry, into: &buf)
-        FfiConverterUInt64.write(value.leaseLost, into: &buf)
-        FfiConverterUInt64.write(value.remainingPending, into: &buf)
+        FfiConverterInt64.write(value.durationMs, into: &buf)
+        FfiConverterInt64.write(value.sent, into: &buf)
+        FfiConverterInt64.write(value.duplicate, into: &buf)
+        FfiConverterInt64.write(value.conflict, into: &buf)
+        FfiConverterInt64.write(value.invalid, into: &buf)
+        FfiConverterInt64.write(value.retry, into: &buf)
+        FfiConverterInt64.write(value.leaseLost, into: &buf)
+        FfiConverterInt64.write(value.remainingPending, into: &buf)
         FfiConverterOptionInt64.write(value.oldestPendingAgeMs, into: &buf)
         FfiConverterOptionString.write(value.lastError, into: &buf)
         FfiConverterOptionTypeDrainStop.write(value.stop, into: &buf)
@@ -2026,6 +2206,8 @@ public func FfiConverterTypeLogRecord_lower(_ value: LogRecord) -> RustBuffer {
 
 /**
  * How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+ * The device token is not part of it (records print every field in `toString()`/`description`): it is
+ * a separate argument of the engine's constructor and of `set_token`.
  */
 public struct PossyncConfig: Equatable, Hashable {
     /**
@@ -2038,61 +2220,76 @@ public struct PossyncConfig: Equatable, Hashable {
      */
     public var serverUrl: String
     /**
-     * The device token (`pst_...`) from `possync-server token create`.
-     */
-    public var token: String
-    /**
      * This till's device id, as registered with the token.
      */
     public var deviceId: String
     /**
      * Period of the engine's own `Interval` trigger, in ms (paused while offline).
      */
-    public var intervalMs: UInt64
+    public var intervalMs: Int64
     /**
      * TCP connect timeout, in ms.
      */
-    public var connectTimeoutMs: UInt64
+    public var connectTimeoutMs: Int64
     /**
      * Whole-request timeout, in ms (at least `connect_timeout_ms`).
      */
-    public var requestTimeoutMs: UInt64
+    public var requestTimeoutMs: Int64
     /**
      * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
      */
-    public var leaseMs: UInt64
+    public var leaseMs: Int64
     /**
      * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
      */
-    public var heartbeatMs: UInt64
+    public var heartbeatMs: Int64
     /**
      * Sales per request, 1..=500.
      */
-    public var batchSize: UInt32
+    public var batchSize: Int64
     /**
      * First per-sale retry ceiling, in ms.
      */
-    public var retryBackoffBaseMs: UInt64
+    public var retryBackoffBaseMs: Int64
     /**
      * Largest per-sale retry ceiling, in ms.
      */
-    public var retryBackoffCapMs: UInt64
+    public var retryBackoffCapMs: Int64
     /**
      * First whole-engine backoff ceiling after a failed request, in ms.
      */
-    public var offlineBackoffBaseMs: UInt64
+    public var offlineBackoffBaseMs: Int64
     /**
      * Largest whole-engine backoff ceiling, in ms.
      */
-    public var offlineBackoffCapMs: UInt64
+    public var offlineBackoffCapMs: Int64
     /**
      * How long a write waits for another process's lock on the outbox, in ms.
      */
-    public var busyTimeoutMs: UInt64
+    public var busyTimeoutMs: Int64
     /**
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
-    public var maxSizeBytes: UInt64?
+    public var maxSizeBytes: Int64?
+    /**
+     * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+     */
+    public var durability: Durability?
+    /**
+     * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+     * attention never are. The engine prunes after a run that sent sales, at most hourly.
+     */
+    public var sentRetentionMs: Int64
+    /**
+     * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+     */
+    public var tlsExtraCaPem: [String]
+    /**
+     * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+     * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+     * usual chain check).
+     */
+    public var tlsSpkiSha256Pins: [String]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2105,50 +2302,61 @@ public struct PossyncConfig: Equatable, Hashable {
          * Base URL of the shop's server, e.g. `https://pos.example.com`.
          */serverUrl: String, 
         /**
-         * The device token (`pst_...`) from `possync-server token create`.
-         */token: String, 
-        /**
          * This till's device id, as registered with the token.
          */deviceId: String, 
         /**
          * Period of the engine's own `Interval` trigger, in ms (paused while offline).
-         */intervalMs: UInt64 = UInt64(60000), 
+         */intervalMs: Int64 = Int64(60000), 
         /**
          * TCP connect timeout, in ms.
-         */connectTimeoutMs: UInt64 = UInt64(5000), 
+         */connectTimeoutMs: Int64 = Int64(5000), 
         /**
          * Whole-request timeout, in ms (at least `connect_timeout_ms`).
-         */requestTimeoutMs: UInt64 = UInt64(30000), 
+         */requestTimeoutMs: Int64 = Int64(30000), 
         /**
          * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
-         */leaseMs: UInt64 = UInt64(60000), 
+         */leaseMs: Int64 = Int64(60000), 
         /**
          * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
-         */heartbeatMs: UInt64 = UInt64(10000), 
+         */heartbeatMs: Int64 = Int64(10000), 
         /**
          * Sales per request, 1..=500.
-         */batchSize: UInt32 = UInt32(50), 
+         */batchSize: Int64 = Int64(50), 
         /**
          * First per-sale retry ceiling, in ms.
-         */retryBackoffBaseMs: UInt64 = UInt64(1000), 
+         */retryBackoffBaseMs: Int64 = Int64(1000), 
         /**
          * Largest per-sale retry ceiling, in ms.
-         */retryBackoffCapMs: UInt64 = UInt64(300000), 
+         */retryBackoffCapMs: Int64 = Int64(300000), 
         /**
          * First whole-engine backoff ceiling after a failed request, in ms.
-         */offlineBackoffBaseMs: UInt64 = UInt64(2000), 
+         */offlineBackoffBaseMs: Int64 = Int64(2000), 
         /**
          * Largest whole-engine backoff ceiling, in ms.
-         */offlineBackoffCapMs: UInt64 = UInt64(300000), 
+         */offlineBackoffCapMs: Int64 = Int64(300000), 
         /**
          * How long a write waits for another process's lock on the outbox, in ms.
-         */busyTimeoutMs: UInt64 = UInt64(5000), 
+         */busyTimeoutMs: Int64 = Int64(5000), 
         /**
          * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
-         */maxSizeBytes: UInt64? = nil) {
+         */maxSizeBytes: Int64? = nil, 
+        /**
+         * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+         */durability: Durability? = nil, 
+        /**
+         * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+         * attention never are. The engine prunes after a run that sent sales, at most hourly.
+         */sentRetentionMs: Int64 = Int64(604800000), 
+        /**
+         * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+         */tlsExtraCaPem: [String] = [], 
+        /**
+         * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+         * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+         * usual chain check).
+         */tlsSpkiSha256Pins: [String] = []) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
-        self.token = token
         self.deviceId = deviceId
         self.intervalMs = intervalMs
         self.connectTimeoutMs = connectTimeoutMs
@@ -2162,6 +2370,10 @@ public struct PossyncConfig: Equatable, Hashable {
         self.offlineBackoffCapMs = offlineBackoffCapMs
         self.busyTimeoutMs = busyTimeoutMs
         self.maxSizeBytes = maxSizeBytes
+        self.durability = durability
+        self.sentRetentionMs = sentRetentionMs
+        self.tlsExtraCaPem = tlsExtraCaPem
+        self.tlsSpkiSha256Pins = tlsSpkiSha256Pins
     }
 
     
@@ -2182,40 +2394,46 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
             try PossyncConfig(
                 outboxPath: FfiConverterString.read(from: &buf), 
                 serverUrl: FfiConverterString.read(from: &buf), 
-                token: FfiConverterString.read(from: &buf), 
                 deviceId: FfiConverterString.read(from: &buf), 
-                intervalMs: FfiConverterUInt64.read(from: &buf), 
-                connectTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                requestTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                leaseMs: FfiConverterUInt64.read(from: &buf), 
-                heartbeatMs: FfiConverterUInt64.read(from: &buf), 
-                batchSize: FfiConverterUInt32.read(from: &buf), 
-                retryBackoffBaseMs: FfiConverterUInt64.read(from: &buf), 
-                retryBackoffCapMs: FfiConverterUInt64.read(from: &buf), 
-                offlineBackoffBaseMs: FfiConverterUInt64.read(from: &buf), 
-                offlineBackoffCapMs: FfiConverterUInt64.read(from: &buf), 
-                busyTimeoutMs: FfiConverterUInt64.read(from: &buf), 
-                maxSizeBytes: FfiConverterOptionUInt64.read(from: &buf)
+                intervalMs: FfiConverterInt64.read(from: &buf), 
+                connectTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                leaseMs: FfiConverterInt64.read(from: &buf), 
+                heartbeatMs: FfiConverterInt64.read(from: &buf), 
+                batchSize: FfiConverterInt64.read(from: &buf), 
+                retryBackoffBaseMs: FfiConverterInt64.read(from: &buf), 
+                retryBackoffCapMs: FfiConverterInt64.read(from: &buf), 
+                offlineBackoffBaseMs: FfiConverterInt64.read(from: &buf), 
+                offlineBackoffCapMs: FfiConverterInt64.read(from: &buf), 
+                busyTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                maxSizeBytes: FfiConverterOptionInt64.read(from: &buf), 
+                durability: FfiConverterOptionTypeDurability.read(from: &buf), 
+                sentRetentionMs: FfiConverterInt64.read(from: &buf), 
+                tlsExtraCaPem: FfiConverterSequenceString.read(from: &buf), 
+                tlsSpkiSha256Pins: FfiConverterSequenceString.read(from: &buf)
         )
     }
 
     public static func write(_ value: PossyncConfig, into buf: inout [UInt8]) {
         FfiConverterString.write(value.outboxPath, into: &buf)
         FfiConverterString.write(value.serverUrl, into: &buf)
-        FfiConverterString.write(value.token, into: &buf)
         FfiConverterString.write(value.deviceId, into: &buf)
-        FfiConverterUInt64.write(value.intervalMs, into: &buf)
-        FfiConverterUInt64.write(value.connectTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.requestTimeoutMs, into: &buf)
-        FfiConverterUInt64.write(value.leaseMs, into: &buf)
-        FfiConverterUInt64.write(value.heartbeatMs, into: &buf)
-        FfiConverterUInt32.write(value.batchSize, into: &buf)
-        FfiConverterUInt64.write(value.retryBackoffBaseMs, into: &buf)
-        FfiConverterUInt64.write(value.retryBackoffCapMs, into: &buf)
-        FfiConverterUInt64.write(value.offlineBackoffBaseMs, into: &buf)
-        FfiConverterUInt64.write(value.offlineBackoffCapMs, into: &buf)
-        FfiConverterUInt64.write(value.busyTimeoutMs, into: &buf)
-        FfiConverterOptionUInt64.write(value.maxSizeBytes, into: &buf)
+        FfiConverterInt64.write(value.intervalMs, into: &buf)
+        FfiConverterInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.requestTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.leaseMs, into: &buf)
+        FfiConverterInt64.write(value.heartbeatMs, into: &buf)
+        FfiConverterInt64.write(value.batchSize, into: &buf)
+        FfiConverterInt64.write(value.retryBackoffBaseMs, into: &buf)
+        FfiConverterInt64.write(value.retryBackoffCapMs, into: &buf)
+        FfiConverterInt64.write(value.offlineBackoffBaseMs, into: &buf)
+        FfiConverterInt64.write(value.offlineBackoffCapMs, into: &buf)
+        FfiConverterInt64.write(value.busyTimeoutMs, into: &buf)
+        FfiConverterOptionInt64.write(value.maxSizeBytes, into: &buf)
+        FfiConverterOptionTypeDurability.write(value.durability, into: &buf)
+        FfiConverterInt64.write(value.sentRetentionMs, into: &buf)
+        FfiConverterSequenceString.write(value.tlsExtraCaPem, into: &buf)
+        FfiConverterSequenceString.write(value.tlsSpkiSha256Pins, into: &buf)
     }
 }
 
@@ -2672,6 +2890,227 @@ public func FfiConverterTypeSalePayment_lower(_ value: SalePayment) -> RustBuffe
 
 
 /**
+ * One sale of the outbox, for a till's sales screen.
+ */
+public struct SaleRecord: Equatable, Hashable {
+    /**
+     * The sale's id.
+     */
+    public var clientTxId: String
+    /**
+     * Position in the outbox (grows with each sale); pass the smallest of a page to
+     * `recent_sales` for the next page.
+     */
+    public var seq: Int64
+    /**
+     * Where the sale is.
+     */
+    public var state: SaleState
+    /**
+     * What a person decided, for a conflict or invalid sale that was resolved.
+     */
+    public var resolution: SaleResolution?
+    /**
+     * The person's note with the resolution.
+     */
+    public var resolutionNote: String?
+    /**
+     * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+     */
+    public var linkedClientTxId: String?
+    /**
+     * The sale as recorded (`None` only if its stored text is damaged).
+     */
+    public var sale: SalePayload?
+    /**
+     * ISO 4217 code.
+     */
+    public var currency: String
+    /**
+     * The sale's total, in minor units.
+     */
+    public var totalMinor: Int64
+    /**
+     * When it was recorded, Unix ms.
+     */
+    public var createdAtMs: Int64
+    /**
+     * When the server confirmed it, Unix ms.
+     */
+    public var sentAtMs: Int64?
+    /**
+     * Send attempts made.
+     */
+    public var attempt: Int64
+    /**
+     * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+     */
+    public var lastResult: String?
+    /**
+     * Machine-readable reason of the last answer.
+     */
+    public var lastCode: String?
+    /**
+     * The last answer's message, for a person.
+     */
+    public var lastError: String?
+    /**
+     * The server's id of the sale once sent.
+     */
+    public var serverTxId: Int64?
+    /**
+     * SHA-256 of the stored canonical payload (hex).
+     */
+    public var payloadSha256: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The sale's id.
+         */clientTxId: String, 
+        /**
+         * Position in the outbox (grows with each sale); pass the smallest of a page to
+         * `recent_sales` for the next page.
+         */seq: Int64, 
+        /**
+         * Where the sale is.
+         */state: SaleState, 
+        /**
+         * What a person decided, for a conflict or invalid sale that was resolved.
+         */resolution: SaleResolution?, 
+        /**
+         * The person's note with the resolution.
+         */resolutionNote: String?, 
+        /**
+         * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+         */linkedClientTxId: String?, 
+        /**
+         * The sale as recorded (`None` only if its stored text is damaged).
+         */sale: SalePayload?, 
+        /**
+         * ISO 4217 code.
+         */currency: String, 
+        /**
+         * The sale's total, in minor units.
+         */totalMinor: Int64, 
+        /**
+         * When it was recorded, Unix ms.
+         */createdAtMs: Int64, 
+        /**
+         * When the server confirmed it, Unix ms.
+         */sentAtMs: Int64?, 
+        /**
+         * Send attempts made.
+         */attempt: Int64, 
+        /**
+         * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+         */lastResult: String?, 
+        /**
+         * Machine-readable reason of the last answer.
+         */lastCode: String?, 
+        /**
+         * The last answer's message, for a person.
+         */lastError: String?, 
+        /**
+         * The server's id of the sale once sent.
+         */serverTxId: Int64?, 
+        /**
+         * SHA-256 of the stored canonical payload (hex).
+         */payloadSha256: String) {
+        self.clientTxId = clientTxId
+        self.seq = seq
+        self.state = state
+        self.resolution = resolution
+        self.resolutionNote = resolutionNote
+        self.linkedClientTxId = linkedClientTxId
+        self.sale = sale
+        self.currency = currency
+        self.totalMinor = totalMinor
+        self.createdAtMs = createdAtMs
+        self.sentAtMs = sentAtMs
+        self.attempt = attempt
+        self.lastResult = lastResult
+        self.lastCode = lastCode
+        self.lastError = lastError
+        self.serverTxId = serverTxId
+        self.payloadSha256 = payloadSha256
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension SaleRecord: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSaleRecord: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SaleRecord {
+        return
+            try SaleRecord(
+                clientTxId: FfiConverterString.read(from: &buf), 
+                seq: FfiConverterInt64.read(from: &buf), 
+                state: FfiConverterTypeSaleState.read(from: &buf), 
+                resolution: FfiConverterOptionTypeSaleResolution.read(from: &buf), 
+                resolutionNote: FfiConverterOptionString.read(from: &buf), 
+                linkedClientTxId: FfiConverterOptionString.read(from: &buf), 
+                sale: FfiConverterOptionTypeSalePayload.read(from: &buf), 
+                currency: FfiConverterString.read(from: &buf), 
+                totalMinor: FfiConverterInt64.read(from: &buf), 
+                createdAtMs: FfiConverterInt64.read(from: &buf), 
+                sentAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                attempt: FfiConverterInt64.read(from: &buf), 
+                lastResult: FfiConverterOptionString.read(from: &buf), 
+                lastCode: FfiConverterOptionString.read(from: &buf), 
+                lastError: FfiConverterOptionString.read(from: &buf), 
+                serverTxId: FfiConverterOptionInt64.read(from: &buf), 
+                payloadSha256: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: SaleRecord, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.clientTxId, into: &buf)
+        FfiConverterInt64.write(value.seq, into: &buf)
+        FfiConverterTypeSaleState.write(value.state, into: &buf)
+        FfiConverterOptionTypeSaleResolution.write(value.resolution, into: &buf)
+        FfiConverterOptionString.write(value.resolutionNote, into: &buf)
+        FfiConverterOptionString.write(value.linkedClientTxId, into: &buf)
+        FfiConverterOptionTypeSalePayload.write(value.sale, into: &buf)
+        FfiConverterString.write(value.currency, into: &buf)
+        FfiConverterInt64.write(value.totalMinor, into: &buf)
+        FfiConverterInt64.write(value.createdAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.sentAtMs, into: &buf)
+        FfiConverterInt64.write(value.attempt, into: &buf)
+        FfiConverterOptionString.write(value.lastResult, into: &buf)
+        FfiConverterOptionString.write(value.lastCode, into: &buf)
+        FfiConverterOptionString.write(value.lastError, into: &buf)
+        FfiConverterOptionInt64.write(value.serverTxId, into: &buf)
+        FfiConverterString.write(value.payloadSha256, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleRecord_lift(_ buf: RustBuffer) throws -> SaleRecord {
+    return try FfiConverterTypeSaleRecord.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleRecord_lower(_ value: SaleRecord) -> RustBuffer {
+    return FfiConverterTypeSaleRecord.lower(value)
+}
+
+
+/**
  * Everything a cashier's screen needs, in one call.
  */
 public struct StatusSnapshot: Equatable, Hashable {
@@ -2767,6 +3206,90 @@ public func FfiConverterTypeStatusSnapshot_lift(_ buf: RustBuffer) throws -> Sta
 #endif
 public func FfiConverterTypeStatusSnapshot_lower(_ value: StatusSnapshot) -> RustBuffer {
     return FfiConverterTypeStatusSnapshot.lower(value)
+}
+
+
+/**
+ * A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+ */
+public 
+enum ConfigError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * The value is out of range or malformed; `reason` says which (never echoing a token).
+     */
+    case Invalid(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension ConfigError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConfigError: FfiConverterRustBuffer {
+    typealias SwiftType = ConfigError
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConfigError {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Invalid(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ConfigError, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Invalid(reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConfigError_lift(_ buf: RustBuffer) throws -> ConfigError {
+    return try FfiConverterTypeConfigError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConfigError_lower(_ value: ConfigError) -> RustBuffer {
+    return FfiConverterTypeConfigError.lower(value)
 }
 
 
@@ -2904,6 +3427,17 @@ public enum DrainStop: Equatable, Hashable {
          */reason: String
     )
     /**
+     * The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+     */
+    case tlsFailed(
+        /**
+         * `tls`.
+         */code: String, 
+        /**
+         * What failed, for a person.
+         */reason: String
+    )
+    /**
      * Another sender took over some sales (e.g. after a long pause); it carries on.
      */
     case leaseLost
@@ -2934,7 +3468,10 @@ public struct FfiConverterTypeDrainStop: FfiConverterRustBuffer {
         case 2: return .authFailed(code: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 3: return .leaseLost
+        case 3: return .tlsFailed(code: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .leaseLost
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2956,8 +3493,14 @@ public struct FfiConverterTypeDrainStop: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case .leaseLost:
+        case let .tlsFailed(code,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case .leaseLost:
+            writeInt(&buf, Int32(4))
         
         }
     }
@@ -2976,6 +3519,82 @@ public func FfiConverterTypeDrainStop_lift(_ buf: RustBuffer) throws -> DrainSto
 #endif
 public func FfiConverterTypeDrainStop_lower(_ value: DrainStop) -> RustBuffer {
     return FfiConverterTypeDrainStop.lower(value)
+}
+
+
+
+/**
+ * How hard the outbox flushes each recorded sale to storage.
+ */
+
+public enum Durability: Equatable, Hashable {
+    
+    /**
+     * `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+     */
+    case full
+    /**
+     * `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+     * the file). Only for tills with a battery or UPS.
+     */
+    case normal
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Durability: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDurability: FfiConverterRustBuffer {
+    typealias SwiftType = Durability
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Durability {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .full
+        
+        case 2: return .normal
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Durability, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .full:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .normal:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDurability_lift(_ buf: RustBuffer) throws -> Durability {
+    return try FfiConverterTypeDurability.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDurability_lower(_ value: Durability) -> RustBuffer {
+    return FfiConverterTypeDurability.lower(value)
 }
 
 
@@ -3178,7 +3797,7 @@ enum OpenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * A config value is out of range (a bug in the app's setup); `reason` names the value.
+     * A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
      */
     case InvalidConfig(
         /**
@@ -3205,10 +3824,10 @@ enum OpenError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */path: String, 
         /**
          * The file's schema version.
-         */found: UInt64, 
+         */found: Int64, 
         /**
          * The newest version this build knows.
-         */supported: UInt64, 
+         */supported: Int64, 
         /**
          * What is wrong, for a person.
          */reason: String
@@ -3279,8 +3898,8 @@ public struct FfiConverterTypeOpenError: FfiConverterRustBuffer {
             )
         case 3: return .IncompatibleVersion(
             path: try FfiConverterString.read(from: &buf), 
-            found: try FfiConverterUInt64.read(from: &buf), 
-            supported: try FfiConverterUInt64.read(from: &buf), 
+            found: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
         case 4: return .Unavailable(
@@ -3319,8 +3938,8 @@ public struct FfiConverterTypeOpenError: FfiConverterRustBuffer {
         case let .IncompatibleVersion(path,found,supported,reason):
             writeInt(&buf, Int32(3))
             FfiConverterString.write(path, into: &buf)
-            FfiConverterUInt64.write(found, into: &buf)
-            FfiConverterUInt64.write(supported, into: &buf)
+            FfiConverterInt64.write(found, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
@@ -3360,7 +3979,99 @@ public func FfiConverterTypeOpenError_lower(_ value: OpenError) -> RustBuffer {
 
 
 /**
- * Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+ * What a person decides for a sale that needs attention. The original sale is always kept.
+ */
+
+public enum Resolution: Equatable, Hashable {
+    
+    /**
+     * Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+     */
+    case rekey
+    /**
+     * Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+     */
+    case replace(
+        /**
+         * The corrected sale.
+         */sale: SalePayload
+    )
+    /**
+     * Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+     */
+    case void
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension Resolution: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeResolution: FfiConverterRustBuffer {
+    typealias SwiftType = Resolution
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Resolution {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .rekey
+        
+        case 2: return .replace(sale: try FfiConverterTypeSalePayload.read(from: &buf)
+        )
+        
+        case 3: return .void
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: Resolution, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .rekey:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .replace(sale):
+            writeInt(&buf, Int32(2))
+            FfiConverterTypeSalePayload.write(sale, into: &buf)
+            
+        
+        case .void:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolution_lift(_ buf: RustBuffer) throws -> Resolution {
+    return try FfiConverterTypeResolution.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeResolution_lower(_ value: Resolution) -> RustBuffer {
+    return FfiConverterTypeResolution.lower(value)
+}
+
+
+
+/**
+ * Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+ * must keep the sale or tell the cashier.
  */
 public 
 enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -3368,8 +4079,8 @@ enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     
     
     /**
-     * The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-     * code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+     * The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+     * the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
      */
     case Invalid(
         /**
@@ -3388,6 +4099,17 @@ enum SaleError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */clientTxId: String, 
         /**
          * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    case NotResolvable(
+        /**
+         * The id given.
+         */clientTxId: String, 
+        /**
+         * Why not, for a person.
          */reason: String
     )
     /**
@@ -3451,13 +4173,17 @@ public struct FfiConverterTypeSaleError: FfiConverterRustBuffer {
             clientTxId: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .StorageFull(
+        case 3: return .NotResolvable(
+            clientTxId: try FfiConverterString.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 4: return .Busy(
+        case 4: return .StorageFull(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 5: return .Storage(
+        case 5: return .Busy(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 6: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -3484,18 +4210,24 @@ public struct FfiConverterTypeSaleError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .StorageFull(reason):
+        case let .NotResolvable(clientTxId,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(clientTxId, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Busy(reason):
+        case let .StorageFull(reason):
             writeInt(&buf, Int32(4))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Storage(reason):
+        case let .Busy(reason):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Storage(reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -3589,6 +4321,91 @@ public func FfiConverterTypeSaleKind_lift(_ buf: RustBuffer) throws -> SaleKind 
 #endif
 public func FfiConverterTypeSaleKind_lower(_ value: SaleKind) -> RustBuffer {
     return FfiConverterTypeSaleKind.lower(value)
+}
+
+
+
+/**
+ * What a person decided for a sale, as the sales screen shows it.
+ */
+
+public enum SaleResolution: Equatable, Hashable {
+    
+    /**
+     * Sent again under a new id (`linked_client_tx_id`).
+     */
+    case rekeyed
+    /**
+     * Replaced by a corrected sale (`linked_client_tx_id`).
+     */
+    case replaced
+    /**
+     * Not to be sent.
+     */
+    case voided
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension SaleResolution: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeSaleResolution: FfiConverterRustBuffer {
+    typealias SwiftType = SaleResolution
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SaleResolution {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .rekeyed
+        
+        case 2: return .replaced
+        
+        case 3: return .voided
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: SaleResolution, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .rekeyed:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .replaced:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .voided:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleResolution_lift(_ buf: RustBuffer) throws -> SaleResolution {
+    return try FfiConverterTypeSaleResolution.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeSaleResolution_lower(_ value: SaleResolution) -> RustBuffer {
+    return FfiConverterTypeSaleResolution.lower(value)
 }
 
 
@@ -3699,7 +4516,7 @@ public func FfiConverterTypeSaleState_lower(_ value: SaleState) -> RustBuffer {
 
 
 /**
- * Reading the outbox (status, counts, attention list) failed.
+ * Reading or maintaining the outbox (status, counts, sales, pruning) failed.
  */
 public 
 enum StorageError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
@@ -3715,9 +4532,48 @@ enum StorageError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
          */reason: String
     )
     /**
+     * The storage (or the configured size cap) is full; stored sales are safe. Free space.
+     */
+    case Full(
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
      * The outbox file is damaged. It is left untouched: keep it for support.
      */
     case Corrupt(
+        /**
+         * The outbox file.
+         */path: String, 
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * The outbox file is of another schema version than this build.
+     */
+    case IncompatibleVersion(
+        /**
+         * The outbox file.
+         */path: String, 
+        /**
+         * The file's schema version.
+         */found: Int64, 
+        /**
+         * The version this build knows.
+         */supported: Int64, 
+        /**
+         * What is wrong, for a person.
+         */reason: String
+    )
+    /**
+     * The outbox file (or its folder) is missing, read-only or cannot be opened.
+     */
+    case Unavailable(
+        /**
+         * The outbox file.
+         */path: String, 
         /**
          * What is wrong, for a person.
          */reason: String
@@ -3762,10 +4618,24 @@ public struct FfiConverterTypeStorageError: FfiConverterRustBuffer {
         case 1: return .Busy(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 2: return .Corrupt(
+        case 2: return .Full(
             reason: try FfiConverterString.read(from: &buf)
             )
-        case 3: return .Storage(
+        case 3: return .Corrupt(
+            path: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 4: return .IncompatibleVersion(
+            path: try FfiConverterString.read(from: &buf), 
+            found: try FfiConverterInt64.read(from: &buf), 
+            supported: try FfiConverterInt64.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 5: return .Unavailable(
+            path: try FfiConverterString.read(from: &buf), 
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 6: return .Storage(
             reason: try FfiConverterString.read(from: &buf)
             )
 
@@ -3785,13 +4655,33 @@ public struct FfiConverterTypeStorageError: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Corrupt(reason):
+        case let .Full(reason):
             writeInt(&buf, Int32(2))
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .Storage(reason):
+        case let .Corrupt(path,reason):
             writeInt(&buf, Int32(3))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .IncompatibleVersion(path,found,supported,reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterInt64.write(found, into: &buf)
+            FfiConverterInt64.write(supported, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Unavailable(path,reason):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(path, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Storage(reason):
+            writeInt(&buf, Int32(6))
             FfiConverterString.write(reason, into: &buf)
             
         }
@@ -3828,7 +4718,7 @@ enum SyncError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
     case Timeout(
         /**
          * How long the call waited, in ms.
-         */waitedMs: UInt64, 
+         */waitedMs: Int64, 
         /**
          * What happened, for a person.
          */reason: String
@@ -3879,7 +4769,7 @@ public struct FfiConverterTypeSyncError: FfiConverterRustBuffer {
 
         
         case 1: return .Timeout(
-            waitedMs: try FfiConverterUInt64.read(from: &buf), 
+            waitedMs: try FfiConverterInt64.read(from: &buf), 
             reason: try FfiConverterString.read(from: &buf)
             )
         case 2: return .ShutDown(
@@ -3902,7 +4792,7 @@ public struct FfiConverterTypeSyncError: FfiConverterRustBuffer {
         
         case let .Timeout(waitedMs,reason):
             writeInt(&buf, Int32(1))
-            FfiConverterUInt64.write(waitedMs, into: &buf)
+            FfiConverterInt64.write(waitedMs, into: &buf)
             FfiConverterString.write(reason, into: &buf)
             
         
@@ -3942,19 +4832,27 @@ public func FfiConverterTypeSyncError_lower(_ value: SyncError) -> RustBuffer {
 public enum SyncStatus: Equatable, Hashable {
     
     /**
-     * Nothing to do, or waiting for the next trigger.
+     * Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+     * a banner such as "All sent" or "3 unsent (EUR 12.00)".
      */
-    case idle
+    case idle(
+        /**
+         * Unsent sales (pending + in flight).
+         */unsent: Int64, 
+        /**
+         * Unsent sales per currency (count and amount).
+         */unsentByCurrency: [CurrencyAmount]
+    )
     /**
      * A drain run is sending: `done` of `total` unsent sales handled so far.
      */
     case draining(
         /**
          * Sales handled in this run.
-         */done: UInt64, 
+         */done: Int64, 
         /**
          * Unsent sales when the run started.
-         */total: UInt64
+         */total: Int64
     )
     /**
      * The server cannot be reached; sales are kept and sent when it can.
@@ -3976,15 +4874,24 @@ public enum SyncStatus: Equatable, Hashable {
          */lastError: String
     )
     /**
+     * The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+     * a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+     */
+    case tlsFailed(
+        /**
+         * What failed, for a person.
+         */lastError: String
+    )
+    /**
      * Some sales were refused for good and need a person (see `attention_items`).
      */
     case needsAttention(
         /**
          * Sales in `conflict`.
-         */conflicts: UInt64, 
+         */conflicts: Int64, 
         /**
          * Sales in `invalid`.
-         */invalid: UInt64
+         */invalid: Int64
     )
 
 
@@ -4007,9 +4914,10 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         let variant: Int32 = try readInt(&buf)
         switch variant {
         
-        case 1: return .idle
+        case 1: return .idle(unsent: try FfiConverterInt64.read(from: &buf), unsentByCurrency: try FfiConverterSequenceTypeCurrencyAmount.read(from: &buf)
+        )
         
-        case 2: return .draining(done: try FfiConverterUInt64.read(from: &buf), total: try FfiConverterUInt64.read(from: &buf)
+        case 2: return .draining(done: try FfiConverterInt64.read(from: &buf), total: try FfiConverterInt64.read(from: &buf)
         )
         
         case 3: return .offline(nextRetryAtMs: try FfiConverterInt64.read(from: &buf), lastError: try FfiConverterString.read(from: &buf)
@@ -4018,7 +4926,10 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         case 4: return .authFailed(lastError: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .needsAttention(conflicts: try FfiConverterUInt64.read(from: &buf), invalid: try FfiConverterUInt64.read(from: &buf)
+        case 5: return .tlsFailed(lastError: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .needsAttention(conflicts: try FfiConverterInt64.read(from: &buf), invalid: try FfiConverterInt64.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -4029,14 +4940,16 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
         switch value {
         
         
-        case .idle:
+        case let .idle(unsent,unsentByCurrency):
             writeInt(&buf, Int32(1))
-        
+            FfiConverterInt64.write(unsent, into: &buf)
+            FfiConverterSequenceTypeCurrencyAmount.write(unsentByCurrency, into: &buf)
+            
         
         case let .draining(done,total):
             writeInt(&buf, Int32(2))
-            FfiConverterUInt64.write(done, into: &buf)
-            FfiConverterUInt64.write(total, into: &buf)
+            FfiConverterInt64.write(done, into: &buf)
+            FfiConverterInt64.write(total, into: &buf)
             
         
         case let .offline(nextRetryAtMs,lastError):
@@ -4050,10 +4963,15 @@ public struct FfiConverterTypeSyncStatus: FfiConverterRustBuffer {
             FfiConverterString.write(lastError, into: &buf)
             
         
-        case let .needsAttention(conflicts,invalid):
+        case let .tlsFailed(lastError):
             writeInt(&buf, Int32(5))
-            FfiConverterUInt64.write(conflicts, into: &buf)
-            FfiConverterUInt64.write(invalid, into: &buf)
+            FfiConverterString.write(lastError, into: &buf)
+            
+        
+        case let .needsAttention(conflicts,invalid):
+            writeInt(&buf, Int32(6))
+            FfiConverterInt64.write(conflicts, into: &buf)
+            FfiConverterInt64.write(invalid, into: &buf)
             
         }
     }
@@ -4074,30 +4992,6 @@ public func FfiConverterTypeSyncStatus_lower(_ value: SyncStatus) -> RustBuffer 
     return FfiConverterTypeSyncStatus.lower(value)
 }
 
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
-    typealias SwiftType = UInt64?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterUInt64.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterUInt64.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
 
 #if swift(>=5.8)
 @_documentation(visibility: private)
@@ -4198,6 +5092,54 @@ fileprivate struct FfiConverterOptionTypeDrainReport: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeSalePayload: FfiConverterRustBuffer {
+    typealias SwiftType = SalePayload?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSalePayload.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSalePayload.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSaleRecord: FfiConverterRustBuffer {
+    typealias SwiftType = SaleRecord?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSaleRecord.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSaleRecord.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeDrainStop: FfiConverterRustBuffer {
     typealias SwiftType = DrainStop?
 
@@ -4216,6 +5158,79 @@ fileprivate struct FfiConverterOptionTypeDrainStop: FfiConverterRustBuffer {
         case 1: return try FfiConverterTypeDrainStop.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDurability: FfiConverterRustBuffer {
+    typealias SwiftType = Durability?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDurability.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDurability.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeSaleResolution: FfiConverterRustBuffer {
+    typealias SwiftType = SaleResolution?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeSaleResolution.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeSaleResolution.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
     }
 }
 
@@ -4322,6 +5337,31 @@ fileprivate struct FfiConverterSequenceTypeSalePayment: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeSaleRecord: FfiConverterRustBuffer {
+    typealias SwiftType = [SaleRecord]
+
+    public static func write(_ value: [SaleRecord], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeSaleRecord.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [SaleRecord] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [SaleRecord]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeSaleRecord.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeDrainReason: FfiConverterRustBuffer {
     typealias SwiftType = [DrainReason]
 
@@ -4418,6 +5458,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_attention_items() != 13130) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() != 3948) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4427,13 +5470,31 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 1224) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() != 3081) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() != 19769) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() != 42864) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_resolve() != 32479) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_sale() != 62206) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_set_token() != 42023) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_method_possyncengine_shutdown() != 7719) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_status() != 39743) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 59107) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_sync_now() != 45510) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452) {
@@ -4448,7 +5509,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_logsink_log() != 30947) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 55198) {
+    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -63,11 +63,11 @@ func sale(_ seed: Int64, lines: Int = 2) -> SalePayload {
                        payments: [SalePayment(method: "card", amountMinor: total, reference: "auth-\(seed)")])
 }
 
-func config(server: String, token: String) -> PossyncConfig {
+func config(server: String) -> PossyncConfig {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
     try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
     return PossyncConfig(outboxPath: dir.appendingPathComponent("outbox.db").path, serverUrl: server,
-                         token: token, deviceId: "till-1", intervalMs: 3_600_000, connectTimeoutMs: 2_000,
+                         deviceId: "till-1", intervalMs: 3_600_000, connectTimeoutMs: 2_000,
                          requestTimeoutMs: 5_000, leaseMs: 15_000, heartbeatMs: 2_000)
 }
 
@@ -82,7 +82,7 @@ final class PossyncTests: XCTestCase {
             return XCTFail("set POSSYNC_TEST_SERVER_URL and POSSYNC_TEST_TOKEN (see bindings/swift/README.md)")
         }
         let listener = RecordingListener()
-        let engine = try PossyncEngine(config: config(server: url, token: token), listener: listener)
+        let engine = try PossyncEngine(config: config(server: url), token: token, listener: listener)
         defer { engine.shutdown() }
         waitFor("the startup run's report") { listener.reports.contains { $0.reasons.contains(.startup) } }
         let ids = try (1...3).map { try engine.enqueue(sale: sale(Int64($0) + Int64(Date().timeIntervalSince1970 * 1000))) }
@@ -96,7 +96,7 @@ final class PossyncTests: XCTestCase {
         XCTAssertEqual(try engine.counts().sent, 3)
 
         waitFor("the manual run's report on the listener") { listener.reports.contains { $0.correlationId == report.correlationId } }
-        waitFor("Idle after the run") { listener.statuses.last == .idle }
+        waitFor("Idle after the run") { listener.statuses.last == .idle(unsent: 0, unsentByCurrency: []) }
 
         let sends = logs.sends(correlationId: report.correlationId)
         XCTAssertEqual(sends.count, 3)
@@ -110,7 +110,7 @@ final class PossyncTests: XCTestCase {
     }
 
     func testInvalidSaleThrowsATypedErrorAndStoresNothing() throws {
-        let engine = try PossyncEngine(config: config(server: "http://127.0.0.1:9", token: "pst_unused"), listener: nil)
+        let engine = try PossyncEngine(config: config(server: "http://127.0.0.1:9"), token: "pst_unused", listener: nil)
         defer { engine.shutdown() }
         var bad = sale(1)
         bad.header.totalMinor += 1
@@ -123,7 +123,7 @@ final class PossyncTests: XCTestCase {
     }
 
     func testInvalidConfigThrowsOpenError() {
-        XCTAssertThrowsError(try PossyncEngine(config: config(server: "ftp://127.0.0.1:9", token: "pst_x"), listener: nil)) { error in
+        XCTAssertThrowsError(try PossyncEngine(config: config(server: "ftp://127.0.0.1:9"), token: "pst_x", listener: nil)) { error in
             guard case OpenError.InvalidConfig = error else { return XCTFail("\(error)") }
         }
     }

@@ -731,11 +731,25 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_attention_items(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_counts(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_enqueue(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_prune_sent(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_recent_sales(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_resolve(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_sale(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_method_possyncengine_set_token(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_shutdown(
     ): Int
@@ -779,16 +793,30 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_possync_ffi_fn_free_possyncengine(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_possync_ffi_fn_constructor_possyncengine_new(`config`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_possync_ffi_fn_constructor_possyncengine_new(`config`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_possync_ffi_fn_method_possyncengine_attention_items(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(`ptr`: Long,`timeoutMs`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Byte
     external fun uniffi_possync_ffi_fn_method_possyncengine_counts(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue(`ptr`: Long,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_enqueue_with_id(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`sale`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(`ptr`: Long,`dir`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_prune_sent(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_possync_ffi_fn_method_possyncengine_recent_sales(`ptr`: Long,`limit`: Long,`beforeSeq`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_resolve(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,`resolution`: RustBuffer.ByValue,`note`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_sale(`ptr`: Long,`clientTxId`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_possync_ffi_fn_method_possyncengine_set_token(`ptr`: Long,`token`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_possync_ffi_fn_method_possyncengine_shutdown(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_possync_ffi_fn_method_possyncengine_status(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -947,6 +975,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items() and 0xFFFF) != 13130) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_await_shutdown() and 0xFFFF) != 3948) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() and 0xFFFF) != 32831) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -956,13 +987,31 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() and 0xFFFF) != 46466) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 1224) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_export_diagnostics() and 0xFFFF) != 3081) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_prune_sent() and 0xFFFF) != 19769) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_recent_sales() and 0xFFFF) != 42864) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_resolve() and 0xFFFF) != 32479) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sale() and 0xFFFF) != 62206) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_set_token() and 0xFFFF) != 42023) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_shutdown() and 0xFFFF) != 7719) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_status() and 0xFFFF) != 39743) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() and 0xFFFF) != 59107) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_sync_now() and 0xFFFF) != 45510) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() and 0xFFFF) != 25452) {
@@ -977,7 +1026,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_logsink_log() and 0xFFFF) != 30947) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 55198) {
+    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 3352) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1188,29 +1237,6 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 
     override fun write(value: UInt, buf: ByteBuffer) {
         buf.putInt(value.toInt())
-    }
-}
-
-/**
- * @suppress
- */
-public object FfiConverterULong: FfiConverter<ULong, Long> {
-    override fun lift(value: Long): ULong {
-        return value.toULong()
-    }
-
-    override fun read(buf: ByteBuffer): ULong {
-        return lift(buf.getLong())
-    }
-
-    override fun lower(value: ULong): Long {
-        return value.toLong()
-    }
-
-    override fun allocationSize(value: ULong) = 8UL
-
-    override fun write(value: ULong, buf: ByteBuffer) {
-        buf.putLong(value.toLong())
     }
 }
 
@@ -1740,7 +1766,8 @@ public object FfiConverterTypeLogSink: FfiConverter<LogSink, Long> {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 public interface PossyncEngineInterface {
     
@@ -1752,6 +1779,12 @@ public interface PossyncEngineInterface {
      * [`StorageError`] when the outbox cannot be read.
      */
     fun `attentionItems`(): List<AttentionItem>
+    
+    /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */
+    fun `awaitShutdown`(`timeoutMs`: kotlin.Long): kotlin.Boolean
     
     /**
      * Sales in the outbox by state.
@@ -1780,9 +1813,70 @@ public interface PossyncEngineInterface {
     fun `enqueueWithId`(`clientTxId`: kotlin.String, `sale`: SalePayload): Enqueued
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    fun `exportDiagnostics`(`dir`: kotlin.String): List<kotlin.String>
+    
+    /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    fun `pruneSent`(): kotlin.Long
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    fun `recentSales`(`limit`: kotlin.Long, `beforeSeq`: kotlin.Long?): List<SaleRecord>
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`SaleError`]; nothing was changed.
+     */
+    fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String?
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    fun `sale`(`clientTxId`: kotlin.String): SaleRecord?
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    fun `setToken`(`token`: kotlin.String)
+    
+    /**
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */
     fun `shutdown`()
     
@@ -1801,7 +1895,7 @@ public interface PossyncEngineInterface {
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    fun `syncNow`(`timeoutMs`: kotlin.ULong): DrainReport
+    fun `syncNow`(`timeoutMs`: kotlin.Long): DrainReport
     
     /**
      * Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
@@ -1813,7 +1907,8 @@ public interface PossyncEngineInterface {
 
 /**
  * A till's outbox and its sync engine. Open one per outbox file and keep it for the app's life;
- * `shutdown()` (or dropping it) stops the engine, unsent sales stay in the outbox.
+ * `shutdown()` or `close()` (dropping it) stop the engine and return at once, `await_shutdown` waits;
+ * unsent sales stay in the outbox.
  */
 open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 {
@@ -1840,19 +1935,22 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
         this.cleanable = null
     }
     /**
-     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `listener`, if any,
-     * gets every status change and run report on the engine's `possync-status` thread.
+     * Opens (or creates) the outbox and starts the engine with a `Startup` run. `token` is the device
+     * token (`pst_...`) from `possync-server token create`; it is kept out of every record, log and
+     * error. `listener`, if any, gets every status change and run report on the engine's
+     * `possync-status` thread.
      *
      * # Errors
-     * [`OpenError`]: an invalid config, or an outbox that cannot be opened (left untouched).
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
-    constructor(`config`: PossyncConfig, `listener`: StatusListener?) :
+    constructor(`config`: PossyncConfig, `token`: kotlin.String, `listener`: StatusListener?) :
         this(UniffiWithHandle, 
     uniffiRustCallWithError(OpenException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new(
     
         
         FfiConverterTypePossyncConfig.lower(`config`),
+        FfiConverterString.lower(`token`),
         FfiConverterOptionalTypeStatusListener.lower(`listener`),_status)
 }
     )
@@ -1956,6 +2054,24 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
     
     /**
+     * Waits up to `timeout_ms` for the engine to stop after `shutdown()`; returns whether it has (for
+     * those who must know, e.g. before copying the outbox file). Blocks: call it off the UI thread.
+     */override fun `awaitShutdown`(`timeoutMs`: kotlin.Long): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_await_shutdown(
+        it,
+        
+        FfiConverterLong.lower(`timeoutMs`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Sales in the outbox by state.
      *
      * # Errors
@@ -2021,9 +2137,149 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
     
     /**
-     * Stops the engine: the batch in flight is finished (bounded by the request timeout), pending
-     * statuses are delivered, threads are joined. Unsent sales stay in the outbox. Idempotent; after
-     * it, `sync_now` fails with `ShutDown` while `enqueue` and the queries still work.
+     * Writes a diagnostics bundle for support into the folder `dir` (created if missing; it must not
+     * hold an `outbox.db` already) and returns the files written: `outbox.db`, a consistent copy of the
+     * outbox (`possync-server verify --outbox` reads it), and `engine.txt` with the build, the
+     * settings without the device token, the status and the last runs' reports. Changes nothing.
+     *
+     * # Errors
+     * [`StorageError::Unavailable`] when the folder cannot be written; other [`StorageError`]s.
+     */
+    @Throws(StorageException::class)override fun `exportDiagnostics`(`dir`: kotlin.String): List<kotlin.String> {
+            return FfiConverterSequenceString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_export_diagnostics(
+        it,
+        
+        FfiConverterString.lower(`dir`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Deletes sent sales older than `sent_retention_ms` now and returns how many (the engine also does
+     * it after runs, at most hourly). Unsent sales and sales needing attention are never deleted.
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be written.
+     */
+    @Throws(StorageException::class)override fun `pruneSent`(): kotlin.Long {
+            return FfiConverterLong.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_prune_sent(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * A page of the most recent sales with their state, newest first: at most `limit`, all older than
+     * `before_seq` when given (pass the smallest `seq` of the previous page for the next one).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    @Throws(StorageException::class)override fun `recentSales`(`limit`: kotlin.Long, `beforeSeq`: kotlin.Long?): List<SaleRecord> {
+            return FfiConverterSequenceTypeSaleRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_recent_sales(
+        it,
+        
+        FfiConverterLong.lower(`limit`),
+        FfiConverterOptionalLong.lower(`beforeSeq`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Resolves a sale that needs attention as a person decided, with an optional note: `Rekey` and
+     * `Replace` record a new pending sale under a new id (returned) that the next run sends; `Void`
+     * keeps the sale unsent for good. The original sale is kept and leaves `attention_items`.
+     *
+     * # Errors
+     * [`SaleError`]; nothing was changed.
+     */
+    @Throws(SaleException::class)override fun `resolve`(`clientTxId`: kotlin.String, `resolution`: Resolution, `note`: kotlin.String?): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithHandle {
+    uniffiRustCallWithError(SaleException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_resolve(
+        it,
+        
+        FfiConverterString.lower(`clientTxId`),
+        FfiConverterTypeResolution.lower(`resolution`),
+        FfiConverterOptionalString.lower(`note`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * One sale of the outbox with its state, or `null`/`None` (never recorded, or pruned after the
+     * retention).
+     *
+     * # Errors
+     * [`StorageError`] when the outbox cannot be read.
+     */
+    @Throws(StorageException::class)override fun `sale`(`clientTxId`: kotlin.String): SaleRecord? {
+            return FfiConverterOptionalTypeSaleRecord.lift(
+    callWithHandle {
+    uniffiRustCallWithError(StorageException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sale(
+        it,
+        
+        FfiConverterString.lower(`clientTxId`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Replaces the device token (after `possync-server token create` issued a new one) without
+     * reopening the engine; the next request uses it. After an `AuthFailed` status, call
+     * `trigger(MANUAL)` or `sync_now` to send at once.
+     *
+     * # Errors
+     * [`ConfigError::Invalid`] for a token that cannot be sent (empty, spaces, non-ASCII); the old
+     * token stays in use.
+     */
+    @Throws(ConfigException::class)override fun `setToken`(`token`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(ConfigException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_set_token(
+        it,
+        
+        FfiConverterString.lower(`token`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Asks the engine to stop and returns at once (call it from the UI thread): the batch in flight is
+     * still finished and finalized, pending statuses are delivered, then the threads end and the
+     * write-ahead log is truncated. Unsent sales stay in the outbox. Idempotent; after it, `sync_now`
+     * fails with `ShutDown` while `enqueue` and the queries still work. Closing (or dropping) the
+     * engine does the same.
      */override fun `shutdown`()
         = 
     callWithHandle {
@@ -2064,14 +2320,14 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      * # Errors
      * [`SyncError::Timeout`] (the run goes on), [`SyncError::ShutDown`], [`SyncError::DrainFailed`].
      */
-    @Throws(SyncException::class)override fun `syncNow`(`timeoutMs`: kotlin.ULong): DrainReport {
+    @Throws(SyncException::class)override fun `syncNow`(`timeoutMs`: kotlin.Long): DrainReport {
             return FfiConverterTypeDrainReport.lift(
     callWithHandle {
     uniffiRustCallWithError(SyncException) { _status ->
     UniffiLib.uniffi_possync_ffi_fn_method_possyncengine_sync_now(
         it,
         
-        FfiConverterULong.lower(`timeoutMs`),_status)
+        FfiConverterLong.lower(`timeoutMs`),_status)
 }
     }
     )
@@ -2528,7 +2784,7 @@ data class AttentionItem (
     /**
      * Send attempts made.
      */
-    var `attempt`: kotlin.UInt
+    var `attempt`: kotlin.Long
     
 ){
     
@@ -2551,7 +2807,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterLong.read(buf),
-            FfiConverterUInt.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
@@ -2562,7 +2818,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.allocationSize(value.`message`) +
             FfiConverterString.allocationSize(value.`payloadSha256`) +
             FfiConverterLong.allocationSize(value.`createdAtMs`) +
-            FfiConverterUInt.allocationSize(value.`attempt`)
+            FfiConverterLong.allocationSize(value.`attempt`)
     )
 
     override fun write(value: AttentionItem, buf: ByteBuffer) {
@@ -2572,7 +2828,7 @@ public object FfiConverterTypeAttentionItem: FfiConverterRustBuffer<AttentionIte
             FfiConverterOptionalString.write(value.`message`, buf)
             FfiConverterString.write(value.`payloadSha256`, buf)
             FfiConverterLong.write(value.`createdAtMs`, buf)
-            FfiConverterUInt.write(value.`attempt`, buf)
+            FfiConverterLong.write(value.`attempt`, buf)
     }
 }
 
@@ -2585,32 +2841,32 @@ data class Counts (
     /**
      * Waiting to be sent.
      */
-    var `pending`: kotlin.ULong
+    var `pending`: kotlin.Long
     , 
     /**
      * Being sent (or left by a sender whose lease will expire).
      */
-    var `inFlight`: kotlin.ULong
+    var `inFlight`: kotlin.Long
     , 
     /**
      * On the server (kept for the retention period, then pruned).
      */
-    var `sent`: kotlin.ULong
+    var `sent`: kotlin.Long
     , 
     /**
      * Refused as a conflict; need a person.
      */
-    var `conflict`: kotlin.ULong
+    var `conflict`: kotlin.Long
     , 
     /**
      * Refused as invalid; need a person.
      */
-    var `invalid`: kotlin.ULong
+    var `invalid`: kotlin.Long
     , 
     /**
      * `pending + in_flight`: not yet on the server.
      */
-    var `unsent`: kotlin.ULong
+    var `unsent`: kotlin.Long
     
 ){
     
@@ -2627,31 +2883,31 @@ data class Counts (
 public object FfiConverterTypeCounts: FfiConverterRustBuffer<Counts> {
     override fun read(buf: ByteBuffer): Counts {
         return Counts(
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: Counts) = (
-            FfiConverterULong.allocationSize(value.`pending`) +
-            FfiConverterULong.allocationSize(value.`inFlight`) +
-            FfiConverterULong.allocationSize(value.`sent`) +
-            FfiConverterULong.allocationSize(value.`conflict`) +
-            FfiConverterULong.allocationSize(value.`invalid`) +
-            FfiConverterULong.allocationSize(value.`unsent`)
+            FfiConverterLong.allocationSize(value.`pending`) +
+            FfiConverterLong.allocationSize(value.`inFlight`) +
+            FfiConverterLong.allocationSize(value.`sent`) +
+            FfiConverterLong.allocationSize(value.`conflict`) +
+            FfiConverterLong.allocationSize(value.`invalid`) +
+            FfiConverterLong.allocationSize(value.`unsent`)
     )
 
     override fun write(value: Counts, buf: ByteBuffer) {
-            FfiConverterULong.write(value.`pending`, buf)
-            FfiConverterULong.write(value.`inFlight`, buf)
-            FfiConverterULong.write(value.`sent`, buf)
-            FfiConverterULong.write(value.`conflict`, buf)
-            FfiConverterULong.write(value.`invalid`, buf)
-            FfiConverterULong.write(value.`unsent`, buf)
+            FfiConverterLong.write(value.`pending`, buf)
+            FfiConverterLong.write(value.`inFlight`, buf)
+            FfiConverterLong.write(value.`sent`, buf)
+            FfiConverterLong.write(value.`conflict`, buf)
+            FfiConverterLong.write(value.`invalid`, buf)
+            FfiConverterLong.write(value.`unsent`, buf)
     }
 }
 
@@ -2669,7 +2925,7 @@ data class CurrencyAmount (
     /**
      * Number of unsent sales.
      */
-    var `count`: kotlin.ULong
+    var `count`: kotlin.Long
     , 
     /**
      * Sum of their totals, in minor units.
@@ -2692,20 +2948,20 @@ public object FfiConverterTypeCurrencyAmount: FfiConverterRustBuffer<CurrencyAmo
     override fun read(buf: ByteBuffer): CurrencyAmount {
         return CurrencyAmount(
             FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
         )
     }
 
     override fun allocationSize(value: CurrencyAmount) = (
             FfiConverterString.allocationSize(value.`currency`) +
-            FfiConverterULong.allocationSize(value.`count`) +
+            FfiConverterLong.allocationSize(value.`count`) +
             FfiConverterLong.allocationSize(value.`totalMinor`)
     )
 
     override fun write(value: CurrencyAmount, buf: ByteBuffer) {
             FfiConverterString.write(value.`currency`, buf)
-            FfiConverterULong.write(value.`count`, buf)
+            FfiConverterLong.write(value.`count`, buf)
             FfiConverterLong.write(value.`totalMinor`, buf)
     }
 }
@@ -2734,42 +2990,42 @@ data class DrainReport (
     /**
      * Wall time of the run, in ms.
      */
-    var `durationMs`: kotlin.ULong
+    var `durationMs`: kotlin.Long
     , 
     /**
      * Sales stored by the server in this run (`OK`).
      */
-    var `sent`: kotlin.ULong
+    var `sent`: kotlin.Long
     , 
     /**
      * Sales the server already had (`DUPLICATE`), now marked sent.
      */
-    var `duplicate`: kotlin.ULong
+    var `duplicate`: kotlin.Long
     , 
     /**
      * Sales answered `CONFLICT` (need a person).
      */
-    var `conflict`: kotlin.ULong
+    var `conflict`: kotlin.Long
     , 
     /**
      * Sales answered `INVALID` (need a person).
      */
-    var `invalid`: kotlin.ULong
+    var `invalid`: kotlin.Long
     , 
     /**
      * Sales put back to pending (server `RETRY` or failed request).
      */
-    var `retry`: kotlin.ULong
+    var `retry`: kotlin.Long
     , 
     /**
      * Results dropped because another sender had taken the sale over.
      */
-    var `leaseLost`: kotlin.ULong
+    var `leaseLost`: kotlin.Long
     , 
     /**
      * Unsent sales after the run.
      */
-    var `remainingPending`: kotlin.ULong
+    var `remainingPending`: kotlin.Long
     , 
     /**
      * Age of the oldest unsent sale after the run, in ms.
@@ -2804,14 +3060,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.read(buf),
             FfiConverterSequenceTypeDrainReason.read(buf),
             FfiConverterLong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeDrainStop.read(buf),
@@ -2822,14 +3078,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.allocationSize(value.`correlationId`) +
             FfiConverterSequenceTypeDrainReason.allocationSize(value.`reasons`) +
             FfiConverterLong.allocationSize(value.`startedAtMs`) +
-            FfiConverterULong.allocationSize(value.`durationMs`) +
-            FfiConverterULong.allocationSize(value.`sent`) +
-            FfiConverterULong.allocationSize(value.`duplicate`) +
-            FfiConverterULong.allocationSize(value.`conflict`) +
-            FfiConverterULong.allocationSize(value.`invalid`) +
-            FfiConverterULong.allocationSize(value.`retry`) +
-            FfiConverterULong.allocationSize(value.`leaseLost`) +
-            FfiConverterULong.allocationSize(value.`remainingPending`) +
+            FfiConverterLong.allocationSize(value.`durationMs`) +
+            FfiConverterLong.allocationSize(value.`sent`) +
+            FfiConverterLong.allocationSize(value.`duplicate`) +
+            FfiConverterLong.allocationSize(value.`conflict`) +
+            FfiConverterLong.allocationSize(value.`invalid`) +
+            FfiConverterLong.allocationSize(value.`retry`) +
+            FfiConverterLong.allocationSize(value.`leaseLost`) +
+            FfiConverterLong.allocationSize(value.`remainingPending`) +
             FfiConverterOptionalLong.allocationSize(value.`oldestPendingAgeMs`) +
             FfiConverterOptionalString.allocationSize(value.`lastError`) +
             FfiConverterOptionalTypeDrainStop.allocationSize(value.`stop`)
@@ -2839,14 +3095,14 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterString.write(value.`correlationId`, buf)
             FfiConverterSequenceTypeDrainReason.write(value.`reasons`, buf)
             FfiConverterLong.write(value.`startedAtMs`, buf)
-            FfiConverterULong.write(value.`durationMs`, buf)
-            FfiConverterULong.write(value.`sent`, buf)
-            FfiConverterULong.write(value.`duplicate`, buf)
-            FfiConverterULong.write(value.`conflict`, buf)
-            FfiConverterULong.write(value.`invalid`, buf)
-            FfiConverterULong.write(value.`retry`, buf)
-            FfiConverterULong.write(value.`leaseLost`, buf)
-            FfiConverterULong.write(value.`remainingPending`, buf)
+            FfiConverterLong.write(value.`durationMs`, buf)
+            FfiConverterLong.write(value.`sent`, buf)
+            FfiConverterLong.write(value.`duplicate`, buf)
+            FfiConverterLong.write(value.`conflict`, buf)
+            FfiConverterLong.write(value.`invalid`, buf)
+            FfiConverterLong.write(value.`retry`, buf)
+            FfiConverterLong.write(value.`leaseLost`, buf)
+            FfiConverterLong.write(value.`remainingPending`, buf)
             FfiConverterOptionalLong.write(value.`oldestPendingAgeMs`, buf)
             FfiConverterOptionalString.write(value.`lastError`, buf)
             FfiConverterOptionalTypeDrainStop.write(value.`stop`, buf)
@@ -2968,6 +3224,8 @@ public object FfiConverterTypeLogRecord: FfiConverterRustBuffer<LogRecord> {
 
 /**
  * How a till opens its outbox and reaches its server. Times in ms; defaults as in docs/client.md.
+ * The device token is not part of it (records print every field in `toString()`/`description`): it is
+ * a separate argument of the engine's constructor and of `set_token`.
  */
 data class PossyncConfig (
     /**
@@ -2982,11 +3240,6 @@ data class PossyncConfig (
     var `serverUrl`: kotlin.String
     , 
     /**
-     * The device token (`pst_...`) from `possync-server token create`.
-     */
-    var `token`: kotlin.String
-    , 
-    /**
      * This till's device id, as registered with the token.
      */
     var `deviceId`: kotlin.String
@@ -2994,62 +3247,85 @@ data class PossyncConfig (
     /**
      * Period of the engine's own `Interval` trigger, in ms (paused while offline).
      */
-    var `intervalMs`: kotlin.ULong = 60000uL 
+    var `intervalMs`: kotlin.Long = 60000L 
     , 
     /**
      * TCP connect timeout, in ms.
      */
-    var `connectTimeoutMs`: kotlin.ULong = 5000uL 
+    var `connectTimeoutMs`: kotlin.Long = 5000L 
     , 
     /**
      * Whole-request timeout, in ms (at least `connect_timeout_ms`).
      */
-    var `requestTimeoutMs`: kotlin.ULong = 30000uL 
+    var `requestTimeoutMs`: kotlin.Long = 30000L 
     , 
     /**
      * Lease length of sales being sent, in ms (at least `request_timeout_ms` + 5000).
      */
-    var `leaseMs`: kotlin.ULong = 60000uL 
+    var `leaseMs`: kotlin.Long = 60000L 
     , 
     /**
      * Lease heartbeat while a request is in flight, in ms (at most `lease_ms` / 3).
      */
-    var `heartbeatMs`: kotlin.ULong = 10000uL 
+    var `heartbeatMs`: kotlin.Long = 10000L 
     , 
     /**
      * Sales per request, 1..=500.
      */
-    var `batchSize`: kotlin.UInt = 50u 
+    var `batchSize`: kotlin.Long = 50L 
     , 
     /**
      * First per-sale retry ceiling, in ms.
      */
-    var `retryBackoffBaseMs`: kotlin.ULong = 1000uL 
+    var `retryBackoffBaseMs`: kotlin.Long = 1000L 
     , 
     /**
      * Largest per-sale retry ceiling, in ms.
      */
-    var `retryBackoffCapMs`: kotlin.ULong = 300000uL 
+    var `retryBackoffCapMs`: kotlin.Long = 300000L 
     , 
     /**
      * First whole-engine backoff ceiling after a failed request, in ms.
      */
-    var `offlineBackoffBaseMs`: kotlin.ULong = 2000uL 
+    var `offlineBackoffBaseMs`: kotlin.Long = 2000L 
     , 
     /**
      * Largest whole-engine backoff ceiling, in ms.
      */
-    var `offlineBackoffCapMs`: kotlin.ULong = 300000uL 
+    var `offlineBackoffCapMs`: kotlin.Long = 300000L 
     , 
     /**
      * How long a write waits for another process's lock on the outbox, in ms.
      */
-    var `busyTimeoutMs`: kotlin.ULong = 5000uL 
+    var `busyTimeoutMs`: kotlin.Long = 5000L 
     , 
     /**
      * Upper bound of the outbox file, in bytes (`null`/`None`: only the disk).
      */
-    var `maxSizeBytes`: kotlin.ULong? = null 
+    var `maxSizeBytes`: kotlin.Long? = null 
+    , 
+    /**
+     * Flush policy of the outbox (`null`/`None`: `Full`, a sale survives a power cut).
+     */
+    var `durability`: Durability? = null 
+    , 
+    /**
+     * Sent sales older than this are deleted, in ms (default 7 days); unsent sales and sales needing
+     * attention never are. The engine prunes after a run that sent sales, at most hourly.
+     */
+    var `sentRetentionMs`: kotlin.Long = 604800000L 
+    , 
+    /**
+     * Extra CA certificates (PEM) trusted besides the public roots, e.g. the shop's own CA.
+     */
+    var `tlsExtraCaPem`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
+     * server's certificate or an intermediate it sends must carry one of these keys (on top of the
+     * usual chain check).
+     */
+    var `tlsSpkiSha256Pins`: List<kotlin.String> = listOf() 
     
 ){
     
@@ -3069,58 +3345,67 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
             FfiConverterString.read(buf),
-            FfiConverterString.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterUInt.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterULong.read(buf),
-            FfiConverterOptionalULong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterOptionalTypeDurability.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
         )
     }
 
     override fun allocationSize(value: PossyncConfig) = (
             FfiConverterString.allocationSize(value.`outboxPath`) +
             FfiConverterString.allocationSize(value.`serverUrl`) +
-            FfiConverterString.allocationSize(value.`token`) +
             FfiConverterString.allocationSize(value.`deviceId`) +
-            FfiConverterULong.allocationSize(value.`intervalMs`) +
-            FfiConverterULong.allocationSize(value.`connectTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`requestTimeoutMs`) +
-            FfiConverterULong.allocationSize(value.`leaseMs`) +
-            FfiConverterULong.allocationSize(value.`heartbeatMs`) +
-            FfiConverterUInt.allocationSize(value.`batchSize`) +
-            FfiConverterULong.allocationSize(value.`retryBackoffBaseMs`) +
-            FfiConverterULong.allocationSize(value.`retryBackoffCapMs`) +
-            FfiConverterULong.allocationSize(value.`offlineBackoffBaseMs`) +
-            FfiConverterULong.allocationSize(value.`offlineBackoffCapMs`) +
-            FfiConverterULong.allocationSize(value.`busyTimeoutMs`) +
-            FfiConverterOptionalULong.allocationSize(value.`maxSizeBytes`)
+            FfiConverterLong.allocationSize(value.`intervalMs`) +
+            FfiConverterLong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`requestTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`leaseMs`) +
+            FfiConverterLong.allocationSize(value.`heartbeatMs`) +
+            FfiConverterLong.allocationSize(value.`batchSize`) +
+            FfiConverterLong.allocationSize(value.`retryBackoffBaseMs`) +
+            FfiConverterLong.allocationSize(value.`retryBackoffCapMs`) +
+            FfiConverterLong.allocationSize(value.`offlineBackoffBaseMs`) +
+            FfiConverterLong.allocationSize(value.`offlineBackoffCapMs`) +
+            FfiConverterLong.allocationSize(value.`busyTimeoutMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`maxSizeBytes`) +
+            FfiConverterOptionalTypeDurability.allocationSize(value.`durability`) +
+            FfiConverterLong.allocationSize(value.`sentRetentionMs`) +
+            FfiConverterSequenceString.allocationSize(value.`tlsExtraCaPem`) +
+            FfiConverterSequenceString.allocationSize(value.`tlsSpkiSha256Pins`)
     )
 
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
             FfiConverterString.write(value.`outboxPath`, buf)
             FfiConverterString.write(value.`serverUrl`, buf)
-            FfiConverterString.write(value.`token`, buf)
             FfiConverterString.write(value.`deviceId`, buf)
-            FfiConverterULong.write(value.`intervalMs`, buf)
-            FfiConverterULong.write(value.`connectTimeoutMs`, buf)
-            FfiConverterULong.write(value.`requestTimeoutMs`, buf)
-            FfiConverterULong.write(value.`leaseMs`, buf)
-            FfiConverterULong.write(value.`heartbeatMs`, buf)
-            FfiConverterUInt.write(value.`batchSize`, buf)
-            FfiConverterULong.write(value.`retryBackoffBaseMs`, buf)
-            FfiConverterULong.write(value.`retryBackoffCapMs`, buf)
-            FfiConverterULong.write(value.`offlineBackoffBaseMs`, buf)
-            FfiConverterULong.write(value.`offlineBackoffCapMs`, buf)
-            FfiConverterULong.write(value.`busyTimeoutMs`, buf)
-            FfiConverterOptionalULong.write(value.`maxSizeBytes`, buf)
+            FfiConverterLong.write(value.`intervalMs`, buf)
+            FfiConverterLong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterLong.write(value.`requestTimeoutMs`, buf)
+            FfiConverterLong.write(value.`leaseMs`, buf)
+            FfiConverterLong.write(value.`heartbeatMs`, buf)
+            FfiConverterLong.write(value.`batchSize`, buf)
+            FfiConverterLong.write(value.`retryBackoffBaseMs`, buf)
+            FfiConverterLong.write(value.`retryBackoffCapMs`, buf)
+            FfiConverterLong.write(value.`offlineBackoffBaseMs`, buf)
+            FfiConverterLong.write(value.`offlineBackoffCapMs`, buf)
+            FfiConverterLong.write(value.`busyTimeoutMs`, buf)
+            FfiConverterOptionalLong.write(value.`maxSizeBytes`, buf)
+            FfiConverterOptionalTypeDurability.write(value.`durability`, buf)
+            FfiConverterLong.write(value.`sentRetentionMs`, buf)
+            FfiConverterSequenceString.write(value.`tlsExtraCaPem`, buf)
+            FfiConverterSequenceString.write(value.`tlsSpkiSha256Pins`, buf)
     }
 }
 
@@ -3443,6 +3728,174 @@ public object FfiConverterTypeSalePayment: FfiConverterRustBuffer<SalePayment> {
 
 
 /**
+ * One sale of the outbox, for a till's sales screen.
+ */
+data class SaleRecord (
+    /**
+     * The sale's id.
+     */
+    var `clientTxId`: kotlin.String
+    , 
+    /**
+     * Position in the outbox (grows with each sale); pass the smallest of a page to
+     * `recent_sales` for the next page.
+     */
+    var `seq`: kotlin.Long
+    , 
+    /**
+     * Where the sale is.
+     */
+    var `state`: SaleState
+    , 
+    /**
+     * What a person decided, for a conflict or invalid sale that was resolved.
+     */
+    var `resolution`: SaleResolution?
+    , 
+    /**
+     * The person's note with the resolution.
+     */
+    var `resolutionNote`: kotlin.String?
+    , 
+    /**
+     * The linked sale: the new sale of a resolved one, or the resolved one of a new sale.
+     */
+    var `linkedClientTxId`: kotlin.String?
+    , 
+    /**
+     * The sale as recorded (`None` only if its stored text is damaged).
+     */
+    var `sale`: SalePayload?
+    , 
+    /**
+     * ISO 4217 code.
+     */
+    var `currency`: kotlin.String
+    , 
+    /**
+     * The sale's total, in minor units.
+     */
+    var `totalMinor`: kotlin.Long
+    , 
+    /**
+     * When it was recorded, Unix ms.
+     */
+    var `createdAtMs`: kotlin.Long
+    , 
+    /**
+     * When the server confirmed it, Unix ms.
+     */
+    var `sentAtMs`: kotlin.Long?
+    , 
+    /**
+     * Send attempts made.
+     */
+    var `attempt`: kotlin.Long
+    , 
+    /**
+     * The last answer: `OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY` or `TRANSPORT`.
+     */
+    var `lastResult`: kotlin.String?
+    , 
+    /**
+     * Machine-readable reason of the last answer.
+     */
+    var `lastCode`: kotlin.String?
+    , 
+    /**
+     * The last answer's message, for a person.
+     */
+    var `lastError`: kotlin.String?
+    , 
+    /**
+     * The server's id of the sale once sent.
+     */
+    var `serverTxId`: kotlin.Long?
+    , 
+    /**
+     * SHA-256 of the stored canonical payload (hex).
+     */
+    var `payloadSha256`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSaleRecord: FfiConverterRustBuffer<SaleRecord> {
+    override fun read(buf: ByteBuffer): SaleRecord {
+        return SaleRecord(
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterTypeSaleState.read(buf),
+            FfiConverterOptionalTypeSaleResolution.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeSalePayload.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalLong.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: SaleRecord) = (
+            FfiConverterString.allocationSize(value.`clientTxId`) +
+            FfiConverterLong.allocationSize(value.`seq`) +
+            FfiConverterTypeSaleState.allocationSize(value.`state`) +
+            FfiConverterOptionalTypeSaleResolution.allocationSize(value.`resolution`) +
+            FfiConverterOptionalString.allocationSize(value.`resolutionNote`) +
+            FfiConverterOptionalString.allocationSize(value.`linkedClientTxId`) +
+            FfiConverterOptionalTypeSalePayload.allocationSize(value.`sale`) +
+            FfiConverterString.allocationSize(value.`currency`) +
+            FfiConverterLong.allocationSize(value.`totalMinor`) +
+            FfiConverterLong.allocationSize(value.`createdAtMs`) +
+            FfiConverterOptionalLong.allocationSize(value.`sentAtMs`) +
+            FfiConverterLong.allocationSize(value.`attempt`) +
+            FfiConverterOptionalString.allocationSize(value.`lastResult`) +
+            FfiConverterOptionalString.allocationSize(value.`lastCode`) +
+            FfiConverterOptionalString.allocationSize(value.`lastError`) +
+            FfiConverterOptionalLong.allocationSize(value.`serverTxId`) +
+            FfiConverterString.allocationSize(value.`payloadSha256`)
+    )
+
+    override fun write(value: SaleRecord, buf: ByteBuffer) {
+            FfiConverterString.write(value.`clientTxId`, buf)
+            FfiConverterLong.write(value.`seq`, buf)
+            FfiConverterTypeSaleState.write(value.`state`, buf)
+            FfiConverterOptionalTypeSaleResolution.write(value.`resolution`, buf)
+            FfiConverterOptionalString.write(value.`resolutionNote`, buf)
+            FfiConverterOptionalString.write(value.`linkedClientTxId`, buf)
+            FfiConverterOptionalTypeSalePayload.write(value.`sale`, buf)
+            FfiConverterString.write(value.`currency`, buf)
+            FfiConverterLong.write(value.`totalMinor`, buf)
+            FfiConverterLong.write(value.`createdAtMs`, buf)
+            FfiConverterOptionalLong.write(value.`sentAtMs`, buf)
+            FfiConverterLong.write(value.`attempt`, buf)
+            FfiConverterOptionalString.write(value.`lastResult`, buf)
+            FfiConverterOptionalString.write(value.`lastCode`, buf)
+            FfiConverterOptionalString.write(value.`lastError`, buf)
+            FfiConverterOptionalLong.write(value.`serverTxId`, buf)
+            FfiConverterString.write(value.`payloadSha256`, buf)
+    }
+}
+
+
+
+/**
  * Everything a cashier's screen needs, in one call.
  */
 data class StatusSnapshot (
@@ -3509,6 +3962,77 @@ public object FfiConverterTypeStatusSnapshot: FfiConverterRustBuffer<StatusSnaps
             FfiConverterOptionalLong.write(value.`oldestUnsentAgeMs`, buf)
             FfiConverterOptionalTypeDrainReport.write(value.`lastReport`, buf)
     }
+}
+
+
+
+
+
+/**
+ * A setting given after the engine opened (e.g. a new device token) was refused; the old one stays.
+ */
+sealed class ConfigException: kotlin.Exception() {
+    
+    /**
+     * The value is out of range or malformed; `reason` says which (never echoing a token).
+     */
+    class Invalid(
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : ConfigException() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<ConfigException> {
+        override fun lift(error_buf: RustBuffer.ByValue): ConfigException = FfiConverterTypeConfigError.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConfigError : FfiConverterRustBuffer<ConfigException> {
+    override fun read(buf: ByteBuffer): ConfigException {
+        
+
+        return when(buf.getInt()) {
+            1 -> ConfigException.Invalid(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ConfigException): ULong {
+        return when(value) {
+            is ConfigException.Invalid -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: ConfigException, buf: ByteBuffer) {
+        when(value) {
+            is ConfigException.Invalid -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
 }
 
 
@@ -3612,6 +4136,25 @@ sealed class DrainStop {
     }
     
     /**
+     * The server's TLS certificate is not trusted or matches no pin: a person must fix the setup.
+     */
+    data class TlsFailed(
+        /**
+         * `tls`.
+         */
+        val `code`: kotlin.String, 
+        /**
+         * What failed, for a person.
+         */
+        val `reason`: kotlin.String) : DrainStop()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
      * Another sender took over some sales (e.g. after a long pause); it carries on.
      */
     object LeaseLost : DrainStop()
@@ -3641,7 +4184,11 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            3 -> DrainStop.LeaseLost
+            3 -> DrainStop.TlsFailed(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> DrainStop.LeaseLost
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -3656,6 +4203,14 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
             )
         }
         is DrainStop.AuthFailed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is DrainStop.TlsFailed -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
@@ -3685,11 +4240,61 @@ public object FfiConverterTypeDrainStop : FfiConverterRustBuffer<DrainStop>{
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is DrainStop.LeaseLost -> {
+            is DrainStop.TlsFailed -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is DrainStop.LeaseLost -> {
+                buf.putInt(4)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * How hard the outbox flushes each recorded sale to storage.
+ */
+
+enum class Durability {
+    
+    /**
+     * `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
+     */
+    FULL,
+    /**
+     * `synchronous=NORMAL`: faster; a power cut may lose the last sales recorded (never corrupts
+     * the file). Only for tills with a battery or UPS.
+     */
+    NORMAL;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDurability: FfiConverterRustBuffer<Durability> {
+    override fun read(buf: ByteBuffer) = try {
+        Durability.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: Durability) = 4UL
+
+    override fun write(value: Durability, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
     }
 }
 
@@ -3831,7 +4436,7 @@ public object FfiConverterTypeLogSinkError : FfiConverterRustBuffer<LogSinkExcep
 sealed class OpenException: kotlin.Exception() {
     
     /**
-     * A config value is out of range (a bug in the app's setup); `reason` names the value.
+     * A config value (or the token) is out of range (a bug in the app's setup); `reason` names it.
      */
     class InvalidConfig(
         
@@ -3876,12 +4481,12 @@ sealed class OpenException: kotlin.Exception() {
         /**
          * The file's schema version.
          */
-        val `found`: kotlin.ULong, 
+        val `found`: kotlin.Long, 
         
         /**
          * The newest version this build knows.
          */
-        val `supported`: kotlin.ULong, 
+        val `supported`: kotlin.Long, 
         
         /**
          * What is wrong, for a person.
@@ -3968,8 +4573,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
                 )
             3 -> OpenException.IncompatibleVersion(
                 FfiConverterString.read(buf),
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 FfiConverterString.read(buf),
                 )
             4 -> OpenException.Unavailable(
@@ -4003,8 +4608,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`path`)
-                + FfiConverterULong.allocationSize(value.`found`)
-                + FfiConverterULong.allocationSize(value.`supported`)
+                + FfiConverterLong.allocationSize(value.`found`)
+                + FfiConverterLong.allocationSize(value.`supported`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is OpenException.Unavailable -> (
@@ -4042,8 +4647,8 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
             is OpenException.IncompatibleVersion -> {
                 buf.putInt(3)
                 FfiConverterString.write(value.`path`, buf)
-                FfiConverterULong.write(value.`found`, buf)
-                FfiConverterULong.write(value.`supported`, buf)
+                FfiConverterLong.write(value.`found`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4070,16 +4675,119 @@ public object FfiConverterTypeOpenError : FfiConverterRustBuffer<OpenException> 
 
 
 
+/**
+ * What a person decides for a sale that needs attention. The original sale is always kept.
+ */
+sealed class Resolution {
+    
+    /**
+     * Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
+     */
+    object Rekey : Resolution()
+    
+    
+    /**
+     * Send a corrected sale under a new id instead (the fix for an `Invalid` sale).
+     */
+    data class Replace(
+        /**
+         * The corrected sale.
+         */
+        val `sale`: app.possync.SalePayload) : Resolution()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Do not send it; it stays in the outbox as voided and no longer counts as needing attention.
+     */
+    object Void : Resolution()
+    
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeResolution : FfiConverterRustBuffer<Resolution>{
+    override fun read(buf: ByteBuffer): Resolution {
+        return when(buf.getInt()) {
+            1 -> Resolution.Rekey
+            2 -> Resolution.Replace(
+                FfiConverterTypeSalePayload.read(buf),
+                )
+            3 -> Resolution.Void
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: Resolution): ULong = when(value) {
+        is Resolution.Rekey -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is Resolution.Replace -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeSalePayload.allocationSize(value.`sale`)
+            )
+        }
+        is Resolution.Void -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+    }
+
+    override fun write(value: Resolution, buf: ByteBuffer) {
+        when(value) {
+            is Resolution.Rekey -> {
+                buf.putInt(1)
+                Unit
+            }
+            is Resolution.Replace -> {
+                buf.putInt(2)
+                FfiConverterTypeSalePayload.write(value.`sale`, buf)
+                Unit
+            }
+            is Resolution.Void -> {
+                buf.putInt(3)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
 
 
 /**
- * Recording a sale failed. **Nothing was stored**: the app must keep the sale or tell the cashier.
+ * Recording or resolving a sale failed. **Nothing was stored or changed**: when recording, the app
+ * must keep the sale or tell the cashier.
  */
 sealed class SaleException: kotlin.Exception() {
     
     /**
-     * The sale breaks a protocol rule (a bug in the app's sale building); `code` is the protocol's
-     * code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
+     * The sale (or a replacement) breaks a protocol rule (a bug in the app's sale building); `code` is
+     * the protocol's code (`totals_mismatch`, `no_items`, ...), see docs/protocol.md.
      */
     class Invalid(
         
@@ -4109,6 +4817,25 @@ sealed class SaleException: kotlin.Exception() {
         
         /**
          * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : SaleException() {
+        override val message
+            get() = "clientTxId=${ `clientTxId` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * `resolve`: the sale does not exist, is not a conflict or invalid sale, or was resolved already.
+     */
+    class NotResolvable(
+        
+        /**
+         * The id given.
+         */
+        val `clientTxId`: kotlin.String, 
+        
+        /**
+         * Why not, for a person.
          */
         val `reason`: kotlin.String
         ) : SaleException() {
@@ -4185,13 +4912,17 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            3 -> SaleException.StorageFull(
+            3 -> SaleException.NotResolvable(
+                FfiConverterString.read(buf),
                 FfiConverterString.read(buf),
                 )
-            4 -> SaleException.Busy(
+            4 -> SaleException.StorageFull(
                 FfiConverterString.read(buf),
                 )
-            5 -> SaleException.Storage(
+            5 -> SaleException.Busy(
+                FfiConverterString.read(buf),
+                )
+            6 -> SaleException.Storage(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4207,6 +4938,12 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SaleException.IdConflict -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`clientTxId`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is SaleException.NotResolvable -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
                 + FfiConverterString.allocationSize(value.`clientTxId`)
@@ -4244,18 +4981,24 @@ public object FfiConverterTypeSaleError : FfiConverterRustBuffer<SaleException> 
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.StorageFull -> {
+            is SaleException.NotResolvable -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`clientTxId`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.Busy -> {
+            is SaleException.StorageFull -> {
                 buf.putInt(4)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is SaleException.Storage -> {
+            is SaleException.Busy -> {
                 buf.putInt(5)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is SaleException.Storage -> {
+                buf.putInt(6)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4301,6 +5044,53 @@ public object FfiConverterTypeSaleKind: FfiConverterRustBuffer<SaleKind> {
     override fun allocationSize(value: SaleKind) = 4UL
 
     override fun write(value: SaleKind, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What a person decided for a sale, as the sales screen shows it.
+ */
+
+enum class SaleResolution {
+    
+    /**
+     * Sent again under a new id (`linked_client_tx_id`).
+     */
+    REKEYED,
+    /**
+     * Replaced by a corrected sale (`linked_client_tx_id`).
+     */
+    REPLACED,
+    /**
+     * Not to be sent.
+     */
+    VOIDED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeSaleResolution: FfiConverterRustBuffer<SaleResolution> {
+    override fun read(buf: ByteBuffer) = try {
+        SaleResolution.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: SaleResolution) = 4UL
+
+    override fun write(value: SaleResolution, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4367,7 +5157,7 @@ public object FfiConverterTypeSaleState: FfiConverterRustBuffer<SaleState> {
 
 
 /**
- * Reading the outbox (status, counts, attention list) failed.
+ * Reading or maintaining the outbox (status, counts, sales, pruning) failed.
  */
 sealed class StorageException: kotlin.Exception() {
     
@@ -4386,9 +5176,9 @@ sealed class StorageException: kotlin.Exception() {
     }
     
     /**
-     * The outbox file is damaged. It is left untouched: keep it for support.
+     * The storage (or the configured size cap) is full; stored sales are safe. Free space.
      */
-    class Corrupt(
+    class Full(
         
         /**
          * What is wrong, for a person.
@@ -4397,6 +5187,73 @@ sealed class StorageException: kotlin.Exception() {
         ) : StorageException() {
         override val message
             get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file is damaged. It is left untouched: keep it for support.
+     */
+    class Corrupt(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file is of another schema version than this build.
+     */
+    class IncompatibleVersion(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * The file's schema version.
+         */
+        val `found`: kotlin.Long, 
+        
+        /**
+         * The version this build knows.
+         */
+        val `supported`: kotlin.Long, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, found=${ `found` }, supported=${ `supported` }, reason=${ `reason` }"
+    }
+    
+    /**
+     * The outbox file (or its folder) is missing, read-only or cannot be opened.
+     */
+    class Unavailable(
+        
+        /**
+         * The outbox file.
+         */
+        val `path`: kotlin.String, 
+        
+        /**
+         * What is wrong, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : StorageException() {
+        override val message
+            get() = "path=${ `path` }, reason=${ `reason` }"
     }
     
     /**
@@ -4435,10 +5292,24 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
             1 -> StorageException.Busy(
                 FfiConverterString.read(buf),
                 )
-            2 -> StorageException.Corrupt(
+            2 -> StorageException.Full(
                 FfiConverterString.read(buf),
                 )
-            3 -> StorageException.Storage(
+            3 -> StorageException.Corrupt(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> StorageException.IncompatibleVersion(
+                FfiConverterString.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterString.read(buf),
+                )
+            5 -> StorageException.Unavailable(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            6 -> StorageException.Storage(
                 FfiConverterString.read(buf),
                 )
             else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
@@ -4452,9 +5323,29 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
                 4UL
                 + FfiConverterString.allocationSize(value.`reason`)
             )
+            is StorageException.Full -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
             is StorageException.Corrupt -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
+                + FfiConverterString.allocationSize(value.`path`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is StorageException.IncompatibleVersion -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`path`)
+                + FfiConverterLong.allocationSize(value.`found`)
+                + FfiConverterLong.allocationSize(value.`supported`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is StorageException.Unavailable -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`path`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is StorageException.Storage -> (
@@ -4472,13 +5363,33 @@ public object FfiConverterTypeStorageError : FfiConverterRustBuffer<StorageExcep
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is StorageException.Corrupt -> {
+            is StorageException.Full -> {
                 buf.putInt(2)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
-            is StorageException.Storage -> {
+            is StorageException.Corrupt -> {
                 buf.putInt(3)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.IncompatibleVersion -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterLong.write(value.`found`, buf)
+                FfiConverterLong.write(value.`supported`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.Unavailable -> {
+                buf.putInt(5)
+                FfiConverterString.write(value.`path`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is StorageException.Storage -> {
+                buf.putInt(6)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4504,7 +5415,7 @@ sealed class SyncException: kotlin.Exception() {
         /**
          * How long the call waited, in ms.
          */
-        val `waitedMs`: kotlin.ULong, 
+        val `waitedMs`: kotlin.Long, 
         
         /**
          * What happened, for a person.
@@ -4563,7 +5474,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
 
         return when(buf.getInt()) {
             1 -> SyncException.Timeout(
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
                 FfiConverterString.read(buf),
                 )
             2 -> SyncException.ShutDown(
@@ -4581,7 +5492,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
             is SyncException.Timeout -> (
                 // Add the size for the Int that specifies the variant plus the size needed for all fields
                 4UL
-                + FfiConverterULong.allocationSize(value.`waitedMs`)
+                + FfiConverterLong.allocationSize(value.`waitedMs`)
                 + FfiConverterString.allocationSize(value.`reason`)
             )
             is SyncException.ShutDown -> (
@@ -4601,7 +5512,7 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
         when(value) {
             is SyncException.Timeout -> {
                 buf.putInt(1)
-                FfiConverterULong.write(value.`waitedMs`, buf)
+                FfiConverterLong.write(value.`waitedMs`, buf)
                 FfiConverterString.write(value.`reason`, buf)
                 Unit
             }
@@ -4628,10 +5539,24 @@ public object FfiConverterTypeSyncError : FfiConverterRustBuffer<SyncException> 
 sealed class SyncStatus {
     
     /**
-     * Nothing to do, or waiting for the next trigger.
+     * Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
+     * a banner such as "All sent" or "3 unsent (EUR 12.00)".
      */
-    object Idle : SyncStatus()
-    
+    data class Idle(
+        /**
+         * Unsent sales (pending + in flight).
+         */
+        val `unsent`: kotlin.Long, 
+        /**
+         * Unsent sales per currency (count and amount).
+         */
+        val `unsentByCurrency`: List<app.possync.CurrencyAmount>) : SyncStatus()
+        
+    {
+        
+
+        companion object
+    }
     
     /**
      * A drain run is sending: `done` of `total` unsent sales handled so far.
@@ -4640,11 +5565,11 @@ sealed class SyncStatus {
         /**
          * Sales handled in this run.
          */
-        val `done`: kotlin.ULong, 
+        val `done`: kotlin.Long, 
         /**
          * Unsent sales when the run started.
          */
-        val `total`: kotlin.ULong) : SyncStatus()
+        val `total`: kotlin.Long) : SyncStatus()
         
     {
         
@@ -4687,17 +5612,33 @@ sealed class SyncStatus {
     }
     
     /**
+     * The server's TLS certificate is not trusted (unknown CA, expired, wrong name) or matches no pin:
+     * a person must fix the server's certificate or the app's CA certificates and pins. Sales are kept.
+     */
+    data class TlsFailed(
+        /**
+         * What failed, for a person.
+         */
+        val `lastError`: kotlin.String) : SyncStatus()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
      * Some sales were refused for good and need a person (see `attention_items`).
      */
     data class NeedsAttention(
         /**
          * Sales in `conflict`.
          */
-        val `conflicts`: kotlin.ULong, 
+        val `conflicts`: kotlin.Long, 
         /**
          * Sales in `invalid`.
          */
-        val `invalid`: kotlin.ULong) : SyncStatus()
+        val `invalid`: kotlin.Long) : SyncStatus()
         
     {
         
@@ -4721,10 +5662,13 @@ sealed class SyncStatus {
 public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
     override fun read(buf: ByteBuffer): SyncStatus {
         return when(buf.getInt()) {
-            1 -> SyncStatus.Idle
+            1 -> SyncStatus.Idle(
+                FfiConverterLong.read(buf),
+                FfiConverterSequenceTypeCurrencyAmount.read(buf),
+                )
             2 -> SyncStatus.Draining(
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             3 -> SyncStatus.Offline(
                 FfiConverterLong.read(buf),
@@ -4733,9 +5677,12 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             4 -> SyncStatus.AuthFailed(
                 FfiConverterString.read(buf),
                 )
-            5 -> SyncStatus.NeedsAttention(
-                FfiConverterULong.read(buf),
-                FfiConverterULong.read(buf),
+            5 -> SyncStatus.TlsFailed(
+                FfiConverterString.read(buf),
+                )
+            6 -> SyncStatus.NeedsAttention(
+                FfiConverterLong.read(buf),
+                FfiConverterLong.read(buf),
                 )
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
@@ -4746,14 +5693,16 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
+                + FfiConverterLong.allocationSize(value.`unsent`)
+                + FfiConverterSequenceTypeCurrencyAmount.allocationSize(value.`unsentByCurrency`)
             )
         }
         is SyncStatus.Draining -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`done`)
-                + FfiConverterULong.allocationSize(value.`total`)
+                + FfiConverterLong.allocationSize(value.`done`)
+                + FfiConverterLong.allocationSize(value.`total`)
             )
         }
         is SyncStatus.Offline -> {
@@ -4771,12 +5720,19 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
                 + FfiConverterString.allocationSize(value.`lastError`)
             )
         }
+        is SyncStatus.TlsFailed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`lastError`)
+            )
+        }
         is SyncStatus.NeedsAttention -> {
             // Add the size for the Int that specifies the variant plus the size needed for all fields
             (
                 4UL
-                + FfiConverterULong.allocationSize(value.`conflicts`)
-                + FfiConverterULong.allocationSize(value.`invalid`)
+                + FfiConverterLong.allocationSize(value.`conflicts`)
+                + FfiConverterLong.allocationSize(value.`invalid`)
             )
         }
     }
@@ -4785,12 +5741,14 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
         when(value) {
             is SyncStatus.Idle -> {
                 buf.putInt(1)
+                FfiConverterLong.write(value.`unsent`, buf)
+                FfiConverterSequenceTypeCurrencyAmount.write(value.`unsentByCurrency`, buf)
                 Unit
             }
             is SyncStatus.Draining -> {
                 buf.putInt(2)
-                FfiConverterULong.write(value.`done`, buf)
-                FfiConverterULong.write(value.`total`, buf)
+                FfiConverterLong.write(value.`done`, buf)
+                FfiConverterLong.write(value.`total`, buf)
                 Unit
             }
             is SyncStatus.Offline -> {
@@ -4804,10 +5762,15 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
                 FfiConverterString.write(value.`lastError`, buf)
                 Unit
             }
-            is SyncStatus.NeedsAttention -> {
+            is SyncStatus.TlsFailed -> {
                 buf.putInt(5)
-                FfiConverterULong.write(value.`conflicts`, buf)
-                FfiConverterULong.write(value.`invalid`, buf)
+                FfiConverterString.write(value.`lastError`, buf)
+                Unit
+            }
+            is SyncStatus.NeedsAttention -> {
+                buf.putInt(6)
+                FfiConverterLong.write(value.`conflicts`, buf)
+                FfiConverterLong.write(value.`invalid`, buf)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -4815,38 +5778,6 @@ public object FfiConverterTypeSyncStatus : FfiConverterRustBuffer<SyncStatus>{
 }
 
 
-
-
-
-
-/**
- * @suppress
- */
-public object FfiConverterOptionalULong: FfiConverterRustBuffer<kotlin.ULong?> {
-    override fun read(buf: ByteBuffer): kotlin.ULong? {
-        if (buf.get().toInt() == 0) {
-            return null
-        }
-        return FfiConverterULong.read(buf)
-    }
-
-    override fun allocationSize(value: kotlin.ULong?): ULong {
-        if (value == null) {
-            return 1UL
-        } else {
-            return 1UL + FfiConverterULong.allocationSize(value)
-        }
-    }
-
-    override fun write(value: kotlin.ULong?, buf: ByteBuffer) {
-        if (value == null) {
-            buf.put(0)
-        } else {
-            buf.put(1)
-            FfiConverterULong.write(value, buf)
-        }
-    }
-}
 
 
 
@@ -4982,6 +5913,70 @@ public object FfiConverterOptionalTypeDrainReport: FfiConverterRustBuffer<DrainR
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeSalePayload: FfiConverterRustBuffer<SalePayload?> {
+    override fun read(buf: ByteBuffer): SalePayload? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSalePayload.read(buf)
+    }
+
+    override fun allocationSize(value: SalePayload?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSalePayload.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SalePayload?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSalePayload.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSaleRecord: FfiConverterRustBuffer<SaleRecord?> {
+    override fun read(buf: ByteBuffer): SaleRecord? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSaleRecord.read(buf)
+    }
+
+    override fun allocationSize(value: SaleRecord?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSaleRecord.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SaleRecord?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSaleRecord.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeDrainStop: FfiConverterRustBuffer<DrainStop?> {
     override fun read(buf: ByteBuffer): DrainStop? {
         if (buf.get().toInt() == 0) {
@@ -5004,6 +5999,98 @@ public object FfiConverterOptionalTypeDrainStop: FfiConverterRustBuffer<DrainSto
         } else {
             buf.put(1)
             FfiConverterTypeDrainStop.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDurability: FfiConverterRustBuffer<Durability?> {
+    override fun read(buf: ByteBuffer): Durability? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDurability.read(buf)
+    }
+
+    override fun allocationSize(value: Durability?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDurability.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Durability?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDurability.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeSaleResolution: FfiConverterRustBuffer<SaleResolution?> {
+    override fun read(buf: ByteBuffer): SaleResolution? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeSaleResolution.read(buf)
+    }
+
+    override fun allocationSize(value: SaleResolution?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeSaleResolution.allocationSize(value)
+        }
+    }
+
+    override fun write(value: SaleResolution?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeSaleResolution.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
+    override fun read(buf: ByteBuffer): List<kotlin.String> {
+        val len = buf.getInt()
+        return List<kotlin.String>(len) {
+            FfiConverterString.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.String>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterString.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.String>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterString.write(it, buf)
         }
     }
 }
@@ -5116,6 +6203,34 @@ public object FfiConverterSequenceTypeSalePayment: FfiConverterRustBuffer<List<S
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeSalePayment.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeSaleRecord: FfiConverterRustBuffer<List<SaleRecord>> {
+    override fun read(buf: ByteBuffer): List<SaleRecord> {
+        val len = buf.getInt()
+        return List<SaleRecord>(len) {
+            FfiConverterTypeSaleRecord.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<SaleRecord>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeSaleRecord.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<SaleRecord>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeSaleRecord.write(it, buf)
         }
     }
 }

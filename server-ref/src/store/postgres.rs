@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::token_cache::RevocationSink;
 
 use super::postgres_sql as sql;
-use super::tills::{gaps_of, MAX_GAPS_PER_DEVICE};
+use super::tills::device_gaps;
 use super::{
     new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
     ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
@@ -685,17 +685,11 @@ impl Store for PgStore {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let (found, new_contiguous) = gaps_of(&seqs, contiguous, last_seq);
+            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
             if new_contiguous > contiguous {
                 conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous])?;
             }
-            gaps.extend(found.into_iter().take(MAX_GAPS_PER_DEVICE).map(|(from, to, after)| SeqGap {
-                store_id: store.clone(),
-                device_id: device.clone(),
-                from,
-                to,
-                after_last_received: after,
-            }));
+            gaps.extend(found);
         }
         Ok(gaps)
     }

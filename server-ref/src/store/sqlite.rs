@@ -25,7 +25,7 @@ use rusqlite::{
 use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
-use super::tills::{gaps_of, MAX_GAPS_PER_DEVICE};
+use super::tills::device_gaps;
 use super::{
     new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
     ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
@@ -666,7 +666,7 @@ impl Store for SqliteStore {
                 .prepare_cached(sql::SELECT_SETTLED_SEQS)?
                 .query_map(params![store, device, contiguous], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            let (found, new_contiguous) = gaps_of(&seqs, contiguous, last_seq);
+            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
             if new_contiguous > contiguous {
                 conn.prepare_cached(sql::ADVANCE_CONTIGUOUS)?.execute(params![
                     store,
@@ -674,13 +674,7 @@ impl Store for SqliteStore {
                     new_contiguous
                 ])?;
             }
-            gaps.extend(found.into_iter().take(MAX_GAPS_PER_DEVICE).map(|(from, to, after)| SeqGap {
-                store_id: store.clone(),
-                device_id: device.clone(),
-                from,
-                to,
-                after_last_received: after,
-            }));
+            gaps.extend(found);
         }
         Ok(gaps)
     }

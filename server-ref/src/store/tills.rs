@@ -107,6 +107,29 @@ pub fn gaps_of(seqs: &[i64], contiguous: i64, last_seq: Option<i64>) -> (Vec<(i6
     (gaps, new_contiguous.unwrap_or(highest))
 }
 
+/// [`gaps_of`] for one device, as the [`SeqGap`]s a store returns; and the new highest contiguous
+/// sequence number.
+pub fn device_gaps(
+    store_id: &str,
+    device_id: &str,
+    seqs: &[i64],
+    contiguous: i64,
+    last_seq: Option<i64>,
+) -> (Vec<SeqGap>, i64) {
+    let (found, new_contiguous) = gaps_of(seqs, contiguous, last_seq);
+    let gaps = found
+        .into_iter()
+        .map(|(from, to, after)| SeqGap {
+            store_id: store_id.to_owned(),
+            device_id: device_id.to_owned(),
+            from,
+            to,
+            after_last_received: after,
+        })
+        .collect();
+    (gaps, new_contiguous)
+}
+
 /// An attention item (a CONFLICT or INVALID attempt) with what the console shows beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttentionEntry {

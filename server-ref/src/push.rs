@@ -3,6 +3,9 @@
 //! Request-level problems ([`PushError`]) refuse the whole request and store nothing. Everything about
 //! one sale (its envelope, id, hash, payload shape, business rules, storage) settles only that sale:
 //! one bad sale never fails its neighbours. Results come back in request order.
+//!
+//! A push is [`check_push`], then [`settle_lane`] for each of its lanes (the HTTP front runs them in
+//! parallel on the database threads), then [`finish_push`].
 
 use std::time::Instant;
 
@@ -424,33 +427,6 @@ impl LaneOutcome {
     pub fn has_refused(&self) -> bool {
         !self.refused.is_empty()
     }
-}
-
-/// Parses a request body, checks it against the device and limits, and settles every sale one after
-/// another on this thread: [`check_push`], one [`settle_lane`], [`finish_push`]. Sales not settled by
-/// `deadline` answer `RETRY` (`deadline_exceeded`) without touching the database.
-///
-/// # Errors
-/// A [`PushError`] when the request as a whole is refused; then nothing was stored, except with
-/// [`PushError::Unavailable`] (the database went away mid-request: sales settled before stay stored).
-#[allow(clippy::too_many_arguments)]
-pub fn handle_push(
-    store: &dyn Store,
-    metrics: &Metrics,
-    activity: &ActivityRecorder,
-    device: &Device,
-    correlation_id: &str,
-    body: &[u8],
-    limits: &PushLimits,
-    deadline: Instant,
-) -> Result<PushResponse, PushError> {
-    let checked = check_push(metrics, device, correlation_id, body, limits)?;
-    let (lanes, news) = checked.into_lanes(1);
-    let outcomes = lanes
-        .into_iter()
-        .map(|lane| settle_lane(store, metrics, device, correlation_id, lane, deadline))
-        .collect();
-    finish_push(store, activity, device, correlation_id, news, outcomes)
 }
 
 /// Audits the request's sales refused before storage, in one transaction.

@@ -12,6 +12,8 @@ import uuid
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ALERT_AFTER_SECS, envelope, sale
 
@@ -24,12 +26,20 @@ def shot(driver, shots, name):
     assert os.path.getsize(path) > 1000
 
 
+def submit(driver, button):
+    """Clicks a form's button and waits until the browser has left the page (the click can return
+    before the answer arrives: checking an argon2 hash in a debug build takes a while)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+
 def login(driver, server):
     driver.get(server.base + "/console/login")
     driver.find_element(By.ID, "name").send_keys("manager")
     driver.find_element(By.ID, "secret").send_keys(server.secret)
-    driver.find_element(By.ID, "login").click()
-    assert driver.current_url.rstrip("/").endswith("/console"), driver.current_url
+    submit(driver, driver.find_element(By.ID, "login"))
+    assert driver.current_url.rstrip("/").endswith("/console"), driver.page_source
 
 
 def assert_no_alert(driver):
@@ -102,7 +112,7 @@ def test_a_conflict_of_two_tills_is_settled_with_a_note_and_exported(server, dri
     assert "300" in marked_text and "250" in marked_text, marked_text
     shot(driver, shots, "04-attention")
     item.find_element(By.NAME, "note").send_keys("Price corrected on till-2; the stored sale stands.")
-    item.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit(driver, item.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert shop["conflict_id"] not in driver.page_source, "settled items leave the default view"
     driver.get(server.base + "/console/attention?settled=1")
     assert "Settled by manager" in driver.page_source
@@ -128,7 +138,7 @@ def test_a_post_without_the_csrf_token_is_refused(server, driver, shots, shop):
     driver.execute_script("arguments[0].querySelector('input[name=csrf]').remove()", form)
     form.find_element(By.NAME, "store").send_keys("store-1")
     form.find_element(By.NAME, "device").send_keys("till-9")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert driver.find_element(By.ID, "error-code").text == "csrf_invalid"
     assert "403" in driver.title
     shot(driver, shots, "06-csrf-refused")
@@ -138,7 +148,7 @@ def test_a_post_without_the_csrf_token_is_refused(server, driver, shots, shop):
     form = driver.find_element(By.ID, "create-token")
     form.find_element(By.NAME, "store").send_keys("store-1")
     form.find_element(By.NAME, "device").send_keys("till-9")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert driver.find_element(By.CSS_SELECTOR, "#new-token .token").text.startswith("pst_")
     shot(driver, shots, "07-token-created")
 

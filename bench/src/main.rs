@@ -48,6 +48,9 @@ struct Opts {
     /// Sales each till of the storm recorded during the outage (scenario 8).
     #[arg(long, global = true, default_value_t = 200)]
     storm_sales: usize,
+    /// Upper bound of each storm till's random hold after `Online`, in ms (the engine's default).
+    #[arg(long, global = true, default_value_t = 5_000)]
+    storm_online_jitter_ms: u64,
     /// Backlog of the end-to-end drain (scenario 4).
     #[arg(long, global = true, default_value_t = 100_000)]
     backlog: usize,
@@ -168,6 +171,7 @@ impl Run<'_> {
             sales: o.storm_sales,
             window: std::time::Duration::from_secs(1),
             workers: 16,
+            online_jitter_ms: o.storm_online_jitter_ms,
         };
         let (report, rows) = storm::storm_rows(&self.exe, &o.database_url, size, o.seconds);
         rows.into_iter().for_each(|r| self.push(r));
@@ -175,8 +179,15 @@ impl Run<'_> {
             self.notes.push("The storm did NOT end exactly once: see the log above.".into());
         }
         self.notes.push(format!(
-            "Storm: first request of each till from {:.2} s (p10) to {:.2} s (p90) after the first Online;              {} requests failed in transport.",
-            report.first_request_spread_s.0, report.first_request_spread_s.1, report.failed
+            "Storm: first request of each till from {:.2} s (p10) to {:.2} s (p90) after the first Online \
+             (each till's hold after its own Online: p50 {:.0} ms, max {:.0} ms, jitter up to {} ms); \
+             {} requests failed in transport.",
+            report.first_request_spread_s.0,
+            report.first_request_spread_s.1,
+            report.online_hold.p50_ms,
+            report.online_hold.max_ms,
+            o.storm_online_jitter_ms,
+            report.failed
         ));
     }
 

@@ -3,7 +3,8 @@
 //! Set-up: `tills` real [`SyncEngine`]s in this process, each with its own outbox file and device
 //! token, each holding `sales` sales recorded while the server was down (their `Startup` run found
 //! the port closed). Then the server starts (its own process) and every till gets `Online` within
-//! `window` (spread at random). Measured until every outbox is empty:
+//! `window` (spread at random); each waits its own random hold (up to `online_jitter_ms`, 5 s by
+//! default) before its first request. Measured until every outbox is empty:
 //! - the time to drain everything;
 //! - push requests as the tills saw them (send to answer), admitted (200) and shed (429/503) apart,
 //!   and the server's own mean request time from `/metrics` to compare;
@@ -46,6 +47,8 @@ pub struct StormSize {
     pub window: Duration,
     /// Database threads of the server (its pool has two connections more).
     pub workers: usize,
+    /// The tills' [`EngineConfig::online_jitter_ms`].
+    pub online_jitter_ms: u64,
 }
 
 /// One push request as a till saw it.
@@ -147,6 +150,9 @@ pub struct StormReport {
     pub server_peak_rss_kib: u64,
     /// Seconds from the first `Online` to each till's first request, spread (p10 .. p90).
     pub first_request_spread_s: (f64, f64),
+    /// From each till's own `Online` to its first request, in ms: the hold (`count` is the tills
+    /// that sent anything).
+    pub online_hold: Latency,
     /// Every till's outbox empty, every sale on the server once with its hash, nothing extra.
     pub exactly_once: bool,
 }
@@ -185,11 +191,18 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         let sync = SyncConfig::new(base.as_str(), token.as_str(), device.device_id.as_str());
         let transport =
             Arc::new(TimedTransport { till: t, inner: HttpTransport::new(&sync), seen: seen.clone() });
-        let engine = SyncEngine::start(outbox, transport, EngineConfig::new(sync), None).expect("engine");
+        let mut config = EngineConfig::new(sync);
+        config.online_jitter_ms = size.online_jitter_ms;
+        let engine = SyncEngine::start(outbox, transport, config, None).expect("engine");
         tills.push((device, engine));
     }
-    // The tills' Startup runs find the server down; forget those attempts.
-    std::thread::sleep(Duration::from_millis(500));
+    // The tills' Startup runs (after their own hold) find the server down; wait for all of them,
+    // then forget those attempts.
+    let setup_deadline = Instant::now() + Duration::from_secs(120);
+    while tills.iter().any(|(_, e)| e.failed_runs_in_a_row() == 0) {
+        assert!(Instant::now() < setup_deadline, "the tills' startup runs did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     seen.lock().clear();
 
     let server = ServerProcess::start_on(exe, &db.url, size.workers, size.workers as u32 + 2, port);
@@ -206,11 +219,13 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         order.swap(i, rng.random_range(0..=i));
     }
     let step = size.window.as_secs_f64() / tills.len().max(1) as f64;
+    let mut online_at = vec![started; tills.len()];
     for (k, t) in order.iter().enumerate() {
         let due = started + Duration::from_secs_f64(step * k as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
+        online_at[*t] = Instant::now();
         tills[*t].1.trigger(DrainReason::Online);
     }
     let deadline = started + Duration::from_secs(900);
@@ -238,6 +253,12 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         let at = s.sent.saturating_duration_since(started).as_secs_f64();
         firsts[s.till] = firsts[s.till].min(at);
     }
+    let holds = firsts
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_finite())
+        .map(|(t, f)| (f - online_at[t].saturating_duration_since(started).as_secs_f64()).max(0.0) * 1e3)
+        .collect();
     firsts.retain(|f| f.is_finite());
     firsts.sort_by(f64::total_cmp);
     let spread = if firsts.is_empty() {
@@ -271,6 +292,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         peak_open_connections,
         server_peak_rss_kib,
         first_request_spread_s: spread,
+        online_hold: Latency::of(holds),
         exactly_once,
     }
 }

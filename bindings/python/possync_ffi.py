@@ -536,7 +536,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 51319:
+    if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 59660:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -1223,6 +1223,12 @@ class DrainReason(enum.Enum):
     The engine started.
 """
     
+    SALE_RECORDED = 5
+    """
+    The outbox recorded a sale: fired by `enqueue` itself, never needed from the app. Waits out
+    the engine's backoff, unlike `Manual`.
+"""
+    
 
 
 class _UniffiFfiConverterTypeDrainReason(_UniffiConverterRustBuffer):
@@ -1239,6 +1245,8 @@ class _UniffiFfiConverterTypeDrainReason(_UniffiConverterRustBuffer):
             return DrainReason.MANUAL
         if variant == 5:
             return DrainReason.STARTUP
+        if variant == 6:
+            return DrainReason.SALE_RECORDED
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
@@ -1252,6 +1260,8 @@ class _UniffiFfiConverterTypeDrainReason(_UniffiConverterRustBuffer):
         if value == DrainReason.MANUAL:
             return
         if value == DrainReason.STARTUP:
+            return
+        if value == DrainReason.SALE_RECORDED:
             return
         raise ValueError(value)
 
@@ -1267,6 +1277,8 @@ class _UniffiFfiConverterTypeDrainReason(_UniffiConverterRustBuffer):
             buf.write_i32(4)
         if value == DrainReason.STARTUP:
             buf.write_i32(5)
+        if value == DrainReason.SALE_RECORDED:
+            buf.write_i32(6)
 
 
 
@@ -2026,7 +2038,7 @@ class PossyncConfig:
     The device token is not part of it (records print every field in `toString()`/`description`): it is
     a separate argument of the engine's constructor and of `set_token`.
 """
-    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000, tls_extra_ca_pem:typing.List[str] = _DEFAULT, tls_spki_sha256_pins:typing.List[str] = _DEFAULT):
+    def __init__(self, *, outbox_path:str, server_url:str, device_id:str, interval_ms:int = 60000, connect_timeout_ms:int = 5000, request_timeout_ms:int = 30000, lease_ms:int = 60000, heartbeat_ms:int = 10000, batch_size:int = 50, retry_backoff_base_ms:int = 1000, retry_backoff_cap_ms:int = 300000, offline_backoff_base_ms:int = 2000, offline_backoff_cap_ms:int = 300000, busy_timeout_ms:int = 5000, max_size_bytes:typing.Optional[int] = _DEFAULT, durability:typing.Optional[Durability] = _DEFAULT, sent_retention_ms:int = 604800000, tls_extra_ca_pem:typing.List[str] = _DEFAULT, tls_spki_sha256_pins:typing.List[str] = _DEFAULT, online_jitter_ms:int = 5000, failures_before_backoff:int = 3, sole_user:bool = True):
         self.outbox_path = outbox_path
         self.server_url = server_url
         self.device_id = device_id
@@ -2058,12 +2070,15 @@ class PossyncConfig:
             self.tls_spki_sha256_pins = []
         else:
             self.tls_spki_sha256_pins = tls_spki_sha256_pins
+        self.online_jitter_ms = online_jitter_ms
+        self.failures_before_backoff = failures_before_backoff
+        self.sole_user = sole_user
         
         
 
     
     def __str__(self):
-        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={}, tls_extra_ca_pem={}, tls_spki_sha256_pins={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms, self.tls_extra_ca_pem, self.tls_spki_sha256_pins)
+        return "PossyncConfig(outbox_path={}, server_url={}, device_id={}, interval_ms={}, connect_timeout_ms={}, request_timeout_ms={}, lease_ms={}, heartbeat_ms={}, batch_size={}, retry_backoff_base_ms={}, retry_backoff_cap_ms={}, offline_backoff_base_ms={}, offline_backoff_cap_ms={}, busy_timeout_ms={}, max_size_bytes={}, durability={}, sent_retention_ms={}, tls_extra_ca_pem={}, tls_spki_sha256_pins={}, online_jitter_ms={}, failures_before_backoff={}, sole_user={})".format(self.outbox_path, self.server_url, self.device_id, self.interval_ms, self.connect_timeout_ms, self.request_timeout_ms, self.lease_ms, self.heartbeat_ms, self.batch_size, self.retry_backoff_base_ms, self.retry_backoff_cap_ms, self.offline_backoff_base_ms, self.offline_backoff_cap_ms, self.busy_timeout_ms, self.max_size_bytes, self.durability, self.sent_retention_ms, self.tls_extra_ca_pem, self.tls_spki_sha256_pins, self.online_jitter_ms, self.failures_before_backoff, self.sole_user)
     def __eq__(self, other):
         if self.outbox_path != other.outbox_path:
             return False
@@ -2103,6 +2118,12 @@ class PossyncConfig:
             return False
         if self.tls_spki_sha256_pins != other.tls_spki_sha256_pins:
             return False
+        if self.online_jitter_ms != other.online_jitter_ms:
+            return False
+        if self.failures_before_backoff != other.failures_before_backoff:
+            return False
+        if self.sole_user != other.sole_user:
+            return False
         return True
 
 class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
@@ -2128,6 +2149,9 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
             sent_retention_ms=_UniffiFfiConverterInt64.read(buf),
             tls_extra_ca_pem=_UniffiFfiConverterSequenceString.read(buf),
             tls_spki_sha256_pins=_UniffiFfiConverterSequenceString.read(buf),
+            online_jitter_ms=_UniffiFfiConverterInt64.read(buf),
+            failures_before_backoff=_UniffiFfiConverterInt64.read(buf),
+            sole_user=_UniffiFfiConverterBoolean.read(buf),
         )
 
     @staticmethod
@@ -2151,6 +2175,9 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.check_lower(value.sent_retention_ms)
         _UniffiFfiConverterSequenceString.check_lower(value.tls_extra_ca_pem)
         _UniffiFfiConverterSequenceString.check_lower(value.tls_spki_sha256_pins)
+        _UniffiFfiConverterInt64.check_lower(value.online_jitter_ms)
+        _UniffiFfiConverterInt64.check_lower(value.failures_before_backoff)
+        _UniffiFfiConverterBoolean.check_lower(value.sole_user)
 
     @staticmethod
     def write(value, buf):
@@ -2173,6 +2200,9 @@ class _UniffiFfiConverterTypePossyncConfig(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.sent_retention_ms, buf)
         _UniffiFfiConverterSequenceString.write(value.tls_extra_ca_pem, buf)
         _UniffiFfiConverterSequenceString.write(value.tls_spki_sha256_pins, buf)
+        _UniffiFfiConverterInt64.write(value.online_jitter_ms, buf)
+        _UniffiFfiConverterInt64.write(value.failures_before_backoff, buf)
+        _UniffiFfiConverterBoolean.write(value.sole_user, buf)
 
 
 
@@ -4496,7 +4526,8 @@ class PossyncEngineProtocol(typing.Protocol):
     def enqueue(self, sale: SalePayload) -> str:
         """
         Records a sale durably (it survives a crash once this returns) and returns its new
-        `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+        `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+        run), unless it is backing off from a down link; no trigger is needed after a sale.
 
         # Errors
         [`SaleError`]; nothing was stored.
@@ -4716,7 +4747,8 @@ class PossyncEngine(PossyncEngineProtocol):
     def enqueue(self, sale: SalePayload) -> str:
         """
         Records a sale durably (it survives a crash once this returns) and returns its new
-        `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+        `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+        run), unless it is backing off from a down link; no trigger is needed after a sale.
 
         # Errors
         [`SaleError`]; nothing was stored.

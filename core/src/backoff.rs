@@ -2,7 +2,9 @@
 //!
 //! The ceiling for attempt `n` (from 1) is `min(cap_ms, base_ms × 2^(n-1))`; the delay is uniform in
 //! `0..=ceiling` ("full jitter"), so tills that failed together spread out instead of retrying in step.
-//! A `Retry-After` from the server is a floor: the delay is never shorter than what the server asked.
+//! A `Retry-After` from the server replaces the exponential ceiling: the delay is uniform in
+//! `retry_after..=2 × retry_after`, never shorter than what the server asked, and spread so that the
+//! tills it turned away together do not all come back in the same millisecond.
 
 use rand::Rng;
 
@@ -28,11 +30,14 @@ impl BackoffPolicy {
         self.base_ms.saturating_mul(1u64 << exp).min(self.cap_ms)
     }
 
-    /// The delay before the next try: uniform in `0..=ceiling_ms(attempt)`, and at least
-    /// `retry_after_ms` when the server sent one.
+    /// The delay before the next try: uniform in `0..=ceiling_ms(attempt)`; when the server sent a
+    /// `Retry-After` of `r`, uniform in `r..=r + min(r, cap_ms)` instead (the server decides the wait,
+    /// the jitter spreads who comes back when).
     pub fn delay_ms<R: Rng + ?Sized>(&self, attempt: u32, retry_after_ms: Option<u64>, rng: &mut R) -> u64 {
-        let jittered = rng.random_range(0..=self.ceiling_ms(attempt));
-        jittered.max(retry_after_ms.unwrap_or(0))
+        match retry_after_ms {
+            Some(r) => r.saturating_add(rng.random_range(0..=r.min(self.cap_ms))),
+            None => rng.random_range(0..=self.ceiling_ms(attempt)),
+        }
     }
 }
 
@@ -51,8 +56,13 @@ mod tests {
             let ceiling = policy.ceiling_ms(attempt);
             prop_assert!(ceiling <= cap);
             let delay = policy.delay_ms(attempt, retry_after, &mut rng);
-            prop_assert!(delay <= ceiling.max(retry_after.unwrap_or(0)));
-            prop_assert!(delay >= retry_after.unwrap_or(0), "Retry-After is a floor");
+            match retry_after {
+                None => prop_assert!(delay <= ceiling),
+                Some(r) => {
+                    prop_assert!(delay >= r, "Retry-After is a floor");
+                    prop_assert!(delay <= r + r.min(cap), "spread over at most another Retry-After");
+                }
+            }
         }
 
         #[test]
@@ -73,5 +83,15 @@ mod tests {
         let min = *delays.iter().min().unwrap_or(&0);
         assert!(max > 7_000 && max <= 8_000, "max {max}");
         assert!(min < 1_000, "min {min}");
+    }
+
+    #[test]
+    fn retry_after_is_the_floor_and_the_comebacks_spread_over_a_second_one() {
+        let policy = BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let delays: Vec<u64> = (0..2_000).map(|_| policy.delay_ms(9, Some(1_000), &mut rng)).collect();
+        assert!(delays.iter().all(|d| (1_000..=2_000).contains(d)), "not grown by the 9 failures");
+        let early = delays.iter().filter(|d| **d < 1_500).count();
+        assert!((700..1_300).contains(&early), "spread evenly, {early} of 2000 in the first half");
     }
 }

@@ -28,7 +28,8 @@ pub struct OutboxConfig {
     /// are refused with `DiskFull` and stored ones stay safe.
     pub max_size_bytes: Option<u64>,
     /// Size the write-ahead log is truncated to after a checkpoint (`PRAGMA journal_size_limit`), in
-    /// bytes. Without it the `-wal` file keeps the size of its largest burst for the app's life.
+    /// bytes, and at which it is checkpointed (`PRAGMA wal_autocheckpoint`, at least 100 pages).
+    /// Without it the `-wal` file keeps the size of its largest burst for the app's life.
     pub wal_size_limit_bytes: u64,
 }
 

@@ -1,17 +1,22 @@
 //! The drain scheduler: one engine per outbox, one worker thread, single flight.
 //!
-//! Triggers (`Startup`, `Interval`, `Online`, `Focus`, `Manual`) only add a reason to a pending set and
-//! wake the worker. The worker takes the whole set when it starts a run, so triggers that arrive during
+//! Triggers (`Startup`, `Interval`, `Online`, `Focus`, `Manual`, and `SaleRecorded`, which the outbox
+//! fires itself for each new sale) only add a reason to a pending set and wake the worker. The worker takes the whole set when it starts a run, so triggers that arrive during
 //! a run merge into exactly one follow-up run: a burst of N triggers gives at most two runs, and two
 //! drains never overlap. [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that
 //! starts after it, so the sales recorded before the call are covered.
 //!
 //! When a run ends with the link judged down (failed requests in a row, or a `Retry-After`) or for a
-//! person (401/403, TLS), the engine backs off as a whole (capped exponential with full jitter,
-//! `Retry-After` as a floor; any answered request resets it): the interval timer pauses, `Focus` and
-//! `Interval` wait, while `Online` and `Manual` go at once and skip the per-sale backoff too (never the
-//! leases or the single flight). When sales are unsent but none is due, the next run is when the
-//! earliest is due, not the interval. [`crate::schedule::plan_after_run`] makes these decisions.
+//! person (401/403, TLS), the engine backs off as a whole (capped exponential with full jitter; a
+//! `Retry-After` replaces it with its own value plus jitter; any answered request resets it): the
+//! interval timer pauses and `SaleRecorded`, `Focus` and `Interval` wait. `Online` goes through the
+//! backoff but not through a `Retry-After`, and `Online` and the first run after start first wait a
+//! random hold of up to [`EngineConfig::online_jitter_ms`], so that tills coming back together spread
+//! out. `Manual` and [`SyncEngine::sync_now`] always go at once. `Online` and `Manual` runs skip the
+//! per-sale backoff too (never the leases or the single flight). When sales are unsent but none is
+//! due, the next run is when the earliest is due, not the interval.
+//! [`crate::schedule::plan_after_run`] and [`crate::schedule::next_step`] make these decisions, on the
+//! outbox's [`Clock`] (a [`crate::clock::ManualClock`] in tests).
 //!
 //! An engine that is its outbox's sole user ([`EngineConfig::sole_user`], the default) leases under a
 //! stable owner id (the device id) and, at start, takes back the leases an earlier life of it left
@@ -20,18 +25,21 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Weak;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use rand::Rng;
 
 use crate::backoff::BackoffPolicy;
+use crate::clock::Clock;
 use crate::config::SyncConfig;
 use crate::drain::{DrainReport, DrainStop, Drainer};
 use crate::error::{ConfigError, Error, StorageError, SyncError};
 use crate::outbox::{Counts, CurrencyAmount, Outbox};
 use crate::reason::{DrainReason, DrainReasons};
-use crate::schedule::{plan_after_run, NextRun, RunEnd, RunSummary};
+use crate::schedule::{next_step, plan_after_run, NextRun, RunEnd, RunSummary, Step, Timers, WaitCause};
 use crate::status::{Notifier, StatusListener, SyncStatus};
 use crate::transport::Transport;
 
@@ -52,6 +60,10 @@ pub struct EngineConfig {
     /// of it left (sent again at once). Set `false` when several processes drain one outbox file:
     /// each then leases under a fresh owner id and waits out the leases of the others.
     pub sole_user: bool,
+    /// Upper bound of the random hold before the run an `Online` trigger asks for, and before the
+    /// first run after start, in ms (default 5,000; 0: none). Every trigger but `Manual` waits with
+    /// it; [`SyncEngine::sync_now`] and `Manual` cancel it.
+    pub online_jitter_ms: u64,
 }
 
 impl EngineConfig {
@@ -63,6 +75,7 @@ impl EngineConfig {
             offline_backoff: BackoffPolicy { base_ms: 2_000, cap_ms: 300_000 },
             prune_every_ms: 3_600_000,
             sole_user: true,
+            online_jitter_ms: 5_000,
         }
     }
 }
@@ -85,16 +98,24 @@ pub struct StatusSnapshot {
 /// Reports of recent runs kept for `sync_now` callers.
 const RECENT_RUNS: usize = 16;
 
+/// What the engine is waiting for, while it waits (see [`SyncEngine::waiting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// The timer that ends the wait (unless a trigger comes first).
+    pub cause: WaitCause,
+    /// Time left, in ms.
+    pub remaining_ms: i64,
+}
+
 struct State {
-    requested: DrainReasons,
+    /// Pending reasons and timers, on the clock's monotonic reading.
+    timers: Timers,
+    /// Set while the worker waits: until when, and why.
+    waiting: Option<(i64, WaitCause)>,
     started_runs: u64,
     finished_runs: u64,
     recent: VecDeque<(u64, Result<DrainReport, String>)>,
-    next_interval: Instant,
-    offline_until: Option<Instant>,
     offline_failures: u32,
-    /// When the earliest unsent sale is due (set after a run that left unsent sales).
-    due_at: Option<Instant>,
     status: SyncStatus,
     shutdown: bool,
     /// The worker has finished: statuses delivered, threads ended, WAL checkpointed.
@@ -103,11 +124,38 @@ struct State {
 
 struct Shared {
     outbox: Arc<Outbox>,
+    clock: Arc<dyn Clock>,
     transport: Arc<dyn Transport>,
     config: EngineConfig,
     state: Mutex<State>,
     wake: Condvar,
     notifier: Notifier,
+}
+
+impl Shared {
+    /// Adds a reason (an `Online` starts a hold unless one is pending) and wakes the worker.
+    fn trigger(&self, reason: DrainReason) {
+        let mut st = self.state.lock();
+        if reason == DrainReason::Online {
+            hold(&mut st.timers, self.clock.monotonic_ms(), self.config.online_jitter_ms);
+        }
+        st.timers.requested.insert(reason);
+        self.wake.notify_all();
+    }
+
+    /// Wakes the worker to look at the clock again.
+    fn poke(&self) {
+        let _st = self.state.lock();
+        self.wake.notify_all();
+    }
+}
+
+/// Starts a random hold of 1..=`jitter_ms` unless one is pending.
+fn hold(timers: &mut Timers, now_ms: i64, jitter_ms: u64) {
+    if timers.held_until_ms.is_none() && jitter_ms > 0 {
+        let ms = rand::rng().random_range(1..=jitter_ms);
+        timers.held_until_ms = Some(now_ms.saturating_add(ms as i64));
+    }
 }
 
 /// One outbox's sync engine. Dropping it shuts it down.
@@ -138,27 +186,40 @@ impl SyncEngine {
         }
         let notifier = Notifier::start(listener).map_err(|e| SyncError::Thread(e.to_string()))?;
         let status = idle(&outbox);
-        let state = State {
+        let clock = outbox.clock().clone();
+        let now = clock.monotonic_ms();
+        let mut timers = Timers {
             requested: DrainReason::Startup.into(),
+            next_interval_ms: now.saturating_add(config.interval_ms as i64),
+            ..Timers::default()
+        };
+        hold(&mut timers, now, config.online_jitter_ms);
+        let state = State {
+            timers,
+            waiting: None,
             started_runs: 0,
             finished_runs: 0,
             recent: VecDeque::new(),
-            next_interval: Instant::now() + Duration::from_millis(config.interval_ms),
-            offline_until: None,
             offline_failures: 0,
-            due_at: None,
             status,
             shutdown: false,
             stopped: false,
         };
         let shared = Arc::new(Shared {
             outbox,
+            clock,
             transport,
             config,
             state: Mutex::new(state),
             wake: Condvar::new(),
             notifier,
         });
+        let weak = Arc::downgrade(&shared);
+        shared
+            .outbox
+            .on_recorded(Some(Box::new(move || with(&weak, |s| s.trigger(DrainReason::SaleRecorded)))));
+        let weak = Arc::downgrade(&shared);
+        shared.clock.on_advance(Box::new(move || with(&weak, Shared::poke)));
         let s = shared.clone();
         let worker = std::thread::Builder::new()
             .name("possync-drain".into())
@@ -177,11 +238,18 @@ impl SyncEngine {
         &self.shared.outbox
     }
 
-    /// Asks for a drain. Returns at once; coalesces with every other pending trigger.
+    /// Asks for a drain. Returns at once; coalesces with every other pending trigger. See the module
+    /// docs for which reasons wait for the engine's backoff and for the hold after `Online`.
     pub fn trigger(&self, reason: DrainReason) {
-        let mut st = self.shared.state.lock();
-        st.requested.insert(reason);
-        self.shared.wake.notify_all();
+        self.shared.trigger(reason);
+    }
+
+    /// While the engine waits for its next run: for what, and how long at most (a trigger may end it
+    /// sooner). `None` while a run is going or about to start.
+    pub fn waiting(&self) -> Option<Waiting> {
+        let st = self.shared.state.lock();
+        let now = self.shared.clock.monotonic_ms();
+        st.waiting.map(|(at, cause)| Waiting { cause, remaining_ms: (at - now).max(0) })
     }
 
     /// "Sync now": a `Manual` trigger that waits (up to `timeout`) for the run that starts after this
@@ -196,7 +264,7 @@ impl SyncEngine {
         if st.shutdown {
             return Err(SyncError::ShutDown);
         }
-        st.requested.insert(DrainReason::Manual);
+        st.timers.requested.insert(DrainReason::Manual);
         let target = st.started_runs + 1;
         self.shared.wake.notify_all();
         while st.finished_runs < target {
@@ -381,6 +449,7 @@ fn idle(outbox: &Outbox) -> SyncStatus {
 /// The end of the drain thread: delivers pending statuses, ends the status thread, truncates the WAL,
 /// and marks the engine stopped.
 fn stop(shared: &Shared) {
+    shared.outbox.on_recorded(None);
     shared.notifier.close();
     match shared.outbox.checkpoint_truncate() {
         Ok(true) => {}
@@ -390,6 +459,13 @@ fn stop(shared: &Shared) {
     let mut st = shared.state.lock();
     st.stopped = true;
     shared.wake.notify_all();
+}
+
+/// Calls `f` on the engine's shared state if the engine still exists.
+fn with(weak: &Weak<Shared>, f: impl FnOnce(&Shared)) {
+    if let Some(shared) = weak.upgrade() {
+        f(&shared);
+    }
 }
 
 /// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]).
@@ -415,7 +491,7 @@ fn worker(shared: &Shared) {
             return;
         }
     };
-    let mut last_prune: Option<Instant> = None;
+    let mut last_prune: Option<i64> = None;
     loop {
         let Some((reasons, seq)) = next_run(shared) else { return };
         shared.notifier.status(SyncStatus::Draining { done: 0, total: 0 });
@@ -432,12 +508,13 @@ fn worker(shared: &Shared) {
 }
 
 /// Prunes sent sales after a run that settled some, at most every `prune_every_ms`.
-fn prune_if_due(shared: &Shared, report: &DrainReport, last_prune: &mut Option<Instant>) {
-    let every = Duration::from_millis(shared.config.prune_every_ms);
-    if report.settled() == 0 || last_prune.is_some_and(|t| t.elapsed() < every) {
+fn prune_if_due(shared: &Shared, report: &DrainReport, last_prune: &mut Option<i64>) {
+    let now = shared.clock.monotonic_ms();
+    let every = i64::try_from(shared.config.prune_every_ms).unwrap_or(i64::MAX);
+    if report.settled() == 0 || last_prune.is_some_and(|t| now.saturating_sub(t) < every) {
         return;
     }
-    *last_prune = Some(Instant::now());
+    *last_prune = Some(now);
     match shared.outbox.prune_sent() {
         Ok(0) => {}
         Ok(n) => log::info!(pruned = n; "sent sales past their retention pruned"),
@@ -448,43 +525,28 @@ fn prune_if_due(shared: &Shared, report: &DrainReport, last_prune: &mut Option<I
     }
 }
 
-/// Waits for a run to be due; returns its reasons and sequence number, or `None` on shutdown.
+/// Waits for a run to be due ([`next_step`]); returns its reasons and sequence number, or `None` on
+/// shutdown.
 fn next_run(shared: &Shared) -> Option<(DrainReasons, u64)> {
     let mut st = shared.state.lock();
     loop {
         if st.shutdown {
             return None;
         }
-        let now = Instant::now();
-        let offline = st.offline_until.is_some_and(|t| t > now);
-        let urgent = st.requested.contains(DrainReason::Manual) || st.requested.contains(DrainReason::Online);
-        if !st.requested.is_empty() && (!offline || urgent) {
-            break;
-        }
-        // The interval timer is paused while the engine backs off; the backoff's end is a run of its own.
-        // Otherwise the earliest due sale, when sooner than the interval, is a run of its own too.
-        let deadline = match st.offline_until {
-            Some(until) if offline => until,
-            _ => st.due_at.map_or(st.next_interval, |due| due.min(st.next_interval)),
-        };
-        if shared.wake.wait_until(&mut st, deadline).timed_out() {
-            let now = Instant::now();
-            if offline && st.offline_until.is_some_and(|t| t <= now) {
-                st.requested.insert(DrainReason::Interval);
+        let now = shared.clock.monotonic_ms();
+        match next_step(&mut st.timers, now, shared.config.interval_ms) {
+            Step::Run(reasons) => {
+                st.waiting = None;
+                st.started_runs += 1;
+                return Some((reasons, st.started_runs));
             }
-            if !offline && st.due_at.is_some_and(|t| t <= now) {
-                st.due_at = None;
-                st.requested.insert(DrainReason::Interval);
-            }
-            if now >= st.next_interval {
-                st.requested.insert(DrainReason::Interval);
-                st.next_interval = now + Duration::from_millis(shared.config.interval_ms);
+            Step::Wait { at_ms, cause } => {
+                st.waiting = Some((at_ms, cause));
+                let ms = u64::try_from(at_ms.saturating_sub(now)).unwrap_or(0).max(1);
+                shared.wake.wait_for(&mut st, Duration::from_millis(ms));
             }
         }
     }
-    let reasons = std::mem::take(&mut st.requested);
-    st.started_runs += 1;
-    Some((reasons, st.started_runs))
 }
 
 /// How a run ended, for [`plan_after_run`]; reads when the earliest unsent sale is due.
@@ -539,24 +601,29 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
         let mut st = shared.state.lock();
         let (failures, next) = plan_after_run(st.offline_failures, &summary);
         st.offline_failures = failures;
+        let now = shared.clock.monotonic_ms();
+        let in_ms = |ms: u64| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
         let status = match next {
             NextRun::BackOff { failures, retry_after_ms } => {
                 let delay = shared.config.offline_backoff.delay_ms(failures, retry_after_ms, &mut rng).max(1);
-                st.offline_until = Some(Instant::now() + Duration::from_millis(delay));
-                st.due_at = None;
-                let next_retry_at_ms = shared.outbox.clock().now_ms() + delay as i64;
+                st.timers.backoff_until_ms = Some(in_ms(delay));
+                st.timers.retry_after_until_ms = retry_after_ms.map(in_ms);
+                st.timers.due_at_ms = None;
+                let next_retry_at_ms = shared.clock.now_ms().saturating_add(delay as i64);
                 let last_error = last_error.unwrap_or_default();
                 status.unwrap_or(SyncStatus::Offline { next_retry_at_ms, last_error })
             }
             NextRun::DueIn { ms } => {
-                st.offline_until = None;
-                // Never later than the interval would run anyway (and no overflow for far-off sales).
-                st.due_at = Some(Instant::now() + Duration::from_millis(ms.min(shared.config.interval_ms)));
+                st.timers.backoff_until_ms = None;
+                st.timers.retry_after_until_ms = None;
+                // Never later than the interval would run anyway.
+                st.timers.due_at_ms = Some(in_ms(ms.min(shared.config.interval_ms)));
                 status.unwrap_or_else(|| idle(&shared.outbox))
             }
             NextRun::Interval => {
-                st.offline_until = None;
-                st.due_at = None;
+                st.timers.backoff_until_ms = None;
+                st.timers.retry_after_until_ms = None;
+                st.timers.due_at_ms = None;
                 status.unwrap_or_else(|| idle(&shared.outbox))
             }
         };

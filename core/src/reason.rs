@@ -15,19 +15,23 @@ pub enum DrainReason {
     Manual,
     /// The engine started.
     Startup,
+    /// The outbox recorded a sale (fired by the outbox itself; waits out the engine's backoff).
+    SaleRecorded,
 }
 
 impl DrainReason {
     /// Every reason, in display order.
-    pub const ALL: [DrainReason; 5] = [
+    pub const ALL: [DrainReason; 6] = [
         DrainReason::Startup,
+        DrainReason::SaleRecorded,
         DrainReason::Interval,
         DrainReason::Online,
         DrainReason::Focus,
         DrainReason::Manual,
     ];
 
-    /// Lower-case name used in logs (`interval`, `online`, `focus`, `manual`, `startup`).
+    /// Lower-case name used in logs (`interval`, `online`, `focus`, `manual`, `startup`,
+    /// `sale_recorded`).
     pub fn as_str(self) -> &'static str {
         match self {
             DrainReason::Interval => "interval",
@@ -35,6 +39,7 @@ impl DrainReason {
             DrainReason::Focus => "focus",
             DrainReason::Manual => "manual",
             DrainReason::Startup => "startup",
+            DrainReason::SaleRecorded => "sale_recorded",
         }
     }
 

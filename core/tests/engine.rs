@@ -14,10 +14,11 @@ use possync_core::backoff::BackoffPolicy;
 use possync_core::clock::ManualClock;
 use possync_core::config::OutboxConfig;
 use possync_core::drain::DrainReport;
-use possync_core::engine::{EngineConfig, SyncEngine};
+use possync_core::engine::{EngineConfig, SyncEngine, Waiting};
 use possync_core::outbox::{Outbox, SaleState};
 use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
 use possync_core::reason::{DrainReason, DrainReasons};
+use possync_core::schedule::WaitCause;
 use possync_core::status::{StatusListener, SyncStatus};
 use possync_core::transport::{Transport, TransportError};
 
@@ -48,6 +49,10 @@ impl Gated {
     fn open(&self) {
         *self.open.lock() = true;
         self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        *self.open.lock() = false;
     }
 
     fn wait_entered(&self, n: usize) {
@@ -116,6 +121,7 @@ fn engine_config() -> EngineConfig {
     let mut c = EngineConfig::new(sync);
     c.interval_ms = 3_600_000;
     c.offline_backoff = BackoffPolicy { base_ms: 3_600_000, cap_ms: 3_600_000 };
+    c.online_jitter_ms = 0;
     c
 }
 
@@ -308,20 +314,18 @@ fn sent_sales_are_pruned_after_a_run_at_most_every_prune_interval_and_unsent_sta
     let t = TempOutbox::new();
     let config = OutboxConfig { sent_retention_ms: 0, ..OutboxConfig::default() };
     let outbox = Arc::new(Outbox::open(&t.path, config).expect("open"));
-    let transport = Gated::opened();
-    let engine = start(&outbox, &transport, None);
-    engine.sync_now(WAIT).expect("an empty run after the startup run: no prune, nothing settled");
     for i in 0..3 {
         outbox.enqueue(&sale(i)).expect("enqueue");
     }
-    let report = engine.sync_now(WAIT).expect("sync");
-    assert_eq!(report.sent, 3);
-    // Pruned at the end of the run, all but the newest row, which keeps sequence numbers from ever
-    // being handed out again (the server finds lost sales by them).
-    assert_eq!(outbox.counts().expect("counts").sent, 1, "pruned at the end of the run");
+    let transport = Gated::opened();
+    let engine = start(&outbox, &transport, None);
+    engine.sync_now(WAIT).expect("after the startup run");
+    // Pruned at the end of the startup run, all but the newest row, which keeps sequence numbers from
+    // ever being handed out again (the server finds lost sales by them).
+    let counts = outbox.counts().expect("counts");
+    assert_eq!((counts.sent, counts.unsent()), (1, 0), "pruned at the end of the run");
 
     // Within the hour the engine does not prune again; prune_sent() does at once.
-    transport.offline.store(false, Ordering::SeqCst);
     outbox.enqueue(&sale(10)).expect("enqueue");
     engine.sync_now(WAIT).expect("sync");
     assert_eq!(outbox.counts().expect("counts").sent, 2, "at most one automatic prune per interval");
@@ -352,10 +356,15 @@ fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_tru
     engine.sync_now(WAIT).expect("the startup run is over");
     let mut sizes = Vec::new();
     for round in 0..10 {
+        // Held at the gate while the round is recorded, as in a burst: a few runs of full batches
+        // instead of a run per sale, so the rounds compare.
+        transport.close();
         for i in 0..1_000 {
             outbox.enqueue(&sale(round * 1_000 + i)).expect("enqueue");
         }
-        assert_eq!(engine.sync_now(WAIT).expect("sync").sent, 1_000);
+        transport.open();
+        engine.sync_now(WAIT).expect("sync");
+        assert_eq!(outbox.counts().expect("counts").unsent(), 0, "round {round} sent");
         engine.prune_sent().expect("prune");
         sizes.push(file_bytes(&t.path));
     }
@@ -373,10 +382,6 @@ fn the_file_stays_bounded_after_10k_sent_sales_with_retention_0_and_shutdown_tru
 fn idle_carries_the_unsent_count_and_amounts() {
     let t = TempOutbox::new();
     let outbox = Arc::new(t.open());
-    let transport = Gated::opened();
-    let (l, reports, _) = listener();
-    let engine = start(&outbox, &transport, Some(l));
-    reports.recv_timeout(WAIT).expect("startup run");
     let id = outbox.enqueue(&sale(1)).expect("enqueue");
     // A per-sale RETRY from the server leaves the run Idle with the sale unsent.
     let claimed = outbox.claim("x", 1, 60_000).expect("claim");
@@ -387,8 +392,11 @@ fn idle_carries_the_unsent_count_and_amounts() {
         next_attempt_at_ms: i64::MAX / 2,
     };
     let _ = outbox.finalize(&claimed[0].lease, &retry).expect("finalize");
-    engine.trigger(DrainReason::Focus); // not Manual: that would skip the sale's backoff and send it
-    reports.recv_timeout(WAIT).expect("focus run");
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    // Not Manual or Online: those skip the sale's backoff and send it.
+    assert_eq!(reports.recv_timeout(WAIT).expect("startup run").sent, 0);
     let total = outbox.get(&id).expect("get").expect("row").total_minor;
     match engine.status().expect("status").status {
         SyncStatus::Idle { unsent, unsent_by_currency } => {
@@ -431,12 +439,15 @@ fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in
 fn diagnostics_are_a_consistent_copy_that_opens_read_only_and_settings_without_the_token() {
     let t = TempOutbox::new();
     let outbox = Arc::new(t.open());
-    let engine = start(&outbox, &Gated::opened(), None);
+    let transport = Gated::opened();
+    let engine = start(&outbox, &transport, None);
     for i in 0..3 {
         outbox.enqueue(&sale(i)).expect("enqueue");
     }
     engine.sync_now(WAIT).expect("sync");
+    transport.offline.store(true, Ordering::SeqCst);
     let unsent = outbox.enqueue(&sale(9)).expect("enqueue");
+    engine.sync_now(WAIT).expect("every run the sale started is over");
     let dir = t.dir.path().join("diag");
     let files = engine.export_diagnostics(&dir).expect("export");
     assert_eq!(files, vec![dir.join("outbox.db"), dir.join("engine.txt")]);
@@ -635,6 +646,7 @@ fn an_unattended_till_keeps_up_on_a_link_that_drops_a_quarter_of_requests() {
     let mut config = EngineConfig::new(common::sync_config("pst_test"));
     config.interval_ms = 300;
     config.sync.batch_size = 20;
+    config.online_jitter_ms = 0;
     let engine =
         SyncEngine::start(outbox.clone(), Arc::new(Lossy(Mutex::new(0x9E37_79B9_7F4A_7C15))), config, None)
             .expect("engine");
@@ -657,5 +669,142 @@ fn an_unattended_till_keeps_up_on_a_link_that_drops_a_quarter_of_requests() {
     assert_eq!(outbox.counts().expect("counts").sent, 600);
     let waiting = outbox.summaries().expect("summaries");
     assert!(waiting.iter().all(|s| s.state == SaleState::Sent));
+    engine.shutdown();
+}
+
+/// Polls until the engine waits for `cause` (the worker has parked on it).
+fn parked_on(engine: &SyncEngine, cause: WaitCause) -> Waiting {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match engine.waiting() {
+            Some(w) if w.cause == cause => return w,
+            other => assert!(std::time::Instant::now() < deadline, "never waited for {cause:?}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn online_and_the_start_wait_a_random_hold_on_the_engine_clock_and_sync_now_does_not() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    let mut config = engine_config();
+    config.online_jitter_ms = 5_000;
+    let (l, reports, _) = listener();
+    let engine = SyncEngine::start(outbox.clone(), Gated::opened(), config, Some(l)).expect("engine");
+
+    let start_hold = parked_on(&engine, WaitCause::Jitter);
+    assert!((1..=5_000).contains(&start_hold.remaining_ms), "{start_hold:?}");
+    assert_eq!(engine.runs_started(), 0, "the first run waits its hold");
+    clock.advance(start_hold.remaining_ms);
+    assert_eq!(reports.recv_timeout(WAIT).expect("startup run").reasons, DrainReason::Startup.into());
+
+    engine.trigger(DrainReason::Online);
+    let hold = parked_on(&engine, WaitCause::Jitter);
+    assert!((1..=5_000).contains(&hold.remaining_ms), "{hold:?}");
+    engine.trigger(DrainReason::Focus);
+    engine.trigger(DrainReason::Online); // a second Online does not restart the hold
+    clock.advance(hold.remaining_ms - 1);
+    assert_eq!(parked_on(&engine, WaitCause::Jitter).remaining_ms, 1);
+    assert_eq!(engine.runs_started(), 1, "Focus waits with the hold");
+    clock.advance(1);
+    let online = reports.recv_timeout(WAIT).expect("online run");
+    assert!(online.reasons.contains(DrainReason::Online) && online.reasons.contains(DrainReason::Focus));
+
+    engine.trigger(DrainReason::Online);
+    parked_on(&engine, WaitCause::Jitter);
+    let report = engine.sync_now(WAIT).expect("sync_now does not wait for the hold");
+    assert!(report.reasons.contains(DrainReason::Manual) && report.reasons.contains(DrainReason::Online));
+    assert_eq!(engine.runs_started(), 3);
+    engine.shutdown();
+}
+
+#[test]
+fn a_recorded_sale_starts_a_run_by_itself_but_waits_out_the_engine_backoff() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine =
+        SyncEngine::start(outbox.clone(), transport.clone(), engine_config(), Some(l)).expect("engine");
+    assert_eq!(reports.recv_timeout(WAIT).expect("startup run").requests_ok, 0, "nothing to send");
+
+    // Recorded with the link up: sent at once, no trigger from the app.
+    let first = outbox.enqueue(&sale(1)).expect("enqueue");
+    let report = reports.recv_timeout(WAIT).expect("a run for the recorded sale");
+    assert_eq!((report.reasons, report.sent), (DrainReason::SaleRecorded.into(), 1));
+    assert_eq!(outbox.get(&first).expect("get").expect("row").state, SaleState::Sent);
+
+    // The link goes down: the next sale's run fails K = 3 times and the engine backs off (1 h).
+    transport.offline.store(true, Ordering::SeqCst);
+    outbox.enqueue(&sale(2)).expect("enqueue");
+    let failed = reports.recv_timeout(WAIT).expect("the failing run");
+    assert_eq!((failed.requests_failed, failed.remaining_pending), (3, 1));
+    let backoff = parked_on(&engine, WaitCause::Backoff);
+    transport.offline.store(false, Ordering::SeqCst);
+    let entered = transport.entered.load(Ordering::SeqCst);
+
+    // Sales recorded during the backoff start no request: each would hit a dead server.
+    for i in 3..8 {
+        outbox.enqueue(&sale(i)).expect("enqueue during the backoff");
+    }
+    let still = parked_on(&engine, WaitCause::Backoff);
+    assert!(still.remaining_ms <= backoff.remaining_ms);
+    assert_eq!(engine.runs_started(), 3, "no run during the backoff");
+    assert_eq!(transport.entered.load(Ordering::SeqCst), entered, "no request during the backoff");
+
+    // The backoff's end sends them all in one run.
+    clock.advance(still.remaining_ms);
+    let after = reports.recv_timeout(WAIT).expect("the run at the backoff's end");
+    assert!(after.reasons.contains(DrainReason::SaleRecorded), "{after:?}");
+    assert_eq!((after.sent, after.remaining_pending), (6, 0), "{after:?}");
+    engine.shutdown();
+}
+
+/// Answers the first request with 503 and `Retry-After: 30`, then OK.
+struct BusyOnce(AtomicBool);
+
+impl Transport for BusyOnce {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        if !self.0.swap(true, Ordering::SeqCst) {
+            return Err(TransportError::Overloaded {
+                status: 503,
+                code: "overloaded".into(),
+                message: "busy".into(),
+                retry_after_ms: Some(30_000),
+            });
+        }
+        Gated::opened().push(request, cid)
+    }
+}
+
+#[test]
+fn online_goes_through_the_engine_backoff_but_not_through_the_servers_retry_after() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let (l, reports, _) = listener();
+    let transport = Arc::new(BusyOnce(AtomicBool::new(false)));
+    let engine = SyncEngine::start(outbox.clone(), transport, engine_config(), Some(l)).expect("engine");
+    let shed = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!((shed.requests_failed, shed.remaining_pending), (1, 1), "a Retry-After ends the run");
+    // The wait is the server's 30 s plus jitter (not the engine's 1 h backoff).
+    let backoff = parked_on(&engine, WaitCause::Backoff);
+    assert!((30_000..=60_000).contains(&backoff.remaining_ms), "{backoff:?}");
+
+    engine.trigger(DrainReason::Online);
+    let floor = parked_on(&engine, WaitCause::Backoff);
+    assert!(floor.remaining_ms <= 30_000, "Online waits only for the Retry-After: {floor:?}");
+    clock.advance(floor.remaining_ms - 1);
+    assert_eq!(parked_on(&engine, WaitCause::Backoff).remaining_ms, 1);
+    assert_eq!(engine.runs_started(), 1, "not before the server's Retry-After");
+    clock.advance(1);
+    let online = reports.recv_timeout(WAIT).expect("the Online run");
+    assert!(online.reasons.contains(DrainReason::Online), "{online:?}");
+    assert_eq!(online.sent, 1);
+    assert_eq!(outbox.get(&id).expect("get").expect("row").state, SaleState::Sent);
     engine.shutdown();
 }

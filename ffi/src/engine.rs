@@ -83,6 +83,21 @@ pub struct PossyncConfig {
     /// usual chain check).
     #[uniffi(default = [])]
     pub tls_spki_sha256_pins: Vec<String>,
+    /// Upper bound of the random wait before the run an `Online` trigger asks for, and before the
+    /// first run after opening, in ms (0: none), so that a shop's tills coming back together spread
+    /// out. `Manual` and `sync_now` do not wait.
+    #[uniffi(default = 5000)]
+    pub online_jitter_ms: i64,
+    /// Failed requests in a row (connect, timeout, cut, 5xx, 429/503) after which a run stops and the
+    /// engine backs off; at least 1. A run goes on past fewer, and any answer resets the count.
+    #[uniffi(default = 3)]
+    pub failures_before_backoff: i64,
+    /// This engine is the outbox's only user (true: one app process per outbox file, the usual case):
+    /// at opening it takes back, and sends at once, the sales an earlier life of the app left in
+    /// flight (a crash or a kill). Set false when several processes drain one outbox file; each then
+    /// waits out the others' leases.
+    #[uniffi(default = true)]
+    pub sole_user: bool,
 }
 
 impl PossyncConfig {
@@ -110,6 +125,9 @@ impl PossyncConfig {
             base_ms: non_negative("retry_backoff_base_ms", self.retry_backoff_base_ms)?,
             cap_ms: non_negative("retry_backoff_cap_ms", self.retry_backoff_cap_ms)?,
         };
+        sync.link.failures_before_backoff =
+            u32::try_from(non_negative("failures_before_backoff", self.failures_before_backoff)?)
+                .unwrap_or(u32::MAX);
         sync.tls = TlsOptions {
             extra_ca_pem: self.tls_extra_ca_pem.clone(),
             spki_sha256_pins: self.tls_spki_sha256_pins.clone(),
@@ -120,6 +138,8 @@ impl PossyncConfig {
             base_ms: non_negative("offline_backoff_base_ms", self.offline_backoff_base_ms)?,
             cap_ms: non_negative("offline_backoff_cap_ms", self.offline_backoff_cap_ms)?,
         };
+        engine.online_jitter_ms = non_negative("online_jitter_ms", self.online_jitter_ms)?;
+        engine.sole_user = self.sole_user;
         Ok(engine)
     }
 }
@@ -176,7 +196,8 @@ impl PossyncEngine {
     }
 
     /// Records a sale durably (it survives a crash once this returns) and returns its new
-    /// `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+    /// `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+    /// run), unless it is backing off from a down link; no trigger is needed after a sale.
     ///
     /// # Errors
     /// [`SaleError`]; nothing was stored.

@@ -137,6 +137,9 @@ pub enum DrainReason {
     Manual,
     /// The engine started.
     Startup,
+    /// The outbox recorded a sale: fired by `enqueue` itself, never needed from the app. Waits out
+    /// the engine's backoff, unlike `Manual`.
+    SaleRecorded,
 }
 
 /// Why a drain run ended before everything due was settled.
@@ -562,6 +565,7 @@ impl From<DrainReason> for core_reason::DrainReason {
             DrainReason::Focus => core_reason::DrainReason::Focus,
             DrainReason::Manual => core_reason::DrainReason::Manual,
             DrainReason::Startup => core_reason::DrainReason::Startup,
+            DrainReason::SaleRecorded => core_reason::DrainReason::SaleRecorded,
         }
     }
 }
@@ -574,6 +578,7 @@ impl From<core_reason::DrainReason> for DrainReason {
             core_reason::DrainReason::Focus => DrainReason::Focus,
             core_reason::DrainReason::Manual => DrainReason::Manual,
             core_reason::DrainReason::Startup => DrainReason::Startup,
+            core_reason::DrainReason::SaleRecorded => DrainReason::SaleRecorded,
         }
     }
 }

@@ -21,7 +21,8 @@ pub fn sale(seed: i64, items: usize) -> SalePayload {
     crate::server::sale("store-1", seed, items)
 }
 
-/// An engine config for chaos tests: a drain every 100 ms, short offline backoff.
+/// An engine config for chaos tests: a drain every 100 ms, short offline backoff, a hold of up to
+/// 200 ms after `Online` and at start.
 pub fn engine_config(server_url: &str, token: &str, device_id: &str) -> possync_core::engine::EngineConfig {
     let mut c = possync_core::engine::EngineConfig::new(sync_config(server_url, token, device_id));
     c.interval_ms = 100;
@@ -30,5 +31,6 @@ pub fn engine_config(server_url: &str, token: &str, device_id: &str) -> possync_
     c.sync.backoff.cap_ms = 300;
     c.offline_backoff.base_ms = 50;
     c.offline_backoff.cap_ms = 500;
+    c.online_jitter_ms = 200;
     c
 }

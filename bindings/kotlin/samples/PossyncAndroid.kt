@@ -110,7 +110,7 @@ object TillSync {
 /** Records a finished sale. Fast (one SQLite insert): fine on the main thread after the receipt prints. */
 fun recordSale(context: Context, sale: SalePayload): String? = try {
     val engine = TillSync.get(context)
-    engine.enqueue(sale).also { engine.trigger(DrainReason.MANUAL) }
+    engine.enqueue(sale) // the engine sends it by itself (a SALE_RECORDED run); no trigger needed
 } catch (e: SaleException.Invalid) {
     Log.e("possync", "sale ${sale.header.receiptNumber} refused (${e.code}): ${e.reason}") // an app bug: fix the sale builder
     null

@@ -43,7 +43,7 @@ def make_config(p, server_url):
     folder = tempfile.mkdtemp(prefix="possync-py")
     return p.PossyncConfig(outbox_path=os.path.join(folder, "outbox.db"), server_url=server_url,
                            device_id=DEVICE, interval_ms=3_600_000, connect_timeout_ms=2_000,
-                           request_timeout_ms=5_000, lease_ms=15_000, heartbeat_ms=2_000)
+                           request_timeout_ms=5_000, lease_ms=15_000, heartbeat_ms=2_000, online_jitter_ms=0)
 
 
 def make_listener(p):
@@ -62,19 +62,19 @@ def make_listener(p):
     return Recording()
 
 
-def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, logs):
+def test_enqueue_sends_by_itself_and_sync_now_covers_every_sale_recorded_before(possync, server, logs):
     p = possync
     listener = make_listener(p)
     engine = p.PossyncEngine(make_config(p, server.base_url), server.token, listener)
     try:
-        # The startup run (nothing to send) reports first; wait for it so the counts below are exact.
+        # The startup run (nothing to send) reports first; wait for it so the reports below are exact.
         wait_for("the startup run's report", lambda: any(p.DrainReason.STARTUP in r.reasons for r in listener.reports))
         ids = [engine.enqueue(make_sale(p, seed)) for seed in (1, 2, 3)]
         assert len(set(ids)) == 3
-        assert engine.counts().pending == 3
 
+        # No trigger from the app: enqueue fired SALE_RECORDED itself. sync_now covers what was
+        # recorded before it, whichever run sent it.
         report = engine.sync_now(20_000)
-        assert (report.sent, report.duplicate, report.conflict, report.invalid, report.retry) == (3, 0, 0, 0, 0), report
         assert report.remaining_pending == 0 and report.stop is None, report
         assert p.DrainReason.MANUAL in report.reasons
 
@@ -82,9 +82,12 @@ def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, 
         assert (counts.sent, counts.unsent, counts.pending) == (3, 0, 0), counts
         assert engine.attention_items() == []
 
-        # The listener sees the same run's report and ends Idle, on the engine's thread, not ours.
+        # The listener sees every run's report and ends Idle, on the engine's thread, not ours.
         wait_for("the manual run's report on the listener",
                  lambda: any(r.correlation_id == report.correlation_id for r in listener.reports))
+        runs = [r for r in listener.reports if p.DrainReason.STARTUP not in r.reasons]
+        assert any(p.DrainReason.SALE_RECORDED in r.reasons for r in runs), [r.reasons for r in runs]
+        assert sum(r.sent for r in runs) == 3 and sum(r.duplicate + r.conflict + r.invalid for r in runs) == 0
         wait_for("Idle after the run", lambda: listener.statuses and listener.statuses[-1].is_idle())
         assert listener.statuses[-1].unsent == 0 and listener.statuses[-1].unsent_by_currency == []
         assert threading.get_ident() not in listener.threads
@@ -94,13 +97,13 @@ def test_enqueue_then_sync_now_sends_every_sale_and_reports_it(possync, server, 
         assert snapshot.last_report.correlation_id == report.correlation_id
         assert snapshot.counts.sent == 3
 
-        sends = logs.sends(report.correlation_id)
+        sends = [record for r in runs for record in logs.sends(r.correlation_id)]
         assert len(sends) == 3
         for record in sends:
             assert SEND_FIELDS <= set(record.fields), record.fields
             assert record.level == p.LogLevel.INFO
             assert record.fields["result"] == "OK" and record.fields["attempt"] == "1"
-            assert "manual" in record.fields["drain_reason"]
+            assert "sale_recorded" in record.fields["drain_reason"] or "manual" in record.fields["drain_reason"]
             assert record.fields["lease_token"]
         assert {r.fields["client_tx_id"] for r in sends} == set(ids)
     finally:
@@ -189,12 +192,14 @@ def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
         try:
             till_a.enqueue_with_id("shared-1", make_sale(p, 1))
             till_a.enqueue_with_id("shared-2", make_sale(p, 2))
-            assert till_a.sync_now(20_000).sent == 2
+            till_a.sync_now(20_000)
+            assert till_a.counts().sent == 2
             # Till B reuses both ids for other sales (CONFLICT) and records a sale too large for the server.
             till_b.enqueue_with_id("shared-1", make_sale(p, 11))
             till_b.enqueue_with_id("shared-2", make_sale(p, 12))
             too_big = till_b.enqueue(make_sale(p, 13, n=3))
-            refused = till_b.sync_now(20_000)
+            till_b.sync_now(20_000)
+            refused = till_b.counts()
             assert (refused.conflict, refused.invalid) == (2, 1), refused
             assert len(till_b.attention_items()) == 3
 
@@ -259,23 +264,24 @@ def test_pruning_keeps_unsent_sales_and_the_file_stays_bounded(possync, server):
             for i in range(1_000):
                 engine.enqueue(make_sale(p, round_ * 1_000 + i, n=1))
             report = engine.sync_now(120_000)
-            assert report.sent == 1_000, report
-            # The first run that sends prunes by itself (then at most hourly); prune_sent() does it now.
-            # The newest row always stays, so that sequence numbers are never handed out again.
+            assert report.remaining_pending == 0 and engine.counts().unsent == 0, report
+            # The first run that sends prunes by itself (then at most hourly): not all 1000 are left.
+            # prune_sent() prunes now. The newest row always stays, so that sequence numbers are
+            # never handed out again.
             if round_ == 0:
-                assert engine.counts().sent == 1
+                assert engine.counts().sent < 1_000, engine.counts()
             engine.prune_sent()
             sizes.append(outbox_bytes(config.outbox_path))
         assert engine.counts().sent == 1
         first = max(sizes[0], sizes[1])
         assert sizes[-1] <= first + first // 4, sizes
-        unsent = engine.enqueue(make_sale(p, 99_999))
-        # The last sent sale is no longer the newest row: it goes; the unsent one stays.
-        assert engine.prune_sent() == 1 and engine.sale(unsent).state == p.SaleState.PENDING
         engine.shutdown()
         assert engine.await_shutdown(30_000)
         wal = config.outbox_path + "-wal"
         assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "WAL truncated at shutdown"
+        unsent = engine.enqueue(make_sale(p, 99_999))  # the engine is stopped: it stays unsent
+        # The last sent sale is no longer the newest row: it goes; the unsent one stays.
+        assert engine.prune_sent() == 1 and engine.sale(unsent).state == p.SaleState.PENDING
     finally:
         engine.shutdown()
 
@@ -355,8 +361,10 @@ def test_export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it(p
         engine.sync_now(20_000)  # past the startup run
         for seed in (1, 2, 3):
             engine.enqueue(make_sale(p, seed))
-        assert engine.sync_now(20_000).sent == 3
+        engine.sync_now(20_000)
+        assert engine.counts().sent == 3
         engine.enqueue(make_sale(p, 4))
+        engine.sync_now(20_000)
         bundle = tmp_path / "bundle"
         files = engine.export_diagnostics(str(bundle))
         assert [os.path.basename(f) for f in files] == ["outbox.db", "engine.txt"]

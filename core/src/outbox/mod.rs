@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Waker};
 use crate::config::{Durability, OutboxConfig};
 use crate::error::{SaleError, StorageError};
 use crate::protocol::{
@@ -347,6 +347,8 @@ pub struct Outbox {
     path: PathBuf,
     config: OutboxConfig,
     clock: Arc<dyn Clock>,
+    /// Called after each newly recorded sale (see [`Outbox::on_recorded`]).
+    recorded: Mutex<Option<Arc<Waker>>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -378,7 +380,7 @@ impl Outbox {
         let path = path.as_ref().to_path_buf();
         let config = OutboxConfig::default();
         let conn = open_read_only_connection(&path, &config)?;
-        Ok(Outbox { conn: Mutex::new(conn), path, config, clock: Arc::new(SystemClock) })
+        Ok(Outbox::with(conn, path, config, Arc::new(SystemClock)))
     }
 
     /// [`Outbox::open`] with a custom clock (tests).
@@ -392,7 +394,18 @@ impl Outbox {
     ) -> Result<Outbox, StorageError> {
         let path = path.as_ref().to_path_buf();
         let conn = open_connection(&path, &config)?;
-        Ok(Outbox { conn: Mutex::new(conn), path, config, clock })
+        Ok(Outbox::with(conn, path, config, clock))
+    }
+
+    fn with(conn: Connection, path: PathBuf, config: OutboxConfig, clock: Arc<dyn Clock>) -> Outbox {
+        Outbox { conn: Mutex::new(conn), path, config, clock, recorded: Mutex::new(None) }
+    }
+
+    /// Sets the function called after each sale this outbox newly records (not for a repeated
+    /// [`Outbox::enqueue_with_id`] of a stored sale), outside every lock; `None` removes it. The sync
+    /// engine sets it to its `SaleRecorded` trigger, so that apps need not trigger a drain per sale.
+    pub fn on_recorded(&self, hook: Option<Waker>) {
+        *self.recorded.lock() = hook.map(Arc::new);
     }
 
     /// The file this outbox lives in.
@@ -470,6 +483,11 @@ impl Outbox {
             })
             .map_err(|e| self.err(e))?;
         if inserted == 1 {
+            drop(conn);
+            let hook = self.recorded.lock().clone();
+            if let Some(hook) = hook {
+                hook();
+            }
             return Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: true });
         }
         let stored: String = conn
@@ -981,8 +999,13 @@ fn open_connection(path: &Path, config: &OutboxConfig) -> Result<Connection, Sto
     conn.pragma_update(None, "synchronous", sync).map_err(err)?;
     let limit = i64::try_from(config.wal_size_limit_bytes).unwrap_or(i64::MAX);
     conn.query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(())).map_err(err)?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(err)?;
+    // Checkpoint when the WAL reaches the limit (at least 100 pages), so that it stays near it while
+    // the till works too, not only after a checkpoint (SQLite's own default is 1000 pages).
+    let checkpoint_pages = (limit / page_size.max(512)).clamp(100, 1_000_000);
+    conn.query_row(&format!("PRAGMA wal_autocheckpoint = {checkpoint_pages}"), [], |_| Ok(()))
+        .map_err(err)?;
     if let Some(max_bytes) = config.max_size_bytes {
-        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(err)?;
         let pages = (max_bytes as i64 / page_size.max(512)).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(err)?;
     }

@@ -817,7 +817,8 @@ public protocol PossyncEngineProtocol: AnyObject, Sendable {
     
     /**
      * Records a sale durably (it survives a crash once this returns) and returns its new
-     * `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+     * `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+     * run), unless it is backing off from a down link; no trigger is needed after a sale.
      *
      * # Errors
      * [`SaleError`]; nothing was stored.
@@ -1049,7 +1050,8 @@ open func counts()throws  -> Counts  {
     
     /**
      * Records a sale durably (it survives a crash once this returns) and returns its new
-     * `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+     * `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+     * run), unless it is backing off from a down link; no trigger is needed after a sale.
      *
      * # Errors
      * [`SaleError`]; nothing was stored.
@@ -2290,6 +2292,24 @@ public struct PossyncConfig: Equatable, Hashable {
      * usual chain check).
      */
     public var tlsSpkiSha256Pins: [String]
+    /**
+     * Upper bound of the random wait before the run an `Online` trigger asks for, and before the
+     * first run after opening, in ms (0: none), so that a shop's tills coming back together spread
+     * out. `Manual` and `sync_now` do not wait.
+     */
+    public var onlineJitterMs: Int64
+    /**
+     * Failed requests in a row (connect, timeout, cut, 5xx, 429/503) after which a run stops and the
+     * engine backs off; at least 1. A run goes on past fewer, and any answer resets the count.
+     */
+    public var failuresBeforeBackoff: Int64
+    /**
+     * This engine is the outbox's only user (true: one app process per outbox file, the usual case):
+     * at opening it takes back, and sends at once, the sales an earlier life of the app left in
+     * flight (a crash or a kill). Set false when several processes drain one outbox file; each then
+     * waits out the others' leases.
+     */
+    public var soleUser: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2354,7 +2374,22 @@ public struct PossyncConfig: Equatable, Hashable {
          * SPKI SHA-256 pins (base64, as Android's `<pin digest="SHA-256">`): when any are given, the
          * server's certificate or an intermediate it sends must carry one of these keys (on top of the
          * usual chain check).
-         */tlsSpkiSha256Pins: [String] = []) {
+         */tlsSpkiSha256Pins: [String] = [], 
+        /**
+         * Upper bound of the random wait before the run an `Online` trigger asks for, and before the
+         * first run after opening, in ms (0: none), so that a shop's tills coming back together spread
+         * out. `Manual` and `sync_now` do not wait.
+         */onlineJitterMs: Int64 = Int64(5000), 
+        /**
+         * Failed requests in a row (connect, timeout, cut, 5xx, 429/503) after which a run stops and the
+         * engine backs off; at least 1. A run goes on past fewer, and any answer resets the count.
+         */failuresBeforeBackoff: Int64 = Int64(3), 
+        /**
+         * This engine is the outbox's only user (true: one app process per outbox file, the usual case):
+         * at opening it takes back, and sends at once, the sales an earlier life of the app left in
+         * flight (a crash or a kill). Set false when several processes drain one outbox file; each then
+         * waits out the others' leases.
+         */soleUser: Bool = true) {
         self.outboxPath = outboxPath
         self.serverUrl = serverUrl
         self.deviceId = deviceId
@@ -2374,6 +2409,9 @@ public struct PossyncConfig: Equatable, Hashable {
         self.sentRetentionMs = sentRetentionMs
         self.tlsExtraCaPem = tlsExtraCaPem
         self.tlsSpkiSha256Pins = tlsSpkiSha256Pins
+        self.onlineJitterMs = onlineJitterMs
+        self.failuresBeforeBackoff = failuresBeforeBackoff
+        self.soleUser = soleUser
     }
 
     
@@ -2410,7 +2448,10 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
                 durability: FfiConverterOptionTypeDurability.read(from: &buf), 
                 sentRetentionMs: FfiConverterInt64.read(from: &buf), 
                 tlsExtraCaPem: FfiConverterSequenceString.read(from: &buf), 
-                tlsSpkiSha256Pins: FfiConverterSequenceString.read(from: &buf)
+                tlsSpkiSha256Pins: FfiConverterSequenceString.read(from: &buf), 
+                onlineJitterMs: FfiConverterInt64.read(from: &buf), 
+                failuresBeforeBackoff: FfiConverterInt64.read(from: &buf), 
+                soleUser: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2434,6 +2475,9 @@ public struct FfiConverterTypePossyncConfig: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.sentRetentionMs, into: &buf)
         FfiConverterSequenceString.write(value.tlsExtraCaPem, into: &buf)
         FfiConverterSequenceString.write(value.tlsSpkiSha256Pins, into: &buf)
+        FfiConverterInt64.write(value.onlineJitterMs, into: &buf)
+        FfiConverterInt64.write(value.failuresBeforeBackoff, into: &buf)
+        FfiConverterBool.write(value.soleUser, into: &buf)
     }
 }
 
@@ -3319,6 +3363,11 @@ public enum DrainReason: Equatable, Hashable {
      * The engine started.
      */
     case startup
+    /**
+     * The outbox recorded a sale: fired by `enqueue` itself, never needed from the app. Waits out
+     * the engine's backoff, unlike `Manual`.
+     */
+    case saleRecorded
 
 
 
@@ -3350,6 +3399,8 @@ public struct FfiConverterTypeDrainReason: FfiConverterRustBuffer {
         
         case 5: return .startup
         
+        case 6: return .saleRecorded
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -3376,6 +3427,10 @@ public struct FfiConverterTypeDrainReason: FfiConverterRustBuffer {
         
         case .startup:
             writeInt(&buf, Int32(5))
+        
+        
+        case .saleRecorded:
+            writeInt(&buf, Int32(6))
         
         }
     }
@@ -5464,7 +5519,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_counts() != 32831) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 51319) {
+    if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue() != 59660) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() != 46466) {

@@ -981,7 +981,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_counts() and 0xFFFF) != 32831) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() and 0xFFFF) != 51319) {
+    if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue() and 0xFFFF) != 59660) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_enqueue_with_id() and 0xFFFF) != 46466) {
@@ -1796,7 +1796,8 @@ public interface PossyncEngineInterface {
     
     /**
      * Records a sale durably (it survives a crash once this returns) and returns its new
-     * `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+     * `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+     * run), unless it is backing off from a down link; no trigger is needed after a sale.
      *
      * # Errors
      * [`SaleError`]; nothing was stored.
@@ -2093,7 +2094,8 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
     
     /**
      * Records a sale durably (it survives a crash once this returns) and returns its new
-     * `client_tx_id` (UUID v7). It is sent by the next drain run; call `trigger(Manual)` to hurry it.
+     * `client_tx_id` (UUID v7). The engine starts sending it at once by itself (a `SaleRecorded`
+     * run), unless it is backing off from a down link; no trigger is needed after a sale.
      *
      * # Errors
      * [`SaleError`]; nothing was stored.
@@ -3326,6 +3328,27 @@ data class PossyncConfig (
      * usual chain check).
      */
     var `tlsSpkiSha256Pins`: List<kotlin.String> = listOf() 
+    , 
+    /**
+     * Upper bound of the random wait before the run an `Online` trigger asks for, and before the
+     * first run after opening, in ms (0: none), so that a shop's tills coming back together spread
+     * out. `Manual` and `sync_now` do not wait.
+     */
+    var `onlineJitterMs`: kotlin.Long = 5000L 
+    , 
+    /**
+     * Failed requests in a row (connect, timeout, cut, 5xx, 429/503) after which a run stops and the
+     * engine backs off; at least 1. A run goes on past fewer, and any answer resets the count.
+     */
+    var `failuresBeforeBackoff`: kotlin.Long = 3L 
+    , 
+    /**
+     * This engine is the outbox's only user (true: one app process per outbox file, the usual case):
+     * at opening it takes back, and sends at once, the sales an earlier life of the app left in
+     * flight (a crash or a kill). Set false when several processes drain one outbox file; each then
+     * waits out the others' leases.
+     */
+    var `soleUser`: kotlin.Boolean = true 
     
 ){
     
@@ -3361,6 +3384,9 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterLong.read(buf),
             FfiConverterSequenceString.read(buf),
             FfiConverterSequenceString.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterBoolean.read(buf),
         )
     }
 
@@ -3383,7 +3409,10 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterOptionalTypeDurability.allocationSize(value.`durability`) +
             FfiConverterLong.allocationSize(value.`sentRetentionMs`) +
             FfiConverterSequenceString.allocationSize(value.`tlsExtraCaPem`) +
-            FfiConverterSequenceString.allocationSize(value.`tlsSpkiSha256Pins`)
+            FfiConverterSequenceString.allocationSize(value.`tlsSpkiSha256Pins`) +
+            FfiConverterLong.allocationSize(value.`onlineJitterMs`) +
+            FfiConverterLong.allocationSize(value.`failuresBeforeBackoff`) +
+            FfiConverterBoolean.allocationSize(value.`soleUser`)
     )
 
     override fun write(value: PossyncConfig, buf: ByteBuffer) {
@@ -3406,6 +3435,9 @@ public object FfiConverterTypePossyncConfig: FfiConverterRustBuffer<PossyncConfi
             FfiConverterLong.write(value.`sentRetentionMs`, buf)
             FfiConverterSequenceString.write(value.`tlsExtraCaPem`, buf)
             FfiConverterSequenceString.write(value.`tlsSpkiSha256Pins`, buf)
+            FfiConverterLong.write(value.`onlineJitterMs`, buf)
+            FfiConverterLong.write(value.`failuresBeforeBackoff`, buf)
+            FfiConverterBoolean.write(value.`soleUser`, buf)
     }
 }
 
@@ -4062,7 +4094,12 @@ enum class DrainReason {
     /**
      * The engine started.
      */
-    STARTUP;
+    STARTUP,
+    /**
+     * The outbox recorded a sale: fired by `enqueue` itself, never needed from the app. Waits out
+     * the engine's backoff, unlike `Manual`.
+     */
+    SALE_RECORDED;
 
     
 

@@ -8,8 +8,9 @@
 //! `POST /sync/push`, in order: a declared body over the limit ⇒ 413 and close, unread; the token
 //! (cache, else a database lookup on the pool) ⇒ 401 and close; the body, read within the body limit
 //! and the body read timeout ⇒ 413 / 408 and close; admission (a bounded number of pushes in flight)
-//! ⇒ 503 + jittered `Retry-After` at once; then the sales, settled on the database pool before the
-//! request deadline.
+//! ⇒ 503 + jittered `Retry-After` at once; the sales checked (parsed, validated, hashed: no database)
+//! and their share of the sales budget taken, else the same 503 at once; then the sales, settled on
+//! the database pool before the request deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ use super::reply::{self, Reply};
 use super::App;
 use crate::auth::{bearer_token, token_sha256};
 use crate::blocking::{JobError, Submit};
-use crate::push::{check_push, finish_push, settle_lane, Lane, LaneOutcome, PushError, PushNews};
+use crate::push::{check_push, finish_push, settle_lane, CheckedPush, LaneOutcome, PushError};
 use crate::store::{Device, TokenLookup};
 
 /// The request's correlation id, set by [`front`] for the handlers.
@@ -227,21 +228,34 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
     };
     app.metrics.pushes_in_flight.inc();
     let in_flight = InFlight { app: app.clone(), _permit: permit };
+    // Checking the sales is CPU work without the database: done here, so that a push whose sales do
+    // not fit the budget is shed at once instead of after waiting for a database thread.
+    let checked = match check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits) {
+        Ok(checked) => checked,
+        Err(e) => return refused(&app, &device, &cid, e),
+    };
+    let budget = app.config.max_inflight_sales();
+    let wanted = u32::try_from(checked.len().clamp(1, budget)).unwrap_or(u32::MAX);
+    let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
+        return shed(&app, "sales in flight", &cid);
+    };
     let deadline = started + app.config.limits.request_deadline;
-    let outcome = settle_push(&app, &cid, Arc::new(in_flight), device.clone(), body, deadline).await;
-    match outcome {
+    let in_flight = Arc::new((in_flight, share));
+    match settle_push(&app, &cid, in_flight, device.clone(), checked, deadline).await {
         Ok(Ok(response)) => reply::json(200, &response),
-        Ok(Err(e)) => {
-            let (status, code) = e.status_and_code();
-            log::warn!(correlation_id = &*cid, device_id = device.device_id.as_str(), code = code;
-                "push refused");
-            let reply = reply::error(status, code, e.to_string(), &cid);
-            match e {
-                PushError::Unavailable(_) => reply::retry_after(reply, app.config.retry_after_secs),
-                _ => reply,
-            }
-        }
+        Ok(Err(e)) => refused(&app, &device, &cid, e),
         Err(reply) => reply,
+    }
+}
+
+/// The answer to a push refused as a whole.
+fn refused(app: &App, device: &Device, cid: &str, e: PushError) -> Reply {
+    let (status, code) = e.status_and_code();
+    log::warn!(correlation_id = cid, device_id = device.device_id.as_str(), code = code; "push refused");
+    let reply = reply::error(status, code, e.to_string(), cid);
+    match e {
+        PushError::Unavailable(_) => reply::retry_after(reply, app.config.retry_after_secs),
+        _ => reply,
     }
 }
 
@@ -258,63 +272,41 @@ impl Drop for InFlight {
     }
 }
 
-/// What the first job of a push gives: the whole answer, lanes to settle in parallel (with the
-/// push's share of the sales budget), or a shed: its sales did not fit the budget.
-enum FirstJob {
-    Done(Result<PushResponse, PushError>),
-    Lanes(Vec<Lane>, tokio::sync::OwnedSemaphorePermit, PushNews),
-    Shed,
-}
+/// A push's admission and its share of the sales budget, held by every job of the push.
+type Admitted = Arc<(InFlight, tokio::sync::OwnedSemaphorePermit)>;
 
-/// Checks and settles a push on the database threads: one job for a request of one lane (a single
-/// sale, or `--sale-lanes 1`); else the checked sales split into lanes settled in parallel, each sale
-/// still in its own transaction, at most `--sale-lanes` connections for one request.
+/// Settles a checked push on the database threads: one job for a request of one lane (a single sale,
+/// or `--sale-lanes 1`); else its sales split into lanes settled in parallel, each sale still in its
+/// own transaction, at most `--sale-lanes` connections for one request.
 async fn settle_push(
     app: &Arc<App>,
     cid: &Arc<str>,
-    in_flight: Arc<InFlight>,
+    admitted: Admitted,
     device: Device,
-    body: axum::body::Bytes,
+    checked: CheckedPush,
     deadline: Instant,
 ) -> Result<Result<PushResponse, PushError>, Reply> {
-    let lanes = app.config.limits.sale_lanes.max(1);
-    let (job_app, job_cid, job_device, guard) = (app.clone(), cid.clone(), device.clone(), in_flight.clone());
-    let first = run_blocking(app, cid, move || {
-        let _guard = guard;
-        let app = job_app;
-        let checked = match check_push(&app.metrics, &job_device, &job_cid, &body, &app.config.push_limits) {
-            Ok(checked) => checked,
-            Err(e) => return FirstJob::Done(Err(e)),
-        };
-        let budget = app.config.max_inflight_sales();
-        let wanted = u32::try_from(checked.len().clamp(1, budget)).unwrap_or(u32::MAX);
-        let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
-            return FirstJob::Shed;
-        };
-        let (mut split, news) = checked.into_lanes(lanes);
-        if split.len() > 1 {
-            return FirstJob::Lanes(split, share, news);
-        }
-        let outcomes = split
-            .pop()
-            .map(|lane| settle_lane(app.store.as_ref(), &app.metrics, &job_device, &job_cid, lane, deadline))
-            .into_iter()
-            .collect();
-        FirstJob::Done(finish_push(app.store.as_ref(), &app.activity, &job_device, &job_cid, news, outcomes))
-    })
-    .await?;
-    let (split, share, news) = match first {
-        FirstJob::Done(result) => return Ok(result),
-        FirstJob::Shed => return Err(shed(app, "sales in flight", cid)),
-        FirstJob::Lanes(split, share, news) => (split, Arc::new(share), news),
-    };
+    let (mut split, news) = checked.into_lanes(app.config.limits.sale_lanes.max(1));
+    if split.len() <= 1 {
+        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
+        return run_blocking(app, cid, move || {
+            let _guard = guard;
+            let store = job_app.store.as_ref();
+            let outcomes = split
+                .pop()
+                .map(|lane| settle_lane(store, &job_app.metrics, &device, &job_cid, lane, deadline))
+                .into_iter()
+                .collect();
+            finish_push(store, &job_app.activity, &device, &job_cid, news, outcomes)
+        })
+        .await;
+    }
     let mut pending = Vec::with_capacity(split.len());
     for lane in split {
         let (job_app, job_cid, job_device, guard) =
-            (app.clone(), cid.clone(), device.clone(), in_flight.clone());
-        let share = share.clone();
+            (app.clone(), cid.clone(), device.clone(), admitted.clone());
         pending.push(run_blocking(app, cid, move || {
-            let (_guard, _share) = (guard, share);
+            let _guard = guard;
             settle_lane(job_app.store.as_ref(), &job_app.metrics, &job_device, &job_cid, lane, deadline)
         }));
     }
@@ -324,7 +316,7 @@ async fn settle_push(
     }
     if outcomes.iter().any(LaneOutcome::has_refused) {
         // The audit of refused sales writes to the database: on its thread too.
-        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), in_flight);
+        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
         return run_blocking(app, cid, move || {
             let _guard = guard;
             finish_push(job_app.store.as_ref(), &job_app.activity, &device, &job_cid, news, outcomes)

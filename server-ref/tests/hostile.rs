@@ -635,3 +635,123 @@ fn another_stores_ids_are_neither_blocked_nor_revealed() {
     assert!(a.head.to_ascii_lowercase().contains("allow: post"), "{}", a.head);
     h.assert_healthy("after the cross-store pushes");
 }
+
+/// Polls `/metrics` until `possync_push_in_flight` reads `n`.
+fn wait_pushes_in_flight(h: &Hostile, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let wanted = format!("possync_push_in_flight {n}");
+    loop {
+        let text = h
+            .agent
+            .get(h.url("/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        if text.lines().any(|l| l.trim() == wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {wanted}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A push shed by admission: 503 `overloaded` with a `Retry-After` of 1 or 2 s, and nothing stored.
+fn assert_shed(h: &Hostile, reply: &mut ureq::http::Response<ureq::Body>, ids: &[String], when: &str) {
+    assert_eq!(reply.status().as_u16(), 503, "{when}");
+    let retry_after = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let secs: u64 = retry_after.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!((1..=2).contains(&secs), "{when}: Retry-After {retry_after:?} in [base, 2 × base]");
+    let body: serde_json::Value = reply.body_mut().read_json().expect("a JSON error body");
+    assert_eq!(body["code"], "overloaded", "{when}: {body}");
+    let mut c = h.db.client();
+    for id in ids {
+        let stored: i64 = c
+            .query_one("SELECT count(*) FROM pos_transactions WHERE client_tx_id = $1", &[id])
+            .expect("count")
+            .get(0);
+        assert_eq!(stored, 0, "{when}: a shed sale is not stored");
+    }
+}
+
+/// A push of `ids` (one sale each) with the suite's 2 s agent.
+fn push_now(h: &Hostile, ids: &[String]) -> ureq::http::Response<ureq::Body> {
+    let body = request(ids.iter().map(|id| envelope(id, &sale("store-1", 4, 1))).collect());
+    h.agent
+        .post(h.url("/sync/push"))
+        .header("Authorization", &format!("Bearer {}", h.token))
+        .send_json(&body)
+        .expect("answered while pushes are held")
+}
+
+/// A push of `ids` (one sale each) on its own connection, in a thread, waiting up to 30 s.
+fn push_in_thread(h: &Hostile, ids: &[String]) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
+    let body = request(ids.iter().map(|id| envelope(id, &sale("store-1", 3, 1))).collect());
+    let (url, auth) = (h.url("/sync/push"), format!("Bearer {}", h.token));
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut reply = agent.post(&url).header("Authorization", &auth).send_json(&body).expect("answered");
+        let status = reply.status().as_u16();
+        (status, reply.body_mut().read_json::<serde_json::Value>().expect("json"))
+    })
+}
+
+#[test]
+fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_complete() {
+    // Two pushes and three sales in flight at most.
+    let mut h = Hostile::start(
+        &[
+            "--max-inflight-pushes",
+            "2",
+            "--max-inflight-sales",
+            "3",
+            "--lock-timeout-ms",
+            "20000",
+            "--retry-after-secs",
+            "1",
+        ],
+        None,
+    );
+    h.assert_normal_push("before");
+    // Hold the sales table: admitted pushes wait on the lock with their sales in flight.
+    let mut locker = h.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    let first_ids = [new_id(), new_id()];
+    let first = push_in_thread(&h, &first_ids);
+    wait_pushes_in_flight(&h, 1);
+
+    // Two sales do not fit the one left in the budget: shed (its body read and counted, not checked).
+    let shed_ids = [new_id(), new_id()];
+    assert_shed(&h, &mut push_now(&h, &shed_ids), &shed_ids, "over the sales budget");
+
+    // One sale fits: admitted, and it waits on the lock too. Now two pushes are in flight: the next
+    // is shed before its body is read, and its connection is closed.
+    let second_ids = [new_id()];
+    let second = push_in_thread(&h, &second_ids);
+    wait_pushes_in_flight(&h, 2);
+    let mut reply = push_now(&h, &shed_ids);
+    let connection = reply.headers().get("connection").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(connection.as_deref(), Some("close"), "the unread body is not parsed as a request");
+    assert_shed(&h, &mut reply, &shed_ids, "over the pushes in flight");
+
+    // Monitoring still answers while the database is held.
+    h.assert_healthy("while the lock is held");
+    tx.rollback().expect("release the lock");
+    for (pushed, ids) in [(first, &first_ids[..]), (second, &second_ids[..])] {
+        let (status, answer) = pushed.join().expect("thread");
+        assert_eq!(status, 200, "{answer}");
+        let results = answer["results"].as_array().expect("results");
+        assert_eq!(results.len(), ids.len());
+        assert!(results.iter().all(|r| r["status"] == "OK"), "{answer}");
+    }
+    // Sent again after the Retry-After, the shed sales are stored.
+    let mut reply = push_now(&h, &shed_ids);
+    assert_eq!(reply.status().as_u16(), 200);
+    let answer: serde_json::Value = reply.body_mut().read_json().expect("json");
+    assert!(answer["results"].as_array().expect("results").iter().all(|r| r["status"] == "OK"), "{answer}");
+}

@@ -219,25 +219,27 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         Ok(device) => device,
         Err(reply) => return reply,
     };
+    // Shed before the body is read: the connection closes (its body is discarded unread).
+    let Ok(permit) = app.admission.clone().try_acquire_owned() else {
+        return reply::closing(shed(&app, "pushes in flight", &cid));
+    };
+    app.metrics.pushes_in_flight.inc();
+    let in_flight = InFlight { app: app.clone(), _permit: permit };
     let body = match read_body(&app, request.into_body(), &cid).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
-    let Ok(permit) = app.admission.clone().try_acquire_owned() else {
-        return shed(&app, "pushes in flight", &cid);
+    // The share of the sales budget is taken on a count of the sales (a scan, no parsing of each
+    // sale) before any work on them, so that a push that does not fit is shed at once.
+    let budget = app.config.max_inflight_sales();
+    let wanted = u32::try_from(count_sales(&body).clamp(1, budget)).unwrap_or(u32::MAX);
+    let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
+        return shed(&app, "sales in flight", &cid);
     };
-    app.metrics.pushes_in_flight.inc();
-    let in_flight = InFlight { app: app.clone(), _permit: permit };
-    // Checking the sales is CPU work without the database: done here, so that a push whose sales do
-    // not fit the budget is shed at once instead of after waiting for a database thread.
+    // Checking the sales is CPU work without the database: done here, not on a database thread.
     let checked = match check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits) {
         Ok(checked) => checked,
         Err(e) => return refused(&app, &device, &cid, e),
-    };
-    let budget = app.config.max_inflight_sales();
-    let wanted = u32::try_from(checked.len().clamp(1, budget)).unwrap_or(u32::MAX);
-    let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
-        return shed(&app, "sales in flight", &cid);
     };
     let deadline = started + app.config.limits.request_deadline;
     let in_flight = Arc::new((in_flight, share));
@@ -246,6 +248,17 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         Ok(Err(e)) => refused(&app, &device, &cid, e),
         Err(reply) => reply,
     }
+}
+
+/// How many sales a push body holds, from a scan of its `transactions` array (each sale left
+/// unparsed); 1 when the body is not a push (the full check then says why).
+fn count_sales(body: &[u8]) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Count<'a> {
+        #[serde(borrow)]
+        transactions: Vec<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Count>(body).map_or(1, |c| c.transactions.len())
 }
 
 /// The answer to a push refused as a whole.

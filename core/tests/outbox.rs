@@ -539,3 +539,19 @@ fn recent_pages_newest_first_through_every_state() {
     assert_eq!((first.currency.as_str(), first.total_minor), ("EUR", sale(0).header.total_minor));
     assert!(outbox.recent(10, Some(first.seq)).expect("page").is_empty());
 }
+
+#[test]
+fn an_unknown_state_in_the_file_is_an_error_not_read_as_invalid() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    {
+        // A file damaged (or written by a build with a state this one does not know).
+        let raw = rusqlite::Connection::open(&t.path).expect("raw open");
+        raw.execute_batch("PRAGMA ignore_check_constraints = ON").expect("pragma");
+        raw.execute("UPDATE outbox SET state = 'parked' WHERE client_tx_id = ?1", [&id]).expect("update");
+    }
+    let err = outbox.summaries().expect_err("an unknown state is not a sale state");
+    assert!(err.to_string().contains("unknown sale state \"parked\""), "{err}");
+    assert!(outbox.get(&id).is_err(), "nor is it read as one by get");
+}

@@ -82,6 +82,23 @@ impl SaleState {
     }
 }
 
+impl rusqlite::types::FromSql for SaleState {
+    /// The stored name; any other text is an error (a file written by a newer build, or damaged),
+    /// never silently read as another state.
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        SaleState::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown sale state {text:?}").into())
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for SaleState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
 /// Result of [`Outbox::enqueue_with_id`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -735,10 +752,9 @@ impl Outbox {
         let mut stmt = conn.prepare_cached(sql::ATTENTION).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let state: String = r.get(1)?;
                 Ok(AttentionItem {
                     client_tx_id: r.get(0)?,
-                    state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+                    state: r.get(1)?,
                     code: r.get(2)?,
                     message: r.get(3)?,
                     payload_sha256: r.get(4)?,
@@ -812,7 +828,7 @@ impl Outbox {
         let row = tx
             .query_row(sql::SELECT_FOR_RESOLVE, named_params! {":id": client_tx_id}, |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<_, SaleState>(0)?,
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
@@ -826,7 +842,8 @@ impl Outbox {
         let Some((state, resolved, payload, sha, version, currency, total)) = row else {
             return Err(not("no such sale"));
         };
-        if !matches!(SaleState::parse(&state), Some(SaleState::Conflict | SaleState::Invalid)) {
+        if !matches!(state, SaleState::Conflict | SaleState::Invalid) {
+            let state = state.as_str();
             return Err(not(&format!("it is {state}, only conflict and invalid sales are resolved")));
         }
         if let Some(r) = resolved {
@@ -870,10 +887,9 @@ impl Outbox {
         let mut stmt = conn.prepare_cached(sql::SUMMARIES).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let state: String = r.get(1)?;
                 Ok(EntrySummary {
                     client_tx_id: r.get(0)?,
-                    state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+                    state: r.get(1)?,
                     payload_sha256: r.get(2)?,
                     attempt: r.get(3)?,
                 })
@@ -948,10 +964,9 @@ impl Outbox {
 
 /// An [`OutboxEntry`] from a row of `sql::ENTRY_COLUMNS`.
 fn entry_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
-    let state: String = r.get(1)?;
     Ok(OutboxEntry {
         client_tx_id: r.get(0)?,
-        state: SaleState::parse(&state).unwrap_or(SaleState::Invalid),
+        state: r.get(1)?,
         attempt: r.get(2)?,
         payload: r.get(3)?,
         payload_sha256: r.get(4)?,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use possync_core::config::{OutboxConfig, SyncConfig};
-use possync_core::drain::Drainer;
+use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
@@ -152,7 +152,8 @@ pub fn drain_all(outbox: &Path, server_url: &str, token: &str, device: &str) -> 
     let transport = HttpTransport::new(&config);
     let drainer = Drainer::new(&outbox, &transport, &config).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let report = drainer.drain_once(DrainReason::Manual.into()).map_err(|e| e.to_string())?;
+    let report =
+        drainer.drain(DrainReason::Manual.into(), DrainHooks::default()).map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(stop) = &report.stop {
         return Err(format!("drain stopped early: {stop:?} (last error {:?})", report.last_error));

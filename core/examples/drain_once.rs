@@ -5,7 +5,7 @@
 //! ```
 
 use possync_core::config::{OutboxConfig, SyncConfig};
-use possync_core::drain::Drainer;
+use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::protocol::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 use possync_core::reason::DrainReason;
@@ -47,7 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let config = SyncConfig::new(url.as_str(), token.as_str(), device.as_str());
     let transport = HttpTransport::new(&config);
-    let report = Drainer::new(&outbox, &transport, &config)?.drain_once(DrainReason::Manual.into())?;
+    let report = Drainer::new(&outbox, &transport, &config)?
+        .drain(DrainReason::Manual.into(), DrainHooks::default())?;
     println!(
         "sent {} duplicate {} conflict {} invalid {} retry {} remaining {} stop {:?}",
         report.sent,

@@ -11,8 +11,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-/// Called when a clock jumps (see [`Clock::on_advance`]).
-pub type Waker = Box<dyn Fn() + Send + Sync>;
+/// Called when a clock jumps (see [`Clock::on_advance`]); returns `false` once whoever it wakes is
+/// gone, and is then dropped.
+pub type Waker = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// A source of time.
 pub trait Clock: Send + Sync {
@@ -70,9 +71,7 @@ impl ManualClock {
     /// Moves the clock forward by `ms` and wakes whoever waits on it.
     pub fn advance(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
-        for wake in self.wakers.lock().iter() {
-            wake();
-        }
+        self.wakers.lock().retain(|wake| wake());
     }
 }
 

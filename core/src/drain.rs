@@ -1,28 +1,32 @@
 //! One drain run: claim due sales, send them in batches, finalize each result, until nothing due is
 //! left or the link is judged down.
 //!
-//! While a batch is on the wire a heartbeat thread extends its leases; a lease lost to another sender
-//! is never finalized, and the run stops after that batch. Results map to outbox states as the
+//! [`Drainer::drain`] is the one entry point. While a batch is on the wire the run's one heartbeat
+//! thread extends its leases; a lease lost to another sender is never finalized, and the run stops
+//! after that batch. Results map to outbox states as the
 //! protocol says: `OK`/`DUPLICATE` ⇒ sent, `CONFLICT`/`INVALID` ⇒ terminal, `RETRY` ⇒ pending with
 //! per-sale backoff (growing with the sale's `server_retries`). A failed request is the link's fault,
 //! not the sales': its batch goes back due at once (at the run's start, so it is taken again after the
-//! other due sales) without counting against them, and [`crate::link::judge_batch`] decides whether
-//! the run goes on, with what batch size, or stops (`DrainStop::Offline` after
-//! `link.failures_before_backoff` failures in a row or a `Retry-After`; the engine then backs off).
+//! other due sales) without counting against them. [`judge`] turns a batch's answer into data: each
+//! sale's outcome, the next batch size, and whether the run stops ([`crate::link::judge_batch`]:
+//! `DrainStop::Offline` after `link.failures_before_backoff` failures in a row or a `Retry-After`;
+//! the engine then backs off).
 //! 401/403 and TLS failures stop it for a person; 413 halves the batch and goes on.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use crate::backlog::BacklogCache;
+use crate::clock::Clock;
 use crate::config::SyncConfig;
 use crate::error::{ConfigError, StorageError};
 use crate::link::{judge_batch, BatchVerdict, LinkState, RequestResult};
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
-use crate::protocol::{BacklogReport, PushRequest, PushResponse, PushStatus, PushTransaction};
+use crate::protocol::{BacklogReport, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction};
 use crate::reason::{DrainReason, DrainReasons};
 use crate::transport::{Transport, TransportError};
 
@@ -87,9 +91,45 @@ pub struct DrainReport {
 }
 
 impl DrainReport {
+    /// An empty report of a run that starts now.
+    fn new(correlation_id: String, reasons: DrainReasons, started_at_ms: i64) -> Self {
+        DrainReport {
+            correlation_id,
+            reasons,
+            started_at_ms,
+            duration_ms: 0,
+            sent: 0,
+            duplicate: 0,
+            conflict: 0,
+            invalid: 0,
+            retry: 0,
+            requests_ok: 0,
+            requests_failed: 0,
+            lease_lost: 0,
+            remaining_pending: 0,
+            oldest_pending_age_ms: None,
+            last_error: None,
+            stop: None,
+        }
+    }
+
     /// Sales settled as sent in this run (`OK` + `DUPLICATE`).
     pub fn settled(&self) -> u64 {
         self.sent + self.duplicate
+    }
+
+    /// Counts one written outcome.
+    fn tally(&mut self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Sent { duplicate: false, .. } => self.sent += 1,
+            Outcome::Sent { duplicate: true, .. } => self.duplicate += 1,
+            Outcome::Conflict { .. } => self.conflict += 1,
+            Outcome::Invalid { .. } => self.invalid += 1,
+            Outcome::Retry { code, message, .. } => {
+                self.retry += 1;
+                self.last_error = Some(format!("{code}: {message}"));
+            }
+        }
     }
 }
 
@@ -136,46 +176,16 @@ impl<'a> Drainer<'a> {
         &self.owner
     }
 
-    /// Runs until nothing due remains or the run must stop; see the module docs.
+    /// Runs until nothing due remains or the run must stop (see the module docs); `hooks` get the
+    /// progress after each batch and may stop the run between batches (the batch in flight is
+    /// finished and finalized first). The one entry point of a run.
     ///
     /// # Errors
     /// A storage error of the outbox. Transport failures are not errors: they end up in the report.
-    pub fn drain_once(&self, reasons: DrainReasons) -> Result<DrainReport, StorageError> {
-        self.drain_with_progress(reasons, &mut |_, _| {})
-    }
-
-    /// [`Drainer::drain_with_progress`] that also stops between batches once `stop()` is true (the
-    /// batch in flight is finished and finalized first).
-    ///
-    /// # Errors
-    /// As [`Drainer::drain_once`].
-    pub fn drain_until(
+    pub fn drain(
         &self,
         reasons: DrainReasons,
-        progress: &mut dyn FnMut(u64, u64),
-        stop: &dyn Fn() -> bool,
-    ) -> Result<DrainReport, StorageError> {
-        self.run(reasons, progress, stop)
-    }
-
-    /// [`Drainer::drain_once`], calling `progress(done, total)` after each batch, where `total` is the
-    /// number of unsent sales when the run started.
-    ///
-    /// # Errors
-    /// As [`Drainer::drain_once`].
-    pub fn drain_with_progress(
-        &self,
-        reasons: DrainReasons,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<DrainReport, StorageError> {
-        self.run(reasons, progress, &|| false)
-    }
-
-    fn run(
-        &self,
-        reasons: DrainReasons,
-        progress: &mut dyn FnMut(u64, u64),
-        stop: &dyn Fn() -> bool,
+        mut hooks: DrainHooks<'_>,
     ) -> Result<DrainReport, StorageError> {
         if reasons.contains(DrainReason::Manual) || reasons.contains(DrainReason::Online) {
             // "Sync now" and "back online" must not wait out per-sale backoff from the outage.
@@ -184,35 +194,41 @@ impl<'a> Drainer<'a> {
                 log::info!(drain_reason:% = reasons, sales = moved; "backoff skipped for pending sales");
             }
         }
+        let heartbeat = Arc::new(Heartbeat::new(self.outbox.clock().clone(), self.config.heartbeat_ms));
+        let weak = Arc::downgrade(&heartbeat);
+        self.outbox.clock().on_advance(Box::new(move || weak.upgrade().map(|h| h.poke()).is_some()));
+        let heartbeat = &*heartbeat;
+        std::thread::scope(|scope| {
+            let beating = std::thread::Builder::new()
+                .name("possync-heartbeat".into())
+                .spawn_scoped(scope, || heartbeat.run(self.outbox, self.config.lease_ms));
+            if let Err(e) = &beating {
+                log::warn!(error:% = e; "could not start the heartbeat thread; leases are not extended");
+            }
+            let result = self.run(reasons, &mut hooks, heartbeat);
+            heartbeat.finish();
+            result
+        })
+    }
+
+    fn run(
+        &self,
+        reasons: DrainReasons,
+        hooks: &mut DrainHooks<'_>,
+        heartbeat: &Heartbeat,
+    ) -> Result<DrainReport, StorageError> {
         let clock = self.outbox.clock().clone();
         let started_at_ms = clock.now_ms();
         let wall = Instant::now();
         let correlation_id = uuid::Uuid::now_v7().to_string();
         let total = self.outbox.counts()?.unsent();
-        let mut report = DrainReport {
-            correlation_id: correlation_id.clone(),
-            reasons,
-            started_at_ms,
-            duration_ms: 0,
-            sent: 0,
-            duplicate: 0,
-            conflict: 0,
-            invalid: 0,
-            retry: 0,
-            requests_ok: 0,
-            requests_failed: 0,
-            lease_lost: 0,
-            remaining_pending: 0,
-            oldest_pending_age_ms: None,
-            last_error: None,
-            stop: None,
-        };
+        let mut report = DrainReport::new(correlation_id.clone(), reasons, started_at_ms);
         let carried = (*self.batch_size.lock()).clamp(1, self.config.batch_size);
         let mut link = LinkState { batch_size: carried, ..LinkState::new(self.config.batch_size) };
         let mut done = 0u64;
         let mut rng = rand::rng();
         let mut backlog_cache = BacklogCache::default();
-        while report.stop.is_none() && !stop() {
+        while report.stop.is_none() && !hooks.stop.as_ref().is_some_and(|stop| stop()) {
             let claimed = self.outbox.claim_due_by(
                 &self.owner,
                 link.batch_size,
@@ -224,7 +240,6 @@ impl<'a> Drainer<'a> {
             }
             let backlog = backlog_cache.current(self.outbox, clock.now_ms());
             let (request, sendable, broken) = build_request(&self.config.device_id, &claimed, backlog);
-            let leases: Vec<Lease> = sendable.iter().map(|c| c.lease.clone()).collect();
             let mut settled: Vec<(&Claimed, Outcome)> = broken
                 .into_iter()
                 .map(|(c, reason)| (c, Outcome::Invalid { code: "corrupt_payload".into(), message: reason }))
@@ -233,44 +248,50 @@ impl<'a> Drainer<'a> {
             let mut latency_ms = 0;
             if !sendable.is_empty() {
                 let sent_at = Instant::now();
-                let (result, lost_now) = self.send_with_heartbeat(&request, &correlation_id, &leases);
-                lost = lost_now;
+                heartbeat.begin(sendable.iter().map(|c| c.lease.clone()).collect());
+                let result = self.transport.push(&request, &correlation_id);
+                lost = heartbeat.end();
                 latency_ms = sent_at.elapsed().as_millis() as u64;
                 let result = result.and_then(|response| check_response(&request, response));
-                let judged = RequestResult::of(&result);
-                let (next, verdict) = judge_batch(&self.config.link, link, judged, sendable.len());
-                match judged {
+                let error = result.as_ref().err().cloned();
+                let judged =
+                    judge(result, &sendable, link, clock.now_ms(), started_at_ms, self.config, &mut rng);
+                match judged.request {
                     RequestResult::Answered => report.requests_ok += 1,
                     RequestResult::TimedOut | RequestResult::Failed { .. } => report.requests_failed += 1,
                     RequestResult::TooLarge | RequestResult::NeedsPerson => {}
                 }
-                if let Err(error) = &result {
+                if let Some(error) = &error {
                     report.last_error = Some(error.to_string());
-                    apply_verdict(&mut report, verdict, error, &next);
+                    if judged.stop.is_none() {
+                        log_going_on(&correlation_id, error, &judged.link);
+                    }
                 }
-                link = next;
-                let outcomes = self.outcomes(result, &sendable, &report, &mut rng);
-                settled.extend(sendable.iter().copied().zip(outcomes));
+                report.stop = judged.stop;
+                link = judged.link;
+                settled.extend(sendable.iter().copied().zip(judged.outcomes));
             }
 
             let mut to_write = Vec::with_capacity(settled.len());
+            let mut written_for = Vec::with_capacity(settled.len());
             for (c, outcome) in settled {
                 if lost.contains(&c.lease.seq) {
                     report.lease_lost += 1;
-                    log::warn!(correlation_id = correlation_id.as_str(), client_tx_id = c.lease.client_tx_id.as_str(),
-                        lease_token = c.lease.token.as_str(); "lease lost during send; result dropped");
+                    log_lease_lost(&correlation_id, reasons, c, latency_ms, &outcome);
                     continue;
                 }
-                log_attempt(&correlation_id, reasons, c, latency_ms, &outcome);
                 to_write.push((c.lease.clone(), outcome));
+                written_for.push(c);
             }
             let written = self.outbox.finalize_all(&to_write)?;
-            for ((_, outcome), finalized) in to_write.iter().zip(written) {
+            for (((_, outcome), finalized), c) in to_write.iter().zip(written).zip(written_for) {
                 if finalized == Finalized::LeaseLost {
                     report.lease_lost += 1;
+                    log_lease_lost(&correlation_id, reasons, c, latency_ms, outcome);
                     continue;
                 }
-                tally(&mut report, outcome);
+                log_attempt(&correlation_id, reasons, c, latency_ms, outcome);
+                report.tally(outcome);
                 if !matches!(outcome, Outcome::Retry { .. }) {
                     backlog_cache.settled(1);
                 }
@@ -279,7 +300,9 @@ impl<'a> Drainer<'a> {
                 report.stop = Some(DrainStop::LeaseLost);
             }
             done += claimed.len() as u64;
-            progress(done.min(total.max(done)), total.max(done));
+            if let Some(progress) = hooks.progress.as_mut() {
+                progress(done.min(total.max(done)), total.max(done));
+            }
         }
 
         *self.batch_size.lock() = link.batch_size;
@@ -295,121 +318,186 @@ impl<'a> Drainer<'a> {
             "drain run finished");
         Ok(report)
     }
+}
 
-    /// The outcome of each sent sale, from the (checked) answer to its request. Only a server `RETRY`
-    /// gives a sale backoff; after a failed request its sales are due again at the run's start.
-    fn outcomes(
-        &self,
-        result: Result<Vec<crate::protocol::PushResult>, TransportError>,
-        sendable: &[&Claimed],
-        report: &DrainReport,
-        rng: &mut impl rand::Rng,
-    ) -> Vec<Outcome> {
-        let now = self.outbox.clock().now_ms();
-        let backoff = self.config.backoff;
-        match result {
-            Ok(results) => results
-                .into_iter()
-                .zip(sendable)
-                .map(|(r, c)| {
-                    let retries = c.server_retries.saturating_add(1);
-                    outcome_of(r, now + backoff.delay_ms(retries, None, rng).max(1) as i64)
-                })
-                .collect(),
-            Err(TransportError::TooLarge { code, message }) if sendable.len() <= 1 => {
-                vec![Outcome::Invalid { code, message: format!("too large to send even alone: {message}") }]
-            }
-            Err(error) => {
-                // Due again within this run (its start time), after the other due sales; the engine
-                // decides when to try again if the run stops.
-                let (code, message) = match &error {
-                    TransportError::TooLarge { code, message } => (code.clone(), message.clone()),
-                    other => (other.code().to_owned(), other.to_string()),
-                };
-                sendable
-                    .iter()
-                    .map(|_| Outcome::Retry {
-                        from_server: false,
-                        code: code.clone(),
-                        message: message.clone(),
-                        next_attempt_at_ms: report.started_at_ms,
-                    })
-                    .collect()
-            }
+/// Hooks of a run (see [`Drainer::drain`]); `DrainHooks::default()` for none.
+#[derive(Default)]
+pub struct DrainHooks<'h> {
+    /// Called after each batch with `(done, total)`, `total` being the unsent sales at the start.
+    pub progress: Option<&'h mut dyn FnMut(u64, u64)>,
+    /// Asked between batches: `true` ends the run after the batch in flight.
+    pub stop: Option<&'h dyn Fn() -> bool>,
+}
+
+/// What one batch's answer means for the run, decided by [`judge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// The outcome of each sent sale, in request order.
+    pub outcomes: Vec<Outcome>,
+    /// How the request counts for the link.
+    pub request: RequestResult,
+    /// Why the run stops after this batch, if it does.
+    pub stop: Option<DrainStop>,
+    /// The link state for the next batch (failures in a row, batch size).
+    pub link: LinkState,
+}
+
+/// Judges the (checked) answer to a request of `sendable` sales: each sale's outcome, the request's
+/// count, the run's stop and the next batch size. Only a server `RETRY` gives a sale backoff (its
+/// `server_retries` + 1, jittered by `rng`); after a failed request its sales are due again at the
+/// run's start (`run_started_ms`), after the other due sales. Pure but for `rng`.
+pub fn judge(
+    result: Result<Vec<PushResult>, TransportError>,
+    sendable: &[&Claimed],
+    link: LinkState,
+    now_ms: i64,
+    run_started_ms: i64,
+    config: &SyncConfig,
+    rng: &mut impl rand::Rng,
+) -> Judged {
+    let request = RequestResult::of(&result);
+    let (link, verdict) = judge_batch(&config.link, link, request, sendable.len());
+    let stop = result.as_ref().err().and_then(|error| match verdict {
+        BatchVerdict::Continue => None,
+        BatchVerdict::BackOff { .. } => Some(DrainStop::Offline { error: error.clone() }),
+        BatchVerdict::NeedsPerson if error.is_auth() => Some(DrainStop::AuthFailed { error: error.clone() }),
+        BatchVerdict::NeedsPerson => Some(DrainStop::TlsFailed { error: error.clone() }),
+    });
+    let outcomes = match result {
+        Ok(results) => results
+            .into_iter()
+            .zip(sendable)
+            .map(|(r, c)| {
+                let retries = c.server_retries.saturating_add(1);
+                let delay = config.backoff.delay_ms(retries, None, rng).max(1);
+                outcome_of(r, now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)))
+            })
+            .collect(),
+        Err(TransportError::TooLarge { code, message }) if sendable.len() <= 1 => {
+            vec![Outcome::Invalid { code, message: format!("too large to send even alone: {message}") }]
         }
+        Err(error) => {
+            let (code, message) = match &error {
+                TransportError::TooLarge { code, message } => (code.clone(), message.clone()),
+                other => (other.code().to_owned(), other.to_string()),
+            };
+            sendable
+                .iter()
+                .map(|_| Outcome::Retry {
+                    from_server: false,
+                    code: code.clone(),
+                    message: message.clone(),
+                    next_attempt_at_ms: run_started_ms,
+                })
+                .collect()
+        }
+    };
+    Judged { outcomes, request, stop, link }
+}
+
+/// The run's one heartbeat thread: while a batch is on the wire it extends the batch's leases every
+/// `heartbeat_ms` on the outbox's clock and notes the ones lost to another sender; between batches
+/// it waits. A [`crate::clock::ManualClock`] moved by a test wakes it like time passing.
+struct Heartbeat {
+    clock: Arc<dyn Clock>,
+    every_ms: i64,
+    state: Mutex<Beat>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Beat {
+    /// Leases of the batch on the wire (empty between batches).
+    active: Vec<Lease>,
+    /// Seqs of `active` lost so far.
+    lost: HashSet<i64>,
+    /// Bumped at each batch's start and end, so that a late heartbeat of an earlier batch is ignored.
+    batch: u64,
+    /// When the next beat is due, on the clock's monotonic reading.
+    next_beat_ms: i64,
+    finished: bool,
+}
+
+impl Heartbeat {
+    fn new(clock: Arc<dyn Clock>, every_ms: u64) -> Self {
+        let every_ms = i64::try_from(every_ms).unwrap_or(i64::MAX);
+        Heartbeat { clock, every_ms, state: Mutex::new(Beat::default()), wake: Condvar::new() }
     }
 
-    /// Sends one request while a heartbeat thread keeps the batch's leases alive. Returns the answer and
-    /// the seqs whose lease was lost meanwhile.
-    fn send_with_heartbeat(
-        &self,
-        request: &PushRequest,
-        correlation_id: &str,
-        leases: &[Lease],
-    ) -> (Result<PushResponse, TransportError>, HashSet<i64>) {
-        let stop = (Mutex::new(false), Condvar::new());
-        let every = Duration::from_millis(self.config.heartbeat_ms);
-        std::thread::scope(|scope| {
-            let heartbeat =
-                std::thread::Builder::new().name("possync-heartbeat".into()).spawn_scoped(scope, || {
-                    let mut active: Vec<Lease> = leases.to_vec();
-                    let mut lost = HashSet::new();
-                    let mut stopped = stop.0.lock();
-                    while !*stopped {
-                        if !stop.1.wait_for(&mut stopped, every).timed_out() || *stopped {
-                            break;
-                        }
-                        match self.outbox.heartbeat(&active, self.config.lease_ms) {
-                            Ok(states) => {
-                                let mut keep = Vec::with_capacity(active.len());
-                                for (lease, state) in active.drain(..).zip(states) {
-                                    match state {
-                                        LeaseState::Held => keep.push(lease),
-                                        LeaseState::Lost => {
-                                            lost.insert(lease.seq);
-                                        }
-                                    }
-                                }
-                                active = keep;
-                            }
-                            Err(e) => log::warn!(error:% = e; "lease heartbeat failed"),
+    /// A batch goes on the wire with these leases; the first beat is `heartbeat_ms` from now.
+    fn begin(&self, leases: Vec<Lease>) {
+        let mut beat = self.state.lock();
+        beat.active = leases;
+        beat.lost.clear();
+        beat.batch += 1;
+        beat.next_beat_ms = self.clock.monotonic_ms().saturating_add(self.every_ms);
+        self.wake.notify_all();
+    }
+
+    /// The batch's answer is in: returns the seqs whose lease was lost meanwhile.
+    fn end(&self) -> HashSet<i64> {
+        let mut beat = self.state.lock();
+        beat.active.clear();
+        beat.batch += 1;
+        self.wake.notify_all();
+        std::mem::take(&mut beat.lost)
+    }
+
+    /// Wakes the thread to look at the clock again.
+    fn poke(&self) {
+        let _beat = self.state.lock();
+        self.wake.notify_all();
+    }
+
+    /// The run is over: the thread returns.
+    fn finish(&self) {
+        self.state.lock().finished = true;
+        self.wake.notify_all();
+    }
+
+    fn run(&self, outbox: &Outbox, lease_ms: u64) {
+        let mut beat = self.state.lock();
+        while !beat.finished {
+            if beat.active.is_empty() {
+                self.wake.wait(&mut beat);
+                continue;
+            }
+            let now = self.clock.monotonic_ms();
+            if now < beat.next_beat_ms {
+                let ms = u64::try_from(beat.next_beat_ms - now).unwrap_or(1);
+                self.wake.wait_for(&mut beat, Duration::from_millis(ms));
+                continue;
+            }
+            beat.next_beat_ms = now.saturating_add(self.every_ms);
+            let (leases, batch) = (beat.active.clone(), beat.batch);
+            let states = parking_lot::MutexGuard::unlocked(&mut beat, || outbox.heartbeat(&leases, lease_ms));
+            match states {
+                Ok(states) if beat.batch == batch => {
+                    for (lease, state) in leases.iter().zip(states) {
+                        if state == LeaseState::Lost {
+                            beat.lost.insert(lease.seq);
                         }
                     }
-                    lost
-                });
-            let result = self.transport.push(request, correlation_id);
-            *stop.0.lock() = true;
-            stop.1.notify_all();
-            let lost = match heartbeat {
-                Ok(handle) => handle.join().unwrap_or_default(),
-                Err(e) => {
-                    log::warn!(error:% = e; "could not start the heartbeat thread");
-                    HashSet::new()
+                    let lost = &beat.lost;
+                    let still: Vec<Lease> = leases.into_iter().filter(|l| !lost.contains(&l.seq)).collect();
+                    beat.active = still;
                 }
-            };
-            (result, lost)
-        })
+                Ok(_) => {} // the batch ended meanwhile
+                Err(e) => log::warn!(error:% = e; "lease heartbeat failed"),
+            }
+        }
     }
 }
 
-/// Records what a failed request's verdict means for the run: a stop, or a warning that it goes on.
-fn apply_verdict(report: &mut DrainReport, verdict: BatchVerdict, error: &TransportError, link: &LinkState) {
-    match verdict {
-        BatchVerdict::Continue => {
-            if !matches!(error, TransportError::TooLarge { .. }) {
-                log::warn!(correlation_id = report.correlation_id.as_str(), error:% = error,
-                    failures_in_a_row = link.failures_in_a_row, batch_size = link.batch_size;
-                    "request failed; the run goes on");
-            } else {
-                log::warn!(correlation_id = report.correlation_id.as_str(), batch_size = link.batch_size,
-                    code = error.code(); "request too large; halving the batch");
-            }
-        }
-        BatchVerdict::BackOff { .. } => report.stop = Some(DrainStop::Offline { error: error.clone() }),
-        BatchVerdict::NeedsPerson if error.is_auth() => {
-            report.stop = Some(DrainStop::AuthFailed { error: error.clone() })
-        }
-        BatchVerdict::NeedsPerson => report.stop = Some(DrainStop::TlsFailed { error: error.clone() }),
+/// Logs that a request failed and the run goes on (fewer than K failures in a row, or a 413).
+fn log_going_on(correlation_id: &str, error: &TransportError, link: &LinkState) {
+    if matches!(error, TransportError::TooLarge { .. }) {
+        log::warn!(correlation_id = correlation_id, batch_size = link.batch_size, code = error.code();
+            "request too large; halving the batch");
+    } else {
+        log::warn!(correlation_id = correlation_id, error:% = error,
+            failures_in_a_row = link.failures_in_a_row, batch_size = link.batch_size;
+            "request failed; the run goes on");
     }
 }
 
@@ -444,10 +532,7 @@ fn build_request<'c>(
 }
 
 /// The per-sale results of a 200 answer, checked against the request (same count, same ids, in order).
-fn check_response(
-    request: &PushRequest,
-    response: PushResponse,
-) -> Result<Vec<crate::protocol::PushResult>, TransportError> {
+fn check_response(request: &PushRequest, response: PushResponse) -> Result<Vec<PushResult>, TransportError> {
     if response.results.len() != request.transactions.len() {
         return Err(TransportError::BadResponse(format!(
             "{} results for {} sales",
@@ -467,7 +552,7 @@ fn check_response(
 }
 
 /// The outbox outcome of one per-sale result.
-fn outcome_of(result: crate::protocol::PushResult, next_attempt_at_ms: i64) -> Outcome {
+fn outcome_of(result: PushResult, next_attempt_at_ms: i64) -> Outcome {
     let code = result.code.unwrap_or_default();
     let message = result.message.unwrap_or_default();
     match result.status {
@@ -479,32 +564,8 @@ fn outcome_of(result: crate::protocol::PushResult, next_attempt_at_ms: i64) -> O
     }
 }
 
-/// The wire name of an outcome, as logged in `result`.
-fn result_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Sent { duplicate: false, .. } => "OK",
-        Outcome::Sent { duplicate: true, .. } => "DUPLICATE",
-        Outcome::Conflict { .. } => "CONFLICT",
-        Outcome::Invalid { .. } => "INVALID",
-        Outcome::Retry { from_server: true, .. } => "RETRY",
-        Outcome::Retry { from_server: false, .. } => "TRANSPORT",
-    }
-}
-
-fn tally(report: &mut DrainReport, outcome: &Outcome) {
-    match outcome {
-        Outcome::Sent { duplicate: false, .. } => report.sent += 1,
-        Outcome::Sent { duplicate: true, .. } => report.duplicate += 1,
-        Outcome::Conflict { .. } => report.conflict += 1,
-        Outcome::Invalid { .. } => report.invalid += 1,
-        Outcome::Retry { code, message, .. } => {
-            report.retry += 1;
-            report.last_error = Some(format!("{code}: {message}"));
-        }
-    }
-}
-
-/// One structured log record per send attempt of a sale. Never the payload, never the device token.
+/// One structured log record per send attempt of a sale, with the seven fields of every attempt.
+/// Never the payload, never the device token.
 fn log_attempt(
     correlation_id: &str,
     reasons: DrainReasons,
@@ -512,13 +573,6 @@ fn log_attempt(
     latency_ms: u64,
     outcome: &Outcome,
 ) {
-    let result = result_label(outcome);
-    let code = match outcome {
-        Outcome::Conflict { code, .. } | Outcome::Invalid { code, .. } | Outcome::Retry { code, .. } => {
-            code.as_str()
-        }
-        Outcome::Sent { .. } => "",
-    };
     let level = match outcome {
         Outcome::Sent { .. } => log::Level::Info,
         _ => log::Level::Warn,
@@ -530,9 +584,30 @@ fn log_attempt(
         lease_token = claimed.lease.token.as_str(),
         drain_reason:% = reasons,
         latency_ms = latency_ms,
-        result = result,
-        code = code;
+        result = outcome.label(),
+        code = outcome.code();
         "send attempt");
+}
+
+/// The record of an answer dropped because another sender took the lease over meanwhile: the same
+/// seven fields as [`log_attempt`], `result` being what the dropped answer said.
+fn log_lease_lost(
+    correlation_id: &str,
+    reasons: DrainReasons,
+    claimed: &Claimed,
+    latency_ms: u64,
+    outcome: &Outcome,
+) {
+    log::warn!(target: "possync::send",
+        correlation_id = correlation_id,
+        client_tx_id = claimed.lease.client_tx_id.as_str(),
+        attempt = claimed.attempt,
+        lease_token = claimed.lease.token.as_str(),
+        drain_reason:% = reasons,
+        latency_ms = latency_ms,
+        result = outcome.label(),
+        code = outcome.code();
+        "lease lost during send; result dropped");
 }
 
 fn stop_label(stop: Option<&DrainStop>) -> &'static str {
@@ -542,5 +617,101 @@ fn stop_label(stop: Option<&DrainStop>) -> &'static str {
         Some(DrainStop::AuthFailed { .. }) => "auth_failed",
         Some(DrainStop::TlsFailed { .. }) => "tls_failed",
         Some(DrainStop::LeaseLost) => "lease_lost",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Lease;
+    use rand::SeedableRng;
+
+    fn claimed(seq: i64, server_retries: u32) -> Claimed {
+        Claimed {
+            lease: Lease { seq, client_tx_id: format!("s-{seq}"), token: "t".into() },
+            attempt: 1,
+            payload: "{}".into(),
+            payload_sha256: String::new(),
+            payload_hash_version: 1,
+            server_retries,
+        }
+    }
+
+    fn result(id: &str, status: PushStatus) -> PushResult {
+        PushResult {
+            client_tx_id: id.into(),
+            status,
+            code: Some("c".into()),
+            message: None,
+            server_tx_id: None,
+        }
+    }
+
+    fn config() -> SyncConfig {
+        let mut c = SyncConfig::new("http://127.0.0.1:1", "pst_x", "till-1");
+        c.backoff = crate::backoff::BackoffPolicy { base_ms: 1_000, cap_ms: 8_000 };
+        c
+    }
+
+    const NOW: i64 = 1_000_000;
+    const RUN_START: i64 = 999_000;
+
+    #[test]
+    fn an_answer_gives_each_sale_its_outcome_and_only_retry_backs_off_by_the_sales_own_count() {
+        let (a, b, c) = (claimed(1, 0), claimed(2, 3), claimed(3, 0));
+        let answers = vec![
+            result("s-1", PushStatus::Ok),
+            result("s-2", PushStatus::Retry),
+            result("s-3", PushStatus::Conflict),
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let judged =
+            judge(Ok(answers), &[&a, &b, &c], LinkState::new(50), NOW, RUN_START, &config(), &mut rng);
+        assert_eq!((judged.request, judged.stop.clone()), (RequestResult::Answered, None));
+        assert_eq!(
+            judged.outcomes.iter().map(Outcome::label).collect::<Vec<_>>(),
+            ["OK", "RETRY", "CONFLICT"]
+        );
+        let Outcome::Retry { next_attempt_at_ms, from_server: true, .. } = judged.outcomes[1] else {
+            panic!("{judged:?}")
+        };
+        // Its fourth RETRY: a ceiling of min(8 s, 1 s × 2^3) = 8 s.
+        assert!((NOW + 1..=NOW + 8_000).contains(&next_attempt_at_ms), "{next_attempt_at_ms}");
+    }
+
+    #[test]
+    fn a_failed_request_puts_its_sales_back_at_the_runs_start_and_stops_after_k() {
+        let sales = [claimed(1, 5), claimed(2, 0)];
+        let sendable: Vec<&Claimed> = sales.iter().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let mut link = LinkState::new(50);
+        for k in 1..=3 {
+            let down = Err(TransportError::Unreachable("refused".into()));
+            let judged = judge(down, &sendable, link, NOW, RUN_START, &config(), &mut rng);
+            assert_eq!(judged.request, RequestResult::Failed { retry_after_ms: None });
+            assert!(
+                judged.outcomes.iter().all(|o| matches!(
+                    o,
+                    Outcome::Retry { from_server: false, next_attempt_at_ms: RUN_START, .. }
+                )),
+                "{judged:?}"
+            );
+            assert_eq!(judged.stop.is_some(), k == 3, "failure {k}: {judged:?}");
+            link = judged.link;
+        }
+    }
+
+    #[test]
+    fn a_lone_sale_too_large_is_invalid_and_auth_stops_for_a_person() {
+        let one = claimed(1, 0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let big = Err(TransportError::TooLarge { code: "body_too_large".into(), message: "1 MB".into() });
+        let judged = judge(big, &[&one], LinkState::new(50), NOW, RUN_START, &config(), &mut rng);
+        assert_eq!(judged.outcomes[0].label(), "INVALID");
+        assert_eq!(judged.stop, None);
+        let refused = TransportError::Unauthorized { code: "token_revoked".into(), message: String::new() };
+        let judged =
+            judge(Err(refused.clone()), &[&one], LinkState::new(50), NOW, RUN_START, &config(), &mut rng);
+        assert_eq!(judged.stop, Some(DrainStop::AuthFailed { error: refused }));
     }
 }

@@ -35,7 +35,7 @@ use rand::Rng;
 use crate::backoff::BackoffPolicy;
 use crate::clock::Clock;
 use crate::config::SyncConfig;
-use crate::drain::{DrainReport, DrainStop, Drainer};
+use crate::drain::{DrainHooks, DrainReport, DrainStop, Drainer};
 use crate::error::{ConfigError, Error, StorageError, SyncError};
 use crate::outbox::{Counts, CurrencyAmount, Outbox};
 use crate::reason::{DrainReason, DrainReasons};
@@ -461,11 +461,9 @@ fn stop(shared: &Shared) {
     shared.wake.notify_all();
 }
 
-/// Calls `f` on the engine's shared state if the engine still exists.
-fn with(weak: &Weak<Shared>, f: impl FnOnce(&Shared)) {
-    if let Some(shared) = weak.upgrade() {
-        f(&shared);
-    }
+/// Calls `f` on the engine's shared state if the engine still exists; returns whether it does.
+fn with(weak: &Weak<Shared>, f: impl FnOnce(&Shared)) -> bool {
+    weak.upgrade().map(|shared| f(&shared)).is_some()
 }
 
 /// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]).
@@ -495,11 +493,9 @@ fn worker(shared: &Shared) {
     loop {
         let Some((reasons, seq)) = next_run(shared) else { return };
         shared.notifier.status(SyncStatus::Draining { done: 0, total: 0 });
-        let result = drainer.drain_until(
-            reasons,
-            &mut |done, total| shared.notifier.status(SyncStatus::Draining { done, total }),
-            &|| shared.state.lock().shutdown,
-        );
+        let mut progress = |done, total| shared.notifier.status(SyncStatus::Draining { done, total });
+        let stop = || shared.state.lock().shutdown;
+        let result = drainer.drain(reasons, DrainHooks { progress: Some(&mut progress), stop: Some(&stop) });
         if let Ok(report) = &result {
             prune_if_due(shared, report, &mut last_prune);
         }

@@ -10,7 +10,7 @@ use common::{sale, TempOutbox, T0};
 use parking_lot::Mutex;
 use possync_core::clock::{Clock, ManualClock};
 use possync_core::config::SyncConfig;
-use possync_core::drain::{DrainStop, Drainer};
+use possync_core::drain::{DrainHooks, DrainStop, Drainer};
 use possync_core::link::LinkPolicy;
 use possync_core::outbox::{Outbox, SaleState};
 use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
@@ -76,7 +76,7 @@ fn request_too_large_halves_the_batch_and_everything_goes() {
     let config = config();
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.sent, report.remaining_pending, report.stop.clone()), (40, 0, None), "{report:?}");
     let sizes = transport.sizes.lock().clone();
@@ -95,7 +95,7 @@ fn a_single_sale_too_large_for_the_server_is_invalid() {
     let config = config();
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!(report.invalid, 1);
     let entry = outbox.get(&id).expect("get").expect("row");
@@ -117,7 +117,7 @@ fn results_that_do_not_match_the_request_put_the_batch_back() {
     let config = config();
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain");
     assert!(
         matches!(report.stop, Some(DrainStop::Offline { error: TransportError::BadResponse(_) })),
@@ -136,18 +136,18 @@ fn a_lease_taken_over_mid_send_is_not_finalized_and_the_run_stops() {
     for i in 0..5 {
         outbox.enqueue(&sale(i)).expect("enqueue");
     }
-    let thief = t.open_with(clock.clone());
+    // The till stalls (its process frozen: no heartbeat, its clock reads the same) past its lease;
+    // another sender, whose clock has moved on 10 s, takes the sales over meanwhile.
+    let thief = t.open_with(Arc::new(ManualClock::new(T0 + 10_000)));
     let stolen = Mutex::new(Vec::new());
     let transport = scripted(|r| {
-        // The till stalls past its lease; another sender takes the sales over meanwhile.
-        clock.advance(10_000);
         stolen.lock().extend(thief.claim("thief", 10, 60_000).expect("thief claims"));
         Ok(all_ok(r))
     });
     let config = config();
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Interval.into())
+        .drain(DrainReason::Interval.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.sent, report.lease_lost, report.stop.clone()), (0, 5, Some(DrainStop::LeaseLost)));
     let stolen = stolen.lock();
@@ -169,14 +169,24 @@ fn heartbeats_keep_the_leases_of_a_slow_send() {
         outbox.enqueue(&sale(i)).expect("enqueue");
     }
     let thief: Outbox = t.open_with(clock.clone());
-    let mut config = config();
-    config.heartbeat_ms = 20;
+    let config = config();
     let lease_ms = config.lease_ms as i64;
     let transport = scripted(|r| {
-        // Five times the lease passes on the till's clock while the request is in flight.
+        // Five times the lease passes on the till's clock while the request is in flight. Each move of
+        // the clock passes a heartbeat's interval: the heartbeat thread, woken by the clock, extends
+        // every lease to the new now + lease (waited for on the file, no sleeping on wall time).
         for _ in 0..10 {
             clock.advance(lease_ms / 2);
-            std::thread::sleep(Duration::from_millis(150));
+            let extended_to = clock.now_ms() + lease_ms;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            for tx in &r.transactions {
+                while thief.get(&tx.client_tx_id).expect("get").and_then(|e| e.lease_expires_at_ms)
+                    != Some(extended_to)
+                {
+                    assert!(std::time::Instant::now() < deadline, "no heartbeat after the clock moved");
+                    std::thread::yield_now();
+                }
+            }
             assert!(
                 thief.claim("thief", 10, 60_000).expect("claim").is_empty(),
                 "a heartbeated lease was taken"
@@ -186,7 +196,7 @@ fn heartbeats_keep_the_leases_of_a_slow_send() {
     });
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Online.into())
+        .drain(DrainReason::Online.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.sent, report.lease_lost), (3, 0), "{report:?}");
 }
@@ -207,7 +217,7 @@ fn transport_failures_do_not_count_against_a_sale_and_leave_it_due_at_once() {
     let failing = scripted(|_| Err(unreachable()));
     let drainer = Drainer::new(&outbox, &failing, &config).expect("drainer");
     for run in 1..=4 {
-        let report = drainer.drain_once(DrainReason::Interval.into()).expect("drain");
+        let report = drainer.drain(DrainReason::Interval.into(), DrainHooks::default()).expect("drain");
         assert!(matches!(report.stop, Some(DrainStop::Offline { .. })), "{report:?}");
         clock.advance(1);
         let entry = outbox.get(&id).expect("get").expect("row");
@@ -224,7 +234,7 @@ fn transport_failures_do_not_count_against_a_sale_and_leave_it_due_at_once() {
     });
     let report = Drainer::new(&outbox, &retrying, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Interval.into())
+        .drain(DrainReason::Interval.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.retry, report.stop), (1, None));
     let entry = outbox.get(&id).expect("get").expect("row");
@@ -257,7 +267,7 @@ fn a_run_goes_on_past_a_failed_request_and_stops_after_k_failures_in_a_row() {
     config.link = LinkPolicy { failures_before_backoff: 3 };
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Interval.into())
+        .drain(DrainReason::Interval.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!(report.requests_ok, 3, "{report:?}");
     assert_eq!(report.requests_failed, 2 + 3, "two single failures passed, then three in a row");
@@ -293,7 +303,7 @@ fn a_failed_batch_is_sent_again_within_the_run_once_the_link_answers() {
     config.batch_size = 4;
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Interval.into())
+        .drain(DrainReason::Interval.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.sent, report.remaining_pending, report.stop.clone()), (10, 0, None), "{report:?}");
     let sizes = transport.sizes.lock().clone();
@@ -317,7 +327,7 @@ fn retry_after_stops_the_run_at_once() {
     });
     let report = Drainer::new(&outbox, &transport, &config())
         .expect("drainer")
-        .drain_once(DrainReason::Interval.into())
+        .drain(DrainReason::Interval.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!(report.requests_failed, 1, "the server asked to wait: no second request");
     assert!(

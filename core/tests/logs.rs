@@ -1,14 +1,19 @@
 //! Every send attempt is logged with correlation_id, client_tx_id, attempt, lease_token, drain_reason,
-//! latency_ms and result, for OK, DUPLICATE, RETRY and CONFLICT; never the payload or the token.
+//! latency_ms and result, for OK, DUPLICATE, RETRY and CONFLICT, and so is an answer dropped because
+//! the lease was lost; never the payload or the token.
 //! (One test: the logger is process-global.)
 
 mod common;
 
 use std::collections::HashMap;
 
-use common::{sale, TempOutbox};
+use std::sync::Arc;
+
+use common::{sale, TempOutbox, T0};
 use parking_lot::Mutex;
-use possync_core::drain::Drainer;
+use possync_core::clock::ManualClock;
+use possync_core::drain::{DrainHooks, Drainer};
+use possync_core::outbox::Outbox;
 use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
 use possync_core::reason::DrainReason;
 use possync_core::transport::{Transport, TransportError};
@@ -74,6 +79,29 @@ impl Transport for ByReceipt {
     }
 }
 
+/// Another sender (its clock 10 s on: the leases look expired) takes the batch over while it is on the
+/// wire; then the server answers as [`ByReceipt`].
+struct Stealing(Outbox);
+
+impl Transport for Stealing {
+    fn push(&self, request: &PushRequest, cid: &str) -> Result<PushResponse, TransportError> {
+        assert!(!self.0.claim("thief", 10, 60_000).expect("claim").is_empty(), "nothing taken over");
+        ByReceipt.push(request, cid)
+    }
+}
+
+/// The seven fields of a send record, checked against the run and the sale.
+fn assert_seven_fields(fields: &Fields, correlation_id: &str, reason: &str, result: &str) {
+    assert_eq!(fields.get("correlation_id").map(String::as_str), Some(correlation_id), "{fields:?}");
+    assert!(fields.get("client_tx_id").is_some_and(|id| !id.is_empty()), "{fields:?}");
+    assert_eq!(fields.get("attempt").map(String::as_str), Some("1"));
+    let token = fields.get("lease_token").expect("lease_token");
+    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert_eq!(fields.get("drain_reason").map(String::as_str), Some(reason));
+    assert!(fields.get("latency_ms").and_then(|v| v.parse::<u64>().ok()).is_some(), "{fields:?}");
+    assert_eq!(fields.get("result").map(String::as_str), Some(result), "{fields:?}");
+}
+
 #[test]
 fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
     log::set_logger(&CAPTURE).expect("install logger");
@@ -85,7 +113,7 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
     let config = common::sync_config("pst_secret_token_value");
     let report = Drainer::new(&outbox, &ByReceipt, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Focus.into())
+        .drain(DrainReason::Focus.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!((report.sent, report.duplicate, report.conflict, report.retry), (1, 1, 1, 1));
 
@@ -98,14 +126,28 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
             .iter()
             .find(|f| f.get("client_tx_id") == Some(id))
             .unwrap_or_else(|| panic!("no record for {id}"));
-        assert_eq!(fields.get("correlation_id"), Some(&report.correlation_id));
-        assert_eq!(fields.get("attempt").map(String::as_str), Some("1"));
-        let token = fields.get("lease_token").expect("lease_token");
-        assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
-        assert_eq!(fields.get("drain_reason").map(String::as_str), Some("focus"));
-        assert!(fields.get("latency_ms").and_then(|v| v.parse::<u64>().ok()).is_some(), "{fields:?}");
-        assert_eq!(fields.get("result").map(String::as_str), Some(expected), "{fields:?}");
+        assert_seven_fields(fields, &report.correlation_id, "focus", expected);
     }
+
+    // A lease lost mid-send: the dropped answer's record carries the same seven fields.
+    let stolen = TempOutbox::new();
+    let outbox = stolen.open_with(Arc::new(ManualClock::new(T0)));
+    let id = outbox.enqueue(&sale(1)).expect("enqueue");
+    let thief = Stealing(stolen.open_with(Arc::new(ManualClock::new(T0 + 10_000))));
+    let lost = Drainer::new(&outbox, &thief, &config)
+        .expect("drainer")
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
+        .expect("drain");
+    assert_eq!(lost.lease_lost, 1, "{lost:?}");
+    let records = CAPTURE.0.lock().clone();
+    let dropped = records
+        .iter()
+        .find(|(_, msg, f)| {
+            msg == "lease lost during send; result dropped" && f.get("client_tx_id") == Some(&id)
+        })
+        .expect("a lease-lost record");
+    assert_seven_fields(&dropped.2, &lost.correlation_id, "manual", "OK");
+
     let run = records.iter().find(|(_, msg, _)| msg == "drain run finished").expect("run record");
     assert_eq!(run.2.get("correlation_id"), Some(&report.correlation_id));
     for (_, msg, fields) in &records {

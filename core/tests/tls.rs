@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::{sale, TempOutbox};
 use possync_core::config::{SyncConfig, TlsOptions};
-use possync_core::drain::{DrainStop, Drainer};
+use possync_core::drain::{DrainHooks, DrainStop, Drainer};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::reason::DrainReason;
 use possync_core::status::SyncStatus;
@@ -130,7 +130,7 @@ fn drain_one(url: &str, tls: TlsOptions) -> (u64, Option<DrainStop>) {
     let transport = HttpTransport::new(&config);
     let report = Drainer::new(&outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("run");
     (report.sent, report.stop)
 }

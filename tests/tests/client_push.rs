@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use possync_core::clock::{Clock, ManualClock, SystemClock};
 use possync_core::config::{OutboxConfig, SyncConfig};
-use possync_core::drain::{DrainStop, Drainer};
+use possync_core::drain::{DrainHooks, DrainStop, Drainer};
 use possync_core::outbox::{Outbox, SaleState};
 use possync_core::reason::DrainReason;
 use possync_core::transport::{HttpTransport, TransportError};
@@ -20,7 +20,7 @@ fn drain(outbox: &Outbox, config: &SyncConfig) -> possync_core::drain::DrainRepo
     let transport = HttpTransport::new(config);
     Drainer::new(outbox, &transport, config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain")
 }
 
@@ -51,9 +51,9 @@ fn drain_sends_a_backlog_in_batches_exactly_once() {
     let mut seen = Vec::new();
     let transport = HttpTransport::new(&config);
     let drainer = Drainer::new(&outbox, &transport, &config).expect("drainer");
-    let report = drainer
-        .drain_with_progress(DrainReason::Manual.into(), &mut |done, total| seen.push((done, total)))
-        .expect("drain");
+    let mut progress = |done, total| seen.push((done, total));
+    let hooks = DrainHooks { progress: Some(&mut progress), ..DrainHooks::default() };
+    let report = drainer.drain(DrainReason::Manual.into(), hooks).expect("drain");
     assert_eq!((report.sent, report.duplicate, report.retry, report.remaining_pending), (230, 0, 0, 0));
     assert_eq!(report.stop, None);
     assert_eq!(seen.last(), Some(&(230, 230)));

@@ -3,7 +3,7 @@
 //! show on the server as exactly that gap.
 
 use possync_core::config::OutboxConfig;
-use possync_core::drain::Drainer;
+use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
@@ -16,7 +16,7 @@ fn drain(outbox: &Outbox, server: &TestServer) {
     let transport = HttpTransport::new(&config);
     Drainer::new(outbox, &transport, &config)
         .expect("drainer")
-        .drain_once(DrainReason::Manual.into())
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain");
 }
 

@@ -182,6 +182,31 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The wire name of the answer (`OK`, `DUPLICATE`, `CONFLICT`, `INVALID`, `RETRY`), or
+    /// `TRANSPORT` for a failed request; logged as `result`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { duplicate: false, .. } => "OK",
+            Outcome::Sent { duplicate: true, .. } => "DUPLICATE",
+            Outcome::Conflict { .. } => "CONFLICT",
+            Outcome::Invalid { .. } => "INVALID",
+            Outcome::Retry { from_server: true, .. } => "RETRY",
+            Outcome::Retry { from_server: false, .. } => "TRANSPORT",
+        }
+    }
+
+    /// The server's (or the transport's) code; empty for a sale sent.
+    pub fn code(&self) -> &str {
+        match self {
+            Outcome::Conflict { code, .. } | Outcome::Invalid { code, .. } | Outcome::Retry { code, .. } => {
+                code
+            }
+            Outcome::Sent { .. } => "",
+        }
+    }
+}
+
 /// Result of a finalize.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -502,8 +527,12 @@ impl Outbox {
         if inserted == 1 {
             drop(conn);
             let hook = self.recorded.lock().clone();
-            if let Some(hook) = hook {
-                hook();
+            if let Some(hook) = hook.filter(|hook| !hook()) {
+                // Whoever it woke is gone: drop it (unless it was replaced meanwhile).
+                let mut current = self.recorded.lock();
+                if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &hook)) {
+                    *current = None;
+                }
             }
             return Ok(Enqueued { client_tx_id: client_tx_id.to_owned(), created: true });
         }

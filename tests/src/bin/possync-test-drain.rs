@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use possync_core::config::OutboxConfig;
-use possync_core::drain::Drainer;
+use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             let drainer = Drainer::new(&outbox, &transport, &config)?;
             let mut total = (0, 0);
             loop {
-                let report = drainer.drain_once(DrainReason::Manual.into())?;
+                let report = drainer.drain(DrainReason::Manual.into(), DrainHooks::default())?;
                 total.0 += report.sent;
                 total.1 += report.duplicate;
                 if report.stop.is_some() || report.sent + report.duplicate + report.retry == 0 {

@@ -9,20 +9,22 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use possync_core::clock::{Clock, SystemClock};
 
 use crate::store::Device;
 
 /// Most tokens held; when full, expired entries are dropped, and if none were, all of them.
 const MAX_ENTRIES: usize = 4_096;
 
-/// Token hash ⇒ device, with the time each was looked up.
-#[derive(Debug)]
+/// Token hash ⇒ device, with the time each was looked up (the clock's monotonic reading, in ms).
 pub struct TokenCache {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (Device, Instant)>>,
+    ttl_ms: i64,
+    clock: Arc<dyn Clock>,
+    entries: Mutex<HashMap<String, (Device, i64)>>,
     /// Whether revocations are being announced; off until the store says so.
     announced: AtomicBool,
 }
@@ -39,31 +41,53 @@ impl TokenCache {
     /// A cache keeping each active token for `ttl` (zero: nothing is kept). It keeps nothing until
     /// [`RevocationSink::announcing`] is called with `true`.
     pub fn new(ttl: Duration) -> Self {
-        TokenCache { ttl, entries: Mutex::new(HashMap::new()), announced: AtomicBool::new(false) }
+        Self::with_clock(ttl, Arc::new(SystemClock))
+    }
+
+    /// [`TokenCache::new`] on another clock (tests).
+    pub fn with_clock(ttl: Duration, clock: Arc<dyn Clock>) -> Self {
+        TokenCache {
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            clock,
+            entries: Mutex::new(HashMap::new()),
+            announced: AtomicBool::new(false),
+        }
+    }
+
+    fn fresh(&self, at: i64, now: i64) -> bool {
+        now.saturating_sub(at) < self.ttl_ms
     }
 
     /// The device of `token_sha256` if it was found active less than the TTL ago.
     pub fn get(&self, token_sha256: &str) -> Option<Device> {
-        if self.ttl.is_zero() || !self.announced.load(Ordering::SeqCst) {
+        if self.ttl_ms == 0 || !self.announced.load(Ordering::SeqCst) {
             return None;
         }
+        let now = self.clock.monotonic_ms();
         let entries = self.entries.lock();
-        entries.get(token_sha256).filter(|(_, at)| at.elapsed() < self.ttl).map(|(device, _)| device.clone())
+        entries.get(token_sha256).filter(|(_, at)| self.fresh(*at, now)).map(|(device, _)| device.clone())
     }
 
     /// Remembers that `token_sha256` was found active for `device` now.
     pub fn put(&self, token_sha256: &str, device: &Device) {
-        if self.ttl.is_zero() || !self.announced.load(Ordering::SeqCst) {
+        if self.ttl_ms == 0 || !self.announced.load(Ordering::SeqCst) {
             return;
         }
+        let now = self.clock.monotonic_ms();
         let mut entries = self.entries.lock();
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(token_sha256) {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            entries.retain(|_, (_, at)| self.fresh(*at, now));
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(token_sha256.to_owned(), (device.clone(), Instant::now()));
+        entries.insert(token_sha256.to_owned(), (device.clone(), now));
+    }
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").field("ttl_ms", &self.ttl_ms).finish_non_exhaustive()
     }
 }
 
@@ -117,11 +141,14 @@ mod tests {
 
     #[test]
     fn keeps_a_token_for_the_ttl_only() {
-        let cache = announced(Duration::from_millis(50));
+        let clock = Arc::new(possync_core::clock::ManualClock::new(0));
+        let cache = TokenCache::with_clock(Duration::from_millis(50), clock.clone());
+        cache.announcing(true);
         assert_eq!(cache.get("a"), None);
         cache.put("a", &device(1));
+        clock.advance(49);
         assert_eq!(cache.get("a"), Some(device(1)));
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(1);
         assert_eq!(cache.get("a"), None, "expired");
     }
 

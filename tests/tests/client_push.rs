@@ -281,7 +281,7 @@ fn revoked_token_stops_the_drain_and_keeps_every_sale() {
 }
 
 #[test]
-fn unreachable_server_is_offline_with_backoff_and_nothing_lost() {
+fn unreachable_server_stops_the_run_offline_and_leaves_the_sale_due_without_backoff() {
     let dir = tempfile::tempdir().expect("tmp");
     let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
     let id = outbox.enqueue(&sale(1, 1)).expect("enqueue");
@@ -296,8 +296,14 @@ fn unreachable_server_is_offline_with_backoff_and_nothing_lost() {
         matches!(report.stop, Some(DrainStop::Offline { error: TransportError::Unreachable(_) })),
         "{report:?}"
     );
+    // K = 3 refused connections in a row end the run; the engine (not the sale) backs off.
+    assert_eq!((report.requests_failed, report.requests_ok), (3, 0), "{report:?}");
     let entry = outbox.get(&id).expect("get").expect("row");
     assert_eq!(entry.state, SaleState::Pending);
-    assert!(entry.next_attempt_at_ms >= entry.created_at_ms, "backoff set");
+    assert_eq!(entry.attempt, 3, "tried once per request");
+    assert_eq!(
+        entry.next_attempt_at_ms, report.started_at_ms,
+        "due again at once: a failed request gives the sale no backoff (its 60 s would apply to a RETRY)"
+    );
     assert!(report.last_error.is_some());
 }

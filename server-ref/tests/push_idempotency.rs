@@ -38,6 +38,43 @@ fn concurrent_same_client_tx_id_gives_one_ok_rest_duplicate() {
 }
 
 #[test]
+fn concurrent_different_payloads_under_one_id_store_exactly_one_and_the_others_conflict() {
+    let server = Arc::new(TestServer::start());
+    let id = new_id();
+    let threads = 8;
+    let barrier = Arc::new(Barrier::new(threads));
+    // Each thread sends its own sale (different items, so a different payload hash) under the one id.
+    let handles: Vec<_> = (0..threads)
+        .map(|n| {
+            let body = request(vec![envelope(&id, &sale("store-1", 100 + n as i64, 1 + n % 3))]);
+            let (server, barrier) = (server.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let reply = server.push(&body);
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                (n, reply.status_of(0).to_owned())
+            })
+        })
+        .collect();
+    let outcomes: Vec<(usize, String)> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let winners: Vec<usize> = outcomes.iter().filter(|(_, s)| s == "OK").map(|(n, _)| *n).collect();
+    let conflicts = outcomes.iter().filter(|(_, s)| s == "CONFLICT").count();
+    assert_eq!((winners.len(), conflicts), (1, threads - 1), "outcomes: {outcomes:?}");
+    // The stored sale is the winner's, whole: its items and its two payments.
+    let winner = winners[0];
+    assert_eq!(server.sale_rows(&id), (1, (1 + winner % 3) as i64, 2));
+    assert_eq!(server.total("pos_transactions"), 1);
+    let stored_hash: String = server
+        .db
+        .client()
+        .query_one("SELECT payload_sha256 FROM pos_transactions WHERE client_tx_id = $1", &[&id])
+        .expect("stored")
+        .get(0);
+    let winner_body = request(vec![envelope(&id, &sale("store-1", 100 + winner as i64, 1 + winner % 3))]);
+    assert_eq!(serde_json::Value::String(stored_hash), winner_body["transactions"][0]["payload_sha256"]);
+}
+
+#[test]
 fn same_client_tx_id_different_payload_is_conflict_and_stored_sale_unchanged() {
     let server = TestServer::start();
     let id = new_id();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cli, db_url, free_port, run, ServeProcess, TestDb};
+use common::{cli, db_url, run, ServeProcess, TestDb};
 
 fn write_config(text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("possync-config-{}", common::new_id()));
@@ -92,18 +92,15 @@ fn unknown_config_key_is_an_error_naming_it() {
 #[test]
 fn serve_and_admin_commands_run_from_a_config_file_alone() {
     let db = TestDb::create();
-    let port = free_port();
-    let (dir, file) = write_config(&format!(
-        "database_url = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n",
-        db_url(&db)
-    ));
+    let (dir, file) =
+        write_config(&format!("database_url = \"{}\"\nlisten = \"127.0.0.1:0\"\nworkers = 2\n", db_url(&db)));
     let (ok, out, err) = run(cli().arg("migrate").arg("--config").arg(&file));
     assert!(ok && out.contains("applied V1__init"), "{out}{err}");
     let (ok, token, err) =
         run(cli().args(["token", "create", "--store", "s1", "--device", "d1"]).env("POSSYNC_CONFIG", &file));
     assert!(ok && token.trim().starts_with("pst_"), "{err}");
 
-    let serve = ServeProcess::spawn(cli().arg("serve").env("POSSYNC_CONFIG", &file), port);
+    let serve = ServeProcess::spawn(cli().arg("serve").env("POSSYNC_CONFIG", &file));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let metrics = agent.get(format!("{}/metrics", serve.base)).call().expect("GET /metrics");
     assert_eq!(metrics.status(), 200, "listening on the file's address");

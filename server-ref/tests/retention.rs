@@ -5,9 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    age_audit, cli, db_url, envelope, free_port, new_id, request, run_cli, sale, ServeProcess, TestServer,
-};
+use common::{age_audit, cli, db_url, envelope, new_id, request, run_cli, sale, ServeProcess, TestServer};
 use possync_server::retention::{RetentionPolicy, RetentionThread};
 use possync_server::store::Store;
 
@@ -82,14 +80,12 @@ fn serve_with_audit_retention_prunes_at_start_and_stops_on_sigterm() {
     let kept = new_id();
     push_twice(&server, &kept, 2);
 
-    let port = free_port();
     let serve = ServeProcess::spawn(
         cli()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", db_url(&server.db))
             .env("POSSYNC_AUDIT_RETENTION_DAYS", "30")
             .env("POSSYNC_LOG", "info"),
-        port,
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while server.count("pos_transaction_audit", &old) > 0 {

@@ -344,27 +344,29 @@ pub fn age_audit(db: &TestDb, client_tx_id: &str, days: i32) {
         .expect("age audit rows");
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
 /// A `possync-server serve` child process.
 pub struct ServeProcess {
     child: std::process::Child,
+    /// Its stderr (JSON-lines logs), written to a file so it can be read while the process runs.
+    log: std::path::PathBuf,
     pub base: String,
 }
 
 impl ServeProcess {
-    /// Spawns `cmd` (a [`cli`] `serve` command listening on `port`) and waits until `/readyz` answers
-    /// 200; panics with its stderr if it exits first.
-    pub fn spawn(cmd: &mut std::process::Command, port: u16) -> ServeProcess {
+    /// Spawns `cmd`, a [`cli`] `serve` command listening on port 0 (`--listen 127.0.0.1:0`, or
+    /// `listen` in its config file), so the kernel picks a free port and hands it to the server
+    /// itself (no port is chosen here and reused later, which another process could take meanwhile).
+    /// Reads the address from the server's `possync-server listening` log line and waits until
+    /// `/readyz` answers 200; panics with its stderr if it exits first.
+    pub fn spawn(cmd: &mut std::process::Command) -> ServeProcess {
+        let log = std::env::temp_dir().join(format!("possync-serve-{}.log", new_id()));
         let child = cmd
+            .env("POSSYNC_LOG", "info") // the `listening` line is at info
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn possync-server serve");
-        let mut process = ServeProcess { child, base: format!("http://127.0.0.1:{port}") };
+        let mut process = ServeProcess { child, log, base: String::new() };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(5)))
@@ -376,13 +378,24 @@ impl ServeProcess {
                 let (_, stderr) = process.wait_output();
                 panic!("possync-server serve exited with {status} before it was ready: {stderr}");
             }
-            let ready = agent.get(format!("{}/readyz", process.base)).call();
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return process;
+            if process.base.is_empty() {
+                if let Some(addr) = listening_address(&process.log_text()) {
+                    process.base = format!("http://{addr}");
+                }
+            }
+            if !process.base.is_empty() {
+                let ready = agent.get(format!("{}/readyz", process.base)).call();
+                if ready.is_ok_and(|r| r.status() == 200) {
+                    return process;
+                }
             }
             assert!(std::time::Instant::now() < deadline, "possync-server serve not ready within 60 s");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Sends SIGTERM and waits; returns whether it exited successfully, and its stderr.
@@ -397,15 +410,19 @@ impl ServeProcess {
     fn wait_output(&mut self) -> (String, String) {
         use std::io::Read;
         let mut out = String::new();
-        let mut err = String::new();
         if let Some(mut s) = self.child.stdout.take() {
             let _ = s.read_to_string(&mut out);
         }
-        if let Some(mut s) = self.child.stderr.take() {
-            let _ = s.read_to_string(&mut err);
-        }
-        (out, err)
+        (out, self.log_text())
     }
+}
+
+/// The address in a `possync-server listening` log line of `serve`'s JSON-lines stderr.
+fn listening_address(log: &str) -> Option<String> {
+    log.lines().filter(|l| l.contains("possync-server listening")).find_map(|l| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        v.get("listen")?.as_str().map(str::to_owned)
+    })
 }
 
 impl Drop for ServeProcess {
@@ -414,5 +431,6 @@ impl Drop for ServeProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -80,6 +80,9 @@ struct Shared {
     rng: Mutex<StdRng>,
     stats: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     upstream: Mutex<SocketAddr>,
+    /// Requests between their arrival and their answer (or end) now, and the most ever.
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A running proxy on a free loopback port.
@@ -105,6 +108,8 @@ impl FaultProxy {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             stats: Mutex::new(Default::default()),
             upstream: Mutex::new(upstream),
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (sh, st) = (shared.clone(), stop.clone());
@@ -143,6 +148,11 @@ impl FaultProxy {
     /// Points the proxy at another upstream (e.g. a restarted server on a new port).
     pub fn set_upstream(&self, upstream: SocketAddr) {
         *self.shared.upstream.lock() = upstream;
+    }
+
+    /// The most requests that were in the proxy at once (from arrival to answer), over all clients.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// How many requests got each action so far.
@@ -188,43 +198,55 @@ fn serve(client: TcpStream, shared: &Shared) {
     let mut reader = BufReader::new(read_half);
     let mut client = client;
     while let Some(request) = read_message(&mut reader) {
-        let (action, hold) = decide(shared);
-        *shared.stats.lock().entry(action.name()).or_default() += 1;
-        match action {
-            Action::DropBeforeForward => break,
-            Action::Unavailable => {
-                let body = br#"{"code":"overloaded","message":"fault proxy: try again later"}"#;
-                let head = format!(
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
-                if client.write_all(head.as_bytes()).and_then(|_| client.write_all(body)).is_err() {
-                    break;
-                }
-            }
-            Action::Stall(d) => {
-                std::thread::sleep(d);
-                break;
-            }
-            Action::Pass | Action::Delay(_) | Action::CutAfterForward => {
-                if let Action::Delay(d) = action {
-                    std::thread::sleep(d);
-                }
-                let upstream = *shared.upstream.lock();
-                let Some(response) = forward(upstream, &request) else { break };
-                if action == Action::CutAfterForward {
-                    break;
-                }
-                if let Some(d) = hold {
-                    std::thread::sleep(d);
-                }
-                if client.write_all(&response).is_err() {
-                    break;
-                }
-            }
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let answered = answer(&mut client, &request, shared);
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !answered {
+            break;
         }
     }
     let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Answers one request as the mode decides; `false` when the connection is to be closed.
+fn answer(client: &mut TcpStream, request: &[u8], shared: &Shared) -> bool {
+    let (action, hold) = decide(shared);
+    *shared.stats.lock().entry(action.name()).or_default() += 1;
+    match action {
+        Action::DropBeforeForward => return false,
+        Action::Unavailable => {
+            let body = br#"{"code":"overloaded","message":"fault proxy: try again later"}"#;
+            let head = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if client.write_all(head.as_bytes()).and_then(|_| client.write_all(body)).is_err() {
+                return false;
+            }
+        }
+        Action::Stall(d) => {
+            std::thread::sleep(d);
+            return false;
+        }
+        Action::Pass | Action::Delay(_) | Action::CutAfterForward => {
+            if let Action::Delay(d) = action {
+                std::thread::sleep(d);
+            }
+            let upstream = *shared.upstream.lock();
+            let Some(response) = forward(upstream, request) else { return false };
+            if action == Action::CutAfterForward {
+                return false;
+            }
+            if let Some(d) = hold {
+                std::thread::sleep(d);
+            }
+            if client.write_all(&response).is_err() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Sends one request upstream on a fresh connection and reads the whole answer.

@@ -307,3 +307,137 @@ fn unreachable_server_stops_the_run_offline_and_leaves_the_sale_due_without_back
     );
     assert!(report.last_error.is_some());
 }
+
+/// Single flight over real HTTP: one engine, eight threads firing every kind of trigger and
+/// `sync_now` at once while sales are recorded; the proxy in front of the real server counts the
+/// requests inside it, and never sees two at once from the till. Every sale arrives exactly once.
+#[test]
+fn overlapping_triggers_never_put_two_requests_of_one_till_on_the_wire() {
+    use possync_core::engine::SyncEngine;
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
+    // Each answer is held 20 ms in the proxy, so that a second request would overlap it.
+    proxy.set_mode(Mode::HoldResponse(Duration::from_millis(20)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let outbox = Arc::new(Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open"));
+    let mut config = possync_tests::till::engine_config(&proxy.url(), &server.token, "till-1");
+    config.sync.batch_size = 5;
+    let engine = SyncEngine::start(outbox.clone(), Arc::new(HttpTransport::new(&config.sync)), config, None)
+        .expect("engine");
+    let reasons = [DrainReason::Interval, DrainReason::Online, DrainReason::Focus, DrainReason::Manual];
+    let ids = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for k in 0..8 {
+            let (engine, outbox, ids) = (&engine, &outbox, &ids);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let id = outbox.enqueue(&sale((k * 100 + i) as i64, 1)).expect("enqueue");
+                    ids.lock().expect("ids").push(id);
+                    engine.trigger(reasons[(k + i) % 4]);
+                    if i % 10 == 9 {
+                        let _ = engine.sync_now(Duration::from_secs(30));
+                    }
+                }
+            });
+        }
+    });
+    wait_until("every sale sent", || {
+        let _ = engine.sync_now(Duration::from_secs(30));
+        outbox.counts().expect("counts").unsent() == 0
+    });
+    engine.shutdown();
+    let passed = proxy.stats().get("pass").copied().unwrap_or(0);
+    assert!(passed >= 40, "200 sales in batches of at most 5: {passed} requests");
+    assert_eq!(proxy.max_in_flight(), 1, "two requests of one till were on the wire at once");
+    let ids = ids.into_inner().expect("ids");
+    assert_exactly_once(&server, &outbox, &ids, 1);
+}
+
+/// Captures every log record's message and key-value fields (the logger is process-wide: only
+/// [`attempt_records_over_real_http_carry_the_seven_fields_for_every_answer`] installs it, and it
+/// reads only the records of its own runs).
+struct Capture(parking_lot::Mutex<Vec<(String, std::collections::HashMap<String, String>)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        struct Fields<'a>(&'a mut std::collections::HashMap<String, String>);
+        impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+            fn visit_pair(
+                &mut self,
+                k: log::kv::Key<'kvs>,
+                v: log::kv::Value<'kvs>,
+            ) -> Result<(), log::kv::Error> {
+                self.0.insert(k.to_string(), v.to_string());
+                Ok(())
+            }
+        }
+        let mut fields = std::collections::HashMap::new();
+        let _ = record.key_values().visit(&mut Fields(&mut fields));
+        self.0.lock().push((record.args().to_string(), fields));
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(parking_lot::Mutex::new(Vec::new()));
+
+/// The seven fields of every send attempt, from a real drain against the real server, for each
+/// answer the server gives: OK, DUPLICATE, CONFLICT (another till stored the id first) and RETRY
+/// (the server's lock timeout while the sales table is held).
+#[test]
+fn attempt_records_over_real_http_carry_the_seven_fields_for_every_answer() {
+    log::set_logger(&CAPTURE).expect("the only logger of this test binary");
+    log::set_max_level(log::LevelFilter::Info);
+    let pg = possync_server::store::postgres::PgOptions {
+        lock_timeout_ms: 200,
+        ..possync_tests::server::test_pg_options()
+    };
+    let server = TestServer::start_with(possync_tests::server::test_http_config(), pg);
+    let config = sync_config(&server.base, &server.token, "till-1");
+    let dir = tempfile::tempdir().expect("tmp");
+    let other = Outbox::open(dir.path().join("other.db"), OutboxConfig::default()).expect("open");
+    let till = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
+    // Another till stores "dup" (the same sale) and "taken" (another sale) first.
+    other.enqueue_with_id("dup", &sale(1, 1)).expect("enqueue");
+    other.enqueue_with_id("taken", &sale(2, 1)).expect("enqueue");
+    assert_eq!(drain(&other, &config).sent, 2);
+    let ok = till.enqueue(&sale(3, 1)).expect("enqueue");
+    till.enqueue_with_id("dup", &sale(1, 1)).expect("enqueue");
+    till.enqueue_with_id("taken", &sale(4, 1)).expect("enqueue");
+    let first = drain(&till, &config);
+    assert_eq!((first.sent, first.duplicate, first.conflict), (1, 1, 1), "{first:?}");
+
+    // The sales table held past the server's lock timeout: RETRY.
+    let retry = till.enqueue(&sale(5, 1)).expect("enqueue");
+    let mut locker = server.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    let second = drain(&till, &config);
+    tx.rollback().expect("unlock");
+    assert_eq!(second.retry, 1, "{second:?}");
+
+    let records = CAPTURE.0.lock().clone();
+    for (report, id, result) in [
+        (&first, ok.as_str(), "OK"),
+        (&first, "dup", "DUPLICATE"),
+        (&first, "taken", "CONFLICT"),
+        (&second, retry.as_str(), "RETRY"),
+    ] {
+        let (_, fields) = records
+            .iter()
+            .find(|(msg, f)| {
+                msg == "send attempt"
+                    && f.get("correlation_id") == Some(&report.correlation_id)
+                    && f.get("client_tx_id").map(String::as_str) == Some(id)
+            })
+            .unwrap_or_else(|| panic!("no send record for {id}"));
+        let token = fields.get("lease_token").expect("lease_token");
+        assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{fields:?}");
+        assert!(fields.get("attempt").is_some_and(|a| a.parse::<u32>().is_ok_and(|a| a >= 1)), "{fields:?}");
+        assert_eq!(fields.get("drain_reason").map(String::as_str), Some("manual"), "{fields:?}");
+        assert!(fields.get("latency_ms").is_some_and(|l| l.parse::<u64>().is_ok()), "{fields:?}");
+        assert_eq!(fields.get("result").map(String::as_str), Some(result), "{fields:?}");
+    }
+}

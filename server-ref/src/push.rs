@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::activity::ActivityRecorder;
 use crate::metrics::Metrics;
 use crate::report::parse_report;
-use crate::store::{CheckedSale, Device, PushContext, Rejection, Store};
+use crate::store::{CheckedSale, Device, PushContext, PushStore, Rejection, SaleOutcome};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -337,8 +337,8 @@ fn lane_of(client_tx_id: &str, lanes: usize) -> usize {
 /// Settles a lane's sales one after another, each in its own transaction. Sales not settled by
 /// `deadline` answer `RETRY` (`deadline_exceeded`) untouched; when the database cannot be reached the
 /// lane stops there.
-pub fn settle_lane(
-    store: &dyn Store,
+pub fn settle_lane<S: PushStore + ?Sized>(
+    store: &S,
     metrics: &Metrics,
     device: &Device,
     correlation_id: &str,
@@ -361,7 +361,7 @@ pub fn settle_lane(
             };
             metrics.limit_hits.with_label_values(&["request_deadline"]).inc();
             let message = "the request's deadline passed before this sale was settled; nothing stored".into();
-            out.results.push((index, crate::store::retry(&id, "deadline_exceeded", message)));
+            out.results.push((index, retry(&id, "deadline_exceeded", message)));
             continue;
         }
         let amount =
@@ -389,8 +389,8 @@ pub fn settle_lane(
 /// stored; their replay answers `DUPLICATE`).
 /// The device's news (last seen, last push, backlog report less the sales decided now) goes to
 /// `activity`, written off this path.
-pub fn finish_push(
-    store: &dyn Store,
+pub fn finish_push<S: PushStore + ?Sized>(
+    store: &S,
     activity: &ActivityRecorder,
     device: &Device,
     correlation_id: &str,
@@ -430,7 +430,7 @@ impl LaneOutcome {
 }
 
 /// Audits the request's sales refused before storage, in one transaction.
-fn audit_refused(store: &dyn Store, ctx: &PushContext<'_>, refused: &[Refused]) {
+fn audit_refused<S: PushStore + ?Sized>(store: &S, ctx: &PushContext<'_>, refused: &[Refused]) {
     let texts: Vec<_> = refused
         .iter()
         .map(|r| {
@@ -461,10 +461,34 @@ fn audit_refused(store: &dyn Store, ctx: &PushContext<'_>, refused: &[Refused]) 
     }
 }
 
+/// The answer for a sale from what storing it came to: the status, code and message the outcome
+/// carries (the same text as its audit row), and the server's id once the sale is stored. The one
+/// place where a store's outcome becomes the protocol's answer.
+pub fn push_result(client_tx_id: &str, outcome: &SaleOutcome) -> PushResult {
+    PushResult {
+        client_tx_id: client_tx_id.to_owned(),
+        status: outcome.status(),
+        code: outcome.code().map(str::to_owned),
+        message: outcome.message(),
+        server_tx_id: outcome.server_tx_id(),
+    }
+}
+
+/// A `RETRY` answer: transient, nothing stored.
+fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
+    PushResult {
+        client_tx_id: client_tx_id.to_owned(),
+        status: PushStatus::Retry,
+        code: Some(code.to_owned()),
+        message: Some(message),
+        server_tx_id: None,
+    }
+}
+
 /// Settles one sale: stored (or found stored) in its own transaction, or refused before storage (then
 /// kept in `refused` for the request's one audit transaction).
-fn settle(
-    store: &dyn Store,
+fn settle<S: PushStore + ?Sized>(
+    store: &S,
     metrics: &Metrics,
     ctx: &PushContext<'_>,
     sale: Result<Prepared, Refused>,
@@ -482,7 +506,7 @@ fn settle(
                 canonical: &p.canonical,
                 outbox_seq: p.outbox_seq,
             };
-            (store.store_sale(ctx, &checked), Some(p.attempt))
+            (push_result(&p.client_tx_id, &store.store_sale(ctx, &checked)), Some(p.attempt))
         }
         Err(r) => {
             let result = PushResult {

@@ -347,8 +347,9 @@ fn ready_and_pool_state(h: &dyn Harness) {
 /// (`lock_timeout`) with nothing stored; PostgreSQL's lock-timeout case is in push_idempotency.rs.
 #[test]
 fn sqlite_busy_file_answers_retry_and_stores_nothing() {
+    use possync_server::push::push_result;
     use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
-    use possync_server::store::Store;
+    use possync_server::store::PushStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("shop.db");
     let opts = SqliteOptions { busy_timeout: Duration::from_millis(100), ..SqliteOptions::default() };
@@ -357,7 +358,10 @@ fn sqlite_busy_file_answers_retry_and_stores_nothing() {
     let blocker = rusqlite::Connection::open(&path).expect("side connection");
     blocker.execute_batch("BEGIN IMMEDIATE").expect("hold the write lock");
     let s = Prepared::new(&new_id(), sale("store-1", 1, 2));
-    let result = store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked());
+    let result = push_result(
+        &s.id,
+        &store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked()),
+    );
     assert_eq!(
         (result.status, result.code.as_deref()),
         (PushStatus::Retry, Some("lock_timeout")),
@@ -367,7 +371,10 @@ fn sqlite_busy_file_answers_retry_and_stores_nothing() {
     let count: i64 =
         blocker.query_row("SELECT count(*) FROM pos_transaction_audit", [], |r| r.get(0)).expect("count");
     assert_eq!(count, 0, "a RETRY stores nothing, not even an audit row");
-    let again = store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked());
+    let again = push_result(
+        &s.id,
+        &store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked()),
+    );
     assert_eq!(again.status, PushStatus::Ok, "{again:?}");
 }
 

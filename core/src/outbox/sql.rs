@@ -134,3 +134,10 @@ pub const NEXT_DUE: &str = "SELECT min(t) FROM ( \
 pub const RECLAIM_OWN_LEASES: &str = "UPDATE outbox SET state = 'pending', next_attempt_at_ms = :now, \
      lease_owner_id = NULL, lease_token = NULL, lease_expires_at_ms = NULL \
      WHERE state = 'in_flight' AND lease_owner_id = :owner";
+
+/// Checkpoints the write-ahead log and truncates it; the first column is 1 when a reader held part
+/// of it back.
+pub const CHECKPOINT_TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+
+/// Writes a consistent copy of the database to the file `:dest`.
+pub const VACUUM_INTO: &str = "VACUUM INTO :dest";

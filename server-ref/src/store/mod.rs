@@ -1,11 +1,14 @@
 //! The storage boundary of the server.
 //!
-//! [`Store`] is what the HTTP layer needs from a database: token lookup, storing one sale in one
-//! transaction with the idempotency rules, auditing refused attempts, readiness, token
-//! administration, and reading and pruning the audit trail (attention review, retention).
+//! [`PushStore`] is what the push path needs from a database: token lookup, storing one sale in one
+//! transaction with the idempotency rules (answering a [`SaleOutcome`], see `outcome.rs`), and
+//! auditing refused attempts. [`Store`] adds the rest of the server's work: readiness and pool
+//! usage, token administration, reading and pruning the audit trail (attention review,
+//! retention), the tills' news and the console's admins and sessions.
 //! [`postgres::PgStore`] is the primary implementation; [`sqlite::SqliteStore`] is the embedded one
 //! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/conformance.rs`.
 
+mod outcome;
 pub mod postgres;
 mod postgres_sql;
 pub mod sqlite;
@@ -14,7 +17,10 @@ pub mod tills;
 
 use std::time::SystemTime;
 
-use possync_core::protocol::{PushResult, SalePayload};
+use possync_core::protocol::SalePayload;
+
+pub(crate) use outcome::{settle, ClassifiedError, TxError};
+pub use outcome::{Failure, FailureKind, SaleOutcome};
 
 pub use tills::{
     AttentionEntry, ConsoleSession, DeviceActivity, SaleQuery, SaleRecord, SeqGap, TillReport, TillStatus,
@@ -183,21 +189,22 @@ pub enum StoreError {
     NotFound(String),
 }
 
-/// Everything the push endpoint and the admin commands need from a database.
+/// What the push path needs from a database: who a token is, storing a sale, auditing refusals.
 ///
 /// Implementations are shared by all worker threads.
-pub trait Store: Send + Sync + 'static {
+pub trait PushStore: Send + Sync + 'static {
     /// Resolves a token's SHA-256 (lowercase hex).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError>;
 
-    /// Stores one sale in its own transaction and answers its outcome: `OK` (stored now),
-    /// `DUPLICATE` (same id and hash already stored), `CONFLICT` (same id, other hash; nothing
-    /// overwritten), `INVALID` (the database refused a row) or `RETRY` (transient; nothing stored).
-    /// Decided outcomes are audited in the same transaction.
-    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult;
+    /// Stores one sale in its own transaction and says what came of it: [`SaleOutcome::Stored`],
+    /// [`SaleOutcome::Replayed`] (same id and hash already stored), [`SaleOutcome::Conflict`] (same
+    /// id, other hash; nothing overwritten), [`SaleOutcome::Rejected`] (the database refused a row)
+    /// or [`SaleOutcome::Transient`] (nothing stored). Decided outcomes are audited in the same
+    /// transaction, a rejected one in a transaction of its own.
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> SaleOutcome;
 
     /// Audits attempts refused before storage (`INVALID`), all in one transaction, so that a request
     /// naming many refused sales costs one commit, not one each.
@@ -206,7 +213,13 @@ pub trait Store: Send + Sync + 'static {
     /// A [`StoreError`] when the audit rows cannot be written (then none is); the caller logs it.
     fn audit_rejections(&self, ctx: &PushContext<'_>, rejections: &[Rejection<'_>])
         -> Result<(), StoreError>;
+}
 
+/// Everything else the server and its admin commands need from a database, on top of the push
+/// path: readiness and pool usage, tokens, the audit trail and its retention, the tills' news,
+/// the console. The admin methods live on `Store` itself, so that `use store::Store` is all a
+/// caller holding a concrete store needs.
+pub trait Store: PushStore {
     /// Checks that the database is reachable and its schema is the one this binary expects.
     ///
     /// # Errors
@@ -412,83 +425,4 @@ pub(crate) fn new_server_tx_id() -> i64 {
         SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let random = rand::random::<u64>() & ((1 << 21) - 1);
     (((ms & ((1 << 42) - 1)) << 21) | random) as i64
-}
-
-/// A `RETRY` result: transient, nothing stored.
-pub(crate) fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
-    PushResult {
-        client_tx_id: client_tx_id.to_owned(),
-        status: possync_core::protocol::PushStatus::Retry,
-        code: Some(code.to_owned()),
-        message: Some(message),
-        server_tx_id: None,
-    }
-}
-
-/// The result of a sale whose transaction failed and rolled back, for both stores: the database's
-/// refusal of a row (`status` `INVALID`) is audited and answered `INVALID`; anything else is `RETRY`.
-pub(crate) fn settle_failure(
-    store: &dyn Store,
-    ctx: &PushContext<'_>,
-    sale: &CheckedSale<'_>,
-    status: possync_core::protocol::PushStatus,
-    code: &str,
-    message: String,
-) -> PushResult {
-    let message = crate::push::capped(message);
-    if status != possync_core::protocol::PushStatus::Invalid {
-        return retry(sale.client_tx_id, code, message);
-    }
-    let rejection = Rejection {
-        client_tx_id: sale.client_tx_id,
-        attempt: Some(sale.attempt),
-        payload_hash_version: Some(sale.payload_hash_version),
-        payload_sha256: Some(sale.payload_sha256),
-        code,
-        message: &message,
-        outbox_seq: sale.outbox_seq,
-        attempted_payload: Some(sale.canonical),
-    };
-    if let Err(e) = store.audit_rejections(ctx, std::slice::from_ref(&rejection)) {
-        log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
-    }
-    PushResult {
-        client_tx_id: sale.client_tx_id.to_owned(),
-        status,
-        code: Some(code.to_owned()),
-        message: Some(message),
-        server_tx_id: None,
-    }
-}
-
-/// The answer to a sale whose `client_tx_id` is already stored, for both stores: the same hash (and hash
-/// version) is a replay, `DUPLICATE` with the stored `server_tx_id`; another hash is `CONFLICT`, and
-/// nothing is overwritten.
-pub(crate) fn replay_result(
-    sale: &CheckedSale<'_>,
-    server_tx_id: i64,
-    stored_sha256: &str,
-    stored_version: i64,
-) -> PushResult {
-    let same = stored_sha256 == sale.payload_sha256 && stored_version == i64::from(sale.payload_hash_version);
-    if same {
-        PushResult {
-            client_tx_id: sale.client_tx_id.to_owned(),
-            status: possync_core::protocol::PushStatus::Duplicate,
-            code: None,
-            message: None,
-            server_tx_id: Some(server_tx_id),
-        }
-    } else {
-        PushResult {
-            client_tx_id: sale.client_tx_id.to_owned(),
-            status: possync_core::protocol::PushStatus::Conflict,
-            code: Some("hash_differs".into()),
-            message: Some(format!(
-                "client_tx_id already stored with payload_sha256 {stored_sha256} (v{stored_version}); \
-                 nothing was overwritten"
-            )),
-            server_tx_id: None,
-        }
-    }
 }

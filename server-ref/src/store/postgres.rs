@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use ::postgres::error::SqlState;
 use ::postgres::types::Type;
 use ::postgres::{Client, NoTls, Transaction};
-use possync_core::protocol::{PushResult, PushStatus};
+use possync_core::protocol::PushStatus;
 use r2d2_postgres::PostgresConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,9 +22,10 @@ use crate::token_cache::RevocationSink;
 use super::postgres_sql as sql;
 use super::tills::device_gaps;
 use super::{
-    new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
-    ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
-    Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo, TokenLookup,
+    new_server_tx_id, settle, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError, ConsoleSession,
+    Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection, SaleOutcome,
+    SaleQuery, SaleRecord, SeqGap, Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
+    TokenLookup, TxError,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -70,19 +71,6 @@ pub struct PgStore {
     config: ::postgres::Config,
     lock_timeout: String,
     statement_timeout: String,
-}
-
-enum TxError {
-    Db(::postgres::Error),
-    Pool(String),
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-    Injected(String),
-}
-
-impl From<::postgres::Error> for TxError {
-    fn from(e: ::postgres::Error) -> Self {
-        TxError::Db(e)
-    }
 }
 
 /// The newest migration version compiled into this binary.
@@ -152,7 +140,12 @@ impl PgStore {
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
-    fn store_sale_tx(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> Result<PushResult, TxError> {
+    /// Stores one sale in one transaction (see the module docs); an error rolls it back.
+    fn store_sale_tx(
+        &self,
+        ctx: &PushContext<'_>,
+        sale: &CheckedSale<'_>,
+    ) -> Result<SaleOutcome, TxError<::postgres::Error>> {
         let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
         let mut tx = conn.transaction()?;
         self.set_local_timeouts(&mut tx)?;
@@ -190,10 +183,11 @@ impl PgStore {
             let server_tx_id: i64 = stored.get(0);
             let stored_sha: String = stored.get(1);
             let stored_version: i32 = stored.get(2);
-            let result = replay_result(sale, server_tx_id, &stored_sha, i64::from(stored_version));
-            AuditRow::of_sale(ctx, sale, Some(&stored_sha), &result).insert(&mut tx)?;
+            let outcome = SaleOutcome::of_stored(sale, server_tx_id, &stored_sha, i64::from(stored_version));
+            let message = outcome.message();
+            AuditRow::of_sale(ctx, sale, Some(&stored_sha), &outcome, message.as_deref()).insert(&mut tx)?;
             tx.commit()?;
-            return Ok(result);
+            return Ok(outcome);
         };
         let server_tx_id: i64 = row.get(0);
 
@@ -204,16 +198,10 @@ impl PgStore {
         ))));
 
         insert_children(&mut tx, sale)?;
-        let result = PushResult {
-            client_tx_id: sale.client_tx_id.to_owned(),
-            status: PushStatus::Ok,
-            code: None,
-            message: None,
-            server_tx_id: Some(server_tx_id),
-        };
-        AuditRow::of_sale(ctx, sale, None, &result).insert(&mut tx)?;
+        let outcome = SaleOutcome::Stored { server_tx_id };
+        AuditRow::of_sale(ctx, sale, None, &outcome, None).insert(&mut tx)?;
         tx.commit()?;
-        Ok(result)
+        Ok(outcome)
     }
 
     /// `SET LOCAL` of the push timeouts, as the transaction's first statement.
@@ -297,12 +285,13 @@ struct AuditRow<'a> {
 }
 
 impl<'a> AuditRow<'a> {
-    /// The audit row of a decided sale.
+    /// The audit row of a decided sale (`message` is the outcome's).
     fn of_sale(
         ctx: &'a PushContext<'a>,
         sale: &'a CheckedSale<'a>,
         stored_sha256: Option<&'a str>,
-        result: &'a PushResult,
+        outcome: &SaleOutcome,
+        message: Option<&'a str>,
     ) -> Self {
         AuditRow {
             client_tx_id: sale.client_tx_id,
@@ -311,11 +300,11 @@ impl<'a> AuditRow<'a> {
             payload_hash_version: Some(int4(sale.payload_hash_version)),
             payload_sha256: Some(sale.payload_sha256),
             stored_sha256,
-            outcome: result.status.as_str(),
-            code: result.code.as_deref(),
-            message: result.message.as_deref(),
+            outcome: outcome.status().as_str(),
+            code: outcome.code(),
+            message,
             outbox_seq: sale.outbox_seq,
-            attempted_payload: (result.status == PushStatus::Conflict).then_some(sale.canonical),
+            attempted_payload: matches!(outcome, SaleOutcome::Conflict { .. }).then_some(sale.canonical),
         }
     }
 
@@ -407,36 +396,42 @@ fn listen_revocations(config: &::postgres::Config, sink: &dyn RevocationSink, st
     }
 }
 
-/// How a database error settles a sale: `(status, code)`, by SQLSTATE only.
-pub fn classify(err: &::postgres::Error) -> (PushStatus, &'static str) {
+impl ClassifiedError for ::postgres::Error {
+    fn classify(&self) -> (FailureKind, &'static str) {
+        classify(self)
+    }
+}
+
+/// How a database error settles a sale: `(kind, code)`, by SQLSTATE only.
+pub fn classify(err: &::postgres::Error) -> (FailureKind, &'static str) {
     let Some(state) = err.code() else {
         let io = std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>());
         let code = if err.is_closed() || io { "connection_lost" } else { "database_error" };
-        return (PushStatus::Retry, code);
+        return (FailureKind::Transient, code);
     };
     let class = &state.code()[..2];
     let constraint = err.as_db_error().and_then(|e| e.constraint());
     if *state == SqlState::UNIQUE_VIOLATION && constraint == Some(sql::SERVER_TX_ID_INDEX) {
         // Two sales drew the same new server_tx_id: nothing was stored; sent again, it draws another.
-        (PushStatus::Retry, "server_tx_id_collision")
+        (FailureKind::Transient, "server_tx_id_collision")
     } else if *state == SqlState::T_R_DEADLOCK_DETECTED {
-        (PushStatus::Retry, "deadlock")
+        (FailureKind::Transient, "deadlock")
     } else if *state == SqlState::LOCK_NOT_AVAILABLE {
-        (PushStatus::Retry, "lock_timeout")
+        (FailureKind::Transient, "lock_timeout")
     } else if *state == SqlState::T_R_SERIALIZATION_FAILURE {
-        (PushStatus::Retry, "serialization_failure")
+        (FailureKind::Transient, "serialization_failure")
     } else if *state == SqlState::QUERY_CANCELED {
-        (PushStatus::Retry, "statement_timeout")
+        (FailureKind::Transient, "statement_timeout")
     } else if class == "23" || class == "22" {
-        (PushStatus::Invalid, "rejected_by_database")
+        (FailureKind::Rejected, "rejected_by_database")
     } else if matches!(class, "08" | "53" | "57") {
-        (PushStatus::Retry, "database_unavailable")
+        (FailureKind::Transient, "database_unavailable")
     } else {
-        (PushStatus::Retry, "database_error")
+        (FailureKind::Transient, "database_error")
     }
 }
 
-impl Store for PgStore {
+impl PushStore for PgStore {
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
         let mut conn = self.conn()?;
         let row = conn
@@ -449,19 +444,8 @@ impl Store for PgStore {
         })
     }
 
-    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult {
-        match self.store_sale_tx(ctx, sale) {
-            Ok(result) => result,
-            Err(TxError::Pool(message)) => retry(sale.client_tx_id, "database_unavailable", message),
-            Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
-            Err(TxError::Db(err)) => {
-                let (status, code) = classify(&err);
-                if code == "database_error" {
-                    log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
-                }
-                settle_failure(self, ctx, sale, status, code, err.to_string())
-            }
-        }
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> SaleOutcome {
+        settle(self, ctx, sale, self.store_sale_tx(ctx, sale))
     }
 
     fn audit_rejections(
@@ -496,7 +480,9 @@ impl Store for PgStore {
         tx.commit()?;
         Ok(())
     }
+}
 
+impl Store for PgStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let found = schema_version(&mut conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
-use possync_core::protocol::{PushResult, PushStatus};
+use possync_core::protocol::PushStatus;
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
@@ -27,9 +27,10 @@ use rusqlite_migration::{Migrations, M};
 use super::sqlite_sql as sql;
 use super::tills::device_gaps;
 use super::{
-    new_server_tx_id, replay_result, retry, settle_failure, AttentionEntry, AuditRecord, CheckedSale,
-    ConsoleSession, Device, DeviceActivity, PoolState, PushContext, Rejection, SaleQuery, SaleRecord, SeqGap,
-    Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo, TokenLookup,
+    new_server_tx_id, settle, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError, ConsoleSession,
+    Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection, SaleOutcome,
+    SaleQuery, SaleRecord, SeqGap, Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
+    TokenLookup, TxError,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -132,19 +133,6 @@ pub struct SqliteStore {
     pool: Pool,
 }
 
-enum TxError {
-    Db(rusqlite::Error),
-    Pool(String),
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-    Injected(String),
-}
-
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> Self {
-        TxError::Db(e)
-    }
-}
-
 fn open_connection(path: &Path, create: bool, opts: &SqliteOptions) -> Result<Connection, rusqlite::Error> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
@@ -221,17 +209,23 @@ impl SqliteStore {
         Ok(MIGRATION_NAMES[found.min(now)..now].iter().map(|n| (*n).to_owned()).collect())
     }
 
-    fn store_sale_tx(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> Result<PushResult, TxError> {
+    /// Stores one sale in one transaction on a pooled connection (see the module docs).
+    fn store_sale_tx(
+        &self,
+        ctx: &PushContext<'_>,
+        sale: &CheckedSale<'_>,
+    ) -> Result<SaleOutcome, TxError<rusqlite::Error>> {
         let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
         store_sale_in(&mut conn, ctx, sale)
     }
 }
 
+/// Stores one sale in one `BEGIN IMMEDIATE` transaction (see the module docs); an error rolls it back.
 fn store_sale_in(
     conn: &mut Connection,
     ctx: &PushContext<'_>,
     sale: &CheckedSale<'_>,
-) -> Result<PushResult, TxError> {
+) -> Result<SaleOutcome, TxError<rusqlite::Error>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let h = &sale.payload.header;
     let hash_version = i64::from(sale.payload_hash_version);
@@ -265,10 +259,10 @@ fn store_sale_in(
         let (server_tx_id, stored_sha, stored_version): (i64, String, i64) = tx
             .prepare_cached(sql::SELECT_STORED_HASH)?
             .query_row([&h.store_id, sale.client_tx_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        let result = replay_result(sale, server_tx_id, &stored_sha, stored_version);
-        audit(&tx, ctx, sale, Some(&stored_sha), &result)?;
+        let outcome = SaleOutcome::of_stored(sale, server_tx_id, &stored_sha, stored_version);
+        audit(&tx, ctx, sale, Some(&stored_sha), &outcome)?;
         tx.commit()?;
-        return Ok(result);
+        return Ok(outcome);
     };
 
     #[cfg(feature = "failpoints")]
@@ -278,16 +272,10 @@ fn store_sale_in(
     ))));
 
     insert_children(&tx, sale)?;
-    let result = PushResult {
-        client_tx_id: sale.client_tx_id.to_owned(),
-        status: PushStatus::Ok,
-        code: None,
-        message: None,
-        server_tx_id: Some(server_tx_id),
-    };
-    audit(&tx, ctx, sale, None, &result)?;
+    let outcome = SaleOutcome::Stored { server_tx_id };
+    audit(&tx, ctx, sale, None, &outcome)?;
     tx.commit()?;
-    Ok(result)
+    Ok(outcome)
 }
 
 fn insert_children(tx: &Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), rusqlite::Error> {
@@ -321,12 +309,13 @@ fn insert_children(tx: &Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), r
     Ok(())
 }
 
+/// Writes the audit row of a decided sale.
 fn audit(
     tx: &Transaction<'_>,
     ctx: &PushContext<'_>,
     sale: &CheckedSale<'_>,
     stored_sha256: Option<&str>,
-    result: &PushResult,
+    outcome: &SaleOutcome,
 ) -> Result<(), rusqlite::Error> {
     tx.prepare_cached(sql::INSERT_AUDIT)?.execute(params![
         sale.client_tx_id,
@@ -337,11 +326,11 @@ fn audit(
         i64::from(sale.payload_hash_version),
         sale.payload_sha256,
         stored_sha256,
-        result.status.as_str(),
-        result.code,
-        result.message,
+        outcome.status().as_str(),
+        outcome.code(),
+        outcome.message(),
         sale.outbox_seq,
-        (result.status == PushStatus::Conflict).then_some(sale.canonical),
+        matches!(outcome, SaleOutcome::Conflict { .. }).then_some(sale.canonical),
     ])?;
     Ok(())
 }
@@ -369,21 +358,27 @@ fn audit_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-/// How a SQLite error settles a sale: `(status, code)`, by result code only.
-pub fn classify(err: &rusqlite::Error) -> (PushStatus, &'static str) {
+impl ClassifiedError for rusqlite::Error {
+    fn classify(&self) -> (FailureKind, &'static str) {
+        classify(self)
+    }
+}
+
+/// How a SQLite error settles a sale: `(kind, code)`, by result code only.
+pub fn classify(err: &rusqlite::Error) -> (FailureKind, &'static str) {
     // The header insert resolves (store_id, client_tx_id) with ON CONFLICT and items and payments
     // have primary keys, not UNIQUE constraints: a UNIQUE violation is two sales drawing one new
     // server_tx_id. Nothing was stored; the sale is sent again and draws another.
     if let rusqlite::Error::SqliteFailure(e, _) = err {
         if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
-            return (PushStatus::Retry, "server_tx_id_collision");
+            return (FailureKind::Transient, "server_tx_id_collision");
         }
     }
     match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (PushStatus::Retry, "lock_timeout"),
-        Some(ErrorCode::OperationInterrupted) => (PushStatus::Retry, "interrupted"),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (FailureKind::Transient, "lock_timeout"),
+        Some(ErrorCode::OperationInterrupted) => (FailureKind::Transient, "interrupted"),
         Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig | ErrorCode::TypeMismatch) => {
-            (PushStatus::Invalid, "rejected_by_database")
+            (FailureKind::Rejected, "rejected_by_database")
         }
         Some(
             ErrorCode::DiskFull
@@ -392,12 +387,12 @@ pub fn classify(err: &rusqlite::Error) -> (PushStatus, &'static str) {
             | ErrorCode::ReadOnly
             | ErrorCode::OutOfMemory
             | ErrorCode::PermissionDenied,
-        ) => (PushStatus::Retry, "database_unavailable"),
-        _ => (PushStatus::Retry, "database_error"),
+        ) => (FailureKind::Transient, "database_unavailable"),
+        _ => (FailureKind::Transient, "database_error"),
     }
 }
 
-impl Store for SqliteStore {
+impl PushStore for SqliteStore {
     fn lookup_token(&self, token_sha256: &str) -> Result<TokenLookup, StoreError> {
         let conn = self.pool.get()?;
         let row: Option<(String, String, bool)> = conn
@@ -413,19 +408,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> PushResult {
-        match self.store_sale_tx(ctx, sale) {
-            Ok(result) => result,
-            Err(TxError::Pool(message)) => retry(sale.client_tx_id, "database_unavailable", message),
-            Err(TxError::Injected(message)) => retry(sale.client_tx_id, "injected_failure", message),
-            Err(TxError::Db(err)) => {
-                let (status, code) = classify(&err);
-                if code == "database_error" {
-                    log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
-                }
-                settle_failure(self, ctx, sale, status, code, err.to_string())
-            }
-        }
+    fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> SaleOutcome {
+        settle(self, ctx, sale, self.store_sale_tx(ctx, sale))
     }
 
     fn audit_rejections(
@@ -459,7 +443,9 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+}
 
+impl Store for SqliteStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         let conn = self.pool.get()?;
         let found = user_version(&conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;

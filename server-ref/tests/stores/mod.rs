@@ -125,7 +125,7 @@ impl Harness for Lite {
     }
 }
 
-/// A sale ready for [`Store::store_sale`]: its canonical JSON and hash, as the push endpoint makes them.
+/// A sale ready for [`PushStore::store_sale`](possync_server::store::PushStore::store_sale): its canonical JSON and hash, as the push endpoint makes them.
 pub struct Prepared {
     pub id: String,
     pub payload: SalePayload,
@@ -166,7 +166,8 @@ pub fn till1() -> Device {
     Device { store_id: "store-1".into(), device_id: "till-1".into() }
 }
 
-/// Stores `sale` as `device` with correlation id `corr`.
+/// Stores `sale` as `device` with correlation id `corr`; the answer the push endpoint gives.
 pub fn push(h: &dyn Harness, device: &Device, corr: &str, sale: &Prepared) -> PushResult {
-    h.store().store_sale(&PushContext { device, correlation_id: corr }, &sale.checked())
+    let outcome = h.store().store_sale(&PushContext { device, correlation_id: corr }, &sale.checked());
+    possync_server::push::push_result(&sale.id, &outcome)
 }

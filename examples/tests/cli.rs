@@ -26,9 +26,10 @@ fn demo_on_sqlite_is_exactly_once() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
     assert!(stdout.contains("OFFLINE"), "{stdout}");
     assert!(stdout.contains("Offline · unsent 10"), "sales pile up while offline:\n{stdout}");
-    assert!(stdout.contains("drain (online"), "the Online trigger drains:\n{stdout}");
-    assert!(stdout.contains("drain (manual)"), "Sync now:\n{stdout}");
-    assert!(stdout.contains("conflict 1"), "the deliberate conflict:\n{stdout}");
+    assert!(stdout.contains("online)"), "the Online trigger drains:\n{stdout}");
+    assert!(stdout.contains("manual)"), "Sync now:\n{stdout}");
+    assert!(stdout.contains(": sent · Idle"), "the first of the two sales under one id is stored:\n{stdout}");
+    assert!(stdout.contains(": conflict · NeedsAttention"), "the deliberate conflict:\n{stdout}");
     assert!(stdout.contains("NeedsAttention (1 conflict"), "{stdout}");
     assert!(stdout.contains("rang up 92 sale(s) on 3 till(s): 91 sent, 91 on the server"), "{stdout}");
     assert!(stdout.trim_end().ends_with("exactly once: OK"), "{stdout}");

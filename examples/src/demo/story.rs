@@ -155,11 +155,14 @@ pub(super) fn story(
             let sale = t.register.lock().ring_up(now_ms());
             t.outbox().enqueue_with_id(&id, &sale)?;
             t.rung_up.fetch_add(1, Ordering::SeqCst);
-            let report = t.engine.sync_now(Duration::from_secs(60))?;
+            // The till sends it by itself (a recorded sale starts a run); "Sync now" waits until it
+            // has been answered, whichever run sent it.
+            t.engine.sync_now(Duration::from_secs(60))?;
+            let state = t.outbox().get(&id)?.map_or("missing", |e| e.state.as_str());
             ui.detail(
                 "conflict",
                 &t.name,
-                &format!("{} · {}", report_line(&report), status_line(&t.engine.status()?)),
+                &format!("sale {id}: {state} · {}", status_line(&t.engine.status()?)),
             );
         }
         expected_conflicts = 1;

@@ -9,8 +9,8 @@ use possync_core::protocol::validate::{
     MAX_TEXT_CHARS, MIN_OCCURRED_AT_MS,
 };
 
-const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
-const PROTOCOL_MD: &str = include_str!("../../docs/protocol.md");
+const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
+const PROTOCOL_MD: &str = include_str!("../../../docs/protocol.md");
 
 /// Codes of the tables of protocol.md: per-sale (`| INVALID | `code` |`) and request-level
 /// (`| 503 | `code` |`) rows.

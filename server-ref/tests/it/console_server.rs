@@ -4,10 +4,8 @@
 //! the console's doors (off without an admin, 401 without a session, 403 without a CSRF token). The
 //! pages themselves are driven in a real browser by `server-ref/tests/browser/`.
 
-mod common;
-
-use common::{cli, db_url, envelope, new_id, request, run, sale, TestServer};
 use possync_server::console::session::{hash_secret, new_secret};
+use possync_test_support::{cli, db_url, envelope, new_id, request, run, sale, TestServer};
 use serde_json::{json, Value};
 
 fn with_seq(mut env: Value, seq: i64) -> Value {

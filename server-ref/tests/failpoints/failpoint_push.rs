@@ -2,9 +2,7 @@
 //! later retry succeeds. Needs the `failpoints` feature (scripts/test enables it); failpoints are
 //! process-global, so this file holds one test.
 
-mod common;
-
-use common::{envelope, new_id, request, sale, TestServer};
+use possync_test_support::{envelope, new_id, request, sale, TestServer};
 
 const FAILPOINT: &str = "push.after_header";
 
@@ -15,6 +13,7 @@ fn assert_no_rows(server: &TestServer, id: &str) {
 
 #[test]
 fn failure_between_header_and_items_leaves_zero_rows_and_retry_succeeds() {
+    let _serial = crate::serial();
     let server = TestServer::start();
     let id = new_id();
     let body = request(vec![envelope(&id, &sale("store-1", 3, 4))]);

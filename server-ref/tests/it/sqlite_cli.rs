@@ -1,9 +1,7 @@
 //! `--sqlite` on the CLI: `migrate` creates the file, `token`, `attention` and `serve` use it, a missing
 //! file is refused with a hint, and `--sqlite` with `--database-url` is refused.
 
-mod common;
-
-use common::{cli, run};
+use possync_test_support::{cli, run};
 
 #[test]
 fn sqlite_file_through_the_cli() {
@@ -31,8 +29,13 @@ fn sqlite_file_through_the_cli() {
         run(cli().args(["serve", "--sqlite", db, "--database-url", "postgres://x@127.0.0.1/x"]));
     assert!(!ok && err.contains("cannot be used with"), "{err}");
 
-    let server =
-        common::ServeProcess::spawn(cli().args(["serve", "--sqlite", db, "--listen", "127.0.0.1:0"]));
+    let server = possync_test_support::ServeProcess::spawn(cli().args([
+        "serve",
+        "--sqlite",
+        db,
+        "--listen",
+        "127.0.0.1:0",
+    ]));
     let (clean, stderr) = server.terminate();
     assert!(clean, "{stderr}");
 }

@@ -1,11 +1,9 @@
 //! A binary older than the database schema refuses to run: `migrate`, `serve`, the `token` commands and
 //! the admin commands exit non-zero with a message saying the database is newer.
 
-mod common;
-
-use common::{db_url, run_cli, TestDb};
 use possync_server::store::postgres::{expected_schema_version, PgOptions, PgStore};
 use possync_server::store::Store;
+use possync_test_support::{db_url, run_cli, TestDb};
 
 #[test]
 fn binary_older_than_the_schema_refuses_to_migrate_serve_or_create_tokens() {

@@ -1,12 +1,10 @@
 //! `serve --config FILE` / `POSSYNC_CONFIG`: a TOML file whose keys are the long option names.
 //! Precedence: command line > environment > file > default; unknown keys are refused by name.
 
-mod common;
-
-use common::{cli, db_url, run, ServeProcess, TestDb};
+use possync_test_support::{cli, db_url, run, ServeProcess, TestDb};
 
 fn write_config(text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("possync-config-{}", common::new_id()));
+    let dir = std::env::temp_dir().join(format!("possync-config-{}", possync_test_support::new_id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("server.toml");
     std::fs::write(&file, text).expect("write config");

@@ -1,8 +1,6 @@
 //! Bad input gets the documented status and code, stores nothing, and the server keeps serving.
 
-mod common;
-
-use common::{envelope, new_id, request, sale, TestServer};
+use possync_test_support::{envelope, new_id, request, sale, TestServer};
 use serde_json::json;
 
 fn assert_nothing_stored(server: &TestServer) {
@@ -136,10 +134,10 @@ fn unknown_fields_with_a_matching_hash_are_malformed_sale() {
 
 #[test]
 fn huge_body_is_413_and_too_many_transactions_is_413() {
-    let mut http = common::test_http_config();
+    let mut http = possync_test_support::test_http_config();
     http.max_body_bytes = 256 * 1024;
     http.push_limits.max_transactions = 10;
-    let server = TestServer::start_with(http, common::test_pg_options());
+    let server = TestServer::start_with(http, possync_test_support::test_pg_options());
 
     let mut big = vec![b' '; 300 * 1024];
     big[0] = b'{';
@@ -186,12 +184,12 @@ fn a_revoked_token_is_refused_by_every_instance_within_a_second() {
     use std::time::{Duration, Instant};
     let config = possync_server::http::HttpConfig {
         token_cache_ttl: Duration::from_secs(600),
-        ..common::test_http_config()
+        ..possync_test_support::test_http_config()
     };
-    let first = TestServer::start_with(config.clone(), common::test_pg_options());
+    let first = TestServer::start_with(config.clone(), possync_test_support::test_pg_options());
     let store = possync_server::store::postgres::PgStore::connect(
         first.db.config.clone(),
-        &common::test_pg_options(),
+        &possync_test_support::test_pg_options(),
     )
     .expect("second store");
     let second = possync_server::http::start(std::sync::Arc::new(store), config).expect("second server");

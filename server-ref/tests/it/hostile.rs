@@ -6,14 +6,12 @@
 //! 2 s, that the process is alive, that nothing smuggled is stored and that RSS stays bounded. Every
 //! case is bounded in time; the server runs with short timeouts so the suite stays quick.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{cli, db_url, envelope, new_id, request, run_cli, sale, TestDb};
+use possync_test_support::{cli, db_url, envelope, new_id, request, run_cli, sale, TestDb};
 
 /// Largest RSS accepted during and after an attack.
 const MAX_RSS_KIB: u64 = 200 * 1024;

@@ -1,8 +1,9 @@
 //! Store factories of the conformance suite: each test function is generic over [`Harness`] and runs
-//! once per store. PostgreSQL: a fresh database per test (`common::TestDb`); SQLite: a file in a fresh
+//! once per store. PostgreSQL: a fresh database per test (`crate::TestDb`); SQLite: a file in a fresh
 //! temporary directory. Rows are counted through a connection of the test's own, not the store.
 
-#![allow(dead_code)]
+// `new()` creates a database or a file: not what a `Default` value should do.
+#![allow(clippy::new_without_default)]
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use possync_server::store::postgres::PgStore;
 use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
 use possync_server::store::{CheckedSale, Device, PushContext, Store};
 
-use crate::common::{test_pg_options, TestDb};
+use crate::{test_pg_options, TestDb};
 
 /// One store under test and a side door to its tables.
 pub trait Harness {
@@ -69,7 +70,7 @@ impl Harness for Pg {
         self.db.client().query_one(&format!("SELECT count(*) FROM {table}"), &[]).expect("count").get(0)
     }
     fn age_audit(&self, client_tx_id: &str, days: i64) {
-        crate::common::age_audit(&self.db, client_tx_id, days as i32);
+        crate::age_audit(&self.db, client_tx_id, days as i32);
     }
 }
 

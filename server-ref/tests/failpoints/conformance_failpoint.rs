@@ -3,16 +3,13 @@
 //! and a retry then succeeds. Failpoints are process-global, so this file holds one test that runs
 //! both stores one after the other.
 
-mod common;
-mod stores;
-
 use possync_core::protocol::PushStatus;
-use stores::{push, till1, Harness, Prepared};
+use possync_test_support::stores::{push, till1, Harness, Prepared};
 
 const FAILPOINT: &str = "push.after_header";
 
 fn injected_failure_leaves_zero_rows(h: &dyn Harness) {
-    let s = Prepared::new(&common::new_id(), common::sale("store-1", 3, 4));
+    let s = Prepared::new(&possync_test_support::new_id(), possync_test_support::sale("store-1", 3, 4));
     fail::cfg(FAILPOINT, "return(injected)").expect("configure failpoint");
     let result = push(h, &till1(), "c", &s);
     fail::remove(FAILPOINT);
@@ -31,6 +28,7 @@ fn injected_failure_leaves_zero_rows(h: &dyn Harness) {
 
 #[test]
 fn failure_between_header_and_children_leaves_zero_rows_in_both_stores() {
-    injected_failure_leaves_zero_rows(&stores::Pg::new());
-    injected_failure_leaves_zero_rows(&stores::Lite::new());
+    let _serial = crate::serial();
+    injected_failure_leaves_zero_rows(&possync_test_support::stores::Pg::new());
+    injected_failure_leaves_zero_rows(&possync_test_support::stores::Lite::new());
 }

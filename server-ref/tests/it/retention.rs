@@ -1,13 +1,13 @@
 //! Audit retention: `audit prune`, the background thread, and `serve --audit-retention-days`.
 //! Pruning deletes old audit rows only; stored sales, items and payments are never touched.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{age_audit, cli, db_url, envelope, new_id, request, run_cli, sale, ServeProcess, TestServer};
 use possync_server::retention::{RetentionPolicy, RetentionThread};
 use possync_server::store::Store;
+use possync_test_support::{
+    age_audit, cli, db_url, envelope, new_id, request, run_cli, sale, ServeProcess, TestServer,
+};
 
 /// Pushes `id` twice (OK + DUPLICATE: two audit rows) and returns the number of audit rows.
 fn push_twice(server: &TestServer, id: &str, seed: i64) -> i64 {

@@ -1,11 +1,9 @@
 //! `possync-server attention list | show | export`: CONFLICT and INVALID attempts of a store, with
 //! both hashes, read from the audit trail.
 
-mod common;
-
-use common::{age_audit, db_url, envelope, new_id, request, run_cli, sale, TestServer};
 use possync_server::attention::{self, CSV_HEADER};
 use possync_server::store::Store;
+use possync_test_support::{age_audit, db_url, envelope, new_id, request, run_cli, sale, TestServer};
 use serde_json::{json, Value};
 
 /// A server with, in store-1: a sale stored and replayed (OK + DUPLICATE), a sale stored then

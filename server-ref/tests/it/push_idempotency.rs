@@ -1,11 +1,9 @@
 //! The milestone's server safety checklist: idempotency, conflicts, row-count invariants, lock timeouts.
 
-mod common;
-
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{envelope, new_id, request, sale, TestServer};
+use possync_test_support::{envelope, new_id, request, sale, TestServer};
 
 #[test]
 fn concurrent_same_client_tx_id_gives_one_ok_rest_duplicate() {
@@ -147,9 +145,9 @@ fn mixed_batch_settles_each_sale_and_row_counts_hold() {
 
 #[test]
 fn lock_timeout_gives_retry_with_nothing_stored() {
-    let mut pg = common::test_pg_options();
+    let mut pg = possync_test_support::test_pg_options();
     pg.lock_timeout_ms = 200;
-    let server = TestServer::start_with(common::test_http_config(), pg);
+    let server = TestServer::start_with(possync_test_support::test_http_config(), pg);
     let id = new_id();
 
     let mut locker = server.db.client();

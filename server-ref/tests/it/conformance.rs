@@ -3,26 +3,23 @@
 //! the concurrency tests (push_idempotency.rs, two_instances.rs); the failpoint case is in
 //! conformance_failpoint.rs (failpoints are process-global).
 
-mod common;
-mod stores;
-
 use std::time::{Duration, SystemTime};
 
 use possync_core::protocol::PushStatus;
 use possync_server::store::{
     Device, DeviceActivity, PushContext, Rejection, SaleQuery, TillReport, TokenLookup,
 };
-use stores::{push, till1, Harness, Prepared};
+use possync_test_support::stores::{push, till1, Harness, Prepared};
 
-use common::{new_id, sale};
+use possync_test_support::{new_id, sale};
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod postgres {
-            $( #[test] fn $name() { super::$name(&super::stores::Pg::new()); } )*
+            $( #[test] fn $name() { super::$name(&possync_test_support::stores::Pg::new()); } )*
         }
         mod sqlite {
-            $( #[test] fn $name() { super::$name(&super::stores::Lite::new()); } )*
+            $( #[test] fn $name() { super::$name(&possync_test_support::stores::Lite::new()); } )*
         }
     };
 }

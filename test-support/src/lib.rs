@@ -1,10 +1,10 @@
-//! Shared harness of the server's integration tests: a fresh PostgreSQL database per test (created and
-//! dropped), an in-process server on a free loopback port, tokens, sample sales and a small client.
+//! possync-test-support: the shared harness of the workspace's integration tests (server-ref's and
+//! possync-tests'): a fresh PostgreSQL database per test (created and dropped), an in-process server
+//! on a free loopback port, tokens, sample sales, a small client, and `possync-server` as a child
+//! process.
 //!
 //! PostgreSQL is found at `DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`; when it
 //! cannot be reached the test fails with a message saying so (never a silent pass).
-
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,27 @@ use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
 use postgres::{Client, NoTls};
 use serde_json::{json, Value};
+
+pub mod stores;
+
+/// The `possync-server` binary: `POSSYNC_SERVER_BIN`, else `possync-server` in the folder above the
+/// test binary's `deps/` (where cargo puts a package's binaries for its integration tests).
+///
+/// # Panics
+/// When it is not there: build it first (`cargo build -p possync-server`).
+pub fn server_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("POSSYNC_SERVER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(format!("possync-server{}", std::env::consts::EXE_SUFFIX)))
+        .expect("the test binary is in target/<profile>/deps");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build -p possync-server)", bin.display());
+    bin
+}
 
 /// Where the tests find PostgreSQL.
 pub fn admin_url() -> String {
@@ -302,12 +323,10 @@ pub fn db_url(db: &TestDb) -> String {
 /// The `possync-server` binary with a clean environment: no `DATABASE_URL` or `POSSYNC_*` from the
 /// test's own environment, logs at `warn`.
 ///
-/// Only server-ref's own integration tests know where the binary is (`CARGO_BIN_EXE_*`); this module
-/// is also compiled into the workspace's `possync-tests` crate, where calling this panics.
+/// The binary is found next to the running test binary's folder (`target/<profile>/possync-server`,
+/// which cargo builds for server-ref's integration tests); `POSSYNC_SERVER_BIN` overrides it.
 pub fn cli() -> std::process::Command {
-    let Some(bin) = option_env!("CARGO_BIN_EXE_possync-server") else {
-        panic!("cli() works only in server-ref's integration tests (CARGO_BIN_EXE_possync-server)");
-    };
+    let bin = server_bin();
     let mut cmd = std::process::Command::new(bin);
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();

@@ -1,12 +1,10 @@
 //! Health, readiness, metrics, correlation ids, routing errors and the admin CLI.
 
-mod common;
-
 use std::process::Command;
 
-use common::{envelope, new_id, request, sale, TestDb, TestServer};
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::Store;
+use possync_test_support::{envelope, new_id, request, sale, TestDb, TestServer};
 
 #[test]
 fn health_ready_and_metrics() {
@@ -45,7 +43,7 @@ fn correlation_id_is_echoed_or_made_and_errors_are_json() {
         .header("X-Correlation-Id", "drain-42")
         .send(serde_json::to_vec(&request(vec![])).expect("json").as_slice())
         .expect("request");
-    let reply = common::Reply::from(resp);
+    let reply = possync_test_support::Reply::from(resp);
     assert_eq!(reply.correlation_id.as_deref(), Some("drain-42"));
     assert_eq!(reply.body["results"], serde_json::json!([]));
 
@@ -60,7 +58,7 @@ fn correlation_id_is_echoed_or_made_and_errors_are_json() {
 fn cli_migrates_and_manages_tokens() {
     let db = TestDb::create();
     let url = {
-        let admin = common::admin_url();
+        let admin = possync_test_support::admin_url();
         let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
         format!("{base}/{}", db.name)
     };

@@ -1,8 +1,6 @@
 //! docs/deploy.md's configuration reference matches the binary: every option of `serve` (and the
 //! common ones) with its environment variable, config file key and default, and no stale rows.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 /// One option as `possync-server serve --help` describes it.
@@ -13,7 +11,9 @@ struct Opt {
 }
 
 fn help_options() -> BTreeMap<String, Opt> {
-    let (ok, help, err) = common::run(common::cli().args(["serve", "--help"]).env("COLUMNS", "1000"));
+    let (ok, help, err) = possync_test_support::run(
+        possync_test_support::cli().args(["serve", "--help"]).env("COLUMNS", "1000"),
+    );
     assert!(ok, "{err}");
     let mut options = BTreeMap::new();
     let mut current: Option<(String, String)> = None;

@@ -1,15 +1,13 @@
 //! `possync-server verify`: a till's outbox compared with the server finds lost, mismatched and extra
 //! sales, and exits non-zero when a sale the till marked sent is not on the server.
 
-mod common;
-
 use std::process::Command;
 
-use common::{envelope, request, sale, TestServer};
 use possync_core::config::OutboxConfig;
 use possync_core::outbox::{Outbox, Outcome};
 use possync_server::store::Device;
 use possync_server::verify::verify;
+use possync_test_support::{envelope, request, sale, TestServer};
 
 #[test]
 fn verify_reports_missing_mismatched_unsent_and_extra_sales() {
@@ -69,7 +67,7 @@ fn verify_reports_missing_mismatched_unsent_and_extra_sales() {
 
     // The CLI says the same and exits non-zero.
     let url = {
-        let admin = common::admin_url();
+        let admin = possync_test_support::admin_url();
         let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
         format!("{base}/{}", server.db.name)
     };
@@ -113,11 +111,18 @@ fn verify_of_a_missing_outbox_fails_naming_it_and_creates_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let shop = dir.path().join("shop.db");
     let shop = shop.to_str().expect("path");
-    let (ok, _, err) = common::run(common::cli().args(["migrate", "--sqlite", shop]));
+    let (ok, _, err) =
+        possync_test_support::run(possync_test_support::cli().args(["migrate", "--sqlite", shop]));
     assert!(ok, "{err}");
     let missing = dir.path().join("till.db");
     let missing_str = missing.to_str().expect("path");
-    let (ok, _, err) = common::run(common::cli().args(["verify", "--sqlite", shop, "--outbox", missing_str]));
+    let (ok, _, err) = possync_test_support::run(possync_test_support::cli().args([
+        "verify",
+        "--sqlite",
+        shop,
+        "--outbox",
+        missing_str,
+    ]));
     assert!(!ok, "verify of a missing outbox succeeded");
     assert!(err.contains("does not exist") && err.contains(missing_str), "{err}");
     assert!(!missing.exists(), "verify created the outbox");

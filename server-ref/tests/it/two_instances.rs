@@ -3,17 +3,15 @@
 //! sale is stored exactly once, with exactly one `OK` in the audit trail and `DUPLICATE` for all
 //! other attempts. This is the "stateless instances behind a load balancer" claim of docs/scaling.md.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{envelope, new_id, sale, test_http_config, test_pg_options, TestDb};
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http;
 use possync_server::store::postgres::PgStore;
 use possync_server::store::{Device, Store};
+use possync_test_support::{envelope, new_id, sale, test_http_config, test_pg_options, TestDb};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};

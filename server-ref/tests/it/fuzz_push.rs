@@ -13,15 +13,13 @@
 //! After each property the server still answers `/healthz` with 200 and still stores a good sale;
 //! properties that send only invalid input also find the three sale tables empty.
 
-mod common;
-
 use std::cell::RefCell;
 
-use common::{envelope, new_id, request, sale, TestServer};
 use possync_core::protocol::{
     canonical_json, payload_sha256, validate_sale, InvalidSale, Limits, SalePayload, SalePayment,
 };
 use possync_server::http::HttpConfig;
+use possync_test_support::{envelope, new_id, request, sale, TestServer};
 use postgres::Client;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -91,16 +89,16 @@ fn limits() -> Limits {
 }
 
 fn start_server() -> TestServer {
-    let mut http: HttpConfig = common::test_http_config();
+    let mut http: HttpConfig = possync_test_support::test_http_config();
     http.max_body_bytes = MAX_BODY_BYTES;
     http.push_limits.max_transactions = MAX_TRANSACTIONS;
     http.push_limits.sale = limits();
-    TestServer::start_with(http, common::test_pg_options())
+    TestServer::start_with(http, possync_test_support::test_pg_options())
 }
 
 #[test]
 fn documented_codes_are_the_ones_in_protocol_md() {
-    let doc = include_str!("../../docs/protocol.md");
+    let doc = include_str!("../../../docs/protocol.md");
     let codes = REQUEST_ERRORS.iter().flat_map(|(_, c)| c.iter()).chain(INVALID_CODES).chain(RETRY_CODES);
     for code in codes.chain(&["hash_differs"]) {
         assert!(doc.contains(&format!("`{code}`")), "{code} is not documented in docs/protocol.md");
@@ -136,7 +134,10 @@ impl Answer {
 }
 
 /// Checks that `reply` is documented; `transactions` is the number of sales sent, when known.
-fn documented(reply: &common::Reply, transactions: Option<usize>) -> Result<Answer, TestCaseError> {
+fn documented(
+    reply: &possync_test_support::Reply,
+    transactions: Option<usize>,
+) -> Result<Answer, TestCaseError> {
     let body = &reply.body;
     prop_assert!(reply.correlation_id.is_some(), "every answer carries X-Correlation-Id");
     if reply.status != 200 {
@@ -843,7 +844,7 @@ fn wrong_hashes_are_invalid_hash_mismatch_and_store_nothing() {
             }
             WrongHash::OfAnotherSale(seed) => {
                 json!(payload_sha256(
-                    &canonical_json(&common::sale("store-1", *seed + 1_000_000, 1)).expect("c")
+                    &canonical_json(&possync_test_support::sale("store-1", *seed + 1_000_000, 1)).expect("c")
                 ))
             }
         };

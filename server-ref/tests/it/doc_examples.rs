@@ -17,14 +17,12 @@
 //! a fresh database (the page's examples reuse `client_tx_id`s, and each is written as the first push
 //! of its sales).
 
-mod common;
-
-use common::TestServer;
 use possync_core::protocol::{canonical_json, payload_sha256, PushResponse, PushStatus, SalePayload};
+use possync_test_support::TestServer;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const PROTOCOL_MD: &str = include_str!("../../docs/protocol.md");
+const PROTOCOL_MD: &str = include_str!("../../../docs/protocol.md");
 
 /// A fenced block of the page.
 #[derive(Debug)]
@@ -251,7 +249,7 @@ fn plan(doc: &str) -> Result<Vec<Push>, Vec<String>> {
                     last_sale = Some(v.clone());
                     let canonical = canonical_json(v).expect("canonical JSON of a sale");
                     let request = json!({"device_id": "till-1", "transactions": [{
-                        "client_tx_id": common::new_id(),
+                        "client_tx_id": possync_test_support::new_id(),
                         "payload_hash_version": 1,
                         "payload_sha256": payload_sha256(&canonical),
                         "attempt": 1,

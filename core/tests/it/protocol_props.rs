@@ -54,7 +54,7 @@ fn config(cases: u32) -> Config {
 
 #[test]
 fn documented_codes_are_the_ones_in_protocol_md() {
-    let doc = include_str!("../../docs/protocol.md");
+    let doc = include_str!("../../../docs/protocol.md");
     for code in DOCUMENTED_SALE_CODES {
         assert!(doc.contains(&format!("`{code}`")), "{code} is not documented in docs/protocol.md");
     }

@@ -1,12 +1,10 @@
 //! The outbox's guarantees without a server: enqueue rules, atomic claims, fencing tokens, heartbeats,
 //! retention and the typed errors of bad files.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{sale, TempOutbox, T0};
+use crate::common::{sale, TempOutbox, T0};
 use possync_core::clock::ManualClock;
 use possync_core::config::OutboxConfig;
 use possync_core::outbox::{Finalized, LeaseState, Outbox, Outcome, SaleState};

@@ -1,14 +1,12 @@
 //! The drain scheduler with instrumented transports: single flight, coalescing, "Sync now",
 //! offline → online, shutdown and restart, and listeners that misbehave.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sale, TempOutbox, T0};
+use crate::common::{sale, TempOutbox, T0};
 use parking_lot::{Condvar, Mutex};
 use possync_core::backoff::BackoffPolicy;
 use possync_core::clock::ManualClock;
@@ -116,7 +114,7 @@ fn listener() -> (Arc<Channels>, mpsc::Receiver<DrainReport>, mpsc::Receiver<Syn
 }
 
 fn engine_config() -> EngineConfig {
-    let mut sync = common::sync_config("pst_test");
+    let mut sync = crate::common::sync_config("pst_test");
     sync.backoff = BackoffPolicy { base_ms: 60_000, cap_ms: 60_000 };
     let mut c = EngineConfig::new(sync);
     c.interval_ms = 3_600_000;
@@ -643,7 +641,7 @@ fn an_unattended_till_keeps_up_on_a_link_that_drops_a_quarter_of_requests() {
     // Production defaults for backoff (per sale 1 s..5 min, engine 2 s..5 min) and K (3); nobody
     // triggers anything after the start but the interval timer (scaled from 60 s to 300 ms): the till
     // must keep up on its own.
-    let mut config = EngineConfig::new(common::sync_config("pst_test"));
+    let mut config = EngineConfig::new(crate::common::sync_config("pst_test"));
     config.interval_ms = 300;
     config.sync.batch_size = 20;
     config.online_jitter_ms = 0;

@@ -37,7 +37,7 @@ fn hash_v1_test_vectors() {
 
 #[test]
 fn protocol_doc_publishes_every_vector() {
-    let doc = include_str!("../../docs/protocol.md");
+    let doc = include_str!("../../../docs/protocol.md");
     for v in vectors() {
         assert!(doc.contains(&v.sha256), "docs/protocol.md lacks the hash of vector {}", v.name);
         assert!(

@@ -1,15 +1,13 @@
 //! Every send attempt is logged with correlation_id, client_tx_id, attempt, lease_token, drain_reason,
 //! latency_ms and result, for OK, DUPLICATE, RETRY and CONFLICT, and so is an answer dropped because
 //! the lease was lost; never the payload or the token.
-//! (One test: the logger is process-global.)
-
-mod common;
+//! (One test installs the logger, which is process-global; it reads only its own runs' records.)
 
 use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use common::{sale, TempOutbox, T0};
+use crate::common::{sale, TempOutbox, T0};
 use parking_lot::Mutex;
 use possync_core::clock::ManualClock;
 use possync_core::drain::{DrainHooks, Drainer};
@@ -110,7 +108,7 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
     let t = TempOutbox::new();
     let outbox = t.open();
     let ids: Vec<String> = (1..=4).map(|i| outbox.enqueue(&sale(i)).expect("enqueue")).collect();
-    let config = common::sync_config("pst_secret_token_value");
+    let config = crate::common::sync_config("pst_secret_token_value");
     let report = Drainer::new(&outbox, &ByReceipt, &config)
         .expect("drainer")
         .drain(DrainReason::Focus.into(), DrainHooks::default())
@@ -118,8 +116,14 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
     assert_eq!((report.sent, report.duplicate, report.conflict, report.retry), (1, 1, 1, 1));
 
     let records = CAPTURE.0.lock().clone();
-    let sends: Vec<&Fields> =
-        records.iter().filter(|(target, _, _)| target == "possync::send").map(|(_, _, f)| f).collect();
+    // Other tests of this binary log too: only this run's records count.
+    let sends: Vec<&Fields> = records
+        .iter()
+        .filter(|(target, _, f)| {
+            target == "possync::send" && f.get("correlation_id") == Some(&report.correlation_id)
+        })
+        .map(|(_, _, f)| f)
+        .collect();
     assert_eq!(sends.len(), 4, "one record per send attempt");
     for (id, expected) in ids.iter().zip(["OK", "DUPLICATE", "CONFLICT", "RETRY"]) {
         let fields = sends

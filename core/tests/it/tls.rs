@@ -5,15 +5,13 @@
 
 #![cfg(feature = "tls")]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{sale, TempOutbox};
 use base64::Engine as _;
-use common::{sale, TempOutbox};
 use possync_core::config::{SyncConfig, TlsOptions};
 use possync_core::drain::{DrainHooks, DrainStop, Drainer};
 use possync_core::engine::{EngineConfig, SyncEngine};

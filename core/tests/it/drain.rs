@@ -1,12 +1,10 @@
 //! Drain runs against scripted transports: batch splitting on 413, leases lost mid-send, heartbeats
 //! during a slow send, and answers that do not match the request.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sale, TempOutbox, T0};
+use crate::common::{sale, TempOutbox, T0};
 use parking_lot::Mutex;
 use possync_core::clock::{Clock, ManualClock};
 use possync_core::config::SyncConfig;
@@ -53,7 +51,7 @@ fn all_ok(request: &PushRequest) -> PushResponse {
 }
 
 fn config() -> SyncConfig {
-    let mut c = common::sync_config("pst_test");
+    let mut c = crate::common::sync_config("pst_test");
     c.backoff.base_ms = 1;
     c.backoff.cap_ms = 1;
     c

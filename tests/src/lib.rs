@@ -4,9 +4,15 @@
 //!   server, tokens, sample sales), shared with `server-ref/tests`.
 //! - [`proxy`]: a loopback TCP proxy that injects faults between a till and the server.
 //! - [`till`]: helpers to build outboxes, configs and sales for tills.
+//! - [`counting`]: a transport wrapper that counts what the tills were answered.
+//! - [`cluster`]: a throwaway PostgreSQL cluster a test may crash and restart.
+//! - [`leases`]: the leases of an outbox file, read from outside its till.
 
 #[path = "../../server-ref/tests/common/mod.rs"]
 pub mod server;
 
+pub mod cluster;
+pub mod counting;
+pub mod leases;
 pub mod proxy;
 pub mod till;

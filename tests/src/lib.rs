@@ -7,6 +7,7 @@
 //! - [`counting`]: a transport wrapper that counts what the tills were answered.
 //! - [`cluster`]: a throwaway PostgreSQL cluster a test may crash and restart.
 //! - [`leases`]: the leases of an outbox file, read from outside its till.
+//! - [`lossy`]: the lossy-link scenario (an unattended till on a bad link beside one on a clean link).
 
 #[path = "../../server-ref/tests/common/mod.rs"]
 pub mod server;
@@ -14,5 +15,6 @@ pub mod server;
 pub mod cluster;
 pub mod counting;
 pub mod leases;
+pub mod lossy;
 pub mod proxy;
 pub mod till;

@@ -409,8 +409,10 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let rows = c
         .query(
             "SELECT t.client_tx_id, t.payload_sha256, \
-               (SELECT count(*) FROM pos_transaction_items i WHERE i.client_tx_id = t.client_tx_id), \
-               (SELECT count(*) FROM pos_transaction_payments p WHERE p.client_tx_id = t.client_tx_id) \
+               (SELECT count(*) FROM pos_transaction_items i \
+                 WHERE i.store_id = t.store_id AND i.client_tx_id = t.client_tx_id), \
+               (SELECT count(*) FROM pos_transaction_payments p \
+                 WHERE p.store_id = t.store_id AND p.client_tx_id = t.client_tx_id) \
              FROM pos_transactions t",
             &[],
         )

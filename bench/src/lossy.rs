@@ -161,14 +161,30 @@ pub fn resend_after_kill(exe: &Path, admin_url: &str, rounds: usize) -> Row {
         let before: i64 =
             client.query_one("SELECT count(*) FROM pos_transactions", &[]).expect("count").get(0);
         let restarted = Instant::now();
-        let _till = start();
+        let mut till = start();
         loop {
             let n: i64 =
                 client.query_one("SELECT count(*) FROM pos_transactions", &[]).expect("count").get(0);
             if n >= before + leased.rows as i64 {
                 break;
             }
-            assert!(restarted.elapsed() < Duration::from_secs(120), "leased sales not resent in 120 s");
+            if restarted.elapsed() > Duration::from_secs(120) {
+                let alive = till.0.try_wait().map(|s| s.is_none()).unwrap_or(false);
+                let outbox = Outbox::open_read_only(&path).expect("open the till's outbox");
+                let entry = outbox
+                    .summaries()
+                    .expect("summaries")
+                    .first()
+                    .and_then(|e| outbox.get(&e.client_tx_id).ok().flatten());
+                panic!(
+                    "round {round}: {} of {} leased sales on the server 120 s after the restart; till process \
+                     alive: {alive}; proxy {:?}; outbox {:?}; first sale {entry:?}",
+                    n - before,
+                    leased.rows,
+                    proxy.stats(),
+                    outbox.counts()
+                );
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
         times.push(restarted.elapsed().as_secs_f64());

@@ -12,11 +12,14 @@
 //! - [`till::till_memory`], [`till::server_memory`]: peak RSS of a till draining 1M sales, and of the
 //!   server under load.
 //! - [`storm::run`]: the reconnect storm: many real tills back online at once with a backlog.
+//! - [`lossy::lossy_rows`], [`lossy::resend_after_kill`]: an unattended till on a lossy link vs a
+//!   clean one (goodput, oldest unsent sale, exactly once), and the resend after a SIGKILL.
 //! - [`peer::compare`]: the same queue workload on the outbox and on a peer queue (effectum).
 //!
 //! The server and the till run in their own processes ([`child`]).
 
 pub mod child;
+pub mod lossy;
 pub mod outbox;
 pub mod peer;
 pub mod report;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use possync_bench::{child, markdown, outbox, peer, report, server, storm, till, Row};
+use possync_bench::{child, lossy, markdown, outbox, peer, report, server, storm, till, Row};
 use possync_core::config::Durability;
 
 /// possync benchmarks, reported as ratios against baselines measured in the same run.
@@ -51,6 +51,15 @@ struct Opts {
     /// Upper bound of each storm till's random hold after `Online`, in ms (the engine's default).
     #[arg(long, global = true, default_value_t = 5_000)]
     storm_online_jitter_ms: u64,
+    /// Seconds the tills of the lossy-link scenario record (scenario 9).
+    #[arg(long, global = true, default_value_t = 300)]
+    lossy_seconds: u64,
+    /// Seed of the lossy link's fault proxy (scenario 9; default: random, printed).
+    #[arg(long, global = true, env = "POSSYNC_SEED")]
+    lossy_seed: Option<u64>,
+    /// Kill-and-restart rounds of the resend measurement (scenario 9).
+    #[arg(long, global = true, default_value_t = 5)]
+    kill_rounds: usize,
     /// Backlog of the end-to-end drain (scenario 4).
     #[arg(long, global = true, default_value_t = 100_000)]
     backlog: usize,
@@ -87,6 +96,8 @@ enum Cmd {
     Peer,
     /// Scenario 8: the reconnect storm (many real tills back online at once with a backlog).
     Storm,
+    /// Scenario 9: an unattended till on a lossy link vs a clean one; resend after a SIGKILL.
+    Lossy,
     /// Every scenario, in the order above.
     All,
     /// (internal) The server in its own process, until stdin closes.
@@ -100,6 +111,18 @@ enum Cmd {
         pool: u32,
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// (internal) A till's sync engine (production defaults) on its outbox, until killed.
+    #[command(hide = true)]
+    ChildTill {
+        #[arg(long)]
+        outbox: PathBuf,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        device: String,
     },
     /// (internal) A till draining its outbox in its own process; prints the outcome as JSON.
     #[command(hide = true)]
@@ -191,6 +214,22 @@ impl Run<'_> {
         ));
     }
 
+    fn lossy(&mut self) {
+        let o = self.opts;
+        let seed = o.lossy_seed.unwrap_or_else(rand::random);
+        eprintln!("lossy link: seed {seed} (replay with --lossy-seed {seed})");
+        let (report, rows) = lossy::lossy_rows(&self.exe, &o.database_url, o.lossy_seconds, seed);
+        rows.into_iter().for_each(|r| self.push(r));
+        if let Err(e) = &report.exactly_once {
+            self.notes.push(format!("The lossy link did NOT end exactly once: {e}"));
+        }
+        self.notes.push(format!(
+            "Lossy link (seed {seed}): the lossy till was answered {:?}; both converged {:.1} s after the window.",
+            report.lossy_answers, report.converge_seconds
+        ));
+        self.push(lossy::resend_after_kill(&self.exe, &o.database_url, o.kill_rounds));
+    }
+
     fn memory(&mut self) {
         let o = self.opts;
         self.push(till::till_memory(&self.exe, self.dir.path(), o.small, o.large));
@@ -226,6 +265,12 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Cmd::ChildTill { outbox, server, token, device } => {
+            if let Err(e) = lossy::till_until_killed(&outbox, &server, &token, &device) {
+                eprintln!("child-till: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
         Cmd::ChildDrain { outbox, server, token, device } => {
             return match child::drain_all(&outbox, &server, &token, &device) {
                 Ok(outcome) => {
@@ -257,6 +302,7 @@ fn main() -> ExitCode {
         Cmd::Memory => run.memory(),
         Cmd::Peer => run.peer(),
         Cmd::Storm => run.storm(),
+        Cmd::Lossy => run.lossy(),
         Cmd::All => {
             run.outbox();
             run.server();
@@ -264,8 +310,11 @@ fn main() -> ExitCode {
             run.memory();
             run.peer();
             run.storm();
+            run.lossy();
         }
-        Cmd::ChildServer { .. } | Cmd::ChildDrain { .. } => unreachable!("handled above"),
+        Cmd::ChildServer { .. } | Cmd::ChildDrain { .. } | Cmd::ChildTill { .. } => {
+            unreachable!("handled above")
+        }
     }
     println!("\n{}", markdown(&run.rows));
     for note in &run.notes {

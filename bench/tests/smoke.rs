@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use possync_bench::{child, outbox, peer, report, server, storm, till, Row};
+use possync_bench::{child, lossy, outbox, peer, report, server, storm, till, Row};
 use possync_core::config::Durability;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_possync-bench");
@@ -118,4 +118,16 @@ fn results_section_replaces_only_the_generated_part() {
     assert!(text.contains("| s | 2.0 x/s | 4.0 x/s | 0.50 | n |") && text.contains("skipped"), "{text}");
     assert!(text.trim_end().ends_with("analysis"), "{text}");
     assert_eq!(text.matches(report::BEGIN).count(), 1);
+}
+
+/// Scenario 9 at a tiny size: the lossy and the clean till end exactly once; a killed till's leased
+/// sales reach the server after its restart. No timing is asserted.
+#[test]
+fn lossy_link_scenario_runs_at_a_tiny_size_exactly_once() {
+    let (report, rows) = lossy::lossy_rows(Path::new(BENCH), &database_url(), 5, 14);
+    assert_eq!(report.exactly_once, Ok(()), "{report:?}");
+    assert_eq!(rows.len(), 2);
+    assert!(rows[1].baseline > 0.0);
+    let row = lossy::resend_after_kill(Path::new(BENCH), &database_url(), 1);
+    measured(&row);
 }

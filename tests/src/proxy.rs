@@ -73,6 +73,16 @@ pub enum Mode {
         /// How long a stalled request is held.
         stall: Duration,
     },
+    /// A lossy link: `fail_percent` of requests fail, spread evenly over the four faults that fail a
+    /// request (drop, cut after forward, 503, stall for `stall`); no delays. The rest pass.
+    Lossy {
+        /// Share of requests that fail, in percent.
+        fail_percent: u32,
+        /// How long a stalled request is held.
+        stall: Duration,
+    },
+    /// Hold every request without forwarding it for this long, then close (the server never sees it).
+    StallAll(Duration),
 }
 
 struct Shared {
@@ -189,6 +199,20 @@ fn decide(shared: &Shared) -> (Action, Option<Duration>) {
             };
             (action, None)
         }
+        Mode::Lossy { fail_percent, stall } => {
+            let mut rng = shared.rng.lock();
+            if rng.random_range(0..100) >= fail_percent {
+                return (Action::Pass, None);
+            }
+            let action = match rng.random_range(0..4) {
+                0 => Action::DropBeforeForward,
+                1 => Action::CutAfterForward,
+                2 => Action::Unavailable,
+                _ => Action::Stall(stall),
+            };
+            (action, None)
+        }
+        Mode::StallAll(d) => (Action::Stall(d), None),
     }
 }
 

@@ -141,6 +141,44 @@ fn crash_mid_send_leaves_a_lease_that_expires_and_the_sale_converges() {
     assert_exactly_once(&server, &later, &ids, 1);
 }
 
+/// Issue 14: a till killed mid-send and started again at once resends its leased sales right away
+/// (it is its outbox's sole user and takes its own leases back at start), not after the lease. The
+/// lease is 10 minutes here, so arriving at all within the test's wait proves it; no timing asserted.
+#[test]
+fn killed_till_restarted_at_once_resends_its_leased_sales_before_the_lease_expires() {
+    let server = TestServer::start();
+    let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("till.db");
+    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
+    let ids: Vec<String> = (0..20).map(|i| outbox.enqueue(&sale(i, 1)).expect("enqueue")).collect();
+    let lease_ms = "600000";
+    let start_till = || {
+        Command::new(env!("CARGO_BIN_EXE_possync-test-till"))
+            .args([path.to_str().expect("utf-8 path"), &proxy.url(), &server.token, "till-1", lease_ms])
+            .spawn()
+            .expect("spawn till process")
+    };
+
+    // The link swallows every request (the server never sees one): the till holds its leases.
+    proxy.set_mode(Mode::StallAll(Duration::from_secs(120)));
+    let mut till = start_till();
+    let leased = possync_tests::leases::kill_while_leased(&mut till, &path, 20);
+    let expiry = leased.earliest_expiry_ms.expect("lease expiry");
+    assert!(expiry > SystemClock.now_ms() + 300_000, "the leases run for minutes: {leased:?}");
+    assert_eq!(server.total("pos_transactions"), 0, "nothing reached the server");
+
+    // The link is fine again and the till comes straight back.
+    proxy.set_mode(Mode::Pass);
+    let mut till = start_till();
+    wait_until("the leased sales to reach the server", || server.total("pos_transactions") == 20);
+    wait_until("the till to mark them sent", || outbox.counts().expect("counts").sent == 20);
+    assert!(SystemClock.now_ms() < expiry, "resent before the old leases would have expired");
+    let _ = till.kill();
+    let _ = till.wait();
+    assert_exactly_once(&server, &outbox, &ids, 1);
+}
+
 #[test]
 fn two_processes_draining_one_file_never_send_a_sale_twice() {
     let server = TestServer::start();

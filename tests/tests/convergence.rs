@@ -1,8 +1,12 @@
-//! Convergence under chaos: many tills (engines in threads, plus one OS process killed with SIGKILL and
-//! restarted), random triggers, a fault-injecting proxy, the server process killed and restarted,
-//! connection-killing storms on PostgreSQL and injected lock contention. At the end every sale is on
-//! the server exactly once, every outbox row is `sent` (or the expected `conflict`), no lease is left,
-//! the verifier finds nothing missing or mismatched, and the audit trail accounts for every attempt.
+//! Convergence under chaos: many tills (engines in threads, plus one OS process killed with SIGKILL
+//! while it holds leases, and restarted), random triggers, a fault-injecting proxy, the server process
+//! killed and restarted, a PostgreSQL crash (SIGKILL of a throwaway cluster's postmaster and all its
+//! processes mid-push, then crash recovery), connection-killing storms and injected lock contention.
+//! At the end every sale is on the server exactly once, every outbox row is `sent` (or the expected
+//! `conflict`), no lease is left, the verifier finds nothing missing or mismatched, and the audit trail
+//! accounts for every attempt. The chaos itself is asserted too: a floor for each kind of proxy fault,
+//! for lock holds and connection kills, leases held by the till at each of its kills, lock timeouts
+//! answered `RETRY lock_timeout`, and failed answers while the database was down.
 //!
 //! Size and seed: `POSSYNC_CONVERGENCE_SALES` (default 20000) and `POSSYNC_SEED` (default: random; the
 //! seed is printed so that a failing run can be replayed).
@@ -22,8 +26,10 @@ use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
+use possync_tests::cluster::Cluster;
+use possync_tests::counting::{AnswerCounts, Answers, CountingTransport};
+use possync_tests::leases::kill_while_leased;
 use possync_tests::proxy::{FaultProxy, Mode};
-use possync_tests::server::{admin_url, TestDb};
 use possync_tests::till::{engine_config, sale};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -31,18 +37,22 @@ use rand::{Rng, SeedableRng};
 const THREAD_TILLS: usize = 8;
 const CONFLICT_PAIRS: usize = 4;
 
-fn db_url(db: &TestDb) -> String {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin);
-    format!("{base}/{}", db.name)
-}
-
 fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr")
 }
 
-fn start_server(url: &str, addr: SocketAddr) -> Child {
+/// A child process that is killed when dropped, so that a failing test leaves no server or till behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(url: &str, addr: SocketAddr) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_possync-test-server"))
         .args([url, &addr.to_string(), "300"])
         .env("RUST_LOG", "off")
@@ -54,14 +64,56 @@ fn start_server(url: &str, addr: SocketAddr) -> Child {
         assert!(Instant::now() < deadline, "server process did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    Proc(child)
 }
 
-fn start_till(path: &std::path::Path, url: &str, token: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_possync-test-till"))
-        .args([path.to_str().expect("utf-8 path"), url, token, "till-p"])
-        .spawn()
-        .expect("start till process")
+fn start_till(path: &std::path::Path, url: &str, token: &str) -> Proc {
+    Proc(
+        Command::new(env!("CARGO_BIN_EXE_possync-test-till"))
+            .args([path.to_str().expect("utf-8 path"), url, token, "till-p"])
+            .spawn()
+            .expect("start till process"),
+    )
+}
+
+/// Waits until at least one push statement runs in the test database (the lock thread's `LOCK` aside)
+/// and returns how many do.
+fn pushes_in_progress(db: &postgres::Config) -> i64 {
+    let mut c = db.connect(postgres::NoTls).expect("connect to watch for pushes");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state <> 'idle' AND query ILIKE '%pos_transaction%' \
+                 AND query NOT ILIKE 'LOCK%'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if running > 0 {
+            return running;
+        }
+        assert!(Instant::now() < deadline, "no push reached the database for a minute");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Clears the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A line of answer counts for the report.
+fn answers_line(c: &AnswerCounts) -> String {
+    format!(
+        "{} requests: {} OK, {} DUPLICATE, RETRY {:?}, {} shed (429/503), {} timeouts, {} other transport errors",
+        c.requests, c.ok, c.duplicate, c.retry, c.overloaded, c.timeout, c.transport
+    )
 }
 
 /// Items of the sale with global number `n` (1..=3).
@@ -79,10 +131,18 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let db = TestDb::create();
-    let url = db_url(&db);
+    // A throwaway cluster of the test's own, so that it may crash it.
+    let cluster = Cluster::start();
+    cluster
+        .admin_config()
+        .connect(postgres::NoTls)
+        .expect("connect to the throwaway cluster")
+        .batch_execute("CREATE DATABASE convergence")
+        .expect("create the test database");
+    let url = cluster.url("convergence");
+    let db_config: postgres::Config = url.parse().expect("database url");
     let admin_store =
-        PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
+        PgStore::connect(db_config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
             .expect("store");
     admin_store.migrate().expect("migrate");
     let token_of = |device: &str| {
@@ -127,6 +187,8 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let mut process_till = start_till(&process_path, &proxy.url(), &process_token);
 
     let chaos_on = Arc::new(AtomicBool::new(true));
+    // What the thread tills were answered (the process till's answers stay in its process).
+    let answers = Answers::default();
     let engines: Vec<(Arc<Outbox>, SyncEngine)> = (0..THREAD_TILLS)
         .map(|k| {
             let device = format!("till-{k}");
@@ -135,20 +197,29 @@ fn every_sale_arrives_exactly_once_under_chaos() {
                     .expect("outbox"),
             );
             let config = engine_config(&proxy.url(), &token_of(&device), &device);
-            let transport = Arc::new(HttpTransport::new(&config.sync));
+            let transport =
+                Arc::new(CountingTransport::new(HttpTransport::new(&config.sync), answers.clone()));
             let engine = SyncEngine::start(outbox.clone(), transport, config, None).expect("engine");
             (outbox, engine)
         })
         .collect();
 
     let mut chaos_log: Vec<String> = Vec::new();
+    let mut leased_at_kills: Vec<u64> = Vec::new();
+    let mut connections_killed = 0i64;
+    // Answers before the database crash, at its restart, and 3 s after the restart.
+    let mut around_crash: Vec<AnswerCounts> = Vec::new();
+    let mut crash_restarted: Option<Instant> = None;
+    let mut lock_holds = 0u32;
     let thread_seeds: Vec<u64> = (0..THREAD_TILLS).map(|_| rng.random()).collect();
     std::thread::scope(|s| {
+        // Ends the lock thread also when this thread panics (else the scope would wait for it forever).
+        let _stop_chaos = StopOnDrop(&chaos_on);
         // Lock contention: hold an exclusive lock on the headers longer than the server's lock timeout.
         let locker = s.spawn(|| {
             let mut held = 0;
             while chaos_on.load(Ordering::SeqCst) {
-                if let Ok(mut c) = db.config.connect(postgres::NoTls) {
+                if let Ok(mut c) = db_config.connect(postgres::NoTls) {
                     if let Ok(mut tx) = c.transaction() {
                         if tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").is_ok()
                         {
@@ -186,27 +257,29 @@ fn every_sale_arrives_exactly_once_under_chaos() {
             })
             .collect();
 
-        // The process till's sales, with two SIGKILLs of that process and one of the server in between.
+        // The process till's sales, with two SIGKILLs of that process (each while it holds leases), one
+        // of the server, and one of the database in between.
         let share = &shares[THREAD_TILLS];
-        let kill_at = [share.len() / 4, share.len() / 2, (share.len() * 3) / 4];
+        let kill_at = [share.len() / 4, share.len() / 2, (share.len() * 5) / 8, (share.len() * 3) / 4];
         for (i, (id, n)) in share.iter().enumerate() {
             process_outbox.enqueue_with_id(id, &sale(*n, items_of(*n))).expect("enqueue");
-            if i == kill_at[0] || i == kill_at[2] {
-                let _ = process_till.kill();
-                let _ = process_till.wait();
-                chaos_log.push(format!("SIGKILL till process at its sale {i}"));
+            if i == kill_at[0] || i == kill_at[3] {
+                let leased = kill_while_leased(&mut process_till.0, &process_path, 1).rows;
+                leased_at_kills.push(leased);
+                chaos_log
+                    .push(format!("SIGKILL till process at its sale {i}, holding {leased} leased sale(s)"));
                 std::thread::sleep(Duration::from_millis(rng.random_range(50..400)));
                 process_till = start_till(&process_path, &proxy.url(), &process_token);
             }
             if i == kill_at[1] {
-                let _ = server.kill();
-                let _ = server.wait();
+                let _ = server.0.kill();
+                let _ = server.0.wait();
                 chaos_log.push(format!("SIGKILL server at till-p sale {i}"));
                 std::thread::sleep(Duration::from_millis(rng.random_range(100..800)));
                 server = start_server(&url, server_addr);
                 // A storm of killed database connections right after the restart.
                 for _ in 0..3 {
-                    if let Ok(mut c) = db.config.connect(postgres::NoTls) {
+                    if let Ok(mut c) = db_config.connect(postgres::NoTls) {
                         let killed = c
                             .query_one(
                                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -215,23 +288,54 @@ fn every_sale_arrives_exactly_once_under_chaos() {
                             )
                             .map(|r| r.get::<_, i64>(0))
                             .unwrap_or(0);
+                        connections_killed += killed;
                         chaos_log.push(format!("pg_terminate_backend storm: {killed} connection(s)"));
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
+            if i == kill_at[2] {
+                // A PostgreSQL crash mid-push: the postmaster and every process it forked, SIGKILL.
+                // Mid-push: wait until a push statement is running (not the lock thread's), then crash.
+                let in_progress = pushes_in_progress(&db_config);
+                around_crash.push(answers.snapshot());
+                let crashed_at = Instant::now();
+                let killed = cluster.crash();
+                std::thread::sleep(Duration::from_millis(rng.random_range(300..1_500)));
+                cluster.start_again();
+                around_crash.push(answers.snapshot());
+                crash_restarted = Some(Instant::now());
+                chaos_log.push(format!(
+                    "PostgreSQL crash at till-p sale {i} with {in_progress} push statement(s) running: SIGKILL \
+                     of the postmaster and {} other process(es); back after crash recovery in {:.1} s",
+                    killed - 1,
+                    crashed_at.elapsed().as_secs_f64()
+                ));
+            }
+            if around_crash.len() == 2
+                && crash_restarted.is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+            {
+                around_crash.push(answers.snapshot());
+            }
+        }
+        while around_crash.len() < 3 {
+            let wait = crash_restarted.map(|t| Duration::from_secs(3).saturating_sub(t.elapsed()));
+            std::thread::sleep(wait.unwrap_or_default());
+            around_crash.push(answers.snapshot());
         }
         for w in writers {
             w.join().expect("till thread");
         }
         chaos_on.store(false, Ordering::SeqCst);
-        let held = locker.join().expect("locker");
-        chaos_log.push(format!("lock contention: table locked {held} time(s)"));
+        lock_holds = locker.join().expect("locker");
+        chaos_log.push(format!("lock contention: table locked {lock_holds} time(s)"));
     });
     let recorded = started.elapsed();
 
     // Faults stop; every till converges.
     proxy.set_mode(Mode::Pass);
+    let chaos_stats = proxy.stats();
+    let chaos_answers = answers.snapshot();
     // Generous: a debug build on two shared cores settles a few hundred sales per second.
     let deadline = Instant::now() + Duration::from_secs(60 + total as u64 / 100);
     let mut last_report = Instant::now();
@@ -253,8 +357,7 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         assert!(Instant::now() < deadline, "no convergence: {unsent} sale(s) still unsent");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = process_till.kill();
-    let _ = process_till.wait();
+    drop(process_till);
     for (_, engine) in &engines {
         engine.shutdown();
     }
@@ -302,12 +405,14 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     assert_eq!(expected.len(), per_till * (THREAD_TILLS + 1) + CONFLICT_PAIRS);
 
     // 2. The server holds each sale exactly once, with all its items and payments, and nothing else.
-    let mut c = db.client();
+    let mut c = db_config.connect(postgres::NoTls).expect("connect to the test database");
     let rows = c
         .query(
             "SELECT t.client_tx_id, t.payload_sha256, \
-               (SELECT count(*) FROM pos_transaction_items i WHERE i.client_tx_id = t.client_tx_id), \
-               (SELECT count(*) FROM pos_transaction_payments p WHERE p.client_tx_id = t.client_tx_id) \
+               (SELECT count(*) FROM pos_transaction_items i \
+                 WHERE i.store_id = t.store_id AND i.client_tx_id = t.client_tx_id), \
+               (SELECT count(*) FROM pos_transaction_payments p \
+                 WHERE p.store_id = t.store_id AND p.client_tx_id = t.client_tx_id) \
              FROM pos_transactions t",
             &[],
         )
@@ -352,6 +457,25 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         duplicates += dup;
     }
 
+    // 4. The chaos happened: a floor for each kind of fault (a run without it would prove nothing).
+    let proxied: u64 = chaos_stats.values().sum();
+    // Each fault kind is 3 % of requests (15 % spread over five): a quarter of that is > 4 standard
+    // deviations below the mean at CI size and above.
+    let floor = ((proxied as f64 * 0.03 / 4.0) as u64).max(1);
+    for kind in ["delay", "drop_before_forward", "cut_after_forward", "unavailable_503", "stall"] {
+        let n = chaos_stats.get(kind).copied().unwrap_or(0);
+        assert!(n >= floor, "proxy fault {kind}: {n} of {proxied} requests, expected at least {floor}");
+    }
+    assert!(lock_holds >= 3, "the lock thread held the table only {lock_holds} time(s)");
+    let lock_timeouts = chaos_answers.retry.get("lock_timeout").copied().unwrap_or(0);
+    assert!(lock_timeouts >= 1, "no lock timeout came back as RETRY: {chaos_answers:?}");
+    assert!(connections_killed >= 1, "the connection storms killed no connection");
+    assert_eq!(leased_at_kills.len(), 2, "two kills of the till process");
+    let (during, after) = (around_crash[1].since(&around_crash[0]), around_crash[2].since(&around_crash[1]));
+    let failed_during =
+        during.retry_total() + during.failed_requests() + after.retry_total() + after.failed_requests();
+    assert!(failed_during >= 1, "the database crash did not reach a push: {during:?} {after:?}");
+
     eprintln!(
         "convergence: seed {seed}: {} sales on the server exactly once ({} items), {conflict_rows} deliberate \
          conflicts, {duplicates} replays answered DUPLICATE; recorded in {:.1} s, converged at {:.1} s",
@@ -360,10 +484,53 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         recorded.as_secs_f64(),
         converged.as_secs_f64()
     );
-    eprintln!("convergence: proxy decisions {:?}", proxy.stats());
+    eprintln!("convergence: proxy decisions during the chaos {chaos_stats:?} (floor per fault {floor})");
+    eprintln!("convergence: thread tills' answers during the chaos: {}", answers_line(&chaos_answers));
+    eprintln!("convergence: answers while PostgreSQL was down (crash to restart): {}", answers_line(&during));
+    eprintln!("convergence: answers in the 3 s after its restart: {}", answers_line(&after));
+    eprintln!(
+        "convergence: leased sales at the till's kills {leased_at_kills:?}; {lock_timeouts} RETRY lock_timeout; \
+         {connections_killed} connection(s) killed by storms"
+    );
     for line in chaos_log {
         eprintln!("convergence: {line}");
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
+}
+
+/// The throwaway cluster the chaos test crashes: every transaction committed before a crash is there
+/// after crash recovery, three crashes in a row, while a writer keeps committing.
+#[test]
+fn throwaway_cluster_keeps_every_commit_through_crashes() {
+    let cluster = Cluster::start();
+    let mut admin = cluster.admin_config().connect(postgres::NoTls).expect("connect");
+    admin.batch_execute("CREATE TABLE t (n bigint PRIMARY KEY)").expect("create table");
+    let mut committed = 0i64;
+    for round in 0..3 {
+        let stop = AtomicBool::new(false);
+        let last = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let mut c = cluster.admin_config().connect(postgres::NoTls).expect("connect");
+                let mut n = committed;
+                while !stop.load(Ordering::SeqCst) {
+                    if c.execute("INSERT INTO t VALUES ($1)", &[&(n + 1)]).is_err() {
+                        break; // the crash
+                    }
+                    n += 1;
+                }
+                n
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            let killed = cluster.crash();
+            assert!(killed >= 2, "round {round}: the postmaster and its processes");
+            stop.store(true, Ordering::SeqCst);
+            writer.join().expect("writer")
+        });
+        cluster.start_again();
+        admin = cluster.admin_config().connect(postgres::NoTls).expect("connect after recovery");
+        let max: Option<i64> = admin.query_one("SELECT max(n) FROM t", &[]).expect("max").get(0);
+        assert!(max.unwrap_or(0) >= last, "round {round}: committed up to {last}, found {max:?}");
+        assert!(last > committed, "round {round}: the writer committed something");
+        committed = max.unwrap_or(0);
+    }
 }

@@ -1,7 +1,9 @@
 //! Test helper: a till's sync engine in its own OS process, draining an outbox file that the test fills,
 //! until it is killed (the chaos test kills it with SIGKILL mid-drain and starts it again).
 //!
-//! Usage: `possync-test-till OUTBOX SERVER_URL TOKEN DEVICE_ID`.
+//! Usage: `possync-test-till OUTBOX SERVER_URL TOKEN DEVICE_ID [LEASE_MS]` (the lease length of its
+//! claims; default the tests' `engine_config`). The engine is its outbox's sole user (the default):
+//! at start it takes back the leases an earlier, killed life of it left and sends them at once.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,11 +16,24 @@ use possync_core::transport::HttpTransport;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [outbox, url, token, device] = args.as_slice() else {
-        eprintln!("usage: possync-test-till OUTBOX SERVER_URL TOKEN DEVICE_ID");
-        return ExitCode::from(2);
+    let (outbox, url, token, device, lease_ms) = match args.as_slice() {
+        [o, u, t, d] => (o, u, t, d, None),
+        [o, u, t, d, lease] => match lease.parse::<u64>() {
+            Ok(ms) => (o, u, t, d, Some(ms)),
+            Err(_) => {
+                eprintln!("possync-test-till: LEASE_MS must be a number of milliseconds");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: possync-test-till OUTBOX SERVER_URL TOKEN DEVICE_ID [LEASE_MS]");
+            return ExitCode::from(2);
+        }
     };
-    let config = possync_tests::till::engine_config(url, token, device);
+    let mut config = possync_tests::till::engine_config(url, token, device);
+    if let Some(ms) = lease_ms {
+        config.sync.lease_ms = ms;
+    }
     let transport = Arc::new(HttpTransport::new(&config.sync));
     let started = Outbox::open(outbox, OutboxConfig::default())
         .map_err(possync_core::Error::from)

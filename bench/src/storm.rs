@@ -30,7 +30,7 @@ use possync_core::transport::{HttpTransport, Transport, TransportError};
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::{Device, Store};
-use rand::Rng;
+use rand::RngExt;
 
 use crate::child::ServerProcess;
 use crate::outbox::sample_sale;

@@ -6,7 +6,7 @@
 //! `retry_after..=2 × retry_after`, never shorter than what the server asked, and spread so that the
 //! tills it turned away together do not all come back in the same millisecond.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// Backoff parameters, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rand::Rng;
+use rand::RngExt;
 
 use crate::backoff::BackoffPolicy;
 use crate::clock::Clock;

@@ -2,7 +2,7 @@
 
 use possync_core::protocol::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const ARTICLES: [(&str, &str, i64); 8] = [
     ("4001", "Bread", 349),

@@ -3,7 +3,7 @@
 //! A token is `pst_` followed by 64 hex characters (32 random bytes). The server stores only its
 //! SHA-256, so a leaked database does not leak usable tokens; the token is shown once at creation.
 
-use rand::RngCore;
+use rand::Rng;
 use sha2::{Digest, Sha256};
 
 /// Prefix of every device token, so a token in a config file or a log is recognizable.

@@ -32,7 +32,7 @@ use possync_tests::leases::kill_while_leased;
 use possync_tests::proxy::{FaultProxy, Mode};
 use possync_tests::till::{engine_config, sale};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 const THREAD_TILLS: usize = 8;
 const CONFLICT_PAIRS: usize = 4;

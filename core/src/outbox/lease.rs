@@ -2,7 +2,7 @@
 //! `BEGIN IMMEDIATE`, [`Outbox::heartbeat`] extends leases and [`Outbox::finalize`] writes results,
 //! both by compare-and-swap on `(seq, lease_token)`.
 
-use rand::RngCore;
+use rand::Rng;
 use rusqlite::named_params;
 
 use super::{query_rows, sql, Claimed, Finalized, Lease, LeaseState, Outbox, Outcome, SaleState};

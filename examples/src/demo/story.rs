@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use possync_core::reason::DrainReason;
 use possync_core::status::SyncStatus;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use super::backend::Backend;
 use super::check::final_check;

@@ -7,7 +7,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{header, HeaderMap};
-use rand::RngCore;
+use rand::Rng;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "possync_console";

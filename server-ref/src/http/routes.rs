@@ -23,7 +23,7 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use possync_core::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use possync_core::protocol::PushResponse;
-use rand::Rng;
+use rand::RngExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::reply::{self, Reply};

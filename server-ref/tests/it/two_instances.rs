@@ -13,7 +13,7 @@ use possync_server::store::postgres::PgStore;
 use possync_server::store::{Device, Store};
 use possync_test_support::{envelope, new_id, sale, test_http_config, test_pg_options, TestDb};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 const SALES: usize = 400;

@@ -277,7 +277,7 @@ impl<'a> Drainer<'a> {
             for (c, outcome) in settled {
                 if lost.contains(&c.lease.seq) {
                     report.lease_lost += 1;
-                    log_lease_lost(&correlation_id, reasons, c, latency_ms, &outcome);
+                    log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, &outcome);
                     continue;
                 }
                 to_write.push((c.lease.clone(), outcome));
@@ -287,10 +287,10 @@ impl<'a> Drainer<'a> {
             for (((_, outcome), finalized), c) in to_write.iter().zip(written).zip(written_for) {
                 if finalized == Finalized::LeaseLost {
                     report.lease_lost += 1;
-                    log_lease_lost(&correlation_id, reasons, c, latency_ms, outcome);
+                    log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, outcome);
                     continue;
                 }
-                log_attempt(&correlation_id, reasons, c, latency_ms, outcome);
+                log_send(SendRecord::Attempt, &correlation_id, reasons, c, latency_ms, outcome);
                 report.tally(outcome);
                 if !matches!(outcome, Outcome::Retry { .. }) {
                     backlog_cache.settled(1);
@@ -564,18 +564,28 @@ fn outcome_of(result: PushResult, next_attempt_at_ms: i64) -> Outcome {
     }
 }
 
-/// One structured log record per send attempt of a sale, with the seven fields of every attempt.
-/// Never the payload, never the device token.
-fn log_attempt(
+/// What a send record says: the attempt's answer was written, or dropped with a lost lease.
+#[derive(Clone, Copy)]
+enum SendRecord {
+    Attempt,
+    LeaseLost,
+}
+
+/// One structured log record per send attempt of a sale, with the seven fields of every attempt
+/// (`result` is what the answer said, also when it was dropped because another sender took the lease
+/// over meanwhile). Never the payload, never the device token.
+fn log_send(
+    record: SendRecord,
     correlation_id: &str,
     reasons: DrainReasons,
     claimed: &Claimed,
     latency_ms: u64,
     outcome: &Outcome,
 ) {
-    let level = match outcome {
-        Outcome::Sent { .. } => log::Level::Info,
-        _ => log::Level::Warn,
+    let (level, message) = match (record, outcome) {
+        (SendRecord::Attempt, Outcome::Sent { .. }) => (log::Level::Info, "send attempt"),
+        (SendRecord::Attempt, _) => (log::Level::Warn, "send attempt"),
+        (SendRecord::LeaseLost, _) => (log::Level::Warn, "lease lost during send; result dropped"),
     };
     log::log!(target: "possync::send", level,
         correlation_id = correlation_id,
@@ -586,28 +596,7 @@ fn log_attempt(
         latency_ms = latency_ms,
         result = outcome.label(),
         code = outcome.code();
-        "send attempt");
-}
-
-/// The record of an answer dropped because another sender took the lease over meanwhile: the same
-/// seven fields as [`log_attempt`], `result` being what the dropped answer said.
-fn log_lease_lost(
-    correlation_id: &str,
-    reasons: DrainReasons,
-    claimed: &Claimed,
-    latency_ms: u64,
-    outcome: &Outcome,
-) {
-    log::warn!(target: "possync::send",
-        correlation_id = correlation_id,
-        client_tx_id = claimed.lease.client_tx_id.as_str(),
-        attempt = claimed.attempt,
-        lease_token = claimed.lease.token.as_str(),
-        drain_reason:% = reasons,
-        latency_ms = latency_ms,
-        result = outcome.label(),
-        code = outcome.code();
-        "lease lost during send; result dropped");
+        "{message}");
 }
 
 fn stop_label(stop: Option<&DrainStop>) -> &'static str {

@@ -61,8 +61,9 @@ pub struct EngineConfig {
     /// each then leases under a fresh owner id and waits out the leases of the others.
     pub sole_user: bool,
     /// Upper bound of the random hold before the run an `Online` trigger asks for, and before the
-    /// first run after start, in ms (default 5,000; 0: none). Every trigger but `Manual` waits with
-    /// it; [`SyncEngine::sync_now`] and `Manual` cancel it.
+    /// first run after start, in ms (default 5,000; 0: none; at most 1,000 before the first run when
+    /// the engine took back sales an earlier life left in flight). Every trigger but `Manual` waits
+    /// with it; [`SyncEngine::sync_now`] and `Manual` cancel it.
     pub online_jitter_ms: u64,
 }
 
@@ -94,6 +95,10 @@ pub struct StatusSnapshot {
     /// The last finished run.
     pub last_report: Option<DrainReport>,
 }
+
+/// Largest hold before the first run when the engine took back sales an earlier life of it left in
+/// flight: those were on the wire when it died, and go out within a second (issue 14's target is 5 s).
+const RECLAIMED_START_JITTER_MS: u64 = 1_000;
 
 /// Reports of recent runs kept for `sync_now` callers.
 const RECENT_RUNS: usize = 16;
@@ -181,9 +186,7 @@ impl SyncEngine {
         if config.interval_ms == 0 || config.offline_backoff.base_ms == 0 {
             return Err(ConfigError("interval_ms and offline_backoff.base_ms must be above 0".into()).into());
         }
-        if config.sole_user {
-            reclaim_own_leases(&outbox, &config.sync.device_id);
-        }
+        let reclaimed = config.sole_user && reclaim_own_leases(&outbox, &config.sync.device_id) > 0;
         let notifier = Notifier::start(listener).map_err(|e| SyncError::Thread(e.to_string()))?;
         let status = idle(&outbox);
         let clock = outbox.clock().clone();
@@ -193,7 +196,13 @@ impl SyncEngine {
             next_interval_ms: now.saturating_add(config.interval_ms as i64),
             ..Timers::default()
         };
-        hold(&mut timers, now, config.online_jitter_ms);
+        // After a crash, the sales it had on the wire go out within a second, not after a hold.
+        let start_jitter_ms = if reclaimed {
+            config.online_jitter_ms.min(RECLAIMED_START_JITTER_MS)
+        } else {
+            config.online_jitter_ms
+        };
+        hold(&mut timers, now, start_jitter_ms);
         let state = State {
             timers,
             waiting: None,
@@ -466,12 +475,19 @@ fn with(weak: &Weak<Shared>, f: impl FnOnce(&Shared)) -> bool {
     weak.upgrade().map(|shared| f(&shared)).is_some()
 }
 
-/// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]).
-fn reclaim_own_leases(outbox: &Outbox, owner: &str) {
+/// Takes back what an earlier life of this engine left in flight (see [`EngineConfig::sole_user`]);
+/// returns how many sales.
+fn reclaim_own_leases(outbox: &Outbox, owner: &str) -> u64 {
     match outbox.reclaim_own_leases(owner) {
-        Ok(0) => {}
-        Ok(n) => log::warn!(owner = owner, sales = n; "leases of an earlier life taken back; sent at once"),
-        Err(e) => log::warn!(error:% = e; "could not take back earlier leases; they expire on their own"),
+        Ok(0) => 0,
+        Ok(n) => {
+            log::warn!(owner = owner, sales = n; "leases of an earlier life taken back; sent at once");
+            n
+        }
+        Err(e) => {
+            log::warn!(error:% = e; "could not take back earlier leases; they expire on their own");
+            0
+        }
     }
 }
 

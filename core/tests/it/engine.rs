@@ -806,3 +806,25 @@ fn online_goes_through_the_engine_backoff_but_not_through_the_servers_retry_afte
     assert_eq!(outbox.get(&id).expect("get").expect("row").state, SaleState::Sent);
     engine.shutdown();
 }
+
+#[test]
+fn after_a_crash_the_first_run_waits_at_most_a_second_whatever_the_jitter() {
+    let t = TempOutbox::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(t.open_with(clock.clone()));
+    for i in 0..2 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    // An earlier life of this till (device till-1) died with both sales on the wire.
+    assert_eq!(outbox.claim("till-1", 2, 60_000).expect("claim").len(), 2);
+    let mut config = engine_config();
+    config.online_jitter_ms = 5_000;
+    let (l, reports, _) = listener();
+    let engine = SyncEngine::start(outbox.clone(), Gated::opened(), config, Some(l)).expect("engine");
+    let hold = parked_on(&engine, WaitCause::Jitter);
+    assert!((1..=1_000).contains(&hold.remaining_ms), "{hold:?}");
+    clock.advance(hold.remaining_ms);
+    let first = reports.recv_timeout(WAIT).expect("startup run");
+    assert_eq!(first.sent, 2, "{first:?}");
+    engine.shutdown();
+}

@@ -437,7 +437,7 @@ impl ServeProcess {
 }
 
 /// The address in a `possync-server listening` log line of `serve`'s JSON-lines stderr.
-fn listening_address(log: &str) -> Option<String> {
+pub fn listening_address(log: &str) -> Option<String> {
     log.lines().filter(|l| l.contains("possync-server listening")).find_map(|l| {
         let v: Value = serde_json::from_str(l).ok()?;
         v.get("listen")?.as_str().map(str::to_owned)

@@ -87,11 +87,7 @@ impl Hostile {
                 panic!("serve exited with {status}: {}", self.log_text());
             }
             let text = self.log_text();
-            let addr = text.lines().filter(|l| l.contains("possync-server listening")).find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                v.get("listen")?.as_str().map(str::to_owned)
-            });
-            if let Some(addr) = addr {
+            if let Some(addr) = possync_test_support::listening_address(&text) {
                 return addr;
             }
             assert!(Instant::now() < deadline, "serve did not listen within 30 s: {text}");

@@ -114,28 +114,23 @@ enum Cmd {
     },
     /// (internal) A till's sync engine (production defaults) on its outbox, until killed.
     #[command(hide = true)]
-    ChildTill {
-        #[arg(long)]
-        outbox: PathBuf,
-        #[arg(long)]
-        server: String,
-        #[arg(long)]
-        token: String,
-        #[arg(long)]
-        device: String,
-    },
+    ChildTill(ChildTillArgs),
     /// (internal) A till draining its outbox in its own process; prints the outcome as JSON.
     #[command(hide = true)]
-    ChildDrain {
-        #[arg(long)]
-        outbox: PathBuf,
-        #[arg(long)]
-        server: String,
-        #[arg(long)]
-        token: String,
-        #[arg(long)]
-        device: String,
-    },
+    ChildDrain(ChildTillArgs),
+}
+
+/// A till in a child process: its outbox file, its server, token and device.
+#[derive(clap::Args)]
+struct ChildTillArgs {
+    #[arg(long)]
+    outbox: PathBuf,
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    token: String,
+    #[arg(long)]
+    device: String,
 }
 
 /// Runs the measured scenarios, printing each row as it completes. Returns the rows and notes about
@@ -265,13 +260,13 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Cmd::ChildTill { outbox, server, token, device } => {
+        Cmd::ChildTill(ChildTillArgs { outbox, server, token, device }) => {
             if let Err(e) = lossy::till_until_killed(&outbox, &server, &token, &device) {
                 eprintln!("child-till: {e}");
             }
             return ExitCode::FAILURE;
         }
-        Cmd::ChildDrain { outbox, server, token, device } => {
+        Cmd::ChildDrain(ChildTillArgs { outbox, server, token, device }) => {
             return match child::drain_all(&outbox, &server, &token, &device) {
                 Ok(outcome) => {
                     println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
@@ -312,7 +307,7 @@ fn main() -> ExitCode {
             run.storm();
             run.lossy();
         }
-        Cmd::ChildServer { .. } | Cmd::ChildDrain { .. } | Cmd::ChildTill { .. } => {
+        Cmd::ChildServer { .. } | Cmd::ChildDrain(_) | Cmd::ChildTill(_) => {
             unreachable!("handled above")
         }
     }

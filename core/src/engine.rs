@@ -1,10 +1,11 @@
 //! The drain scheduler: one engine per outbox, one worker thread, single flight.
 //!
 //! Triggers (`Startup`, `Interval`, `Online`, `Focus`, `Manual`, and `SaleRecorded`, which the outbox
-//! fires itself for each new sale) only add a reason to a pending set and wake the worker. The worker takes the whole set when it starts a run, so triggers that arrive during
-//! a run merge into exactly one follow-up run: a burst of N triggers gives at most two runs, and two
-//! drains never overlap. [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that
-//! starts after it, so the sales recorded before the call are covered.
+//! fires itself for each new sale) only add a reason to a pending set and wake the worker. The worker
+//! takes the whole set when it starts a run, so triggers that arrive during a run merge into exactly
+//! one follow-up run: a burst of N triggers gives at most two runs, and two drains never overlap.
+//! [`SyncEngine::sync_now`] is a `Manual` trigger that waits for the run that starts after it, so the
+//! sales recorded before the call are covered.
 //!
 //! When a run ends with the link judged down (failed requests in a row, or a `Retry-After`) or for a
 //! person (401/403, TLS), the engine backs off as a whole (capped exponential with full jitter; a

@@ -83,8 +83,8 @@ pub struct ServeSettings {
     /// longest-idle connection is closed.
     #[arg(long, env = "POSSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
-    /// Push requests doing database work at once; past it 503 + Retry-After at once. 0: twice
-    /// --workers.
+    /// Push requests in hand at once (from the token check to the answer); past it 503 + Retry-After
+    /// at once, before the body is read. 0: twice --workers.
     #[arg(long, env = "POSSYNC_MAX_INFLIGHT_PUSHES", default_value_t = 0)]
     pub max_inflight_pushes: usize,
     /// Time a push request may take, in ms; sales not settled by then answer RETRY. Keep it below

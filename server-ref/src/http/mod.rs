@@ -49,8 +49,8 @@ pub struct FrontLimits {
     /// Open connections at most; past it the longest-idle connection is closed to admit the new
     /// one. Lowered at start to fit the process's file-descriptor limit.
     pub max_connections: usize,
-    /// Push requests doing database work at once; past it a push is answered 503 + `Retry-After`
-    /// at once. Zero: twice the database threads.
+    /// Push requests in hand at once (from the token check to the answer); past it a push is
+    /// answered 503 + `Retry-After` at once, before its body is read. Zero: twice the database threads.
     pub max_inflight_pushes: usize,
     /// Time a push request may take from its head to its answer; sales not settled by then answer
     /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).

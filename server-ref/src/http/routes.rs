@@ -6,11 +6,11 @@
 //! (tower-http's catch-panic); one in a database job is caught on its thread.
 //!
 //! `POST /sync/push`, in order: a declared body over the limit ⇒ 413 and close, unread; the token
-//! (cache, else a database lookup on the pool) ⇒ 401 and close; the body, read within the body limit
-//! and the body read timeout ⇒ 413 / 408 and close; admission (a bounded number of pushes in flight)
-//! ⇒ 503 + jittered `Retry-After` at once; the sales checked (parsed, validated, hashed: no database)
-//! and their share of the sales budget taken, else the same 503 at once; then the sales, settled on
-//! the database pool before the request deadline.
+//! (cache, else a database lookup on the pool) ⇒ 401 and close; admission (a bounded number of pushes
+//! in flight) ⇒ 503 + jittered `Retry-After` at once and close, the body unread; the body, read within
+//! the body limit and the body read timeout ⇒ 413 / 408 and close; the sales counted and their share
+//! of the sales budget taken, else the same 503 at once; the sales checked (parsed, validated, hashed:
+//! no database); then settled on the database pool before the request deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -23,7 +23,7 @@ use possync_core::outbox::Outbox;
 use possync_core::transport::HttpTransport;
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 use possync_tests::lossy::{run, LossyReport, LossyRun};
 use possync_tests::proxy::{FaultProxy, Mode};
 

@@ -11,7 +11,7 @@ use possync_core::protocol::{canonical_json, payload_sha256, PushResponse, PushS
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http::HttpConfig;
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 
 use crate::child::ServerProcess;
 

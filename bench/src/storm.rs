@@ -29,7 +29,7 @@ use possync_core::reason::DrainReason;
 use possync_core::transport::{HttpTransport, Transport, TransportError};
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 use rand::RngExt;
 
 use crate::child::ServerProcess;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::store::{Device, DeviceActivity, Store, TillReport};
+use crate::store::{Device, DeviceActivity, PushStore, TillReport};
 
 /// Retired sequence numbers kept per device between two writes (more are dropped; the till re-sends).
 const MAX_PENDING_RETIRED: usize = 10_000;
@@ -34,7 +34,7 @@ struct Shared {
     pending: Mutex<HashMap<Device, Pending>>,
     wake: Condvar,
     stop: AtomicBool,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PushStore>,
     every: Duration,
 }
 
@@ -49,7 +49,7 @@ impl ActivityRecorder {
     ///
     /// # Errors
     /// The OS error when the thread cannot be spawned.
-    pub fn start(store: Arc<dyn Store>, every: Duration) -> std::io::Result<ActivityRecorder> {
+    pub fn start(store: Arc<dyn PushStore>, every: Duration) -> std::io::Result<ActivityRecorder> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
             wake: Condvar::new(),

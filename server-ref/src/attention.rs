@@ -3,13 +3,13 @@
 //! A `CONFLICT` (a `client_tx_id` already stored with another payload hash) or an `INVALID` (a sale
 //! that failed validation) is permanent: the till keeps the sale and shows it, and the shop's manager
 //! decides what to do. These functions back `possync-server attention list | show | export`: they read
-//! [`Store::attention_items`], [`Store::audit_trail`] and [`Store::stored_sale`] and write plain text
+//! [`AdminStore::attention_items`], [`AdminStore::audit_trail`] and [`AdminStore::stored_sale`] and write plain text
 //! or CSV. They never change anything.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use crate::store::{AuditRecord, Store, StoreError};
+use crate::store::{AdminStore, AuditRecord, StoreError};
 
 /// Why an attention command failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
 /// # Errors
 /// [`AttentionError::Store`] or [`AttentionError::Io`].
 pub fn list(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     store_id: &str,
     since: Option<SystemTime>,
     out: &mut dyn Write,
@@ -102,7 +102,7 @@ pub fn list(
 /// [`AttentionError::NotFound`] when there is neither; [`AttentionError::Store`] or
 /// [`AttentionError::Io`].
 pub fn show(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     store_id: &str,
     client_tx_id: &str,
     out: &mut dyn Write,
@@ -199,7 +199,7 @@ fn csv_row(r: &AuditRecord) -> [String; 12] {
 /// # Errors
 /// [`AttentionError::Store`] or [`AttentionError::Csv`].
 pub fn export_csv(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     store_id: &str,
     since: Option<SystemTime>,
     out: &mut dyn Write,

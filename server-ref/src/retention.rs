@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::store::{Store, StoreError};
+use crate::store::{AdminStore, StoreError};
 
 /// Name of the background thread.
 pub const THREAD_NAME: &str = "possync-audit-retention";
@@ -38,7 +38,7 @@ impl RetentionPolicy {
 ///
 /// # Errors
 /// A [`StoreError`] from the database.
-pub fn prune_once(store: &dyn Store, keep_days: u32) -> Result<u64, StoreError> {
+pub fn prune_once(store: &dyn AdminStore, keep_days: u32) -> Result<u64, StoreError> {
     let deleted = store.prune_audit(keep_days)?;
     log::info!(keep_days = keep_days, deleted = deleted; "audit retention: pruned audit rows");
     Ok(deleted)
@@ -67,7 +67,7 @@ impl RetentionThread {
     ///
     /// # Errors
     /// The I/O error of a thread that could not be spawned.
-    pub fn start(store: Arc<dyn Store>, policy: RetentionPolicy) -> std::io::Result<Self> {
+    pub fn start(store: Arc<dyn AdminStore>, policy: RetentionPolicy) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -111,7 +111,7 @@ impl Drop for RetentionThread {
     }
 }
 
-fn run(store: &dyn Store, policy: RetentionPolicy, shared: &Shared) {
+fn run(store: &dyn AdminStore, policy: RetentionPolicy, shared: &Shared) {
     log::info!(keep_days = policy.keep_days, interval_secs = policy.interval.as_secs(); "audit retention started");
     loop {
         let deleted = match prune_once(store, policy.keep_days) {

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use possync_core::outbox::{Outbox, SaleState};
 use serde::Serialize;
 
-use crate::store::{Device, Store, StoreError};
+use crate::store::{AdminStore, Device, StoreError};
 
 /// The id, the till's hash and the server's hash of a sale stored with another payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,7 +78,7 @@ pub enum VerifyError {
 /// # Errors
 /// [`VerifyError`] when either side cannot be read.
 pub fn verify(
-    store: &dyn Store,
+    store: &dyn AdminStore,
     outbox: &Outbox,
     store_id: Option<&str>,
     device: Option<&Device>,

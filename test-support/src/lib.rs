@@ -16,7 +16,7 @@ use possync_core::protocol::{
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http::{self, HttpConfig, RunningServer, ShutdownHandle};
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 use postgres::{Client, NoTls};
 use serde_json::{json, Value};
 

@@ -25,7 +25,7 @@ use possync_core::protocol::{canonical_json_string, payload_sha256};
 use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 use possync_tests::cluster::Cluster;
 use possync_tests::counting::{AnswerCounts, Answers, CountingTransport};
 use possync_tests::leases::kill_while_leased;

@@ -7,7 +7,7 @@ use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::reason::DrainReason;
 use possync_core::transport::HttpTransport;
-use possync_server::store::Store;
+use possync_server::store::AdminStore;
 use possync_tests::server::TestServer;
 use possync_tests::till::{sale, sync_config};
 

@@ -2,11 +2,12 @@
 //!
 //! [`PushStore`] is what the push path needs from a database: token lookup, storing one sale in one
 //! transaction with the idempotency rules (answering a [`SaleOutcome`], see `outcome.rs`), and
-//! auditing refused attempts. [`Store`] adds the rest of the server's work: readiness and pool
-//! usage, token administration, reading and pruning the audit trail (attention review,
-//! retention), the tills' news and the console's admins and sessions.
+//! auditing refused attempts, with readiness, pool usage and the tills' news.
+//! [`AdminStore`] is the admin work: token administration, reading and pruning the audit trail
+//! (attention review, retention), `verify`'s lookups, and the console's admins and sessions.
+//! [`Store`] is both.
 //! [`postgres::PgStore`] is the primary implementation; [`sqlite::SqliteStore`] is the embedded one
-//! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/conformance.rs`.
+//! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/it/conformance.rs`.
 
 mod outcome;
 pub mod postgres;
@@ -189,7 +190,8 @@ pub enum StoreError {
     NotFound(String),
 }
 
-/// What the push path needs from a database: who a token is, storing a sale, auditing refusals.
+/// What a running server's push path needs from a database: readiness, who a token is (and news of
+/// revoked ones), storing a sale, auditing refusals, pool usage for admission, and the tills' news.
 ///
 /// Implementations are shared by all worker threads.
 pub trait PushStore: Send + Sync + 'static {
@@ -213,19 +215,44 @@ pub trait PushStore: Send + Sync + 'static {
     /// A [`StoreError`] when the audit rows cannot be written (then none is); the caller logs it.
     fn audit_rejections(&self, ctx: &PushContext<'_>, rejections: &[Rejection<'_>])
         -> Result<(), StoreError>;
-}
 
-/// Everything else the server and its admin commands need from a database, on top of the push
-/// path: readiness and pool usage, tokens, the audit trail and its retention, the tills' news,
-/// the console. The admin methods live on `Store` itself, so that `use store::Store` is all a
-/// caller holding a concrete store needs.
-pub trait Store: PushStore {
-    /// Checks that the database is reachable and its schema is the one this binary expects.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Schema`] saying what is wrong.
     fn check_ready(&self) -> Result<(), StoreError>;
 
+    /// Connection pool usage.
+    fn pool_state(&self) -> PoolState;
+
+    /// Records news about a device (last seen, last push, backlog report, retired sequence numbers)
+    /// in one statement; older news than what is stored never overwrites it (several instances may
+    /// write). Called by [`crate::activity::ActivityRecorder`], off the push path.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database; the push's sales are settled regardless.
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError>;
+
+    /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
+    /// is set, on a thread of its own. `None` when this store has no way to announce them: the server
+    /// then looks every token up (no cache).
+    ///
+    /// # Errors
+    /// The OS error when the thread cannot be spawned.
+    fn watch_revocations(
+        &self,
+        sink: std::sync::Arc<dyn crate::token_cache::RevocationSink>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let _ = (sink, stop);
+        Ok(None)
+    }
+}
+
+/// The admin work on a database, off the push path: token administration, reading and pruning the
+/// audit trail (attention review, retention), `verify`'s lookups, and the console's pages, admins
+/// and sessions.
+pub trait AdminStore: Send + Sync + 'static {
+    /// Checks that the database is reachable and its schema is the one this binary expects.
     /// Registers a token (by its SHA-256) for a device of a store.
     ///
     /// # Errors
@@ -295,17 +322,6 @@ pub trait Store: PushStore {
     /// # Errors
     /// A [`StoreError`] from the database.
     fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError>;
-
-    /// Connection pool usage.
-    fn pool_state(&self) -> PoolState;
-
-    /// Records news about a device (last seen, last push, backlog report, retired sequence numbers)
-    /// in one statement; older news than what is stored never overwrites it (several instances may
-    /// write). Called by [`crate::activity::ActivityRecorder`], off the push path.
-    ///
-    /// # Errors
-    /// A [`StoreError`] from the database; the push's sales are settled regardless.
-    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError>;
 
     /// Every device with a token or any activity, with its latest status and its sales that occurred
     /// since `day_start_ms`.
@@ -400,22 +416,14 @@ pub trait Store: PushStore {
     /// # Errors
     /// A [`StoreError`] from the database.
     fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError>;
-
-    /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
-    /// is set, on a thread of its own. `None` when this store has no way to announce them: the server
-    /// then looks every token up (no cache).
-    ///
-    /// # Errors
-    /// The OS error when the thread cannot be spawned.
-    fn watch_revocations(
-        &self,
-        sink: std::sync::Arc<dyn crate::token_cache::RevocationSink>,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-        let _ = (sink, stop);
-        Ok(None)
-    }
 }
+
+/// A whole store: the push path and the admin work. Every type with both is one (blanket impl), so
+/// the server, the commands and the tests hold an `Arc<dyn Store>` and import the trait whose
+/// methods they call.
+pub trait Store: PushStore + AdminStore {}
+
+impl<T: PushStore + AdminStore + ?Sized> Store for T {}
 
 /// A new `server_tx_id`: Unix milliseconds (42 bits, good until 2109) then 21 random bits. It is
 /// unique by index (a collision answers `RETRY`, about one in two million sales stored in the same

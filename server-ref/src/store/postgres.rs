@@ -22,9 +22,9 @@ use crate::token_cache::RevocationSink;
 use super::postgres_sql as sql;
 use super::tills::device_gaps;
 use super::{
-    new_server_tx_id, settle, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError, ConsoleSession,
-    Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection, SaleOutcome,
-    SaleQuery, SaleRecord, SeqGap, Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
+    new_server_tx_id, settle, AdminStore, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError,
+    ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection,
+    SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
     TokenLookup, TxError,
 };
 
@@ -480,9 +480,7 @@ impl PushStore for PgStore {
         tx.commit()?;
         Ok(())
     }
-}
 
-impl Store for PgStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let found = schema_version(&mut conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -501,6 +499,49 @@ impl Store for PgStore {
         }
     }
 
+    fn watch_revocations(
+        &self,
+        sink: Arc<dyn RevocationSink>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("possync-revocations".into())
+            .spawn(move || listen_revocations(&config, sink.as_ref(), &stop))
+            .map(Some)
+    }
+
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
+        let empty = TillReport::default();
+        let report = activity.report.unwrap_or(&empty);
+        let retired: Vec<i64> = activity.retired_seqs.to_vec();
+        self.conn()?.query_typed(
+            sql::RECORD_ACTIVITY,
+            &[
+                (&device.store_id, Type::TEXT),
+                (&device.device_id, Type::TEXT),
+                (&retired, Type::INT8_ARRAY),
+                (&activity.seen_ms, Type::INT8),
+                (&activity.pushed_ms, Type::INT8),
+                (&activity.report.and(activity.reported_ms), Type::INT8),
+                (&report.library_version, Type::TEXT),
+                (&report.unsent_count, Type::INT8),
+                (&report.oldest_unsent_age_ms, Type::INT8),
+                (&report.unsent_minor, Type::TEXT),
+                (&report.last_seq, Type::INT8),
+                (&report.seq_start, Type::INT8),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let state = self.pool.state();
+        PoolState { connections: state.connections, idle: state.idle_connections, max: self.pool.max_size() }
+    }
+}
+
+impl AdminStore for PgStore {
     fn create_token(
         &self,
         device: &Device,
@@ -595,42 +636,6 @@ impl Store for PgStore {
     fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
         let rows = self.conn()?.query(sql::SELECT_DEVICE_SALES, &[&device.store_id, &device.device_id])?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
-    fn watch_revocations(
-        &self,
-        sink: Arc<dyn RevocationSink>,
-        stop: Arc<AtomicBool>,
-    ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-        let config = self.config.clone();
-        std::thread::Builder::new()
-            .name("possync-revocations".into())
-            .spawn(move || listen_revocations(&config, sink.as_ref(), &stop))
-            .map(Some)
-    }
-
-    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
-        let empty = TillReport::default();
-        let report = activity.report.unwrap_or(&empty);
-        let retired: Vec<i64> = activity.retired_seqs.to_vec();
-        self.conn()?.query_typed(
-            sql::RECORD_ACTIVITY,
-            &[
-                (&device.store_id, Type::TEXT),
-                (&device.device_id, Type::TEXT),
-                (&retired, Type::INT8_ARRAY),
-                (&activity.seen_ms, Type::INT8),
-                (&activity.pushed_ms, Type::INT8),
-                (&activity.report.and(activity.reported_ms), Type::INT8),
-                (&report.library_version, Type::TEXT),
-                (&report.unsent_count, Type::INT8),
-                (&report.oldest_unsent_age_ms, Type::INT8),
-                (&report.unsent_minor, Type::TEXT),
-                (&report.last_seq, Type::INT8),
-                (&report.seq_start, Type::INT8),
-            ],
-        )?;
-        Ok(())
     }
 
     fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
@@ -775,10 +780,5 @@ impl Store for PgStore {
     fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError> {
         self.conn()?.execute(sql::DELETE_SESSION, &[&session_sha256])?;
         Ok(())
-    }
-
-    fn pool_state(&self) -> PoolState {
-        let state = self.pool.state();
-        PoolState { connections: state.connections, idle: state.idle_connections, max: self.pool.max_size() }
     }
 }

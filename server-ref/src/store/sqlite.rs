@@ -27,9 +27,9 @@ use rusqlite_migration::{Migrations, M};
 use super::sqlite_sql as sql;
 use super::tills::device_gaps;
 use super::{
-    new_server_tx_id, settle, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError, ConsoleSession,
-    Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection, SaleOutcome,
-    SaleQuery, SaleRecord, SeqGap, Store, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
+    new_server_tx_id, settle, AdminStore, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError,
+    ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection,
+    SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
     TokenLookup, TxError,
 };
 
@@ -443,9 +443,7 @@ impl PushStore for SqliteStore {
         tx.commit()?;
         Ok(())
     }
-}
 
-impl Store for SqliteStore {
     fn check_ready(&self) -> Result<(), StoreError> {
         let conn = self.pool.get()?;
         let found = user_version(&conn).map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -467,6 +465,43 @@ impl Store for SqliteStore {
         }
     }
 
+    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
+        let empty = TillReport::default();
+        let report = activity.report.unwrap_or(&empty);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !activity.retired_seqs.is_empty() {
+            let retired = serde_json::to_string(activity.retired_seqs).unwrap_or_else(|_| "[]".into());
+            tx.prepare_cached(sql::INSERT_RETIRED_SEQS)?.execute(params![
+                device.store_id,
+                device.device_id,
+                retired
+            ])?;
+        }
+        tx.prepare_cached(sql::RECORD_ACTIVITY)?.execute(params![
+            device.store_id,
+            device.device_id,
+            activity.seen_ms,
+            activity.pushed_ms,
+            activity.report.and(activity.reported_ms),
+            report.library_version,
+            report.unsent_count,
+            report.oldest_unsent_age_ms,
+            report.unsent_minor,
+            report.last_seq,
+            report.seq_start,
+        ])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn pool_state(&self) -> PoolState {
+        let idle = self.pool.idle.lock().len() as u32;
+        PoolState { connections: self.pool.max, idle, max: self.pool.max }
+    }
+}
+
+impl AdminStore for SqliteStore {
     fn create_token(
         &self,
         device: &Device,
@@ -582,36 +617,6 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(sql::SELECT_DEVICE_SALES)?;
         let rows = stmt.query_map(params![device.store_id, device.device_id], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
-        let empty = TillReport::default();
-        let report = activity.report.unwrap_or(&empty);
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if !activity.retired_seqs.is_empty() {
-            let retired = serde_json::to_string(activity.retired_seqs).unwrap_or_else(|_| "[]".into());
-            tx.prepare_cached(sql::INSERT_RETIRED_SEQS)?.execute(params![
-                device.store_id,
-                device.device_id,
-                retired
-            ])?;
-        }
-        tx.prepare_cached(sql::RECORD_ACTIVITY)?.execute(params![
-            device.store_id,
-            device.device_id,
-            activity.seen_ms,
-            activity.pushed_ms,
-            activity.report.and(activity.reported_ms),
-            report.library_version,
-            report.unsent_count,
-            report.oldest_unsent_age_ms,
-            report.unsent_minor,
-            report.last_seq,
-            report.seq_start,
-        ])?;
-        tx.commit()?;
-        Ok(())
     }
 
     fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
@@ -788,11 +793,6 @@ impl Store for SqliteStore {
         let conn = self.pool.get()?;
         conn.prepare_cached(sql::DELETE_SESSION)?.execute([session_sha256])?;
         Ok(())
-    }
-
-    fn pool_state(&self) -> PoolState {
-        let idle = self.pool.idle.lock().len() as u32;
-        PoolState { connections: self.pool.max, idle, max: self.pool.max }
     }
 }
 

@@ -2,7 +2,7 @@
 //! both hashes, read from the audit trail.
 
 use possync_server::attention::{self, CSV_HEADER};
-use possync_server::store::Store;
+use possync_server::store::AdminStore;
 use possync_test_support::{age_audit, db_url, envelope, new_id, request, run_cli, sale, TestServer};
 use serde_json::{json, Value};
 

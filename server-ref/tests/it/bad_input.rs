@@ -167,7 +167,7 @@ fn missing_wrong_and_revoked_tokens_are_401() {
 
     let token = server.add_token("store-1", "till-1");
     let device = possync_server::store::Device { store_id: "store-1".into(), device_id: "till-1".into() };
-    use possync_server::store::Store;
+    use possync_server::store::AdminStore;
     assert_eq!(server.store.revoke_tokens(&device).expect("revoke"), 2);
     let reply = server.push_raw(Some(&token), body);
     assert_eq!((reply.status, reply.error_code()), (401, "token_revoked"));
@@ -180,7 +180,7 @@ fn missing_wrong_and_revoked_tokens_are_401() {
 /// announces it (`NOTIFY`) and each instance empties its cache.
 #[test]
 fn a_revoked_token_is_refused_by_every_instance_within_a_second() {
-    use possync_server::store::Store;
+    use possync_server::store::AdminStore;
     use std::time::{Duration, Instant};
     let config = possync_server::http::HttpConfig {
         token_cache_ttl: Duration::from_secs(600),

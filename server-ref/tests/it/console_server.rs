@@ -24,7 +24,7 @@ fn till(s: &TestServer, device: &str) -> possync_server::store::TillStatus {
         .expect("till listed")
 }
 
-use possync_server::store::Store;
+use possync_server::store::AdminStore;
 
 #[test]
 fn an_old_till_without_report_or_sequence_numbers_still_pushes() {

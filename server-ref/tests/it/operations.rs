@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use possync_server::store::postgres::{PgOptions, PgStore};
-use possync_server::store::Store;
+use possync_server::store::PushStore;
 use possync_test_support::{envelope, new_id, request, sale, TestDb, TestServer};
 
 #[test]

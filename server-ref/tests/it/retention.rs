@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use possync_server::retention::{RetentionPolicy, RetentionThread};
-use possync_server::store::Store;
+use possync_server::store::AdminStore;
 use possync_test_support::{
     age_audit, cli, db_url, envelope, new_id, request, run_cli, sale, ServeProcess, TestServer,
 };
@@ -51,7 +51,7 @@ fn retention_thread_prunes_at_start_and_stops_when_asked() {
     push_twice(&server, &old, 1);
     age_audit(&server.db, &old, 100);
 
-    let store: std::sync::Arc<dyn Store> = server.store.clone();
+    let store: std::sync::Arc<dyn possync_server::store::Store> = server.store.clone();
     let thread = RetentionThread::start(store.clone(), RetentionPolicy::hourly(90)).expect("start");
     let (runs, deleted) = thread.wait_for_runs(1, Duration::from_secs(60));
     assert_eq!((runs, deleted), (1, 2), "the first prune runs at start");

@@ -2,7 +2,7 @@
 //! the admin commands exit non-zero with a message saying the database is newer.
 
 use possync_server::store::postgres::{expected_schema_version, PgOptions, PgStore};
-use possync_server::store::Store;
+use possync_server::store::{AdminStore, PushStore};
 use possync_test_support::{db_url, run_cli, TestDb};
 
 #[test]

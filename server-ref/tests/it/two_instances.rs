@@ -10,7 +10,7 @@ use std::time::Duration;
 use possync_server::auth::{generate_token, token_sha256};
 use possync_server::http;
 use possync_server::store::postgres::PgStore;
-use possync_server::store::{Device, Store};
+use possync_server::store::{AdminStore, Device};
 use possync_test_support::{envelope, new_id, sale, test_http_config, test_pg_options, TestDb};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};

@@ -24,6 +24,8 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use super::framing::{FramingWatch, Watched};
+use super::routes::AmbiguousFraming;
 use super::{App, HttpConfig, StopReason};
 
 /// File descriptors kept free for the database pool, logs and the listener itself.
@@ -230,10 +232,16 @@ async fn serve_connection(
     let mut io = TimeoutStream::new(tcp);
     io.set_read_timeout(Some(limits.idle_timeout));
     io.set_write_timeout(Some(limits.write_timeout));
-    let io = TokioIo::new(Box::pin(io));
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let framing = Arc::new(Mutex::new(FramingWatch::new(limits.max_header_bytes.max(8 * 1024))));
+    let io = TokioIo::new(Watched::new(Box::pin(io), framing.clone()));
+    let requests = AtomicU64::new(0);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let guard = BusyGuard::enter(&busy);
         let router = router.clone();
+        let index = requests.fetch_add(1, Ordering::Relaxed);
+        if framing.lock().was_ambiguous(index) {
+            req.extensions_mut().insert(AmbiguousFraming);
+        }
         Box::pin(async move {
             let response = router.oneshot(req).await;
             drop(guard);
@@ -259,7 +267,7 @@ async fn serve_connection(
         }
     };
     match result {
-        Ok(()) => linger(conn.into_parts().io.into_inner()).await,
+        Ok(()) => linger(conn.into_parts().io.into_inner().into_inner()).await,
         Err(e) => {
             let limit = classify(&e);
             app.metrics.limit_hits.with_label_values(&[limit]).inc();

@@ -17,6 +17,7 @@
 //! in-flight sale transactions commit or roll back normally) and joins the database threads.
 
 pub mod accept;
+mod framing;
 pub mod reply;
 pub mod routes;
 

@@ -32,6 +32,12 @@ use crate::auth::{bearer_token, token_sha256};
 use crate::blocking::{JobError, Submit};
 use crate::push::{check_push, finish_push, settle_lane, CheckedPush, LaneOutcome, PushError};
 use crate::store::{Device, TokenLookup};
+use tokio::sync::oneshot;
+
+/// Set on a request by the connection when its raw head stated the body length both by
+/// `Content-Length` and by `Transfer-Encoding` (hyper keeps only the latter; see `framing.rs`).
+#[derive(Clone, Copy)]
+pub(crate) struct AmbiguousFraming;
 
 /// The request's correlation id, set by [`front`] for the handlers.
 #[derive(Clone)]
@@ -65,7 +71,7 @@ async fn front(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
         _ => "other",
     };
     let method = request.method().clone();
-    let mut reply = match ambiguous_framing(request.headers()) {
+    let mut reply = match ambiguous_framing(&request) {
         Some(why) => {
             app.metrics.limit_hits.with_label_values(&["ambiguous_framing"]).inc();
             reply::closing(reply::error(400, "ambiguous_framing", why, &cid))
@@ -92,7 +98,11 @@ async fn front(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
 
 /// Why a request's framing is ambiguous, if it is: a body length stated twice or two ways is how
 /// requests are smuggled past one parser and into another.
-fn ambiguous_framing(headers: &HeaderMap) -> Option<&'static str> {
+fn ambiguous_framing(request: &Request) -> Option<&'static str> {
+    if request.extensions().get::<AmbiguousFraming>().is_some() {
+        return Some("Content-Length together with Transfer-Encoding");
+    }
+    let headers = request.headers();
     let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
     if lengths > 1 {
         return Some("several Content-Length headers");
@@ -190,17 +200,38 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    let queued = queue_blocking(app, job).ok_or_else(|| shed(app, "database queue full", cid))?;
+    job_result(app, cid, queued).await
+}
+
+/// Queues `job` on the database pool now (not when awaited, as [`run_blocking`] would), so that
+/// several jobs run at once; `None` when the queue is full (the caller sheds). [`job_result`] awaits
+/// it.
+fn queue_blocking<R, F>(app: &App, job: F) -> Option<oneshot::Receiver<Result<R, JobError>>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     match app.pool.submit(job) {
-        Submit::Full => Err(shed(app, "database queue full", cid)),
-        Submit::Queued(rx) => match rx.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(JobError::Panicked)) => {
-                Err(reply::error(500, "internal_error", "the server failed to answer; retry later", cid))
-            }
-            Ok(Err(JobError::Stopped)) | Err(_) => {
-                Err(unavailable(app, "shutting_down", "the server is shutting down".into(), cid))
-            }
-        },
+        Submit::Full => None,
+        Submit::Queued(rx) => Some(rx),
+    }
+}
+
+/// The value of a queued job: a panic is a 500, a stopped pool a 503 `shutting_down`.
+async fn job_result<R>(
+    app: &App,
+    cid: &str,
+    queued: oneshot::Receiver<Result<R, JobError>>,
+) -> Result<R, Reply> {
+    match queued.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(JobError::Panicked)) => {
+            Err(reply::error(500, "internal_error", "the server failed to answer; retry later", cid))
+        }
+        Ok(Err(JobError::Stopped)) | Err(_) => {
+            Err(unavailable(app, "shutting_down", "the server is shutting down".into(), cid))
+        }
     }
 }
 
@@ -314,18 +345,22 @@ async fn settle_push(
         })
         .await;
     }
+    // Every lane is queued before any is awaited, so that they run at once. If the queue fills up
+    // half way, the lanes already queued still settle their sales (each its own transaction); the
+    // till gets the 503 and its resend of those answers DUPLICATE.
     let mut pending = Vec::with_capacity(split.len());
     for lane in split {
         let (job_app, job_cid, job_device, guard) =
             (app.clone(), cid.clone(), device.clone(), admitted.clone());
-        pending.push(run_blocking(app, cid, move || {
+        let queued = queue_blocking(app, move || {
             let _guard = guard;
             settle_lane(job_app.store.as_ref(), &job_app.metrics, &job_device, &job_cid, lane, deadline)
-        }));
+        });
+        pending.push(queued.ok_or_else(|| shed(app, "database queue full", cid))?);
     }
     let mut outcomes = Vec::with_capacity(pending.len());
     for lane in pending {
-        outcomes.push(lane.await?);
+        outcomes.push(job_result(app, cid, lane).await?);
     }
     if outcomes.iter().any(LaneOutcome::has_refused) {
         // The audit of refused sales writes to the database: on its thread too.

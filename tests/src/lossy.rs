@@ -1,4 +1,4 @@
-//! The lossy-link scenario of issue 14, shared by the CI-size soak (`tests/tests/lossy_link.rs`) and
+//! The lossy-link scenario of issue 14, shared by the CI-size soak (`tests/tests/it/lossy_link.rs`) and
 //! the benchmark (`possync-bench lossy`).
 //!
 //! Two unattended tills (real [`SyncEngine`]s with production defaults, no trigger but their own

@@ -1,7 +1,8 @@
 //! Test helper: the reference server in its own OS process, so chaos tests can kill it with SIGKILL and
 //! start it again on the same port.
 //!
-//! Usage: `possync-test-server DATABASE_URL LISTEN_ADDR LOCK_TIMEOUT_MS`. Runs until killed.
+//! Usage: `possync-test-server DATABASE_URL LISTEN_ADDR LOCK_TIMEOUT_MS`. Runs until killed. With port 0
+//! the server binds a free port itself; the first line on stdout is `listening ADDR`, the bound address.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     let http = HttpConfig { listen, workers: 8, ..HttpConfig::default() };
     match http::start(Arc::new(store), http) {
         Ok(server) => {
-            println!("listening");
+            println!("listening {}", server.local_addr());
             server.join();
             ExitCode::SUCCESS
         }

@@ -43,6 +43,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn drain_sends_a_backlog_in_batches_exactly_once() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
@@ -74,6 +75,7 @@ fn drain_sends_a_backlog_in_batches_exactly_once() {
 
 #[test]
 fn timeout_then_replay_converges_to_sent_via_duplicate() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
     let dir = tempfile::tempdir().expect("tmp");
@@ -107,6 +109,7 @@ fn timeout_then_replay_converges_to_sent_via_duplicate() {
 
 #[test]
 fn crash_mid_send_leaves_a_lease_that_expires_and_the_sale_converges() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
     let dir = tempfile::tempdir().expect("tmp");
@@ -146,6 +149,7 @@ fn crash_mid_send_leaves_a_lease_that_expires_and_the_sale_converges() {
 /// lease is 10 minutes here, so arriving at all within the test's wait proves it; no timing asserted.
 #[test]
 fn killed_till_restarted_at_once_resends_its_leased_sales_before_the_lease_expires() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
     let dir = tempfile::tempdir().expect("tmp");
@@ -181,6 +185,7 @@ fn killed_till_restarted_at_once_resends_its_leased_sales_before_the_lease_expir
 
 #[test]
 fn two_processes_draining_one_file_never_send_a_sale_twice() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");
@@ -227,6 +232,7 @@ fn two_processes_draining_one_file_never_send_a_sale_twice() {
 
 #[test]
 fn two_threads_draining_with_their_own_connections_never_send_a_sale_twice() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");
@@ -254,6 +260,7 @@ fn two_threads_draining_with_their_own_connections_never_send_a_sale_twice() {
 
 #[test]
 fn conflict_and_invalid_become_terminal_with_the_servers_code() {
+    let _serial = crate::shared();
     let mut http = possync_tests::server::test_http_config();
     http.push_limits.sale.max_items_per_sale = 3;
     let server = TestServer::start_with(http, possync_tests::server::test_pg_options());
@@ -294,6 +301,7 @@ fn conflict_and_invalid_become_terminal_with_the_servers_code() {
 
 #[test]
 fn revoked_token_stops_the_drain_and_keeps_every_sale() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
@@ -320,6 +328,7 @@ fn revoked_token_stops_the_drain_and_keeps_every_sale() {
 
 #[test]
 fn unreachable_server_stops_the_run_offline_and_leaves_the_sale_due_without_backoff() {
+    let _serial = crate::shared();
     let dir = tempfile::tempdir().expect("tmp");
     let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
     let id = outbox.enqueue(&sale(1, 1)).expect("enqueue");
@@ -351,6 +360,7 @@ fn unreachable_server_stops_the_run_offline_and_leaves_the_sale_due_without_back
 /// requests inside it, and never sees two at once from the till. Every sale arrives exactly once.
 #[test]
 fn overlapping_triggers_never_put_two_requests_of_one_till_on_the_wire() {
+    let _serial = crate::shared();
     use possync_core::engine::SyncEngine;
     let server = TestServer::start();
     let proxy = FaultProxy::start(server.base.trim_start_matches("http://").parse().expect("addr"));
@@ -392,8 +402,9 @@ fn overlapping_triggers_never_put_two_requests_of_one_till_on_the_wire() {
 }
 
 /// Captures every log record's message and key-value fields (the logger is process-wide: only
-/// [`attempt_records_over_real_http_carry_the_seven_fields_for_every_answer`] installs it, and it
-/// reads only the records of its own runs).
+/// [`attempt_records_over_real_http_carry_the_seven_fields_for_every_answer`] installs it, reads
+/// only the records of its own runs, and turns the level off again when it ends, so that later tests
+/// of this binary pay nothing for it).
 struct Capture(parking_lot::Mutex<Vec<(String, std::collections::HashMap<String, String>)>>);
 
 impl log::Log for Capture {
@@ -426,6 +437,7 @@ static CAPTURE: Capture = Capture(parking_lot::Mutex::new(Vec::new()));
 /// (the server's lock timeout while the sales table is held).
 #[test]
 fn attempt_records_over_real_http_carry_the_seven_fields_for_every_answer() {
+    let _serial = crate::exclusive();
     log::set_logger(&CAPTURE).expect("the only logger of this test binary");
     log::set_max_level(log::LevelFilter::Info);
     let pg = possync_server::store::postgres::PgOptions {
@@ -456,7 +468,8 @@ fn attempt_records_over_real_http_carry_the_seven_fields_for_every_answer() {
     tx.rollback().expect("unlock");
     assert_eq!(second.retry, 1, "{second:?}");
 
-    let records = CAPTURE.0.lock().clone();
+    log::set_max_level(log::LevelFilter::Off);
+    let records = std::mem::take(&mut *CAPTURE.0.lock());
     for (report, id, result) in [
         (&first, ok.as_str(), "OK"),
         (&first, "dup", "DUPLICATE"),

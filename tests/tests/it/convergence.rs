@@ -12,7 +12,7 @@
 //! seed is printed so that a failing run can be replayed).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,11 +37,6 @@ use rand::{RngExt, SeedableRng};
 const THREAD_TILLS: usize = 8;
 const CONFLICT_PAIRS: usize = 4;
 
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 /// A child process that is killed when dropped, so that a failing test leaves no server or till behind.
 struct Proc(Child);
 
@@ -52,19 +47,29 @@ impl Drop for Proc {
     }
 }
 
-fn start_server(url: &str, addr: SocketAddr) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_possync-test-server"))
-        .args([url, &addr.to_string(), "300"])
+/// The server in its own process on a port it binds itself (no free-port guess that another test
+/// could take in between); returns the process and the address from its `listening ADDR` line.
+fn start_server(url: &str) -> (Proc, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_possync-test-server"))
+        .args([url, "127.0.0.1:0", "300"])
         .env("RUST_LOG", "off")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start server process");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server process did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc(child)
+    let stdout = child.stdout.take().expect("piped stdout");
+    let proc = Proc(child);
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read the server's first line");
+    // Keep the pipe drained, so that a later line never meets a closed pipe.
+    std::thread::spawn(move || reader.lines().for_each(drop));
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("the server process did not come up: {line:?}"));
+    (proc, addr)
 }
 
 fn start_till(path: &std::path::Path, url: &str, token: &str) -> Proc {
@@ -123,6 +128,7 @@ fn items_of(n: i64) -> usize {
 
 #[test]
 fn every_sale_arrives_exactly_once_under_chaos() {
+    let _serial = crate::exclusive();
     let total: usize =
         std::env::var("POSSYNC_CONVERGENCE_SALES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let seed: u64 =
@@ -152,8 +158,7 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         token
     };
 
-    let server_addr = free_port();
-    let mut server = start_server(&url, server_addr);
+    let (mut server, server_addr) = start_server(&url);
     let proxy = FaultProxy::start_seeded(server_addr, seed);
     proxy.set_mode(Mode::Chaos { fault_percent: 15, stall: Duration::from_millis(2_500) });
 
@@ -276,7 +281,10 @@ fn every_sale_arrives_exactly_once_under_chaos() {
                 let _ = server.0.wait();
                 chaos_log.push(format!("SIGKILL server at till-p sale {i}"));
                 std::thread::sleep(Duration::from_millis(rng.random_range(100..800)));
-                server = start_server(&url, server_addr);
+                // A new port: the tills reach the server through the proxy, which follows it.
+                let (restarted, addr) = start_server(&url);
+                server = restarted;
+                proxy.set_upstream(addr);
                 // A storm of killed database connections right after the restart.
                 for _ in 0..3 {
                     if let Ok(mut c) = db_config.connect(postgres::NoTls) {
@@ -502,6 +510,7 @@ fn every_sale_arrives_exactly_once_under_chaos() {
 /// after crash recovery, three crashes in a row, while a writer keeps committing.
 #[test]
 fn throwaway_cluster_keeps_every_commit_through_crashes() {
+    let _serial = crate::exclusive();
     let cluster = Cluster::start();
     let mut admin = cluster.admin_config().connect(postgres::NoTls).expect("connect");
     admin.batch_execute("CREATE TABLE t (n bigint PRIMARY KEY)").expect("create table");

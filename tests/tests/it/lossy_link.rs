@@ -16,6 +16,7 @@ use possync_tests::server::TestServer;
 
 #[test]
 fn unattended_till_on_a_lossy_link_keeps_its_backlog_within_a_minute_and_sends_each_sale_once() {
+    let _serial = crate::exclusive();
     let seed: u64 =
         std::env::var("POSSYNC_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     let seconds: u64 = std::env::var("POSSYNC_LOSSY_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);

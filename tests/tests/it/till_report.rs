@@ -22,6 +22,7 @@ fn drain(outbox: &Outbox, server: &TestServer) {
 
 #[test]
 fn a_draining_till_reports_its_backlog_and_numbers_its_sales() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let outbox = Outbox::open(dir.path().join("till.db"), OutboxConfig::default()).expect("open");
@@ -54,6 +55,7 @@ fn a_draining_till_reports_its_backlog_and_numbers_its_sales() {
 
 #[test]
 fn sales_lost_from_a_tills_outbox_show_as_exactly_that_gap() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");

@@ -1,0 +1,32 @@
+//! End-to-end tests of possync-tests, one binary: the client core against the real reference server
+//! on real PostgreSQL.
+//!
+//! - `client_push`: drains through timeouts, crashes, concurrent claimers, conflicts, bad tokens;
+//!   single flight and the send records over real HTTP.
+//! - `convergence`: every sale exactly once under chaos, and a throwaway cluster's crashes.
+//! - `lossy_link`: an unattended till on a lossy link for a minute.
+//! - `till_report`: the backlog report and the outbox sequence numbers a till sends.
+//!
+//! The soaks (`convergence`, `lossy_link`) and the test that installs the log capture hold
+//! [`exclusive`]; every other test holds [`shared`]. So a soak runs alone, as it did in a binary of
+//! its own, and its bounds (the oldest unsent sale within a minute, the chaos floors) are not measured
+//! beside other tests' load; the rest run in parallel as usual.
+
+mod client_push;
+mod convergence;
+mod lossy_link;
+mod till_report;
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static SOAK: RwLock<()> = RwLock::new(());
+
+/// Held by a test that must run alone in this binary.
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SOAK.write()
+}
+
+/// Held by a test that may run beside others, but not beside an [`exclusive`] one.
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SOAK.read()
+}

@@ -209,6 +209,11 @@ fun invalidConfigThrowsOpenException() {
     }
 }
 
+/** How many of `ids` the server stores for the test store. */
+fun onServer(server: TestServer, ids: List<String>): Int =
+    server.query("SELECT count(*) FROM pos_transactions WHERE store_id = '${TestServer.STORE}' AND client_tx_id IN (" +
+        ids.joinToString(", ") { "'$it'" } + ")").toInt()
+
 /** Size of the outbox file and its write-ahead log, in bytes. */
 fun outboxBytes(path: String): Long =
     listOf(path, "$path-wal").map { java.io.File(it) }.filter { it.exists() }.sumOf { it.length() }
@@ -267,6 +272,13 @@ fun resolveRekeyVoidReplaceAndTheSalesConverge() {
             val replacement = tillB.sale(replaced!!)!!
             check(replacement.state == SaleState.SENT && replacement.sale == sale(14, n = 2)) { "$replacement" }
             check(tillB.sale(tooBig)!!.let { it.resolution == SaleResolution.REPLACED && it.sale == sale(13, n = 3) }) { "original kept" }
+            // ... and the server stores the new payload under the new id (its hash, receipt, total and two
+            // lines), and nothing under the refused sale's id.
+            val stored = server.query("SELECT payload_sha256, receipt_number, total_minor, (SELECT count(*) FROM " +
+                "pos_transaction_items i WHERE i.store_id = t.store_id AND i.client_tx_id = t.client_tx_id) " +
+                "FROM pos_transactions t WHERE store_id = '${TestServer.STORE}' AND client_tx_id = '$replaced'")
+            check(stored == "${replacement.payloadSha256}|R-14|500|2") { "on the server: $stored" }
+            check(onServer(server, listOf(tooBig)) == 0) { "the refused sale is on the server" }
 
             // The sales screen: newest first, paged by seq.
             val page = tillB.recentSales(2L, null)

@@ -6,6 +6,7 @@
   (``DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432/postgres``), migrated, with a device
   token, serving on a free loopback port; stopped and the database dropped afterwards.
 - ``logs``: every log record of the Rust side, through the log sink (installed once per session).
+- ``query(server, sql)``: a psql query against a server's database, its rows as text.
 
 Anything missing (library, server binary, PostgreSQL) fails the tests loudly; nothing is skipped.
 """
@@ -94,6 +95,12 @@ def _psql(admin_url, sql):
     )
     if result.returncode != 0:
         pytest.fail(f"psql failed ({sql}): {result.stderr} -- is PostgreSQL reachable at {admin_url}?", pytrace=False)
+    return result.stdout
+
+
+def query(server, sql):
+    """Runs ``sql`` against the server's database; its rows, one a line, columns split by ``|``."""
+    return _psql(server.db_url, sql).strip()
 
 
 def _free_port():

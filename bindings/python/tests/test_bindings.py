@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import DEVICE, STORE, running_server
+from conftest import DEVICE, STORE, query, running_server
 
 SEND_FIELDS = {
     "correlation_id", "client_tx_id", "attempt", "lease_token",
@@ -179,6 +179,13 @@ def test_invalid_config_and_corrupt_outbox_raise_open_errors(possync, tmp_path):
     assert not_a_db.read_bytes() == b"B" * 4096
 
 
+def on_server(server, ids):
+    """How many of ``ids`` the server stores for the test store."""
+    listed = ", ".join(f"'{i}'" for i in ids)
+    return int(query(server, f"SELECT count(*) FROM pos_transactions WHERE store_id = '{STORE}'"
+                             f" AND client_tx_id IN ({listed})"))
+
+
 def outbox_bytes(path):
     return sum(os.path.getsize(f) for f in (path, path + "-wal") if os.path.exists(f))
 
@@ -236,6 +243,14 @@ def test_resolve_rekey_void_replace_and_the_sales_converge(possync):
             assert replacement.state == p.SaleState.SENT and replacement.sale == make_sale(p, 14, n=2)
             kept = till_b.sale(too_big)
             assert kept.resolution == p.SaleResolution.REPLACED and kept.sale == make_sale(p, 13, n=3)
+            # ... and the server stores the new payload under the new id (its hash, receipt, total and
+            # two lines), and nothing under the refused sale's id.
+            stored = query(server, (
+                "SELECT payload_sha256, receipt_number, total_minor, (SELECT count(*) FROM pos_transaction_items i"
+                " WHERE i.store_id = t.store_id AND i.client_tx_id = t.client_tx_id)"
+                f" FROM pos_transactions t WHERE store_id = '{STORE}' AND client_tx_id = '{replaced}'"))
+            assert stored == f"{replacement.payload_sha256}|R-14|500|2", stored
+            assert on_server(server, [too_big]) == 0
 
             # The sales screen: newest first, paged by seq.
             page = till_b.recent_sales(2, None)

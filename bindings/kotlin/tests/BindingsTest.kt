@@ -430,6 +430,24 @@ fun exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt() {
     }
 }
 
+fun verifyOfAMissingOutboxFailsClearlyAndCreatesNothing() {
+    TestServer.start().use { server ->
+        val dir = Files.createTempDirectory("possync-verify").toFile()
+        for (missing in listOf(java.io.File(dir, "typo.db"), java.io.File(dir, "no-such-folder/outbox.db"))) {
+            val pb = ProcessBuilder(System.getenv("POSSYNC_SERVER_BIN"), "verify", "--outbox", missing.path)
+            pb.environment()["DATABASE_URL"] = server.dbUrl
+            val p = pb.start()
+            val out = p.inputStream.bufferedReader().readText()
+            val err = p.errorStream.bufferedReader().readText()
+            check(p.waitFor() != 0) { "verify of a missing path succeeded: $out" }
+            check(err.contains(missing.path) && err.contains("does not exist")) { "unclear message: $err" }
+            check(!out.contains("checked")) { "verify reported a check: $out" }
+            check(!missing.exists()) { "verify created ${missing.path}" }
+        }
+        check(dir.list()!!.isEmpty()) { "verify created files: ${dir.list()!!.toList()}" }
+    }
+}
+
 fun main() {
     installLogSink(CapturedLogs, LogLevel.DEBUG)
     val tests = listOf<Pair<String, () -> Unit>>(
@@ -442,6 +460,7 @@ fun main() {
         "the_token_is_never_in_to_string_or_the_logs_and_set_token_rotates_it" to ::theTokenIsNeverInToStringOrTheLogsAndSetTokenRotatesIt,
         "close_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight" to ::closeReturnsAtOnceAndAwaitShutdownWaitsForTheBatchInFlight,
         "export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it" to ::exportDiagnosticsGivesACopyThatVerifyReadsWithoutChangingIt,
+        "verify_of_a_missing_outbox_fails_clearly_and_creates_nothing" to ::verifyOfAMissingOutboxFailsClearlyAndCreatesNothing,
     )
     var passed = 0
     var failed = 0

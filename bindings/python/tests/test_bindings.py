@@ -396,3 +396,15 @@ def test_export_diagnostics_gives_a_copy_that_verify_reads_without_changing_it(p
         assert sorted(os.listdir(bundle)) == ["engine.txt", "outbox.db"]
     finally:
         engine.shutdown()
+
+
+def test_verify_of_a_missing_outbox_fails_clearly_and_creates_nothing(server, tmp_path):
+    env = dict(os.environ, DATABASE_URL=server.db_url)
+    for missing in (tmp_path / "typo.db", tmp_path / "no-such-folder" / "outbox.db"):
+        result = subprocess.run([os.environ["POSSYNC_SERVER_BIN"], "verify", "--outbox", str(missing)],
+                                env=env, capture_output=True, text=True)
+        assert result.returncode != 0, result.stdout
+        assert str(missing) in result.stderr and "does not exist" in result.stderr, result.stderr
+        assert "checked" not in result.stdout, result.stdout
+        assert not missing.exists()
+    assert os.listdir(tmp_path) == [], "verify created files"

@@ -3,8 +3,8 @@
 # the desktop JVM against the cdylib (JNA). Installs what is missing (kotlinc from the npm package
 # `kotlin-compiler` into bindings/kotlin/.tools, JNA from Debian's libjna-java); quiet when present.
 #
-# Needs: POSSYNC_FFI_LIB_DIR (folder of libpossync_ffi.so), POSSYNC_SERVER_BIN, DATABASE_URL (see
-# scripts/bindings-test, which sets them).
+# Needs: POSSYNC_FFI_LIB_DIR (folder of libpossync_ffi.so), POSSYNC_SERVER_BIN, POSSYNC_TLS_FRONT_BIN
+# (possync-test-tls-front, for the TLS tests), DATABASE_URL (see scripts/bindings-test, which sets them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${POSSYNC_FFI_LIB_DIR:?set POSSYNC_FFI_LIB_DIR to the folder holding libpossync_ffi.so}"

@@ -336,3 +336,57 @@ impl PossyncEngine {
         self.engine.await_shutdown(millis(timeout_ms))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// The config with the defaults the bindings declare; a server nothing listens on.
+    fn config(outbox: &Path, durability: Option<Durability>) -> PossyncConfig {
+        PossyncConfig {
+            outbox_path: outbox.display().to_string(),
+            server_url: "http://127.0.0.1:9".into(),
+            device_id: "till-1".into(),
+            interval_ms: 60_000,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            lease_ms: 60_000,
+            heartbeat_ms: 10_000,
+            batch_size: 50,
+            retry_backoff_base_ms: 1_000,
+            retry_backoff_cap_ms: 300_000,
+            offline_backoff_base_ms: 2_000,
+            offline_backoff_cap_ms: 300_000,
+            busy_timeout_ms: 5_000,
+            max_size_bytes: None,
+            durability,
+            sent_retention_ms: 604_800_000,
+            tls_extra_ca_pem: Vec::new(),
+            tls_spki_sha256_pins: Vec::new(),
+            online_jitter_ms: 0,
+            failures_before_backoff: 3,
+            sole_user: true,
+        }
+    }
+
+    #[test]
+    fn durability_in_the_config_reaches_the_outbox_connection() {
+        // SQLite's `PRAGMA synchronous` of the engine's own outbox connection: 1 = NORMAL, 2 = FULL.
+        // NORMAL and FULL are both checked, so a config field that never reached the outbox fails one.
+        let dir = std::env::temp_dir().join(format!("possync-ffi-durability-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cases = [(None, 2), (Some(Durability::Normal), 1), (Some(Durability::Full), 2)];
+        for (i, (durability, expected)) in cases.into_iter().enumerate() {
+            let path = dir.join(format!("outbox-{i}.db"));
+            let engine =
+                PossyncEngine::new(config(&path, durability), "pst_test".into(), None).expect("open");
+            let synchronous = engine.engine.outbox().synchronous().expect("pragma");
+            engine.shutdown();
+            assert!(engine.await_shutdown(20_000), "the engine did not stop");
+            assert_eq!(synchronous, expected, "durability {durability:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -19,6 +19,10 @@ class TestServer private constructor(
 ) : AutoCloseable {
     /** The server's database, for running `possync-server` commands (e.g. `verify`) against it. */
     val dbUrl: String get() = adminUrl.substringBeforeLast('/') + "/" + dbName
+
+    /** Runs `sql` against the server's database; its rows, one a line, columns split by `|`. */
+    fun query(sql: String): String = psql(dbUrl, sql).trim()
+
     companion object {
         const val STORE = "store-1"
         const val DEVICE = "till-1"
@@ -50,10 +54,12 @@ class TestServer private constructor(
             }
         }
 
-        private fun psql(adminUrl: String, sql: String) {
-            val p = ProcessBuilder("psql", adminUrl, "-v", "ON_ERROR_STOP=1", "-qAtc", sql).redirectErrorStream(true).start()
+        private fun psql(url: String, sql: String): String {
+            val p = ProcessBuilder("psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql).start()
             val out = p.inputStream.bufferedReader().readText()
-            check(p.waitFor() == 0) { "psql failed ($sql): $out -- is PostgreSQL reachable at $adminUrl?" }
+            val err = p.errorStream.bufferedReader().readText()
+            check(p.waitFor() == 0) { "psql failed ($sql): $err -- is PostgreSQL reachable at $url?" }
+            return out
         }
 
         private fun run(cmd: List<String>, dbUrl: String): String {

@@ -6,6 +6,10 @@
   (``DATABASE_URL``, default ``postgres://postgres@127.0.0.1:5432/postgres``), migrated, with a device
   token, serving on a free loopback port; stopped and the database dropped afterwards.
 - ``logs``: every log record of the Rust side, through the log sink (installed once per session).
+- ``running_tls_front(server, folder)``: ``possync-test-tls-front`` (``POSSYNC_TLS_FRONT_BIN``) in front of
+  a server: TLS with certificates made when it starts (a CA, an unrelated CA, the right and a wrong
+  SPKI pin, written into ``folder``), each connection forwarded in plain TCP to the server.
+- ``query(server, sql)``: a psql query against a server's database, its rows as text.
 
 Anything missing (library, server binary, PostgreSQL) fails the tests loudly; nothing is skipped.
 """
@@ -94,6 +98,12 @@ def _psql(admin_url, sql):
     )
     if result.returncode != 0:
         pytest.fail(f"psql failed ({sql}): {result.stderr} -- is PostgreSQL reachable at {admin_url}?", pytrace=False)
+    return result.stdout
+
+
+def query(server, sql):
+    """Runs ``sql`` against the server's database; its rows, one a line, columns split by ``|``."""
+    return _psql(server.db_url, sql).strip()
 
 
 def _free_port():
@@ -159,3 +169,43 @@ def running_server(*serve_args):
 def server():
     with running_server() as s:
         yield s
+
+
+class TlsFront:
+    """A running ``possync-test-tls-front``: its ``https://`` URL and what it wrote."""
+
+    def __init__(self, url, folder):
+        self.url = url
+        self.ca_pem = (folder / "ca.pem").read_text()
+        self.other_ca_pem = (folder / "other-ca.pem").read_text()
+        self.pin = (folder / "pin.txt").read_text().strip()
+        self.wrong_pin = (folder / "wrong-pin.txt").read_text().strip()
+
+
+@contextlib.contextmanager
+def running_tls_front(server, folder):
+    """A TLS front for ``server`` (see the module docs); stopped afterwards (its stdin is closed)."""
+    binary = _required_env(
+        "POSSYNC_TLS_FRONT_BIN",
+        "the possync-test-tls-front binary (cargo build -p possync-tests --bin possync-test-tls-front)",
+    )
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"possync-test-tls-front not found at {binary}", pytrace=False)
+    upstream = server.base_url.removeprefix("http://")
+    folder.mkdir(parents=True, exist_ok=True)
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([binary, str(folder), upstream], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=log)
+    try:
+        url = process.stdout.readline().decode().strip()
+        if not url.startswith("https://127.0.0.1:"):
+            log.seek(0)
+            pytest.fail(f"possync-test-tls-front did not start: {url!r} {log.read().decode()}", pytrace=False)
+        yield TlsFront(url, folder)
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

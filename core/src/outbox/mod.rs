@@ -371,6 +371,16 @@ impl Outbox {
         Ok(n as u64)
     }
 
+    /// SQLite's `PRAGMA synchronous` on this outbox's connection (0 `OFF`, 1 `NORMAL`, 2 `FULL`, 3
+    /// `EXTRA`): the flush policy in effect, as set from [`OutboxConfig::durability`] at opening. For
+    /// diagnostics and tests.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn synchronous(&self) -> Result<i64, StorageError> {
+        self.with_conn(|conn| conn.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+    }
+
     /// Checkpoints the write-ahead log into the file and truncates it to zero bytes
     /// (`PRAGMA wal_checkpoint(TRUNCATE)`); the engine does it at shutdown. Returns whether the
     /// checkpoint was complete (another connection reading an old snapshot can hold part of it back;

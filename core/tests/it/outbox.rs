@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::common::{sale, TempOutbox, T0};
 use possync_core::clock::ManualClock;
-use possync_core::config::OutboxConfig;
+use possync_core::config::{Durability, OutboxConfig};
 use possync_core::outbox::{Finalized, LeaseState, Outbox, Outcome, SaleState};
 use possync_core::{SaleError, StorageError};
 
@@ -274,6 +274,24 @@ fn sent_sales_are_pruned_after_retention_unsent_never() {
     assert_eq!(outbox.prune_sent().expect("prune"), 0);
     assert!(outbox.get(&pending_id).expect("get").is_some(), "unsent sales are never pruned");
     assert!(outbox.get(&conflict_id).expect("get").is_some(), "sales needing attention are never pruned");
+}
+
+#[test]
+fn durability_sets_the_synchronous_pragma_of_the_outbox_connection() {
+    // SQLite's `PRAGMA synchronous`: 1 = NORMAL, 2 = FULL. Both settings are checked, so an opener that
+    // ignored `durability` (SQLite's default is one of the two) fails one of them.
+    let open = |path: &std::path::Path, durability| {
+        Outbox::open(path, OutboxConfig { durability, ..OutboxConfig::default() }).expect("open")
+    };
+    let full = TempOutbox::new();
+    assert_eq!(open(&full.path, Durability::Full).synchronous().expect("pragma"), 2);
+    let normal = TempOutbox::new();
+    assert_eq!(open(&normal.path, Durability::Normal).synchronous().expect("pragma"), 1);
+    // The setting belongs to each opening, not to the file: the same file reopened with FULL is FULL,
+    // and the default is FULL.
+    assert_eq!(open(&normal.path, Durability::Full).synchronous().expect("pragma"), 2);
+    assert_eq!(OutboxConfig::default().durability, Durability::Full);
+    assert_eq!(normal.open().synchronous().expect("pragma"), 2);
 }
 
 #[test]

@@ -90,6 +90,15 @@ impl ActivityRecorder {
             p.pushed_ms = Some(now_ms);
         }
         if let Some(report) = report {
+            let pending_outbox = p.report.as_ref().and_then(|(r, _)| r.outbox_id.as_deref());
+            if pending_outbox.is_some()
+                && report.outbox_id.is_some()
+                && pending_outbox != report.outbox_id.as_deref()
+            {
+                // The till's outbox was replaced within this interval: the numbers retired by the old
+                // one mean nothing to the new one.
+                p.retired.clear();
+            }
             p.report = Some((report, now_ms));
         }
         for seq in retired {

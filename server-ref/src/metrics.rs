@@ -147,9 +147,12 @@ fn label(value: &str) -> String {
 /// The per-device backlog gauges, computed as the console's Tills page computes them (same store
 /// reads, same [`crate::console::views::till_views`]), in Prometheus text:
 /// `possync_device_unsent_sales`, `possync_device_oldest_unsent_age_seconds`,
-/// `possync_device_missing_sales`, `possync_device_last_seen_age_seconds` and `possync_device_behind`
-/// (1 when the console flags the till), each labelled `store_id` and `device_id`. A till that reports
-/// no backlog (an older library) has no unsent and age samples.
+/// `possync_device_missing_sales` (lost ones included), `possync_device_lost_sales` (recorded in a
+/// previous, wiped or replaced, outbox of the till), `possync_device_last_seen_age_seconds`,
+/// `possync_device_sales_today` (sales that occurred today, UTC) and `possync_device_behind` (1 when
+/// the console flags the till), each labelled `store_id` and `device_id`; and
+/// `possync_device_unsent_minor`, the unsent amount per currency in minor units, labelled `currency`
+/// too. A till that reports no backlog (an older library) has no unsent and age samples.
 ///
 /// # Errors
 /// A [`crate::store::StoreError`] from the database.
@@ -165,7 +168,7 @@ pub fn device_gauges(
     let views = crate::console::views::till_views(&tills, &gaps, now, alert_ms);
     let mut out = String::new();
     type Sample<'a> = &'a dyn Fn(&crate::console::views::TillView) -> Option<f64>;
-    let families: [(&str, &str, Sample<'_>); 5] = [
+    let families: [(&str, &str, Sample<'_>); 7] = [
         ("possync_device_unsent_sales", "Unsent sales in the till's outbox at its last report.", &|v| {
             v.unsent_count.map(|n| n as f64)
         }),
@@ -180,9 +183,19 @@ pub fn device_gauges(
         ("possync_device_missing_sales", "Sales the till recorded that the server never received.", &|v| {
             Some(v.missing_count as f64)
         }),
+        (
+            "possync_device_lost_sales",
+            "Sales recorded in a previous (wiped or replaced) outbox of the till and never received.",
+            &|v| Some(v.lost_count as f64),
+        ),
         ("possync_device_last_seen_age_seconds", "Seconds since the till's last request.", &|v| {
             v.quiet_ms.map(|ms| ms as f64 / 1000.0)
         }),
+        (
+            "possync_device_sales_today",
+            "Sales of the till that occurred today (UTC), as on the Tills page.",
+            &|v| Some(v.sales_today as f64),
+        ),
         (
             "possync_device_behind",
             "1 when the console flags the till (behind, quiet or missing sales).",
@@ -200,6 +213,22 @@ pub fn device_gauges(
                     label(&v.device_id)
                 );
             }
+        }
+    }
+    let name = "possync_device_unsent_minor";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Unsent amount per currency at the till's last report, in minor units.\n# TYPE {name} gauge"
+    );
+    for v in &views {
+        for (currency, minor) in &v.unsent_minor {
+            let _ = writeln!(
+                out,
+                "{name}{{store_id=\"{}\",device_id=\"{}\",currency=\"{}\"}} {minor}",
+                label(&v.store_id),
+                label(&v.device_id),
+                label(currency)
+            );
         }
     }
     Ok(out)

@@ -231,9 +231,18 @@ pub struct PushNews {
     had_sales: bool,
 }
 
+impl PushNews {
+    /// The till's outbox identity, if its report named one.
+    fn outbox_id(&self) -> Option<&str> {
+        self.report.as_ref().and_then(|r| r.report.outbox_id.as_deref())
+    }
+}
+
 /// Sales of one request that one database thread settles, one after another, in request order.
 pub struct Lane {
     sales: Vec<(usize, Result<Prepared, Refused>)>,
+    /// The till's outbox identity from the request's report, kept with each sale.
+    outbox_id: Option<std::sync::Arc<str>>,
 }
 
 /// What settling a [`Lane`] gave.
@@ -313,7 +322,9 @@ impl CheckedPush {
     /// answers `OK` then `DUPLICATE` as when settled one by one.
     pub fn into_lanes(self, lanes: usize) -> (Vec<Lane>, PushNews) {
         let n = lanes.clamp(1, self.sales.len().max(1));
-        let mut out: Vec<Lane> = (0..n).map(|_| Lane { sales: Vec::new() }).collect();
+        let outbox_id: Option<std::sync::Arc<str>> = self.news.outbox_id().map(Into::into);
+        let mut out: Vec<Lane> =
+            (0..n).map(|_| Lane { sales: Vec::new(), outbox_id: outbox_id.clone() }).collect();
         for (index, sale) in self.sales.into_iter().enumerate() {
             let lane = match &sale {
                 Ok(p) => lane_of(&p.client_tx_id, n),
@@ -345,7 +356,7 @@ pub fn settle_lane<S: PushStore + ?Sized>(
     lane: Lane,
     deadline: Instant,
 ) -> LaneOutcome {
-    let ctx = PushContext { device, correlation_id };
+    let ctx = PushContext { device, correlation_id, outbox_id: lane.outbox_id.as_deref() };
     let mut out = LaneOutcome {
         results: Vec::with_capacity(lane.sales.len()),
         refused: Vec::new(),
@@ -397,7 +408,7 @@ pub fn finish_push<S: PushStore + ?Sized>(
     news: PushNews,
     outcomes: Vec<LaneOutcome>,
 ) -> Result<PushResponse, PushError> {
-    let ctx = PushContext { device, correlation_id };
+    let ctx = PushContext { device, correlation_id, outbox_id: news.outbox_id() };
     let mut results = Vec::new();
     let mut refused = Vec::new();
     let mut unavailable = None;

@@ -6,7 +6,8 @@
 //!
 //! ```json
 //! {"library_version": "0.4.0", "unsent_count": 80, "oldest_unsent_age_ms": 5400000,
-//!  "unsent_minor": {"EUR": 123450}, "last_seq": 1057, "seq_start": 1, "retired_seqs": [1044]}
+//!  "unsent_minor": {"EUR": 123450}, "last_seq": 1057, "seq_start": 1, "retired_seqs": [1044],
+//!  "outbox_id": "9f2c4e1a0b7d4c3e8a6f5b2d1c0e9a8b"}
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub const MAX_CURRENCIES: usize = 16;
 pub const MAX_RETIRED_SEQS: usize = 1000;
 /// Longest `library_version`, in bytes.
 pub const MAX_VERSION_BYTES: usize = 64;
+/// Longest `outbox_id`, in bytes.
+pub const MAX_OUTBOX_ID_BYTES: usize = 64;
 
 /// A checked report, ready to be stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +80,8 @@ struct ReportIn {
     seq_start: Option<u64>,
     #[serde(default)]
     retired_seqs: Vec<u64>,
+    #[serde(default)]
+    outbox_id: Option<String>,
 }
 
 /// Checks a `report` value against the bounds above.
@@ -88,6 +93,11 @@ pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
     if let Some(v) = &r.library_version {
         if v.is_empty() || v.len() > MAX_VERSION_BYTES || !v.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("library_version must be 1..={MAX_VERSION_BYTES} visible ASCII characters"));
+        }
+    }
+    if let Some(v) = &r.outbox_id {
+        if v.is_empty() || v.len() > MAX_OUTBOX_ID_BYTES || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!("outbox_id must be 1..={MAX_OUTBOX_ID_BYTES} visible ASCII characters"));
         }
     }
     let seq = |name: &str, v: Option<u64>| -> Result<Option<i64>, String> {
@@ -137,6 +147,7 @@ pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
                 .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "{}".into())),
             last_seq: seq("last_seq", r.last_seq)?,
             seq_start: seq("seq_start", r.seq_start)?,
+            outbox_id: r.outbox_id,
         },
         retired_seqs,
         unsent_minor,
@@ -162,6 +173,10 @@ mod tests {
         assert!(parse_report(&json!({"retired_seqs": [0]})).is_err());
         assert!(parse_report(&json!({"surprise": 1})).is_err());
         assert!(parse_report(&json!({"library_version": "a b"})).is_err());
+        assert!(parse_report(&json!({"outbox_id": ""})).is_err());
+        assert!(parse_report(&json!({"outbox_id": "x".repeat(65)})).is_err());
+        let id = parse_report(&json!({"outbox_id": "9f2c4e1a"})).expect("valid");
+        assert_eq!(id.report.outbox_id.as_deref(), Some("9f2c4e1a"));
     }
 
     #[test]

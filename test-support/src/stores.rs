@@ -169,6 +169,7 @@ pub fn till1() -> Device {
 
 /// Stores `sale` as `device` with correlation id `corr`; the answer the push endpoint gives.
 pub fn push(h: &dyn Harness, device: &Device, corr: &str, sale: &Prepared) -> PushResult {
-    let outcome = h.store().store_sale(&PushContext { device, correlation_id: corr }, &sale.checked());
+    let outcome =
+        h.store().store_sale(&PushContext { device, correlation_id: corr, outbox_id: None }, &sale.checked());
     possync_server::push::push_result(&sale.id, &outcome)
 }

@@ -238,10 +238,19 @@ impl Outbox {
         Ok(oldest.map(|t| (self.clock.now_ms() - t).max(0)))
     }
 
+    /// The outbox's random identity, made with the file (or when an older file was upgraded) and kept
+    /// for its life: a wiped or replaced outbox has a new one. Sent in the backlog report.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn outbox_id(&self) -> Result<String, StorageError> {
+        self.with_conn(|conn| conn.query_row(sql::OUTBOX_ID, [], |r| r.get(0)))
+    }
+
     /// What this outbox still holds, for the backlog report sent with each push: unsent count, oldest
-    /// unsent age, unsent amounts per currency, the highest and first sequence numbers, and the
+    /// unsent age, unsent amounts per currency, the highest and first sequence numbers, the
     /// sequence numbers a person retired (voided, re-keyed, replaced) in the last
-    /// [`RETIRED_REPORT_WINDOW_MS`], at most [`MAX_RETIRED_REPORTED`].
+    /// [`RETIRED_REPORT_WINDOW_MS`], at most [`MAX_RETIRED_REPORTED`], and the outbox's identity.
     ///
     /// # Errors
     /// A storage error.
@@ -250,7 +259,7 @@ impl Outbox {
         let by_currency = self.unsent_by_currency()?;
         let oldest = self.oldest_unsent_age_ms()?;
         let since = self.clock.now_ms() - RETIRED_REPORT_WINDOW_MS;
-        let (last_seq, seq_start, retired_seqs) = self.with_conn(|conn| {
+        let (last_seq, seq_start, retired_seqs, outbox_id) = self.with_conn(|conn| {
             let (last_seq, seq_start): (Option<i64>, Option<i64>) =
                 conn.query_row(sql::SEQ_BOUNDS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let retired_seqs: Vec<i64> = query_rows(
@@ -259,7 +268,8 @@ impl Outbox {
                 named_params! {":since": since, ":n": MAX_RETIRED_REPORTED},
                 |r| r.get(0),
             )?;
-            Ok((last_seq, seq_start, retired_seqs))
+            let outbox_id: String = conn.query_row(sql::OUTBOX_ID, [], |r| r.get(0))?;
+            Ok((last_seq, seq_start, retired_seqs, outbox_id))
         })?;
         Ok(BacklogReport {
             library_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
@@ -269,6 +279,7 @@ impl Outbox {
             last_seq,
             seq_start,
             retired_seqs,
+            outbox_id: Some(outbox_id),
         })
     }
 

@@ -55,13 +55,25 @@ const V3: &str = "
 ALTER TABLE outbox ADD COLUMN server_retries INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Version 4: `outbox_meta`, facts about the outbox file itself. `outbox_id` is a random identity
+/// made once with the outbox (or when an older file is upgraded) and sent in the backlog report, so
+/// the server can tell a till whose outbox was wiped or replaced (a new identity, its sequence numbers
+/// starting again at 1) from the same outbox going on.
+const V4: &str = "
+CREATE TABLE outbox_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+INSERT INTO outbox_meta (key, value) VALUES ('outbox_id', lower(hex(randomblob(16))));
+";
+
 /// All migrations, oldest first.
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: usize = 3;
+pub const LATEST_VERSION: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -91,5 +103,41 @@ mod tests {
         assert_eq!((state.as_str(), resolution), ("conflict", None));
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version as usize, LATEST_VERSION);
+    }
+
+    fn outbox_id(conn: &rusqlite::Connection) -> String {
+        conn.query_row("SELECT value FROM outbox_meta WHERE key = 'outbox_id'", [], |r| r.get(0))
+            .expect("outbox_id")
+    }
+
+    #[test]
+    fn a_version_3_file_gets_an_identity_and_keeps_its_sales_and_numbers() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        migrations().to_version(&mut conn, 3).expect("v3");
+        conn.execute(
+            "INSERT INTO outbox (seq, client_tx_id, payload, payload_sha256, payload_hash_version, currency, \
+             total_minor, state, created_at_ms, next_attempt_at_ms) VALUES (41, 'a', '{}', 'h', 1, 'EUR', 5, 'pending', 1, 1)",
+            [],
+        )
+        .expect("insert v3 row");
+        migrations().to_latest(&mut conn).expect("upgrade");
+        let (seq, state): (i64, String) = conn
+            .query_row("SELECT seq, state FROM outbox WHERE client_tx_id = 'a'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("row kept");
+        assert_eq!((seq, state.as_str()), (41, "pending"));
+        let id = outbox_id(&conn);
+        assert_eq!(id.len(), 32, "128 random bits in hex: {id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+    }
+
+    #[test]
+    fn two_outboxes_have_two_identities() {
+        let mut a = rusqlite::Connection::open_in_memory().expect("open");
+        let mut b = rusqlite::Connection::open_in_memory().expect("open");
+        migrations().to_latest(&mut a).expect("a");
+        migrations().to_latest(&mut b).expect("b");
+        assert_ne!(outbox_id(&a), outbox_id(&b));
     }
 }

@@ -102,6 +102,9 @@ pub const RECENT: &str = concat!(entry_columns!(), "WHERE seq < :before ORDER BY
 pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_at_ms <= :cutoff \
      AND seq < (SELECT max(seq) FROM outbox)";
 
+/// The outbox's random identity (schema v4).
+pub const OUTBOX_ID: &str = "SELECT value FROM outbox_meta WHERE key = 'outbox_id'";
+
 /// The highest sequence number assigned, and the first one the server should expect (the oldest
 /// unsent sale's, else the next to be assigned).
 pub const SEQ_BOUNDS: &str = "SELECT (SELECT max(seq) FROM outbox), \

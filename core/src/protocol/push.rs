@@ -50,6 +50,11 @@ pub struct BacklogReport {
     /// Sequence numbers voided, re-keyed or replaced on the till: they will never arrive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_seqs: Vec<i64>,
+    /// Random identity of the till's outbox, made with it: a new one tells the server the outbox was
+    /// wiped or replaced and its sequence numbers start again (optional; 1 to 64 visible ASCII
+    /// characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_id: Option<String>,
 }
 
 /// One sale inside a push request.

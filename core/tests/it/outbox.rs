@@ -469,6 +469,27 @@ fn the_backlog_report_names_unsent_sales_sequence_bounds_and_retired_numbers() {
     assert_eq!(report.retired_seqs, vec![2], "the voided sale will never arrive");
     assert_eq!(report.unsent_minor.values().sum::<i64>(), 2 * 102 + 2 * 103);
     assert_eq!(report.library_version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(report.outbox_id, Some(outbox.outbox_id().expect("id")), "the report names its outbox");
+}
+
+#[test]
+fn an_outbox_keeps_its_identity_across_reopens_and_a_wiped_one_gets_a_new_one() {
+    let t = TempOutbox::new();
+    let first = t.open();
+    first.enqueue(&sale(1)).expect("enqueue");
+    let id = first.outbox_id().expect("id");
+    drop(first);
+    let reopened = t.open();
+    assert_eq!(reopened.outbox_id().expect("id"), id, "same file, same outbox");
+    drop(reopened);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", t.path.display()));
+    }
+    let wiped = t.open();
+    assert_ne!(wiped.outbox_id().expect("id"), id, "a wiped outbox is another outbox");
+    wiped.enqueue(&sale(2)).expect("enqueue");
+    let seq = wiped.backlog_report().expect("report").last_seq;
+    assert_eq!(seq, Some(1), "and numbers its sales from 1 again");
 }
 
 #[test]

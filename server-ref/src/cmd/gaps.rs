@@ -18,8 +18,8 @@ pub struct GapsArgs {
 }
 
 /// Prints one line per run of missing sequence numbers; exits 1 when a sale between received ones is
-/// missing (a run past the last received one, still in a till's outbox at its last report, is
-/// printed but does not fail).
+/// missing, or was lost with an earlier (wiped or replaced) outbox of a till (a run past the last
+/// received one, still in a till's outbox at its last report, is printed but does not fail).
 ///
 /// # Errors
 /// A database error, or missing sales.
@@ -30,8 +30,12 @@ pub fn run(args: GapsArgs, ctx: &CommandContext) -> Result<()> {
     for g in &gaps {
         let range =
             if g.from == g.to { format!("sale {}", g.from) } else { format!("sales {}–{}", g.from, g.to) };
-        let tail = if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
-        println!("{} {}: {range} recorded on {}, never received{tail}", g.store_id, g.device_id, g.device_id);
+        println!(
+            "{} {}: {}",
+            g.store_id,
+            g.device_id,
+            possync_server::console::views::gap_sentence(g, &range)
+        );
         if !g.after_last_received {
             missing += g.to - g.from + 1;
         }

@@ -67,6 +67,8 @@ pub struct TillView {
     pub oldest_unsent_age_ms: Option<i64>,
     /// Unsent amounts, `12.34 EUR, 500 JPY`.
     pub unsent_amounts: String,
+    /// The same amounts per currency, in minor units (for `/metrics`).
+    pub unsent_minor: Vec<(String, i64)>,
     /// Library version reported.
     pub library_version: String,
     /// Sales that occurred today (UTC).
@@ -77,12 +79,16 @@ pub struct TillView {
     pub behind: bool,
     /// Not seen for longer than the threshold.
     pub quiet: bool,
-    /// Runs of sequence numbers never received between received ones, as sentences.
+    /// Runs of sequence numbers never received between received ones, and runs an earlier (wiped or
+    /// replaced) outbox of the till never delivered, as sentences.
     pub missing: Vec<String>,
     /// Runs past the last received one, still in the till's outbox at its last report.
     pub pending: Vec<String>,
-    /// Sales recorded on the till and never received (between received ones).
+    /// Sales recorded on the till and never received (between received ones, and in earlier outboxes).
     pub missing_count: i64,
+    /// Of those, the sales recorded in an earlier outbox of the till, wiped or replaced before it
+    /// delivered them (kept on the page for good).
+    pub lost_count: i64,
 }
 
 impl TillView {
@@ -124,12 +130,13 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 (Some(n), Some(age)) if n > 0 => Some(age + since_report),
                 _ => None,
             };
-            let amounts: Vec<String> = r
+            let unsent_minor: Vec<(String, i64)> = r
                 .unsent_minor
                 .as_deref()
                 .and_then(|j| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(j).ok())
-                .map(|m| m.iter().filter_map(|(c, v)| v.as_i64().map(|n| money(n, c))).collect())
+                .map(|m| m.iter().filter_map(|(c, v)| v.as_i64().map(|n| (c.clone(), n))).collect())
                 .unwrap_or_default();
+            let amounts: Vec<String> = unsent_minor.iter().map(|(c, n)| money(*n, c)).collect();
             let mine: Vec<&SeqGap> =
                 gaps.iter().filter(|g| g.store_id == t.store_id && g.device_id == t.device_id).collect();
             let sentence = |g: &&SeqGap| {
@@ -138,14 +145,14 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 } else {
                     format!("sales {}–{}", g.from, g.to)
                 };
-                let tail =
-                    if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
-                format!("{range} recorded on {}, never received{tail}", t.device_id)
+                gap_sentence(g, &range)
             };
             let missing = mine.iter().filter(|g| !g.after_last_received).map(sentence).collect();
             let pending = mine.iter().filter(|g| g.after_last_received).map(sentence).collect();
             let missing_count =
                 mine.iter().filter(|g| !g.after_last_received).map(|g| g.to - g.from + 1).sum();
+            let lost_count =
+                mine.iter().filter(|g| g.previous_outbox.is_some()).map(|g| g.to - g.from + 1).sum();
             let quiet_ms = t.last_seen_ms.map(|s| (now_ms - s).max(0));
             TillView {
                 store_id: t.store_id.clone(),
@@ -157,6 +164,7 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 unsent_count: r.unsent_count,
                 oldest_unsent_age_ms: oldest,
                 unsent_amounts: amounts.join(", "),
+                unsent_minor,
                 library_version: r.library_version.clone().unwrap_or_default(),
                 sales_today: t.sales_today,
                 quiet_ms,
@@ -165,9 +173,20 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 missing,
                 pending,
                 missing_count,
+                lost_count,
             }
         })
         .collect()
+}
+
+/// A run of missing sequence numbers (`range`: `sale 7` or `sales 3–5`) as the Tills page and the
+/// `gaps` command say it: `sales 3–5 recorded on till-1, never received`, with ` in its previous
+/// outbox` for a run of a wiped or replaced outbox and ` (still in its outbox at its last report)` for
+/// a run past the last received sale.
+pub fn gap_sentence(g: &SeqGap, range: &str) -> String {
+    let outbox = if g.previous_outbox.is_some() { " in its previous outbox" } else { "" };
+    let tail = if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
+    format!("{range} recorded on {}{outbox}, never received{tail}", g.device_id)
 }
 
 /// What every page's header needs.
@@ -225,6 +244,17 @@ impl TillsPage {
     /// Tills that need a look.
     pub fn flagged(&self) -> usize {
         self.tills.iter().filter(|t| t.flagged()).count()
+    }
+
+    /// Sales the tills reported still holding (unsent), whatever their age: while any remain, not
+    /// every till's money is on the server yet.
+    pub fn unsent_on_tills(&self) -> i64 {
+        self.tills.iter().filter_map(|t| t.unsent_count).filter(|n| *n > 0).sum()
+    }
+
+    /// Tills holding unsent sales.
+    pub fn tills_with_unsent(&self) -> usize {
+        self.tills.iter().filter(|t| t.unsent_count.is_some_and(|n| n > 0)).count()
     }
 }
 

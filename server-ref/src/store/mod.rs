@@ -71,6 +71,10 @@ pub struct PushContext<'a> {
     pub device: &'a Device,
     /// The request's correlation id.
     pub correlation_id: &'a str,
+    /// Identity of the till's outbox, from the request's backlog report (`None`: not sent), kept with
+    /// each sale and audit row so that a replaced outbox's sequence numbers never mix with the new
+    /// one's.
+    pub outbox_id: Option<&'a str>,
 }
 
 /// A sale that passed every check of the push endpoint and is ready to be stored.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use ::postgres::error::SqlState;
 use ::postgres::types::Type;
-use ::postgres::{Client, NoTls, Transaction};
+use ::postgres::{Client, GenericClient, NoTls, Transaction};
 use possync_core::protocol::PushStatus;
 use r2d2_postgres::PostgresConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,6 +173,7 @@ impl PgStore {
                 (&ctx.correlation_id, Type::TEXT),
                 (&new_server_tx_id(), Type::INT8),
                 (&sale.outbox_seq, Type::INT8),
+                (&ctx.outbox_id, Type::TEXT),
             ],
         )?;
         let Some(row) = inserted else {
@@ -325,10 +326,60 @@ impl<'a> AuditRow<'a> {
                 (&self.message, Type::TEXT),
                 (&self.outbox_seq, Type::INT8),
                 (&self.attempted_payload, Type::TEXT),
+                (&self.ctx.outbox_id, Type::TEXT),
             ],
         )?;
         Ok(())
     }
+}
+
+/// Settled sequence numbers of a device's outbox above `contiguous` ([`sql::SELECT_SETTLED_SEQS`]).
+fn settled_seqs(
+    conn: &mut impl GenericClient,
+    store: &str,
+    device: &str,
+    contiguous: i64,
+    outbox_id: Option<&str>,
+    replaced: bool,
+) -> Result<Vec<i64>, ::postgres::Error> {
+    Ok(conn
+        .query(sql::SELECT_SETTLED_SEQS, &[&store, &device, &contiguous, &outbox_id, &replaced])?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// When a report newer than the stored one names another outbox than the device's (its outbox was
+/// wiped or replaced): keeps what the old outbox never delivered (its gaps and the run up to its last
+/// report) as lost runs, and starts the device's sequence bookkeeping from scratch under `new_id`.
+/// A device seen without an identity before (an older library) adopts it without a reset.
+fn replace_outbox_if_new(
+    tx: &mut Transaction<'_>,
+    device: &Device,
+    new_id: &str,
+    reported_ms: i64,
+) -> Result<(), ::postgres::Error> {
+    let (store, dev) = (&device.store_id, &device.device_id);
+    let Some(state) = tx.query_opt(sql::SELECT_OUTBOX_STATE, &[store, dev, &reported_ms])? else {
+        return Ok(());
+    };
+    let old_id: Option<String> = state.get(0);
+    let newer: bool = state.get(4);
+    let Some(old_id) = old_id.filter(|old| old != new_id && newer) else {
+        return Ok(());
+    };
+    let (contiguous, last_seq, replaced): (i64, Option<i64>, bool) =
+        (state.get(1), state.get(2), state.get(3));
+    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced)?;
+    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq);
+    for run in &lost {
+        tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &old_id, &run.from, &run.to])?;
+    }
+    tx.execute(sql::REPLACE_OUTBOX, &[store, dev, &new_id])?;
+    tx.execute(sql::DELETE_RETIRED_SEQS, &[store, dev])?;
+    log::warn!(store_id = store.as_str(), device_id = dev.as_str(), old_outbox = old_id.as_str(),
+        new_outbox = new_id, lost_runs = lost.len(); "till's outbox replaced");
+    Ok(())
 }
 
 fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
@@ -515,7 +566,12 @@ impl PushStore for PgStore {
         let empty = TillReport::default();
         let report = activity.report.unwrap_or(&empty);
         let retired: Vec<i64> = activity.retired_seqs.to_vec();
-        self.conn()?.query_typed(
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        if let (Some(new_id), Some(at)) = (report.outbox_id.as_deref(), activity.reported_ms) {
+            replace_outbox_if_new(&mut tx, device, new_id, at)?;
+        }
+        tx.query_typed(
             sql::RECORD_ACTIVITY,
             &[
                 (&device.store_id, Type::TEXT),
@@ -530,8 +586,10 @@ impl PushStore for PgStore {
                 (&report.unsent_minor, Type::TEXT),
                 (&report.last_seq, Type::INT8),
                 (&report.seq_start, Type::INT8),
+                (&report.outbox_id, Type::TEXT),
             ],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -657,6 +715,7 @@ impl AdminStore for PgStore {
                     unsent_minor: r.get(10),
                     last_seq: r.get(11),
                     seq_start: r.get(12),
+                    outbox_id: r.get(14),
                 },
                 sales_today: r.get(13),
             })
@@ -665,23 +724,33 @@ impl AdminStore for PgStore {
 
     fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
         let mut conn = self.conn()?;
+        let mut gaps: Vec<SeqGap> = conn
+            .query(sql::SELECT_LOST_RUNS, &[&store_id])?
+            .iter()
+            .map(|r| SeqGap {
+                store_id: r.get(0),
+                device_id: r.get(1),
+                previous_outbox: Some(r.get(2)),
+                from: r.get(3),
+                to: r.get(4),
+                after_last_received: false,
+            })
+            .collect();
         let states = conn.query(sql::SELECT_SEQ_STATES, &[&store_id])?;
-        let mut gaps = Vec::new();
         for state in states {
             let (store, device): (String, String) = (state.get(0), state.get(1));
             let contiguous: i64 = state.get(2);
             let last_seq: Option<i64> = state.get(3);
-            let seqs: Vec<i64> = conn
-                .query(sql::SELECT_SETTLED_SEQS, &[&store, &device, &contiguous])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let outbox_id: Option<String> = state.get(4);
+            let replaced: bool = state.get(5);
+            let seqs = settled_seqs(&mut *conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
             let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
             if new_contiguous > contiguous {
-                conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous])?;
+                conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous, &outbox_id])?;
             }
             gaps.extend(found);
         }
+        gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
         Ok(gaps)
     }
 

@@ -7,14 +7,15 @@
 pub const SET_LOCAL_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, true), \
      set_config('statement_timeout', $2, true)";
 
-/// Inserts a header with the server's new `server_tx_id` (`$17`) unless the store already has its
-/// `client_tx_id`; returns the `server_tx_id` when it was inserted.
+/// Inserts a header with the server's new `server_tx_id` (`$17`), its outbox sequence number (`$18`)
+/// and outbox identity (`$19`) unless the store already has its `client_tx_id`; returns the
+/// `server_tx_id` when it was inserted.
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
      subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
-     server_tx_id, outbox_seq) \
+     server_tx_id, outbox_seq, outbox_id) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, timestamptz 'epoch' + $8::int8 * interval '1 millisecond', $9, \
-     $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
      ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
 /// The unique index whose violation means two sales drew the same new `server_tx_id`.
@@ -35,11 +36,12 @@ pub const INSERT_PAYMENTS: &str = "INSERT INTO pos_transaction_payments (store_i
      payment_no, method, amount_minor, reference) \
      SELECT $1, $2, * FROM UNNEST($3::int4[], $4::text[], $5::int8[], $6::text[])";
 
-/// One audit row (`$12` the outbox sequence number, `$13` the attempted payload of a refused sale).
+/// One audit row (`$12` the outbox sequence number, `$13` the attempted payload of a refused sale,
+/// `$14` the outbox identity).
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
      correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message, \
-     outbox_seq, attempted_payload) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     outbox_seq, attempted_payload, outbox_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// Resolves a token hash to its device.
 pub const SELECT_TOKEN: &str = "SELECT store_id, device_id, revoked_at IS NOT NULL \
@@ -146,7 +148,9 @@ macro_rules! newer_report {
 }
 
 /// Records news of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen at `$4`, last push
-/// at `$5`, the backlog report (`$7`..`$12`) received at `$6` (ms; NULL: none). Older news never
+/// at `$5`, the backlog report (`$7`..`$13`, `$13` the outbox identity) received at `$6` (ms; NULL:
+/// none). A newer report's outbox identity is adopted (a replaced outbox was dealt with before, by
+/// [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]). Older news never
 /// overwrites newer. One statement, committed without waiting for the WAL flush
 /// (`synchronous_commit = off` for this transaction only): it is a till's latest status, written again
 /// by its next request.
@@ -154,8 +158,8 @@ pub const RECORD_ACTIVITY: &str = concat!(
     "WITH retired AS (INSERT INTO pos_device_retired_seqs (store_id, \
      device_id, seq) SELECT $1, $2, s FROM UNNEST($3::int8[]) s WHERE s > 0 ON CONFLICT DO NOTHING) \
      INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
-     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
-     SELECT $1, $2, ",
+     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start, \
+     outbox_id) SELECT $1, $2, ",
     ts!("$4"),
     ", ",
     ts!("$4"),
@@ -163,7 +167,7 @@ pub const RECORD_ACTIVITY: &str = concat!(
     ts!("$5"),
     ", ",
     ts!("$6"),
-    ", $7, $8, $9, $10, $11, $12 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
+    ", $7, $8, $9, $10, $11, $12, $13 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
      ON CONFLICT (store_id, device_id) DO UPDATE SET \
      last_seen_at = GREATEST(d.last_seen_at, EXCLUDED.last_seen_at), \
      last_push_at = GREATEST(d.last_push_at, EXCLUDED.last_push_at), \
@@ -183,8 +187,38 @@ pub const RECORD_ACTIVITY: &str = concat!(
      last_seq = CASE WHEN ",
     newer_report!(),
     " THEN EXCLUDED.last_seq ELSE d.last_seq END, \
-     seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start)"
+     seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start), \
+     outbox_id = CASE WHEN ",
+    newer_report!(),
+    " AND EXCLUDED.outbox_id IS NOT NULL THEN EXCLUDED.outbox_id ELSE d.outbox_id END"
 );
+
+/// A device's (`$1`, `$2`) outbox bookkeeping, locked until the transaction ends: its outbox identity,
+/// where its contiguous run ends, its last reported sequence number, whether its outbox was replaced
+/// before, and whether a report received at `$3` (ms) is at least as new as the stored one.
+pub const SELECT_OUTBOX_STATE: &str = concat!(
+    "SELECT outbox_id, COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_replaced, \
+     (reported_at IS NULL OR reported_at <= ",
+    ts!("$3"),
+    ") FROM pos_device_status WHERE store_id = $1 AND device_id = $2 FOR UPDATE"
+);
+
+/// Keeps a run (`$4`..=`$5`) that a replaced outbox (`$3`) of a device (`$1`, `$2`) never delivered.
+pub const INSERT_LOST_RUN: &str = "INSERT INTO pos_device_lost_runs (store_id, device_id, outbox_id, \
+     from_seq, to_seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// A device's (`$1`, `$2`) outbox was replaced by `$3`: its sequence bookkeeping starts from scratch.
+pub const REPLACE_OUTBOX: &str = "UPDATE pos_device_status SET outbox_id = $3, outbox_replaced = true, \
+     seq_contiguous = NULL, seq_start = NULL, last_seq = NULL WHERE store_id = $1 AND device_id = $2";
+
+/// Forgets the retired sequence numbers of a device's (`$1`, `$2`) replaced outbox.
+pub const DELETE_RETIRED_SEQS: &str =
+    "DELETE FROM pos_device_retired_seqs WHERE store_id = $1 AND device_id = $2";
+
+/// Runs that replaced outboxes never delivered, of one store (`$1`) or all, oldest first per device.
+pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq \
+     FROM pos_device_lost_runs WHERE $1::text IS NULL OR store_id = $1 \
+     ORDER BY store_id, device_id, recorded_at, from_seq";
 
 /// Every device with a token or activity, its status, and its sales that occurred since `$1` (ms).
 pub const SELECT_TILLS: &str = concat!(
@@ -202,28 +236,34 @@ pub const SELECT_TILLS: &str = concat!(
      (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id AND t.device_id = d.device_id \
      AND t.occurred_at >= ",
     ts!("$1"),
-    ") FROM devs d LEFT JOIN tok USING (store_id, device_id) \
+    "), s.outbox_id FROM devs d LEFT JOIN tok USING (store_id, device_id) \
      LEFT JOIN pos_device_status s USING (store_id, device_id) ORDER BY d.store_id, d.device_id"
 );
 
-/// Devices with sequence bookkeeping, of one store (`$1`) or all: where their contiguous run ends and
-/// the last sequence number they reported.
+/// Devices with sequence bookkeeping, of one store (`$1`) or all: where their contiguous run ends, the
+/// last sequence number they reported, their outbox identity and whether it replaced another.
 pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
-     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq FROM pos_device_status \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced \
+     FROM pos_device_status \
      WHERE $1::text IS NULL OR store_id = $1 ORDER BY store_id, device_id";
 
 /// Sequence numbers of a device (`$1`, `$2`) above `$3` that are settled: stored sales, CONFLICT and
-/// INVALID attempts, and retired numbers; ascending.
+/// INVALID attempts, and retired numbers; ascending. Only those of its outbox `$4`: sales without an
+/// identity (older tills) count too until the device's outbox was first replaced (`$5`).
 pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
-     WHERE store_id = $1 AND device_id = $2 AND outbox_seq > $3 \
+     WHERE store_id = $1 AND device_id = $2 AND outbox_seq > $3 AND (outbox_id = $4::text \
+     OR (NOT $5::bool AND (outbox_id IS NULL OR $4::text IS NULL))) \
      UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = $1 AND device_id = $2 \
-     AND outbox_seq > $3 AND outcome IN ('CONFLICT', 'INVALID') \
+     AND outbox_seq > $3 AND outcome IN ('CONFLICT', 'INVALID') AND (outbox_id = $4::text \
+     OR (NOT $5::bool AND (outbox_id IS NULL OR $4::text IS NULL))) \
      UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = $1 AND device_id = $2 AND seq > $3 \
      ORDER BY 1";
 
-/// Advances a device's (`$1`, `$2`) highest contiguous sequence number to `$3`.
+/// Advances a device's (`$1`, `$2`) highest contiguous sequence number to `$3`, unless its outbox is
+/// no longer `$4` (replaced meanwhile).
 pub const ADVANCE_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = $3 \
-     WHERE store_id = $1 AND device_id = $2 AND (seq_contiguous IS NULL OR seq_contiguous < $3)";
+     WHERE store_id = $1 AND device_id = $2 AND (seq_contiguous IS NULL OR seq_contiguous < $3) \
+     AND outbox_id IS NOT DISTINCT FROM $4::text";
 
 /// Attention items of a store (`$1`, NULL: all), settled ones too when `$2`, newest first, at most `$3`,
 /// with the stored sale's payload.

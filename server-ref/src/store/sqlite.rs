@@ -38,11 +38,16 @@ const PRUNE_BATCH_ROWS: i64 = 10_000;
 
 /// The schema's migrations, oldest first (the version lives in `PRAGMA user_version`).
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(sql::MIGRATION_V1), M::up(sql::MIGRATION_V2), M::up(sql::MIGRATION_V3)])
+    Migrations::new(vec![
+        M::up(sql::MIGRATION_V1),
+        M::up(sql::MIGRATION_V2),
+        M::up(sql::MIGRATION_V3),
+        M::up(sql::MIGRATION_V4),
+    ])
 }
 
 /// Names of the migrations, in the order of [`migrations`], for `migrate`'s report.
-const MIGRATION_NAMES: [&str; 3] = ["V1__init", "V2__store_scoped_ids", "V3__console"];
+const MIGRATION_NAMES: [&str; 4] = ["V1__init", "V2__store_scoped_ids", "V3__console", "V4__outbox_identity"];
 
 /// The newest schema version compiled into this binary.
 pub fn expected_schema_version() -> usize {
@@ -251,6 +256,7 @@ fn store_sale_in(
                 ctx.correlation_id,
                 new_server_tx_id(),
                 sale.outbox_seq,
+                ctx.outbox_id,
             ],
             |r| r.get(0),
         )
@@ -331,7 +337,58 @@ fn audit(
         outcome.message(),
         sale.outbox_seq,
         matches!(outcome, SaleOutcome::Conflict { .. }).then_some(sale.canonical),
+        ctx.outbox_id,
     ])?;
+    Ok(())
+}
+
+/// Settled sequence numbers of a device's outbox above `contiguous` ([`sql::SELECT_SETTLED_SEQS`]).
+fn settled_seqs(
+    conn: &Connection,
+    store: &str,
+    device: &str,
+    contiguous: i64,
+    outbox_id: Option<&str>,
+    replaced: bool,
+) -> Result<Vec<i64>, rusqlite::Error> {
+    conn.prepare_cached(sql::SELECT_SETTLED_SEQS)?
+        .query_map(params![store, device, contiguous, outbox_id, replaced], |r| r.get(0))?
+        .collect()
+}
+
+/// When a report newer than the stored one names another outbox than the device's (its outbox was
+/// wiped or replaced): keeps what the old outbox never delivered (its gaps and the run up to its last
+/// report) as lost runs, and starts the device's sequence bookkeeping from scratch under `new_id`.
+/// A device seen without an identity before (an older library) adopts it without a reset.
+fn replace_outbox_if_new(
+    tx: &Transaction<'_>,
+    device: &Device,
+    new_id: &str,
+    reported_ms: i64,
+) -> Result<(), rusqlite::Error> {
+    let (store, dev) = (&device.store_id, &device.device_id);
+    type State = (Option<String>, i64, Option<i64>, bool, bool);
+    let state: Option<State> = tx
+        .prepare_cached(sql::SELECT_OUTBOX_STATE)?
+        .query_row(params![store, dev, reported_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get::<_, i64>(4)? != 0))
+        })
+        .optional()?;
+    let Some((Some(old_id), contiguous, last_seq, replaced, true)) = state else {
+        return Ok(());
+    };
+    if old_id == new_id {
+        return Ok(());
+    }
+    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced)?;
+    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq);
+    for run in &lost {
+        tx.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![store, dev, old_id, run.from, run.to])?;
+    }
+    tx.prepare_cached(sql::REPLACE_OUTBOX)?.execute(params![store, dev, new_id])?;
+    tx.prepare_cached(sql::DELETE_RETIRED_SEQS)?.execute(params![store, dev])?;
+    log::warn!(store_id = store.as_str(), device_id = dev.as_str(), old_outbox = old_id.as_str(),
+        new_outbox = new_id, lost_runs = lost.len(); "till's outbox replaced");
     Ok(())
 }
 
@@ -438,6 +495,7 @@ impl PushStore for SqliteStore {
                 r.message,
                 r.outbox_seq,
                 r.attempted_payload,
+                ctx.outbox_id,
             ])?;
         }
         tx.commit()?;
@@ -470,6 +528,9 @@ impl PushStore for SqliteStore {
         let report = activity.report.unwrap_or(&empty);
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let (Some(new_id), Some(at)) = (report.outbox_id.as_deref(), activity.reported_ms) {
+            replace_outbox_if_new(&tx, device, new_id, at)?;
+        }
         if !activity.retired_seqs.is_empty() {
             let retired = serde_json::to_string(activity.retired_seqs).unwrap_or_else(|_| "[]".into());
             tx.prepare_cached(sql::INSERT_RETIRED_SEQS)?.execute(params![
@@ -490,6 +551,7 @@ impl PushStore for SqliteStore {
             report.unsent_minor,
             report.last_seq,
             report.seq_start,
+            report.outbox_id,
         ])?;
         tx.commit()?;
         Ok(())
@@ -638,6 +700,7 @@ impl AdminStore for SqliteStore {
                     unsent_minor: r.get(10)?,
                     last_seq: r.get(11)?,
                     seq_start: r.get(12)?,
+                    outbox_id: r.get(14)?,
                 },
                 sales_today: r.get(13)?,
             })
@@ -647,26 +710,40 @@ impl AdminStore for SqliteStore {
 
     fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
         let conn = self.pool.get()?;
-        let states: Vec<(String, String, i64, Option<i64>)> = conn
-            .prepare_cached(sql::SELECT_SEQ_STATES)?
-            .query_map([store_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        let mut gaps: Vec<SeqGap> = conn
+            .prepare_cached(sql::SELECT_LOST_RUNS)?
+            .query_map([store_id], |r| {
+                Ok(SeqGap {
+                    store_id: r.get(0)?,
+                    device_id: r.get(1)?,
+                    previous_outbox: Some(r.get(2)?),
+                    from: r.get(3)?,
+                    to: r.get(4)?,
+                    after_last_received: false,
+                })
+            })?
             .collect::<Result<_, _>>()?;
-        let mut gaps = Vec::new();
-        for (store, device, contiguous, last_seq) in states {
-            let seqs: Vec<i64> = conn
-                .prepare_cached(sql::SELECT_SETTLED_SEQS)?
-                .query_map(params![store, device, contiguous], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+        type State = (String, String, i64, Option<i64>, Option<String>, bool);
+        let states: Vec<State> = conn
+            .prepare_cached(sql::SELECT_SEQ_STATES)?
+            .query_map([store_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (store, device, contiguous, last_seq, outbox_id, replaced) in states {
+            let seqs = settled_seqs(&conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
             let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
             if new_contiguous > contiguous {
                 conn.prepare_cached(sql::ADVANCE_CONTIGUOUS)?.execute(params![
                     store,
                     device,
-                    new_contiguous
+                    new_contiguous,
+                    outbox_id
                 ])?;
             }
             gaps.extend(found);
         }
+        gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
         Ok(gaps)
     }
 
@@ -803,7 +880,7 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
-        assert_eq!(expected_schema_version(), 3);
+        assert_eq!(expected_schema_version(), 4);
     }
 
     #[test]
@@ -827,7 +904,11 @@ mod tests {
         let store = SqliteStore::open(&path, false, &SqliteOptions::default()).expect("open");
         assert_eq!(
             store.migrate().expect("migrate"),
-            vec!["V2__store_scoped_ids".to_owned(), "V3__console".to_owned()]
+            vec![
+                "V2__store_scoped_ids".to_owned(),
+                "V3__console".to_owned(),
+                "V4__outbox_identity".to_owned()
+            ]
         );
         let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
         assert_eq!((kept.server_tx_id, kept.payload_sha256.as_str()), (v1_id, format!("{:064}", 7).as_str()));
@@ -844,6 +925,47 @@ mod tests {
     }
 
     #[test]
+    fn outbox_identity_keeps_the_console_data_of_schema_v3() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v3.db");
+        let mut conn = Connection::open(&path).expect("open");
+        migrations().to_version(&mut conn, 3).expect("schema v3");
+        for (id, seq) in [("R-1", 1), ("R-2", 2), ("R-5", 5)] {
+            conn.execute(
+                "INSERT INTO pos_transactions (client_tx_id, payload_sha256, payload_hash_version, store_id, \
+                 device_id, receipt_number, kind, occurred_at, currency, subtotal_minor, tax_minor, total_minor, \
+                 change_minor, payload_canonical, outbox_seq, server_tx_id) VALUES (?1, printf('%064d', 7), 1, 's1', 'd1', ?1, \
+                 'sale', 0, 'EUR', 100, 0, 100, 0, '{}', ?2, ?2)",
+                params![id, seq],
+            )
+            .expect("v3 sale");
+        }
+        conn.execute_batch(
+            "INSERT INTO pos_device_status (store_id, device_id, first_seen_at, last_seen_at, unsent_count, \
+             last_seq, seq_start) VALUES ('s1', 'd1', 0, 0, 2, 7, 1); \
+             INSERT INTO pos_device_retired_seqs VALUES ('s1', 'd1', 3);",
+        )
+        .expect("v3 status");
+        drop(conn);
+        let store = SqliteStore::open(&path, false, &SqliteOptions::default()).expect("open");
+        assert_eq!(store.migrate().expect("migrate"), vec!["V4__outbox_identity".to_owned()]);
+        store.check_ready().expect("ready");
+        assert!(store.stored_sale("s1", "R-5").expect("read").is_some(), "the v3 sale is kept");
+        let till = store.tills(0).expect("tills").into_iter().find(|t| t.device_id == "d1").expect("d1");
+        assert_eq!(
+            (till.report.unsent_count, till.report.last_seq, till.report.outbox_id),
+            (Some(2), Some(7), None)
+        );
+        let gaps: Vec<_> = store
+            .seq_gaps(None)
+            .expect("gaps")
+            .into_iter()
+            .map(|g| (g.from, g.to, g.previous_outbox))
+            .collect();
+        assert_eq!(gaps, vec![(4, 4, None), (6, 7, None)], "3 retired, 1, 2 and 5 received");
+    }
+
+    #[test]
     fn a_missing_file_is_not_created_unless_asked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("absent.db");
@@ -854,7 +976,12 @@ mod tests {
         assert!(matches!(store.check_ready(), Err(StoreError::Schema(_))));
         assert_eq!(
             store.migrate().expect("migrate"),
-            vec!["V1__init".to_owned(), "V2__store_scoped_ids".to_owned(), "V3__console".to_owned()]
+            vec![
+                "V1__init".to_owned(),
+                "V2__store_scoped_ids".to_owned(),
+                "V3__console".to_owned(),
+                "V4__outbox_identity".to_owned()
+            ]
         );
         assert!(store.migrate().expect("again").is_empty());
         store.check_ready().expect("ready");

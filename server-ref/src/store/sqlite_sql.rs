@@ -13,14 +13,18 @@ pub const MIGRATION_V2: &str = include_str!("../../migrations-sqlite/V2__store_s
 /// Schema v3: the shop console (device status, outbox sequence numbers, admins, sessions).
 pub const MIGRATION_V3: &str = include_str!("../../migrations-sqlite/V3__console.sql");
 
+/// Schema v4: a till's outbox identity (on sales, audit rows and device status) and the runs a
+/// replaced outbox never delivered.
+pub const MIGRATION_V4: &str = include_str!("../../migrations-sqlite/V4__outbox_identity.sql");
+
 /// Inserts a header with the server's new `server_tx_id` (`?17`) unless the store already has its
 /// `client_tx_id`; returns the `server_tx_id` when it was inserted. (The only UNIQUE constraint it
 /// can then violate is `server_tx_id`'s.)
 pub const INSERT_HEADER: &str = "INSERT INTO pos_transactions (client_tx_id, payload_sha256, \
      payload_hash_version, store_id, device_id, receipt_number, kind, occurred_at, currency, \
      subtotal_minor, tax_minor, total_minor, change_minor, cashier_id, payload_canonical, correlation_id, \
-     server_tx_id, outbox_seq) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     server_tx_id, outbox_seq, outbox_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
      ON CONFLICT (store_id, client_tx_id) DO NOTHING RETURNING server_tx_id";
 
 /// The stored identity of a store's (`?1`) header (`?2`), to tell a replay from a conflict.
@@ -39,8 +43,8 @@ pub const INSERT_PAYMENT: &str = "INSERT INTO pos_transaction_payments (store_id
 /// One audit row (`?12` the outbox sequence number, `?13` the attempted payload of a refused sale).
 pub const INSERT_AUDIT: &str = "INSERT INTO pos_transaction_audit (client_tx_id, store_id, device_id, \
      correlation_id, attempt, payload_hash_version, payload_sha256, stored_sha256, outcome, code, message, \
-     outbox_seq, attempted_payload) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     outbox_seq, attempted_payload, outbox_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 
 /// Resolves a token hash to its device.
 pub const SELECT_TOKEN: &str = "SELECT store_id, device_id, revoked_at IS NOT NULL \
@@ -152,11 +156,13 @@ macro_rules! later {
 }
 
 /// Records news of a device (`?1`, `?2`): last seen at `?3`, last push at `?4`, the backlog report
-/// (`?6`..`?11`) received at `?5` (ms; NULL: none). Older news never overwrites newer.
+/// (`?6`..`?12`, `?12` the outbox identity) received at `?5` (ms; NULL: none). Older news never
+/// overwrites newer; a newer report's outbox identity is adopted (a replaced outbox was dealt with
+/// before, by [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]).
 pub const RECORD_ACTIVITY: &str = concat!(
     "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
-     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start) \
-     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+     reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start, \
+     outbox_id) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
      ON CONFLICT (store_id, device_id) DO UPDATE SET \
      last_seen_at = max(d.last_seen_at, excluded.last_seen_at), \
      last_push_at = ",
@@ -178,8 +184,35 @@ pub const RECORD_ACTIVITY: &str = concat!(
      last_seq = CASE WHEN ",
     newer_report!(),
     " THEN excluded.last_seq ELSE d.last_seq END, \
-     seq_start = COALESCE(d.seq_start, excluded.seq_start)"
+     seq_start = COALESCE(d.seq_start, excluded.seq_start), \
+     outbox_id = CASE WHEN ",
+    newer_report!(),
+    " AND excluded.outbox_id IS NOT NULL THEN excluded.outbox_id ELSE d.outbox_id END"
 );
+
+/// A device's (`?1`, `?2`) outbox bookkeeping: its outbox identity, where its contiguous run ends, its
+/// last reported sequence number, whether its outbox was replaced before, and whether a report
+/// received at `?3` (ms) is at least as new as the stored one. Read inside the writing transaction.
+pub const SELECT_OUTBOX_STATE: &str = "SELECT outbox_id, \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_replaced, \
+     (reported_at IS NULL OR reported_at <= ?3) FROM pos_device_status WHERE store_id = ?1 AND device_id = ?2";
+
+/// Keeps a run (`?4`..=`?5`) that a replaced outbox (`?3`) of a device (`?1`, `?2`) never delivered.
+pub const INSERT_LOST_RUN: &str = "INSERT INTO pos_device_lost_runs (store_id, device_id, outbox_id, \
+     from_seq, to_seq) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+
+/// A device's (`?1`, `?2`) outbox was replaced by `?3`: its sequence bookkeeping starts from scratch.
+pub const REPLACE_OUTBOX: &str = "UPDATE pos_device_status SET outbox_id = ?3, outbox_replaced = 1, \
+     seq_contiguous = NULL, seq_start = NULL, last_seq = NULL WHERE store_id = ?1 AND device_id = ?2";
+
+/// Forgets the retired sequence numbers of a device's (`?1`, `?2`) replaced outbox.
+pub const DELETE_RETIRED_SEQS: &str =
+    "DELETE FROM pos_device_retired_seqs WHERE store_id = ?1 AND device_id = ?2";
+
+/// Runs that replaced outboxes never delivered, of one store (`?1`) or all, oldest first per device.
+pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq \
+     FROM pos_device_lost_runs WHERE ?1 IS NULL OR store_id = ?1 \
+     ORDER BY store_id, device_id, recorded_at, from_seq";
 
 /// Every device with a token or activity, its status, and its sales that occurred since `?1` (ms).
 pub const SELECT_TILLS: &str = "WITH devs AS (SELECT store_id, device_id FROM pos_devices UNION \
@@ -191,27 +224,33 @@ pub const SELECT_TILLS: &str = "WITH devs AS (SELECT store_id, device_id FROM po
      SELECT d.store_id, d.device_id, tok.label, COALESCE(tok.active, 0), s.last_seen_at, s.last_push_at, \
      s.reported_at, s.library_version, s.unsent_count, s.oldest_unsent_age_ms, s.unsent_minor, s.last_seq, \
      s.seq_start, (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id \
-     AND t.device_id = d.device_id AND t.occurred_at >= ?1) \
+     AND t.device_id = d.device_id AND t.occurred_at >= ?1), s.outbox_id \
      FROM devs d LEFT JOIN tok ON tok.store_id = d.store_id AND tok.device_id = d.device_id \
      LEFT JOIN pos_device_status s ON s.store_id = d.store_id AND s.device_id = d.device_id \
      ORDER BY d.store_id, d.device_id";
 
-/// Devices with sequence bookkeeping, of one store (`?1`) or all.
+/// Devices with sequence bookkeeping, of one store (`?1`) or all (with their outbox identity and
+/// whether it replaced another).
 pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
-     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq FROM pos_device_status \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced \
+     FROM pos_device_status \
      WHERE ?1 IS NULL OR store_id = ?1 ORDER BY store_id, device_id";
 
-/// Settled sequence numbers of a device (`?1`, `?2`) above `?3`, ascending.
+/// Settled sequence numbers of a device (`?1`, `?2`) above `?3`, ascending; only those of its outbox
+/// `?4` (sales without an identity count too until the device's outbox was first replaced, `?5`).
 pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
      WHERE store_id = ?1 AND device_id = ?2 AND outbox_seq > ?3 \
+     AND (outbox_id = ?4 OR (NOT ?5 AND (outbox_id IS NULL OR ?4 IS NULL))) \
      UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = ?1 AND device_id = ?2 \
      AND outbox_seq > ?3 AND outcome IN ('CONFLICT', 'INVALID') \
+     AND (outbox_id = ?4 OR (NOT ?5 AND (outbox_id IS NULL OR ?4 IS NULL))) \
      UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = ?1 AND device_id = ?2 AND seq > ?3 \
      ORDER BY 1";
 
-/// Advances a device's highest contiguous sequence number to `?3`.
+/// Advances a device's highest contiguous sequence number to `?3`, unless its outbox is no longer `?4`.
 pub const ADVANCE_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = ?3 \
-     WHERE store_id = ?1 AND device_id = ?2 AND (seq_contiguous IS NULL OR seq_contiguous < ?3)";
+     WHERE store_id = ?1 AND device_id = ?2 AND (seq_contiguous IS NULL OR seq_contiguous < ?3) \
+     AND outbox_id IS ?4";
 
 /// Attention items of a store (`?1`, NULL: all), settled too when `?2`, newest first, at most `?3`.
 pub const SELECT_ATTENTION_ENTRIES: &str = concat!(

@@ -19,6 +19,10 @@ pub struct TillReport {
     pub last_seq: Option<i64>,
     /// First outbox sequence number the till numbered (sales before it predate numbering).
     pub seq_start: Option<i64>,
+    /// Random identity of the till's outbox (`None`: an older till). A new one means the outbox was
+    /// wiped or replaced: what the old one never delivered is kept as lost runs
+    /// ([`SeqGap::previous_outbox`]) and the new one's numbers are tracked from scratch.
+    pub outbox_id: Option<String>,
 }
 
 /// News about a device (of one or several requests), recorded in one statement.
@@ -73,6 +77,10 @@ pub struct SeqGap {
     /// The run lies above every sequence received, up to the `last_seq` of the till's last report:
     /// still in its outbox then (a backlog), lost if the till never pushes again.
     pub after_last_received: bool,
+    /// The run was recorded in an earlier outbox of the till, named by its identity, that was wiped
+    /// or replaced before delivering it: lost for good, kept as a lasting record (never filled by the
+    /// new outbox's sales, whose numbers start again). `None` for gaps of the current outbox.
+    pub previous_outbox: Option<String>,
 }
 
 /// Most gaps listed per device; more are summed up in the last one.
@@ -125,6 +133,7 @@ pub fn device_gaps(
             from,
             to,
             after_last_received: after,
+            previous_outbox: None,
         })
         .collect();
     (gaps, new_contiguous)

@@ -37,6 +37,8 @@ conformance!(
     the_same_id_in_two_stores_is_two_sales,
     activity_and_backlog_report_are_kept_per_device,
     a_lost_run_of_sequence_numbers_is_exactly_one_gap,
+    a_replaced_outbox_keeps_its_lost_run_and_the_new_one_starts_from_scratch,
+    a_till_that_starts_sending_its_outbox_identity_keeps_its_numbers,
     conflicts_keep_both_payloads_and_settle_with_a_note,
     admins_and_sessions,
     sales_are_found_by_id_store_and_day,
@@ -51,6 +53,7 @@ fn activity_and_backlog_report_are_kept_per_device(h: &dyn Harness) {
         unsent_minor: Some(r#"{"EUR":1234}"#.into()),
         last_seq: Some(10),
         seq_start: Some(1),
+        outbox_id: Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0".into()),
     };
     let now = 1_764_000_000_000;
     let pushed = DeviceActivity {
@@ -98,6 +101,77 @@ fn a_lost_run_of_sequence_numbers_is_exactly_one_gap(h: &dyn Harness) {
     assert_eq!(got, vec![("till-1", 3, 5, false)], "{}", h.name());
     // Asking again gives the same answer (the contiguous run was advanced to 2, not past the gap).
     assert_eq!(st.seq_gaps(None).expect("gaps").len(), 1, "{}", h.name());
+}
+
+/// Stores sale number `seq` of outbox `outbox` (`None`: an older till) as till-1.
+fn push_from(h: &dyn Harness, outbox: Option<&str>, seq: i64) {
+    let p = Prepared::new(&new_id(), sale("store-1", seq, 1)).with_seq(seq);
+    let ctx = PushContext { device: &till1(), correlation_id: "c", outbox_id: outbox };
+    let result = possync_server::push::push_result(&p.id, &h.store().store_sale(&ctx, &p.checked()));
+    assert_eq!(result.status, PushStatus::Ok, "{}", h.name());
+}
+
+/// Records a report of till-1's outbox `outbox` numbered up to `last_seq`, received at `at_ms`.
+fn report_from(h: &dyn Harness, outbox: Option<&str>, last_seq: i64, at_ms: i64) {
+    let report = TillReport {
+        last_seq: Some(last_seq),
+        seq_start: Some(1),
+        outbox_id: outbox.map(str::to_owned),
+        ..TillReport::default()
+    };
+    let activity = DeviceActivity {
+        seen_ms: at_ms,
+        pushed_ms: Some(at_ms),
+        report: Some(&report),
+        reported_ms: Some(at_ms),
+        retired_seqs: &[],
+    };
+    h.store().record_activity(&till1(), &activity).expect("record");
+}
+
+type Gap = (i64, i64, bool, Option<String>);
+
+fn gaps_of_till1(h: &dyn Harness) -> Vec<Gap> {
+    let gaps = h.store().seq_gaps(Some("store-1")).expect("gaps");
+    gaps.into_iter().map(|g| (g.from, g.to, g.after_last_received, g.previous_outbox)).collect()
+}
+
+fn a_replaced_outbox_keeps_its_lost_run_and_the_new_one_starts_from_scratch(h: &dyn Harness) {
+    let (old, new) = ("outbox-old", "outbox-new");
+    let t0 = 1_764_000_000_000;
+    for seq in 1..=100 {
+        push_from(h, Some(old), seq);
+    }
+    report_from(h, Some(old), 150, t0);
+    assert_eq!(gaps_of_till1(h), vec![(101, 150, true, None)], "still on the till: {}", h.name());
+    // The till is reinstalled: a new outbox numbers its sales from 1 again.
+    for seq in 1..=5 {
+        push_from(h, Some(new), seq);
+    }
+    report_from(h, Some(new), 5, t0 + 1_000);
+    let lost = (101, 150, false, Some(old.to_owned()));
+    assert_eq!(gaps_of_till1(h), vec![lost.clone()], "new sales 1..5 are no gap: {}", h.name());
+    assert_eq!(gaps_of_till1(h), vec![lost.clone()], "the lost run stays: {}", h.name());
+    // New numbers in the old run's range do not fill it: 101 of the new outbox is its own, and
+    // leaves its own gap 6–100.
+    push_from(h, Some(new), 101);
+    assert_eq!(gaps_of_till1(h), vec![lost.clone(), (6, 100, false, None)], "{}", h.name());
+    // A late report of the old outbox (another instance writing late) does not switch back.
+    report_from(h, Some(old), 150, t0 + 500);
+    let till = h.store().tills(0).expect("tills").into_iter().find(|t| t.device_id == "till-1");
+    assert_eq!(till.and_then(|t| t.report.outbox_id).as_deref(), Some(new), "{}", h.name());
+    assert_eq!(gaps_of_till1(h), vec![lost, (6, 100, false, None)], "{}", h.name());
+}
+
+fn a_till_that_starts_sending_its_outbox_identity_keeps_its_numbers(h: &dyn Harness) {
+    // An older library numbered 1..3 without an identity; upgraded, its outbox gets one and goes on.
+    for seq in 1..=3 {
+        push_from(h, None, seq);
+    }
+    report_from(h, None, 3, 1_000);
+    push_from(h, Some("outbox-a"), 4);
+    report_from(h, Some("outbox-a"), 5, 2_000);
+    assert_eq!(gaps_of_till1(h), vec![(5, 5, true, None)], "no reset, no lost run: {}", h.name());
 }
 
 fn conflicts_keep_both_payloads_and_settle_with_a_note(h: &dyn Harness) {
@@ -285,7 +359,10 @@ fn attention_lists_conflicts_and_invalid_of_one_store(h: &dyn Harness) {
         attempted_payload: None,
     };
     h.store()
-        .audit_rejections(&PushContext { device: &till1(), correlation_id: "c3" }, &[rejection])
+        .audit_rejections(
+            &PushContext { device: &till1(), correlation_id: "c3", outbox_id: None },
+            &[rejection],
+        )
         .expect("audit rejection");
     let items = h.store().attention_items("store-1", None).expect("attention");
     let got: Vec<_> = items.iter().map(|r| (r.outcome.as_str(), r.client_tx_id.as_str())).collect();
@@ -357,7 +434,10 @@ fn sqlite_busy_file_answers_retry_and_stores_nothing() {
     let s = Prepared::new(&new_id(), sale("store-1", 1, 2));
     let result = push_result(
         &s.id,
-        &store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked()),
+        &store.store_sale(
+            &PushContext { device: &till1(), correlation_id: "c", outbox_id: None },
+            &s.checked(),
+        ),
     );
     assert_eq!(
         (result.status, result.code.as_deref()),
@@ -370,7 +450,10 @@ fn sqlite_busy_file_answers_retry_and_stores_nothing() {
     assert_eq!(count, 0, "a RETRY stores nothing, not even an audit row");
     let again = push_result(
         &s.id,
-        &store.store_sale(&PushContext { device: &till1(), correlation_id: "c" }, &s.checked()),
+        &store.store_sale(
+            &PushContext { device: &till1(), correlation_id: "c", outbox_id: None },
+            &s.checked(),
+        ),
     );
     assert_eq!(again.status, PushStatus::Ok, "{again:?}");
 }

@@ -217,3 +217,152 @@ fn the_console_is_off_without_an_admin_and_closed_without_login_or_csrf() {
         get(&s, &format!("/console/sales?store={}", "x".repeat(3000)), &[("Cookie", &cookie)]);
     assert_eq!(status, 400, "query strings are bounded");
 }
+
+/// Creates an admin and logs in; the session cookie and the session's CSRF token (from the page).
+fn login(s: &TestServer) -> (String, String) {
+    let secret = new_secret();
+    assert!(s.store.create_admin("manager", &hash_secret(&secret).expect("hash")).expect("admin"));
+    let (_, _, cookies) = get(s, "/console/login", &[]);
+    let login_csrf = cookie_value(&cookies, "possync_login_csrf");
+    let (status, _, cookies) = post(
+        s,
+        "/console/login",
+        &format!("possync_login_csrf={login_csrf}"),
+        &format!("name=manager&secret={secret}&csrf={login_csrf}"),
+    );
+    assert_eq!(status, 303, "logged in");
+    let cookie = format!("possync_console={}", cookie_value(&cookies, "possync_console"));
+    let (status, page, _) = get(s, "/console", &[("Cookie", &cookie)]);
+    assert_eq!(status, 200);
+    let marker = r#"name="csrf" value=""#;
+    let start = page.find(marker).expect("a form with the CSRF token") + marker.len();
+    let csrf = page[start..].split('"').next().expect("token").to_owned();
+    (cookie, csrf)
+}
+
+/// The Tills page's summary sentence, as text.
+fn summary(s: &TestServer, cookie: &str) -> String {
+    s.flush_activity();
+    let (status, page, _) = get(s, "/console", &[("Cookie", cookie)]);
+    assert_eq!(status, 200);
+    let start = page.find(r#"id="summary">"#).expect("summary") + r#"id="summary">"#.len();
+    page[start..].split("</p>").next().expect("end").to_owned()
+}
+
+#[test]
+fn a_revoked_token_is_refused_and_a_revoke_without_csrf_changes_nothing() {
+    let s = TestServer::start();
+    assert_eq!(s.push(&request(vec![envelope(&new_id(), &sale("store-1", 1, 1))])).status, 200);
+    let (cookie, csrf) = login(&s);
+    let (status, body, _) = post(&s, "/console/tokens/revoke", &cookie, "store=store-1&device=till-1");
+    assert_eq!(status, 403, "no CSRF field");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["code"], "csrf_invalid");
+    let r = s.push(&request(vec![envelope(&new_id(), &sale("store-1", 2, 1))]));
+    assert_eq!((r.status, r.status_of(0)), (200, "OK"), "the token still works");
+    let (status, _, _) =
+        post(&s, "/console/tokens/revoke", &cookie, &format!("csrf={csrf}&store=store-1&device=till-1"));
+    assert_eq!(status, 303, "revoked, back to the Tills page");
+    let r = s.push(&request(vec![envelope(&new_id(), &sale("store-1", 3, 1))]));
+    assert_eq!((r.status, r.error_code()), (401, "token_revoked"), "{:?}", r.body);
+    let (_, page, _) = get(&s, "/console", &[("Cookie", &cookie)]);
+    let row =
+        page.split(r#"id="till-store-1-till-1""#).nth(1).expect("row").split("</tr>").next().expect("row");
+    assert!(row.contains("revoked"), "{row}");
+}
+
+#[test]
+fn the_all_clear_waits_until_no_till_holds_unsent_sales() {
+    let s = TestServer::start();
+    let (cookie, _) = login(&s);
+    // One sale settled by this request, 3 more still on the till, the oldest a second old: under the
+    // 1 h threshold, so nothing is flagged, but the money is not all on the server.
+    let mut body = request(vec![envelope(&new_id(), &sale("store-1", 1, 1))]);
+    body["report"] = json!({"unsent_count": 4, "oldest_unsent_age_ms": 1000, "unsent_minor": {"EUR": 400}});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    let text = summary(&s, &cookie);
+    assert!(!text.contains("Every till's money is on the server"), "{text}");
+    assert!(text.contains("3 sale(s) are still on 1 till(s), on their way"), "{text}");
+    // The till has sent everything: now the all-clear is true.
+    let mut body = request(vec![envelope(&new_id(), &sale("store-1", 2, 1))]);
+    body["report"] = json!({"unsent_count": 1});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    let text = summary(&s, &cookie);
+    assert!(text.contains("Every till's money is on the server"), "{text}");
+}
+
+#[test]
+fn unsent_amounts_and_sales_today_are_exported_as_on_the_page() {
+    let s = TestServer::start();
+    let now_ms = possync_server::console::now_ms();
+    let mut today = sale("store-1", 1, 1);
+    today.header.occurred_at_ms = now_ms;
+    let mut body = request(vec![envelope(&new_id(), &today)]);
+    body["report"] = json!({"unsent_count": 3, "oldest_unsent_age_ms": 1000,
+        "unsent_minor": {"EUR": 123450, "JPY": 500}});
+    assert_eq!(s.push(&body).status_of(0), "OK");
+    s.flush_activity();
+    let expected_eur = 123450 - today.header.total_minor;
+    let day_start = now_ms - now_ms.rem_euclid(86_400_000);
+    assert_eq!(s.store.tills(day_start).expect("tills")[0].sales_today, 1, "the sale occurred today");
+    let (cookie, _) = login(&s);
+    let (_, page, _) = get(&s, "/console", &[("Cookie", &cookie)]);
+    let row =
+        page.split(r#"id="till-store-1-till-1""#).nth(1).expect("row").split("</tr>").next().expect("row");
+    let eur = possync_server::console::views::money(expected_eur, "EUR");
+    assert!(row.contains(&eur) && row.contains("500 JPY"), "the page shows {eur}: {row}");
+    assert!(row.contains(r#"<td class="today">1</td>"#), "{row}");
+    let metrics = s.get("/metrics");
+    let text = metrics.body.as_str().expect("text");
+    let sample =
+        |name: &str, labels: &str| format!("{name}{{store_id=\"store-1\",device_id=\"till-1\"{labels}}} ");
+    assert!(
+        text.contains(&format!(
+            "{}{expected_eur}\n",
+            sample("possync_device_unsent_minor", r#",currency="EUR""#)
+        )),
+        "the request's own sale is taken off, as on the page: {text}"
+    );
+    assert!(
+        text.contains(&format!("{}500\n", sample("possync_device_unsent_minor", r#",currency="JPY""#))),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}1\n", sample("possync_device_sales_today", ""))), "{text}");
+}
+
+#[test]
+fn a_wiped_outbox_keeps_its_lost_run_on_the_page_in_gaps_and_metrics() {
+    let s = TestServer::start();
+    // The till's first outbox pushes 1..100 and reports it numbered up to 150 (101–150 unsent).
+    let envs = (1..=100).map(|n| with_seq(envelope(&new_id(), &sale("store-1", n, 1)), n)).collect();
+    let mut body = request(envs);
+    body["report"] = json!({"unsent_count": 150, "last_seq": 150, "seq_start": 1, "outbox_id": "old-outbox"});
+    let r = s.push(&body);
+    assert!((0..100).all(|i| r.status_of(i) == "OK"), "{:?}", r.body);
+    s.flush_activity();
+    // Reinstalled: a new outbox numbers from 1 again.
+    let envs = (1..=5).map(|n| with_seq(envelope(&new_id(), &sale("store-1", 1000 + n, 1)), n)).collect();
+    let mut body = request(envs);
+    body["report"] = json!({"unsent_count": 5, "last_seq": 5, "seq_start": 1, "outbox_id": "new-outbox"});
+    let r = s.push(&body);
+    assert!((0..5).all(|i| r.status_of(i) == "OK"), "{:?}", r.body);
+    s.flush_activity();
+    let expected = "store-1 till-1: sales 101–150 recorded on till-1 in its previous outbox, never received";
+    for _ in 0..2 {
+        let (ok, out, err) = run(cli().args(["gaps", "--database-url", &db_url(&s.db)]));
+        assert!(!ok, "lost sales fail the command: {out}{err}");
+        assert_eq!(out.trim(), expected, "the new outbox's 1..5 are no gap, and the lost run stays");
+        assert!(err.contains("50 sale(s)"), "{err}");
+    }
+    let (cookie, _) = login(&s);
+    let (_, page, _) = get(&s, "/console", &[("Cookie", &cookie)]);
+    assert!(
+        page.contains("sales 101–150 recorded on till-1 in its previous outbox, never received"),
+        "{page}"
+    );
+    let metrics = s.get("/metrics");
+    let text = metrics.body.as_str().expect("text");
+    for (name, value) in [("possync_device_lost_sales", 50), ("possync_device_missing_sales", 50)] {
+        let line = format!("{name}{{store_id=\"store-1\",device_id=\"till-1\"}} {value}\n");
+        assert!(text.contains(&line), "{line} in {text}");
+    }
+}

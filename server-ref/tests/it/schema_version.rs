@@ -67,7 +67,7 @@ fn store_scoped_ids_keep_the_sales_of_schema_v1() {
         .expect("v1 rows");
     let v1_id: i64 = client.query_one("SELECT server_tx_id FROM pos_transactions", &[]).expect("id").get(0);
     let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
-    assert_eq!(store.migrate().expect("migrate").len(), 2, "v2 and v3 applied");
+    assert_eq!(store.migrate().expect("migrate").len(), 3, "v2, v3 and v4 applied");
     store.check_ready().expect("ready");
     let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
     assert_eq!((kept.server_tx_id, kept.payload_sha256), (v1_id, "7".repeat(64)));
@@ -82,4 +82,45 @@ fn store_scoped_ids_keep_the_sales_of_schema_v1() {
         (row.get(0), row.get(1))
     };
     assert_eq!(children, ("s1".to_owned(), "s1".to_owned()));
+}
+
+/// Schema v4 adds the till's outbox identity; the sales, device status and retired numbers of schema
+/// v3 are kept, and their gaps read as before (sales without an identity count for their device).
+#[test]
+fn outbox_identity_keeps_the_console_data_of_schema_v3() {
+    let db = TestDb::create();
+    let mut client = db.client();
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(3))
+        .run(&mut client)
+        .expect("schema v3");
+    let sale = |id: &str, seq: i64| {
+        format!(
+            "INSERT INTO pos_transactions (client_tx_id, payload_sha256, payload_hash_version, store_id, \
+             device_id, receipt_number, kind, occurred_at, currency, subtotal_minor, tax_minor, total_minor, \
+             change_minor, payload_canonical, outbox_seq, server_tx_id) VALUES ('{id}', repeat('7', 64), 1, 's1', 'd1', \
+             '{id}', 'sale', now(), 'EUR', 100, 0, 100, 0, '{{}}', {seq}, {seq});"
+        )
+    };
+    client
+        .batch_execute(&format!(
+            "{}{}{} INSERT INTO pos_device_status (store_id, device_id, unsent_count, last_seq, seq_start) \
+             VALUES ('s1', 'd1', 2, 7, 1); INSERT INTO pos_device_retired_seqs VALUES ('s1', 'd1', 3);",
+            sale("R-1", 1),
+            sale("R-2", 2),
+            sale("R-5", 5)
+        ))
+        .expect("v3 rows");
+    let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
+    assert_eq!(store.migrate().expect("migrate"), vec!["V4__outbox_identity".to_owned()]);
+    store.check_ready().expect("ready");
+    assert!(store.stored_sale("s1", "R-5").expect("read").is_some(), "the v3 sale is kept");
+    let till = store.tills(0).expect("tills").into_iter().find(|t| t.device_id == "d1").expect("d1");
+    assert_eq!(
+        (till.report.unsent_count, till.report.last_seq, till.report.outbox_id),
+        (Some(2), Some(7), None)
+    );
+    let gaps: Vec<_> =
+        store.seq_gaps(None).expect("gaps").into_iter().map(|g| (g.from, g.to, g.previous_outbox)).collect();
+    assert_eq!(gaps, vec![(4, 4, None), (6, 7, None)], "3 retired, 1, 2 and 5 received");
 }

@@ -12,11 +12,16 @@ use possync_tests::server::TestServer;
 use possync_tests::till::{sale, sync_config};
 
 fn drain(outbox: &Outbox, server: &TestServer) {
+    drain_for(outbox, server, DrainReason::Manual);
+}
+
+/// A drain run for `reason` (`Manual` and `Online` skip per-sale backoff; `Interval` does not).
+fn drain_for(outbox: &Outbox, server: &TestServer, reason: DrainReason) {
     let config = sync_config(&server.base, &server.token, "till-1");
     let transport = HttpTransport::new(&config);
     Drainer::new(outbox, &transport, &config)
         .expect("drainer")
-        .drain(DrainReason::Manual.into(), DrainHooks::default())
+        .drain(reason.into(), DrainHooks::default())
         .expect("drain");
 }
 
@@ -73,4 +78,60 @@ fn sales_lost_from_a_tills_outbox_show_as_exactly_that_gap() {
     let got: Vec<_> =
         gaps.iter().map(|g| (g.device_id.as_str(), g.from, g.to, g.after_last_received)).collect();
     assert_eq!(got, vec![("till-1", 3, 5, false)]);
+}
+
+#[test]
+fn a_reinstalled_till_does_not_hide_the_sales_its_wiped_outbox_never_sent() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("till.db");
+    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
+    for i in 0..150 {
+        outbox.enqueue(&sale(i, 1)).expect("enqueue");
+    }
+    let old_id = outbox.outbox_id().expect("id");
+    // Sales 101–150 wait for a later try (backoff): this drain sends 1..100 and reports last_seq 150.
+    let conn = rusqlite::Connection::open(&path).expect("open file");
+    let later = i64::MAX / 2;
+    assert_eq!(
+        conn.execute("UPDATE outbox SET next_attempt_at_ms = ?1 WHERE seq > 100", [later]).expect("defer"),
+        50
+    );
+    drop(conn);
+    drain_for(&outbox, &server, DrainReason::Interval);
+    server.flush_activity();
+    let gaps: Vec<_> = server
+        .store
+        .seq_gaps(None)
+        .expect("gaps")
+        .into_iter()
+        .map(|g| (g.from, g.to, g.after_last_received))
+        .collect();
+    assert_eq!(gaps, vec![(101, 150, true)], "still on the till");
+    // The till is reinstalled: its outbox file is gone with the 50 unsent sales, a new one starts at 1.
+    drop(outbox);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let outbox = Outbox::open(&path, OutboxConfig::default()).expect("new outbox");
+    let new_id = outbox.outbox_id().expect("id");
+    assert_ne!(new_id, old_id);
+    for i in 1000..1005 {
+        outbox.enqueue(&sale(i, 1)).expect("enqueue");
+    }
+    drain(&outbox, &server);
+    server.flush_activity();
+    for _ in 0..2 {
+        let gaps: Vec<_> = server
+            .store
+            .seq_gaps(None)
+            .expect("gaps")
+            .into_iter()
+            .map(|g| (g.from, g.to, g.after_last_received, g.previous_outbox))
+            .collect();
+        assert_eq!(gaps, vec![(101, 150, false, Some(old_id.clone()))], "lost for good, and kept");
+    }
+    let till =
+        server.store.tills(0).expect("tills").into_iter().find(|t| t.device_id == "till-1").expect("till");
+    assert_eq!((till.report.outbox_id, till.report.last_seq), (Some(new_id), Some(5)));
 }

@@ -82,6 +82,7 @@ fn sales_lost_from_a_tills_outbox_show_as_exactly_that_gap() {
 
 #[test]
 fn a_reinstalled_till_does_not_hide_the_sales_its_wiped_outbox_never_sent() {
+    let _serial = crate::shared();
     let server = TestServer::start();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");

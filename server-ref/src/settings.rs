@@ -96,7 +96,7 @@ pub struct ServeSettings {
     #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = 0)]
     pub max_inflight_sales: usize,
     /// Sales of one push settled at once, each in its own transaction (at most this many database
-    /// connections for one request). 1: one after another.
+    /// connections for one request; fewer when many pushes share the workers). 1: one after another.
     #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = 4)]
     pub sale_lanes: usize,
     /// Most sales per request.

@@ -5,10 +5,12 @@
 //! A revocation must not wait for the TTL: the cache is a [`RevocationSink`]. The store announces
 //! every revocation (PostgreSQL `LISTEN`/`NOTIFY`, to every instance) and the cache empties at once.
 //! While the store cannot announce (its listening connection is down, or a store without a channel),
-//! the cache stays off, so a revocation is never missed.
+//! the cache stays off, so a revocation is never missed. A lookup that was already running when a
+//! revocation arrived cannot put its (now stale) answer back: every revocation starts a new
+//! generation, and [`TokenCache::put`] keeps an answer only if it was looked up in the current one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub struct TokenCache {
     entries: Mutex<HashMap<String, (Device, i64)>>,
     /// Whether revocations are being announced; off until the store says so.
     announced: AtomicBool,
+    /// Bumped (under the `entries` lock) by every revocation and change of the channel.
+    generation: AtomicU64,
 }
 
 /// Where a store announces revocations.
@@ -51,6 +55,7 @@ impl TokenCache {
             clock,
             entries: Mutex::new(HashMap::new()),
             announced: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -68,13 +73,22 @@ impl TokenCache {
         entries.get(token_sha256).filter(|(_, at)| self.fresh(*at, now)).map(|(device, _)| device.clone())
     }
 
-    /// Remembers that `token_sha256` was found active for `device` now.
-    pub fn put(&self, token_sha256: &str, device: &Device) {
+    /// The current generation: read it before looking a token up, and give it to [`TokenCache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remembers that `token_sha256` was found active for `device`, by a lookup that started in
+    /// `generation`; nothing is kept if a revocation arrived since (the lookup may predate it).
+    pub fn put(&self, token_sha256: &str, device: &Device, generation: u64) {
         if self.ttl_ms == 0 || !self.announced.load(Ordering::SeqCst) {
             return;
         }
         let now = self.clock.monotonic_ms();
         let mut entries = self.entries.lock();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(token_sha256) {
             entries.retain(|_, (_, at)| self.fresh(*at, now));
             if entries.len() >= MAX_ENTRIES {
@@ -93,7 +107,9 @@ impl std::fmt::Debug for TokenCache {
 
 impl RevocationSink for TokenCache {
     fn revoked(&self) {
-        self.entries.lock().clear();
+        let mut entries = self.entries.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 
     fn announcing(&self, on: bool) {
@@ -101,7 +117,10 @@ impl RevocationSink for TokenCache {
             self.announced.store(false, Ordering::SeqCst);
         }
         // Whatever was cached before the channel (re)opened may predate a revocation it missed.
-        self.entries.lock().clear();
+        let mut entries = self.entries.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+        drop(entries);
         if on {
             self.announced.store(true, Ordering::SeqCst);
         }
@@ -121,17 +140,17 @@ mod tests {
     #[test]
     fn a_revocation_empties_the_cache_and_a_silent_store_turns_it_off() {
         let cache = TokenCache::new(Duration::from_secs(60));
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         assert_eq!(cache.get("a"), None, "nothing is cached before revocations are announced");
         cache.announcing(true);
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         assert_eq!(cache.get("a"), Some(device(1)));
         cache.revoked();
         assert_eq!(cache.get("a"), None, "a revocation empties the cache");
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         cache.announcing(false);
         assert_eq!(cache.get("a"), None, "the channel is down: no cache");
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         assert_eq!(cache.get("a"), None);
     }
 
@@ -145,17 +164,30 @@ mod tests {
         let cache = TokenCache::with_clock(Duration::from_millis(50), clock.clone());
         cache.announcing(true);
         assert_eq!(cache.get("a"), None);
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         clock.advance(49);
         assert_eq!(cache.get("a"), Some(device(1)));
         clock.advance(1);
         assert_eq!(cache.get("a"), None, "expired");
     }
 
+    /// A lookup that started before a revocation arrived answers with what the database said then:
+    /// its answer is not kept.
+    #[test]
+    fn a_lookup_older_than_a_revocation_is_not_kept() {
+        let cache = announced(Duration::from_secs(60));
+        let started = cache.generation();
+        cache.revoked();
+        cache.put("a", &device(1), started);
+        assert_eq!(cache.get("a"), None, "the answer predates the revocation");
+        cache.put("a", &device(1), cache.generation());
+        assert_eq!(cache.get("a"), Some(device(1)), "a lookup after it is kept");
+    }
+
     #[test]
     fn a_zero_ttl_keeps_nothing() {
         let cache = announced(Duration::ZERO);
-        cache.put("a", &device(1));
+        cache.put("a", &device(1), cache.generation());
         assert_eq!(cache.get("a"), None);
     }
 
@@ -163,7 +195,7 @@ mod tests {
     fn stays_bounded() {
         let cache = announced(Duration::from_secs(60));
         for n in 0..MAX_ENTRIES + 10 {
-            cache.put(&format!("t{n}"), &device(n));
+            cache.put(&format!("t{n}"), &device(n), cache.generation());
         }
         assert!(cache.entries.lock().len() <= MAX_ENTRIES);
         assert_eq!(cache.get(&format!("t{}", MAX_ENTRIES + 9)), Some(device(MAX_ENTRIES + 9)));

@@ -63,7 +63,8 @@ pub struct FrontLimits {
     pub max_inflight_sales: usize,
     /// Sales of one request settled at once, each in its own transaction on its own connection, so
     /// that one till drains faster than one connection commits; at most this many database threads
-    /// for one request. 1: one after another.
+    /// for one request, fewer when many pushes share the workers (`workers / pushes in flight`, at
+    /// least 1). 1: one after another.
     pub sale_lanes: usize,
 }
 

@@ -319,6 +319,14 @@ impl Drop for InFlight {
 /// A push's admission and its share of the sales budget, held by every job of the push.
 type Admitted = Arc<(InFlight, tokio::sync::OwnedSemaphorePermit)>;
 
+/// Lanes for one push when `in_flight` pushes (this one included) are admitted: up to `sale_lanes`
+/// while the database threads have room, fewer as pushes share them, one when every thread has a
+/// push of its own. A till alone drains faster than one connection commits; in a storm the lanes
+/// would only queue behind each other and take the cores the async threads need to shed at once.
+fn lanes_for(sale_lanes: usize, workers: usize, in_flight: usize) -> usize {
+    (workers / in_flight.max(1)).clamp(1, sale_lanes.max(1))
+}
+
 /// Settles a checked push on the database threads: one job for a request of one lane (a single sale,
 /// or `--sale-lanes 1`); else its sales split into lanes settled in parallel, each sale still in its
 /// own transaction, at most `--sale-lanes` connections for one request.
@@ -330,7 +338,9 @@ async fn settle_push(
     checked: CheckedPush,
     deadline: Instant,
 ) -> Result<Result<PushResponse, PushError>, Reply> {
-    let (mut split, news) = checked.into_lanes(app.config.limits.sale_lanes.max(1));
+    let in_flight = app.config.max_inflight_pushes().saturating_sub(app.admission.available_permits());
+    let lanes = lanes_for(app.config.limits.sale_lanes, app.config.workers, in_flight);
+    let (mut split, news) = checked.into_lanes(lanes);
     if split.len() <= 1 {
         let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
         return run_blocking(app, cid, move || {
@@ -413,9 +423,10 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<
     }
     let store = app.store.clone();
     let sha = token_sha256.clone();
+    let generation = app.tokens.generation();
     match run_blocking(app, cid, move || store.lookup_token(&sha)).await? {
         Ok(TokenLookup::Active(device)) => {
-            app.tokens.put(&token_sha256, &device);
+            app.tokens.put(&token_sha256, &device, generation);
             Ok(device)
         }
         Ok(TokenLookup::Revoked) => {
@@ -423,5 +434,21 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<
         }
         Ok(TokenLookup::Unknown) => Err(reply::unauthorized("invalid_token", "unknown device token", cid)),
         Err(e) => Err(unavailable(app, "database_unavailable", e.to_string(), cid)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lanes_for;
+
+    #[test]
+    fn a_push_alone_gets_every_lane_and_a_crowd_one_each() {
+        assert_eq!(lanes_for(4, 16, 1), 4, "a till alone");
+        assert_eq!(lanes_for(4, 16, 4), 4, "four pushes: 16 threads, 4 lanes each");
+        assert_eq!(lanes_for(4, 16, 8), 2);
+        assert_eq!(lanes_for(4, 16, 16), 1);
+        assert_eq!(lanes_for(4, 16, 32), 1, "never fewer than one");
+        assert_eq!(lanes_for(1, 16, 1), 1, "--sale-lanes 1: one after another");
+        assert_eq!(lanes_for(4, 16, 0), 4);
     }
 }

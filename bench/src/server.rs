@@ -113,21 +113,28 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sends one push; returns the statuses of its results (empty for a failed request).
-fn push(agent: &ureq::Agent, served: &Served, body: &[u8]) -> Vec<PushStatus> {
+/// Sends one push; returns the statuses of its results (empty for a failed request), and the
+/// server's `Retry-After` when it shed the push (503).
+fn push(agent: &ureq::Agent, served: &Served, body: &[u8]) -> (Vec<PushStatus>, Option<u64>) {
     let response = agent
         .post(format!("{}/sync/push", served.server.base))
         .header("Authorization", format!("Bearer {}", served.token))
         .header("Content-Type", "application/json")
         .send(body);
-    let Ok(mut response) = response else { return Vec::new() };
+    let Ok(mut response) = response else { return (Vec::new(), None) };
     if response.status() != 200 {
-        return Vec::new();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        return (Vec::new(), retry_after);
     }
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    serde_json::from_str::<PushResponse>(&text)
+    let statuses = serde_json::from_str::<PushResponse>(&text)
         .map(|r| r.results.into_iter().map(|r| r.status).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (statuses, None)
 }
 
 /// Sales per second stored (`OK`) by `concurrency` pushers sending batches of `batch` for `seconds`.
@@ -150,11 +157,17 @@ pub fn push_rate(served: &Served, concurrency: usize, batch: usize, seconds: u64
                             format!("b-{run}-{t}-{n}")
                         })
                         .collect();
-                    let ok = push(&agent, served, &push_body(tail, &ids))
-                        .into_iter()
-                        .filter(|s| *s == PushStatus::Ok)
-                        .count();
+                    let (statuses, retry_after) = push(&agent, served, &push_body(tail, &ids));
+                    let ok = statuses.into_iter().filter(|s| *s == PushStatus::Ok).count();
                     stored.fetch_add(ok as u64, Ordering::Relaxed);
+                    // Shed: come back when the server says, as a till does (not in a tight loop
+                    // that would spend the server's cores on refusals).
+                    if let Some(secs) = retry_after {
+                        let until = Instant::now() + Duration::from_secs(secs);
+                        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
                 }
             });
         }
@@ -275,7 +288,7 @@ pub fn duplicate_storm(exe: &Path, admin_url: &str, pushers: usize, rounds: usiz
             .map(|round| {
                 let body = push_body(&tail, &[format!("alone-{round}")]);
                 let t = Instant::now();
-                let statuses = push(&agent, &served, &body);
+                let (statuses, _) = push(&agent, &served, &body);
                 assert_eq!(statuses, [PushStatus::Ok], "uncontended push {round}");
                 t.elapsed().as_secs_f64() * 1000.0
             })
@@ -295,7 +308,7 @@ pub fn duplicate_storm(exe: &Path, admin_url: &str, pushers: usize, rounds: usiz
                         let agent = agent();
                         barrier.wait();
                         let t = Instant::now();
-                        let statuses = push(&agent, served, body);
+                        let (statuses, _) = push(&agent, served, body);
                         (t.elapsed().as_secs_f64() * 1000.0, statuses)
                     })
                 })

@@ -317,32 +317,31 @@ impl CheckedPush {
         self.sales.is_empty()
     }
 
-    /// The sales split into at most `lanes` lanes to settle in parallel. Sales with the same
-    /// `client_tx_id` land in the same lane, in request order, so a request naming one sale twice
-    /// answers `OK` then `DUPLICATE` as when settled one by one.
+    /// The sales split into at most `lanes` lanes to settle in parallel, dealt out in turn so that
+    /// the lanes are even (a lane that ends last keeps the whole request waiting). Sales with the
+    /// same `client_tx_id` land in the lane of its first occurrence, in request order, so a request
+    /// naming one sale twice answers `OK` then `DUPLICATE` as when settled one by one.
     pub fn into_lanes(self, lanes: usize) -> (Vec<Lane>, PushNews) {
         let n = lanes.clamp(1, self.sales.len().max(1));
         let outbox_id: Option<std::sync::Arc<str>> = self.news.outbox_id().map(Into::into);
         let mut out: Vec<Lane> =
             (0..n).map(|_| Lane { sales: Vec::new(), outbox_id: outbox_id.clone() }).collect();
+        let mut lane_of_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut next = 0usize;
         for (index, sale) in self.sales.into_iter().enumerate() {
-            let lane = match &sale {
-                Ok(p) => lane_of(&p.client_tx_id, n),
-                Err(_) => index % n,
+            let id = match &sale {
+                Ok(p) => &p.client_tx_id,
+                Err(r) => &r.client_tx_id,
             };
+            let lane = *lane_of_id.entry(id.clone()).or_insert_with(|| {
+                next += 1;
+                (next - 1) % n
+            });
             out[lane].sales.push((index, sale));
         }
         out.retain(|l| !l.sales.is_empty());
         (out, self.news)
     }
-}
-
-/// The lane of a sale id: a stable hash, so one id always goes to one lane.
-fn lane_of(client_tx_id: &str, lanes: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    client_tx_id.hash(&mut h);
-    (h.finish() % lanes as u64) as usize
 }
 
 /// Settles a lane's sales one after another, each in its own transaction. Sales not settled by
@@ -645,8 +644,8 @@ mod tests {
 
     #[test]
     fn lanes_keep_one_id_in_one_lane_in_request_order() {
-        // Lanes route by id; refused entries (no valid id) by position. Only the routing is under
-        // test, so the entries are refused ones carrying the ids.
+        // Lanes route by id (the lane of its first occurrence). Only the routing is under test, so
+        // the entries are refused ones carrying the ids.
         let ids = ["a", "b", "a", "c", "d", "a", "e", "b"];
         let news = || PushNews { report: None, had_sales: true };
         let checked = CheckedPush { sales: ids.iter().map(|id| Err(refused(id))).collect(), news: news() };
@@ -659,13 +658,21 @@ mod tests {
             assert!(lane.sales.windows(2).all(|w| w[0].0 < w[1].0), "request order within a lane");
         }
         for id in ["a", "b"] {
-            let sales_a: Vec<_> = (0..ids.len()).filter(|&i| ids[i] == id).collect();
-            let lane_count =
-                sales_a.iter().map(|i| lane_of(ids[*i], 3)).collect::<std::collections::HashSet<_>>();
-            assert_eq!(lane_count.len(), 1, "{id} is routed to one lane");
+            let holding: Vec<usize> =
+                (0..lanes.len()).filter(|&l| lanes[l].sales.iter().any(|(i, _)| ids[*i] == id)).collect();
+            assert_eq!(holding.len(), 1, "{id} is routed to one lane");
         }
         assert_eq!(CheckedPush { sales: vec![Err(refused("x"))], news: news() }.into_lanes(8).0.len(), 1);
         assert_eq!(CheckedPush { sales: Vec::new(), news: news() }.into_lanes(4).0.len(), 0);
+    }
+
+    #[test]
+    fn lanes_are_even() {
+        let news = PushNews { report: None, had_sales: true };
+        let sales = (0..50).map(|n| Err(refused(&format!("sale-{n}")))).collect();
+        let (lanes, _) = CheckedPush { sales, news }.into_lanes(4);
+        let sizes: Vec<usize> = lanes.iter().map(|l| l.sales.len()).collect();
+        assert_eq!(sizes, vec![13, 13, 12, 12], "50 sales dealt over 4 lanes");
     }
 
     #[test]

@@ -118,6 +118,12 @@ enum Cmd {
     /// (internal) A till draining its outbox in its own process; prints the outcome as JSON.
     #[command(hide = true)]
     ChildDrain(ChildTillArgs),
+    /// (internal) The storm's prober of `/healthz` and `/metrics`, until stdin closes.
+    #[command(hide = true)]
+    ChildProbe {
+        #[arg(long)]
+        base: String,
+    },
 }
 
 /// A till in a child process: its outbox file, its server, token and device.
@@ -266,6 +272,10 @@ fn main() -> ExitCode {
             }
             return ExitCode::FAILURE;
         }
+        Cmd::ChildProbe { base } => {
+            storm::probe_until_stdin_closes(&base);
+            return ExitCode::SUCCESS;
+        }
         Cmd::ChildDrain(ChildTillArgs { outbox, server, token, device }) => {
             return match child::drain_all(&outbox, &server, &token, &device) {
                 Ok(outcome) => {
@@ -307,7 +317,7 @@ fn main() -> ExitCode {
             run.storm();
             run.lossy();
         }
-        Cmd::ChildServer { .. } | Cmd::ChildDrain(_) | Cmd::ChildTill(_) => {
+        Cmd::ChildServer { .. } | Cmd::ChildDrain(_) | Cmd::ChildTill(_) | Cmd::ChildProbe { .. } => {
             unreachable!("handled above")
         }
     }

@@ -9,7 +9,8 @@
 //! - push requests as the tills saw them (send to answer), admitted (200) and shed (429/503) apart,
 //!   and the server's own mean request time from `/metrics` to compare;
 //! - the 503s, the peak of open connections, the server's peak RSS;
-//! - whether `/healthz` and `/metrics` answered within 1 s all along.
+//! - whether `/healthz` and `/metrics` answered within 1 s all along, asked by a prober in its own
+//!   process (`child-probe`), as a monitoring system would: not by a thread starved among the tills'.
 //!
 //! Then exactly-once is checked with `possync-server verify`'s logic: every outbox sale is on the
 //! server once with its hash, and the server holds nothing else for these devices.
@@ -209,11 +210,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
     seen.lock().clear();
 
     let server = ServerProcess::start_on(exe, &db.url, size.workers, size.workers as u32 + 2, port);
-    let probing = Arc::new(AtomicBool::new(true));
-    let prober = {
-        let (probing, base) = (probing.clone(), base.clone());
-        std::thread::spawn(move || probe(&base, &probing))
-    };
+    let prober = Prober::start(exe, &base);
 
     let started = Instant::now();
     let mut order: Vec<usize> = (0..tills.len()).collect();
@@ -239,8 +236,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         std::thread::sleep(Duration::from_millis(100));
     }
     let drain_seconds = started.elapsed().as_secs_f64();
-    probing.store(false, Ordering::SeqCst);
-    let (health_max_ms, health_slow, peak_open_connections) = prober.join().expect("prober");
+    let (health_max_ms, health_slow, peak_open_connections) = prober.finish();
     let metrics = scrape(&base).unwrap_or_default();
     let server_peak_rss_kib = server.peak_rss_kib();
     for (_, engine) in &tills {
@@ -330,6 +326,53 @@ fn verify_all(store: &PgStore, tills: &[(Device, SyncEngine)], sales: usize) -> 
         }
         clean
     })
+}
+
+/// The `child-probe` process: polls the server as a monitoring system would, from a process of its
+/// own.
+struct Prober(std::process::Child);
+
+impl Prober {
+    fn start(exe: &Path, base: &str) -> Prober {
+        let child = std::process::Command::new(exe)
+            .args(["child-probe", "--base", base])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the prober process");
+        Prober(child)
+    }
+
+    /// Stops the prober (closes its stdin) and returns what it saw: the slowest answer (ms), how
+    /// many failed or took over 1 s, and the most open connections seen.
+    fn finish(mut self) -> (f64, usize, u64) {
+        drop(self.0.stdin.take());
+        let out = self.0.wait_with_output().expect("the prober's report");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace();
+        let mut next = || fields.next().unwrap_or("");
+        match (next().parse(), next().parse(), next().parse()) {
+            (Ok(worst), Ok(slow), Ok(peak)) => (worst, slow, peak),
+            _ => panic!("the prober reported nothing usable: {text:?}"),
+        }
+    }
+}
+
+/// `child-probe`: polls `/healthz` and `/metrics` every 250 ms until stdin closes, then prints the
+/// slowest answer (ms), how many failed or took over 1 s, and the most open connections seen.
+pub fn probe_until_stdin_closes(base: &str) {
+    let probing = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let probing = probing.clone();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            probing.store(false, Ordering::SeqCst);
+        })
+    };
+    let (worst, slow, peak) = probe(base, &probing);
+    let _ = watcher.join();
+    println!("{worst} {slow} {peak}");
 }
 
 /// Polls `/healthz` and `/metrics` every 250 ms until told to stop; returns the slowest answer (ms),

@@ -46,11 +46,17 @@ pub fn serve_until_stdin_closes(
     workers: usize,
     pool: u32,
     port: u16,
+    monitor_port: Option<u16>,
 ) -> Result<(), String> {
     let config: postgres::Config = database_url.parse().map_err(|e| format!("database url: {e}"))?;
     let options = PgOptions { pool_size: pool, ..PgOptions::default() };
     let store = PgStore::connect(config, &options).map_err(|e| format!("connect: {e}"))?;
-    let http_config = HttpConfig { listen: ([127, 0, 0, 1], port).into(), workers, ..HttpConfig::default() };
+    let http_config = HttpConfig {
+        listen: ([127, 0, 0, 1], port).into(),
+        monitor_listen: monitor_port.map(|m| ([127, 0, 0, 1], m).into()),
+        workers,
+        ..HttpConfig::default()
+    };
     let server = http::start(Arc::new(store), http_config).map_err(|e| format!("start: {e}"))?;
     println!("listening http://{}", server.local_addr());
     // Blocks until the parent closes our stdin (or dies).
@@ -82,10 +88,31 @@ impl ServerProcess {
     /// # Panics
     /// As [`ServerProcess::start`].
     pub fn start_on(exe: &Path, database_url: &str, workers: usize, pool: u32, port: u16) -> ServerProcess {
-        let mut child = Command::new(exe)
+        Self::start_with_monitor(exe, database_url, workers, pool, port, None)
+    }
+
+    /// [`ServerProcess::start_on`] with a monitoring port (`/healthz`, `/readyz`, `/metrics` on a
+    /// thread of their own) on `monitor_port` when given.
+    ///
+    /// # Panics
+    /// As [`ServerProcess::start`].
+    pub fn start_with_monitor(
+        exe: &Path,
+        database_url: &str,
+        workers: usize,
+        pool: u32,
+        port: u16,
+        monitor_port: Option<u16>,
+    ) -> ServerProcess {
+        let mut command = Command::new(exe);
+        command
             .args(["child-server", "--database-url", database_url])
             .args(["--workers", &workers.to_string(), "--pool", &pool.to_string()])
-            .args(["--port", &port.to_string()])
+            .args(["--port", &port.to_string()]);
+        if let Some(m) = monitor_port {
+            command.args(["--monitor-port", &m.to_string()]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -111,6 +111,9 @@ enum Cmd {
         pool: u32,
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// A monitoring port (`/healthz`, `/readyz`, `/metrics` on a thread of their own).
+        #[arg(long)]
+        monitor_port: Option<u16>,
     },
     /// (internal) A till's sync engine (production defaults) on its outbox, until killed.
     #[command(hide = true)]
@@ -257,8 +260,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command: Vec<String> = std::env::args().skip(1).collect();
     match cli.command {
-        Cmd::ChildServer { database_url, workers, pool, port } => {
-            return match child::serve_until_stdin_closes(&database_url, workers, pool, port) {
+        Cmd::ChildServer { database_url, workers, pool, port, monitor_port } => {
+            return match child::serve_until_stdin_closes(&database_url, workers, pool, port, monitor_port) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("child-server: {e}");

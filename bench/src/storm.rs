@@ -10,7 +10,7 @@
 //!   and the server's own mean request time from `/metrics` to compare;
 //! - the 503s, the peak of open connections, the server's peak RSS;
 //! - whether `/healthz` and `/metrics` answered within 1 s all along, asked by a prober in its own
-//!   process (`child-probe`), as a monitoring system would: not by a thread starved among the tills'.
+//!   process (`child-probe`) on the server's monitoring port, as a monitoring system would be set up.
 //!
 //! Then exactly-once is checked with `possync-server verify`'s logic: every outbox sale is on the
 //! server once with its hash, and the server holds nothing else for these devices.
@@ -209,8 +209,17 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
     }
     seen.lock().clear();
 
-    let server = ServerProcess::start_on(exe, &db.url, size.workers, size.workers as u32 + 2, port);
-    let prober = Prober::start(exe, &base);
+    // Monitoring asks the server's monitoring port, as a shop's Prometheus would be set up to.
+    let monitor_port = reserve_port();
+    let server = ServerProcess::start_with_monitor(
+        exe,
+        &db.url,
+        size.workers,
+        size.workers as u32 + 2,
+        port,
+        Some(monitor_port),
+    );
+    let prober = Prober::start(exe, &format!("http://127.0.0.1:{monitor_port}"));
 
     let started = Instant::now();
     let mut order: Vec<usize> = (0..tills.len()).collect();

@@ -42,6 +42,11 @@ pub struct ServeSettings {
     /// Address to listen on.
     #[arg(long, env = "POSSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// A second address serving only /healthz, /readyz and /metrics, on a thread of its own, so that
+    /// monitoring is answered while the main port is busy with pushes. None by default.
+    #[arg(long, env = "POSSYNC_MONITOR_LISTEN")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_listen: Option<SocketAddr>,
     /// Threads doing database work (token lookups, sale transactions); size it like the pool.
     #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 16)]
     pub workers: usize,
@@ -142,6 +147,7 @@ impl ServeSettings {
         let ms = Duration::from_millis;
         HttpConfig {
             listen: self.listen,
+            monitor_listen: self.monitor_listen,
             workers: self.workers,
             async_threads: self.async_threads,
             max_body_bytes: self.max_body_bytes,

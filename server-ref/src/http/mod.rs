@@ -18,6 +18,7 @@
 
 pub mod accept;
 mod framing;
+mod gauges;
 pub mod reply;
 pub mod routes;
 
@@ -90,6 +91,10 @@ impl Default for FrontLimits {
 pub struct HttpConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// A second address serving only `/healthz`, `/readyz` and `/metrics`, on a thread of its own, so
+    /// that monitoring is answered at once while the main port's threads are busy with pushes (they
+    /// stay on the main port too). `None`: no monitoring port.
+    pub monitor_listen: Option<SocketAddr>,
     /// Threads doing database work (token lookups, sale transactions, readiness); size it like the
     /// database pool.
     pub workers: usize,
@@ -118,6 +123,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            monitor_listen: None,
             workers: 16,
             async_threads: 2,
             max_body_bytes: 4 * 1024 * 1024,
@@ -161,6 +167,8 @@ pub(crate) struct App {
     pub(crate) activity: crate::activity::ActivityRecorder,
     /// Sales being settled at once, across requests (see [`FrontLimits::max_inflight_sales`]).
     pub(crate) sales_budget: Arc<tokio::sync::Semaphore>,
+    /// The per-device gauges of `/metrics`, refreshed off the push threads.
+    pub(crate) gauges: gauges::DeviceGauges,
 }
 
 /// Why the server stopped.
@@ -181,6 +189,8 @@ pub struct RunningServer {
     app: Arc<App>,
     watcher: Option<std::thread::JoinHandle<()>>,
     watch_stop: Arc<AtomicBool>,
+    /// The monitoring port's address and thread, when there is one.
+    monitor: Option<(SocketAddr, std::thread::JoinHandle<()>)>,
 }
 
 /// Asks a [`RunningServer`] to stop, from any thread (e.g. a signal handler).
@@ -254,15 +264,49 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         console_logins,
         activity,
         sales_budget,
+        gauges: gauges::DeviceGauges::start()?,
     });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());
     let max_connections = accept::connection_cap(&app.config);
     app.metrics.connections_max.set(i64::try_from(max_connections).unwrap_or(i64::MAX));
+    let monitor = match app.config.monitor_listen {
+        Some(at) => Some(start_monitor(at, &app, stop_rx.clone())?),
+        None => None,
+    };
     let main = runtime.spawn(accept::serve(listener, router, app.clone(), max_connections, stop_rx));
-    log::info!(listen:% = addr, workers = app.config.workers, max_connections = max_connections;
-        "possync-server listening");
-    Ok(RunningServer { addr, runtime, stop: Arc::new(stop), main, app, watcher, watch_stop })
+    let monitor_addr = monitor.as_ref().map(|(a, _)| a.to_string()).unwrap_or_default();
+    log::info!(listen:% = addr, monitor = monitor_addr.as_str(), workers = app.config.workers,
+        max_connections = max_connections; "possync-server listening");
+    Ok(RunningServer { addr, runtime, stop: Arc::new(stop), main, app, watcher, watch_stop, monitor })
+}
+
+/// Open connections at most on the monitoring port (a scraper or two, a load balancer's checks).
+const MONITOR_CONNECTIONS: usize = 64;
+
+/// Binds the monitoring port and serves it on a thread of its own (a one-thread runtime), with the
+/// same bounds as the main port, until `stop`.
+fn start_monitor(
+    at: SocketAddr,
+    app: &Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, std::thread::JoinHandle<()>), StartError> {
+    let listener = bind(at)?;
+    let addr = listener.local_addr().unwrap_or(at);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?
+    };
+    let (router, app) = (routes::monitor_router(app.clone()), app.clone());
+    let thread = std::thread::Builder::new().name("possync-monitor".into()).spawn(move || {
+        let reason = runtime.block_on(accept::serve(listener, router, app, MONITOR_CONNECTIONS, stop));
+        if let StopReason::Failed(why) = reason {
+            log::error!(listen:% = addr, reason = why.as_str(); "the monitoring port stopped serving");
+        }
+    })?;
+    Ok((addr, thread))
 }
 
 /// A non-blocking listener on `addr` with `TCP_NODELAY` (inherited by accepted sockets on Linux).
@@ -279,6 +323,11 @@ impl RunningServer {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The monitoring port's bound address, when [`HttpConfig::monitor_listen`] was set.
+    pub fn monitor_addr(&self) -> Option<SocketAddr> {
+        self.monitor.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Writes the device activity noted so far now, instead of at the next interval (tests).
@@ -304,8 +353,14 @@ impl RunningServer {
             Ok(reason) => reason,
             Err(e) => StopReason::Failed(format!("the accept loop ended abnormally: {e}")),
         };
+        // The main port stopped (asked to, or on its own): the monitoring port stops with it.
+        let _ = self.stop.send(true);
+        if let Some((_, monitor)) = self.monitor {
+            let _ = monitor.join();
+        }
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         self.app.pool.join();
+        self.app.gauges.join();
         self.app.activity.stop();
         self.watch_stop.store(true, Ordering::SeqCst);
         if let Some(watcher) = self.watcher {

@@ -45,13 +45,28 @@ struct CorrelationId(Arc<str>);
 
 /// The routes of the server, behind [`front`] and catch-panic.
 pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(PUSH_PATH, axum::routing::any(push))
         .route("/healthz", axum::routing::any(healthz))
         .route("/readyz", axum::routing::any(readyz))
         .route("/metrics", axum::routing::any(metrics))
         .route("/console", axum::routing::any(crate::console::pages::console))
-        .route("/console/{*rest}", axum::routing::any(crate::console::pages::console))
+        .route("/console/{*rest}", axum::routing::any(crate::console::pages::console));
+    layered(routes, app)
+}
+
+/// The monitoring routes alone (`/healthz`, `/readyz`, `/metrics`), for the monitoring port.
+pub(crate) fn monitor_router(app: Arc<App>) -> Router {
+    let routes = Router::new()
+        .route("/healthz", axum::routing::any(healthz))
+        .route("/readyz", axum::routing::any(readyz))
+        .route("/metrics", axum::routing::any(metrics));
+    layered(routes, app)
+}
+
+/// `routes` behind [`front`] and catch-panic, with a JSON 404 for anything else.
+fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    routes
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(|_| {
             log::error!("request handler panicked");
@@ -157,12 +172,8 @@ async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
         return method_not_allowed(request.method(), "/metrics", &cid);
     }
     let mut text = app.metrics.render(app.store.pool_state());
-    let store = app.store.clone();
-    let alert = app.config.console.alert_after;
-    match run_blocking(&app, &cid, move || crate::metrics::device_gauges(store.as_ref(), alert)).await {
-        Ok(Ok(devices)) => text.push_str(&devices),
-        Ok(Err(e)) => log::warn!(correlation_id = &*cid, error:% = e; "per-device metrics unavailable"),
-        Err(_) => log::warn!(correlation_id = &*cid; "per-device metrics skipped: database queue full"),
+    if let Some(devices) = app.gauges.text(app.store.clone(), app.config.console.alert_after, &cid).await {
+        text.push_str(&devices);
     }
     reply::text("text/plain; version=0.0.4", text)
 }

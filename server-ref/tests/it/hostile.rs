@@ -845,3 +845,80 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
     let answer: serde_json::Value = reply.body_mut().read_json().expect("json");
     assert!(answer["results"].as_array().expect("results").iter().all(|r| r["status"] == "OK"), "{answer}");
 }
+
+/// The monitoring port answers `/healthz`, `/readyz` and `/metrics` on a thread of its own, and
+/// nothing else: a push there is a 404 and stores nothing.
+#[test]
+fn the_monitoring_port_serves_the_monitoring_routes_only() {
+    let mut h = Hostile::start(&["--monitor-listen", "127.0.0.1:0"], None);
+    let monitor = h
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("possync-server listening"))
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v.get("monitor")?.as_str().map(str::to_owned)
+        })
+        .filter(|m| !m.is_empty())
+        .expect("the listening line names the monitoring port");
+    assert_ne!(monitor, h.addr, "a port of its own");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let reply = h.agent.get(format!("http://{monitor}{path}")).call().expect("answered");
+        assert_eq!(reply.status().as_u16(), 200, "{path} on the monitoring port");
+    }
+    let id = new_id();
+    let mut reply = h
+        .agent
+        .post(format!("http://{monitor}/sync/push"))
+        .header("Authorization", &format!("Bearer {}", h.token))
+        .send_json(request(vec![envelope(&id, &sale("store-1", 1, 1))]))
+        .expect("answered");
+    assert_eq!(reply.status().as_u16(), 404);
+    let body: serde_json::Value = reply.body_mut().read_json().expect("JSON error body");
+    assert_eq!(body["code"], "not_found", "{body}");
+    assert_eq!(h.sales_stored(&id), 0);
+    h.assert_normal_push("with the monitoring port open");
+    h.assert_healthy("with the monitoring port open");
+}
+
+/// `/metrics` does not wait behind the pushes: with the only database connection held by a push
+/// waiting on a lock, a scrape still answers at once, with the last per-device gauges.
+#[test]
+fn metrics_answer_while_every_database_connection_is_busy() {
+    let h = Hostile::start(&["--workers", "1", "--pool-size", "1", "--lock-timeout-ms", "6000"], None);
+    h.assert_normal_push("before the lock");
+    let scrape = || {
+        let started = Instant::now();
+        let mut reply = h.agent.get(h.url("/metrics")).call().expect("metrics answered");
+        let text = reply.body_mut().read_to_string().expect("metrics text");
+        (started.elapsed(), text)
+    };
+    let (_, before) = scrape();
+    assert!(before.contains("possync_device_"), "per-device gauges after a push: {before}");
+    std::thread::sleep(Duration::from_millis(1100)); // past the gauges' freshness
+    let mut locker = h.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            let id = new_id();
+            let body = request(vec![envelope(&id, &sale("store-1", 2, 1))]);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .into();
+            agent
+                .post(h.url("/sync/push"))
+                .header("Authorization", &format!("Bearer {}", h.token))
+                .send_json(&body)
+        });
+        std::thread::sleep(Duration::from_millis(500)); // the push now holds the only connection
+        let (took, during) = scrape();
+        assert!(during.contains("possync_device_"), "the last per-device gauges: {during}");
+        // The gauges' wait is 0.5 s; a scrape queued behind the push would take its 6 s lock wait.
+        assert!(took < Duration::from_secs(3), "a scrape waited {took:?} behind the push");
+        tx.rollback().expect("unlock");
+        let _ = pusher.join();
+    });
+}

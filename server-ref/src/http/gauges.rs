@@ -20,10 +20,13 @@ const FRESH: Duration = Duration::from_secs(1);
 /// Longest a scrape waits for the query before answering with the last gauges.
 const WAIT: Duration = Duration::from_millis(500);
 
+/// The last gauges computed, and when.
+type Last = Arc<Mutex<Option<(Arc<str>, Instant)>>>;
+
 /// The last per-device gauges and the thread that refreshes them.
 pub(crate) struct DeviceGauges {
     thread: BlockingPool,
-    last: Arc<Mutex<Option<(Arc<str>, Instant)>>>,
+    last: Last,
 }
 
 impl DeviceGauges {

@@ -3,6 +3,20 @@
 use possync_core::config::SyncConfig;
 use possync_core::protocol::SalePayload;
 
+/// One drain run of `outbox` for `reason` over real HTTP with `config`, as a till's engine would run
+/// it; panics if the run cannot start or fails.
+pub fn drain_once(
+    outbox: &possync_core::outbox::Outbox,
+    config: &SyncConfig,
+    reason: possync_core::reason::DrainReason,
+) -> possync_core::drain::DrainReport {
+    let transport = possync_core::transport::HttpTransport::new(config);
+    possync_core::drain::Drainer::new(outbox, &transport, config)
+        .expect("drainer")
+        .drain(reason.into(), possync_core::drain::DrainHooks::default())
+        .expect("drain")
+}
+
 /// A sync config for tests: short timeouts, the minimum lease margin, tiny backoff.
 pub fn sync_config(server_url: &str, token: &str, device_id: &str) -> SyncConfig {
     let mut c = SyncConfig::new(server_url, token, device_id);

@@ -14,14 +14,10 @@ use possync_core::reason::DrainReason;
 use possync_core::transport::{HttpTransport, TransportError};
 use possync_tests::proxy::{FaultProxy, Mode};
 use possync_tests::server::TestServer;
-use possync_tests::till::{sale, sync_config};
+use possync_tests::till::{drain_once, sale, sync_config};
 
 fn drain(outbox: &Outbox, config: &SyncConfig) -> possync_core::drain::DrainReport {
-    let transport = HttpTransport::new(config);
-    Drainer::new(outbox, &transport, config)
-        .expect("drainer")
-        .drain(DrainReason::Manual.into(), DrainHooks::default())
-        .expect("drain")
+    drain_once(outbox, config, DrainReason::Manual)
 }
 
 /// Every outbox sale is on the server exactly once, with its items and payments.

@@ -3,13 +3,11 @@
 //! show on the server as exactly that gap.
 
 use possync_core::config::OutboxConfig;
-use possync_core::drain::{DrainHooks, Drainer};
 use possync_core::outbox::Outbox;
 use possync_core::reason::DrainReason;
-use possync_core::transport::HttpTransport;
 use possync_server::store::AdminStore;
 use possync_tests::server::TestServer;
-use possync_tests::till::{sale, sync_config};
+use possync_tests::till::{drain_once, sale, sync_config};
 
 fn drain(outbox: &Outbox, server: &TestServer) {
     drain_for(outbox, server, DrainReason::Manual);
@@ -17,12 +15,7 @@ fn drain(outbox: &Outbox, server: &TestServer) {
 
 /// A drain run for `reason` (`Manual` and `Online` skip per-sale backoff; `Interval` does not).
 fn drain_for(outbox: &Outbox, server: &TestServer, reason: DrainReason) {
-    let config = sync_config(&server.base, &server.token, "till-1");
-    let transport = HttpTransport::new(&config);
-    Drainer::new(outbox, &transport, &config)
-        .expect("drainer")
-        .drain(reason.into(), DrainHooks::default())
-        .expect("drain");
+    drain_once(outbox, &sync_config(&server.base, &server.token, "till-1"), reason);
 }
 
 #[test]

@@ -128,25 +128,23 @@ fn get(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Ve
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut resp = req.call().expect("GET");
-    let cookies = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
-    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default(), cookies)
+    answer(req.call().expect("GET"))
 }
 
 fn post(s: &TestServer, path: &str, cookie: &str, form: &str) -> (u16, String, Vec<String>) {
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
-    let mut resp = agent
+    let resp = agent
         .post(format!("{}{path}", s.base))
         .header("Cookie", cookie)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .send(form)
         .expect("POST");
+    answer(resp)
+}
+
+/// An answer's status, body and `Set-Cookie` values.
+fn answer(mut resp: ureq::http::Response<ureq::Body>) -> (u16, String, Vec<String>) {
     let cookies = resp
         .headers()
         .get_all("set-cookie")

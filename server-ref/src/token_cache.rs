@@ -106,6 +106,7 @@ impl std::fmt::Debug for TokenCache {
 }
 
 impl RevocationSink for TokenCache {
+    /// Empties the cache and starts a new generation, so that lookups already running are not kept.
     fn revoked(&self) {
         let mut entries = self.entries.lock();
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -117,10 +118,7 @@ impl RevocationSink for TokenCache {
             self.announced.store(false, Ordering::SeqCst);
         }
         // Whatever was cached before the channel (re)opened may predate a revocation it missed.
-        let mut entries = self.entries.lock();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.clear();
-        drop(entries);
+        self.revoked();
         if on {
             self.announced.store(true, Ordering::SeqCst);
         }

@@ -232,7 +232,9 @@ async fn serve_connection(
     let mut io = TimeoutStream::new(tcp);
     io.set_read_timeout(Some(limits.idle_timeout));
     io.set_write_timeout(Some(limits.write_timeout));
-    let framing = Arc::new(Mutex::new(FramingWatch::new(limits.max_header_bytes.max(8 * 1024))));
+    // The longest head hyper reads, and so the longest the framing watch follows.
+    let max_head = limits.max_header_bytes.max(8 * 1024);
+    let framing = Arc::new(Mutex::new(FramingWatch::new(max_head)));
     let io = TokioIo::new(Watched::new(Box::pin(io), framing.clone()));
     let requests = AtomicU64::new(0);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -251,7 +253,7 @@ async fn serve_connection(
     let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8 * 1024))
+        .max_buf_size(max_head)
         .keep_alive(true)
         .serve_connection(io, service);
     let result = tokio::select! {

@@ -233,13 +233,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         .enable_io()
         .enable_time()
         .build()?;
-    let listener = bind(config.listen)?;
-    let addr = listener.local_addr().unwrap_or(config.listen);
-    let listener = {
-        let _guard = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?
-    };
+    let (listener, addr) = bind(config.listen, &runtime)?;
     // Every admitted push has at most `sale_lanes` jobs queued at once, token lookups and readiness
     // checks one each per request: admitted work always fits the queue.
     let queue = config.max_inflight_pushes() * config.limits.sale_lanes.max(1) + config.workers * 4;
@@ -291,14 +285,8 @@ fn start_monitor(
     app: &Arc<App>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, std::thread::JoinHandle<()>), StartError> {
-    let listener = bind(at)?;
-    let addr = listener.local_addr().unwrap_or(at);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
-    let listener = {
-        let _guard = runtime.enter();
-        tokio::net::TcpListener::from_std(listener)
-            .map_err(|e| StartError::Bind { addr, reason: e.to_string() })?
-    };
+    let (listener, addr) = bind(at, &runtime)?;
     let (router, app) = (routes::monitor_router(app.clone()), app.clone());
     let thread = std::thread::Builder::new().name("possync-monitor".into()).spawn(move || {
         let reason = runtime.block_on(accept::serve(listener, router, app, MONITOR_CONNECTIONS, stop));
@@ -309,14 +297,21 @@ fn start_monitor(
     Ok((addr, thread))
 }
 
-/// A non-blocking listener on `addr` with `TCP_NODELAY` (inherited by accepted sockets on Linux).
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+/// A listener of `runtime` on `addr` with `TCP_NODELAY` (inherited by accepted sockets on Linux), and
+/// the address it bound (port 0 picks one).
+fn bind(
+    addr: SocketAddr,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
     let bind_error = |e: &dyn std::fmt::Display| StartError::Bind { addr, reason: e.to_string() };
     let listener = std::net::TcpListener::bind(addr).map_err(|e| bind_error(&e))?;
     let sock = socket2::SockRef::from(&listener);
     sock.set_tcp_nodelay(true).map_err(|e| bind_error(&e))?;
     listener.set_nonblocking(true).map_err(|e| bind_error(&e))?;
-    Ok(listener)
+    let bound = listener.local_addr().unwrap_or(addr);
+    let _guard = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| bind_error(&e))?;
+    Ok((listener, bound))
 }
 
 impl RunningServer {

@@ -436,11 +436,16 @@ impl ServeProcess {
     }
 }
 
-/// The address in a `possync-server listening` log line of `serve`'s JSON-lines stderr.
+/// The address `possync-server serve` bound, from its `listening` log line (JSON lines).
 pub fn listening_address(log: &str) -> Option<String> {
+    listening_field(log, "listen")
+}
+
+/// A field of `possync-server serve`'s `listening` log line (e.g. `listen`, `monitor`), if present.
+pub fn listening_field(log: &str, field: &str) -> Option<String> {
     log.lines().filter(|l| l.contains("possync-server listening")).find_map(|l| {
         let v: Value = serde_json::from_str(l).ok()?;
-        v.get("listen")?.as_str().map(str::to_owned)
+        v.get(field)?.as_str().map(str::to_owned)
     })
 }
 

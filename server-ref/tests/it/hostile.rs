@@ -851,14 +851,7 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
 #[test]
 fn the_monitoring_port_serves_the_monitoring_routes_only() {
     let mut h = Hostile::start(&["--monitor-listen", "127.0.0.1:0"], None);
-    let monitor = h
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("possync-server listening"))
-        .find_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            v.get("monitor")?.as_str().map(str::to_owned)
-        })
+    let monitor = possync_test_support::listening_field(&h.log_text(), "monitor")
         .filter(|m| !m.is_empty())
         .expect("the listening line names the monitoring port");
     assert_ne!(monitor, h.addr, "a port of its own");

@@ -10,6 +10,7 @@
 //! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/it/conformance.rs`.
 
 mod outcome;
+mod pg_pool;
 pub mod postgres;
 mod postgres_sql;
 pub mod sqlite;

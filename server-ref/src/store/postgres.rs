@@ -13,12 +13,12 @@ use ::postgres::error::SqlState;
 use ::postgres::types::Type;
 use ::postgres::{Client, GenericClient, NoTls, Transaction};
 use possync_core::protocol::PushStatus;
-use r2d2_postgres::PostgresConnectionManager;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::token_cache::RevocationSink;
 
+use super::pg_pool::{PgManager, Prepared};
 use super::postgres_sql as sql;
 use super::tills::device_gaps;
 use super::{
@@ -62,7 +62,7 @@ impl Default for PgOptions {
     }
 }
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PgManager>;
 
 /// The PostgreSQL [`Store`], over an r2d2 connection pool.
 pub struct PgStore {
@@ -89,10 +89,12 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("possync-server");
         }
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = PgManager::new(config.clone());
         let pool = r2d2::Pool::builder()
             .max_size(opts.pool_size.max(1))
             .min_idle(Some(1))
+            // No round trip per checkout: a broken connection fails its statement and is dropped.
+            .test_on_check_out(false)
             .connection_timeout(opts.pool_timeout)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -104,7 +106,7 @@ impl PgStore {
         })
     }
 
-    fn conn(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+    fn conn(&self) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
         self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
@@ -147,12 +149,13 @@ impl PgStore {
         sale: &CheckedSale<'_>,
     ) -> Result<SaleOutcome, TxError<::postgres::Error>> {
         let mut conn = self.pool.get().map_err(|e| TxError::Pool(e.to_string()))?;
-        let mut tx = conn.transaction()?;
-        self.set_local_timeouts(&mut tx)?;
+        let (mut tx, mut prepared) = conn.push_transaction()?;
+        self.set_local_timeouts(&mut tx, &mut prepared)?;
         let h = &sale.payload.header;
         let hash_version = sale.payload_hash_version as i32;
         let kind = h.kind.as_str();
-        let inserted = tx.query_typed_opt(
+        let inserted = prepared.query_opt(
+            &mut tx,
             sql::INSERT_HEADER,
             &[
                 (&sale.client_tx_id, Type::TEXT),
@@ -177,7 +180,8 @@ impl PgStore {
             ],
         )?;
         let Some(row) = inserted else {
-            let stored = tx.query_typed_one(
+            let stored = prepared.query_one(
+                &mut tx,
                 sql::SELECT_STORED_HASH,
                 &[(&h.store_id, Type::TEXT), (&sale.client_tx_id, Type::TEXT)],
             )?;
@@ -186,7 +190,8 @@ impl PgStore {
             let stored_version: i32 = stored.get(2);
             let outcome = SaleOutcome::of_stored(sale, server_tx_id, &stored_sha, i64::from(stored_version));
             let message = outcome.message();
-            AuditRow::of_sale(ctx, sale, Some(&stored_sha), &outcome, message.as_deref()).insert(&mut tx)?;
+            AuditRow::of_sale(ctx, sale, Some(&stored_sha), &outcome, message.as_deref())
+                .insert(&mut tx, &mut prepared)?;
             tx.commit()?;
             return Ok(outcome);
         };
@@ -198,16 +203,21 @@ impl PgStore {
             arg.unwrap_or_default()
         ))));
 
-        insert_children(&mut tx, sale)?;
+        insert_children(&mut tx, &mut prepared, sale)?;
         let outcome = SaleOutcome::Stored { server_tx_id };
-        AuditRow::of_sale(ctx, sale, None, &outcome, None).insert(&mut tx)?;
+        AuditRow::of_sale(ctx, sale, None, &outcome, None).insert(&mut tx, &mut prepared)?;
         tx.commit()?;
         Ok(outcome)
     }
 
     /// `SET LOCAL` of the push timeouts, as the transaction's first statement.
-    fn set_local_timeouts(&self, tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
-        tx.query_typed(
+    fn set_local_timeouts(
+        &self,
+        tx: &mut Transaction<'_>,
+        prepared: &mut Prepared<'_>,
+    ) -> Result<(), ::postgres::Error> {
+        prepared.query(
+            tx,
             sql::SET_LOCAL_TIMEOUTS,
             &[(&self.lock_timeout, Type::TEXT), (&self.statement_timeout, Type::TEXT)],
         )?;
@@ -215,10 +225,14 @@ impl PgStore {
     }
 }
 
-// Statements of the push path go through `query_typed` (parameter types given, unnamed statement):
-// one round trip each, where `execute` with a SQL string first prepares it in a round trip of its own.
+// Statements of the push path are prepared once per connection (`pg_pool::Prepared`, parameter types
+// given), then bound and executed in one round trip each, with no parse or plan on the server.
 
-fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(), ::postgres::Error> {
+fn insert_children(
+    tx: &mut Transaction<'_>,
+    prepared: &mut Prepared<'_>,
+    sale: &CheckedSale<'_>,
+) -> Result<(), ::postgres::Error> {
     let items = &sale.payload.items;
     let line_no: Vec<i32> = items.iter().map(|i| i.line_no as i32).collect();
     let sku: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
@@ -229,7 +243,8 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
     let total: Vec<i64> = items.iter().map(|i| i.line_total_minor).collect();
     let refund: Vec<bool> = items.iter().map(|i| i.refund).collect();
     let store_id = &sale.payload.header.store_id;
-    tx.query_typed(
+    prepared.query(
+        tx,
         sql::INSERT_ITEMS,
         &[
             (store_id, Type::TEXT),
@@ -250,7 +265,8 @@ fn insert_children(tx: &mut Transaction<'_>, sale: &CheckedSale<'_>) -> Result<(
         let method: Vec<&str> = payments.iter().map(|p| p.method.as_str()).collect();
         let amount: Vec<i64> = payments.iter().map(|p| p.amount_minor).collect();
         let reference: Vec<Option<&str>> = payments.iter().map(|p| p.reference.as_deref()).collect();
-        tx.query_typed(
+        prepared.query(
+            tx,
             sql::INSERT_PAYMENTS,
             &[
                 (store_id, Type::TEXT),
@@ -309,8 +325,9 @@ impl<'a> AuditRow<'a> {
         }
     }
 
-    fn insert(&self, tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
-        tx.query_typed(
+    fn insert(&self, tx: &mut Transaction<'_>, prepared: &mut Prepared<'_>) -> Result<(), ::postgres::Error> {
+        prepared.query(
+            tx,
             sql::INSERT_AUDIT,
             &[
                 (&self.client_tx_id, Type::TEXT),
@@ -508,8 +525,8 @@ impl PushStore for PgStore {
             return Ok(());
         }
         let mut conn = self.conn()?;
-        let mut tx = conn.transaction()?;
-        self.set_local_timeouts(&mut tx)?;
+        let (mut tx, mut prepared) = conn.push_transaction()?;
+        self.set_local_timeouts(&mut tx, &mut prepared)?;
         for r in rejections {
             let id: String = r.client_tx_id.chars().take(128).collect();
             let sha: Option<String> = r.payload_sha256.map(|s| s.chars().take(128).collect());
@@ -526,7 +543,7 @@ impl PushStore for PgStore {
                 outbox_seq: r.outbox_seq,
                 attempted_payload: r.attempted_payload,
             };
-            row.insert(&mut tx)?;
+            row.insert(&mut tx, &mut prepared)?;
         }
         tx.commit()?;
         Ok(())
@@ -743,7 +760,8 @@ impl AdminStore for PgStore {
             let last_seq: Option<i64> = state.get(3);
             let outbox_id: Option<String> = state.get(4);
             let replaced: bool = state.get(5);
-            let seqs = settled_seqs(&mut *conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
+            let seqs =
+                settled_seqs(&mut **conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
             let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
             if new_contiguous > contiguous {
                 conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous, &outbox_id])?;

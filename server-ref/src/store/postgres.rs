@@ -93,8 +93,6 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(opts.pool_size.max(1))
             .min_idle(Some(1))
-            // No round trip per checkout: a broken connection fails its statement and is dropped.
-            .test_on_check_out(false)
             .connection_timeout(opts.pool_timeout)
             .build(manager)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;

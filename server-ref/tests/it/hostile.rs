@@ -641,6 +641,39 @@ fn an_unreachable_database_answers_503_within_one_pool_timeout() {
     }
 }
 
+/// Pooled connections are tested at checkout only once they have been idle past
+/// `pg_pool::TRUSTED_FOR` (1 s), so connections the database closed while they sat idle (a restart,
+/// an administrator, a proxy) are replaced before any sale uses them: the next push is all `OK`.
+#[test]
+fn connections_killed_while_idle_are_replaced_before_use() {
+    let h = Hostile::start(&["--workers", "4", "--pool-size", "4", "--token-cache-secs", "60"], None);
+    // Four sales over four lanes open the pool's four connections.
+    let warm: Vec<String> = (0..4).map(|_| new_id()).collect();
+    let (status, _) = push_in_thread(&h, &warm).join().expect("warm-up push");
+    assert_eq!(status, 200);
+    let mut c = h.db.client();
+    let killed: i64 = c
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND query NOT ILIKE 'LISTEN%'",
+            &[],
+        )
+        .expect("terminate the pool's idle connections")
+        .get(0);
+    assert!(killed >= 1, "the pool held no connection to kill");
+    // Idle past the trust window (1 s): the next checkout of each connection tests it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let ids: Vec<String> = (0..12).map(|_| new_id()).collect();
+    let (status, answer) = push_in_thread(&h, &ids).join().expect("push after the kill");
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().expect("results");
+    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap_or("?")).collect();
+    assert!(statuses.iter().all(|s| *s == "OK"), "every sale stored on a fresh connection: {statuses:?}");
+    for id in &ids {
+        assert_eq!(h.sales_stored(id), 1, "sale {id} stored once");
+    }
+}
+
 /// A push whose sales cannot all be settled before the request deadline: the sale already waiting
 /// on a lock ends with its lock timeout, every sale not started by the deadline answers `RETRY`
 /// `deadline_exceeded` untouched, nothing is stored, and the same push succeeds once the lock is gone.

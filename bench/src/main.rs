@@ -45,6 +45,10 @@ struct Opts {
     /// Tills of the reconnect storm (scenario 8).
     #[arg(long, global = true, default_value_t = 500)]
     storm_tills: usize,
+    /// Database threads of the storm's server (scenario 8); 0: the server's default (four per core,
+    /// 4 to 16).
+    #[arg(long, global = true, default_value_t = 0)]
+    storm_workers: usize,
     /// Sales each till of the storm recorded during the outage (scenario 8).
     #[arg(long, global = true, default_value_t = 200)]
     storm_sales: usize,
@@ -197,7 +201,10 @@ impl Run<'_> {
             tills: o.storm_tills,
             sales: o.storm_sales,
             window: std::time::Duration::from_secs(1),
-            workers: 16,
+            workers: match o.storm_workers {
+                0 => possync_server::settings::default_workers(),
+                n => n,
+            },
             online_jitter_ms: o.storm_online_jitter_ms,
         };
         let (report, rows) = storm::storm_rows(&self.exe, &o.database_url, size, o.seconds);

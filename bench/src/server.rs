@@ -70,7 +70,7 @@ pub fn serve(exe: &Path, db: &BenchDb, concurrency: usize) -> Served {
     let token = generate_token();
     let device = Device { store_id: "store-1".into(), device_id: "bench".into() };
     store.create_token(&device, &token_sha256(&token), None).expect("token");
-    // Up to the server's default worker count (8): the server as a shop runs it. More workers than
+    // Up to the server's default worker count (four per core, 4 to 16): the server as a shop runs it. More workers than
     // cores only add context switches; requests beyond them wait in the accept queue.
     let workers = concurrency.clamp(2, HttpConfig::default().workers);
     Served { server: ServerProcess::start(exe, &db.url, workers, workers as u32 + 2), token }

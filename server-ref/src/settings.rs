@@ -47,8 +47,10 @@ pub struct ServeSettings {
     #[arg(long, env = "POSSYNC_MONITOR_LISTEN")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_listen: Option<SocketAddr>,
-    /// Threads doing database work (token lookups, sale transactions); size it like the pool.
-    #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 16)]
+    /// Threads doing database work (token lookups, sale transactions), each with at most one
+    /// connection of the pool. 0: four per CPU core of this machine, 4 to 16 (more transactions at
+    /// once than the cores can run only queue inside PostgreSQL; see docs/deploy.md).
+    #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 0)]
     pub workers: usize,
     /// Threads of the async runtime that read requests and write answers.
     #[arg(long, env = "POSSYNC_ASYNC_THREADS", default_value_t = 2)]
@@ -141,14 +143,28 @@ pub struct ServeSettings {
     pub print_config: bool,
 }
 
+/// The default number of database threads: four per CPU core this process may use, 4 to 16.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores.saturating_mul(4).clamp(4, 16)
+}
+
 impl ServeSettings {
+    /// Database threads: `--workers`, or [`default_workers`] when it is 0.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            0 => default_workers(),
+            n => n,
+        }
+    }
+
     /// The HTTP front's configuration.
     pub fn http_config(&self) -> HttpConfig {
         let ms = Duration::from_millis;
         HttpConfig {
             listen: self.listen,
             monitor_listen: self.monitor_listen,
-            workers: self.workers,
+            workers: self.workers(),
             async_threads: self.async_threads,
             max_body_bytes: self.max_body_bytes,
             push_limits: PushLimits {
@@ -212,8 +228,8 @@ impl ServeSettings {
         if self.console_alert_after_secs == 0 || self.console_session_hours == 0 {
             return Err("console_alert_after_secs and console_session_hours must be at least 1".into());
         }
-        if self.workers == 0 || self.async_threads == 0 || self.pool_size == 0 || self.sale_lanes == 0 {
-            return Err("workers, async_threads, pool_size and sale_lanes must be at least 1".into());
+        if self.async_threads == 0 || self.pool_size == 0 || self.sale_lanes == 0 {
+            return Err("async_threads, pool_size and sale_lanes must be at least 1".into());
         }
         Ok(())
     }

@@ -124,7 +124,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             monitor_listen: None,
-            workers: 16,
+            workers: crate::settings::default_workers(),
             async_threads: 2,
             max_body_bytes: 4 * 1024 * 1024,
             push_limits: PushLimits::default(),

@@ -195,14 +195,34 @@ pub fn pgbench_script() -> String {
     )
 }
 
-/// Transactions per second of `pgbench` with [`pgbench_script`] at `concurrency` for `seconds`.
+/// Transactions per second of `pgbench` with [`pgbench_script`] at `concurrency` for `seconds`, in
+/// pgbench's default simple query protocol (each statement parsed and planned every time): the
+/// baseline of the issues' targets.
 pub fn pgbench_rate(db: &BenchDb, concurrency: usize, seconds: u64) -> f64 {
+    pgbench_rate_in(db, concurrency, seconds, "simple")
+}
+
+/// [`pgbench_rate`] with `-M prepared` (each statement parsed and planned once per connection, as
+/// the server's push path does since session 6): context for the ratios, not a target's baseline.
+pub fn pgbench_rate_prepared(db: &BenchDb, concurrency: usize, seconds: u64) -> f64 {
+    pgbench_rate_in(db, concurrency, seconds, "prepared")
+}
+
+fn pgbench_rate_in(db: &BenchDb, concurrency: usize, seconds: u64, protocol: &str) -> f64 {
     let dir = tempfile::tempdir().expect("tmp");
     let script = dir.path().join("sale.sql");
-    std::fs::write(&script, pgbench_script()).expect("script");
+    let mut sql = pgbench_script();
+    if protocol == "prepared" {
+        // In prepared mode pgbench takes every `:word` for a variable, the payload's `"qty":1000`
+        // included; a space after the JSON's colons keeps them literal (the payload is only stored).
+        sql = sql.replace("\":", "\": ");
+    }
+    std::fs::write(&script, sql).expect("script");
     let out = Command::new("pgbench")
         .args([
             "-n",
+            "-M",
+            protocol,
             "-c",
             &concurrency.to_string(),
             "-j",

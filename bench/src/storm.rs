@@ -447,6 +447,7 @@ pub fn storm_rows(
         .and_then(|s| s.migrate())
         .expect("migrate the baseline database");
     let tps16 = crate::server::pgbench_rate(&baseline_db, 16, seconds);
+    let tps16_prepared = crate::server::pgbench_rate_prepared(&baseline_db, 16, seconds);
     drop(baseline_db);
     let report = run(exe, admin_url, size);
     let name = format!("storm {}×{}", size.tills, size.sales);
@@ -466,8 +467,10 @@ pub fn storm_rows(
             "s",
             format!(
                 "baseline: {} sales at pgbench's per-sale rate at concurrency 16 ({tps16:.0}/s); target ≤ 1.25; \
-                 exactly once: {}",
-                report.sales, report.exactly_once
+                 exactly once: {}; against pgbench -M prepared ({tps16_prepared:.0}/s): {:.2}",
+                report.sales,
+                report.exactly_once,
+                report.drain_seconds * tps16_prepared / report.sales as f64
             ),
         ),
         row(

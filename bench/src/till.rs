@@ -36,13 +36,20 @@ pub fn drain_vs_pgbench(exe: &Path, dir: &Path, admin_url: &str, backlog: usize,
     assert_eq!(stored, backlog as i64, "the server holds every drained sale exactly once");
     drop(conn);
     let baseline = pgbench_rate(&db, 1, seconds);
+    let prepared = crate::server::pgbench_rate_prepared(&db, 1, seconds);
     let _ = std::fs::remove_file(&path);
+    let rate = outcome.settled as f64 / outcome.seconds;
     Row {
         scenario: format!("end-to-end drain, one till, {backlog} backlog"),
-        value: outcome.settled as f64 / outcome.seconds,
+        value: rate,
         baseline,
         unit: "sales/s",
-        note: "till process → loopback HTTP → server process (the default workers, 4 sale lanes) → PostgreSQL, vs pgbench with the server's per-sale SQL on one connection; exactly-once checked; target ≥ 1.5".into(),
+        note: format!(
+            "till process → loopback HTTP → server process (the default workers, 4 sale lanes) → PostgreSQL, vs \
+             pgbench with the server's per-sale SQL on one connection; exactly-once checked; target ≥ 1.5; \
+             against pgbench -M prepared ({prepared:.0}/s): {:.2}",
+            rate / prepared
+        ),
     }
 }
 

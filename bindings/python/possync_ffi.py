@@ -528,6 +528,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_func_remove_log_sink() != 28141:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_method_httpclient_post() != 35022:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_logsink_log() != 30947:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_attention_items() != 13130:
@@ -560,7 +562,9 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352:
+    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 26907:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() != 15508:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_statuslistener_on_status() != 51131:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -601,6 +605,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_func_install_log_sink.restype = ctypes.c_
 _UniffiLib.uniffi_possync_ffi_checksum_func_remove_log_sink.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_func_remove_log_sink.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_method_httpclient_post.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_method_httpclient_post.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_logsink_log.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_logsink_log.restype = ctypes.c_uint16
@@ -652,6 +659,9 @@ _UniffiLib.uniffi_possync_ffi_checksum_method_possyncengine_trigger.restype = ct
 _UniffiLib.uniffi_possync_ffi_checksum_constructor_possyncengine_new.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_constructor_possyncengine_new.restype = ctypes.c_uint16
+_UniffiLib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client.argtypes = (
+)
+_UniffiLib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client.restype = ctypes.c_uint16
 _UniffiLib.uniffi_possync_ffi_checksum_method_statuslistener_on_status.argtypes = (
 )
 _UniffiLib.uniffi_possync_ffi_checksum_method_statuslistener_on_status.restype = ctypes.c_uint16
@@ -668,6 +678,12 @@ _UniffiLib.uniffi_possync_ffi_fn_func_remove_log_sink.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_func_remove_log_sink.restype = None
+_UniffiLib.uniffi_possync_ffi_fn_method_httpclient_post.argtypes = (
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_method_httpclient_post.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_possync_ffi_fn_method_logsink_log.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -770,6 +786,14 @@ _UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_new.restype = ctypes.c_uint64
+_UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.c_uint64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client.restype = ctypes.c_uint64
 _UniffiLib.uniffi_possync_ffi_fn_method_statuslistener_on_status.argtypes = (
     ctypes.c_uint64,
     _UniffiRustBuffer,
@@ -782,6 +806,16 @@ _UniffiLib.uniffi_possync_ffi_fn_method_statuslistener_on_report.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_method_statuslistener_on_report.restype = None
+_UniffiLib.uniffi_possync_ffi_fn_clone_httpclient.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_clone_httpclient.restype = ctypes.c_uint64
+_UniffiLib.uniffi_possync_ffi_fn_free_httpclient.argtypes = (
+    ctypes.c_uint64,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_possync_ffi_fn_free_httpclient.restype = None
 _UniffiLib.uniffi_possync_ffi_fn_clone_logsink.argtypes = (
     ctypes.c_uint64,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -812,6 +846,23 @@ _UniffiLib.uniffi_possync_ffi_fn_free_statuslistener.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_possync_ffi_fn_free_statuslistener.restype = None
+_UNIFFI_CALLBACK_INTERFACE_POSSYNC_FFI_HTTP_CLIENT_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.POINTER(_UniffiRustBuffer),
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CLONE_POSSYNC_FFI_HTTP_CLIENT = ctypes.CFUNCTYPE(ctypes.c_uint64,ctypes.c_uint64,
+)
+_UNIFFI_CALLBACK_INTERFACE_FREE_POSSYNC_FFI_HTTP_CLIENT = ctypes.CFUNCTYPE(None,ctypes.c_uint64,
+)
+class _UniffiVTableCallbackInterfacePossyncFfiHttpClient(ctypes.Structure):
+    _fields_ = [
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE_POSSYNC_FFI_HTTP_CLIENT),
+        ("uniffi_clone", _UNIFFI_CALLBACK_INTERFACE_CLONE_POSSYNC_FFI_HTTP_CLIENT),
+        ("post", _UNIFFI_CALLBACK_INTERFACE_POSSYNC_FFI_HTTP_CLIENT_METHOD0),
+    ]
+_UniffiLib.uniffi_possync_ffi_fn_init_callback_vtable_httpclient.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfacePossyncFfiHttpClient),
+)
+_UniffiLib.uniffi_possync_ffi_fn_init_callback_vtable_httpclient.restype = None
 _UNIFFI_CALLBACK_INTERFACE_POSSYNC_FFI_LOG_SINK_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1768,6 +1819,203 @@ class _UniffiFfiConverterTypeEnqueued(_UniffiConverterRustBuffer):
     def write(value, buf):
         _UniffiFfiConverterString.write(value.client_tx_id, buf)
         _UniffiFfiConverterBoolean.write(value.created, buf)
+
+@dataclass
+class HttpHeader:
+    """
+    One header.
+"""
+    def __init__(self, *, name:str, value:str):
+        self.name = name
+        self.value = value
+        
+        
+
+    
+    def __str__(self):
+        return "HttpHeader(name={}, value={})".format(self.name, self.value)
+    def __eq__(self, other):
+        if self.name != other.name:
+            return False
+        if self.value != other.value:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHttpHeader(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HttpHeader(
+            name=_UniffiFfiConverterString.read(buf),
+            value=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.name)
+        _UniffiFfiConverterString.check_lower(value.value)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.name, buf)
+        _UniffiFfiConverterString.write(value.value, buf)
+
+class _UniffiFfiConverterSequenceTypeHttpHeader(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiFfiConverterTypeHttpHeader.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiFfiConverterTypeHttpHeader.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiFfiConverterTypeHttpHeader.read(buf) for i in range(count)
+        ]
+
+class _UniffiFfiConverterBytes(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        size = buf.read_i32()
+        if size < 0:
+            raise InternalError("Unexpected negative byte string length")
+        return buf.read(size)
+
+    @staticmethod
+    def check_lower(value):
+        try:
+            memoryview(value)
+        except TypeError:
+            raise TypeError("a bytes-like object is required, not {!r}".format(type(value).__name__))
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_i32(len(value))
+        buf.write(value)
+
+@dataclass
+class HttpPost:
+    """
+    One `POST` to send.
+"""
+    def __init__(self, *, url:str, headers:typing.List[HttpHeader], body:bytes, connect_timeout_ms:int, request_timeout_ms:int):
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.connect_timeout_ms = connect_timeout_ms
+        self.request_timeout_ms = request_timeout_ms
+        
+        
+
+    
+    def __str__(self):
+        return "HttpPost(url={}, headers={}, body={}, connect_timeout_ms={}, request_timeout_ms={})".format(self.url, self.headers, self.body, self.connect_timeout_ms, self.request_timeout_ms)
+    def __eq__(self, other):
+        if self.url != other.url:
+            return False
+        if self.headers != other.headers:
+            return False
+        if self.body != other.body:
+            return False
+        if self.connect_timeout_ms != other.connect_timeout_ms:
+            return False
+        if self.request_timeout_ms != other.request_timeout_ms:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHttpPost(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HttpPost(
+            url=_UniffiFfiConverterString.read(buf),
+            headers=_UniffiFfiConverterSequenceTypeHttpHeader.read(buf),
+            body=_UniffiFfiConverterBytes.read(buf),
+            connect_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+            request_timeout_ms=_UniffiFfiConverterInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterString.check_lower(value.url)
+        _UniffiFfiConverterSequenceTypeHttpHeader.check_lower(value.headers)
+        _UniffiFfiConverterBytes.check_lower(value.body)
+        _UniffiFfiConverterInt64.check_lower(value.connect_timeout_ms)
+        _UniffiFfiConverterInt64.check_lower(value.request_timeout_ms)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterString.write(value.url, buf)
+        _UniffiFfiConverterSequenceTypeHttpHeader.write(value.headers, buf)
+        _UniffiFfiConverterBytes.write(value.body, buf)
+        _UniffiFfiConverterInt64.write(value.connect_timeout_ms, buf)
+        _UniffiFfiConverterInt64.write(value.request_timeout_ms, buf)
+
+class _UniffiFfiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
+
+@dataclass
+class HttpReply:
+    """
+    The server's answer, whatever its status.
+"""
+    def __init__(self, *, status:int, retry_after:typing.Optional[str], body:str):
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+        
+        
+
+    
+    def __str__(self):
+        return "HttpReply(status={}, retry_after={}, body={})".format(self.status, self.retry_after, self.body)
+    def __eq__(self, other):
+        if self.status != other.status:
+            return False
+        if self.retry_after != other.retry_after:
+            return False
+        if self.body != other.body:
+            return False
+        return True
+
+class _UniffiFfiConverterTypeHttpReply(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return HttpReply(
+            status=_UniffiFfiConverterUInt16.read(buf),
+            retry_after=_UniffiFfiConverterOptionalString.read(buf),
+            body=_UniffiFfiConverterString.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiFfiConverterUInt16.check_lower(value.status)
+        _UniffiFfiConverterOptionalString.check_lower(value.retry_after)
+        _UniffiFfiConverterString.check_lower(value.body)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiFfiConverterUInt16.write(value.status, buf)
+        _UniffiFfiConverterOptionalString.write(value.retry_after, buf)
+        _UniffiFfiConverterString.write(value.body, buf)
 
 
 
@@ -3335,6 +3583,142 @@ class _UniffiFfiConverterTypeConfigError(_UniffiConverterRustBuffer):
 
 
 
+# HttpFailure
+# We want to define each variant as a nested class that's also a subclass,
+# which is tricky in Python.  To accomplish this we're going to create each
+# class separately, then manually add the child classes to the base class's
+# __dict__.  All of this happens in dummy class to avoid polluting the module
+# namespace.
+class HttpFailure(Exception):
+    """
+    Why no answer came back. Pick the closest: the engine shows `Offline` for `Unreachable` and
+    `Timeout`, `TlsFailed` for `Tls` (which a retry cannot fix), and retries `Io`.
+"""
+    pass
+
+_UniffiTempHttpFailure = HttpFailure
+
+class HttpFailure:  # type: ignore
+    """
+    Why no answer came back. Pick the closest: the engine shows `Offline` for `Unreachable` and
+    `Timeout`, `TlsFailed` for `Tls` (which a retry cannot fix), and retries `Io`.
+"""
+    
+    class Unreachable(_UniffiTempHttpFailure):
+        """
+        No route, refused, unknown host: the till is offline.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "HttpFailure.Unreachable({})".format(str(self))
+    _UniffiTempHttpFailure.Unreachable = Unreachable # type: ignore
+    class Timeout(_UniffiTempHttpFailure):
+        """
+        No complete answer within the timeouts.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "HttpFailure.Timeout({})".format(str(self))
+    _UniffiTempHttpFailure.Timeout = Timeout # type: ignore
+    class Tls(_UniffiTempHttpFailure):
+        """
+        The server's certificate is not trusted or not pinned.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "HttpFailure.Tls({})".format(str(self))
+    _UniffiTempHttpFailure.Tls = Tls # type: ignore
+    class Io(_UniffiTempHttpFailure):
+        """
+        The connection broke after the request may have been sent.
+"""
+        
+        def __init__(self, reason):
+            super().__init__(", ".join([
+                "reason={!r}".format(reason),
+            ]))
+            self.reason = reason
+
+        def __repr__(self):
+            return "HttpFailure.Io({})".format(str(self))
+    _UniffiTempHttpFailure.Io = Io # type: ignore
+
+HttpFailure = _UniffiTempHttpFailure # type: ignore
+del _UniffiTempHttpFailure
+
+
+class _UniffiFfiConverterTypeHttpFailure(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return HttpFailure.Unreachable(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 2:
+            return HttpFailure.Timeout(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 3:
+            return HttpFailure.Tls(
+                _UniffiFfiConverterString.read(buf),
+            )
+        if variant == 4:
+            return HttpFailure.Io(
+                _UniffiFfiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if isinstance(value, HttpFailure.Unreachable):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, HttpFailure.Timeout):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, HttpFailure.Tls):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+        if isinstance(value, HttpFailure.Io):
+            _UniffiFfiConverterString.check_lower(value.reason)
+            return
+
+    @staticmethod
+    def write(value, buf):
+        if isinstance(value, HttpFailure.Unreachable):
+            buf.write_i32(1)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, HttpFailure.Timeout):
+            buf.write_i32(2)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, HttpFailure.Tls):
+            buf.write_i32(3)
+            _UniffiFfiConverterString.write(value.reason, buf)
+        if isinstance(value, HttpFailure.Io):
+            buf.write_i32(4)
+            _UniffiFfiConverterString.write(value.reason, buf)
+
+
+
 # LogSinkError
 # We want to define each variant as a nested class that's also a subclass,
 # which is tricky in Python.  To accomplish this we're going to create each
@@ -4280,6 +4664,155 @@ class _UniffiFfiConverterTypeSyncError(_UniffiConverterRustBuffer):
             _UniffiFfiConverterString.write(value.reason, buf)
 
 
+class HttpClient():
+    """
+    The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+"""
+    
+    def post(self, request: HttpPost) -> HttpReply:
+        """
+        Sends `request` and returns the answer, whatever its status.
+
+        # Errors
+        An [`HttpFailure`] when no answer came back.
+"""
+        raise NotImplementedError
+
+class HttpClientImpl(HttpClient):
+    """
+    The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+"""
+    
+    _handle: ctypes.c_uint64
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_possync_ffi_fn_free_httpclient, handle)
+
+    def _uniffi_clone_handle(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_possync_ffi_fn_clone_httpclient, self._handle)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _uniffi_make_instance(cls, handle):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required handle.
+        inst = cls.__new__(cls)
+        inst._handle = handle
+        return inst
+    def post(self, request: HttpPost) -> HttpReply:
+        """
+        Sends `request` and returns the answer, whatever its status.
+
+        # Errors
+        An [`HttpFailure`] when no answer came back.
+"""
+        
+        _UniffiFfiConverterTypeHttpPost.check_lower(request)
+        _uniffi_lowered_args = (
+            self._uniffi_clone_handle(),
+            _UniffiFfiConverterTypeHttpPost.lower(request),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypeHttpReply.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeHttpFailure
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_method_httpclient_post,
+            *_uniffi_lowered_args,
+        )
+        return _uniffi_lift_return(_uniffi_ffi_result)
+
+
+
+
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplHttpClientImpl:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_POSSYNC_FFI_HTTP_CLIENT_METHOD0
+    def post(
+            uniffi_handle,
+            request,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiFfiConverterTypeHttpClient._handle_map.get(uniffi_handle)
+        def make_call():
+            uniffi_args = (_UniffiFfiConverterTypeHttpPost.lift(request), )
+            uniffi_method = uniffi_obj.post
+            return uniffi_method(*uniffi_args)
+        def write_return_value(v):
+            uniffi_out_return[0] = _UniffiFfiConverterTypeHttpReply.lower(v)
+        _uniffi_trait_interface_call_with_error(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+                HttpFailure,
+                _UniffiFfiConverterTypeHttpFailure.lower,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE_POSSYNC_FFI_HTTP_CLIENT
+    def _uniffi_free(uniffi_handle):
+        _UniffiFfiConverterTypeHttpClient._handle_map.remove(uniffi_handle)
+
+    @_UNIFFI_CALLBACK_INTERFACE_CLONE_POSSYNC_FFI_HTTP_CLIENT
+    def _uniffi_clone(uniffi_handle):
+        return _UniffiFfiConverterTypeHttpClient._handle_map.clone(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfacePossyncFfiHttpClient(
+        _uniffi_free,
+        _uniffi_clone,
+        post,
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_possync_ffi_fn_init_callback_vtable_httpclient(ctypes.byref(_uniffi_vtable))
+
+class _UniffiFfiConverterTypeHttpClient:
+    _handle_map = _UniffiHandleMap()
+
+    @staticmethod
+    def lift(value: int):
+        if (value & 1) == 0:
+            # Rust-generated handle, construct a new class that uses the handle to implement the
+            # interface
+            return HttpClientImpl._uniffi_make_instance(value)
+        else:
+            # Python-generated handle, get the object from the handle map
+            return _UniffiFfiConverterTypeHttpClient._handle_map.remove(value)
+
+    @staticmethod
+    def check_lower(value: HttpClient):
+        if not isinstance(value, HttpClient):
+            raise TypeError("Expected HttpClient subclass, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: HttpClient):
+         if isinstance(value, HttpClientImpl):
+            # Rust-implementated object.  Clone the handle and return it
+            return value._uniffi_clone_handle()
+         else:
+            # Python-implementated object, generate a new vtable handle and return that.
+            return _UniffiFfiConverterTypeHttpClient._handle_map.insert(value)
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer):
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw handle value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: HttpClient, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+
+
 class LogSink():
     """
     Receives log records; implemented by the app (Logcat, `os_log`, Python `logging`, ...). Called on
@@ -4650,6 +5183,9 @@ class PossyncEngine(PossyncEngineProtocol):
 
         # Errors
         [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
+
+        Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
+        built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
 """
         
         _UniffiFfiConverterTypePossyncConfig.check_lower(config)
@@ -4670,6 +5206,39 @@ class PossyncEngine(PossyncEngineProtocol):
             *_uniffi_lowered_args,
         )
         self._handle = _uniffi_ffi_result
+    @classmethod
+    def with_http_client(cls, config: PossyncConfig,token: str,http_client: HttpClient,listener: typing.Optional[StatusListener]) -> PossyncEngine:
+        """
+        As `new`, but every request goes through the app's own HTTP stack (`http_client`: OkHttp or
+        `HttpURLConnection` on Android, `URLSession` on iOS), so the platform's trust store, network
+        security config, proxies and pinning apply. `config.tls` must then be empty: set up the shop's
+        CA or pins in that stack.
+
+        # Errors
+        [`OpenError`], as `new`; `InvalidConfig` when `config.tls` is set.
+"""
+        
+        _UniffiFfiConverterTypePossyncConfig.check_lower(config)
+
+        _UniffiFfiConverterString.check_lower(token)
+
+        _UniffiFfiConverterTypeHttpClient.check_lower(http_client)
+
+        _UniffiFfiConverterOptionalTypeStatusListener.check_lower(listener)
+        _uniffi_lowered_args = (
+            _UniffiFfiConverterTypePossyncConfig.lower(config),
+            _UniffiFfiConverterString.lower(token),
+            _UniffiFfiConverterTypeHttpClient.lower(http_client),
+            _UniffiFfiConverterOptionalTypeStatusListener.lower(listener),
+        )
+        _uniffi_lift_return = _UniffiFfiConverterTypePossyncEngine.lift
+        _uniffi_error_converter = _UniffiFfiConverterTypeOpenError
+        _uniffi_ffi_result = _uniffi_rust_call_with_error(
+            _uniffi_error_converter,
+            _UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client,
+            *_uniffi_lowered_args,
+        )
+        return cls._uniffi_make_instance(_uniffi_ffi_result)
 
     def __del__(self):
         # In case of partial initialization of instances.
@@ -5299,6 +5868,7 @@ __all__ = [
     "SaleResolution",
     "SyncStatus",
     "ConfigError",
+    "HttpFailure",
     "LogSinkError",
     "OpenError",
     "Resolution",
@@ -5310,6 +5880,9 @@ __all__ = [
     "CurrencyAmount",
     "DrainReport",
     "Enqueued",
+    "HttpHeader",
+    "HttpPost",
+    "HttpReply",
     "LogRecord",
     "PossyncConfig",
     "SaleHeader",
@@ -5320,6 +5893,8 @@ __all__ = [
     "StatusSnapshot",
     "install_log_sink",
     "remove_log_sink",
+    "HttpClientImpl",
+    "HttpClient",
     "LogSinkImpl",
     "LogSink",
     "PossyncEngine",

@@ -3,7 +3,9 @@
 //! - [`protocol`]: wire protocol v1 shared with the server (payload, validation, canonical JSON, hash,
 //!   push request and response).
 //! - [`outbox`]: the durable SQLite outbox with leases, atomic claim, heartbeat and CAS finalize.
-//! - [`transport`]: the `Transport` trait and its HTTP implementation (ureq).
+//! - [`transport`]: the `Transport` trait, reading the server's answer, and the built-in HTTP client
+//!   (ureq, feature `http`).
+//! - [`platform_http`]: the same requests carried by the app's own HTTP stack ([`platform_http::HttpClient`]).
 //! - [`drain`]: one drain run: claim, send in batches, finalize, until nothing is due.
 //! - [`link`]: the link policy of a run as data ([`link::judge_batch`]): go on, shrink, or stop.
 //! - [`schedule`]: when the engine runs next, as data ([`schedule::plan_after_run`]).
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod link;
 pub mod outbox;
+pub mod platform_http;
 pub mod protocol;
 pub mod reason;
 pub mod schedule;

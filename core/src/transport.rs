@@ -1,15 +1,22 @@
-//! Sending a push request: the [`Transport`] trait and its HTTP implementation over `ureq`.
+//! Sending a push request: the [`Transport`] trait, the server's answer read into a result
+//! ([`answer`]), and the built-in HTTP implementation over `ureq` (feature `http`). The app's own HTTP
+//! stack can carry the requests instead: see [`crate::platform_http`].
 //!
 //! Request-level failures are typed ([`TransportError`]) so the drain can tell "try later"
 //! (timeouts, refused connections, 429/503 with `Retry-After`, other 5xx) from "stop and tell a person"
 //! (401/403) and "split the batch" (413).
 
+#[cfg(feature = "http")]
 use std::time::Duration;
 
+#[cfg(feature = "http")]
 use parking_lot::RwLock;
 
+#[cfg(feature = "http")]
 use crate::config::{DeviceToken, SyncConfig};
+#[cfg(feature = "http")]
 use crate::error::ConfigError;
+#[cfg(feature = "http")]
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{ErrorBody, PushRequest, PushResponse};
 
@@ -127,8 +134,34 @@ pub trait Transport: Send + Sync {
     fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError>;
 }
 
+/// The server's answer to a push, as a result: a 200's per-sale results, or the request-level failure
+/// its status says (`retry_after` is the `Retry-After` header's value, in seconds, when there was one).
+///
+/// # Errors
+/// The [`TransportError`] of any status but 200, or [`TransportError::BadResponse`] for a 200 whose body
+/// is not a push response.
+pub fn answer(status: u16, retry_after: Option<&str>, body: &str) -> Result<PushResponse, TransportError> {
+    if status == 200 {
+        return serde_json::from_str(body).map_err(|e| TransportError::BadResponse(e.to_string()));
+    }
+    let retry_after_ms =
+        retry_after.and_then(|v| v.trim().parse::<u64>().ok()).map(|secs| secs.saturating_mul(1_000));
+    let (code, message) = match serde_json::from_str::<ErrorBody>(body) {
+        Ok(b) => (b.code, b.message),
+        Err(_) => ("unknown".to_owned(), body.chars().take(200).collect()),
+    };
+    Err(match status {
+        401 => TransportError::Unauthorized { code, message },
+        403 => TransportError::Forbidden { code, message },
+        413 => TransportError::TooLarge { code, message },
+        429 | 503 => TransportError::Overloaded { status, code, message, retry_after_ms },
+        _ => TransportError::Http { status, code, message },
+    })
+}
+
 /// HTTP(S) transport: `POST {server_url}/sync/push` with connect and overall timeouts, bearer token and
 /// correlation id.
+#[cfg(feature = "http")]
 pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
@@ -138,6 +171,7 @@ pub struct HttpTransport {
     tls_error: Option<String>,
 }
 
+#[cfg(feature = "http")]
 impl HttpTransport {
     /// A transport for `config`'s server, token, timeouts and TLS options (without options: ureq's own
     /// rustls setup with the public roots, unchanged).
@@ -187,12 +221,13 @@ fn agent(agent_config: ureq::config::Config, config: &SyncConfig) -> (ureq::Agen
 }
 
 /// The agent: ureq's default connectors (TLS options need the `tls` feature; `validate` refuses them).
-#[cfg(not(feature = "tls"))]
+#[cfg(all(feature = "http", not(feature = "tls")))]
 fn agent(agent_config: ureq::config::Config, config: &SyncConfig) -> (ureq::Agent, Option<String>) {
     let refused = (!config.tls.is_default()).then(|| "tls options need the `tls` feature".to_owned());
     (agent_config.into(), refused)
 }
 
+#[cfg(feature = "http")]
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the token.
@@ -200,6 +235,7 @@ impl std::fmt::Debug for HttpTransport {
     }
 }
 
+#[cfg(feature = "http")]
 impl Transport for HttpTransport {
     fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError> {
         if let Some(error) = &self.tls_error {
@@ -216,30 +252,14 @@ impl Transport for HttpTransport {
             .send(&body[..]);
         let mut response = response.map_err(classify_ureq)?;
         let status = response.status().as_u16();
-        let retry_after_ms = response
-            .headers()
-            .get("Retry-After")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|secs| secs.saturating_mul(1_000));
+        let retry_after =
+            response.headers().get("Retry-After").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.body_mut().read_to_string().map_err(classify_ureq)?;
-        if status == 200 {
-            return serde_json::from_str(&text).map_err(|e| TransportError::BadResponse(e.to_string()));
-        }
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(b) => (b.code, b.message),
-            Err(_) => ("unknown".to_owned(), text.chars().take(200).collect()),
-        };
-        Err(match status {
-            401 => TransportError::Unauthorized { code, message },
-            403 => TransportError::Forbidden { code, message },
-            413 => TransportError::TooLarge { code, message },
-            429 | 503 => TransportError::Overloaded { status, code, message, retry_after_ms },
-            _ => TransportError::Http { status, code, message },
-        })
+        answer(status, retry_after.as_deref(), &text)
     }
 }
 
+#[cfg(feature = "http")]
 fn classify_ureq(err: ureq::Error) -> TransportError {
     #[cfg(feature = "tls")]
     if crate::tls::is_tls_failure(&err) {

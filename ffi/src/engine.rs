@@ -10,10 +10,14 @@ use possync_core::backoff::BackoffPolicy;
 use possync_core::config::{DeviceToken, OutboxConfig, SyncConfig, TlsOptions};
 use possync_core::engine::{EngineConfig, SyncEngine};
 use possync_core::outbox::Outbox;
+use possync_core::platform_http::PlatformTransport;
+#[cfg(feature = "builtin-http")]
 use possync_core::transport::HttpTransport;
+use possync_core::transport::Transport;
 use possync_core::ConfigError as CoreConfigError;
 
 use crate::error::{ConfigError, OpenError, SaleError, StorageError, SyncError};
+use crate::http::{HttpClient, HttpClientBridge};
 use crate::listener::{ListenerBridge, StatusListener};
 use crate::types::{
     int, millis, non_negative, page_size, AttentionItem, Counts, DrainReason, DrainReport, Durability,
@@ -150,12 +154,58 @@ impl PossyncConfig {
 #[derive(uniffi::Object)]
 pub struct PossyncEngine {
     engine: SyncEngine,
-    transport: Arc<HttpTransport>,
+    transport: Link,
+}
+
+/// The engine's transport, kept for `set_token`: the built-in HTTP client or the app's.
+#[derive(Debug, Clone)]
+enum Link {
+    #[cfg(feature = "builtin-http")]
+    Builtin(Arc<HttpTransport>),
+    App(Arc<PlatformTransport>),
+}
+
+impl Link {
+    fn transport(&self) -> Arc<dyn Transport> {
+        match self {
+            #[cfg(feature = "builtin-http")]
+            Link::Builtin(t) => t.clone(),
+            Link::App(t) => t.clone(),
+        }
+    }
+
+    fn set_token(&self, token: &DeviceToken) -> Result<(), CoreConfigError> {
+        match self {
+            #[cfg(feature = "builtin-http")]
+            Link::Builtin(t) => t.set_token(token),
+            Link::App(t) => t.set_token(token),
+        }
+    }
 }
 
 impl std::fmt::Debug for PossyncEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PossyncEngine").field("transport", &self.transport).finish_non_exhaustive()
+    }
+}
+
+impl PossyncEngine {
+    /// Checks the config, makes the transport, then opens the outbox and starts the engine (nothing
+    /// is opened when the config or the transport is refused).
+    fn open(
+        config: PossyncConfig,
+        token: String,
+        listener: Option<Arc<dyn StatusListener>>,
+        link: impl FnOnce(&SyncConfig) -> Result<Link, OpenError>,
+    ) -> Result<Arc<Self>, OpenError> {
+        let outbox_config = config.outbox_config().map_err(OpenError::from)?;
+        let engine_config = config.engine_config(token).map_err(OpenError::from)?;
+        let transport = link(&engine_config.sync)?;
+        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(OpenError::from)?;
+        let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
+        let engine = SyncEngine::start(Arc::new(outbox), transport.transport(), engine_config, listener)
+            .map_err(OpenError::from)?;
+        Ok(Arc::new(PossyncEngine { engine, transport }))
     }
 }
 
@@ -168,20 +218,46 @@ impl PossyncEngine {
     ///
     /// # Errors
     /// [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
+    ///
+    /// Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
+    /// built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
     #[uniffi::constructor]
     pub fn new(
         config: PossyncConfig,
         token: String,
         listener: Option<Arc<dyn StatusListener>>,
     ) -> Result<Arc<Self>, OpenError> {
-        let outbox_config = config.outbox_config().map_err(OpenError::from)?;
-        let engine_config = config.engine_config(token).map_err(OpenError::from)?;
-        let outbox = Outbox::open(&config.outbox_path, outbox_config).map_err(OpenError::from)?;
-        let transport = Arc::new(HttpTransport::new(&engine_config.sync));
-        let listener = listener.map(|l| Arc::new(ListenerBridge(l)) as _);
-        let engine = SyncEngine::start(Arc::new(outbox), transport.clone(), engine_config, listener)
-            .map_err(OpenError::from)?;
-        Ok(Arc::new(PossyncEngine { engine, transport }))
+        #[cfg(feature = "builtin-http")]
+        let link = |sync: &SyncConfig| Ok(Link::Builtin(Arc::new(HttpTransport::new(sync))));
+        #[cfg(not(feature = "builtin-http"))]
+        let link = |_: &SyncConfig| {
+            Err(OpenError::InvalidConfig {
+                reason: "this build of possync has no built-in HTTP client: open the engine with \
+                         with_http_client and the app's own HTTP client"
+                    .into(),
+            })
+        };
+        Self::open(config, token, listener, link)
+    }
+
+    /// As `new`, but every request goes through the app's own HTTP stack (`http_client`: OkHttp or
+    /// `HttpURLConnection` on Android, `URLSession` on iOS), so the platform's trust store, network
+    /// security config, proxies and pinning apply. `config.tls` must then be empty: set up the shop's
+    /// CA or pins in that stack.
+    ///
+    /// # Errors
+    /// [`OpenError`], as `new`; `InvalidConfig` when `config.tls` is set.
+    #[uniffi::constructor]
+    pub fn with_http_client(
+        config: PossyncConfig,
+        token: String,
+        http_client: Arc<dyn HttpClient>,
+        listener: Option<Arc<dyn StatusListener>>,
+    ) -> Result<Arc<Self>, OpenError> {
+        Self::open(config, token, listener, |sync| {
+            let transport = PlatformTransport::new(sync, Arc::new(HttpClientBridge(http_client)))?;
+            Ok(Link::App(Arc::new(transport)))
+        })
     }
 
     /// Replaces the device token (after `possync-server token create` issued a new one) without
@@ -342,6 +418,86 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::http::{HttpFailure, HttpPost, HttpReply};
+
+    /// The app's HTTP client in these tests: every server is unreachable.
+    struct Unreachable;
+
+    impl HttpClient for Unreachable {
+        fn post(&self, _request: HttpPost) -> Result<HttpReply, HttpFailure> {
+            Err(HttpFailure::Unreachable { reason: "no network in this test".into() })
+        }
+    }
+
+    /// Opens an engine with the app's own HTTP client, which every build has.
+    fn open(config: PossyncConfig) -> Result<Arc<PossyncEngine>, OpenError> {
+        PossyncEngine::with_http_client(config, "pst_test".into(), Arc::new(Unreachable), None)
+    }
+
+    #[test]
+    fn the_apps_own_client_carries_the_runs_and_tls_options_are_refused_with_it() {
+        let dir = std::env::temp_dir().join(format!("possync-ffi-own-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let engine = open(config(&dir.join("outbox.db"), None)).expect("open");
+        let sale = crate::types::SalePayload {
+            header: crate::types::SaleHeader {
+                store_id: "store-1".into(),
+                receipt_number: "R-1".into(),
+                kind: crate::types::SaleKind::Sale,
+                occurred_at_ms: 1_764_000_000_000,
+                currency: "EUR".into(),
+                subtotal_minor: 250,
+                tax_minor: 0,
+                total_minor: 250,
+                change_minor: 0,
+                cashier_id: None,
+            },
+            items: vec![crate::types::SaleItem {
+                line_no: 1,
+                sku: "sku-1".into(),
+                name: "Article".into(),
+                quantity_milli: 1000,
+                unit_price_minor: 250,
+                discount_minor: 0,
+                line_total_minor: 250,
+                refund: false,
+            }],
+            payments: vec![crate::types::SalePayment {
+                method: "card".into(),
+                amount_minor: 250,
+                reference: None,
+            }],
+        };
+        engine.enqueue(sale).expect("enqueue");
+        let report = engine.sync_now(10_000).expect("a run");
+        assert!(matches!(report.stop, Some(crate::types::DrainStop::Offline { .. })), "{report:?}");
+        engine.shutdown();
+        assert!(engine.await_shutdown(10_000));
+        let mut pinned = config(&dir.join("pinned.db"), None);
+        pinned.tls_spki_sha256_pins = vec!["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()];
+        let refused = open(pinned).expect_err("TLS options with an own client");
+        assert!(
+            matches!(&refused, OpenError::InvalidConfig { reason } if reason.contains("built-in HTTP client"))
+        );
+        assert!(!dir.join("pinned.db").exists(), "a refused config created the outbox");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The slim mobile build (`--no-default-features`): `new` refuses and names `with_http_client`,
+    /// before any file is made.
+    #[cfg(not(feature = "builtin-http"))]
+    #[test]
+    fn without_the_built_in_client_new_refuses_and_names_with_http_client() {
+        let dir = std::env::temp_dir().join(format!("possync-ffi-slim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let refused = PossyncEngine::new(config(&dir.join("outbox.db"), None), "pst_test".into(), None)
+            .expect_err("no built-in client");
+        assert!(
+            matches!(&refused, OpenError::InvalidConfig { reason } if reason.contains("with_http_client"))
+        );
+        assert!(!dir.join("outbox.db").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The config with the defaults the bindings declare; a server nothing listens on.
     fn config(outbox: &Path, durability: Option<Durability>) -> PossyncConfig {
@@ -380,8 +536,7 @@ mod tests {
         let cases = [(None, 2), (Some(Durability::Normal), 1), (Some(Durability::Full), 2)];
         for (i, (durability, expected)) in cases.into_iter().enumerate() {
             let path = dir.join(format!("outbox-{i}.db"));
-            let engine =
-                PossyncEngine::new(config(&path, durability), "pst_test".into(), None).expect("open");
+            let engine = open(config(&path, durability)).expect("open");
             let synchronous = engine.engine.outbox().synchronous().expect("pragma");
             engine.shutdown();
             assert!(engine.await_shutdown(20_000), "the engine did not stop");

@@ -1,8 +1,8 @@
 //! possync-ffi: the uniffi layer over `possync-core` for the Android (Kotlin), iOS (Swift) and Python
 //! apps. It holds no logic: records and enums mirroring the core's types ([`types`]), one error enum per
 //! concern with one `From` conversion per core concern ([`error`]), the [`engine::PossyncEngine`] object whose methods
-//! are one-line delegates, and two traits the app implements: [`listener::StatusListener`] and
-//! [`logging::LogSink`].
+//! are one-line delegates, and the traits the app implements: [`listener::StatusListener`],
+//! [`logging::LogSink`] and, to carry requests over the platform's own HTTP stack, [`http::HttpClient`].
 //!
 //! Thread-safety: `PossyncEngine` may be called from any thread. Callbacks come from the engine's
 //! threads (`possync-status` for the listener; for the log sink, whichever thread logs, often
@@ -15,11 +15,13 @@ uniffi::setup_scaffolding!();
 
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod listener;
 pub mod logging;
 pub mod types;
 
 pub use engine::{PossyncConfig, PossyncEngine};
 pub use error::{ConfigError, LogSinkError, OpenError, SaleError, StorageError, SyncError};
+pub use http::{HttpClient, HttpFailure, HttpHeader, HttpPost, HttpReply};
 pub use listener::StatusListener;
 pub use logging::{install_log_sink, remove_log_sink, LogLevel, LogRecord, LogSink};

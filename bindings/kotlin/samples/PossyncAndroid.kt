@@ -103,7 +103,9 @@ object TillSync {
         )
         // The token is a separate argument (never in the config record's toString()): from
         // `possync-server token create`, kept in EncryptedSharedPreferences. Rotate it with setToken().
-        PossyncEngine(config, "pst_…", banner).also { engine = it }
+        // Requests go through the platform's HTTP stack (PlatformHttpClient.kt), so the app's network
+        // security config (the shop's CA, <pin-set>) applies; the slim library has no client of its own.
+        PossyncEngine.withHttpClient(config, "pst_…", PlatformHttpClient(), banner).also { engine = it }
     }
 }
 

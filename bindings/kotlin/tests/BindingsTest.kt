@@ -5,6 +5,7 @@
 package app.possync.tests
 
 import app.possync.*
+import app.possync.samples.PlatformHttpClient
 import java.nio.file.Files
 import java.util.concurrent.ConcurrentLinkedQueue
 import java.util.concurrent.CopyOnWriteArrayList
@@ -564,6 +565,71 @@ fun tlsAPinMismatchIsRefusedAndAMatchingPinIsAccepted() {
     }
 }
 
+// The app's own HTTP stack (`PossyncEngine.withHttpClient` with the sample's HttpURLConnection client),
+// as the slim mobile library is used: the same sales, answers and statuses as the built-in client.
+
+fun platformHttpClientDeliversEverySaleOnceAndRotatesTheToken() {
+    TestServer.start().use { server ->
+        val listener = RecordingListener()
+        val engine = PossyncEngine.withHttpClient(config(server.baseUrl), server.token, PlatformHttpClient(), listener)
+        try {
+            val ids = (1..3).map { engine.enqueue(sale(100 + it)) }
+            val report = engine.syncNow(20_000L)
+            check(report.stop == null && report.remainingPending == 0L) { "report: $report" }
+            check(engine.counts().sent == 3L) { "counts: ${engine.counts()}" }
+            check(onServer(server, ids) == 3) { "the sales are not on the server exactly once" }
+            // A revoked token stops the engine as AuthFailed; a new one through set_token sends again.
+            engine.setToken("pst_not_a_token_of_this_server")
+            val later = listOf(engine.enqueue(sale(200)))
+            val refused = engine.syncNow(20_000L)
+            check(refused.stop is DrainStop.AuthFailed) { "a wrong token: $refused" }
+            engine.setToken(server.token)
+            val sent = engine.syncNow(20_000L)
+            check(sent.stop == null && sent.remainingPending == 0L) { "after set_token: $sent" }
+            check(onServer(server, ids + later) == 4) { "every sale once on the server" }
+        } finally {
+            engine.close()
+        }
+    }
+}
+
+fun platformHttpClientOfflineAndTlsFailuresAreTypedAsByTheBuiltInClient() {
+    val port = java.net.ServerSocket(0).use { it.localPort } // nothing listens there any more
+    val dead = PossyncEngine.withHttpClient(config("http://127.0.0.1:$port"), "pst_unused", PlatformHttpClient(), null)
+    try {
+        dead.enqueue(sale(1))
+        val report = dead.syncNow(20_000L)
+        check(report.stop is DrainStop.Offline) { "a dead server: $report" }
+        check(dead.counts().pending == 1L) { "the sale must stay: ${dead.counts()}" }
+    } finally {
+        dead.close()
+    }
+    TestServer.start().use { server ->
+        TlsFront.start(server).use { front ->
+            // The JVM's trust store does not know the test CA: a handshake failure, not Offline.
+            val listener = RecordingListener()
+            val engine = PossyncEngine.withHttpClient(config(front.url), server.token, PlatformHttpClient(), listener)
+            try {
+                val ids = listOf(engine.enqueue(sale(2)))
+                refusedByTls(engine, listener, server, ids)
+            } finally {
+                engine.close()
+            }
+        }
+    }
+}
+
+fun platformHttpClientRefusesTlsOptionsItWouldIgnore() {
+    val cfg = config("https://127.0.0.1:9").copy(tlsSpkiSha256Pins = listOf("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+    try {
+        PossyncEngine.withHttpClient(cfg, "pst_unused", PlatformHttpClient(), null).close()
+        throw AssertionError("TLS options with the app's own HTTP client must be refused")
+    } catch (e: OpenException.InvalidConfig) {
+        check(e.reason.contains("built-in HTTP client")) { "reason: ${e.reason}" }
+    }
+    check(!java.io.File(cfg.outboxPath).exists()) { "a refused config created the outbox" }
+}
+
 fun main() {
     installLogSink(CapturedLogs, LogLevel.DEBUG)
     val tests = listOf<Pair<String, () -> Unit>>(
@@ -581,6 +647,9 @@ fun main() {
         "tls_an_unknown_ca_is_refused_as_tls_failed_not_offline_and_the_sales_stay" to ::tlsAnUnknownCaIsRefusedAsTlsFailedNotOfflineAndTheSalesStay,
         "tls_without_options_the_test_ca_is_refused" to ::tlsWithoutOptionsTheTestCaIsRefused,
         "tls_a_pin_mismatch_is_refused_and_a_matching_pin_is_accepted" to ::tlsAPinMismatchIsRefusedAndAMatchingPinIsAccepted,
+        "platform_http_client_delivers_every_sale_once_and_rotates_the_token" to ::platformHttpClientDeliversEverySaleOnceAndRotatesTheToken,
+        "platform_http_client_offline_and_tls_failures_are_typed_as_by_the_built_in_client" to ::platformHttpClientOfflineAndTlsFailuresAreTypedAsByTheBuiltInClient,
+        "platform_http_client_refuses_tls_options_it_would_ignore" to ::platformHttpClientRefusesTlsOptionsItWouldIgnore,
     )
     var passed = 0
     var failed = 0

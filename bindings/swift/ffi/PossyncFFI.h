@@ -243,6 +243,13 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_HTTP_CLIENT_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_HTTP_CLIENT_METHOD0
+typedef void (*UniffiCallbackInterfaceHttpClientMethod0)(uint64_t, RustBuffer, RustBuffer* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATUS_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_STATUS_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceStatusListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -262,6 +269,15 @@ typedef void (*UniffiCallbackInterfaceStatusListenerMethod1)(uint64_t, RustBuffe
 typedef void (*UniffiCallbackInterfaceLogSinkMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_HTTP_CLIENT
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_HTTP_CLIENT
+typedef struct UniffiVTableCallbackInterfaceHttpClient {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceHttpClientMethod0 _Nonnull post;
+} UniffiVTableCallbackInterfaceHttpClient;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_STATUS_LISTENER
@@ -296,6 +312,11 @@ void uniffi_possync_ffi_fn_free_possyncengine(uint64_t handle, RustCallStatus *_
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_NEW
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_NEW
 uint64_t uniffi_possync_ffi_fn_constructor_possyncengine_new(RustBuffer config, RustBuffer token, RustBuffer listener, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_WITH_HTTP_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CONSTRUCTOR_POSSYNCENGINE_WITH_HTTP_CLIENT
+uint64_t uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client(RustBuffer config, RustBuffer token, uint64_t http_client, RustBuffer listener, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_ATTENTION_ITEMS
@@ -371,6 +392,26 @@ RustBuffer uniffi_possync_ffi_fn_method_possyncengine_sync_now(uint64_t ptr, int
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_TRIGGER
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_POSSYNCENGINE_TRIGGER
 void uniffi_possync_ffi_fn_method_possyncengine_trigger(uint64_t ptr, RustBuffer reason, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CLONE_HTTPCLIENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CLONE_HTTPCLIENT
+uint64_t uniffi_possync_ffi_fn_clone_httpclient(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_FREE_HTTPCLIENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_FREE_HTTPCLIENT
+void uniffi_possync_ffi_fn_free_httpclient(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_INIT_CALLBACK_VTABLE_HTTPCLIENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_INIT_CALLBACK_VTABLE_HTTPCLIENT
+void uniffi_possync_ffi_fn_init_callback_vtable_httpclient(const UniffiVTableCallbackInterfaceHttpClient* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_HTTPCLIENT_POST
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_METHOD_HTTPCLIENT_POST
+RustBuffer uniffi_possync_ffi_fn_method_httpclient_post(uint64_t ptr, RustBuffer request, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_FN_CLONE_STATUSLISTENER
@@ -791,6 +832,12 @@ uint16_t uniffi_possync_ffi_checksum_method_possyncengine_trigger(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_HTTPCLIENT_POST
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_HTTPCLIENT_POST
+uint16_t uniffi_possync_ffi_checksum_method_httpclient_post(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_STATUSLISTENER_ON_STATUS
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_METHOD_STATUSLISTENER_ON_STATUS
 uint16_t uniffi_possync_ffi_checksum_method_statuslistener_on_status(void
@@ -812,6 +859,12 @@ uint16_t uniffi_possync_ffi_checksum_method_logsink_log(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_CONSTRUCTOR_POSSYNCENGINE_NEW
 #define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_CONSTRUCTOR_POSSYNCENGINE_NEW
 uint16_t uniffi_possync_ffi_checksum_constructor_possyncengine_new(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_CONSTRUCTOR_POSSYNCENGINE_WITH_HTTP_CLIENT
+#define UNIFFI_FFIDEF_UNIFFI_POSSYNC_FFI_CHECKSUM_CONSTRUCTOR_POSSYNCENGINE_WITH_HTTP_CLIENT
+uint16_t uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client(void
     
 );
 #endif

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -569,6 +585,242 @@ fileprivate struct FfiConverterString: FfiConverter {
         writeBytes(&buf, value.utf8)
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterData: FfiConverterRustBuffer {
+    typealias SwiftType = Data
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Data {
+        let len: Int32 = try readInt(&buf)
+        return Data(try readBytes(&buf, count: Int(len)))
+    }
+
+    public static func write(_ value: Data, into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        writeBytes(&buf, value)
+    }
+}
+
+
+
+
+/**
+ * The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+ */
+public protocol HttpClient: AnyObject, Sendable {
+    
+    /**
+     * Sends `request` and returns the answer, whatever its status.
+     *
+     * # Errors
+     * An [`HttpFailure`] when no answer came back.
+     */
+    func post(request: HttpPost) throws  -> HttpReply
+    
+}
+/**
+ * The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+ */
+open class HttpClientImpl: HttpClient, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_possync_ffi_fn_clone_httpclient(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_possync_ffi_fn_free_httpclient(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Sends `request` and returns the answer, whatever its status.
+     *
+     * # Errors
+     * An [`HttpFailure`] when no answer came back.
+     */
+open func post(request: HttpPost)throws  -> HttpReply  {
+    return try  FfiConverterTypeHttpReply_lift(try rustCallWithError(FfiConverterTypeHttpFailure_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_method_httpclient_post(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeHttpPost_lower(request),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceHttpClient {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceHttpClient = UniffiVTableCallbackInterfaceHttpClient(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeHttpClient.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface HttpClient: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeHttpClient.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface HttpClient: handle missing in uniffiClone")
+            }
+        },
+        post: { (
+            uniffiHandle: UInt64,
+            request: RustBuffer,
+            uniffiOutReturn: UnsafeMutablePointer<RustBuffer>,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> HttpReply in
+                guard let uniffiObj = try? FfiConverterTypeHttpClient.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.post(
+                     request: try FfiConverterTypeHttpPost_lift(request)
+                )
+            }
+
+            
+            let writeReturn = { uniffiOutReturn.pointee = FfiConverterTypeHttpReply_lower($0) }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeHttpFailure_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceHttpClient> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceHttpClient>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitHttpClient() {
+    uniffi_possync_ffi_fn_init_callback_vtable_httpclient(UniffiCallbackInterfaceHttpClient.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpClient: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<HttpClient>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = HttpClient
+
+    public static func lift(_ handle: UInt64) throws -> HttpClient {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return HttpClientImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: HttpClient) -> UInt64 {
+         if let rustImpl = value as? HttpClientImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpClient {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: HttpClient, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpClient_lift(_ handle: UInt64) throws -> HttpClient {
+    return try FfiConverterTypeHttpClient.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpClient_lower(_ value: HttpClient) -> UInt64 {
+    return FfiConverterTypeHttpClient.lower(value)
+}
+
+
 
 
 
@@ -977,6 +1229,9 @@ open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
      *
      * # Errors
      * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
+     *
+     * Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
+     * built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
      */
 public convenience init(config: PossyncConfig, token: String, listener: StatusListener?)throws  {
     let handle =
@@ -1000,6 +1255,27 @@ public convenience init(config: PossyncConfig, token: String, listener: StatusLi
         try! rustCall { uniffi_possync_ffi_fn_free_possyncengine(handle, $0) }
     }
 
+    
+    /**
+     * As `new`, but every request goes through the app's own HTTP stack (`http_client`: OkHttp or
+     * `HttpURLConnection` on Android, `URLSession` on iOS), so the platform's trust store, network
+     * security config, proxies and pinning apply. `config.tls` must then be empty: set up the shop's
+     * CA or pins in that stack.
+     *
+     * # Errors
+     * [`OpenError`], as `new`; `InvalidConfig` when `config.tls` is set.
+     */
+public static func withHttpClient(config: PossyncConfig, token: String, httpClient: HttpClient, listener: StatusListener?)throws  -> PossyncEngine  {
+    return try  FfiConverterTypePossyncEngine_lift(try rustCallWithError(FfiConverterTypeOpenError_lift) {
+        uniffiCallStatus in
+    uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client(
+        FfiConverterTypePossyncConfig_lower(config),
+        FfiConverterString.lower(token),
+        FfiConverterTypeHttpClient_lower(httpClient),
+        FfiConverterOptionTypeStatusListener.lower(listener),uniffiCallStatus
+    )
+})
+}
     
 
     
@@ -2112,6 +2388,253 @@ public func FfiConverterTypeEnqueued_lift(_ buf: RustBuffer) throws -> Enqueued 
 #endif
 public func FfiConverterTypeEnqueued_lower(_ value: Enqueued) -> RustBuffer {
     return FfiConverterTypeEnqueued.lower(value)
+}
+
+
+/**
+ * One header.
+ */
+public struct HttpHeader: Equatable, Hashable {
+    /**
+     * Its name.
+     */
+    public var name: String
+    /**
+     * Its value.
+     */
+    public var value: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its name.
+         */name: String, 
+        /**
+         * Its value.
+         */value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HttpHeader: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpHeader: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpHeader {
+        return
+            try HttpHeader(
+                name: FfiConverterString.read(from: &buf), 
+                value: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HttpHeader, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.value, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpHeader_lift(_ buf: RustBuffer) throws -> HttpHeader {
+    return try FfiConverterTypeHttpHeader.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpHeader_lower(_ value: HttpHeader) -> RustBuffer {
+    return FfiConverterTypeHttpHeader.lower(value)
+}
+
+
+/**
+ * One `POST` to send.
+ */
+public struct HttpPost: Equatable, Hashable {
+    /**
+     * `{server_url}/sync/push`.
+     */
+    public var url: String
+    /**
+     * Headers to send as given, in order.
+     */
+    public var headers: [HttpHeader]
+    /**
+     * The JSON body.
+     */
+    public var body: Data
+    /**
+     * Time to connect (TCP and TLS), in ms.
+     */
+    public var connectTimeoutMs: Int64
+    /**
+     * Time for the whole request, to the last byte of the answer, in ms.
+     */
+    public var requestTimeoutMs: Int64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `{server_url}/sync/push`.
+         */url: String, 
+        /**
+         * Headers to send as given, in order.
+         */headers: [HttpHeader], 
+        /**
+         * The JSON body.
+         */body: Data, 
+        /**
+         * Time to connect (TCP and TLS), in ms.
+         */connectTimeoutMs: Int64, 
+        /**
+         * Time for the whole request, to the last byte of the answer, in ms.
+         */requestTimeoutMs: Int64) {
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.connectTimeoutMs = connectTimeoutMs
+        self.requestTimeoutMs = requestTimeoutMs
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HttpPost: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpPost: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpPost {
+        return
+            try HttpPost(
+                url: FfiConverterString.read(from: &buf), 
+                headers: FfiConverterSequenceTypeHttpHeader.read(from: &buf), 
+                body: FfiConverterData.read(from: &buf), 
+                connectTimeoutMs: FfiConverterInt64.read(from: &buf), 
+                requestTimeoutMs: FfiConverterInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HttpPost, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.url, into: &buf)
+        FfiConverterSequenceTypeHttpHeader.write(value.headers, into: &buf)
+        FfiConverterData.write(value.body, into: &buf)
+        FfiConverterInt64.write(value.connectTimeoutMs, into: &buf)
+        FfiConverterInt64.write(value.requestTimeoutMs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpPost_lift(_ buf: RustBuffer) throws -> HttpPost {
+    return try FfiConverterTypeHttpPost.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpPost_lower(_ value: HttpPost) -> RustBuffer {
+    return FfiConverterTypeHttpPost.lower(value)
+}
+
+
+/**
+ * The server's answer, whatever its status.
+ */
+public struct HttpReply: Equatable, Hashable {
+    /**
+     * The HTTP status.
+     */
+    public var status: UInt16
+    /**
+     * The `Retry-After` header's value, when there was one.
+     */
+    public var retryAfter: String?
+    /**
+     * The body, as text.
+     */
+    public var body: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The HTTP status.
+         */status: UInt16, 
+        /**
+         * The `Retry-After` header's value, when there was one.
+         */retryAfter: String?, 
+        /**
+         * The body, as text.
+         */body: String) {
+        self.status = status
+        self.retryAfter = retryAfter
+        self.body = body
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension HttpReply: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpReply: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpReply {
+        return
+            try HttpReply(
+                status: FfiConverterUInt16.read(from: &buf), 
+                retryAfter: FfiConverterOptionString.read(from: &buf), 
+                body: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: HttpReply, into buf: inout [UInt8]) {
+        FfiConverterUInt16.write(value.status, into: &buf)
+        FfiConverterOptionString.write(value.retryAfter, into: &buf)
+        FfiConverterString.write(value.body, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpReply_lift(_ buf: RustBuffer) throws -> HttpReply {
+    return try FfiConverterTypeHttpReply.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpReply_lower(_ value: HttpReply) -> RustBuffer {
+    return FfiConverterTypeHttpReply.lower(value)
 }
 
 
@@ -3652,6 +4175,139 @@ public func FfiConverterTypeDurability_lower(_ value: Durability) -> RustBuffer 
     return FfiConverterTypeDurability.lower(value)
 }
 
+
+
+/**
+ * Why no answer came back. Pick the closest: the engine shows `Offline` for `Unreachable` and
+ * `Timeout`, `TlsFailed` for `Tls` (which a retry cannot fix), and retries `Io`.
+ */
+public 
+enum HttpFailure: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
+
+    
+    
+    /**
+     * No route, refused, unknown host: the till is offline.
+     */
+    case Unreachable(
+        /**
+         * What happened, for a person.
+         */reason: String
+    )
+    /**
+     * No complete answer within the timeouts.
+     */
+    case Timeout(
+        /**
+         * What happened, for a person.
+         */reason: String
+    )
+    /**
+     * The server's certificate is not trusted or not pinned.
+     */
+    case Tls(
+        /**
+         * What happened, for a person.
+         */reason: String
+    )
+    /**
+     * The connection broke after the request may have been sent.
+     */
+    case Io(
+        /**
+         * What happened, for a person.
+         */reason: String
+    )
+
+    
+
+    
+
+    
+    public var errorDescription: String? {
+        String(reflecting: self)
+    }
+    
+}
+
+#if compiler(>=6)
+extension HttpFailure: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeHttpFailure: FfiConverterRustBuffer {
+    typealias SwiftType = HttpFailure
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> HttpFailure {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+
+        
+
+        
+        case 1: return .Unreachable(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 2: return .Timeout(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 3: return .Tls(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+        case 4: return .Io(
+            reason: try FfiConverterString.read(from: &buf)
+            )
+
+         default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: HttpFailure, into buf: inout [UInt8]) {
+        switch value {
+
+        
+
+        
+        
+        case let .Unreachable(reason):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Timeout(reason):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Tls(reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .Io(reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpFailure_lift(_ buf: RustBuffer) throws -> HttpFailure {
+    return try FfiConverterTypeHttpFailure.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeHttpFailure_lower(_ value: HttpFailure) -> RustBuffer {
+    return FfiConverterTypeHttpFailure.lower(value)
+}
 
 
 /**
@@ -5342,6 +5998,31 @@ fileprivate struct FfiConverterSequenceTypeCurrencyAmount: FfiConverterRustBuffe
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer {
+    typealias SwiftType = [HttpHeader]
+
+    public static func write(_ value: [HttpHeader], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeHttpHeader.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [HttpHeader] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [HttpHeader]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeHttpHeader.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeSaleItem: FfiConverterRustBuffer {
     typealias SwiftType = [SaleItem]
 
@@ -5555,6 +6236,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_possync_ffi_checksum_method_httpclient_post() != 35022) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_possync_ffi_checksum_method_statuslistener_on_status() != 51131) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -5564,10 +6248,14 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_logsink_log() != 30947) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 3352) {
+    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 26907) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() != 15508) {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitHttpClient()
     uniffiCallbackInitLogSink()
     uniffiCallbackInitStatusListener()
     return InitializationResult.ok

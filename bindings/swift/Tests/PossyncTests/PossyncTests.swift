@@ -82,7 +82,7 @@ final class PossyncTests: XCTestCase {
             return XCTFail("set POSSYNC_TEST_SERVER_URL and POSSYNC_TEST_TOKEN (see bindings/swift/README.md)")
         }
         let listener = RecordingListener()
-        let engine = try PossyncEngine(config: config(server: url), token: token, listener: listener)
+        let engine = try PossyncEngine.withHttpClient(config: config(server: url), token: token, httpClient: PlatformHttpClient(), listener: listener)
         defer { engine.shutdown() }
         waitFor("the startup run's report") { listener.reports.contains { $0.reasons.contains(.startup) } }
         let ids = try (1...3).map { try engine.enqueue(sale: sale(Int64($0) + Int64(Date().timeIntervalSince1970 * 1000))) }
@@ -110,7 +110,7 @@ final class PossyncTests: XCTestCase {
     }
 
     func testInvalidSaleThrowsATypedErrorAndStoresNothing() throws {
-        let engine = try PossyncEngine(config: config(server: "http://127.0.0.1:9"), token: "pst_unused", listener: nil)
+        let engine = try PossyncEngine.withHttpClient(config: config(server: "http://127.0.0.1:9"), token: "pst_unused", httpClient: PlatformHttpClient(), listener: nil)
         defer { engine.shutdown() }
         var bad = sale(1)
         bad.header.totalMinor += 1
@@ -123,7 +123,7 @@ final class PossyncTests: XCTestCase {
     }
 
     func testInvalidConfigThrowsOpenError() {
-        XCTAssertThrowsError(try PossyncEngine(config: config(server: "ftp://127.0.0.1:9"), token: "pst_x", listener: nil)) { error in
+        XCTAssertThrowsError(try PossyncEngine.withHttpClient(config: config(server: "ftp://127.0.0.1:9"), token: "pst_x", httpClient: PlatformHttpClient(), listener: nil)) { error in
             guard case OpenError.InvalidConfig = error else { return XCTFail("\(error)") }
         }
     }

@@ -650,6 +650,9 @@ internal open class UniffiForeignFutureResultVoid(
 internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
     fun callback(`callbackData`: Long,`result`: UniffiForeignFutureResultVoid.UniffiByValue,)
 }
+internal interface UniffiCallbackInterfaceHttpClientMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`request`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceStatusListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`status`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -658,6 +661,25 @@ internal interface UniffiCallbackInterfaceStatusListenerMethod1 : com.sun.jna.Ca
 }
 internal interface UniffiCallbackInterfaceLogSinkMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`record`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "post")
+internal open class UniffiVTableCallbackInterfaceHttpClient(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `post`: UniffiCallbackInterfaceHttpClientMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `post`: UniffiCallbackInterfaceHttpClientMethod0? = null,
+    ): UniffiVTableCallbackInterfaceHttpClient(`uniffiFree`,`uniffiClone`,`post`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceHttpClient) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `post` = other.`post`
+    }
+
 }
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "onStatus", "onReport")
 internal open class UniffiVTableCallbackInterfaceStatusListener(
@@ -759,6 +781,8 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_possync_ffi_checksum_method_possyncengine_trigger(
     ): Int
+    external fun uniffi_possync_ffi_checksum_method_httpclient_post(
+    ): Int
     external fun uniffi_possync_ffi_checksum_method_statuslistener_on_status(
     ): Int
     external fun uniffi_possync_ffi_checksum_method_statuslistener_on_report(
@@ -766,6 +790,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_possync_ffi_checksum_method_logsink_log(
     ): Int
     external fun uniffi_possync_ffi_checksum_constructor_possyncengine_new(
+    ): Int
+    external fun uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client(
     ): Int
     external fun ffi_possync_ffi_uniffi_contract_version(
     ): Int
@@ -783,6 +809,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "possync_ffi"))
+        uniffiCallbackInterfaceHttpClient.register(this)
         uniffiCallbackInterfaceLogSink.register(this)
         uniffiCallbackInterfaceStatusListener.register(this)
         
@@ -794,6 +821,8 @@ internal object UniffiLib {
     external fun uniffi_possync_ffi_fn_free_possyncengine(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_possync_ffi_fn_constructor_possyncengine_new(`config`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client(`config`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`httpClient`: Long,`listener`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_possync_ffi_fn_method_possyncengine_attention_items(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -825,6 +854,14 @@ internal object UniffiLib {
     ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_method_possyncengine_trigger(`ptr`: Long,`reason`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
+    external fun uniffi_possync_ffi_fn_clone_httpclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_possync_ffi_fn_free_httpclient(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_possync_ffi_fn_init_callback_vtable_httpclient(`vtable`: UniffiVTableCallbackInterfaceHttpClient,
+    ): Unit
+    external fun uniffi_possync_ffi_fn_method_httpclient_post(`ptr`: Long,`request`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
     external fun uniffi_possync_ffi_fn_clone_statuslistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_possync_ffi_fn_free_statuslistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1017,6 +1054,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() and 0xFFFF) != 25452) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_possync_ffi_checksum_method_httpclient_post() and 0xFFFF) != 35022) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_possync_ffi_checksum_method_statuslistener_on_status() and 0xFFFF) != 51131) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1026,7 +1066,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_logsink_log() and 0xFFFF) != 30947) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 3352) {
+    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 26907) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() and 0xFFFF) != 15508) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
 }
@@ -1220,6 +1263,33 @@ private class JavaLangRefCleanable(
 /**
  * @suppress
  */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    fun lift(value: Int): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterUInt: FfiConverter<UInt, Int> {
     override fun lift(value: Int): UInt {
         return value.toUInt()
@@ -1340,6 +1410,361 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
         val byteBuf = toUtf8(value)
         buf.putInt(byteBuf.limit())
         buf.put(byteBuf)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterByteArray: FfiConverterRustBuffer<ByteArray> {
+    override fun read(buf: ByteBuffer): ByteArray {
+        val len = buf.getInt()
+        val byteArr = ByteArray(len)
+        buf.get(byteArr)
+        return byteArr
+    }
+    override fun allocationSize(value: ByteArray): ULong {
+        return 4UL + value.size.toULong()
+    }
+    override fun write(value: ByteArray, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        buf.put(value)
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+ */
+public interface HttpClient {
+    
+    /**
+     * Sends `request` and returns the answer, whatever its status.
+     *
+     * # Errors
+     * An [`HttpFailure`] when no answer came back.
+     */
+    fun `post`(`request`: HttpPost): HttpReply
+    
+    companion object
+}
+
+/**
+ * The app's HTTP stack (OkHttp or `HttpURLConnection` on Android, `URLSession` on iOS).
+ */
+open class HttpClientImpl: Disposable, AutoCloseable, HttpClient
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_possync_ffi_fn_free_httpclient(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_possync_ffi_fn_clone_httpclient(handle, status)
+        }
+    }
+
+    
+    /**
+     * Sends `request` and returns the answer, whatever its status.
+     *
+     * # Errors
+     * An [`HttpFailure`] when no answer came back.
+     */
+    @Throws(HttpFailure::class)override fun `post`(`request`: HttpPost): HttpReply {
+            return FfiConverterTypeHttpReply.lift(
+    callWithHandle {
+    uniffiRustCallWithError(HttpFailure) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_method_httpclient_post(
+        it,
+        
+        FfiConverterTypeHttpPost.lower(`request`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceHttpClient {
+    internal object `post`: UniffiCallbackInterfaceHttpClientMethod0 {
+        override fun callback(`uniffiHandle`: Long,`request`: RustBuffer.ByValue,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeHttpClient.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`post`(
+                    FfiConverterTypeHttpPost.lift(`request`),
+                )
+            }
+            val writeReturn = { value: HttpReply -> uniffiOutReturn.setValue(FfiConverterTypeHttpReply.lower(value)) }
+            uniffiTraitInterfaceCallWithError(
+                uniffiCallStatus,
+                makeCall,
+                writeReturn,
+                { e: HttpFailure -> FfiConverterTypeHttpFailure.lower(e) }
+            )
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeHttpClient.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeHttpClient.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceHttpClient.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `post`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_possync_ffi_fn_init_callback_vtable_httpclient(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpClient: FfiConverter<HttpClient, Long> {
+    internal val handleMap = UniffiHandleMap<HttpClient>()
+
+    override fun lower(value: HttpClient): Long {
+        if (value is HttpClientImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): HttpClient {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return HttpClientImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): HttpClient {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: HttpClient) = 8UL
+
+    override fun write(value: HttpClient, buf: ByteBuffer) {
+        buf.putLong(lower(value))
     }
 }
 
@@ -1943,6 +2368,9 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      *
      * # Errors
      * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
+     *
+     * Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
+     * built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
      */
     constructor(`config`: PossyncConfig, `token`: kotlin.String, `listener`: StatusListener?) :
         this(UniffiWithHandle, 
@@ -2358,11 +2786,34 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
 
 
     
-    
+    companion object {
+        
     /**
-     * @suppress
+     * As `new`, but every request goes through the app's own HTTP stack (`http_client`: OkHttp or
+     * `HttpURLConnection` on Android, `URLSession` on iOS), so the platform's trust store, network
+     * security config, proxies and pinning apply. `config.tls` must then be empty: set up the shop's
+     * CA or pins in that stack.
+     *
+     * # Errors
+     * [`OpenError`], as `new`; `InvalidConfig` when `config.tls` is set.
      */
-    companion object
+    @Throws(OpenException::class) fun `withHttpClient`(`config`: PossyncConfig, `token`: kotlin.String, `httpClient`: HttpClient, `listener`: StatusListener?): PossyncEngine {
+            return FfiConverterTypePossyncEngine.lift(
+    uniffiRustCallWithError(OpenException) { _status ->
+    UniffiLib.uniffi_possync_ffi_fn_constructor_possyncengine_with_http_client(
+    
+        
+        FfiConverterTypePossyncConfig.lower(`config`),
+        FfiConverterString.lower(`token`),
+        FfiConverterTypeHttpClient.lower(`httpClient`),
+        FfiConverterOptionalTypeStatusListener.lower(`listener`),_status)
+}
+    )
+    }
+    
+
+        
+    }
     
 }
 
@@ -3155,6 +3606,179 @@ public object FfiConverterTypeEnqueued: FfiConverterRustBuffer<Enqueued> {
     override fun write(value: Enqueued, buf: ByteBuffer) {
             FfiConverterString.write(value.`clientTxId`, buf)
             FfiConverterBoolean.write(value.`created`, buf)
+    }
+}
+
+
+
+/**
+ * One header.
+ */
+data class HttpHeader (
+    /**
+     * Its name.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Its value.
+     */
+    var `value`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpHeader: FfiConverterRustBuffer<HttpHeader> {
+    override fun read(buf: ByteBuffer): HttpHeader {
+        return HttpHeader(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HttpHeader) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`value`)
+    )
+
+    override fun write(value: HttpHeader, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`value`, buf)
+    }
+}
+
+
+
+/**
+ * One `POST` to send.
+ */
+data class HttpPost (
+    /**
+     * `{server_url}/sync/push`.
+     */
+    var `url`: kotlin.String
+    , 
+    /**
+     * Headers to send as given, in order.
+     */
+    var `headers`: List<HttpHeader>
+    , 
+    /**
+     * The JSON body.
+     */
+    var `body`: kotlin.ByteArray
+    , 
+    /**
+     * Time to connect (TCP and TLS), in ms.
+     */
+    var `connectTimeoutMs`: kotlin.Long
+    , 
+    /**
+     * Time for the whole request, to the last byte of the answer, in ms.
+     */
+    var `requestTimeoutMs`: kotlin.Long
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpPost: FfiConverterRustBuffer<HttpPost> {
+    override fun read(buf: ByteBuffer): HttpPost {
+        return HttpPost(
+            FfiConverterString.read(buf),
+            FfiConverterSequenceTypeHttpHeader.read(buf),
+            FfiConverterByteArray.read(buf),
+            FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HttpPost) = (
+            FfiConverterString.allocationSize(value.`url`) +
+            FfiConverterSequenceTypeHttpHeader.allocationSize(value.`headers`) +
+            FfiConverterByteArray.allocationSize(value.`body`) +
+            FfiConverterLong.allocationSize(value.`connectTimeoutMs`) +
+            FfiConverterLong.allocationSize(value.`requestTimeoutMs`)
+    )
+
+    override fun write(value: HttpPost, buf: ByteBuffer) {
+            FfiConverterString.write(value.`url`, buf)
+            FfiConverterSequenceTypeHttpHeader.write(value.`headers`, buf)
+            FfiConverterByteArray.write(value.`body`, buf)
+            FfiConverterLong.write(value.`connectTimeoutMs`, buf)
+            FfiConverterLong.write(value.`requestTimeoutMs`, buf)
+    }
+}
+
+
+
+/**
+ * The server's answer, whatever its status.
+ */
+data class HttpReply (
+    /**
+     * The HTTP status.
+     */
+    var `status`: kotlin.UShort
+    , 
+    /**
+     * The `Retry-After` header's value, when there was one.
+     */
+    var `retryAfter`: kotlin.String?
+    , 
+    /**
+     * The body, as text.
+     */
+    var `body`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpReply: FfiConverterRustBuffer<HttpReply> {
+    override fun read(buf: ByteBuffer): HttpReply {
+        return HttpReply(
+            FfiConverterUShort.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: HttpReply) = (
+            FfiConverterUShort.allocationSize(value.`status`) +
+            FfiConverterOptionalString.allocationSize(value.`retryAfter`) +
+            FfiConverterString.allocationSize(value.`body`)
+    )
+
+    override fun write(value: HttpReply, buf: ByteBuffer) {
+            FfiConverterUShort.write(value.`status`, buf)
+            FfiConverterOptionalString.write(value.`retryAfter`, buf)
+            FfiConverterString.write(value.`body`, buf)
     }
 }
 
@@ -4336,6 +4960,159 @@ public object FfiConverterTypeDurability: FfiConverterRustBuffer<Durability> {
 }
 
 
+
+
+
+
+
+/**
+ * Why no answer came back. Pick the closest: the engine shows `Offline` for `Unreachable` and
+ * `Timeout`, `TlsFailed` for `Tls` (which a retry cannot fix), and retries `Io`.
+ */
+sealed class HttpFailure: kotlin.Exception() {
+    
+    /**
+     * No route, refused, unknown host: the till is offline.
+     */
+    class Unreachable(
+        
+        /**
+         * What happened, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : HttpFailure() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * No complete answer within the timeouts.
+     */
+    class Timeout(
+        
+        /**
+         * What happened, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : HttpFailure() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The server's certificate is not trusted or not pinned.
+     */
+    class Tls(
+        
+        /**
+         * What happened, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : HttpFailure() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+    /**
+     * The connection broke after the request may have been sent.
+     */
+    class Io(
+        
+        /**
+         * What happened, for a person.
+         */
+        val `reason`: kotlin.String
+        ) : HttpFailure() {
+        override val message
+            get() = "reason=${ `reason` }"
+    }
+    
+
+    
+
+
+    companion object ErrorHandler : UniffiRustCallStatusErrorHandler<HttpFailure> {
+        override fun lift(error_buf: RustBuffer.ByValue): HttpFailure = FfiConverterTypeHttpFailure.lift(error_buf)
+    }
+
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeHttpFailure : FfiConverterRustBuffer<HttpFailure> {
+    override fun read(buf: ByteBuffer): HttpFailure {
+        
+
+        return when(buf.getInt()) {
+            1 -> HttpFailure.Unreachable(
+                FfiConverterString.read(buf),
+                )
+            2 -> HttpFailure.Timeout(
+                FfiConverterString.read(buf),
+                )
+            3 -> HttpFailure.Tls(
+                FfiConverterString.read(buf),
+                )
+            4 -> HttpFailure.Io(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid error enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: HttpFailure): ULong {
+        return when(value) {
+            is HttpFailure.Unreachable -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is HttpFailure.Timeout -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is HttpFailure.Tls -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+            is HttpFailure.Io -> (
+                // Add the size for the Int that specifies the variant plus the size needed for all fields
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: HttpFailure, buf: ByteBuffer) {
+        when(value) {
+            is HttpFailure.Unreachable -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is HttpFailure.Timeout -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is HttpFailure.Tls -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is HttpFailure.Io -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+
+}
 
 
 
@@ -6184,6 +6961,34 @@ public object FfiConverterSequenceTypeCurrencyAmount: FfiConverterRustBuffer<Lis
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterTypeCurrencyAmount.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeHttpHeader: FfiConverterRustBuffer<List<HttpHeader>> {
+    override fun read(buf: ByteBuffer): List<HttpHeader> {
+        val len = buf.getInt()
+        return List<HttpHeader>(len) {
+            FfiConverterTypeHttpHeader.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<HttpHeader>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeHttpHeader.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<HttpHeader>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeHttpHeader.write(it, buf)
         }
     }
 }

@@ -12,13 +12,11 @@
 
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use crate::config::{DeviceToken, SyncConfig};
 use crate::error::ConfigError;
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{PushRequest, PushResponse};
-use crate::transport::{answer, Transport, TransportError};
+use crate::transport::{answer, Bearer, Transport, TransportError};
 
 /// One `POST` for the app's HTTP stack to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +86,7 @@ pub trait HttpClient: Send + Sync {
 pub struct PlatformTransport {
     client: Arc<dyn HttpClient>,
     url: String,
-    authorization: RwLock<String>,
+    authorization: Bearer,
     connect_timeout_ms: u64,
     request_timeout_ms: u64,
 }
@@ -110,7 +108,7 @@ impl PlatformTransport {
         Ok(PlatformTransport {
             client,
             url: format!("{}{PUSH_PATH}", config.server_url.trim_end_matches('/')),
-            authorization: RwLock::new(format!("Bearer {}", config.token.expose())),
+            authorization: Bearer::new(&config.token),
             connect_timeout_ms: config.connect_timeout_ms,
             request_timeout_ms: config.request_timeout_ms,
         })
@@ -121,10 +119,7 @@ impl PlatformTransport {
     /// # Errors
     /// [`ConfigError`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
     pub fn set_token(&self, token: &DeviceToken) -> Result<(), ConfigError> {
-        token.validate()?;
-        *self.authorization.write() = format!("Bearer {}", token.expose());
-        log::info!("device token replaced");
-        Ok(())
+        self.authorization.set(token)
     }
 }
 
@@ -141,7 +136,7 @@ impl Transport for PlatformTransport {
         let post = HttpPost {
             url: self.url.clone(),
             headers: vec![
-                ("Authorization".into(), self.authorization.read().clone()),
+                ("Authorization".into(), self.authorization.header()),
                 (CORRELATION_HEADER.into(), correlation_id.into()),
                 ("Content-Type".into(), "application/json".into()),
             ],

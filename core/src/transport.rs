@@ -9,12 +9,11 @@
 #[cfg(feature = "http")]
 use std::time::Duration;
 
-#[cfg(feature = "http")]
 use parking_lot::RwLock;
 
+use crate::config::DeviceToken;
 #[cfg(feature = "http")]
-use crate::config::{DeviceToken, SyncConfig};
-#[cfg(feature = "http")]
+use crate::config::SyncConfig;
 use crate::error::ConfigError;
 #[cfg(feature = "http")]
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
@@ -134,6 +133,28 @@ pub trait Transport: Send + Sync {
     fn push(&self, request: &PushRequest, correlation_id: &str) -> Result<PushResponse, TransportError>;
 }
 
+/// The `Authorization` header of a transport's requests; replaced by `set`, read per request.
+pub(crate) struct Bearer(RwLock<String>);
+
+impl Bearer {
+    pub(crate) fn new(token: &DeviceToken) -> Self {
+        Bearer(RwLock::new(format!("Bearer {}", token.expose())))
+    }
+
+    /// Replaces the token for the next requests (a request in flight keeps the old one).
+    pub(crate) fn set(&self, token: &DeviceToken) -> Result<(), ConfigError> {
+        token.validate()?;
+        *self.0.write() = format!("Bearer {}", token.expose());
+        log::info!("device token replaced");
+        Ok(())
+    }
+
+    /// The header's value.
+    pub(crate) fn header(&self) -> String {
+        self.0.read().clone()
+    }
+}
+
 /// The server's answer to a push, as a result: a 200's per-sale results, or the request-level failure
 /// its status says (`retry_after` is the `Retry-After` header's value, in seconds, when there was one).
 ///
@@ -165,7 +186,7 @@ pub fn answer(status: u16, retry_after: Option<&str>, body: &str) -> Result<Push
 pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
-    authorization: RwLock<String>,
+    authorization: Bearer,
     /// Set when the TLS options could not be turned into a TLS setup: every push fails with it (never a
     /// silent fall-back to weaker trust). `SyncConfig::validate` catches such options first.
     tls_error: Option<String>,
@@ -186,7 +207,7 @@ impl HttpTransport {
             agent,
             tls_error,
             url: format!("{}{PUSH_PATH}", config.server_url.trim_end_matches('/')),
-            authorization: RwLock::new(format!("Bearer {}", config.token.expose())),
+            authorization: Bearer::new(&config.token),
         }
     }
 
@@ -195,10 +216,7 @@ impl HttpTransport {
     /// # Errors
     /// [`ConfigError`] for a token that cannot be sent (empty, spaces, non-ASCII); the old one stays.
     pub fn set_token(&self, token: &DeviceToken) -> Result<(), ConfigError> {
-        token.validate()?;
-        *self.authorization.write() = format!("Bearer {}", token.expose());
-        log::info!("device token replaced");
-        Ok(())
+        self.authorization.set(token)
     }
 }
 
@@ -242,7 +260,7 @@ impl Transport for HttpTransport {
             return Err(TransportError::Tls(error.clone()));
         }
         let body = serde_json::to_vec(request).map_err(|e| TransportError::BadResponse(e.to_string()))?;
-        let authorization = self.authorization.read().clone();
+        let authorization = self.authorization.header();
         let response = self
             .agent
             .post(&self.url)

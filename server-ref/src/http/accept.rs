@@ -8,6 +8,8 @@
 //! - Per connection: hyper's header read timeout and head size limit, an idle timeout (no byte read
 //!   for that long) and a write timeout (a client that does not read its answers), both on the socket.
 //! - On shutdown every connection finishes the request in hand and closes; the loop waits for them.
+//!   A connection idle between requests closes at once, without the linger that protects answers
+//!   sent before their request was read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -237,6 +239,7 @@ async fn serve_connection(
     let framing = Arc::new(Mutex::new(FramingWatch::new(max_head)));
     let io = TokioIo::new(Watched::new(Box::pin(io), framing.clone()));
     let requests = AtomicU64::new(0);
+    let in_hand = busy.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let guard = BusyGuard::enter(&busy);
         let router = router.clone();
@@ -256,20 +259,28 @@ async fn serve_connection(
         .max_buf_size(max_head)
         .keep_alive(true)
         .serve_connection(io, service);
-    let result = tokio::select! {
-        result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => result,
+    // `linger` after the connection's end, unless the server stopped while it sat idle between
+    // requests: no answer can then be lost to a reset, and a client that keeps its idle connection
+    // open would hold the shutdown for the whole linger.
+    let (result, linger_after) = tokio::select! {
+        result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => (result, true),
         _ = kill.notified() => return,
         () = stopped(&mut stop) => {
+            let idle = in_hand.load(Ordering::SeqCst) == 0;
             std::pin::Pin::new(&mut conn).graceful_shutdown();
             let grace = limits.request_deadline + SHUTDOWN_GRACE;
             match tokio::time::timeout(grace, std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))).await {
-                Ok(result) => result,
+                Ok(result) => (result, !idle),
                 Err(_) => return,
             }
         }
     };
     match result {
-        Ok(()) => linger(conn.into_parts().io.into_inner().into_inner()).await,
+        Ok(()) if linger_after => linger(conn.into_parts().io.into_inner().into_inner()).await,
+        Ok(()) => {
+            use tokio::io::AsyncWriteExt;
+            let _ = conn.into_parts().io.into_inner().into_inner().shutdown().await;
+        }
         Err(e) => {
             let limit = classify(&e);
             app.metrics.limit_hits.with_label_values(&[limit]).inc();

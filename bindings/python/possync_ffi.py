@@ -562,7 +562,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_method_possyncengine_trigger() != 25452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 26907:
+    if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 36204:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() != 15508:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -5181,11 +5181,11 @@ class PossyncEngine(PossyncEngineProtocol):
         error. `listener`, if any, gets every status change and run report on the engine's
         `possync-status` thread.
 
-        # Errors
-        [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
-
         Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
         built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
+
+        # Errors
+        [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
 """
         
         _UniffiFfiConverterTypePossyncConfig.check_lower(config)

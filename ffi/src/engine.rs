@@ -216,11 +216,11 @@ impl PossyncEngine {
     /// error. `listener`, if any, gets every status change and run report on the engine's
     /// `possync-status` thread.
     ///
-    /// # Errors
-    /// [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
-    ///
     /// Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
     /// built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
+    ///
+    /// # Errors
+    /// [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
     #[uniffi::constructor]
     pub fn new(
         config: PossyncConfig,

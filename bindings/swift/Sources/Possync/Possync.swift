@@ -1227,11 +1227,11 @@ open class PossyncEngine: PossyncEngineProtocol, @unchecked Sendable {
      * error. `listener`, if any, gets every status change and run report on the engine's
      * `possync-status` thread.
      *
-     * # Errors
-     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
-     *
      * Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
      * built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
+     *
+     * # Errors
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
 public convenience init(config: PossyncConfig, token: String, listener: StatusListener?)throws  {
     let handle =
@@ -6248,7 +6248,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_possync_ffi_checksum_method_logsink_log() != 30947) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 26907) {
+    if (uniffi_possync_ffi_checksum_constructor_possyncengine_new() != 36204) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() != 15508) {

@@ -1066,7 +1066,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_possync_ffi_checksum_method_logsink_log() and 0xFFFF) != 30947) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 26907) {
+    if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_new() and 0xFFFF) != 36204) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_possync_ffi_checksum_constructor_possyncengine_with_http_client() and 0xFFFF) != 15508) {
@@ -2366,11 +2366,11 @@ open class PossyncEngine: Disposable, AutoCloseable, PossyncEngineInterface
      * error. `listener`, if any, gets every status change and run report on the engine's
      * `possync-status` thread.
      *
-     * # Errors
-     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
-     *
      * Requests go through the library's built-in HTTP client (with `config`'s TLS options). A library
      * built without it (the slim mobile build) refuses this constructor: use `with_http_client`.
+     *
+     * # Errors
+     * [`OpenError`]: an invalid config or token, or an outbox that cannot be opened (left untouched).
      */
     constructor(`config`: PossyncConfig, `token`: kotlin.String, `listener`: StatusListener?) :
         this(UniffiWithHandle, 

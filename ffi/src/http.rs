@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use possync_core::platform_http as core_http;
 
+use crate::types::int;
+
 /// One `POST` to send.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct HttpPost {
@@ -112,15 +114,10 @@ impl core_http::HttpClient for HttpClientBridge {
             url: request.url,
             headers: request.headers.into_iter().map(|(name, value)| HttpHeader { name, value }).collect(),
             body: request.body,
-            connect_timeout_ms: ms(request.connect_timeout_ms),
-            request_timeout_ms: ms(request.request_timeout_ms),
+            connect_timeout_ms: int(request.connect_timeout_ms),
+            request_timeout_ms: int(request.request_timeout_ms),
         };
         let reply = self.0.post(post)?;
         Ok(core_http::HttpReply { status: reply.status, retry_after: reply.retry_after, body: reply.body })
     }
-}
-
-/// A timeout in ms as the apps' `Long` / `Int64`, like every time in the bindings.
-fn ms(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -262,25 +262,21 @@ async fn serve_connection(
     // `linger` after the connection's end, unless the server stopped while it sat idle between
     // requests: no answer can then be lost to a reset, and a client that keeps its idle connection
     // open would hold the shutdown for the whole linger.
-    let (result, linger_after) = tokio::select! {
-        result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => (result, true),
+    let (result, lingering) = tokio::select! {
+        result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => (result, LINGER),
         _ = kill.notified() => return,
         () = stopped(&mut stop) => {
             let idle = in_hand.load(Ordering::SeqCst) == 0;
             std::pin::Pin::new(&mut conn).graceful_shutdown();
             let grace = limits.request_deadline + SHUTDOWN_GRACE;
             match tokio::time::timeout(grace, std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))).await {
-                Ok(result) => (result, !idle),
+                Ok(result) => (result, if idle { Duration::ZERO } else { LINGER }),
                 Err(_) => return,
             }
         }
     };
     match result {
-        Ok(()) if linger_after => linger(conn.into_parts().io.into_inner().into_inner()).await,
-        Ok(()) => {
-            use tokio::io::AsyncWriteExt;
-            let _ = conn.into_parts().io.into_inner().into_inner().shutdown().await;
-        }
+        Ok(()) => linger(conn.into_parts().io.into_inner().into_inner(), lingering).await,
         Err(e) => {
             let limit = classify(&e);
             app.metrics.limit_hits.with_label_values(&[limit]).inc();
@@ -292,14 +288,15 @@ async fn serve_connection(
 /// Closes a connection the way HTTP servers must when a request may have left bytes unread (an
 /// answer sent before its body was read, e.g. 413 or 401): send FIN, then read and discard what the
 /// client still sends for a short while, so that the kernel does not answer those bytes with a reset
-/// that destroys the answer before the client reads it. Bounded in time; nothing read is parsed.
-async fn linger(mut stream: std::pin::Pin<Box<TimeoutStream<tokio::net::TcpStream>>>) {
+/// that destroys the answer before the client reads it. Bounded by `how_long` (zero: the FIN only);
+/// nothing read is parsed.
+async fn linger(mut stream: std::pin::Pin<Box<TimeoutStream<tokio::net::TcpStream>>>, how_long: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if stream.shutdown().await.is_err() {
         return;
     }
     let mut buf = [0u8; 16 * 1024];
-    let _ = tokio::time::timeout(LINGER, async {
+    let _ = tokio::time::timeout(how_long, async {
         while let Ok(n) = stream.read(&mut buf).await {
             if n == 0 {
                 break;

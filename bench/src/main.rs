@@ -201,10 +201,7 @@ impl Run<'_> {
             tills: o.storm_tills,
             sales: o.storm_sales,
             window: std::time::Duration::from_secs(1),
-            workers: match o.storm_workers {
-                0 => possync_server::settings::default_workers(),
-                n => n,
-            },
+            workers: possync_server::settings::workers_for(o.storm_workers),
             online_jitter_ms: o.storm_online_jitter_ms,
         };
         let (report, rows) = storm::storm_rows(&self.exe, &o.database_url, size, o.seconds);

@@ -149,13 +149,18 @@ pub fn default_workers() -> usize {
     cores.saturating_mul(4).clamp(4, 16)
 }
 
+/// Database threads for a `--workers` value: itself, or [`default_workers`] when it is 0.
+pub fn workers_for(configured: usize) -> usize {
+    match configured {
+        0 => default_workers(),
+        n => n,
+    }
+}
+
 impl ServeSettings {
     /// Database threads: `--workers`, or [`default_workers`] when it is 0.
     pub fn workers(&self) -> usize {
-        match self.workers {
-            0 => default_workers(),
-            n => n,
-        }
+        workers_for(self.workers)
     }
 
     /// The HTTP front's configuration.

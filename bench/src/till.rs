@@ -154,7 +154,7 @@ fn acknowledge(mut request: tiny_http::Request) {
                     server_tx_id: None,
                 })
                 .collect();
-            (200, serde_json::to_string(&PushResponse { results }).unwrap_or_default())
+            (200, serde_json::to_string(&PushResponse { results, resend: None }).unwrap_or_default())
         }
         Err(e) => (400, serde_json::json!({"code": "bad_request", "message": e}).to_string()),
     };

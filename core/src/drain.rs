@@ -26,7 +26,9 @@ use crate::config::SyncConfig;
 use crate::error::{ConfigError, StorageError};
 use crate::link::{judge_batch, BatchVerdict, LinkState, RequestResult};
 use crate::outbox::{Claimed, Finalized, Lease, LeaseState, Outbox, Outcome};
-use crate::protocol::{BacklogReport, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction};
+use crate::protocol::{
+    BacklogReport, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction, Resend,
+};
 use crate::reason::{DrainReason, DrainReasons};
 use crate::transport::{Transport, TransportError};
 
@@ -80,6 +82,9 @@ pub struct DrainReport {
     pub requests_failed: u64,
     /// Results dropped because the lease had been taken over.
     pub lease_lost: u64,
+    /// Sales the server had acknowledged and no longer held (its database restored or failed over),
+    /// queued again in this run to be sent under their own id and hash.
+    pub resent: u64,
     /// Unsent sales after the run (pending + in flight).
     pub remaining_pending: u64,
     /// Age of the oldest unsent sale after the run, in ms.
@@ -106,6 +111,7 @@ impl DrainReport {
             requests_ok: 0,
             requests_failed: 0,
             lease_lost: 0,
+            resent: 0,
             remaining_pending: 0,
             oldest_pending_age_ms: None,
             last_error: None,
@@ -228,6 +234,7 @@ impl<'a> Drainer<'a> {
         let mut done = 0u64;
         let mut rng = rand::rng();
         let mut backlog_cache = BacklogCache::default();
+        let mut recovery = Recovery::default();
         while report.stop.is_none() && !hooks.stop.as_ref().is_some_and(|stop| stop()) {
             let claimed = self.outbox.claim_due_by(
                 &self.owner,
@@ -236,7 +243,39 @@ impl<'a> Drainer<'a> {
                 started_at_ms,
             )?;
             if claimed.is_empty() {
-                break;
+                if report.requests_ok > 0 || recovery.checked {
+                    break;
+                }
+                // Nothing to send: one report-only request, so that a server that lost sales it
+                // had acknowledged (a restored backup, a promoted standby) asks for them again.
+                recovery.checked = true;
+                let Some(backlog) = backlog_cache.current(self.outbox, clock.now_ms()) else { break };
+                if backlog.acked_seq.is_none() {
+                    break;
+                }
+                let request = PushRequest {
+                    device_id: self.config.device_id.clone(),
+                    transactions: vec![],
+                    report: Some(backlog),
+                };
+                match self.transport.push(&request, &correlation_id) {
+                    Ok(response) => {
+                        report.requests_ok += 1;
+                        let queued =
+                            recovery.requeue(self.outbox, response.resend.as_ref(), &correlation_id)?;
+                        report.resent += queued;
+                        if queued == 0 {
+                            break;
+                        }
+                        backlog_cache = BacklogCache::default();
+                        continue;
+                    }
+                    Err(e) => {
+                        log::debug!(correlation_id = correlation_id.as_str(), error:% = e;
+                            "report-only request failed; nothing was due");
+                        break;
+                    }
+                }
             }
             let backlog = backlog_cache.current(self.outbox, clock.now_ms());
             let (request, sendable, broken) = build_request(&self.config.device_id, &claimed, backlog);
@@ -246,13 +285,17 @@ impl<'a> Drainer<'a> {
                 .collect();
             let mut lost = HashSet::new();
             let mut latency_ms = 0;
+            let mut resend: Option<Resend> = None;
             if !sendable.is_empty() {
                 let sent_at = Instant::now();
                 heartbeat.begin(sendable.iter().map(|c| c.lease.clone()).collect());
                 let result = self.transport.push(&request, &correlation_id);
                 lost = heartbeat.end();
                 latency_ms = sent_at.elapsed().as_millis() as u64;
-                let result = result.and_then(|response| check_response(&request, response));
+                let result = result.and_then(|response| {
+                    resend = response.resend.clone();
+                    check_response(&request, response)
+                });
                 let error = result.as_ref().err().cloned();
                 let judged =
                     judge(result, &sendable, link, clock.now_ms(), started_at_ms, self.config, &mut rng);
@@ -296,6 +339,11 @@ impl<'a> Drainer<'a> {
                     backlog_cache.settled(1);
                 }
             }
+            let queued = recovery.requeue(self.outbox, resend.as_ref(), &correlation_id)?;
+            if queued > 0 {
+                report.resent += queued;
+                backlog_cache = BacklogCache::default();
+            }
             if report.lease_lost > 0 && report.stop.is_none() {
                 report.stop = Some(DrainStop::LeaseLost);
             }
@@ -313,10 +361,54 @@ impl<'a> Drainer<'a> {
         log::info!(correlation_id = report.correlation_id.as_str(), drain_reason:% = reasons,
             sent = report.sent, duplicate = report.duplicate, conflict = report.conflict,
             invalid = report.invalid, retry = report.retry, lease_lost = report.lease_lost,
+            resent = report.resent,
             remaining_pending = report.remaining_pending, duration_ms = report.duration_ms,
             stop = stop_label(report.stop.as_ref()), last_error = report.last_error.as_deref().unwrap_or("");
             "drain run finished");
         Ok(report)
+    }
+}
+
+/// What a run did about acknowledged sales the server says it lacks ([`PushResponse::resend`]).
+#[derive(Debug, Default)]
+struct Recovery {
+    /// The run sent its one report-only request.
+    checked: bool,
+    /// Ranges already queued again in this run: asked again, they are not queued twice (a server
+    /// that keeps asking cannot keep a run going).
+    done: HashSet<[i64; 2]>,
+}
+
+impl Recovery {
+    /// Queues again the sales of `resend` that belong to this outbox and were not queued in this run
+    /// yet; returns how many.
+    fn requeue(
+        &mut self,
+        outbox: &Outbox,
+        resend: Option<&Resend>,
+        correlation_id: &str,
+    ) -> Result<u64, StorageError> {
+        let Some(resend) = resend else { return Ok(0) };
+        if resend.outbox_id != outbox.outbox_id()? {
+            log::warn!(correlation_id = correlation_id, outbox_id = resend.outbox_id.as_str();
+                "the server asked for sales of another outbox; ignored");
+            return Ok(0);
+        }
+        let ranges: Vec<(i64, i64)> = resend
+            .ranges
+            .iter()
+            .take(crate::protocol::MAX_RESEND_RANGES)
+            .filter(|r| r[0] >= 1 && r[0] <= r[1] && self.done.insert(**r))
+            .map(|r| (r[0], r[1]))
+            .collect();
+        if ranges.is_empty() {
+            return Ok(0);
+        }
+        let queued = outbox.requeue_acknowledged(&ranges)?;
+        log::warn!(correlation_id = correlation_id, ranges = ranges.len(), sales = queued,
+            first_seq = ranges[0].0, last_seq = ranges[ranges.len() - 1].1;
+            "the server lacks sales it had acknowledged; sending them again");
+        Ok(queued)
     }
 }
 

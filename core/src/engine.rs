@@ -51,7 +51,9 @@ pub struct EngineConfig {
     pub sync: SyncConfig,
     /// Period of the `Interval` trigger, in ms (paused while the engine backs off).
     pub interval_ms: u64,
-    /// Whole-engine backoff after a failed request.
+    /// Whole-engine backoff after a failed request; its cap never exceeds `interval_ms` (only a
+    /// server's `Retry-After` makes a till wait longer), so a server that is back is found within
+    /// about one interval.
     pub offline_backoff: BackoffPolicy,
     /// Least time between two automatic prunes of sent sales (see [`Outbox::prune_sent`]), in ms. The
     /// engine prunes at the end of a run that settled sales, at most this often (default 1 hour).
@@ -618,7 +620,13 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
         let in_ms = |ms: u64| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
         let status = match next {
             NextRun::BackOff { failures, retry_after_ms } => {
-                let delay = shared.config.offline_backoff.delay_ms(failures, retry_after_ms, &mut rng).max(1);
+                // Never longer than one interval without a server's Retry-After: a server that is back
+                // (a restart, a promoted standby) is found within about one interval.
+                let policy = BackoffPolicy {
+                    base_ms: shared.config.offline_backoff.base_ms.min(shared.config.interval_ms),
+                    cap_ms: shared.config.offline_backoff.cap_ms.min(shared.config.interval_ms),
+                };
+                let delay = policy.delay_ms(failures, retry_after_ms, &mut rng).max(1);
                 st.timers.backoff_until_ms = Some(in_ms(delay));
                 st.timers.retry_after_until_ms = retry_after_ms.map(in_ms);
                 st.timers.due_at_ms = None;

@@ -168,7 +168,7 @@ pub fn device_gauges(
     let views = crate::console::views::till_views(&tills, &gaps, now, alert_ms);
     let mut out = String::new();
     type Sample<'a> = &'a dyn Fn(&crate::console::views::TillView) -> Option<f64>;
-    let families: [(&str, &str, Sample<'_>); 7] = [
+    let families: [(&str, &str, Sample<'_>); 8] = [
         ("possync_device_unsent_sales", "Unsent sales in the till's outbox at its last report.", &|v| {
             v.unsent_count.map(|n| n as f64)
         }),
@@ -185,8 +185,15 @@ pub fn device_gauges(
         }),
         (
             "possync_device_lost_sales",
-            "Sales recorded in a previous (wiped or replaced) outbox of the till and never received.",
+            "Sales lost for good: recorded in a previous (wiped or replaced) outbox of the till and never \
+             received, or acknowledged and lost by the server after the till pruned them.",
             &|v| Some(v.lost_count as f64),
+        ),
+        (
+            "possync_device_resending_sales",
+            "Sales acknowledged to the till and not on the server (a restored or failed-over database), \
+             being sent again by the till; included in possync_device_missing_sales.",
+            &|v| Some(v.resending_count as f64),
         ),
         ("possync_device_last_seen_age_seconds", "Seconds since the till's last request.", &|v| {
             v.quiet_ms.map(|ms| ms as f64 / 1000.0)

@@ -13,14 +13,14 @@ use possync_core::protocol::duplicate_keys::{self, first_duplicate_key};
 use possync_core::protocol::hash::is_sha256_hex;
 use possync_core::protocol::{
     canonical_json, payload_sha256, validate_client_tx_id, validate_sale, InvalidSale, Limits, PushResponse,
-    PushResult, PushStatus, SalePayload, PAYLOAD_HASH_VERSION_V1,
+    PushResult, PushStatus, Resend, SalePayload, PAYLOAD_HASH_VERSION_V1,
 };
 use serde::Deserialize;
 
 use crate::activity::ActivityRecorder;
 use crate::metrics::Metrics;
 use crate::report::parse_report;
-use crate::store::{CheckedSale, Device, PushContext, PushStore, Rejection, SaleOutcome};
+use crate::store::{AckCheck, CheckedSale, Device, PushContext, PushStore, Rejection, SaleOutcome};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -236,6 +236,19 @@ impl PushNews {
     fn outbox_id(&self) -> Option<&str> {
         self.report.as_ref().and_then(|r| r.report.outbox_id.as_deref())
     }
+
+    /// What the till says of its acknowledged sales, when its report names its outbox and how far its
+    /// acknowledged sales reach: then [`finish_push`] compares it with what the server holds (a
+    /// database read, so the request finishes on a database thread).
+    pub fn acknowledged(&self, now_ms: i64) -> Option<AckCheck<'_>> {
+        let report = &self.report.as_ref()?.report;
+        Some(AckCheck {
+            outbox_id: report.outbox_id.as_deref()?,
+            acked_seq: report.acked_seq?,
+            kept_seq: report.kept_seq.unwrap_or(1),
+            now_ms,
+        })
+    }
 }
 
 /// Sales of one request that one database thread settles, one after another, in request order.
@@ -425,11 +438,49 @@ pub fn finish_push<S: PushStore + ?Sized>(
     if let Some(message) = unavailable {
         return Err(PushError::Unavailable(message));
     }
+    let now = crate::console::now_ms();
+    let resend = news.acknowledged(now).and_then(|check| resend_of(store, device, correlation_id, &check));
     let retired = news.report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
-    let after = news.report.as_ref().map(|r| r.after_request(decided, &decided_minor));
-    activity.note(device, crate::console::now_ms(), news.had_sales, after, retired);
+    let after = news.report.as_ref().map(|r| r.after_request(decided, &decided_minor, now));
+    activity.note(device, now, news.had_sales, after, retired);
     results.sort_by_key(|(index, _)| *index);
-    Ok(PushResponse { results: results.into_iter().map(|(_, r)| r).collect() })
+    Ok(PushResponse { results: results.into_iter().map(|(_, r)| r).collect(), resend })
+}
+
+/// The acknowledged sales the server lacks, for the answer's `resend` (`None`: nothing lacking, or
+/// the check failed: it is made again with the till's next push, and never costs this push its
+/// sales).
+fn resend_of<S: PushStore + ?Sized>(
+    store: &S,
+    device: &Device,
+    correlation_id: &str,
+    check: &AckCheck<'_>,
+) -> Option<Resend> {
+    let plan = match store.check_acknowledged(device, check) {
+        Ok(plan) => plan,
+        Err(e) => {
+            log::warn!(correlation_id = correlation_id, device_id = device.device_id.as_str(), error:% = e;
+                "acknowledged-sales check failed; made again with the next push");
+            return None;
+        }
+    };
+    for (from, to) in &plan.lost {
+        log::error!(correlation_id = correlation_id, store_id = device.store_id.as_str(),
+            device_id = device.device_id.as_str(), from_seq = *from, to_seq = *to;
+            "acknowledged sales missing on the server and no longer kept by the till: lost for good");
+    }
+    if plan.resend.is_empty() {
+        return None;
+    }
+    let missing: i64 = plan.resend.iter().map(|(from, to)| to - from + 1).sum();
+    log::warn!(correlation_id = correlation_id, store_id = device.store_id.as_str(),
+        device_id = device.device_id.as_str(), ranges = plan.resend.len(), sales = missing,
+        first_seq = plan.resend[0].0;
+        "acknowledged sales missing on the server; the till is asked to send them again");
+    Some(Resend {
+        outbox_id: check.outbox_id.to_owned(),
+        ranges: plan.resend.iter().map(|(from, to)| [*from, *to]).collect(),
+    })
 }
 
 impl LaneOutcome {

@@ -7,7 +7,8 @@
 //! ```json
 //! {"library_version": "0.4.0", "unsent_count": 80, "oldest_unsent_age_ms": 5400000,
 //!  "unsent_minor": {"EUR": 123450}, "last_seq": 1057, "seq_start": 1, "retired_seqs": [1044],
-//!  "outbox_id": "9f2c4e1a0b7d4c3e8a6f5b2d1c0e9a8b"}
+//!  "outbox_id": "9f2c4e1a0b7d4c3e8a6f5b2d1c0e9a8b", "acked_seq": 1043, "kept_seq": 12,
+//!  "oldest_kept_age_ms": 604000000}
 //! ```
 
 use std::collections::BTreeMap;
@@ -35,14 +36,24 @@ pub struct ParsedReport {
     pub retired_seqs: Vec<i64>,
     /// The unsent amounts, by currency.
     pub unsent_minor: Option<BTreeMap<String, i64>>,
+    /// Age of the oldest sale the till keeps, in ms (the report's `kept_since_ms` is the request's
+    /// time less this).
+    pub oldest_kept_age_ms: Option<i64>,
 }
 
 impl ParsedReport {
     /// The report as it stands after this request: the till counted the request's own sales as
     /// unsent, so those the server decided (`decided`, and their amounts by currency) are taken off.
     /// With nothing left unsent, the amounts and the oldest age go too.
-    pub fn after_request(&self, decided: u64, decided_minor: &BTreeMap<String, i64>) -> TillReport {
+    /// The recovery window's start is the request's time (`now_ms`) less the reported age.
+    pub fn after_request(
+        &self,
+        decided: u64,
+        decided_minor: &BTreeMap<String, i64>,
+        now_ms: i64,
+    ) -> TillReport {
         let mut report = self.report.clone();
+        report.kept_since_ms = self.oldest_kept_age_ms.map(|age| now_ms.saturating_sub(age));
         let left = report.unsent_count.map(|n| n.saturating_sub(i64::try_from(decided).unwrap_or(i64::MAX)));
         report.unsent_count = left;
         let mut minor = self.unsent_minor.clone();
@@ -82,6 +93,12 @@ struct ReportIn {
     retired_seqs: Vec<u64>,
     #[serde(default)]
     outbox_id: Option<String>,
+    #[serde(default)]
+    acked_seq: Option<u64>,
+    #[serde(default)]
+    kept_seq: Option<u64>,
+    #[serde(default)]
+    oldest_kept_age_ms: Option<u64>,
 }
 
 /// Checks a `report` value against the bounds above.
@@ -148,9 +165,13 @@ pub fn parse_report(value: &serde_json::Value) -> Result<ParsedReport, String> {
             last_seq: seq("last_seq", r.last_seq)?,
             seq_start: seq("seq_start", r.seq_start)?,
             outbox_id: r.outbox_id,
+            acked_seq: seq("acked_seq", r.acked_seq)?,
+            kept_seq: seq("kept_seq", r.kept_seq)?,
+            kept_since_ms: None,
         },
         retired_seqs,
         unsent_minor,
+        oldest_kept_age_ms: count("oldest_kept_age_ms", r.oldest_kept_age_ms)?,
     })
 }
 
@@ -177,6 +198,13 @@ mod tests {
         assert!(parse_report(&json!({"outbox_id": "x".repeat(65)})).is_err());
         let id = parse_report(&json!({"outbox_id": "9f2c4e1a"})).expect("valid");
         assert_eq!(id.report.outbox_id.as_deref(), Some("9f2c4e1a"));
+        let acked =
+            parse_report(&json!({"acked_seq": 40, "kept_seq": 3, "oldest_kept_age_ms": 7})).expect("valid");
+        assert_eq!((acked.report.acked_seq, acked.report.kept_seq), (Some(40), Some(3)));
+        assert_eq!(acked.after_request(0, &Default::default(), 10).kept_since_ms, Some(3));
+        assert!(parse_report(&json!({"acked_seq": 0})).is_err());
+        assert!(parse_report(&json!({"acked_seq": 1u64 << 60})).is_err());
+        assert!(parse_report(&json!({"kept_seq": -2})).is_err());
     }
 
     #[test]
@@ -185,11 +213,11 @@ mod tests {
             "unsent_minor": {"EUR": 1500, "JPY": 100}}))
         .expect("valid");
         let decided = std::collections::BTreeMap::from([("EUR".to_owned(), 500)]);
-        let after = parsed.after_request(1, &decided);
+        let after = parsed.after_request(1, &decided, 0);
         assert_eq!(after.unsent_count, Some(2));
         assert_eq!(after.unsent_minor.as_deref(), Some(r#"{"EUR":1000,"JPY":100}"#));
         assert_eq!(after.oldest_unsent_age_ms, Some(9));
-        let all = parsed.after_request(3, &decided);
+        let all = parsed.after_request(3, &decided, 0);
         assert_eq!((all.unsent_count, all.oldest_unsent_age_ms), (Some(0), None));
         assert_eq!(all.unsent_minor.as_deref(), Some("{}"));
     }

@@ -64,6 +64,9 @@ pub struct Outbox {
     clock: Arc<dyn Clock>,
     /// Called after each newly recorded sale (see [`Outbox::on_recorded`]).
     recorded: Mutex<Option<Arc<Waker>>>,
+    /// Resolved sequence numbers the server asked for again (see [`Outbox::requeue_acknowledged`]),
+    /// to be reported as retired with the next backlog report.
+    retired_again: Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -259,18 +262,28 @@ impl Outbox {
         let by_currency = self.unsent_by_currency()?;
         let oldest = self.oldest_unsent_age_ms()?;
         let since = self.clock.now_ms() - RETIRED_REPORT_WINDOW_MS;
-        let (last_seq, seq_start, retired_seqs, outbox_id) = self.with_conn(|conn| {
-            let (last_seq, seq_start): (Option<i64>, Option<i64>) =
-                conn.query_row(sql::SEQ_BOUNDS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let retired_seqs: Vec<i64> = query_rows(
+        let now = self.clock.now_ms();
+        let (last_seq, seq_start, kept, retired_seqs, outbox_id) = self.with_conn(|conn| {
+            type Bounds = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+            let (last_seq, seq_start, kept_seq, kept_at): Bounds =
+                conn.query_row(sql::SEQ_BOUNDS, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let mut retired_seqs: Vec<i64> = query_rows(
                 conn,
                 sql::RETIRED_SEQS,
                 named_params! {":since": since, ":n": MAX_RETIRED_REPORTED},
                 |r| r.get(0),
             )?;
+            let again = std::mem::take(&mut *self.retired_again.lock());
+            for seq in again {
+                if !retired_seqs.contains(&seq) {
+                    retired_seqs.push(seq);
+                }
+            }
+            retired_seqs.truncate(MAX_RETIRED_REPORTED as usize);
             let outbox_id: String = conn.query_row(sql::OUTBOX_ID, [], |r| r.get(0))?;
-            Ok((last_seq, seq_start, retired_seqs, outbox_id))
+            Ok((last_seq, seq_start, (kept_seq, kept_at), retired_seqs, outbox_id))
         })?;
+        let acked_seq = seq_start.map(|s| s - 1).filter(|s| *s > 0);
         Ok(BacklogReport {
             library_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             unsent_count: Some(counts.unsent()),
@@ -280,7 +293,48 @@ impl Outbox {
             seq_start,
             retired_seqs,
             outbox_id: Some(outbox_id),
+            acked_seq,
+            kept_seq: kept.0,
+            oldest_kept_age_ms: kept.1.map(|at| (now - at).max(0) as u64),
         })
+    }
+
+    /// Puts back in the queue the sales of `ranges` (inclusive sequence numbers) that the server
+    /// acknowledged and says it no longer holds (its database restored from a backup, a standby
+    /// promoted before it had them): sent sales and unresolved conflict or invalid ones become
+    /// pending and due now, under their own `client_tx_id` and hash. Resolved ones (voided, re-keyed,
+    /// replaced) are never sent again: their numbers go out as retired with the next backlog report.
+    /// Returns how many sales were queued again.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn requeue_acknowledged(&self, ranges: &[(i64, i64)]) -> Result<u64, StorageError> {
+        let now = self.clock.now_ms();
+        let (queued, resolved) = self.with_tx(|tx| {
+            let mut queued = 0u64;
+            let mut resolved = Vec::new();
+            for &(from, to) in ranges {
+                queued += tx.execute(
+                    sql::REQUEUE_ACKNOWLEDGED,
+                    named_params! {":from": from, ":to": to, ":now": now},
+                )? as u64;
+                resolved.extend(query_rows(
+                    tx,
+                    sql::RESOLVED_IN,
+                    named_params! {":from": from, ":to": to, ":n": MAX_RETIRED_REPORTED},
+                    |r| r.get::<_, i64>(0),
+                )?);
+            }
+            Ok((queued, resolved))
+        })?;
+        if !resolved.is_empty() {
+            let mut again = self.retired_again.lock();
+            again.extend(resolved);
+            again.sort_unstable();
+            again.dedup();
+            again.truncate(MAX_RETIRED_REPORTED as usize);
+        }
+        Ok(queued)
     }
 
     /// Conflicts and invalid sales, oldest first, with the server's code and message.

@@ -57,7 +57,14 @@ impl Outbox {
 
     /// An outbox over an opened connection.
     fn with(conn: Connection, path: PathBuf, config: OutboxConfig, clock: Arc<dyn Clock>) -> Outbox {
-        Outbox { conn: Mutex::new(conn), path, config, clock, recorded: Mutex::new(None) }
+        Outbox {
+            conn: Mutex::new(conn),
+            path,
+            config,
+            clock,
+            recorded: Mutex::new(None),
+            retired_again: Mutex::new(Vec::new()),
+        }
     }
 }
 

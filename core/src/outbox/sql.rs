@@ -105,11 +105,28 @@ pub const PRUNE_SENT: &str = "DELETE FROM outbox WHERE state = 'sent' AND sent_a
 /// The outbox's random identity (schema v4).
 pub const OUTBOX_ID: &str = "SELECT value FROM outbox_meta WHERE key = 'outbox_id'";
 
-/// The highest sequence number assigned, and the first one the server should expect (the oldest
-/// unsent sale's, else the next to be assigned).
+/// The highest sequence number assigned, the first one the server should expect (the oldest
+/// unsent sale's, else the next to be assigned; every sale below it was settled by the server), and
+/// the oldest sale kept (its number and creation time; older sent sales were pruned).
 pub const SEQ_BOUNDS: &str = "SELECT (SELECT max(seq) FROM outbox), \
      COALESCE((SELECT min(seq) FROM outbox WHERE state IN ('pending', 'in_flight')), \
-              (SELECT COALESCE(max(seq), 0) + 1 FROM outbox))";
+              (SELECT COALESCE(max(seq), 0) + 1 FROM outbox)), \
+     (SELECT seq FROM outbox ORDER BY seq LIMIT 1), \
+     (SELECT created_at_ms FROM outbox ORDER BY seq LIMIT 1)";
+
+/// Puts the sales the server acknowledged and no longer holds (`:from`..=`:to`) back in the queue,
+/// due at once: sent ones, and conflict or invalid ones no person has resolved (the server lost their
+/// attention record too). Their `client_tx_id` and hash are unchanged, so they land once.
+pub const REQUEUE_ACKNOWLEDGED: &str = "UPDATE outbox SET state = 'pending', \
+     next_attempt_at_ms = min(created_at_ms, :now), server_retries = 0 \
+     WHERE seq BETWEEN :from AND :to AND (state = 'sent' OR (state IN ('conflict', 'invalid') \
+     AND resolution IS NULL))";
+
+/// Sequence numbers in `:from`..=`:to` that a person resolved (voided, re-keyed, replaced): the
+/// server lacks their record and hears of them again as retired, never as a sale.
+pub const RESOLVED_IN: &str = "SELECT seq FROM outbox INDEXED BY outbox_attention \
+     WHERE seq BETWEEN :from AND :to AND state IN ('conflict', 'invalid') AND resolution IS NOT NULL \
+     ORDER BY seq LIMIT :n";
 
 /// Sequence numbers retired by a person (voided, re-keyed, replaced) since `:since`, newest first
 /// (resolved sales keep their conflict / invalid state, so the attention index finds them).

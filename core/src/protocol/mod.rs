@@ -22,6 +22,7 @@ pub use duplicate_keys::{first_duplicate_key, parse_sale_json};
 pub use hash::{payload_sha256, PAYLOAD_HASH_VERSION_V1};
 pub use payload::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 pub use push::{
-    BacklogReport, ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction,
+    BacklogReport, ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction, Resend,
+    MAX_RESEND_RANGES,
 };
 pub use validate::{validate_client_tx_id, validate_sale, InvalidSale, Limits};

@@ -55,6 +55,21 @@ pub struct BacklogReport {
     /// characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_id: Option<String>,
+    /// Every sale numbered up to this sequence number was settled by the server as far as the till
+    /// knows (sent, conflict or invalid; the oldest unsent sale's number less one). The server answers
+    /// with the acknowledged ones it does not hold ([`PushResponse::resend`]), e.g. after its database
+    /// was restored from a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_seq: Option<i64>,
+    /// Lowest sequence number the till still keeps (older sent sales were pruned past their
+    /// retention): the server can get back what it lacks from here on, and what it lacks below is
+    /// lost for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_seq: Option<i64>,
+    /// Age of the oldest sale the till still keeps, in milliseconds: how far back a restore of the
+    /// server's database can be recovered from this till.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_kept_age_ms: Option<u64>,
 }
 
 /// One sale inside a push request.
@@ -128,7 +143,25 @@ pub struct PushResult {
 pub struct PushResponse {
     /// One result per sale, in request order.
     pub results: Vec<PushResult>,
+    /// Sales the till reported as acknowledged (`report.acked_seq`) that the server does not hold:
+    /// the till sends them again (optional; older servers never send it, older tills ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend: Option<Resend>,
 }
+
+/// Acknowledged sales the server lacks, by outbox sequence number, for the till to send again under
+/// the same `client_tx_id` and hash (they land once: `OK` if missing, `DUPLICATE` if not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resend {
+    /// The outbox the ranges belong to (the `outbox_id` of the request's report); a till whose outbox
+    /// has another identity ignores them.
+    pub outbox_id: String,
+    /// Inclusive ranges `[from, to]` of sequence numbers, ascending, at most [`MAX_RESEND_RANGES`].
+    pub ranges: Vec<[i64; 2]>,
+}
+
+/// Most ranges in one [`Resend`]; more are asked for in later answers.
+pub const MAX_RESEND_RANGES: usize = 64;
 
 /// JSON body of every non-200 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ fn all_ok(request: &PushRequest) -> PushResponse {
             server_tx_id: Some(i as i64),
         })
         .collect();
-    PushResponse { results }
+    PushResponse { results, resend: None }
 }
 
 fn config() -> SyncConfig {

@@ -88,7 +88,7 @@ impl Transport for Gated {
                 server_tx_id: Some(1),
             })
             .collect();
-        Ok(PushResponse { results })
+        Ok(PushResponse { results, resend: None })
     }
 }
 

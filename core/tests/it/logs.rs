@@ -73,7 +73,7 @@ impl Transport for ByReceipt {
                 }
             })
             .collect();
-        Ok(PushResponse { results })
+        Ok(PushResponse { results, resend: None })
     }
 }
 

@@ -4,7 +4,7 @@
 use askama::Template;
 
 use super::diff::DiffRow;
-use crate::store::{SeqGap, TillStatus};
+use crate::store::{GapKind, SeqGap, TillStatus};
 
 /// Zero-decimal ISO 4217 currencies (their minor unit is the unit).
 const ZERO_DECIMAL: [&str; 8] = ["JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"];
@@ -79,15 +79,25 @@ pub struct TillView {
     pub behind: bool,
     /// Not seen for longer than the threshold.
     pub quiet: bool,
-    /// Runs of sequence numbers never received between received ones, and runs an earlier (wiped or
-    /// replaced) outbox of the till never delivered, as sentences.
+    /// Runs of sequence numbers never received between received ones, and runs lost for good (an
+    /// earlier, wiped or replaced outbox never delivered them, or the server lost acknowledged sales
+    /// the till no longer keeps), as sentences.
     pub missing: Vec<String>,
+    /// Runs acknowledged to the till and not on the server (a restored or failed-over database), which
+    /// the till is sending again, as sentences.
+    pub resending: Vec<String>,
+    /// How far back the till keeps its sales (the recovery window), as text; empty when not reported.
+    pub kept: String,
     /// Runs past the last received one, still in the till's outbox at its last report.
     pub pending: Vec<String>,
-    /// Sales recorded on the till and never received (between received ones, and in earlier outboxes).
+    /// Sales recorded on the till and never received (between received ones, being re-sent, and lost
+    /// for good).
     pub missing_count: i64,
-    /// Of those, the sales recorded in an earlier outbox of the till, wiped or replaced before it
-    /// delivered them (kept on the page for good).
+    /// Of those, the sales acknowledged to the till and not on the server, being re-sent.
+    pub resending_count: i64,
+    /// Of those, the sales lost for good: recorded in an earlier outbox of the till, wiped or replaced
+    /// before it delivered them, or acknowledged and lost by the server after the till pruned them
+    /// (kept on the page for good).
     pub lost_count: i64,
 }
 
@@ -147,12 +157,17 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 };
                 gap_sentence(g, &range)
             };
-            let missing = mine.iter().filter(|g| !g.after_last_received).map(sentence).collect();
-            let pending = mine.iter().filter(|g| g.after_last_received).map(sentence).collect();
-            let missing_count =
-                mine.iter().filter(|g| !g.after_last_received).map(|g| g.to - g.from + 1).sum();
-            let lost_count =
-                mine.iter().filter(|g| g.previous_outbox.is_some()).map(|g| g.to - g.from + 1).sum();
+            let of = |kinds: &'static [GapKind]| mine.iter().filter(move |g| kinds.contains(&g.kind));
+            let missing = of(&[GapKind::NeverReceived, GapKind::Lost]).map(sentence).collect();
+            let resending = of(&[GapKind::Resending]).map(sentence).collect();
+            let pending = of(&[GapKind::Unsent]).map(sentence).collect();
+            let missing_count = mine.iter().filter(|g| g.is_missing()).map(|g| g.len()).sum();
+            let resending_count = of(&[GapKind::Resending]).map(|g| g.len()).sum();
+            let lost_count = of(&[GapKind::Lost]).map(|g| g.len()).sum();
+            let kept = match (r.kept_since_ms, r.kept_seq) {
+                (Some(since), Some(seq)) => format!("back to {} (from sale {seq})", utc(since)),
+                _ => String::new(),
+            };
             let quiet_ms = t.last_seen_ms.map(|s| (now_ms - s).max(0));
             TillView {
                 store_id: t.store_id.clone(),
@@ -171,8 +186,11 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
                 behind: oldest.is_some_and(|a| a > alert_after_ms),
                 quiet: t.token_active && quiet_ms.is_some_and(|q| q > alert_after_ms),
                 missing,
+                resending,
+                kept,
                 pending,
                 missing_count,
+                resending_count,
                 lost_count,
             }
         })
@@ -182,11 +200,22 @@ pub fn till_views(tills: &[TillStatus], gaps: &[SeqGap], now_ms: i64, alert_afte
 /// A run of missing sequence numbers (`range`: `sale 7` or `sales 3–5`) as the Tills page and the
 /// `gaps` command say it: `sales 3–5 recorded on till-1, never received`, with ` in its previous
 /// outbox` for a run of a wiped or replaced outbox and ` (still in its outbox at its last report)` for
-/// a run past the last received sale.
+/// a run past the last received sale; `sales 41–80 acknowledged to till-2 and not on the server; being
+/// re-sent` for a run the server lost and the till sends again, and `...; no longer kept on the till:
+/// lost for good` for one the till had pruned.
 pub fn gap_sentence(g: &SeqGap, range: &str) -> String {
-    let outbox = if g.previous_outbox.is_some() { " in its previous outbox" } else { "" };
-    let tail = if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
-    format!("{range} recorded on {}{outbox}, never received{tail}", g.device_id)
+    let device = &g.device_id;
+    match (g.kind, &g.previous_outbox) {
+        (GapKind::Resending, _) => format!("{range} acknowledged to {device} and not on the server; being re-sent"),
+        (GapKind::Lost, None) => format!(
+            "{range} acknowledged to {device} and not on the server; no longer kept on the till: lost for good"
+        ),
+        _ => {
+            let outbox = if g.previous_outbox.is_some() { " in its previous outbox" } else { "" };
+            let tail = if g.after_last_received { " (still in its outbox at its last report)" } else { "" };
+            format!("{range} recorded on {device}{outbox}, never received{tail}")
+        }
+    }
 }
 
 /// What every page's header needs.

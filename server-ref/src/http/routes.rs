@@ -383,8 +383,9 @@ async fn settle_push(
     for lane in pending {
         outcomes.push(job_result(app, cid, lane).await?);
     }
-    if outcomes.iter().any(LaneOutcome::has_refused) {
-        // The audit of refused sales writes to the database: on its thread too.
+    if outcomes.iter().any(LaneOutcome::has_refused) || news.acknowledged(0).is_some() {
+        // The audit of refused sales and the acknowledged-sales check use the database: on its
+        // thread too.
         let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
         return run_blocking(app, cid, move || {
             let _guard = guard;

@@ -25,7 +25,8 @@ pub(crate) use outcome::{settle, ClassifiedError, TxError};
 pub use outcome::{Failure, FailureKind, SaleOutcome};
 
 pub use tills::{
-    AttentionEntry, ConsoleSession, DeviceActivity, SaleQuery, SaleRecord, SeqGap, TillReport, TillStatus,
+    AckCheck, Acknowledged, AttentionEntry, ConsoleSession, DeviceActivity, GapKind, RecoveryPlan, SaleQuery,
+    SaleRecord, SeqGap, TillReport, TillStatus,
 };
 
 /// The device behind a bearer token.
@@ -236,6 +237,17 @@ pub trait PushStore: Send + Sync + 'static {
     /// # Errors
     /// A [`StoreError`] from the database; the push's sales are settled regardless.
     fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError>;
+
+    /// Compares what the server holds of the device's outbox with what its till reports as
+    /// acknowledged ([`AckCheck`]), from the end of the device's contiguous settled run: runs the till
+    /// still keeps are returned to be asked for again, runs it no longer keeps are recorded as lost
+    /// for good, and the contiguous run moves up (see [`tills::plan_recovery`]). Reads at most
+    /// [`tills::MAX_CHECK_SEQS`] numbers; never touches another device or outbox. A device whose stored
+    /// outbox is another one (being replaced) gets an empty plan.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database; the push's sales are settled regardless.
+    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError>;
 
     /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
     /// is set, on a thread of its own. `None` when this store has no way to announce them: the server

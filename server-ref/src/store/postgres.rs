@@ -20,12 +20,12 @@ use crate::token_cache::RevocationSink;
 
 use super::pg_pool::{PgManager, Prepared};
 use super::postgres_sql as sql;
-use super::tills::device_gaps;
+use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
 use super::{
-    new_server_tx_id, settle, AdminStore, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError,
-    ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection,
-    SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
-    TokenLookup, TxError,
+    new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
+    ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
+    RecoveryPlan, Rejection, SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport,
+    TillStatus, TokenInfo, TokenLookup, TxError,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -348,7 +348,9 @@ impl<'a> AuditRow<'a> {
     }
 }
 
-/// Settled sequence numbers of a device's outbox above `contiguous` ([`sql::SELECT_SETTLED_SEQS`]).
+/// Settled sequence numbers of a device's outbox in (`contiguous`, `upto`], at most `limit`
+/// ([`sql::SELECT_SETTLED_SEQS`]).
+#[allow(clippy::too_many_arguments)]
 fn settled_seqs(
     conn: &mut impl GenericClient,
     store: &str,
@@ -356,9 +358,14 @@ fn settled_seqs(
     contiguous: i64,
     outbox_id: Option<&str>,
     replaced: bool,
+    upto: i64,
+    limit: i64,
 ) -> Result<Vec<i64>, ::postgres::Error> {
     Ok(conn
-        .query(sql::SELECT_SETTLED_SEQS, &[&store, &device, &contiguous, &outbox_id, &replaced])?
+        .query(
+            sql::SELECT_SETTLED_SEQS,
+            &[&store, &device, &contiguous, &outbox_id, &replaced, &upto, &limit],
+        )?
         .iter()
         .map(|r| r.get(0))
         .collect())
@@ -385,10 +392,10 @@ fn replace_outbox_if_new(
     };
     let (contiguous, last_seq, replaced): (i64, Option<i64>, bool) =
         (state.get(1), state.get(2), state.get(3));
-    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced)?;
-    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq);
+    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced, i64::MAX, i64::MAX)?;
+    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq, Acknowledged::default());
     for run in &lost {
-        tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &old_id, &run.from, &run.to])?;
+        tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &old_id, &run.from, &run.to, &"replaced"])?;
     }
     tx.execute(sql::REPLACE_OUTBOX, &[store, dev, &new_id])?;
     tx.execute(sql::DELETE_RETIRED_SEQS, &[store, dev])?;
@@ -602,10 +609,59 @@ impl PushStore for PgStore {
                 (&report.last_seq, Type::INT8),
                 (&report.seq_start, Type::INT8),
                 (&report.outbox_id, Type::TEXT),
+                (&report.acked_seq, Type::INT8),
+                (&report.kept_seq, Type::INT8),
+                (&report.kept_since_ms, Type::INT8),
             ],
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
+        let (store, dev) = (&device.store_id, &device.device_id);
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let state = tx.query_opt(sql::SELECT_RECOVERY_STATE, &[store, dev])?;
+        let (contiguous, replaced) = match &state {
+            None => (0, false),
+            Some(row) => {
+                let stored: Option<String> = row.get(0);
+                if stored.is_some_and(|id| id != check.outbox_id) {
+                    return Ok(RecoveryPlan::default());
+                }
+                (row.get::<_, i64>(1), row.get::<_, bool>(2))
+            }
+        };
+        if check.acked_seq <= contiguous {
+            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
+        }
+        let seqs = settled_seqs(
+            &mut tx,
+            store,
+            dev,
+            contiguous,
+            Some(check.outbox_id),
+            replaced,
+            check.acked_seq,
+            MAX_CHECK_SEQS,
+        )?;
+        let scanned_to = match seqs.last() {
+            Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
+            _ => check.acked_seq,
+        };
+        let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
+        for (from, to) in &plan.lost {
+            tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &check.outbox_id, from, to, &"pruned"])?;
+        }
+        if plan.contiguous > contiguous || state.is_none() {
+            tx.execute(
+                sql::UPSERT_CONTIGUOUS,
+                &[store, dev, &plan.contiguous, &check.outbox_id, &check.now_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(plan)
     }
 
     fn pool_state(&self) -> PoolState {
@@ -731,6 +787,9 @@ impl AdminStore for PgStore {
                     last_seq: r.get(11),
                     seq_start: r.get(12),
                     outbox_id: r.get(14),
+                    acked_seq: r.get(15),
+                    kept_seq: r.get(16),
+                    kept_since_ms: r.get(17),
                 },
                 sales_today: r.get(13),
             })
@@ -745,10 +804,11 @@ impl AdminStore for PgStore {
             .map(|r| SeqGap {
                 store_id: r.get(0),
                 device_id: r.get(1),
-                previous_outbox: Some(r.get(2)),
+                previous_outbox: (r.get::<_, String>(5) == "replaced").then(|| r.get(2)),
                 from: r.get(3),
                 to: r.get(4),
                 after_last_received: false,
+                kind: GapKind::Lost,
             })
             .collect();
         let states = conn.query(sql::SELECT_SEQ_STATES, &[&store_id])?;
@@ -758,9 +818,18 @@ impl AdminStore for PgStore {
             let last_seq: Option<i64> = state.get(3);
             let outbox_id: Option<String> = state.get(4);
             let replaced: bool = state.get(5);
-            let seqs =
-                settled_seqs(&mut **conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
-            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
+            let acked = Acknowledged { acked_seq: state.get(6), kept_seq: state.get(7) };
+            let seqs = settled_seqs(
+                &mut **conn,
+                &store,
+                &device,
+                contiguous,
+                outbox_id.as_deref(),
+                replaced,
+                i64::MAX,
+                i64::MAX,
+            )?;
+            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq, acked);
             if new_contiguous > contiguous {
                 conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous, &outbox_id])?;
             }

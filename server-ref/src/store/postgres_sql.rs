@@ -148,8 +148,8 @@ macro_rules! newer_report {
 }
 
 /// Records news of a device (`$1`, `$2`): retired sequence numbers (`$3`), last seen at `$4`, last push
-/// at `$5`, the backlog report (`$7`..`$13`, `$13` the outbox identity) received at `$6` (ms; NULL:
-/// none). A newer report's outbox identity is adopted (a replaced outbox was dealt with before, by
+/// at `$5`, the backlog report (`$7`..`$16`: `$13` the outbox identity, `$14`..`$16` the acknowledged
+/// run and the recovery window) received at `$6` (ms; NULL: none). A newer report's outbox identity is adopted (a replaced outbox was dealt with before, by
 /// [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]). Older news never
 /// overwrites newer. One statement, committed without waiting for the WAL flush
 /// (`synchronous_commit = off` for this transaction only): it is a till's latest status, written again
@@ -159,7 +159,7 @@ pub const RECORD_ACTIVITY: &str = concat!(
      device_id, seq) SELECT $1, $2, s FROM UNNEST($3::int8[]) s WHERE s > 0 ON CONFLICT DO NOTHING) \
      INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
      reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start, \
-     outbox_id) SELECT $1, $2, ",
+     outbox_id, acked_seq, kept_seq, kept_since_ms) SELECT $1, $2, ",
     ts!("$4"),
     ", ",
     ts!("$4"),
@@ -167,7 +167,7 @@ pub const RECORD_ACTIVITY: &str = concat!(
     ts!("$5"),
     ", ",
     ts!("$6"),
-    ", $7, $8, $9, $10, $11, $12, $13 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
+    ", $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit \
      ON CONFLICT (store_id, device_id) DO UPDATE SET \
      last_seen_at = GREATEST(d.last_seen_at, EXCLUDED.last_seen_at), \
      last_push_at = GREATEST(d.last_push_at, EXCLUDED.last_push_at), \
@@ -188,6 +188,15 @@ pub const RECORD_ACTIVITY: &str = concat!(
     newer_report!(),
     " THEN EXCLUDED.last_seq ELSE d.last_seq END, \
      seq_start = COALESCE(d.seq_start, EXCLUDED.seq_start), \
+     acked_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.acked_seq ELSE d.acked_seq END, \
+     kept_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.kept_seq ELSE d.kept_seq END, \
+     kept_since_ms = CASE WHEN ",
+    newer_report!(),
+    " THEN EXCLUDED.kept_since_ms ELSE d.kept_since_ms END, \
      outbox_id = CASE WHEN ",
     newer_report!(),
     " AND EXCLUDED.outbox_id IS NOT NULL THEN EXCLUDED.outbox_id ELSE d.outbox_id END"
@@ -203,9 +212,30 @@ pub const SELECT_OUTBOX_STATE: &str = concat!(
     ") FROM pos_device_status WHERE store_id = $1 AND device_id = $2 FOR UPDATE"
 );
 
-/// Keeps a run (`$4`..=`$5`) that a replaced outbox (`$3`) of a device (`$1`, `$2`) never delivered.
+/// Keeps a run (`$4`..=`$5`) of an outbox (`$3`) of a device (`$1`, `$2`) that the server never got
+/// and no till keeps any more, lost for good: `$6` says why (`replaced`: the outbox was wiped or
+/// replaced first; `pruned`: acknowledged sales the server lost after the till pruned them).
 pub const INSERT_LOST_RUN: &str = "INSERT INTO pos_device_lost_runs (store_id, device_id, outbox_id, \
-     from_seq, to_seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+     from_seq, to_seq, cause) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+
+/// Where a device's (`$1`, `$2`) acknowledged-sales check starts: its outbox identity, the end of its
+/// contiguous settled run, and whether its outbox was replaced before.
+pub const SELECT_RECOVERY_STATE: &str = "SELECT outbox_id, \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), outbox_replaced \
+     FROM pos_device_status WHERE store_id = $1 AND device_id = $2";
+
+/// Moves a device's (`$1`, `$2`) contiguous settled run up to `$3` (never down), creating its status
+/// row (first seen `$5` ms, outbox `$4`) when it has none yet; not when its outbox is no longer `$4`.
+pub const UPSERT_CONTIGUOUS: &str = concat!(
+    "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, seq_contiguous, \
+     outbox_id) VALUES ($1, $2, ",
+    ts!("$5"),
+    ", ",
+    ts!("$5"),
+    ", $3, $4) ON CONFLICT (store_id, device_id) DO UPDATE SET \
+     seq_contiguous = GREATEST(COALESCE(d.seq_contiguous, 0), EXCLUDED.seq_contiguous) \
+     WHERE d.outbox_id IS NULL OR d.outbox_id = EXCLUDED.outbox_id"
+);
 
 /// A device's (`$1`, `$2`) outbox was replaced by `$3`: its sequence bookkeeping starts from scratch.
 pub const REPLACE_OUTBOX: &str = "UPDATE pos_device_status SET outbox_id = $3, outbox_replaced = true, \
@@ -216,7 +246,7 @@ pub const DELETE_RETIRED_SEQS: &str =
     "DELETE FROM pos_device_retired_seqs WHERE store_id = $1 AND device_id = $2";
 
 /// Runs that replaced outboxes never delivered, of one store (`$1`) or all, oldest first per device.
-pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq \
+pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq, cause \
      FROM pos_device_lost_runs WHERE $1::text IS NULL OR store_id = $1 \
      ORDER BY store_id, device_id, recorded_at, from_seq";
 
@@ -236,28 +266,29 @@ pub const SELECT_TILLS: &str = concat!(
      (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id AND t.device_id = d.device_id \
      AND t.occurred_at >= ",
     ts!("$1"),
-    "), s.outbox_id FROM devs d LEFT JOIN tok USING (store_id, device_id) \
+    "), s.outbox_id, s.acked_seq, s.kept_seq, s.kept_since_ms FROM devs d LEFT JOIN tok USING (store_id, device_id) \
      LEFT JOIN pos_device_status s USING (store_id, device_id) ORDER BY d.store_id, d.device_id"
 );
 
 /// Devices with sequence bookkeeping, of one store (`$1`) or all: where their contiguous run ends, the
 /// last sequence number they reported, their outbox identity and whether it replaced another.
 pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
-     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced \
-     FROM pos_device_status \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced, \
+     acked_seq, kept_seq FROM pos_device_status \
      WHERE $1::text IS NULL OR store_id = $1 ORDER BY store_id, device_id";
 
-/// Sequence numbers of a device (`$1`, `$2`) above `$3` that are settled: stored sales, CONFLICT and
-/// INVALID attempts, and retired numbers; ascending. Only those of its outbox `$4`: sales without an
-/// identity (older tills) count too until the device's outbox was first replaced (`$5`).
+/// Sequence numbers of a device (`$1`, `$2`) in (`$3`, `$6`] that are settled: stored sales, CONFLICT,
+/// INVALID and DUPLICATE attempts (a DUPLICATE proves the sale is held, perhaps stored before the till
+/// sent numbers), and retired numbers; ascending, at most `$7`. Only those of its outbox `$4`: sales
+/// without an identity (older tills) count too until the device's outbox was first replaced (`$5`).
 pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
-     WHERE store_id = $1 AND device_id = $2 AND outbox_seq > $3 AND (outbox_id = $4::text \
+     WHERE store_id = $1 AND device_id = $2 AND outbox_seq > $3 AND outbox_seq <= $6 AND (outbox_id = $4::text \
      OR (NOT $5::bool AND (outbox_id IS NULL OR $4::text IS NULL))) \
      UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = $1 AND device_id = $2 \
-     AND outbox_seq > $3 AND outcome IN ('CONFLICT', 'INVALID') AND (outbox_id = $4::text \
-     OR (NOT $5::bool AND (outbox_id IS NULL OR $4::text IS NULL))) \
+     AND outbox_seq > $3 AND outbox_seq <= $6 AND outcome IN ('CONFLICT', 'INVALID', 'DUPLICATE') \
+     AND (outbox_id = $4::text OR (NOT $5::bool AND (outbox_id IS NULL OR $4::text IS NULL))) \
      UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = $1 AND device_id = $2 AND seq > $3 \
-     ORDER BY 1";
+     AND seq <= $6 ORDER BY 1 LIMIT $7";
 
 /// Advances a device's (`$1`, `$2`) highest contiguous sequence number to `$3`, unless its outbox is
 /// no longer `$4` (replaced meanwhile).

@@ -25,12 +25,12 @@ use rusqlite::{
 use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
-use super::tills::device_gaps;
+use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
 use super::{
-    new_server_tx_id, settle, AdminStore, AttentionEntry, AuditRecord, CheckedSale, ClassifiedError,
-    ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore, Rejection,
-    SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
-    TokenLookup, TxError,
+    new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
+    ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
+    RecoveryPlan, Rejection, SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport,
+    TillStatus, TokenInfo, TokenLookup, TxError,
 };
 
 /// Audit rows deleted per transaction by [`Store::prune_audit`].
@@ -43,11 +43,13 @@ fn migrations() -> Migrations<'static> {
         M::up(sql::MIGRATION_V2),
         M::up(sql::MIGRATION_V3),
         M::up(sql::MIGRATION_V4),
+        M::up(sql::MIGRATION_V5),
     ])
 }
 
 /// Names of the migrations, in the order of [`migrations`], for `migrate`'s report.
-const MIGRATION_NAMES: [&str; 4] = ["V1__init", "V2__store_scoped_ids", "V3__console", "V4__outbox_identity"];
+const MIGRATION_NAMES: [&str; 5] =
+    ["V1__init", "V2__store_scoped_ids", "V3__console", "V4__outbox_identity", "V5__acknowledged_recovery"];
 
 /// The newest schema version compiled into this binary.
 pub fn expected_schema_version() -> usize {
@@ -342,7 +344,9 @@ fn audit(
     Ok(())
 }
 
-/// Settled sequence numbers of a device's outbox above `contiguous` ([`sql::SELECT_SETTLED_SEQS`]).
+/// Settled sequence numbers of a device's outbox in (`contiguous`, `upto`], at most `limit`
+/// ([`sql::SELECT_SETTLED_SEQS`]).
+#[allow(clippy::too_many_arguments)]
 fn settled_seqs(
     conn: &Connection,
     store: &str,
@@ -350,9 +354,11 @@ fn settled_seqs(
     contiguous: i64,
     outbox_id: Option<&str>,
     replaced: bool,
+    upto: i64,
+    limit: i64,
 ) -> Result<Vec<i64>, rusqlite::Error> {
     conn.prepare_cached(sql::SELECT_SETTLED_SEQS)?
-        .query_map(params![store, device, contiguous, outbox_id, replaced], |r| r.get(0))?
+        .query_map(params![store, device, contiguous, outbox_id, replaced, upto, limit], |r| r.get(0))?
         .collect()
 }
 
@@ -380,10 +386,11 @@ fn replace_outbox_if_new(
     if old_id == new_id {
         return Ok(());
     }
-    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced)?;
-    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq);
+    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced, i64::MAX, i64::MAX)?;
+    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq, Acknowledged::default());
     for run in &lost {
-        tx.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![store, dev, old_id, run.from, run.to])?;
+        tx.prepare_cached(sql::INSERT_LOST_RUN)?
+            .execute(params![store, dev, old_id, run.from, run.to, "replaced"])?;
     }
     tx.prepare_cached(sql::REPLACE_OUTBOX)?.execute(params![store, dev, new_id])?;
     tx.prepare_cached(sql::DELETE_RETIRED_SEQS)?.execute(params![store, dev])?;
@@ -552,9 +559,68 @@ impl PushStore for SqliteStore {
             report.last_seq,
             report.seq_start,
             report.outbox_id,
+            report.acked_seq,
+            report.kept_seq,
+            report.kept_since_ms,
         ])?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
+        let (store, dev) = (&device.store_id, &device.device_id);
+        let mut conn = self.pool.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let state: Option<(Option<String>, i64, bool)> = tx
+            .prepare_cached(sql::SELECT_RECOVERY_STATE)?
+            .query_row(params![store, dev], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
+            .optional()?;
+        let (contiguous, replaced) = match &state {
+            None => (0, false),
+            Some((stored, _, _)) if stored.as_deref().is_some_and(|id| id != check.outbox_id) => {
+                return Ok(RecoveryPlan::default());
+            }
+            Some((_, contiguous, replaced)) => (*contiguous, *replaced),
+        };
+        if check.acked_seq <= contiguous {
+            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
+        }
+        let seqs = settled_seqs(
+            &tx,
+            store,
+            dev,
+            contiguous,
+            Some(check.outbox_id),
+            replaced,
+            check.acked_seq,
+            MAX_CHECK_SEQS,
+        )?;
+        let scanned_to = match seqs.last() {
+            Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
+            _ => check.acked_seq,
+        };
+        let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
+        for (from, to) in &plan.lost {
+            tx.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![
+                store,
+                dev,
+                check.outbox_id,
+                from,
+                to,
+                "pruned"
+            ])?;
+        }
+        if plan.contiguous > contiguous || state.is_none() {
+            tx.prepare_cached(sql::UPSERT_CONTIGUOUS)?.execute(params![
+                store,
+                dev,
+                plan.contiguous,
+                check.outbox_id,
+                check.now_ms
+            ])?;
+        }
+        tx.commit()?;
+        Ok(plan)
     }
 
     fn pool_state(&self) -> PoolState {
@@ -701,6 +767,9 @@ impl AdminStore for SqliteStore {
                     last_seq: r.get(11)?,
                     seq_start: r.get(12)?,
                     outbox_id: r.get(14)?,
+                    acked_seq: r.get(15)?,
+                    kept_seq: r.get(16)?,
+                    kept_since_ms: r.get(17)?,
                 },
                 sales_today: r.get(13)?,
             })
@@ -716,23 +785,34 @@ impl AdminStore for SqliteStore {
                 Ok(SeqGap {
                     store_id: r.get(0)?,
                     device_id: r.get(1)?,
-                    previous_outbox: Some(r.get(2)?),
+                    previous_outbox: (r.get::<_, String>(5)? == "replaced").then(|| r.get(2)).transpose()?,
                     from: r.get(3)?,
                     to: r.get(4)?,
                     after_last_received: false,
+                    kind: GapKind::Lost,
                 })
             })?
             .collect::<Result<_, _>>()?;
-        type State = (String, String, i64, Option<i64>, Option<String>, bool);
+        type State = (String, String, i64, Option<i64>, Option<String>, bool, Acknowledged);
         let states: Vec<State> = conn
             .prepare_cached(sql::SELECT_SEQ_STATES)?
             .query_map([store_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0))
+                let acked = Acknowledged { acked_seq: r.get(6)?, kept_seq: r.get(7)? };
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0, acked))
             })?
             .collect::<Result<_, _>>()?;
-        for (store, device, contiguous, last_seq, outbox_id, replaced) in states {
-            let seqs = settled_seqs(&conn, &store, &device, contiguous, outbox_id.as_deref(), replaced)?;
-            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq);
+        for (store, device, contiguous, last_seq, outbox_id, replaced, acked) in states {
+            let seqs = settled_seqs(
+                &conn,
+                &store,
+                &device,
+                contiguous,
+                outbox_id.as_deref(),
+                replaced,
+                i64::MAX,
+                i64::MAX,
+            )?;
+            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq, acked);
             if new_contiguous > contiguous {
                 conn.prepare_cached(sql::ADVANCE_CONTIGUOUS)?.execute(params![
                     store,
@@ -880,7 +960,7 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(migrations().validate().is_ok());
-        assert_eq!(expected_schema_version(), 4);
+        assert_eq!(expected_schema_version(), 5);
     }
 
     #[test]
@@ -907,7 +987,8 @@ mod tests {
             vec![
                 "V2__store_scoped_ids".to_owned(),
                 "V3__console".to_owned(),
-                "V4__outbox_identity".to_owned()
+                "V4__outbox_identity".to_owned(),
+                "V5__acknowledged_recovery".to_owned()
             ]
         );
         let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
@@ -948,7 +1029,10 @@ mod tests {
         .expect("v3 status");
         drop(conn);
         let store = SqliteStore::open(&path, false, &SqliteOptions::default()).expect("open");
-        assert_eq!(store.migrate().expect("migrate"), vec!["V4__outbox_identity".to_owned()]);
+        assert_eq!(
+            store.migrate().expect("migrate"),
+            vec!["V4__outbox_identity".to_owned(), "V5__acknowledged_recovery".to_owned()]
+        );
         store.check_ready().expect("ready");
         assert!(store.stored_sale("s1", "R-5").expect("read").is_some(), "the v3 sale is kept");
         let till = store.tills(0).expect("tills").into_iter().find(|t| t.device_id == "d1").expect("d1");
@@ -980,7 +1064,8 @@ mod tests {
                 "V1__init".to_owned(),
                 "V2__store_scoped_ids".to_owned(),
                 "V3__console".to_owned(),
-                "V4__outbox_identity".to_owned()
+                "V4__outbox_identity".to_owned(),
+                "V5__acknowledged_recovery".to_owned()
             ]
         );
         assert!(store.migrate().expect("again").is_empty());

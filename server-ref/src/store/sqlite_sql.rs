@@ -17,6 +17,9 @@ pub const MIGRATION_V3: &str = include_str!("../../migrations-sqlite/V3__console
 /// replaced outbox never delivered.
 pub const MIGRATION_V4: &str = include_str!("../../migrations-sqlite/V4__outbox_identity.sql");
 
+/// Schema v5: acknowledged sales the server lost come back (`migrations-sqlite/V5__acknowledged_recovery.sql`).
+pub const MIGRATION_V5: &str = include_str!("../../migrations-sqlite/V5__acknowledged_recovery.sql");
+
 /// Inserts a header with the server's new `server_tx_id` (`?17`) unless the store already has its
 /// `client_tx_id`; returns the `server_tx_id` when it was inserted. (The only UNIQUE constraint it
 /// can then violate is `server_tx_id`'s.)
@@ -156,13 +159,15 @@ macro_rules! later {
 }
 
 /// Records news of a device (`?1`, `?2`): last seen at `?3`, last push at `?4`, the backlog report
-/// (`?6`..`?12`, `?12` the outbox identity) received at `?5` (ms; NULL: none). Older news never
+/// (`?6`..`?15`: `?12` the outbox identity, `?13`..`?15` the acknowledged run and the recovery
+/// window) received at `?5` (ms; NULL: none). Older news never
 /// overwrites newer; a newer report's outbox identity is adopted (a replaced outbox was dealt with
 /// before, by [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]).
 pub const RECORD_ACTIVITY: &str = concat!(
     "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
      reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start, \
-     outbox_id) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     outbox_id, acked_seq, kept_seq, kept_since_ms) \
+     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
      ON CONFLICT (store_id, device_id) DO UPDATE SET \
      last_seen_at = max(d.last_seen_at, excluded.last_seen_at), \
      last_push_at = ",
@@ -185,6 +190,15 @@ pub const RECORD_ACTIVITY: &str = concat!(
     newer_report!(),
     " THEN excluded.last_seq ELSE d.last_seq END, \
      seq_start = COALESCE(d.seq_start, excluded.seq_start), \
+     acked_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.acked_seq ELSE d.acked_seq END, \
+     kept_seq = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.kept_seq ELSE d.kept_seq END, \
+     kept_since_ms = CASE WHEN ",
+    newer_report!(),
+    " THEN excluded.kept_since_ms ELSE d.kept_since_ms END, \
      outbox_id = CASE WHEN ",
     newer_report!(),
     " AND excluded.outbox_id IS NOT NULL THEN excluded.outbox_id ELSE d.outbox_id END"
@@ -197,9 +211,24 @@ pub const SELECT_OUTBOX_STATE: &str = "SELECT outbox_id, \
      COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_replaced, \
      (reported_at IS NULL OR reported_at <= ?3) FROM pos_device_status WHERE store_id = ?1 AND device_id = ?2";
 
-/// Keeps a run (`?4`..=`?5`) that a replaced outbox (`?3`) of a device (`?1`, `?2`) never delivered.
+/// Keeps a run (`?4`..=`?5`) of an outbox (`?3`) of a device (`?1`, `?2`) that the server never got
+/// and no till keeps any more, lost for good: `?6` says why (`replaced` or `pruned`).
 pub const INSERT_LOST_RUN: &str = "INSERT INTO pos_device_lost_runs (store_id, device_id, outbox_id, \
-     from_seq, to_seq) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+     from_seq, to_seq, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
+
+/// Where a device's (`?1`, `?2`) acknowledged-sales check starts: its outbox identity, the end of its
+/// contiguous settled run, and whether its outbox was replaced before.
+pub const SELECT_RECOVERY_STATE: &str = "SELECT outbox_id, \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), outbox_replaced \
+     FROM pos_device_status WHERE store_id = ?1 AND device_id = ?2";
+
+/// Moves a device's (`?1`, `?2`) contiguous settled run up to `?3` (never down), creating its status
+/// row (first seen `?5` ms, outbox `?4`) when it has none yet; not when its outbox is no longer `?4`.
+pub const UPSERT_CONTIGUOUS: &str = "INSERT INTO pos_device_status AS d (store_id, device_id, \
+     first_seen_at, last_seen_at, seq_contiguous, outbox_id) VALUES (?1, ?2, ?5, ?5, ?3, ?4) \
+     ON CONFLICT (store_id, device_id) DO UPDATE SET \
+     seq_contiguous = max(COALESCE(d.seq_contiguous, 0), excluded.seq_contiguous) \
+     WHERE d.outbox_id IS NULL OR d.outbox_id = excluded.outbox_id";
 
 /// A device's (`?1`, `?2`) outbox was replaced by `?3`: its sequence bookkeeping starts from scratch.
 pub const REPLACE_OUTBOX: &str = "UPDATE pos_device_status SET outbox_id = ?3, outbox_replaced = 1, \
@@ -210,7 +239,7 @@ pub const DELETE_RETIRED_SEQS: &str =
     "DELETE FROM pos_device_retired_seqs WHERE store_id = ?1 AND device_id = ?2";
 
 /// Runs that replaced outboxes never delivered, of one store (`?1`) or all, oldest first per device.
-pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq \
+pub const SELECT_LOST_RUNS: &str = "SELECT store_id, device_id, outbox_id, from_seq, to_seq, cause \
      FROM pos_device_lost_runs WHERE ?1 IS NULL OR store_id = ?1 \
      ORDER BY store_id, device_id, recorded_at, from_seq";
 
@@ -224,7 +253,7 @@ pub const SELECT_TILLS: &str = "WITH devs AS (SELECT store_id, device_id FROM po
      SELECT d.store_id, d.device_id, tok.label, COALESCE(tok.active, 0), s.last_seen_at, s.last_push_at, \
      s.reported_at, s.library_version, s.unsent_count, s.oldest_unsent_age_ms, s.unsent_minor, s.last_seq, \
      s.seq_start, (SELECT count(*) FROM pos_transactions t WHERE t.store_id = d.store_id \
-     AND t.device_id = d.device_id AND t.occurred_at >= ?1), s.outbox_id \
+     AND t.device_id = d.device_id AND t.occurred_at >= ?1), s.outbox_id, s.acked_seq, s.kept_seq, s.kept_since_ms \
      FROM devs d LEFT JOIN tok ON tok.store_id = d.store_id AND tok.device_id = d.device_id \
      LEFT JOIN pos_device_status s ON s.store_id = d.store_id AND s.device_id = d.device_id \
      ORDER BY d.store_id, d.device_id";
@@ -232,20 +261,21 @@ pub const SELECT_TILLS: &str = "WITH devs AS (SELECT store_id, device_id FROM po
 /// Devices with sequence bookkeeping, of one store (`?1`) or all (with their outbox identity and
 /// whether it replaced another).
 pub const SELECT_SEQ_STATES: &str = "SELECT store_id, device_id, \
-     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced \
-     FROM pos_device_status \
+     COALESCE(seq_contiguous, COALESCE(seq_start, 1) - 1), last_seq, outbox_id, outbox_replaced, \
+     acked_seq, kept_seq FROM pos_device_status \
      WHERE ?1 IS NULL OR store_id = ?1 ORDER BY store_id, device_id";
 
-/// Settled sequence numbers of a device (`?1`, `?2`) above `?3`, ascending; only those of its outbox
-/// `?4` (sales without an identity count too until the device's outbox was first replaced, `?5`).
+/// Settled sequence numbers of a device (`?1`, `?2`) in (`?3`, `?6`], ascending, at most `?7`: stored
+/// sales, CONFLICT, INVALID and DUPLICATE attempts, retired numbers; only those of its outbox `?4`
+/// (sales without an identity count too until the device's outbox was first replaced, `?5`).
 pub const SELECT_SETTLED_SEQS: &str = "SELECT outbox_seq FROM pos_transactions \
-     WHERE store_id = ?1 AND device_id = ?2 AND outbox_seq > ?3 \
+     WHERE store_id = ?1 AND device_id = ?2 AND outbox_seq > ?3 AND outbox_seq <= ?6 \
      AND (outbox_id = ?4 OR (NOT ?5 AND (outbox_id IS NULL OR ?4 IS NULL))) \
      UNION SELECT outbox_seq FROM pos_transaction_audit WHERE store_id = ?1 AND device_id = ?2 \
-     AND outbox_seq > ?3 AND outcome IN ('CONFLICT', 'INVALID') \
+     AND outbox_seq > ?3 AND outbox_seq <= ?6 AND outcome IN ('CONFLICT', 'INVALID', 'DUPLICATE') \
      AND (outbox_id = ?4 OR (NOT ?5 AND (outbox_id IS NULL OR ?4 IS NULL))) \
      UNION SELECT seq FROM pos_device_retired_seqs WHERE store_id = ?1 AND device_id = ?2 AND seq > ?3 \
-     ORDER BY 1";
+     AND seq <= ?6 ORDER BY 1 LIMIT ?7";
 
 /// Advances a device's highest contiguous sequence number to `?3`, unless its outbox is no longer `?4`.
 pub const ADVANCE_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = ?3 \

@@ -54,6 +54,9 @@ fn activity_and_backlog_report_are_kept_per_device(h: &dyn Harness) {
         last_seq: Some(10),
         seq_start: Some(1),
         outbox_id: Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0".into()),
+        acked_seq: Some(8),
+        kept_seq: Some(2),
+        kept_since_ms: Some(1_763_000_000_000),
     };
     let now = 1_764_000_000_000;
     let pushed = DeviceActivity {

@@ -67,7 +67,7 @@ fn store_scoped_ids_keep_the_sales_of_schema_v1() {
         .expect("v1 rows");
     let v1_id: i64 = client.query_one("SELECT server_tx_id FROM pos_transactions", &[]).expect("id").get(0);
     let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
-    assert_eq!(store.migrate().expect("migrate").len(), 3, "v2, v3 and v4 applied");
+    assert_eq!(store.migrate().expect("migrate").len(), 4, "v2, v3, v4 and v5 applied");
     store.check_ready().expect("ready");
     let kept = store.stored_sale("s1", "R-1").expect("read").expect("the v1 sale is kept");
     assert_eq!((kept.server_tx_id, kept.payload_sha256), (v1_id, "7".repeat(64)));
@@ -112,7 +112,10 @@ fn outbox_identity_keeps_the_console_data_of_schema_v3() {
         ))
         .expect("v3 rows");
     let store = PgStore::connect(db.config.clone(), &PgOptions::default()).expect("connect");
-    assert_eq!(store.migrate().expect("migrate"), vec!["V4__outbox_identity".to_owned()]);
+    assert_eq!(
+        store.migrate().expect("migrate"),
+        vec!["V4__outbox_identity".to_owned(), "V5__acknowledged_recovery".to_owned()]
+    );
     store.check_ready().expect("ready");
     assert!(store.stored_sale("s1", "R-5").expect("read").is_some(), "the v3 sale is kept");
     let till = store.tills(0).expect("tills").into_iter().find(|t| t.device_id == "d1").expect("d1");

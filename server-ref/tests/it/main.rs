@@ -14,6 +14,7 @@ mod hostile;
 mod openapi_doc;
 mod operations;
 mod push_idempotency;
+mod recovery;
 mod retention;
 mod schema_version;
 mod sqlite_cli;

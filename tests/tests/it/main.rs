@@ -5,6 +5,8 @@
 //!   single flight and the send records over real HTTP.
 //! - `convergence`: every sale exactly once under chaos, and a throwaway cluster's crashes.
 //! - `lossy_link`: an unattended till on a lossy link for a minute.
+//! - `restore`: the server's database restored from a backup (PostgreSQL and SQLite); the tills bring
+//!   back every acknowledged sale it lost.
 //! - `till_report`: the backlog report and the outbox sequence numbers a till sends.
 //!
 //! The soaks (`convergence`, `lossy_link`) and the test that installs the log capture hold
@@ -15,6 +17,7 @@
 mod client_push;
 mod convergence;
 mod lossy_link;
+mod restore;
 mod till_report;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};

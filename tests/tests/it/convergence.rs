@@ -1,7 +1,9 @@
 //! Convergence under chaos: many tills (engines in threads, plus one OS process killed with SIGKILL
 //! while it holds leases, and restarted), random triggers, a fault-injecting proxy, the server process
 //! killed and restarted, a PostgreSQL crash (SIGKILL of a throwaway cluster's postmaster and all its
-//! processes mid-push, then crash recovery), connection-killing storms and injected lock contention.
+//! processes mid-push, then crash recovery), a restore of the database to a dump taken earlier in the
+//! run (the acknowledged sales since are lost by the server and brought back by the tills),
+//! connection-killing storms and injected lock contention.
 //! At the end every sale is on the server exactly once, every outbox row is `sent` (or the expected
 //! `conflict`), no lease is left, the verifier finds nothing missing or mismatched, and the audit trail
 //! accounts for every attempt. The chaos itself is asserted too: a floor for each kind of proxy fault,
@@ -113,6 +115,21 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Sales the server holds.
+fn sales_on_server(db: &postgres::Config) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match db
+            .connect(postgres::NoTls)
+            .and_then(|mut c| c.query_one("SELECT count(*) FROM pos_transactions", &[]))
+        {
+            Ok(row) => return row.get(0),
+            Err(e) => assert!(Instant::now() < deadline, "cannot count the server's sales: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A line of answer counts for the report.
 fn answers_line(c: &AnswerCounts) -> String {
     format!(
@@ -216,6 +233,8 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let mut around_crash: Vec<AnswerCounts> = Vec::new();
     let mut crash_restarted: Option<Instant> = None;
     let mut lock_holds = 0u32;
+    let mut restored_away = 0i64;
+    let mut dumped_rows = 0i64;
     let thread_seeds: Vec<u64> = (0..THREAD_TILLS).map(|_| rng.random()).collect();
     std::thread::scope(|s| {
         // Ends the lock thread also when this thread panics (else the scope would wait for it forever).
@@ -266,6 +285,10 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         // of the server, and one of the database in between.
         let share = &shares[THREAD_TILLS];
         let kill_at = [share.len() / 4, share.len() / 2, (share.len() * 5) / 8, (share.len() * 3) / 4];
+        // The nightly backup, and its restore later: every sale acknowledged in between is lost by the
+        // server and brought back by the tills that keep it.
+        let (dump_at, restore_at) = ((share.len() * 11) / 16, (share.len() * 7) / 8);
+        let dump_file = dir.path().join("convergence.dump");
         for (i, (id, n)) in share.iter().enumerate() {
             process_outbox.enqueue_with_id(id, &sale(*n, items_of(*n))).expect("enqueue");
             if i == kill_at[0] || i == kill_at[3] {
@@ -320,6 +343,26 @@ fn every_sale_arrives_exactly_once_under_chaos() {
                     crashed_at.elapsed().as_secs_f64()
                 ));
             }
+            if i == dump_at {
+                crate::restore::pg_dump(&url, &dump_file);
+                dumped_rows = sales_on_server(&db_config);
+                chaos_log.push(format!("pg_dump at till-p sale {i}: {dumped_rows} sale(s) on the server"));
+            }
+            if i == restore_at {
+                let _ = server.0.kill();
+                let _ = server.0.wait();
+                let before = sales_on_server(&db_config);
+                crate::restore::pg_restore(&cluster.admin_config(), "convergence", &url, &dump_file);
+                let after = sales_on_server(&db_config);
+                restored_away = before - after;
+                let (restarted, addr) = start_server(&url);
+                server = restarted;
+                proxy.set_upstream(addr);
+                chaos_log.push(format!(
+                    "restore at till-p sale {i}: the database rolled back to the dump ({after} sale(s), \
+                     {restored_away} acknowledged sale(s) lost); server restarted"
+                ));
+            }
             if around_crash.len() == 2
                 && crash_restarted.is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
             {
@@ -346,6 +389,7 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let chaos_answers = answers.snapshot();
     // Generous: a debug build on two shared cores settles a few hundred sales per second.
     let deadline = Instant::now() + Duration::from_secs(60 + total as u64 / 100);
+    let expected_sales = per_till * (THREAD_TILLS + 1) + CONFLICT_PAIRS;
     let mut last_report = Instant::now();
     loop {
         std::thread::scope(|s| {
@@ -355,7 +399,9 @@ fn every_sale_arrives_exactly_once_under_chaos() {
         });
         let unsent: u64 = engines.iter().map(|(o, _)| o.counts().expect("counts").unsent()).sum::<u64>()
             + process_outbox.counts().expect("counts").unsent();
-        if unsent == 0 {
+        // Nothing unsent is not enough after the restore: a till learns what the server lost with its
+        // next request, so wait until the server holds every sale once more.
+        if unsent == 0 && sales_on_server(&db_config) >= expected_sales as i64 {
             break;
         }
         if last_report.elapsed() > Duration::from_secs(10) {
@@ -483,6 +529,8 @@ fn every_sale_arrives_exactly_once_under_chaos() {
     let failed_during =
         during.retry_total() + during.failed_requests() + after.retry_total() + after.failed_requests();
     assert!(failed_during >= 1, "the database crash did not reach a push: {during:?} {after:?}");
+    assert!(dumped_rows > 0, "the dump was taken");
+    assert!(restored_away >= 1, "the restore lost no acknowledged sale: it proved nothing");
 
     eprintln!(
         "convergence: seed {seed}: {} sales on the server exactly once ({} items), {conflict_rows} deliberate \

@@ -288,23 +288,28 @@ fn run_tool(cmd: &mut std::process::Command) {
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `pg_dump -Fc` of the database at `url` into `file`, as a shop's nightly backup.
+pub(crate) fn pg_dump(url: &str, file: &Path) {
+    run_tool(std::process::Command::new(pg_tool("pg_dump")).args(["-Fc", "-f"]).arg(file).arg(url));
+}
+
+/// Restores `file` (from [`pg_dump`]) as deploy.md says: the database `name` is dropped (its
+/// connections closed) and created again through `admin`, then `pg_restore` fills it (`url`).
+pub(crate) fn pg_restore(admin: &postgres::Config, name: &str, url: &str, file: &Path) {
+    let mut c = admin.connect(postgres::NoTls).expect("admin connection");
+    c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop");
+    c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create");
+    run_tool(std::process::Command::new(pg_tool("pg_restore")).args(["--no-owner", "-d", url]).arg(file));
+}
+
 #[test]
 fn a_restored_postgres_backup_loses_no_sale_the_tills_keep() {
     let _serial = crate::shared();
     let db = TestDb::create();
     let url = possync_tests::server::db_url(&db);
-    let backup = |file: &Path| {
-        run_tool(std::process::Command::new(pg_tool("pg_dump")).args(["-Fc", "-f"]).arg(file).arg(&url));
-    };
-    let restore = |file: &Path| {
-        let admin: postgres::Config = admin_url().parse().expect("url");
-        let mut c = admin.connect(postgres::NoTls).expect("admin");
-        c.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name)).expect("drop");
-        c.batch_execute(&format!("CREATE DATABASE {}", db.name)).expect("create");
-        run_tool(
-            std::process::Command::new(pg_tool("pg_restore")).args(["--no-owner", "-d", &url]).arg(file),
-        );
-    };
+    let backup = |file: &Path| pg_dump(&url, file);
+    let admin: postgres::Config = admin_url().parse().expect("url");
+    let restore = |file: &Path| pg_restore(&admin, &db.name, &url, file);
     a_restore_loses_nothing(Shop::start(Backing::Pg(&db)), &backup, &restore);
 }
 

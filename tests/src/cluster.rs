@@ -29,7 +29,9 @@ pub struct Cluster {
     pub port: u16,
 }
 
-fn bin_dir() -> PathBuf {
+/// PostgreSQL's binaries: `POSSYNC_PG_BIN`, else Debian's `/usr/lib/postgresql/15/bin`, else bare
+/// names found on `PATH` (an empty path).
+pub(crate) fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("POSSYNC_PG_BIN") {
         return PathBuf::from(dir);
     }
@@ -40,11 +42,13 @@ fn bin_dir() -> PathBuf {
     PathBuf::new() // bare names: found on PATH
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (then the clusters belong to the `postgres` OS user).
+pub(crate) fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
 
-fn id_of(user: &str, flag: &str) -> u32 {
+/// `id -u USER` or `id -g USER` as a number; panics with a hint when the user does not exist.
+pub(crate) fn id_of(user: &str, flag: &str) -> u32 {
     let out = Command::new("id").args([flag, user]).output();
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
@@ -59,7 +63,8 @@ fn id_of(user: &str, flag: &str) -> u32 {
     }
 }
 
-fn free_port() -> u16 {
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port for the cluster");
     l.local_addr().expect("local addr").port()
 }
@@ -245,7 +250,7 @@ fn signal(name: &str, pid: u32) {
 }
 
 /// A process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false)
@@ -255,7 +260,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Pids whose parent is `parent`, from `/proc/*/stat`.
-fn children_of(parent: u32) -> Vec<u32> {
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())

@@ -6,6 +6,8 @@
 //! - [`till`]: helpers to build outboxes, configs and sales for tills.
 //! - [`counting`]: a transport wrapper that counts what the tills were answered.
 //! - [`cluster`]: a throwaway PostgreSQL cluster a test may crash and restart.
+//! - [`failover`]: a throwaway pg_auto_failover formation (monitor, primary, standby) whose primary a
+//!   test may kill to watch the standby take over, with synchronous or asynchronous replication.
 //! - [`leases`]: the leases of an outbox file, read from outside its till.
 //! - [`lossy`]: the lossy-link scenario (an unattended till on a bad link beside one on a clean link).
 
@@ -13,6 +15,7 @@ pub use possync_test_support as server;
 
 pub mod cluster;
 pub mod counting;
+pub mod failover;
 pub mod leases;
 pub mod lossy;
 pub mod proxy;

@@ -4,6 +4,8 @@
 //! - `client_push`: drains through timeouts, crashes, concurrent claimers, conflicts, bad tokens;
 //!   single flight and the send records over real HTTP.
 //! - `convergence`: every sale exactly once under chaos, and a throwaway cluster's crashes.
+//! - `failover_harness`: the pg_auto_failover formation harness: a killed primary replaced by its
+//!   standby, acknowledged commits lost with asynchronous replication, none with synchronous.
 //! - `lossy_link`: an unattended till on a lossy link for a minute.
 //! - `restore`: the server's database restored from a backup (PostgreSQL and SQLite); the tills bring
 //!   back every acknowledged sale it lost.
@@ -16,6 +18,7 @@
 
 mod client_push;
 mod convergence;
+mod failover_harness;
 mod lossy_link;
 mod restore;
 mod till_report;

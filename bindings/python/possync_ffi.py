@@ -1654,7 +1654,7 @@ class DrainReport:
     """
     What one drain run did.
 """
-    def __init__(self, *, correlation_id:str, reasons:typing.List[DrainReason], started_at_ms:int, duration_ms:int, sent:int, duplicate:int, conflict:int, invalid:int, retry:int, lease_lost:int, remaining_pending:int, oldest_pending_age_ms:typing.Optional[int], last_error:typing.Optional[str], stop:typing.Optional[DrainStop]):
+    def __init__(self, *, correlation_id:str, reasons:typing.List[DrainReason], started_at_ms:int, duration_ms:int, sent:int, duplicate:int, conflict:int, invalid:int, retry:int, lease_lost:int, resent:int, remaining_pending:int, oldest_pending_age_ms:typing.Optional[int], last_error:typing.Optional[str], stop:typing.Optional[DrainStop]):
         self.correlation_id = correlation_id
         self.reasons = reasons
         self.started_at_ms = started_at_ms
@@ -1665,6 +1665,7 @@ class DrainReport:
         self.invalid = invalid
         self.retry = retry
         self.lease_lost = lease_lost
+        self.resent = resent
         self.remaining_pending = remaining_pending
         self.oldest_pending_age_ms = oldest_pending_age_ms
         self.last_error = last_error
@@ -1674,7 +1675,7 @@ class DrainReport:
 
     
     def __str__(self):
-        return "DrainReport(correlation_id={}, reasons={}, started_at_ms={}, duration_ms={}, sent={}, duplicate={}, conflict={}, invalid={}, retry={}, lease_lost={}, remaining_pending={}, oldest_pending_age_ms={}, last_error={}, stop={})".format(self.correlation_id, self.reasons, self.started_at_ms, self.duration_ms, self.sent, self.duplicate, self.conflict, self.invalid, self.retry, self.lease_lost, self.remaining_pending, self.oldest_pending_age_ms, self.last_error, self.stop)
+        return "DrainReport(correlation_id={}, reasons={}, started_at_ms={}, duration_ms={}, sent={}, duplicate={}, conflict={}, invalid={}, retry={}, lease_lost={}, resent={}, remaining_pending={}, oldest_pending_age_ms={}, last_error={}, stop={})".format(self.correlation_id, self.reasons, self.started_at_ms, self.duration_ms, self.sent, self.duplicate, self.conflict, self.invalid, self.retry, self.lease_lost, self.resent, self.remaining_pending, self.oldest_pending_age_ms, self.last_error, self.stop)
     def __eq__(self, other):
         if self.correlation_id != other.correlation_id:
             return False
@@ -1695,6 +1696,8 @@ class DrainReport:
         if self.retry != other.retry:
             return False
         if self.lease_lost != other.lease_lost:
+            return False
+        if self.resent != other.resent:
             return False
         if self.remaining_pending != other.remaining_pending:
             return False
@@ -1720,6 +1723,7 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
             invalid=_UniffiFfiConverterInt64.read(buf),
             retry=_UniffiFfiConverterInt64.read(buf),
             lease_lost=_UniffiFfiConverterInt64.read(buf),
+            resent=_UniffiFfiConverterInt64.read(buf),
             remaining_pending=_UniffiFfiConverterInt64.read(buf),
             oldest_pending_age_ms=_UniffiFfiConverterOptionalInt64.read(buf),
             last_error=_UniffiFfiConverterOptionalString.read(buf),
@@ -1738,6 +1742,7 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.check_lower(value.invalid)
         _UniffiFfiConverterInt64.check_lower(value.retry)
         _UniffiFfiConverterInt64.check_lower(value.lease_lost)
+        _UniffiFfiConverterInt64.check_lower(value.resent)
         _UniffiFfiConverterInt64.check_lower(value.remaining_pending)
         _UniffiFfiConverterOptionalInt64.check_lower(value.oldest_pending_age_ms)
         _UniffiFfiConverterOptionalString.check_lower(value.last_error)
@@ -1755,6 +1760,7 @@ class _UniffiFfiConverterTypeDrainReport(_UniffiConverterRustBuffer):
         _UniffiFfiConverterInt64.write(value.invalid, buf)
         _UniffiFfiConverterInt64.write(value.retry, buf)
         _UniffiFfiConverterInt64.write(value.lease_lost, buf)
+        _UniffiFfiConverterInt64.write(value.resent, buf)
         _UniffiFfiConverterInt64.write(value.remaining_pending, buf)
         _UniffiFfiConverterOptionalInt64.write(value.oldest_pending_age_ms, buf)
         _UniffiFfiConverterOptionalString.write(value.last_error, buf)

@@ -271,8 +271,11 @@ impl<'a> Drainer<'a> {
                         continue;
                     }
                     Err(e) => {
+                        // Nothing was due: the link is not judged on it; the next run asks again.
                         log::debug!(correlation_id = correlation_id.as_str(), error:% = e;
                             "report-only request failed; nothing was due");
+                        report.requests_failed += 1;
+                        report.last_error = Some(e.to_string());
                         break;
                     }
                 }

@@ -193,6 +193,9 @@ pub struct DrainReport {
     pub retry: i64,
     /// Results dropped because another sender had taken the sale over.
     pub lease_lost: i64,
+    /// Sales the server had acknowledged and no longer held (its database restored from a backup or
+    /// failed over), queued again in this run and sent under their own id and hash.
+    pub resent: i64,
     /// Unsent sales after the run.
     pub remaining_pending: i64,
     /// Age of the oldest unsent sale after the run, in ms.
@@ -613,6 +616,7 @@ impl From<core_drain::DrainReport> for DrainReport {
             invalid: int(r.invalid),
             retry: int(r.retry),
             lease_lost: int(r.lease_lost),
+            resent: int(r.resent),
             remaining_pending: int(r.remaining_pending),
             oldest_pending_age_ms: r.oldest_pending_age_ms,
             last_error: r.last_error,

@@ -456,7 +456,12 @@ fn resend_of<S: PushStore + ?Sized>(
     correlation_id: &str,
     check: &AckCheck<'_>,
 ) -> Option<Resend> {
-    let plan = match store.check_acknowledged(device, check) {
+    // Once more on an error: a pooled connection that died while idle (a restored or restarted
+    // database) fails its first use and is dropped; the next one is fresh.
+    let plan = match store
+        .check_acknowledged(device, check)
+        .or_else(|_| store.check_acknowledged(device, check))
+    {
         Ok(plan) => plan,
         Err(e) => {
             log::warn!(correlation_id = correlation_id, device_id = device.device_id.as_str(), error:% = e;

@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -512,3 +513,56 @@ def test_tls_a_pin_mismatch_is_refused_and_a_matching_pin_is_accepted(possync, s
             assert engine.await_shutdown(20_000)
         # The server key's own pin (beside the wrong one: any listed pin matches).
         sends_after_reopening(p, front, server, path, ids, ca=front.ca_pem, pins=[front.wrong_pin, front.pin])
+
+
+def _pg_tool(name):
+    path = os.path.join(os.environ.get("POSSYNC_PG_BIN", "/usr/lib/postgresql/15/bin"), name)
+    return path if os.path.exists(path) else name
+
+
+def test_a_restored_backup_loses_no_sale_the_python_till_keeps(possync, server, tmp_path):
+    """The server's database is restored from a pg_dump taken before the till's last sales were
+    acknowledged; the till's next run sends them again and the server holds every sale once."""
+    p = possync
+    engine = p.PossyncEngine(make_config(p, server.base_url), server.token, make_listener(p))
+    try:
+        first = [engine.enqueue(make_sale(p, seed)) for seed in range(1, 6)]
+        assert engine.sync_now(20_000).remaining_pending == 0
+        dump = tmp_path / "shop.dump"
+        subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(dump), server.db_url], check=True, capture_output=True)
+        later = [engine.enqueue(make_sale(p, seed)) for seed in range(6, 11)]
+        assert engine.sync_now(20_000).remaining_pending == 0
+        assert engine.counts().sent == 10
+        assert query(server, "SELECT count(*) FROM pos_transactions") == "10"
+
+        # The restore, as deploy.md says: drop the database, create it, pg_restore. The server keeps
+        # running; its pool reconnects to the restored database.
+        admin_url, name = server.db_url.rsplit("/", 1)
+        admin_url += "/postgres"
+        for sql in (f"DROP DATABASE {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+            subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], check=True, capture_output=True)
+        subprocess.run([_pg_tool("pg_restore"), "--no-owner", "-d", server.db_url, str(dump)], check=True,
+                       capture_output=True)
+        assert query(server, "SELECT count(*) FROM pos_transactions") == "5", "the restore lost 5 acknowledged sales"
+
+        # As an operator would, wait until the server answers ready on the restored database.
+        def ready():
+            try:
+                with urllib.request.urlopen(f"{server.base_url}/readyz", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+        wait_for("/readyz after the restore", ready)
+
+        # Nothing is unsent on the till, and yet its next run brings the 5 back.
+        assert engine.counts().unsent == 0
+        report = engine.sync_now(20_000)
+        assert report.resent == 5, (report.sent, report.stop, report.last_error)
+        assert report.sent == 5 and report.remaining_pending == 0, report
+        stored = query(server, "SELECT client_tx_id, count(*) FROM pos_transactions GROUP BY 1").splitlines()
+        assert sorted(line.split("|")[0] for line in stored) == sorted(first + later)
+        assert all(line.endswith("|1") for line in stored), stored
+        # A later run finds nothing missing.
+        assert engine.sync_now(20_000).resent == 0
+    finally:
+        engine.shutdown()

@@ -2178,6 +2178,11 @@ public struct DrainReport: Equatable, Hashable {
      */
     public var leaseLost: Int64
     /**
+     * Sales the server had acknowledged and no longer held (its database restored from a backup or
+     * failed over), queued again in this run and sent under their own id and hash.
+     */
+    public var resent: Int64
+    /**
      * Unsent sales after the run.
      */
     public var remainingPending: Int64
@@ -2228,6 +2233,10 @@ public struct DrainReport: Equatable, Hashable {
          * Results dropped because another sender had taken the sale over.
          */leaseLost: Int64, 
         /**
+         * Sales the server had acknowledged and no longer held (its database restored from a backup or
+         * failed over), queued again in this run and sent under their own id and hash.
+         */resent: Int64, 
+        /**
          * Unsent sales after the run.
          */remainingPending: Int64, 
         /**
@@ -2249,6 +2258,7 @@ public struct DrainReport: Equatable, Hashable {
         self.invalid = invalid
         self.retry = retry
         self.leaseLost = leaseLost
+        self.resent = resent
         self.remainingPending = remainingPending
         self.oldestPendingAgeMs = oldestPendingAgeMs
         self.lastError = lastError
@@ -2281,6 +2291,7 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
                 invalid: FfiConverterInt64.read(from: &buf), 
                 retry: FfiConverterInt64.read(from: &buf), 
                 leaseLost: FfiConverterInt64.read(from: &buf), 
+                resent: FfiConverterInt64.read(from: &buf), 
                 remainingPending: FfiConverterInt64.read(from: &buf), 
                 oldestPendingAgeMs: FfiConverterOptionInt64.read(from: &buf), 
                 lastError: FfiConverterOptionString.read(from: &buf), 
@@ -2299,6 +2310,7 @@ public struct FfiConverterTypeDrainReport: FfiConverterRustBuffer {
         FfiConverterInt64.write(value.invalid, into: &buf)
         FfiConverterInt64.write(value.retry, into: &buf)
         FfiConverterInt64.write(value.leaseLost, into: &buf)
+        FfiConverterInt64.write(value.resent, into: &buf)
         FfiConverterInt64.write(value.remainingPending, into: &buf)
         FfiConverterOptionInt64.write(value.oldestPendingAgeMs, into: &buf)
         FfiConverterOptionString.write(value.lastError, into: &buf)

@@ -3476,6 +3476,12 @@ data class DrainReport (
     var `leaseLost`: kotlin.Long
     , 
     /**
+     * Sales the server had acknowledged and no longer held (its database restored from a backup or
+     * failed over), queued again in this run and sent under their own id and hash.
+     */
+    var `resent`: kotlin.Long
+    , 
+    /**
      * Unsent sales after the run.
      */
     var `remainingPending`: kotlin.Long
@@ -3521,6 +3527,7 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
             FfiConverterLong.read(buf),
+            FfiConverterLong.read(buf),
             FfiConverterOptionalLong.read(buf),
             FfiConverterOptionalString.read(buf),
             FfiConverterOptionalTypeDrainStop.read(buf),
@@ -3538,6 +3545,7 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterLong.allocationSize(value.`invalid`) +
             FfiConverterLong.allocationSize(value.`retry`) +
             FfiConverterLong.allocationSize(value.`leaseLost`) +
+            FfiConverterLong.allocationSize(value.`resent`) +
             FfiConverterLong.allocationSize(value.`remainingPending`) +
             FfiConverterOptionalLong.allocationSize(value.`oldestPendingAgeMs`) +
             FfiConverterOptionalString.allocationSize(value.`lastError`) +
@@ -3555,6 +3563,7 @@ public object FfiConverterTypeDrainReport: FfiConverterRustBuffer<DrainReport> {
             FfiConverterLong.write(value.`invalid`, buf)
             FfiConverterLong.write(value.`retry`, buf)
             FfiConverterLong.write(value.`leaseLost`, buf)
+            FfiConverterLong.write(value.`resent`, buf)
             FfiConverterLong.write(value.`remainingPending`, buf)
             FfiConverterOptionalLong.write(value.`oldestPendingAgeMs`, buf)
             FfiConverterOptionalString.write(value.`lastError`, buf)

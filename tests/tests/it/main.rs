@@ -4,6 +4,8 @@
 //! - `client_push`: drains through timeouts, crashes, concurrent claimers, conflicts, bad tokens;
 //!   single flight and the send records over real HTTP.
 //! - `convergence`: every sale exactly once under chaos, and a throwaway cluster's crashes.
+//! - `failover`: a real pg_auto_failover failover under selling tills, synchronous and asynchronous:
+//!   every sale exactly once, acknowledged sales lost by an asynchronous standby sent again.
 //! - `failover_harness`: the pg_auto_failover formation harness: a killed primary replaced by its
 //!   standby, acknowledged commits lost with asynchronous replication, none with synchronous.
 //! - `lossy_link`: an unattended till on a lossy link for a minute.
@@ -18,6 +20,7 @@
 
 mod client_push;
 mod convergence;
+mod failover;
 mod failover_harness;
 mod lossy_link;
 mod restore;

@@ -160,6 +160,20 @@ impl Hostile {
             .get(0)
     }
 
+    /// A token for another till of `store-1`, inserted as `token create` would.
+    fn add_till(&self, device_id: &str) -> String {
+        let token = possync_server::auth::generate_token();
+        let sha = possync_server::auth::token_sha256(&token);
+        self.db
+            .client()
+            .execute(
+                "INSERT INTO pos_devices (token_sha256, store_id, device_id) VALUES ($1, 'store-1', $2)",
+                &[&sha, &device_id],
+            )
+            .expect("token");
+        token
+    }
+
     /// The push request bytes of one sale, with `token` (if any).
     fn push_request(&self, client_tx_id: &str, token: Option<&str>) -> Vec<u8> {
         let body =
@@ -309,6 +323,8 @@ fn lying_content_lengths_get_a_bounded_answer_and_kill_nothing() {
 #[test]
 fn bodies_and_heads_that_never_come_do_not_freeze_the_server() {
     let mut h = Hostile::start(&[], None);
+    // Each stalled push from a till of its own (one till's second push would be 429 at once).
+    let stallers: Vec<String> = (0..8).map(|i| h.add_till(&format!("till-stall-{i}"))).collect();
     let mut never = Vec::new();
     for i in 0..24 {
         let mut s = h.connect();
@@ -316,7 +332,7 @@ fn bodies_and_heads_that_never_come_do_not_freeze_the_server() {
             0 => "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n".to_owned(),
             1 => format!(
                 "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 2000\r\n\r\n{{",
-                h.token
+                stallers[i / 3]
             ),
             _ => "POST /sync/push HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_owned(),
         };
@@ -326,6 +342,7 @@ fn bodies_and_heads_that_never_come_do_not_freeze_the_server() {
     h.assert_normal_push("with 24 stalled requests open");
     let healthz = h.agent.get(h.url("/healthz")).call().expect("healthz during the stall");
     assert_eq!(healthz.status().as_u16(), 200);
+    assert_eq!(h.metric("possync_push_in_flight"), 0.0, "a body being read holds no push slot");
     for (kind, s) in &mut never {
         // A stalled push body gets 408 and close; a stalled head is closed; /healthz is answered
         // and then closed when its body never comes.
@@ -344,7 +361,7 @@ fn bodies_and_heads_that_never_come_do_not_freeze_the_server() {
 #[test]
 fn slow_bodies_and_slow_heads_are_cut_off() {
     let mut h = Hostile::start(&[], None);
-    let token = h.token.clone();
+    let token = h.add_till("till-slow");
     let addr = h.addr.clone();
     let slow = std::thread::spawn(move || {
         let mut results = Vec::new();
@@ -688,7 +705,7 @@ fn connections_killed_while_idle_are_replaced_before_use() {
     let h = Hostile::start(&["--workers", "4", "--pool-size", "4", "--token-cache-secs", "60"], None);
     // Four sales over four lanes open the pool's four connections.
     let warm: Vec<String> = (0..4).map(|_| new_id()).collect();
-    let (status, _) = push_in_thread(&h, &warm).join().expect("warm-up push");
+    let (status, _) = push_in_thread(&h, &h.till_1(), &warm).join().expect("warm-up push");
     assert_eq!(status, 200);
     let mut c = h.db.client();
     let killed: i64 = c
@@ -703,7 +720,7 @@ fn connections_killed_while_idle_are_replaced_before_use() {
     // Idle past the trust window (1 s): the next checkout of each connection tests it.
     std::thread::sleep(Duration::from_millis(1500));
     let ids: Vec<String> = (0..12).map(|_| new_id()).collect();
-    let (status, answer) = push_in_thread(&h, &ids).join().expect("push after the kill");
+    let (status, answer) = push_in_thread(&h, &h.till_1(), &ids).join().expect("push after the kill");
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().expect("results");
     let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap_or("?")).collect();
@@ -842,20 +859,49 @@ fn assert_shed(h: &Hostile, reply: &mut ureq::http::Response<ureq::Body>, ids: &
     }
 }
 
-/// A push of `ids` (one sale each) with the suite's 2 s agent.
-fn push_now(h: &Hostile, ids: &[String]) -> ureq::http::Response<ureq::Body> {
-    let body = request(ids.iter().map(|id| envelope(id, &sale("store-1", 4, 1))).collect());
+/// A till of `store-1`: its device id and token.
+#[derive(Clone)]
+struct Till {
+    device: String,
+    token: String,
+}
+
+impl Hostile {
+    /// Till `till-1`, whose token the server started with.
+    fn till_1(&self) -> Till {
+        Till { device: "till-1".into(), token: self.token.clone() }
+    }
+
+    /// Another till of `store-1`.
+    fn till(&self, device: &str) -> Till {
+        Till { device: device.into(), token: self.add_till(device) }
+    }
+}
+
+/// A push body of `ids` (one sale each) from `till`.
+fn push_body(till: &Till, ids: &[String], seed: i64) -> serde_json::Value {
+    let mut body = request(ids.iter().map(|id| envelope(id, &sale("store-1", seed, 1))).collect());
+    body["device_id"] = serde_json::json!(till.device);
+    body
+}
+
+/// A push of `ids` (one sale each) from `till` with the suite's 2 s agent.
+fn push_now(h: &Hostile, till: &Till, ids: &[String]) -> ureq::http::Response<ureq::Body> {
     h.agent
         .post(h.url("/sync/push"))
-        .header("Authorization", &format!("Bearer {}", h.token))
-        .send_json(&body)
+        .header("Authorization", &format!("Bearer {}", till.token))
+        .send_json(push_body(till, ids, 4))
         .expect("answered while pushes are held")
 }
 
-/// A push of `ids` (one sale each) on its own connection, in a thread, waiting up to 30 s.
-fn push_in_thread(h: &Hostile, ids: &[String]) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
-    let body = request(ids.iter().map(|id| envelope(id, &sale("store-1", 3, 1))).collect());
-    let (url, auth) = (h.url("/sync/push"), format!("Bearer {}", h.token));
+/// A push of `ids` (one sale each) from `till` on its own connection, in a thread, waiting up to 30 s.
+fn push_in_thread(
+    h: &Hostile,
+    till: &Till,
+    ids: &[String],
+) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
+    let body = push_body(till, ids, 3);
+    let (url, auth) = (h.url("/sync/push"), format!("Bearer {}", till.token));
     std::thread::spawn(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -868,6 +914,9 @@ fn push_in_thread(h: &Hostile, ids: &[String]) -> std::thread::JoinHandle<(u16, 
     })
 }
 
+/// Pushes of several tills past the limits on pushes and sales in flight are shed at once with 503
+/// `overloaded` (their bodies read first: a body never holds a slot), a second push of a till whose
+/// push is in hand is refused at once with 429 `push_in_flight`, and the admitted pushes complete.
 #[test]
 fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_complete() {
     // Two pushes and three sales in flight at most.
@@ -885,27 +934,38 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
         None,
     );
     h.assert_normal_push("before");
+    let (till_1, till_a, till_b, till_c) = (h.till_1(), h.till("till-a"), h.till("till-b"), h.till("till-c"));
     // Hold the sales table: admitted pushes wait on the lock with their sales in flight.
     let mut locker = h.db.client();
     let mut tx = locker.transaction().expect("begin");
     tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
     let first_ids = [new_id(), new_id()];
-    let first = push_in_thread(&h, &first_ids);
+    let first = push_in_thread(&h, &till_1, &first_ids);
     wait_pushes_in_flight(&h, 1);
+
+    // Till-1 again while its push is in hand: 429 at once, before its body is read.
+    let again_ids = [new_id()];
+    let mut reply = push_now(&h, &till_1, &again_ids);
+    assert_eq!(reply.status().as_u16(), 429);
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
+        r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    assert_eq!(header(&reply, "retry-after").as_deref(), Some("1"), "the configured Retry-After");
+    assert_eq!(header(&reply, "connection").as_deref(), Some("close"), "its unread body is never parsed");
+    let body: serde_json::Value = reply.body_mut().read_json().expect("a JSON error body");
+    assert_eq!(body["code"], "push_in_flight", "{body}");
+    assert_eq!(h.sales_stored(&again_ids[0]), 0);
 
     // Two sales do not fit the one left in the budget: shed (its body read and counted, not checked).
     let shed_ids = [new_id(), new_id()];
-    assert_shed(&h, &mut push_now(&h, &shed_ids), &shed_ids, "over the sales budget");
+    assert_shed(&h, &mut push_now(&h, &till_a, &shed_ids), &shed_ids, "over the sales budget");
 
     // One sale fits: admitted, and it waits on the lock too. Now two pushes are in flight: the next
-    // is shed before its body is read, and its connection is closed.
+    // is shed once its body is read.
     let second_ids = [new_id()];
-    let second = push_in_thread(&h, &second_ids);
+    let second = push_in_thread(&h, &till_b, &second_ids);
     wait_pushes_in_flight(&h, 2);
-    let mut reply = push_now(&h, &shed_ids);
-    let connection = reply.headers().get("connection").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    assert_eq!(connection.as_deref(), Some("close"), "the unread body is not parsed as a request");
-    assert_shed(&h, &mut reply, &shed_ids, "over the pushes in flight");
+    assert_shed(&h, &mut push_now(&h, &till_c, &shed_ids), &shed_ids, "over the pushes in flight");
 
     // Monitoring still answers while the database is held.
     h.assert_healthy("while the lock is held");
@@ -917,11 +977,16 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
         assert_eq!(results.len(), ids.len());
         assert!(results.iter().all(|r| r["status"] == "OK"), "{answer}");
     }
-    // Sent again after the Retry-After, the shed sales are stored.
-    let mut reply = push_now(&h, &shed_ids);
-    assert_eq!(reply.status().as_u16(), 200);
-    let answer: serde_json::Value = reply.body_mut().read_json().expect("json");
-    assert!(answer["results"].as_array().expect("results").iter().all(|r| r["status"] == "OK"), "{answer}");
+    // Sent again after the Retry-After, the shed and refused sales are stored.
+    for (till, ids) in [(&till_a, &shed_ids[..]), (&till_1, &again_ids[..])] {
+        let mut reply = push_now(&h, till, ids);
+        assert_eq!(reply.status().as_u16(), 200);
+        let answer: serde_json::Value = reply.body_mut().read_json().expect("json");
+        assert!(
+            answer["results"].as_array().expect("results").iter().all(|r| r["status"] == "OK"),
+            "{answer}"
+        );
+    }
 }
 
 /// The monitoring port answers `/healthz`, `/readyz` and `/metrics` on a thread of its own, and
@@ -1025,6 +1090,178 @@ fn wait_for_a_lock_wait(h: &Hostile) {
         assert!(Instant::now() < deadline, "no statement ever waited on the lock");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Opens a connection and sends an authorized push head declaring a body of `len` bytes, and
+/// `first` of its bytes.
+fn slow_push(h: &Hostile, till: &Till, len: usize, first: &[u8]) -> TcpStream {
+    let mut s = h.connect();
+    let head = format!(
+        "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\n\r\n",
+        till.token
+    );
+    s.write_all(head.as_bytes()).expect("send the head");
+    s.write_all(first).expect("send the first bytes");
+    s
+}
+
+/// The issue's attack: sixteen authorized pushes that declare 10,000 bytes and send one a second,
+/// first all from one till, then one from each of sixteen tills, with sixteen push slots in all.
+/// A till has one push in hand at most (its other fifteen are answered 429 `push_in_flight` at
+/// once), and a body being read holds no push slot: while the bodies trickle, another till's
+/// normal push is `OK` every time, and no push is counted in flight.
+#[test]
+fn slow_bodies_of_one_till_or_of_sixteen_never_hold_up_another_tills_push() {
+    let mut h = Hostile::start(&["--max-inflight-pushes", "16", "--body-read-timeout-ms", "8000"], None);
+    let slow_one = h.till("till-slow");
+    let slow_many: Vec<Till> = (0..16).map(|i| h.till(&format!("till-slow-{i}"))).collect();
+    for (case, tills) in [("one till", vec![slow_one; 16]), ("sixteen tills", slow_many)] {
+        let mut slow: Vec<TcpStream> = tills.iter().map(|t| slow_push(&h, t, 10_000, b"{")).collect();
+        if case == "one till" {
+            // One push holds the till (whichever the server took first); each of the other fifteen
+            // is refused at once, unread.
+            let mut held = Vec::new();
+            for s in slow {
+                let mut s = s;
+                s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+                match read_answer(&mut s) {
+                    None => held.push(s),
+                    Some(a) => {
+                        assert_eq!((a.status, code_of(&a).as_str()), (429, "push_in_flight"), "{a:?}");
+                        let head = a.head.to_ascii_lowercase();
+                        assert!(
+                            head.contains("retry-after: ") && head.contains("connection: close"),
+                            "{head}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(held.len(), 1, "{case}: one push of the till is in hand");
+            slow = held;
+        }
+        // One byte a second on each for 4 s, with a normal push of till-1 between the bytes.
+        for second in 0..4 {
+            for s in &mut slow {
+                let _ = s.write_all(b" ");
+            }
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(1) {
+                h.assert_normal_push(&format!("{case}: slow bodies trickling, second {second}"));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            assert_eq!(h.metric("possync_push_in_flight"), 0.0, "{case}: a slow body holds no slot");
+        }
+        let reading = h.metric("possync_http_body_bytes_reading");
+        let bodies = if case == "one till" { 1.0 } else { 16.0 };
+        assert_eq!(reading, bodies * 10_000.0, "{case}: the bodies being read hold their declared bytes");
+        drop(slow);
+    }
+    assert!(h.limit_hits("push_in_flight") >= 15.0, "the refusals are counted");
+    assert_eq!(h.limit_hits("inflight_pushes"), 0.0, "no push was shed for want of a slot");
+    h.assert_healthy("after the slow bodies");
+    h.assert_normal_push("after the slow bodies");
+}
+
+/// A report-only request (no sales) is a push like any other: a till's second one while its first
+/// is in hand is refused 429 `push_in_flight`.
+#[test]
+fn a_report_only_request_is_one_push_of_its_till() {
+    let h = Hostile::start(&[], None);
+    let till = h.till_1();
+    let report_only =
+        serde_json::json!({"device_id": "till-1", "transactions": [], "report": {"unsent_count": 0}})
+            .to_string();
+    // The first report-only request sends all but its last byte: once its bytes are counted, it is
+    // in hand.
+    let mut first = slow_push(&h, &till, report_only.len(), &report_only.as_bytes()[..report_only.len() - 1]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.metric("possync_http_body_bytes_reading") != report_only.len() as f64 {
+        assert!(Instant::now() < deadline, "the first request's body is never read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut second = slow_push(&h, &till, report_only.len(), report_only.as_bytes());
+    let a = read_answer(&mut second).expect("the second report-only request is answered");
+    assert_eq!((a.status, code_of(&a).as_str()), (429, "push_in_flight"), "{a:?}");
+    first.write_all(&report_only.as_bytes()[report_only.len() - 1..]).expect("the last byte");
+    let a = read_answer(&mut first).expect("the first one is answered");
+    assert_eq!(a.status, 200, "{a:?}");
+    let mut third = slow_push(&h, &till, report_only.len(), report_only.as_bytes());
+    let a = read_answer(&mut third).expect("answered");
+    assert_eq!(a.status, 200, "the till is free once its push is answered: {a:?}");
+}
+
+/// The byte budget of bodies being read: with room for four bodies of the largest size, twelve
+/// tills each send a largest body but its last byte. Four are read (their bytes held), the other
+/// eight are answered 503 `overloaded` + `Retry-After` at once and closed, unread; a chunked push
+/// whose first chunk does not fit is refused the same way. Memory holds four bodies, not twelve;
+/// once the held bodies end, pushes are served again.
+#[test]
+fn bodies_past_the_byte_budget_are_shed_at_once() {
+    const BODY: usize = 1024 * 1024;
+    // The held bodies stay held until the test lets them go (no body, idle or deadline cut).
+    let (body, budget) = (BODY.to_string(), (4 * BODY).to_string());
+    let mut h = Hostile::start(
+        &[
+            "--max-body-bytes",
+            &body,
+            "--max-body-bytes-reading",
+            &budget,
+            "--body-read-timeout-ms",
+            "30000",
+            "--idle-timeout-ms",
+            "60000",
+            "--request-deadline-ms",
+            "40000",
+        ],
+        None,
+    );
+    let rss_before = rss_kib(h.child.id());
+    let tills: Vec<Till> = (0..12).map(|i| h.till(&format!("till-big-{i}"))).collect();
+    let filler = vec![b' '; BODY - 1];
+    let mut held = Vec::new();
+    let mut shed = 0;
+    for till in &tills {
+        let mut s = slow_push(&h, till, BODY, b"");
+        s.set_read_timeout(Some(Duration::from_millis(300))).expect("timeout");
+        match read_answer(&mut s) {
+            None => {
+                s.write_all(&filler).expect("a held body's bytes");
+                held.push(s);
+            }
+            Some(a) => {
+                assert_eq!((a.status, code_of(&a).as_str()), (503, "overloaded"), "{a:?}");
+                let head = a.head.to_ascii_lowercase();
+                assert!(head.contains("retry-after: ") && head.contains("connection: close"), "{}", a.head);
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!((held.len(), shed), (4, 8), "four bodies fit the budget");
+    assert_eq!(h.metric("possync_http_body_bytes_reading"), (4 * BODY) as f64);
+    // A chunked body takes its bytes chunk by chunk: its first chunk does not fit.
+    let chunked_till = h.till("till-chunked");
+    let mut s = h.connect();
+    let head = format!(
+        "POST /sync/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         400\r\n{}\r\n",
+        chunked_till.token,
+        " ".repeat(1024)
+    );
+    s.write_all(head.as_bytes()).expect("send");
+    let a = read_answer(&mut s).expect("the chunked push is answered");
+    assert_eq!((a.status, code_of(&a).as_str()), (503, "overloaded"), "{a:?}");
+    let grown = rss_kib(h.child.id()).saturating_sub(rss_before);
+    assert!(grown < 12 * 1024, "RSS grew by {grown} KiB for 4 MiB of bodies held");
+    assert!(h.limit_hits("body_bytes") >= 9.0);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.metric("possync_http_body_bytes_reading") > 0.0 {
+        assert!(Instant::now() < deadline, "the held bytes were never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.assert_healthy("after the byte budget attack");
+    h.assert_normal_push("after the byte budget attack");
 }
 
 /// `accept` really sees EMFILE: the server's connection cap was set at start under a generous

@@ -1191,6 +1191,73 @@ fn a_report_only_request_is_one_push_of_its_till() {
     assert_eq!(a.status, 200, "the till is free once its push is answered: {a:?}");
 }
 
+/// The amplification case: a request of 1 KiB whose `transactions` holds 500 bare numbers. Each is
+/// answered `INVALID malformed_transaction` as before, but they name no sale, so the request writes
+/// one audit row for all of them (how many, which codes), not 500; sales that carry an id keep a
+/// row each.
+#[test]
+fn five_hundred_bare_numbers_write_one_audit_row() {
+    let h = Hostile::start(&[], None);
+    let numbers: Vec<serde_json::Value> = (0..500).map(|n| serde_json::json!(n)).collect();
+    let mut body = request(numbers);
+    let reply = push_bytes(&h, serde_json::to_vec(&body).expect("json"));
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    let results = reply.1["results"].as_array().expect("results");
+    assert_eq!(results.len(), 500);
+    assert!(results.iter().all(|r| r["status"] == "INVALID" && r["code"] == "malformed_transaction"));
+    let rows = audit_rows(&h, &reply.2);
+    assert_eq!(rows.len(), 1, "one audit row for the request; the first: {:?}", rows.first());
+    let (id, code, message) = &rows[0];
+    assert_eq!((id.as_str(), code.as_str()), ("", "unidentified_entries"));
+    assert!(message.starts_with("500 transaction entries without a client_tx_id"), "{message}");
+    assert!(message.contains("malformed_transaction × 500"), "{message}");
+
+    // Mixed: three refused sales with an id each, and 497 entries without one: 3 + 1 rows.
+    let ids: Vec<String> = (0..3).map(|_| new_id()).collect();
+    let transactions = body["transactions"].as_array_mut().expect("transactions");
+    for (i, id) in ids.iter().enumerate() {
+        let mut e = envelope(id, &sale("store-1", i as i64, 1));
+        e["payload_sha256"] = serde_json::json!("0".repeat(64));
+        transactions[i] = e;
+    }
+    let reply = push_bytes(&h, serde_json::to_vec(&body).expect("json"));
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    let rows = audit_rows(&h, &reply.2);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for id in &ids {
+        assert!(rows.iter().any(|(i, c, _)| i == id && c == "hash_mismatch"), "{id}: {rows:?}");
+    }
+    assert!(rows.iter().any(|(i, _, m)| i.is_empty() && m.starts_with("497 ")), "{rows:?}");
+    h.assert_normal_push("after the bare numbers");
+}
+
+/// A push of raw body bytes from till-1: status, JSON answer, correlation id.
+fn push_bytes(h: &Hostile, body: Vec<u8>) -> (u16, serde_json::Value, String) {
+    let mut reply = h
+        .agent
+        .post(h.url("/sync/push"))
+        .header("Authorization", &format!("Bearer {}", h.token))
+        .header("Content-Type", "application/json")
+        .send(&body[..])
+        .expect("answered");
+    let cid = reply.headers().get("x-correlation-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    (reply.status().as_u16(), reply.body_mut().read_json().expect("JSON answer"), cid)
+}
+
+/// The audit rows of a request: (client_tx_id, code, message).
+fn audit_rows(h: &Hostile, correlation_id: &str) -> Vec<(String, String, String)> {
+    h.db.client()
+        .query(
+            "SELECT client_tx_id, coalesce(code, ''), coalesce(message, '') FROM pos_transaction_audit \
+             WHERE correlation_id = $1 ORDER BY audit_id",
+            &[&correlation_id],
+        )
+        .expect("audit rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
 /// The byte budget of bodies being read: with room for four bodies of the largest size, twelve
 /// tills each send a largest body but its last byte. Four are read (their bytes held), the other
 /// eight are answered 503 `overloaded` + `Retry-After` at once and closed, unread; a chunked push

@@ -444,7 +444,8 @@ static CAPTURE: Capture = Capture(parking_lot::Mutex::new(Vec::new()));
 fn attempt_records_over_real_http_carry_the_seven_fields_for_every_answer() {
     let _serial = crate::exclusive();
     log::set_logger(&CAPTURE).expect("the only logger of this test binary");
-    log::set_max_level(log::LevelFilter::Info);
+    // A RETRY's send record is DEBUG (its request logs one WARN for it).
+    log::set_max_level(log::LevelFilter::Debug);
     let pg = possync_server::store::postgres::PgOptions {
         lock_timeout_ms: 200,
         ..possync_tests::server::test_pg_options()

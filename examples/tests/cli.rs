@@ -200,3 +200,17 @@ fn possync_server_sale() -> possync_core::protocol::SalePayload {
         payments: vec![SalePayment { method: "card".into(), amount_minor: 300, reference: None }],
     }
 }
+
+#[test]
+fn help_never_prints_the_token_from_the_environment() {
+    for command in ["sync-now", "demo"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_possync-till"))
+            .args([command, "--help"])
+            .env("POSSYNC_TOKEN", "pst_not_for_help")
+            .output()
+            .expect("run possync-till");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let help = text(&out.stdout);
+        assert!(!help.contains("pst_not_for_help"), "`{command} --help` prints the token:\n{help}");
+    }
+}

@@ -23,7 +23,7 @@ use crate::store::postgres::PgOptions;
 pub struct ServeSettings {
     /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
     /// config file).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
     /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or

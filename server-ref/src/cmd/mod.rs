@@ -62,7 +62,7 @@ pub enum Command {
 pub struct DbArgs {
     /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
     /// config file).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or
     /// `sqlite` in the config file); `migrate` creates it.

@@ -4,6 +4,7 @@
 
 mod attention;
 mod bad_input;
+mod cli_messages;
 mod config_file;
 mod conformance;
 mod console_server;

@@ -37,3 +37,67 @@ fn no_help_text_prints_a_secret_from_the_environment() {
     // The top level, 8 commands and their 10 subcommands (token 3, attention 3, audit 1, admin 2, ...).
     assert!(seen >= 14, "walked only {seen} help texts");
 }
+
+/// The test cluster's address as a key-value connection string for `user` and `dbname`.
+fn conninfo(user: &str, dbname: &str) -> String {
+    let admin: postgres::Config = possync_test_support::admin_url().parse().expect("admin URL");
+    let host = match admin.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        other => panic!("the test cluster is reached over TCP, not {other:?}"),
+    };
+    let port = admin.get_ports().first().copied().unwrap_or(5432);
+    format!("host={host} port={port} user={user} dbname={dbname}")
+}
+
+/// Runs a command against `url` and returns its stderr, asserting it failed at once.
+fn fails_at_once(url: &str, args: &[&str]) -> String {
+    let started = std::time::Instant::now();
+    let (ok, _, err) = run(cli().args(args).env("DATABASE_URL", url));
+    let took = started.elapsed();
+    assert!(!ok, "{args:?} against {url} must fail");
+    assert!(took < std::time::Duration::from_millis(1500), "{args:?} waited {took:?} for a refusal:\n{err}");
+    err
+}
+
+#[test]
+fn connection_refusals_name_postgresqls_reason_in_one_line_at_once() {
+    let no_db = conninfo("postgres", "possync_no_such_db");
+    for args in [
+        &["migrate"][..],
+        &["token", "list"],
+        &["attention", "list", "--store", "s1"],
+        &["serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let err = fails_at_once(&no_db, args);
+        assert_eq!(
+            err,
+            "possync-server: cannot connect to the database: database \"possync_no_such_db\" does not \
+             exist (FATAL 3D000)\n",
+            "{args:?}"
+        );
+    }
+    let no_role = conninfo("possync_no_such_role", "postgres");
+    let err = fails_at_once(&no_role, &["token", "create", "--store", "s1", "--device", "d1"]);
+    assert_eq!(
+        err,
+        "possync-server: cannot connect to the database: role \"possync_no_such_role\" does not exist \
+         (FATAL 28000)\n"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_named_with_the_os_reason() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let url = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1");
+    let (ok, _, err) = run(cli().args(["token", "list"]).env("DATABASE_URL", &url));
+    assert!(!ok);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("possync-server: cannot connect to the database: ")
+            && last.contains("error connecting to server: Connection refused"),
+        "{err}"
+    );
+    assert!(!err.contains("\"db error\""), "{err}");
+}

@@ -236,6 +236,17 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
         return reply;
     }
     let expected = cookie(request.headers(), LOGIN_CSRF_COOKIE);
+    if expected.is_none() && ctx.app.config.console.secure_cookie && over_plain_http(request.headers()) {
+        // The form's cookie is `Secure`: a browser on plain HTTP never stored it, and reloading
+        // cannot help.
+        return ctx.error(
+            403,
+            "console_needs_tls",
+            "this console runs over plain HTTP, where the browser does not keep its Secure login \
+             cookie: serve it behind TLS (docs/deploy.md, section 6) or start possync-server with \
+             --console-insecure-cookie on loopback",
+        );
+    }
     let fields = match Fields::from_body(request.into_body(), ctx.app.config.limits.body_read_timeout).await {
         Ok(f) => f,
         Err(e) => return ctx.input(&e),
@@ -286,6 +297,16 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
     let reply =
         with_cookie(see_other("/console"), &set_cookie(SESSION_COOKIE, &value, ttl.as_secs(), secure));
     with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure))
+}
+
+/// Whether the browser sent this request over plain HTTP, as far as its headers tell: a proxy's
+/// `X-Forwarded-Proto`, else the scheme of the form's `Origin` (or `Referer`).
+fn over_plain_http(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(proto) = text("x-forwarded-proto") {
+        return proto.trim().eq_ignore_ascii_case("http");
+    }
+    text("origin").or_else(|| text("referer")).is_some_and(|url| url.starts_with("http://"))
 }
 
 async fn logout(ctx: &Ctx, session_sha: String) -> Result<Reply, Reply> {

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli_messages;
 mod config_file;
 mod conformance;
+mod console_login;
 mod console_server;
 mod deploy_doc;
 mod doc_examples;

@@ -162,3 +162,25 @@ fn server_toml_example_shows_every_setting_with_the_binarys_default() {
         assert!(shown.contains(&key), "the example does not show `{key}`");
     }
 }
+
+#[test]
+fn the_systemd_unit_lets_the_sqlite_store_write_where_deploy_md_puts_it() {
+    let read = |p: &str| std::fs::read_to_string(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).expect(p);
+    let lines = |text: &str| -> Vec<String> { text.lines().map(|l| l.trim().to_owned()).collect() };
+    let unit = lines(&read("deploy/possync-server.service"));
+    let has = |lines: &[String], line: &str| lines.iter().any(|l| l == line);
+    assert!(has(&unit, "ProtectSystem=strict"), "the unit's file system is read-only");
+    assert!(has(&unit, "StateDirectory=possync"), "so /var/lib/possync must be its state directory");
+    assert!(has(&unit, "EnvironmentFile=-/etc/possync/server.env"), "no server.env on SQLite");
+    let drop_in = lines(&read("deploy/possync-server-sqlite.conf"));
+    for line in ["[Service]", "DynamicUser=no", "User=possync", "Group=possync"] {
+        assert!(has(&drop_in, line), "the SQLite drop-in has `{line}`");
+    }
+    let deploy = read("../docs/deploy.md");
+    let section = deploy.split("## 15. A one-till shop on SQLite").nth(1).expect("section 15");
+    assert!(
+        section.contains(r#"echo 'sqlite = "/var/lib/possync/shop.db"'"#),
+        "the file in the state directory"
+    );
+    assert!(section.contains("possync-server-sqlite.conf"), "section 15 installs the drop-in");
+}

@@ -240,6 +240,24 @@ impl ServeSettings {
     }
 }
 
+impl ServeSettings {
+    /// Combinations that work, but worse than they could: each a sentence naming the settings and
+    /// the fix (`serve` logs them as warnings at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let workers = self.workers();
+        if (self.pool_size as usize) < workers {
+            warnings.push(format!(
+                "pool_size ({}) is below the {workers} database worker threads (workers): threads wait \
+                 for a connection and pushes are answered 503 after pool_timeout_ms; raise pool_size to \
+                 at least {workers} or lower workers (docs/deploy.md, reference)",
+                self.pool_size
+            ));
+        }
+        warnings
+    }
+}
+
 fn default_console_alert_after_secs() -> u64 {
     3600
 }

@@ -53,7 +53,8 @@ pub enum Command {
     /// exits 1 when some are missing.
     Gaps(gaps::GapsArgs),
     /// Compare a till's outbox file with the server: missing, mismatched and extra sales. Exits 1 when
-    /// a sale the till marked sent is missing on the server or stored with another payload.
+    /// a sale the till marked sent is missing on the server, or when the server stores another payload
+    /// under an id of the outbox (sent or still unsent) that the till does not hold as a conflict.
     Verify(verify::VerifyArgs),
 }
 

@@ -101,3 +101,43 @@ fn an_unreachable_server_is_named_with_the_os_reason() {
     );
     assert!(!err.contains("\"db error\""), "{err}");
 }
+
+#[test]
+fn a_missing_config_file_names_its_cause_once() {
+    let (ok, _, err) = run(cli().args(["token", "list", "--config", "/nonexistent/possync.toml"]));
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "possync-server: cannot read config file /nonexistent/possync.toml: No such file or directory (os \
+         error 2)\n"
+    );
+}
+
+#[test]
+fn fewer_connections_than_database_threads_is_warned_about() {
+    let serve = |pool: &str| {
+        run(cli().args([
+            "serve",
+            "--print-config",
+            "--database-url",
+            "postgres://u@h/db",
+            "--workers",
+            "8",
+            "--pool-size",
+            pool,
+        ]))
+    };
+    let (ok, _, err) = serve("2");
+    assert!(ok, "{err}");
+    let warning: serde_json::Value =
+        serde_json::from_str(err.lines().next().expect("a warning")).expect("a JSON log line");
+    assert_eq!(warning["level"], "WARN", "{err}");
+    let message = warning["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("pool_size (2) is below the 8 database worker threads (workers)")
+            && message.contains("raise pool_size to at least 8"),
+        "{message}"
+    );
+    let (ok, _, err) = serve("8");
+    assert!(ok && err.is_empty(), "no warning when the pool fits: {err}");
+}

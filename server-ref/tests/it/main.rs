@@ -15,6 +15,7 @@ mod fuzz_push;
 mod hostile;
 mod openapi_doc;
 mod operations;
+mod protocol_curl;
 mod push_idempotency;
 mod retention;
 mod schema_version;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::token_cache::RevocationSink;
 
-use super::pg_pool::{PgManager, Prepared};
+use super::pg_pool::{ConnectError, PgManager, Prepared};
 use super::postgres_sql as sql;
 use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
 use super::{
@@ -80,14 +80,22 @@ pub fn expected_schema_version() -> i32 {
 
 impl PgStore {
     /// Opens a pool to the database of `config` (one connection is made at once, so a wrong URL or
-    /// an unreachable server fails here).
+    /// an unreachable server fails here). A refusal that waiting cannot cure (no such database or
+    /// role, a wrong password) fails at once; a server that is down is waited for up to the pool
+    /// timeout.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when no connection can be made.
+    /// [`StoreError::Unavailable`] when no connection can be made, with the reason in one line.
     pub fn connect(mut config: ::postgres::Config, opts: &PgOptions) -> Result<Self, StoreError> {
         config.connect_timeout(opts.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("possync-server");
+        }
+        // One connection first: a refusal that waiting cannot cure fails at once, with its reason.
+        if let Err(e) = config.connect(NoTls).map_err(ConnectError) {
+            if e.is_permanent() {
+                return Err(StoreError::Unavailable(e.to_string()));
+            }
         }
         let manager = PgManager::new(config.clone());
         let pool = r2d2::Pool::builder()

@@ -847,6 +847,10 @@ impl AdminStore for PgStore {
         Ok(gaps)
     }
 
+    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
+        Ok(self.conn()?.execute(sql::RESET_CONTIGUOUS, &[&store_id])?)
+    }
+
     fn attention_entries(
         &self,
         store_id: Option<&str>,

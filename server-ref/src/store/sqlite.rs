@@ -827,6 +827,12 @@ impl AdminStore for SqliteStore {
         Ok(gaps)
     }
 
+    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.pool.get()?;
+        let devices = conn.prepare_cached(sql::RESET_CONTIGUOUS)?.execute([store_id])?;
+        Ok(devices as u64)
+    }
+
     fn attention_entries(
         &self,
         store_id: Option<&str>,

@@ -116,7 +116,7 @@ pub fn restore_rows(
     tills: usize,
     sales: usize,
 ) -> (RestoreReport, Row) {
-    let db = BenchDb::create(admin_url, 10);
+    let db = BenchDb::create(admin_url, 100);
     let store = PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
         .expect("store");
     store.migrate().expect("migrate");

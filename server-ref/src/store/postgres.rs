@@ -20,7 +20,7 @@ use crate::token_cache::RevocationSink;
 
 use super::pg_pool::{ConnectError, PgManager, Prepared};
 use super::postgres_sql as sql;
-use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
+use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
 use super::{
     new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
     ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
@@ -412,6 +412,67 @@ fn replace_outbox_if_new(
     Ok(())
 }
 
+/// The acknowledged-sales check's statements in one PostgreSQL transaction.
+struct PgRecovery<'t, 'c>(&'t mut Transaction<'c>);
+
+impl RecoverySteps for PgRecovery<'_, '_> {
+    type Error = ::postgres::Error;
+
+    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, Self::Error> {
+        let row = self.0.query_opt(sql::SELECT_RECOVERY_STATE, &[&device.store_id, &device.device_id])?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    fn settled_seqs(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        replaced: bool,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, Self::Error> {
+        settled_seqs(
+            self.0,
+            &device.store_id,
+            &device.device_id,
+            after,
+            Some(outbox_id),
+            replaced,
+            upto,
+            limit,
+        )
+    }
+
+    fn insert_pruned_run(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.execute(
+            sql::INSERT_LOST_RUN,
+            &[&device.store_id, &device.device_id, &outbox_id, &from, &to, &"pruned"],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_contiguous(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        contiguous: i64,
+        now_ms: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.execute(
+            sql::UPSERT_CONTIGUOUS,
+            &[&device.store_id, &device.device_id, &contiguous, &outbox_id, &now_ms],
+        )?;
+        Ok(())
+    }
+}
+
 fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
     let has_history: bool = conn.query_one(sql::HAS_SCHEMA_HISTORY, &[])?.get(0);
     if !has_history {
@@ -627,47 +688,9 @@ impl PushStore for PgStore {
     }
 
     fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
-        let (store, dev) = (&device.store_id, &device.device_id);
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let state = tx.query_opt(sql::SELECT_RECOVERY_STATE, &[store, dev])?;
-        let (contiguous, replaced) = match &state {
-            None => (0, false),
-            Some(row) => {
-                let stored: Option<String> = row.get(0);
-                if stored.is_some_and(|id| id != check.outbox_id) {
-                    return Ok(RecoveryPlan::default());
-                }
-                (row.get::<_, i64>(1), row.get::<_, bool>(2))
-            }
-        };
-        if check.acked_seq <= contiguous {
-            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
-        }
-        let seqs = settled_seqs(
-            &mut tx,
-            store,
-            dev,
-            contiguous,
-            Some(check.outbox_id),
-            replaced,
-            check.acked_seq,
-            MAX_CHECK_SEQS,
-        )?;
-        let scanned_to = match seqs.last() {
-            Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
-            _ => check.acked_seq,
-        };
-        let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
-        for (from, to) in &plan.lost {
-            tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &check.outbox_id, from, to, &"pruned"])?;
-        }
-        if plan.contiguous > contiguous || state.is_none() {
-            tx.execute(
-                sql::UPSERT_CONTIGUOUS,
-                &[store, dev, &plan.contiguous, &check.outbox_id, &check.now_ms],
-            )?;
-        }
+        let plan = tills::check_acknowledged(&mut PgRecovery(&mut tx), device, check)?;
         tx.commit()?;
         Ok(plan)
     }

@@ -14,6 +14,8 @@
 //! - [`storm::run`]: the reconnect storm: many real tills back online at once with a backlog.
 //! - [`lossy::lossy_rows`], [`lossy::resend_after_kill`]: an unattended till on a lossy link vs a
 //!   clean one (goodput, oldest unsent sale, exactly once), and the resend after a SIGKILL.
+//! - [`restore::restore_rows`]: the server's database restored to a backup older than the tills'
+//!   pushes; the time for the tills to bring every acknowledged sale back vs pushing them fresh.
 //! - [`peer::compare`]: the same queue workload on the outbox and on a peer queue (effectum).
 //!
 //! The server and the till run in their own processes ([`child`]).
@@ -23,6 +25,7 @@ pub mod lossy;
 pub mod outbox;
 pub mod peer;
 pub mod report;
+pub mod restore;
 pub mod server;
 pub mod storm;
 pub mod till;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use possync_bench::{child, lossy, markdown, outbox, peer, report, server, storm, till, Row};
+use possync_bench::{child, lossy, markdown, outbox, peer, report, restore, server, storm, till, Row};
 use possync_core::config::Durability;
 
 /// possync benchmarks, reported as ratios against baselines measured in the same run.
@@ -61,6 +61,12 @@ struct Opts {
     /// Seed of the lossy link's fault proxy (scenario 9; default: random, printed).
     #[arg(long, global = true, env = "POSSYNC_SEED")]
     lossy_seed: Option<u64>,
+    /// Tills of the restore scenario (scenario 10).
+    #[arg(long, global = true, default_value_t = 50)]
+    restore_tills: usize,
+    /// Acknowledged sales of each till that the restore loses (scenario 10).
+    #[arg(long, global = true, default_value_t = 1_000)]
+    restore_sales: usize,
     /// Kill-and-restart rounds of the resend measurement (scenario 9).
     #[arg(long, global = true, default_value_t = 5)]
     kill_rounds: usize,
@@ -78,6 +84,7 @@ struct Opts {
         long,
         global = true,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
@@ -102,6 +109,8 @@ enum Cmd {
     Storm,
     /// Scenario 9: an unattended till on a lossy link vs a clean one; resend after a SIGKILL.
     Lossy,
+    /// Scenario 10: the database restored from a backup; the tills bring the lost sales back.
+    Restore,
     /// Every scenario, in the order above.
     All,
     /// (internal) The server in its own process, until stdin closes.
@@ -238,6 +247,21 @@ impl Run<'_> {
         self.push(lossy::resend_after_kill(&self.exe, &o.database_url, o.kill_rounds));
     }
 
+    fn restore(&mut self) {
+        let o = self.opts;
+        let (report, row) = restore::restore_rows(
+            &self.exe,
+            self.dir.path(),
+            &o.database_url,
+            o.restore_tills,
+            o.restore_sales,
+        );
+        self.push(row);
+        if !report.exactly_once {
+            self.notes.push("The restore scenario did NOT end exactly once: see the log above.".into());
+        }
+    }
+
     fn memory(&mut self) {
         let o = self.opts;
         self.push(till::till_memory(&self.exe, self.dir.path(), o.small, o.large));
@@ -315,6 +339,7 @@ fn main() -> ExitCode {
         Cmd::Peer => run.peer(),
         Cmd::Storm => run.storm(),
         Cmd::Lossy => run.lossy(),
+        Cmd::Restore => run.restore(),
         Cmd::All => {
             run.outbox();
             run.server();
@@ -323,6 +348,7 @@ fn main() -> ExitCode {
             run.peer();
             run.storm();
             run.lossy();
+            run.restore();
         }
         Cmd::ChildServer { .. } | Cmd::ChildDrain(_) | Cmd::ChildTill(_) | Cmd::ChildProbe { .. } => {
             unreachable!("handled above")

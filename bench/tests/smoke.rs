@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use possync_bench::{child, lossy, outbox, peer, report, server, storm, till, Row};
+use possync_bench::{child, lossy, outbox, peer, report, restore, server, storm, till, Row};
 use possync_core::config::Durability;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_possync-bench");
@@ -63,6 +63,16 @@ fn a_storm_of_50_tills_drains_every_till_exactly_once() {
     assert!(hold.p50_ms > 1_000.0 && hold.max_ms > 3_000.0, "the jitter spread the tills: {hold:?}");
     let (p10, p90) = report.first_request_spread_s;
     assert!(p90 - p10 > 2.0, "first requests spread over the window: {report:?}");
+}
+
+/// The restore scenario at a tiny size: 3 tills' sales lost by a restore come back exactly once.
+#[test]
+fn restore_scenario_brings_every_lost_sale_back_exactly_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (report, row) = restore::restore_rows(Path::new(BENCH), dir.path(), &database_url(), 3, 20);
+    assert!(report.exactly_once, "{report:?}");
+    assert_eq!(report.resent, 60, "{report:?}");
+    measured(&row);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Python binding tests (pytest) against the cdylib and a real possync-server. Installs pytest
-# with pip when it is missing. Needs POSSYNC_FFI_LIB_DIR, POSSYNC_SERVER_BIN, POSSYNC_TLS_FRONT_BIN
+# Runs the Python binding tests (pytest), the guide's example.py among them, against the cdylib and a
+# real possync-server. Installs pytest with pip when it is missing. Needs POSSYNC_FFI_LIB_DIR, POSSYNC_SERVER_BIN, POSSYNC_TLS_FRONT_BIN
 # (possync-test-tls-front, for the TLS tests), DATABASE_URL (see scripts/bindings-test, which sets them).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

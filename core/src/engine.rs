@@ -149,6 +149,14 @@ impl Shared {
         }
         st.timers.requested.insert(reason);
         self.wake.notify_all();
+        // An idle banner shows what is unsent: a recorded sale changes that now, not at the next
+        // run's end (which a hold or a backoff may put off).
+        if reason == DrainReason::SaleRecorded && matches!(st.status, SyncStatus::Idle { .. }) {
+            st.status = idle(&self.outbox);
+            let status = st.status.clone();
+            drop(st);
+            self.notifier.status(status);
+        }
     }
 
     /// Wakes the worker to look at the clock again.
@@ -304,10 +312,19 @@ impl SyncEngine {
             (st.status.clone(), st.recent.back().and_then(|(_, r)| r.as_ref().ok().cloned()))
         };
         let outbox = &self.shared.outbox;
+        let counts = outbox.counts()?;
+        let unsent_by_currency = outbox.unsent_by_currency()?;
+        // Idle states what is unsent; say it as of now (another process may share the outbox).
+        let status = match status {
+            SyncStatus::Idle { .. } => {
+                SyncStatus::Idle { unsent: counts.unsent(), unsent_by_currency: unsent_by_currency.clone() }
+            }
+            other => other,
+        };
         Ok(StatusSnapshot {
             status,
-            counts: outbox.counts()?,
-            unsent_by_currency: outbox.unsent_by_currency()?,
+            counts,
+            unsent_by_currency,
             oldest_unsent_age_ms: outbox.oldest_unsent_age_ms()?,
             last_report,
         })

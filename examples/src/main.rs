@@ -56,7 +56,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub server: String,
     /// The device token (pst_...).
-    #[arg(long, env = "POSSYNC_TOKEN")]
+    #[arg(long, env = "POSSYNC_TOKEN", hide_env_values = true)]
     pub token: String,
     /// The device id the token was issued for.
     #[arg(long, default_value = "till-1")]

@@ -200,3 +200,64 @@ fn possync_server_sale() -> possync_core::protocol::SalePayload {
         payments: vec![SalePayment { method: "card".into(), amount_minor: 300, reference: None }],
     }
 }
+
+#[test]
+fn help_never_prints_the_token_from_the_environment() {
+    for command in ["sync-now", "demo"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_possync-till"))
+            .args([command, "--help"])
+            .env("POSSYNC_TOKEN", "pst_not_for_help")
+            .output()
+            .expect("run possync-till");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let help = text(&out.stdout);
+        assert!(!help.contains("pst_not_for_help"), "`{command} --help` prints the token:\n{help}");
+    }
+}
+
+#[test]
+fn demo_keep_leaves_outboxes_that_status_list_attention_and_sync_now_open() {
+    use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
+    use possync_server::store::{AdminStore, Device};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kept = dir.path().join("demo-run");
+    let kept_str = kept.to_str().expect("utf-8");
+    let mut args = vec!["demo", "--keep", kept_str];
+    args.extend(SMALL);
+    let out = till(&args);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.contains(&format!("outboxes in {kept_str} (kept after the demo)")), "{stdout}");
+    let note = format!("kept in {kept_str}: shop.db, till-1.db, till-2.db, till-3.db (store id demo-");
+    assert!(stdout.contains(&note), "{stdout}");
+    assert!(stdout.contains(&format!("possync-till status --outbox {kept_str}/till-1.db")), "{stdout}");
+    let store_id = stdout.split("(store id ").nth(1).and_then(|r| r.split(')').next()).expect("store id");
+
+    let outbox = |name: &str| kept.join(name).to_str().expect("utf-8").to_owned();
+    let out = till(&["status", "--outbox", &outbox("till-1.db")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("All sent · unsent 0"), "{}", text(&out.stdout));
+    let out = till(&["list-attention", "--outbox", &outbox("till-2.db")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(" conflict attempt 1 code hash_differs "), "{}", text(&out.stdout));
+
+    // The kept server file serves again, with a new token for till-1.
+    let store = SqliteStore::open(kept.join("shop.db"), false, &SqliteOptions::default()).expect("open");
+    let token = possync_server::auth::generate_token();
+    let device = Device { store_id: store_id.to_owned(), device_id: "till-1".into() };
+    store.create_token(&device, &possync_server::auth::token_sha256(&token), None).expect("token");
+    let config = possync_server::http::HttpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        workers: 2,
+        ..Default::default()
+    };
+    let server = possync_server::http::start(std::sync::Arc::new(store), config).expect("start");
+    let url = format!("http://{}", server.local_addr());
+    let out = till(&["sync-now", "--outbox", &outbox("till-1.db"), "--server", &url, "--token", &token]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("remaining 0"), "{}", text(&out.stdout));
+    server.shutdown();
+
+    let out = till(&["demo", "--keep", kept_str]);
+    assert_one_line_error(&out, "is not empty");
+}

@@ -9,7 +9,9 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use crate::store::{AdminStore, AuditRecord, StoreError};
+use std::collections::HashMap;
+
+use crate::store::{AdminStore, AttentionEntry, AuditRecord, StoreError};
 
 /// Why an attention command failed.
 #[derive(Debug, thiserror::Error)]
@@ -147,12 +149,15 @@ pub fn show(
     Ok(())
 }
 
-/// The header row of [`export_csv`].
-pub const CSV_HEADER: [&str; 12] = [
+/// The one CSV format of attention items: the header row of `attention export` ([`export_csv`]) and
+/// of the console's "Export CSV" ([`write_csv`]). Times are RFC 3339 UTC with milliseconds; absent
+/// values are empty fields.
+pub const CSV_HEADER: [&str; 16] = [
     "time",
     "store_id",
     "device_id",
     "client_tx_id",
+    "outbox_seq",
     "outcome",
     "code",
     "message",
@@ -161,6 +166,9 @@ pub const CSV_HEADER: [&str; 12] = [
     "payload_hash_version",
     "sent_sha256",
     "stored_sha256",
+    "settled_at",
+    "settled_by",
+    "settled_note",
 ];
 
 /// `value` made inert for a spreadsheet: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
@@ -174,27 +182,63 @@ pub fn csv_cell(value: &str) -> String {
     }
 }
 
-fn csv_row(r: &AuditRecord) -> [String; 12] {
+/// Unix milliseconds as RFC 3339 UTC with milliseconds (the format of the audit rows' times).
+fn rfc3339_ms(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            ms.rem_euclid(1000)
+        ),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// One row of [`CSV_HEADER`]: an audit row and, when known, what the console adds to it.
+fn csv_row(r: &AuditRecord, entry: Option<&AttentionEntry>) -> [String; 16] {
     let text = |v: &Option<String>| csv_cell(v.as_deref().unwrap_or_default());
-    let num = |v: &Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
+    let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
     [
         r.at.clone(),
         csv_cell(&r.store_id),
         csv_cell(&r.device_id),
         csv_cell(&r.client_tx_id),
+        num(entry.and_then(|e| e.outbox_seq)),
         r.outcome.clone(),
         text(&r.code),
         text(&r.message),
-        num(&r.attempt),
+        num(r.attempt.map(i64::from)),
         text(&r.correlation_id),
-        num(&r.payload_hash_version),
+        num(r.payload_hash_version.map(i64::from)),
         text(&r.payload_sha256),
         text(&r.stored_sha256),
+        entry.and_then(|e| e.settled_at_ms).map(rfc3339_ms).unwrap_or_default(),
+        entry.map(|e| text(&e.settled_by)).unwrap_or_default(),
+        entry.map(|e| text(&e.settled_note)).unwrap_or_default(),
     ]
 }
 
-/// Writes the attention items of a store as CSV (RFC 4180, header row [`CSV_HEADER`], empty fields
-/// for absent values); returns how many rows were written after the header.
+/// Writes attention entries (the console's) as CSV: header row [`CSV_HEADER`], one row each.
+///
+/// # Errors
+/// [`csv::Error`] when `out` cannot be written.
+pub fn write_csv(entries: &[AttentionEntry], out: &mut dyn Write) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(CSV_HEADER)?;
+    for e in entries {
+        writer.write_record(csv_row(&e.record, Some(e)))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes the attention items of a store as CSV (RFC 4180, header row [`CSV_HEADER`], oldest first,
+/// settled ones included); returns how many rows were written after the header.
 ///
 /// # Errors
 /// [`AttentionError::Store`] or [`AttentionError::Csv`].
@@ -205,10 +249,16 @@ pub fn export_csv(
     out: &mut dyn Write,
 ) -> Result<usize, AttentionError> {
     let items = store.attention_items(store_id, since)?;
+    // What the console knows of each (outbox sequence number, who settled it), by audit row.
+    let entries: HashMap<i64, AttentionEntry> = store
+        .attention_entries(Some(store_id), true, u32::MAX)?
+        .into_iter()
+        .map(|e| (e.record.audit_id, e))
+        .collect();
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record(CSV_HEADER)?;
     for r in &items {
-        writer.write_record(csv_row(r))?;
+        writer.write_record(csv_row(r, entries.get(&r.audit_id)))?;
     }
     writer.flush()?;
     Ok(items.len())

@@ -29,8 +29,8 @@ pub struct FileConfig {
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    /// The file could not be read (the OS's reason is the error's source, printed after it).
+    #[error("cannot read config file {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

@@ -229,6 +229,38 @@ pub struct CheckedPush {
 pub struct PushNews {
     report: Option<crate::report::ParsedReport>,
     had_sales: bool,
+    /// The till's word on its acknowledged sales, until a job takes it to check it.
+    acknowledged: Option<Acknowledged>,
+}
+
+/// What a push's report says of the till's acknowledged sales (its outbox, how far they reach, what it
+/// still keeps), owned so that a database job can carry it. Checked once per push: by the job of the
+/// push's first lane, or by [`finish_push`]. The request's own sales all lie above `acked_seq` (they are
+/// unsent on the till), so the check does not wait for them.
+pub struct Acknowledged {
+    outbox_id: String,
+    acked_seq: i64,
+    kept_seq: i64,
+}
+
+impl Acknowledged {
+    /// The acknowledged runs `store` lacks for the answer's `resend`, after recording what is lost
+    /// for good (see [`PushStore::check_acknowledged`]); `None` when nothing is lacking, or when the
+    /// check failed (it is made again with the till's next push and never costs this push its sales).
+    pub fn resend<S: PushStore + ?Sized>(
+        &self,
+        store: &S,
+        device: &Device,
+        correlation_id: &str,
+    ) -> Option<Resend> {
+        let check = AckCheck {
+            outbox_id: &self.outbox_id,
+            acked_seq: self.acked_seq,
+            kept_seq: self.kept_seq,
+            now_ms: crate::console::now_ms(),
+        };
+        resend_of(store, device, correlation_id, &check)
+    }
 }
 
 impl PushNews {
@@ -237,17 +269,10 @@ impl PushNews {
         self.report.as_ref().and_then(|r| r.report.outbox_id.as_deref())
     }
 
-    /// What the till says of its acknowledged sales, when its report names its outbox and how far its
-    /// acknowledged sales reach: then [`finish_push`] compares it with what the server holds (a
-    /// database read, so the request finishes on a database thread).
-    pub fn acknowledged(&self, now_ms: i64) -> Option<AckCheck<'_>> {
-        let report = &self.report.as_ref()?.report;
-        Some(AckCheck {
-            outbox_id: report.outbox_id.as_deref()?,
-            acked_seq: report.acked_seq?,
-            kept_seq: report.kept_seq.unwrap_or(1),
-            now_ms,
-        })
+    /// Takes the till's word on its acknowledged sales out of the news, for the job that checks it
+    /// (`None` when its report named no outbox or no `acked_seq`, or a job took it already).
+    pub fn take_acknowledged(&mut self) -> Option<Acknowledged> {
+        self.acknowledged.take()
     }
 }
 
@@ -266,6 +291,8 @@ pub struct LaneOutcome {
     /// Sales decided (not `RETRY`), and their totals per currency, to take off the till's report.
     decided: u64,
     decided_minor: std::collections::BTreeMap<String, i64>,
+    /// The acknowledged-sales check's answer, when this lane's job made it.
+    resend: Option<Resend>,
 }
 
 /// Parses a request body and checks it against the device and the limits: every check short of the
@@ -315,7 +342,14 @@ pub fn check_push(
             }
         }
     }
-    let news = PushNews { report, had_sales: !sales.is_empty() };
+    let acknowledged = report.as_ref().and_then(|r| {
+        Some(Acknowledged {
+            outbox_id: r.report.outbox_id.clone()?,
+            acked_seq: r.report.acked_seq?,
+            kept_seq: r.report.kept_seq.unwrap_or(1),
+        })
+    });
+    let news = PushNews { report, had_sales: !sales.is_empty(), acknowledged };
     Ok(CheckedPush { sales, news })
 }
 
@@ -375,6 +409,7 @@ pub fn settle_lane<S: PushStore + ?Sized>(
         unavailable: None,
         decided: 0,
         decided_minor: std::collections::BTreeMap::new(),
+        resend: None,
     };
     for (index, sale) in lane.sales {
         if Instant::now() >= deadline {
@@ -417,18 +452,20 @@ pub fn finish_push<S: PushStore + ?Sized>(
     activity: &ActivityRecorder,
     device: &Device,
     correlation_id: &str,
-    news: PushNews,
+    mut news: PushNews,
     outcomes: Vec<LaneOutcome>,
 ) -> Result<PushResponse, PushError> {
     let ctx = PushContext { device, correlation_id, outbox_id: news.outbox_id() };
     let mut results = Vec::new();
     let mut refused = Vec::new();
     let mut unavailable = None;
+    let mut resend = None;
     let (mut decided, mut decided_minor) = (0u64, std::collections::BTreeMap::<String, i64>::new());
     for outcome in outcomes {
         results.extend(outcome.results);
         refused.extend(outcome.refused);
         unavailable = unavailable.or(outcome.unavailable);
+        resend = resend.or(outcome.resend);
         decided += outcome.decided;
         for (currency, total) in outcome.decided_minor {
             *decided_minor.entry(currency).or_insert(0) += total;
@@ -439,7 +476,9 @@ pub fn finish_push<S: PushStore + ?Sized>(
         return Err(PushError::Unavailable(message));
     }
     let now = crate::console::now_ms();
-    let resend = news.acknowledged(now).and_then(|check| resend_of(store, device, correlation_id, &check));
+    if let Some(acknowledged) = news.take_acknowledged() {
+        resend = acknowledged.resend(store, device, correlation_id);
+    }
     let retired = news.report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
     let after = news.report.as_ref().map(|r| r.after_request(decided, &decided_minor, now));
     activity.note(device, now, news.had_sales, after, retired);
@@ -489,6 +528,17 @@ fn resend_of<S: PushStore + ?Sized>(
 }
 
 impl LaneOutcome {
+    /// Makes the push's acknowledged-sales check in this lane's job (see [`Acknowledged`]).
+    pub fn check_acknowledged<S: PushStore + ?Sized>(
+        &mut self,
+        acknowledged: Option<Acknowledged>,
+        store: &S,
+        device: &Device,
+        correlation_id: &str,
+    ) {
+        self.resend = acknowledged.and_then(|a| a.resend(store, device, correlation_id));
+    }
+
     /// Whether refused sales wait for their audit (then [`finish_push`] writes to the database).
     pub fn has_refused(&self) -> bool {
         !self.refused.is_empty()
@@ -755,7 +805,7 @@ mod tests {
         // Lanes route by id (the lane of its first occurrence). Only the routing is under test, so
         // the entries are refused ones carrying the ids.
         let ids = ["a", "b", "a", "c", "d", "a", "e", "b"];
-        let news = || PushNews { report: None, had_sales: true };
+        let news = || PushNews { report: None, had_sales: true, acknowledged: None };
         let checked = CheckedPush { sales: ids.iter().map(|id| Err(refused(id))).collect(), news: news() };
         let (lanes, _) = checked.into_lanes(3);
         assert!(lanes.len() <= 3 && !lanes.is_empty());
@@ -776,7 +826,7 @@ mod tests {
 
     #[test]
     fn lanes_are_even() {
-        let news = PushNews { report: None, had_sales: true };
+        let news = PushNews { report: None, had_sales: true, acknowledged: None };
         let sales = (0..50).map(|n| Err(refused(&format!("sale-{n}")))).collect();
         let (lanes, _) = CheckedPush { sales, news }.into_lanes(4);
         let sizes: Vec<usize> = lanes.iter().map(|l| l.sales.len()).collect();

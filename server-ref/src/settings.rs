@@ -23,7 +23,7 @@ use crate::store::postgres::PgOptions;
 pub struct ServeSettings {
     /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
     /// config file).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
     /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or
@@ -243,6 +243,24 @@ impl ServeSettings {
             return Err("async_threads, pool_size and sale_lanes must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+impl ServeSettings {
+    /// Combinations that work, but worse than they could: each a sentence naming the settings and
+    /// the fix (`serve` logs them as warnings at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let workers = self.workers();
+        if (self.pool_size as usize) < workers {
+            warnings.push(format!(
+                "pool_size ({}) is below the {workers} database worker threads (workers): threads wait \
+                 for a connection and pushes are answered 503 after pool_timeout_ms; raise pool_size to \
+                 at least {workers} or lower workers (docs/deploy.md, reference)",
+                self.pool_size
+            ));
+        }
+        warnings
     }
 }
 

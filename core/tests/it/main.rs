@@ -8,5 +8,6 @@ mod engine;
 mod logs;
 mod outbox;
 mod protocol_props;
+mod status_snapshot;
 mod tls;
 mod vectors;

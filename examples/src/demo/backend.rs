@@ -87,7 +87,7 @@ fn http_config(listen: SocketAddr) -> HttpConfig {
 
 /// The backend `args` ask for: a real server (`--server`, checked for readiness and the token), an
 /// in-process one on PostgreSQL (`--postgres`), or one on a fresh SQLite file in `dir`.
-pub(super) fn open_backend(args: &DemoArgs, dir: &Path, run_id: &str) -> Result<Backend, TillError> {
+pub(super) fn open_backend(args: &DemoArgs, dir: &Path) -> Result<Backend, TillError> {
     if let Some(server) = &args.server {
         let url = inspect::check_url(server)?;
         inspect::check_ready(&url)?;
@@ -101,7 +101,7 @@ pub(super) fn open_backend(args: &DemoArgs, dir: &Path, run_id: &str) -> Result<
         store.migrate()?;
         return Backend::start_in_process(Arc::new(store), "PostgreSQL".into());
     }
-    let path = dir.join(format!("shop-{}.db", &run_id[run_id.len() - 8..]));
+    let path = dir.join("shop.db");
     let store = SqliteStore::open(&path, true, &SqliteOptions::default())?;
     store.migrate()?;
     Backend::start_in_process(Arc::new(store), format!("SQLite ({})", path.display()))

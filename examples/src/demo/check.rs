@@ -85,8 +85,9 @@ pub(super) fn final_check(
             inspect::check_ready(url)?;
             format!(
                 "rang up {rung} sale(s) on {} till(s): {sent} sent (OK or DUPLICATE), {conflicts} conflict(s), \
-                 0 unsent; {url}/readyz is 200. Not checked from here: the server's rows (run \
-                 `possync-server verify --outbox FILE` where the database is)",
+                 0 unsent; {url}/readyz is 200. Not checked from here: the server's rows (keep the \
+                 outboxes with --keep DIR and run `possync-server verify --outbox DIR/till-1.db` where \
+                 the database is)",
                 tills.len()
             )
         }

@@ -11,6 +11,7 @@ mod story;
 mod till;
 mod ui;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
@@ -57,6 +58,42 @@ pub struct DemoArgs {
     /// With --server: the token's store id.
     #[arg(long, default_value = "store-1")]
     store: String,
+    /// Keep the tills' outboxes (and the in-process server's SQLite file) in this folder, created if
+    /// missing and empty otherwise, instead of a temporary one deleted at exit.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+/// The folder of the outboxes: the one given with `--keep`, or a temporary one deleted on drop.
+enum Folder {
+    Kept(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl Folder {
+    fn open(keep: Option<&Path>) -> Result<Folder, TillError> {
+        let Some(dir) = keep else {
+            let temp =
+                tempfile::tempdir().map_err(|e| TillError::Demo(format!("cannot create a temp dir: {e}")))?;
+            return Ok(Folder::Temporary(temp));
+        };
+        let cannot = |e: std::io::Error| TillError::Demo(format!("cannot use --keep {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(cannot)?;
+        if std::fs::read_dir(dir).map_err(cannot)?.next().is_some() {
+            return Err(TillError::Demo(format!(
+                "--keep {} is not empty: name a new or empty folder (a kept outbox is never reused)",
+                dir.display()
+            )));
+        }
+        Ok(Folder::Kept(dir.to_owned()))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Folder::Kept(dir) => dir,
+            Folder::Temporary(temp) => temp.path(),
+        }
+    }
 }
 
 /// `possync-till demo`.
@@ -67,9 +104,9 @@ pub fn run(args: DemoArgs) -> Result<(), TillError> {
     if args.json {
         possync_server::logging::init("info");
     }
-    let dir = tempfile::tempdir().map_err(|e| TillError::Demo(format!("cannot create a temp dir: {e}")))?;
+    let dir = Folder::open(args.keep.as_deref())?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let mut backend = open_backend(&args, dir.path(), &run_id)?;
+    let mut backend = open_backend(&args, dir.path())?;
     let store_id = match &backend {
         Backend::InProcess { .. } => format!("demo-{}", &run_id[run_id.len() - 8..]),
         Backend::Remote { .. } => args.store.clone(),
@@ -81,10 +118,14 @@ pub fn run(args: DemoArgs) -> Result<(), TillError> {
         Backend::InProcess { kind, .. } => format!("in-process server on {kind} at {url}"),
         Backend::Remote { url } => format!("real server at {url}"),
     };
+    let kept = match &dir {
+        Folder::Kept(_) => "kept after the demo",
+        Folder::Temporary(_) => "deleted at exit; --keep DIR keeps them",
+    };
     ui.say(
         "setup",
         &format!(
-            "{} till(s), {} sales each, {where_}; outboxes in {}",
+            "{} till(s), {} sales each, {where_}; outboxes in {} ({kept})",
             args.tills,
             args.sales,
             dir.path().display()
@@ -105,5 +146,32 @@ pub fn run(args: DemoArgs) -> Result<(), TillError> {
         t.engine.shutdown();
     }
     backend.stop();
+    if let (Folder::Kept(path), Ok(())) = (&dir, &result) {
+        kept_note(path, &names, &store_id);
+    }
     result
+}
+
+/// What the kept folder holds and the commands that open it.
+fn kept_note(dir: &Path, names: &[String], store_id: &str) {
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".db"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut files = files;
+    files.sort();
+    let d = dir.display();
+    let first = names.first().map_or("till-1", String::as_str);
+    println!("kept in {d}: {} (store id {store_id}); for example:", files.join(", "));
+    println!("  possync-till status --outbox {d}/{first}.db");
+    if let Some(second) = names.get(1) {
+        println!("  possync-till list-attention --outbox {d}/{second}.db");
+    }
+    if files.iter().any(|f| f == "shop.db") {
+        println!("  possync-server verify --sqlite {d}/shop.db --outbox {d}/{first}.db");
+    }
 }

@@ -36,7 +36,8 @@ pub enum AttentionCommand {
         #[arg(long)]
         client_tx_id: String,
     },
-    /// Write CONFLICT and INVALID attempts of a store as CSV with a header row.
+    /// Write CONFLICT and INVALID attempts of a store as CSV with a header row, oldest first, settled
+    /// ones included; the columns of the console's "Export CSV" (docs/deploy.md, section 9).
     Export {
         #[command(flatten)]
         db: DbArgs,

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use possync_server::store::postgres::{PgOptions, PgStore};
 use possync_server::store::sqlite::{SqliteOptions, SqliteStore};
-use possync_server::store::Store;
+use possync_server::store::{Store, StoreError};
 
 use super::{CommandContext, DbArgs};
 
@@ -77,7 +77,10 @@ pub fn open_store(backend: &Backend, opts: &PgOptions, create: bool) -> Result<O
         Backend::Postgres(url) => {
             let config: postgres::Config =
                 url.parse().map_err(|e| anyhow!("invalid --database-url / DATABASE_URL: {e}"))?;
-            let store = PgStore::connect(config, opts).context("cannot connect to the database")?;
+            let store = PgStore::connect(config, opts).map_err(|e| match e {
+                StoreError::Unavailable(reason) => anyhow!("cannot connect to the database: {reason}"),
+                other => anyhow::Error::new(other).context("cannot connect to the database"),
+            })?;
             Ok(Opened::Postgres(Box::new(store)))
         }
         Backend::Sqlite(path) => {

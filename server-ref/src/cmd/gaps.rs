@@ -17,6 +17,11 @@ pub struct GapsArgs {
     /// Only this store.
     #[arg(long)]
     pub store: Option<String>,
+    /// Check every till's numbers again from its first one, not from where the last check ended:
+    /// after sales were deleted from the database by mistake (a restore or a failover needs no
+    /// recheck). The tills send the missing ones again with their next push.
+    #[arg(long)]
+    pub recheck: bool,
 }
 
 /// Prints one line per run of missing sequence numbers, then each till's recovery window (how far
@@ -32,6 +37,10 @@ pub struct GapsArgs {
 pub fn run(args: GapsArgs, ctx: &CommandContext) -> Result<()> {
     use possync_server::console::views::{gap_sentence, utc};
     let s = open_ready_store(&args.db, ctx)?;
+    if args.recheck {
+        let devices = s.recheck_seqs(args.store.as_deref())?;
+        eprintln!("checking the numbers of {devices} till(s) again from their first one");
+    }
     let gaps = s.seq_gaps(args.store.as_deref())?;
     let tills = s.tills(0)?;
     let mut missing = 0;

@@ -53,7 +53,8 @@ pub enum Command {
     /// exits 1 when some are missing.
     Gaps(gaps::GapsArgs),
     /// Compare a till's outbox file with the server: missing, mismatched and extra sales. Exits 1 when
-    /// a sale the till marked sent is missing on the server or stored with another payload.
+    /// a sale the till marked sent is missing on the server, or when the server stores another payload
+    /// under an id of the outbox (sent or still unsent) that the till does not hold as a conflict.
     Verify(verify::VerifyArgs),
 }
 
@@ -62,7 +63,7 @@ pub enum Command {
 pub struct DbArgs {
     /// PostgreSQL URL, e.g. postgres://possync@127.0.0.1:5432/possync (or `database_url` in the
     /// config file).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Embedded SQLite database file instead of PostgreSQL, for a one-till shop or the demo (or
     /// `sqlite` in the config file); `migrate` creates it.

@@ -22,6 +22,9 @@ pub fn serve(cli: ServeSettings, matches: &ArgMatches, ctx: &CommandContext, log
     settings.print_config = cli.print_config;
     settings.config = cli.config.clone();
     settings.validate().map_err(anyhow::Error::msg)?;
+    for warning in settings.warnings() {
+        log::warn!("{warning}");
+    }
     if settings.print_config {
         return print_config(settings, &backend, log_level);
     }

@@ -25,7 +25,8 @@ pub enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
     },
-    /// Revoke every live token of a device.
+    /// Revoke every live token of a device, a token created for it a moment ago too: to replace a
+    /// till's token, revoke first, then create.
     Revoke {
         #[command(flatten)]
         db: DbArgs,

@@ -31,7 +31,8 @@ pub struct VerifyArgs {
 /// Runs `verify`.
 ///
 /// # Errors
-/// A database or outbox error, or a sale marked sent that is missing or mismatched on the server.
+/// A database or outbox error, a sale marked sent that is missing on the server, or a sale (sent or
+/// not) stored on the server with another payload.
 pub fn run(args: VerifyArgs, ctx: &CommandContext) -> Result<()> {
     let server = open_ready_store(&args.db, ctx)?;
     let outbox =

@@ -7,7 +7,8 @@
 //! - Login with the admin's name and secret (argon2id); a session cookie (`HttpOnly`,
 //!   `SameSite=Strict`, `Secure` unless told otherwise) of 32 random bytes, only its SHA-256 stored.
 //! - Every POST carries the session's CSRF token (the login form: a token in a cookie of its own);
-//!   without it 403 `csrf_invalid`. Without a session: 401 `login_required`.
+//!   without it 403 `csrf_invalid` (a login from a browser on plain HTTP whose `Secure` form cookie
+//!   never came back: 403 `console_needs_tls`). Without a session: 401 `login_required`.
 //! - Errors answer HTML to a browser (with the code on the page) and the JSON error body otherwise.
 //! - Every input is bounded: the query string, each field, the form body; database work runs on the
 //!   blocking pool.

@@ -18,7 +18,7 @@ use super::views::{
     TillsPage,
 };
 use super::{diff, now_ms};
-use crate::attention::csv_cell;
+use crate::attention::write_csv;
 use crate::auth::{generate_token, token_sha256};
 use crate::http::reply::{self, Reply};
 use crate::http::routes::{cid_of, run_blocking};
@@ -236,6 +236,17 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
         return reply;
     }
     let expected = cookie(request.headers(), LOGIN_CSRF_COOKIE);
+    if expected.is_none() && ctx.app.config.console.secure_cookie && over_plain_http(request.headers()) {
+        // The form's cookie is `Secure`: a browser on plain HTTP never stored it, and reloading
+        // cannot help.
+        return ctx.error(
+            403,
+            "console_needs_tls",
+            "this console runs over plain HTTP, where the browser does not keep its Secure login \
+             cookie: serve it behind TLS (docs/deploy.md, section 6) or start possync-server with \
+             --console-insecure-cookie on loopback",
+        );
+    }
     let fields = match Fields::from_body(request.into_body(), ctx.app.config.limits.body_read_timeout).await {
         Ok(f) => f,
         Err(e) => return ctx.input(&e),
@@ -286,6 +297,16 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
     let reply =
         with_cookie(see_other("/console"), &set_cookie(SESSION_COOKIE, &value, ttl.as_secs(), secure));
     with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure))
+}
+
+/// Whether the browser sent this request over plain HTTP, as far as its headers tell: a proxy's
+/// `X-Forwarded-Proto`, else the scheme of the form's `Origin` (or `Referer`).
+fn over_plain_http(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(proto) = text("x-forwarded-proto") {
+        return proto.trim().eq_ignore_ascii_case("http");
+    }
+    text("origin").or_else(|| text("referer")).is_some_and(|url| url.starts_with("http://"))
 }
 
 async fn logout(ctx: &Ctx, session_sha: String) -> Result<Reply, Reply> {
@@ -401,56 +422,12 @@ async fn attention(ctx: &Ctx, session: &ConsoleSession, query: &Fields) -> Resul
     Ok(render(200, &AttentionPage { nav: nav(session, "attention"), items, include_settled, store }))
 }
 
-/// Columns of the console's attention CSV.
-pub const CSV_HEADER: [&str; 14] = [
-    "at",
-    "store_id",
-    "device_id",
-    "client_tx_id",
-    "outbox_seq",
-    "outcome",
-    "code",
-    "message",
-    "attempt",
-    "sent_sha256",
-    "stored_sha256",
-    "settled_at",
-    "settled_by",
-    "settled_note",
-];
-
 async fn attention_csv(ctx: &Ctx, query: &Fields) -> Result<Reply, Reply> {
     let store = query.id("store").map_err(|e| ctx.input(&e))?;
     let filter = (!store.is_empty()).then_some(store);
     let entries = ctx.db(move |s| s.attention_entries(filter.as_deref(), true, CSV_LIMIT)).await?;
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let text = |v: &Option<String>| csv_cell(v.as_deref().unwrap_or_default());
-    let write = |w: &mut csv::Writer<Vec<u8>>| -> Result<(), csv::Error> {
-        w.write_record(CSV_HEADER)?;
-        for e in &entries {
-            let r = &e.record;
-            w.write_record([
-                r.at.clone(),
-                csv_cell(&r.store_id),
-                csv_cell(&r.device_id),
-                csv_cell(&r.client_tx_id),
-                e.outbox_seq.map(|n| n.to_string()).unwrap_or_default(),
-                r.outcome.clone(),
-                text(&r.code),
-                text(&r.message),
-                r.attempt.map(|n| n.to_string()).unwrap_or_default(),
-                text(&r.payload_sha256),
-                text(&r.stored_sha256),
-                e.settled_at_ms.map(utc).unwrap_or_default(),
-                text(&e.settled_by),
-                text(&e.settled_note),
-            ])?;
-        }
-        w.flush()?;
-        Ok(())
-    };
-    write(&mut writer).map_err(|e| ctx.error(500, "internal_error", e.to_string()))?;
-    let body = writer.into_inner().map_err(|e| ctx.error(500, "internal_error", e.to_string()))?;
+    let mut body = Vec::new();
+    write_csv(&entries, &mut body).map_err(|e| ctx.error(500, "internal_error", e.to_string()))?;
     let mut reply = Response::new(Body::from(body));
     let h = reply.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));

@@ -411,12 +411,19 @@ async fn settle_push(
     // half way, the lanes already queued still settle their sales (each its own transaction); the
     // till gets the 503 and its resend of those answers DUPLICATE.
     let mut pending = Vec::with_capacity(split.len());
+    let mut news = news;
+    // The first lane's job also checks the till's acknowledged sales: no extra job for it.
+    let mut acknowledged = news.take_acknowledged();
     for lane in split {
         let (job_app, job_cid, job_device, guard) =
             (app.clone(), cid.clone(), device.clone(), admitted.clone());
+        let check = acknowledged.take();
         let queued = queue_blocking(app, move || {
             let _guard = guard;
-            settle_lane(job_app.store.as_ref(), &job_app.metrics, &job_device, &job_cid, lane, deadline)
+            let store = job_app.store.as_ref();
+            let mut outcome = settle_lane(store, &job_app.metrics, &job_device, &job_cid, lane, deadline);
+            outcome.check_acknowledged(check, store, &job_device, &job_cid);
+            outcome
         });
         pending.push(queued.ok_or_else(|| shed(app, "inflight_pushes", "database queue full", cid))?);
     }
@@ -424,9 +431,8 @@ async fn settle_push(
     for lane in pending {
         outcomes.push(job_result(app, cid, lane).await?);
     }
-    if outcomes.iter().any(LaneOutcome::has_refused) || news.acknowledged(0).is_some() {
-        // The audit of refused sales and the acknowledged-sales check use the database: on its
-        // thread too.
+    if outcomes.iter().any(LaneOutcome::has_refused) {
+        // The audit of refused sales writes to the database: on its thread too.
         let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
         return run_blocking(app, cid, move || {
             let _guard = guard;

@@ -354,6 +354,14 @@ pub trait AdminStore: Send + Sync + 'static {
     /// A [`StoreError`] from the database.
     fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError>;
 
+    /// Forgets how far each device's settled run was checked (of one store, or all), so that the next
+    /// [`AdminStore::seq_gaps`] and each till's next push check its numbers again from its first one:
+    /// after sales were deleted by mistake below a run already checked. Returns how many devices.
+    ///
+    /// # Errors
+    /// A [`StoreError`] from the database.
+    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError>;
+
     /// Attention items of every store (or one), newest first, at most `limit`; settled ones only when
     /// `include_settled`.
     ///

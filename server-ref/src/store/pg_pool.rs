@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use ::postgres::error::SqlState;
 use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, Config, Error, NoTls, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
@@ -108,6 +109,55 @@ fn values<'p>(params: &Params<'p>) -> Vec<&'p (dyn ToSql + Sync)> {
     params.iter().map(|(v, _)| *v).collect()
 }
 
+/// A connection error whose text is the whole reason in one line: PostgreSQL's own message and
+/// SQLSTATE (`database "x" does not exist (FATAL 3D000)`), or the I/O error below the driver's
+/// (`error connecting to server: Connection refused (os error 111)`). r2d2 keeps only an error's
+/// text, and the driver's own text is just `db error`.
+#[derive(Debug)]
+pub struct ConnectError(pub Error);
+
+impl ConnectError {
+    /// Whether the server refused for a reason that does not go away by waiting: a database or role
+    /// that does not exist, a wrong password, no right to connect (classified by SQLSTATE). A server
+    /// that is down, starting up or out of connection slots is worth waiting for.
+    pub fn is_permanent(&self) -> bool {
+        let Some(code) = self.0.code() else { return false };
+        code.code().starts_with("28")
+            || *code == SqlState::INVALID_CATALOG_NAME
+            || *code == SqlState::INSUFFICIENT_PRIVILEGE
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(db) = self.0.as_db_error() {
+            write!(f, "{}", db.message())?;
+            if let Some(detail) = db.detail() {
+                write!(f, ": {detail}")?;
+            }
+            if let Some(hint) = db.hint() {
+                write!(f, "; hint: {hint}")?;
+            }
+            return write!(f, " ({} {})", db.severity(), db.code().code());
+        }
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(&self.0);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<Error> for ConnectError {
+    fn from(e: Error) -> Self {
+        ConnectError(e)
+    }
+}
+
 /// Makes [`PgConn`]s for r2d2.
 pub struct PgManager(PostgresConnectionManager<NoTls>);
 
@@ -120,13 +170,13 @@ impl PgManager {
 
 impl r2d2::ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> Result<PgConn, Error> {
+    fn connect(&self) -> Result<PgConn, ConnectError> {
         Ok(PgConn { client: self.0.connect()?, prepared: HashMap::new(), tested: Instant::now() })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> Result<(), Error> {
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectError> {
         if conn.tested.elapsed() < TRUSTED_FOR {
             return Ok(());
         }

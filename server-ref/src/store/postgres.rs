@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use crate::token_cache::RevocationSink;
 
-use super::pg_pool::{PgManager, Prepared};
+use super::pg_pool::{ConnectError, PgManager, Prepared};
 use super::postgres_sql as sql;
-use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
+use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
 use super::{
     new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
     ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
@@ -80,14 +80,22 @@ pub fn expected_schema_version() -> i32 {
 
 impl PgStore {
     /// Opens a pool to the database of `config` (one connection is made at once, so a wrong URL or
-    /// an unreachable server fails here).
+    /// an unreachable server fails here). A refusal that waiting cannot cure (no such database or
+    /// role, a wrong password) fails at once; a server that is down is waited for up to the pool
+    /// timeout.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when no connection can be made.
+    /// [`StoreError::Unavailable`] when no connection can be made, with the reason in one line.
     pub fn connect(mut config: ::postgres::Config, opts: &PgOptions) -> Result<Self, StoreError> {
         config.connect_timeout(opts.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("possync-server");
+        }
+        // One connection first: a refusal that waiting cannot cure fails at once, with its reason.
+        if let Err(e) = config.connect(NoTls).map_err(ConnectError) {
+            if e.is_permanent() {
+                return Err(StoreError::Unavailable(e.to_string()));
+            }
         }
         let manager = PgManager::new(config.clone());
         let pool = r2d2::Pool::builder()
@@ -404,6 +412,67 @@ fn replace_outbox_if_new(
     Ok(())
 }
 
+/// The acknowledged-sales check's statements in one PostgreSQL transaction.
+struct PgRecovery<'t, 'c>(&'t mut Transaction<'c>);
+
+impl RecoverySteps for PgRecovery<'_, '_> {
+    type Error = ::postgres::Error;
+
+    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, Self::Error> {
+        let row = self.0.query_opt(sql::SELECT_RECOVERY_STATE, &[&device.store_id, &device.device_id])?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    fn settled_seqs(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        replaced: bool,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, Self::Error> {
+        settled_seqs(
+            self.0,
+            &device.store_id,
+            &device.device_id,
+            after,
+            Some(outbox_id),
+            replaced,
+            upto,
+            limit,
+        )
+    }
+
+    fn insert_pruned_run(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.execute(
+            sql::INSERT_LOST_RUN,
+            &[&device.store_id, &device.device_id, &outbox_id, &from, &to, &"pruned"],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_contiguous(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        contiguous: i64,
+        now_ms: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.execute(
+            sql::UPSERT_CONTIGUOUS,
+            &[&device.store_id, &device.device_id, &contiguous, &outbox_id, &now_ms],
+        )?;
+        Ok(())
+    }
+}
+
 fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
     let has_history: bool = conn.query_one(sql::HAS_SCHEMA_HISTORY, &[])?.get(0);
     if !has_history {
@@ -619,47 +688,9 @@ impl PushStore for PgStore {
     }
 
     fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
-        let (store, dev) = (&device.store_id, &device.device_id);
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let state = tx.query_opt(sql::SELECT_RECOVERY_STATE, &[store, dev])?;
-        let (contiguous, replaced) = match &state {
-            None => (0, false),
-            Some(row) => {
-                let stored: Option<String> = row.get(0);
-                if stored.is_some_and(|id| id != check.outbox_id) {
-                    return Ok(RecoveryPlan::default());
-                }
-                (row.get::<_, i64>(1), row.get::<_, bool>(2))
-            }
-        };
-        if check.acked_seq <= contiguous {
-            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
-        }
-        let seqs = settled_seqs(
-            &mut tx,
-            store,
-            dev,
-            contiguous,
-            Some(check.outbox_id),
-            replaced,
-            check.acked_seq,
-            MAX_CHECK_SEQS,
-        )?;
-        let scanned_to = match seqs.last() {
-            Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
-            _ => check.acked_seq,
-        };
-        let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
-        for (from, to) in &plan.lost {
-            tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &check.outbox_id, from, to, &"pruned"])?;
-        }
-        if plan.contiguous > contiguous || state.is_none() {
-            tx.execute(
-                sql::UPSERT_CONTIGUOUS,
-                &[store, dev, &plan.contiguous, &check.outbox_id, &check.now_ms],
-            )?;
-        }
+        let plan = tills::check_acknowledged(&mut PgRecovery(&mut tx), device, check)?;
         tx.commit()?;
         Ok(plan)
     }
@@ -837,6 +868,10 @@ impl AdminStore for PgStore {
         }
         gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
         Ok(gaps)
+    }
+
+    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
+        Ok(self.conn()?.execute(sql::RESET_CONTIGUOUS, &[&store_id])?)
     }
 
     fn attention_entries(

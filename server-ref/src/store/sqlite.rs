@@ -25,7 +25,7 @@ use rusqlite::{
 use rusqlite_migration::{Migrations, M};
 
 use super::sqlite_sql as sql;
-use super::tills::{device_gaps, plan_recovery, Acknowledged, GapKind, MAX_CHECK_SEQS};
+use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
 use super::{
     new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
     ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
@@ -399,6 +399,78 @@ fn replace_outbox_if_new(
     Ok(())
 }
 
+/// The acknowledged-sales check's statements in one SQLite transaction.
+struct LiteRecovery<'t, 'c>(&'t Transaction<'c>);
+
+impl RecoverySteps for LiteRecovery<'_, '_> {
+    type Error = rusqlite::Error;
+
+    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, Self::Error> {
+        self.0
+            .prepare_cached(sql::SELECT_RECOVERY_STATE)?
+            .query_row(params![device.store_id, device.device_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+            })
+            .optional()
+    }
+
+    fn settled_seqs(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        replaced: bool,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>, Self::Error> {
+        settled_seqs(
+            self.0,
+            &device.store_id,
+            &device.device_id,
+            after,
+            Some(outbox_id),
+            replaced,
+            upto,
+            limit,
+        )
+    }
+
+    fn insert_pruned_run(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![
+            device.store_id,
+            device.device_id,
+            outbox_id,
+            from,
+            to,
+            "pruned"
+        ])?;
+        Ok(())
+    }
+
+    fn upsert_contiguous(
+        &mut self,
+        device: &Device,
+        outbox_id: &str,
+        contiguous: i64,
+        now_ms: i64,
+    ) -> Result<(), Self::Error> {
+        self.0.prepare_cached(sql::UPSERT_CONTIGUOUS)?.execute(params![
+            device.store_id,
+            device.device_id,
+            contiguous,
+            outbox_id,
+            now_ms
+        ])?;
+        Ok(())
+    }
+}
+
 fn user_version(conn: &Connection) -> Result<usize, StoreError> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     Ok(usize::try_from(v).unwrap_or(0))
@@ -568,57 +640,9 @@ impl PushStore for SqliteStore {
     }
 
     fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
-        let (store, dev) = (&device.store_id, &device.device_id);
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let state: Option<(Option<String>, i64, bool)> = tx
-            .prepare_cached(sql::SELECT_RECOVERY_STATE)?
-            .query_row(params![store, dev], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
-            .optional()?;
-        let (contiguous, replaced) = match &state {
-            None => (0, false),
-            Some((stored, _, _)) if stored.as_deref().is_some_and(|id| id != check.outbox_id) => {
-                return Ok(RecoveryPlan::default());
-            }
-            Some((_, contiguous, replaced)) => (*contiguous, *replaced),
-        };
-        if check.acked_seq <= contiguous {
-            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
-        }
-        let seqs = settled_seqs(
-            &tx,
-            store,
-            dev,
-            contiguous,
-            Some(check.outbox_id),
-            replaced,
-            check.acked_seq,
-            MAX_CHECK_SEQS,
-        )?;
-        let scanned_to = match seqs.last() {
-            Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
-            _ => check.acked_seq,
-        };
-        let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
-        for (from, to) in &plan.lost {
-            tx.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![
-                store,
-                dev,
-                check.outbox_id,
-                from,
-                to,
-                "pruned"
-            ])?;
-        }
-        if plan.contiguous > contiguous || state.is_none() {
-            tx.prepare_cached(sql::UPSERT_CONTIGUOUS)?.execute(params![
-                store,
-                dev,
-                plan.contiguous,
-                check.outbox_id,
-                check.now_ms
-            ])?;
-        }
+        let plan = tills::check_acknowledged(&mut LiteRecovery(&tx), device, check)?;
         tx.commit()?;
         Ok(plan)
     }
@@ -825,6 +849,12 @@ impl AdminStore for SqliteStore {
         }
         gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
         Ok(gaps)
+    }
+
+    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.pool.get()?;
+        let devices = conn.prepare_cached(sql::RESET_CONTIGUOUS)?.execute([store_id])?;
+        Ok(devices as u64)
     }
 
     fn attention_entries(

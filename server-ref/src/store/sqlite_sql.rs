@@ -216,6 +216,11 @@ pub const SELECT_OUTBOX_STATE: &str = "SELECT outbox_id, \
 pub const INSERT_LOST_RUN: &str = "INSERT INTO pos_device_lost_runs (store_id, device_id, outbox_id, \
      from_seq, to_seq, cause) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
 
+/// Forgets the checked settled run of every device of a store (`?1`, NULL: all): checked again from
+/// each device's first number.
+pub const RESET_CONTIGUOUS: &str = "UPDATE pos_device_status SET seq_contiguous = NULL \
+     WHERE ?1 IS NULL OR store_id = ?1";
+
 /// Where a device's (`?1`, `?2`) acknowledged-sales check starts: its outbox identity, the end of its
 /// contiguous settled run, and whether its outbox was replaced before.
 pub const SELECT_RECOVERY_STATE: &str = "SELECT outbox_id, \

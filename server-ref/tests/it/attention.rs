@@ -166,3 +166,83 @@ fn attention_functions_write_text_and_csv() {
     let n = attention::export_csv(&*f.server.store, "store-9", None, &mut csv_out).expect("export");
     assert_eq!((n, String::from_utf8(csv_out).expect("utf-8")), (0, format!("{}\n", CSV_HEADER.join(","))));
 }
+
+/// The console's "Export CSV" as the logged-in manager: its rows, header first.
+fn console_csv(server: &TestServer, query: &str) -> Vec<Vec<String>> {
+    use possync_server::console::session::{hash_secret, new_secret};
+    let secret = new_secret();
+    assert!(server.store.create_admin("manager", &hash_secret(&secret).expect("hash")).expect("admin"));
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let cookie = |resp: &ureq::http::Response<ureq::Body>, name: &str| -> String {
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).and_then(|v| v.split(';').next()))
+            .expect("cookie")
+            .to_owned()
+    };
+    let form = agent.get(format!("{}/console/login", server.base)).call().expect("login form");
+    let csrf = cookie(&form, "possync_login_csrf");
+    let login = agent
+        .post(format!("{}/console/login", server.base))
+        .header("Cookie", &format!("possync_login_csrf={csrf}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .send(format!("name=manager&secret={secret}&csrf={csrf}"))
+        .expect("login");
+    assert_eq!(login.status(), 303);
+    let session = cookie(&login, "possync_console");
+    let mut csv = agent
+        .get(format!("{}/console/attention.csv?{query}", server.base))
+        .header("Cookie", &format!("possync_console={session}"))
+        .call()
+        .expect("CSV");
+    assert_eq!(csv.status(), 200);
+    let text = csv.body_mut().read_to_string().expect("body");
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("valid CSV").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn attention_export_and_the_consoles_csv_are_one_format() {
+    let f = fixture();
+    let entries = f.server.store.attention_entries(Some("store-1"), true, 100).expect("entries");
+    let conflict = entries.iter().find(|e| e.record.client_tx_id == f.conflicted).expect("the conflict");
+    assert!(f
+        .server
+        .store
+        .settle_attention(&f.conflicted, conflict.record.audit_id, "manager", "checked with the till")
+        .expect("settle"));
+
+    let (ok, out, err) = run_cli(&db_url(&f.server.db), &["attention", "export", "--store", "store-1"]);
+    assert!(ok, "{err}");
+    let cli: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(out.as_bytes())
+        .records()
+        .map(|r| r.expect("valid CSV").iter().map(str::to_owned).collect())
+        .collect();
+    let console = console_csv(&f.server, "store=store-1");
+    assert_eq!(cli[0], CSV_HEADER.to_vec(), "attention export's header");
+    assert_eq!(console[0], CSV_HEADER.to_vec(), "the console's header");
+    let col = |name: &str| CSV_HEADER.iter().position(|h| *h == name).expect("column");
+    let row_of = |rows: &[Vec<String>]| {
+        rows.iter().find(|r| r[col("client_tx_id")] == f.conflicted).expect("the conflict's row").clone()
+    };
+    let (from_cli, from_console) = (row_of(&cli), row_of(&console));
+    assert_eq!(from_cli, from_console, "one row, whichever exports it");
+    assert_eq!(
+        (from_cli[col("settled_by")].as_str(), from_cli[col("settled_note")].as_str()),
+        ("manager", "checked with the till")
+    );
+    let (time, settled_at) = (&from_cli[col("time")], &from_cli[col("settled_at")]);
+    for t in [time, settled_at] {
+        assert!(t.len() == 24 && t.as_bytes()[10] == b'T' && t.ends_with('Z'), "RFC 3339 with ms: {t}");
+    }
+    assert!(settled_at >= time, "{settled_at} >= {time}");
+}

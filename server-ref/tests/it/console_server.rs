@@ -127,7 +127,7 @@ fn sales_past_the_last_received_are_reported_as_still_on_the_till() {
     );
 }
 
-fn get(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<String>) {
+pub(crate) fn get(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<String>) {
     let agent: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
     let mut req = agent.get(format!("{}{path}", s.base));
@@ -223,7 +223,7 @@ fn the_console_is_off_without_an_admin_and_closed_without_login_or_csrf() {
 }
 
 /// Creates an admin and logs in; the session cookie and the session's CSRF token (from the page).
-fn login(s: &TestServer) -> (String, String) {
+pub(crate) fn login(s: &TestServer) -> (String, String) {
     let secret = new_secret();
     assert!(s.store.create_admin("manager", &hash_secret(&secret).expect("hash")).expect("admin"));
     let (_, _, cookies) = get(s, "/console/login", &[]);

@@ -22,7 +22,9 @@ fn help_options() -> BTreeMap<String, Opt> {
             let between = |start: &str, end: &str| {
                 text.split_once(start).and_then(|(_, rest)| rest.split_once(end)).map(|(v, _)| v.to_owned())
             };
-            options.insert(name, Opt { env: between("[env: ", "="), default: between("[default: ", "]") });
+            // `[env: NAME=value]`, or `[env: NAME]` for a value hidden from the help (a secret).
+            let env = between("[env: ", "]").map(|e| e.split('=').next().unwrap_or_default().to_owned());
+            options.insert(name, Opt { env, default: between("[default: ", "]") });
         }
     };
     for line in help.lines() {
@@ -99,4 +101,86 @@ fn deploy_doc_config_reference_matches_the_binary() {
             }
         }
     }
+}
+
+/// The settings of `server.toml.example`: each `# key = value` line (all commented out), with the
+/// comment block above it.
+fn example_settings() -> Vec<(String, toml::Value, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/server.toml.example");
+    let text = std::fs::read_to_string(path).expect("server.toml.example");
+    let live: toml::Table = text.parse().expect("the example is TOML");
+    assert!(live.is_empty(), "the example sets nothing, it shows the defaults commented out: {live:?}");
+    let mut settings = Vec::new();
+    let mut block = String::new();
+    for line in text.lines() {
+        let Some(comment) = line.strip_prefix('#') else {
+            block.clear();
+            continue;
+        };
+        let comment = comment.trim();
+        let is_setting = comment
+            .split_once(" = ")
+            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        if !is_setting {
+            block.push_str(comment);
+            block.push(' ');
+            continue;
+        }
+        let table: toml::Table =
+            comment.parse().unwrap_or_else(|e| panic!("`{comment}` is a TOML setting: {e}"));
+        let (key, value) = table.into_iter().next().expect("one key");
+        possync_server::config::FileConfig::parse(comment, std::path::Path::new("example.toml"))
+            .unwrap_or_else(|e| panic!("`{comment}`: {e}"));
+        settings.push((key, value, block.clone()));
+    }
+    settings
+}
+
+#[test]
+fn server_toml_example_shows_every_setting_with_the_binarys_default() {
+    let url = "postgres://possync@127.0.0.1:5432/possync";
+    let (ok, out, err) = possync_test_support::run(
+        possync_test_support::cli()
+            .args(["serve", "--print-config", "--database-url", url])
+            .env_remove("POSSYNC_LOG"),
+    );
+    assert!(ok, "{err}");
+    let mut defaults: toml::Table = out.parse().expect("--print-config prints TOML");
+    defaults.remove("database_url");
+    let example = example_settings();
+    for (key, value, block) in &example {
+        match defaults.get(key) {
+            Some(default) => assert_eq!(value, default, "`# {key} = {value}` is not the binary's default"),
+            None => assert!(
+                block.to_lowercase().contains("no default"),
+                "`{key}` has no default in the binary; its comment must say so: {block}"
+            ),
+        }
+    }
+    let shown: Vec<&String> = example.iter().map(|(k, _, _)| k).collect();
+    for key in defaults.keys() {
+        assert!(shown.contains(&key), "the example does not show `{key}`");
+    }
+}
+
+#[test]
+fn the_systemd_unit_lets_the_sqlite_store_write_where_deploy_md_puts_it() {
+    let read = |p: &str| std::fs::read_to_string(format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))).expect(p);
+    let lines = |text: &str| -> Vec<String> { text.lines().map(|l| l.trim().to_owned()).collect() };
+    let unit = lines(&read("deploy/possync-server.service"));
+    let has = |lines: &[String], line: &str| lines.iter().any(|l| l == line);
+    assert!(has(&unit, "ProtectSystem=strict"), "the unit's file system is read-only");
+    assert!(has(&unit, "StateDirectory=possync"), "so /var/lib/possync must be its state directory");
+    assert!(has(&unit, "EnvironmentFile=-/etc/possync/server.env"), "no server.env on SQLite");
+    let drop_in = lines(&read("deploy/possync-server-sqlite.conf"));
+    for line in ["[Service]", "DynamicUser=no", "User=possync", "Group=possync"] {
+        assert!(has(&drop_in, line), "the SQLite drop-in has `{line}`");
+    }
+    let deploy = read("../docs/deploy.md");
+    let section = deploy.split("## 15. A one-till shop on SQLite").nth(1).expect("section 15");
+    assert!(
+        section.contains(r#"echo 'sqlite = "/var/lib/possync/shop.db"'"#),
+        "the file in the state directory"
+    );
+    assert!(section.contains("possync-server-sqlite.conf"), "section 15 installs the drop-in");
 }

@@ -4,8 +4,10 @@
 
 mod attention;
 mod bad_input;
+mod cli_messages;
 mod config_file;
 mod conformance;
+mod console_login;
 mod console_server;
 mod deploy_doc;
 mod doc_examples;
@@ -13,6 +15,7 @@ mod fuzz_push;
 mod hostile;
 mod openapi_doc;
 mod operations;
+mod protocol_curl;
 mod push_idempotency;
 mod recovery;
 mod retention;

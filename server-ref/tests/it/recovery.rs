@@ -40,7 +40,8 @@ fn numbered(
 
 fn report_only(device: &str, acked: i64, kept: i64, last: i64) -> Value {
     json!({"device_id": device, "transactions": [],
-           "report": {"outbox_id": OUTBOX, "acked_seq": acked, "kept_seq": kept, "last_seq": last}})
+           "report": {"outbox_id": OUTBOX, "acked_seq": acked, "kept_seq": kept, "last_seq": last,
+                      "oldest_kept_age_ms": 86_400_000}})
 }
 
 fn metric(s: &TestServer, name: &str, device: &str) -> Option<f64> {
@@ -98,6 +99,14 @@ fn acknowledged_sales_the_server_lost_are_asked_for_counted_missing_and_land_onc
         "{out}"
     );
     assert!(err.contains("3 sale(s)") && err.contains("3 of them being re-sent"), "{err}");
+    let (cookie, _) = crate::console_server::login(&s);
+    let (_, page, _) = crate::console_server::get(&s, "/console", &[("Cookie", &cookie)]);
+    assert!(
+        page.contains(r#"<div class="resending">sales 4–6 acknowledged to till-1 and not on the server; being re-sent</div>"#),
+        "{page}"
+    );
+    assert!(page.contains("back to ") && page.contains("(from sale 1)"), "the recovery window: {page}");
+    assert!(!page.contains("nothing needs you"), "never all clear while sales are missing");
     assert_eq!(metric_settles(&s, "possync_device_resending_sales", "till-1", 3.0), Some(3.0));
     assert_eq!(metric_settles(&s, "possync_device_missing_sales", "till-1", 3.0), Some(3.0));
     // The till sends them again under their own ids and hashes: they land once.
@@ -239,4 +248,27 @@ fn hostile_reports_are_bounded_and_touch_only_the_tills_own_outbox() {
     s.flush_activity();
     let status_after: i64 = c.query_one("SELECT count(*) FROM pos_device_status", &[]).expect("n").get(0);
     assert_eq!(status_after, status_before + 1, "one status row for till-9, none for anyone else");
+}
+
+#[test]
+fn after_a_mistaken_delete_gaps_recheck_finds_the_hole_and_the_till_is_asked_again() {
+    let s = TestServer::start();
+    let (body, ids) = numbered("till-1", "store-1", 1..=10, 0, 1);
+    assert_eq!(s.push(&body).status_of(9), "OK");
+    assert!(s.push(&report_only("till-1", 10, 1, 10)).body.get("resend").is_none());
+    s.flush_activity();
+    // Sale 5 is deleted by mistake, below the run already checked: the next check does not see it.
+    let mut c = s.db.client();
+    for table in
+        ["pos_transaction_items", "pos_transaction_payments", "pos_transaction_audit", "pos_transactions"]
+    {
+        c.execute(&format!("DELETE FROM {table} WHERE client_tx_id = $1"), &[&ids[4]]).expect("delete");
+    }
+    assert!(s.push(&report_only("till-1", 10, 1, 10)).body.get("resend").is_none());
+    let (ok, out, err) = run(cli().args(["gaps", "--recheck", "--database-url", &db_url(&s.db)]));
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("checking the numbers of 1 till(s) again"), "{err}");
+    assert!(out.contains("sale 5 acknowledged to till-1 and not on the server; being re-sent"), "{out}");
+    let r = s.push(&report_only("till-1", 10, 1, 10));
+    assert_eq!(r.body["resend"]["ranges"], json!([[5, 5]]), "{:?}", r.body);
 }

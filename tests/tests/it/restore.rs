@@ -300,6 +300,14 @@ pub(crate) fn pg_restore(admin: &postgres::Config, name: &str, url: &str, file: 
     c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop");
     c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create");
     run_tool(std::process::Command::new(pg_tool("pg_restore")).args(["--no-owner", "-d", url]).arg(file));
+    // As deploy.md says: the planner needs the restored tables' statistics.
+    admin
+        .clone()
+        .dbname(name)
+        .connect(postgres::NoTls)
+        .expect("restored db")
+        .batch_execute("ANALYZE")
+        .expect("analyze");
 }
 
 #[test]

@@ -53,27 +53,41 @@ impl Drop for BenchDb {
     }
 }
 
-/// A benchmark database with the schema, a device token, and the server in its own process.
+/// A benchmark database with the schema, device tokens, and the server in its own process.
 pub struct Served {
     /// The server process.
     pub server: ServerProcess,
     /// The device token of device `bench` of `store-1`.
     pub token: String,
+    /// One device per pusher (a device has one push in flight at most, as a till): `(device_id,
+    /// token)`, the first one `bench`.
+    pub pushers: Vec<(String, String)>,
 }
 
-/// Migrates `db`, registers device `bench` and starts the server (`exe child-server`) with one worker
-/// per pusher up to the server's default, and two pooled connections more than workers.
+/// Most pusher devices registered by [`serve`].
+const MAX_PUSHERS: usize = 64;
+
+/// Migrates `db`, registers device `bench` (and `bench-1`, `bench-2`, ... up to one per pusher) and
+/// starts the server (`exe child-server`) with one worker per pusher up to the server's default, and
+/// two pooled connections more than workers.
 pub fn serve(exe: &Path, db: &BenchDb, concurrency: usize) -> Served {
     let store = PgStore::connect(db.config.clone(), &PgOptions { pool_size: 2, ..PgOptions::default() })
         .expect("store");
     store.migrate().expect("migrate");
-    let token = generate_token();
-    let device = Device { store_id: "store-1".into(), device_id: "bench".into() };
-    store.create_token(&device, &token_sha256(&token), None).expect("token");
+    let pushers: Vec<(String, String)> = (0..concurrency.clamp(1, MAX_PUSHERS))
+        .map(|i| {
+            let device_id = if i == 0 { "bench".to_owned() } else { format!("bench-{i}") };
+            let token = generate_token();
+            let device = Device { store_id: "store-1".into(), device_id: device_id.clone() };
+            store.create_token(&device, &token_sha256(&token), None).expect("token");
+            (device_id, token)
+        })
+        .collect();
+    let token = pushers[0].1.clone();
     // Up to the server's default worker count (four per core, 4 to 16): the server as a shop runs it. More workers than
     // cores only add context switches; requests beyond them wait in the accept queue.
     let workers = concurrency.clamp(2, HttpConfig::default().workers);
-    Served { server: ServerProcess::start(exe, &db.url, workers, workers as u32 + 2), token }
+    Served { server: ServerProcess::start(exe, &db.url, workers, workers as u32 + 2), token, pushers }
 }
 
 /// One sale of a push request, serialized once: everything after its `client_tx_id`.
@@ -89,9 +103,11 @@ fn envelope_tail(seed: i64) -> String {
 
 /// A push request body of `ids.len()` copies of one sale, each under its own id. The load generator
 /// builds bodies from a pre-serialized sale so that its own CPU use stays small next to the server's.
-fn push_body(tail: &str, ids: &[String]) -> Vec<u8> {
+fn push_body(device_id: &str, tail: &str, ids: &[String]) -> Vec<u8> {
     let mut body = String::with_capacity(32 + ids.len() * (tail.len() + 64));
-    body.push_str(r#"{"device_id":"bench","transactions":["#);
+    body.push_str(r#"{"device_id":""#);
+    body.push_str(device_id);
+    body.push_str(r#"","transactions":["#);
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             body.push(',');
@@ -113,12 +129,12 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sends one push; returns the statuses of its results (empty for a failed request), and the
-/// server's `Retry-After` when it shed the push (503).
-fn push(agent: &ureq::Agent, served: &Served, body: &[u8]) -> (Vec<PushStatus>, Option<u64>) {
+/// Sends one push with `token`; returns the statuses of its results (empty for a failed request),
+/// and the server's `Retry-After` when it shed the push (503).
+fn push(agent: &ureq::Agent, served: &Served, token: &str, body: &[u8]) -> (Vec<PushStatus>, Option<u64>) {
     let response = agent
         .post(format!("{}/sync/push", served.server.base))
-        .header("Authorization", format!("Bearer {}", served.token))
+        .header("Authorization", format!("Bearer {token}"))
         .header("Content-Type", "application/json")
         .send(body);
     let Ok(mut response) = response else { return (Vec::new(), None) };
@@ -148,6 +164,7 @@ pub fn push_rate(served: &Served, concurrency: usize, batch: usize, seconds: u64
             let (stop, stored, tail) = (&stop, &stored, &tail);
             s.spawn(move || {
                 let agent = agent();
+                let (device, token) = &served.pushers[t % served.pushers.len()];
                 let run = uuid::Uuid::now_v7().simple().to_string();
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -157,7 +174,7 @@ pub fn push_rate(served: &Served, concurrency: usize, batch: usize, seconds: u64
                             format!("b-{run}-{t}-{n}")
                         })
                         .collect();
-                    let (statuses, retry_after) = push(&agent, served, &push_body(tail, &ids));
+                    let (statuses, retry_after) = push(&agent, served, token, &push_body(device, tail, &ids));
                     let ok = statuses.into_iter().filter(|s| *s == PushStatus::Ok).count();
                     stored.fetch_add(ok as u64, Ordering::Relaxed);
                     // Shed: come back when the server says, as a till does (not in a tight loop
@@ -306,9 +323,9 @@ pub fn duplicate_storm(exe: &Path, admin_url: &str, pushers: usize, rounds: usiz
         let agent = agent();
         let mut v: Vec<f64> = (0..rounds)
             .map(|round| {
-                let body = push_body(&tail, &[format!("alone-{round}")]);
+                let body = push_body("bench", &tail, &[format!("alone-{round}")]);
                 let t = Instant::now();
-                let (statuses, _) = push(&agent, &served, &body);
+                let (statuses, _) = push(&agent, &served, &served.token, &body);
                 assert_eq!(statuses, [PushStatus::Ok], "uncontended push {round}");
                 t.elapsed().as_secs_f64() * 1000.0
             })
@@ -318,17 +335,19 @@ pub fn duplicate_storm(exe: &Path, admin_url: &str, pushers: usize, rounds: usiz
     };
     let mut storm = Vec::new();
     for round in 0..rounds {
-        let body = push_body(&tail, &[format!("storm-{round}")]);
         let barrier = Barrier::new(pushers);
         let results: Vec<(f64, Vec<PushStatus>)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..pushers)
-                .map(|_| {
-                    let (served, body, barrier) = (&served, &body, &barrier);
+                .map(|p| {
+                    // The same sale from `pushers` tills of the store at once.
+                    let (device, token) = &served.pushers[p % served.pushers.len()];
+                    let body = push_body(device, &tail, &[format!("storm-{round}")]);
+                    let (served, barrier) = (&served, &barrier);
                     s.spawn(move || {
                         let agent = agent();
                         barrier.wait();
                         let t = Instant::now();
-                        let (statuses, _) = push(&agent, served, body);
+                        let (statuses, _) = push(&agent, served, token, &body);
                         (t.elapsed().as_secs_f64() * 1000.0, statuses)
                     })
                 })

@@ -309,9 +309,13 @@ impl<'a> Drainer<'a> {
                 }
                 if let Some(error) = &error {
                     report.last_error = Some(error.to_string());
-                    if judged.stop.is_none() {
-                        log_going_on(&correlation_id, error, &judged.link);
-                    }
+                    log_request_failed(
+                        &correlation_id,
+                        error,
+                        &judged.link,
+                        judged.stop.as_ref(),
+                        sendable.len(),
+                    );
                 }
                 report.stop = judged.stop;
                 link = judged.link;
@@ -320,9 +324,10 @@ impl<'a> Drainer<'a> {
 
             let mut to_write = Vec::with_capacity(settled.len());
             let mut written_for = Vec::with_capacity(settled.len());
+            let mut batch = BatchTally::default();
             for (c, outcome) in settled {
                 if lost.contains(&c.lease.seq) {
-                    report.lease_lost += 1;
+                    batch.note_lost();
                     log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, &outcome);
                     continue;
                 }
@@ -332,16 +337,19 @@ impl<'a> Drainer<'a> {
             let written = self.outbox.finalize_all(&to_write)?;
             for (((_, outcome), finalized), c) in to_write.iter().zip(written).zip(written_for) {
                 if finalized == Finalized::LeaseLost {
-                    report.lease_lost += 1;
+                    batch.note_lost();
                     log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, outcome);
                     continue;
                 }
+                batch.note(outcome);
                 log_send(SendRecord::Attempt, &correlation_id, reasons, c, latency_ms, outcome);
                 report.tally(outcome);
                 if !matches!(outcome, Outcome::Retry { .. }) {
                     backlog_cache.settled(1);
                 }
             }
+            report.lease_lost += batch.lease_lost;
+            batch.log(&correlation_id);
             let queued = recovery.requeue(self.outbox, resend.as_ref(), &correlation_id)?;
             if queued > 0 {
                 report.resent += queued;
@@ -584,15 +592,62 @@ impl Heartbeat {
     }
 }
 
-/// Logs that a request failed and the run goes on (fewer than K failures in a row, or a 413).
-fn log_going_on(correlation_id: &str, error: &TransportError, link: &LinkState) {
+/// The one WARN of a request that failed as a whole (its sales' own records are DEBUG): the run goes
+/// on (fewer than K failures in a row, or a 413 that halves the batch) or stops with `stop`.
+fn log_request_failed(
+    correlation_id: &str,
+    error: &TransportError,
+    link: &LinkState,
+    stop: Option<&DrainStop>,
+    sales: usize,
+) {
     if matches!(error, TransportError::TooLarge { .. }) {
-        log::warn!(correlation_id = correlation_id, batch_size = link.batch_size, code = error.code();
-            "request too large; halving the batch");
-    } else {
-        log::warn!(correlation_id = correlation_id, error:% = error,
+        log::warn!(correlation_id = correlation_id, batch_size = link.batch_size, code = error.code(),
+            sales = sales; "request too large; halving the batch");
+    } else if stop.is_none() {
+        log::warn!(correlation_id = correlation_id, error:% = error, code = error.code(), sales = sales,
             failures_in_a_row = link.failures_in_a_row, batch_size = link.batch_size;
             "request failed; the run goes on");
+    } else {
+        log::warn!(correlation_id = correlation_id, error:% = error, code = error.code(), sales = sales,
+            retry_after_ms = error.retry_after_ms().unwrap_or(0), stop = stop_label(stop);
+            "request failed; the run stops");
+    }
+}
+
+/// What the sales of one request came to, for the request's own log lines: the per-sale records of
+/// a `RETRY` or a lost lease are DEBUG, and the request logs one WARN for each kind instead.
+#[derive(Debug, Default)]
+struct BatchTally {
+    /// Sales the server answered `RETRY` (in a 200 answer), and the first one's code.
+    retried: u64,
+    retry_code: Option<String>,
+    /// Sales whose answer was dropped because their lease was lost meanwhile.
+    lease_lost: u64,
+}
+
+impl BatchTally {
+    fn note(&mut self, outcome: &Outcome) {
+        if let Outcome::Retry { from_server: true, code, .. } = outcome {
+            self.retried += 1;
+            self.retry_code.get_or_insert_with(|| code.clone());
+        }
+    }
+
+    fn note_lost(&mut self) {
+        self.lease_lost += 1;
+    }
+
+    fn log(&self, correlation_id: &str) {
+        if self.retried > 0 {
+            log::warn!(correlation_id = correlation_id, sales = self.retried,
+                code = self.retry_code.as_deref().unwrap_or("");
+                "sales answered RETRY by the server; sent again later");
+        }
+        if self.lease_lost > 0 {
+            log::warn!(correlation_id = correlation_id, sales = self.lease_lost;
+                "leases lost during send; their answers dropped");
+        }
     }
 }
 
@@ -669,6 +724,11 @@ enum SendRecord {
 /// One structured log record per send attempt of a sale, with the seven fields of every attempt
 /// (`result` is what the answer said, also when it was dropped because another sender took the lease
 /// over meanwhile). Never the payload, never the device token.
+///
+/// Its level: INFO for a sale sent (`OK`, `DUPLICATE`), WARN for a sale that needs a person
+/// (`CONFLICT`, `INVALID`: once per sale, it is final), DEBUG for the rest (`RETRY`, `TRANSPORT`,
+/// an answer dropped with a lost lease), which an app may leave off in production: the request they
+/// were in logs one WARN for them ([`log_request_failed`], [`BatchTally`]), not one per sale.
 fn log_send(
     record: SendRecord,
     correlation_id: &str,
@@ -679,8 +739,11 @@ fn log_send(
 ) {
     let (level, message) = match (record, outcome) {
         (SendRecord::Attempt, Outcome::Sent { .. }) => (log::Level::Info, "send attempt"),
-        (SendRecord::Attempt, _) => (log::Level::Warn, "send attempt"),
-        (SendRecord::LeaseLost, _) => (log::Level::Warn, "lease lost during send; result dropped"),
+        (SendRecord::Attempt, Outcome::Conflict { .. } | Outcome::Invalid { .. }) => {
+            (log::Level::Warn, "send attempt")
+        }
+        (SendRecord::Attempt, Outcome::Retry { .. }) => (log::Level::Debug, "send attempt"),
+        (SendRecord::LeaseLost, _) => (log::Level::Debug, "lease lost during send; result dropped"),
     };
     log::log!(target: "possync::send", level,
         correlation_id = correlation_id,

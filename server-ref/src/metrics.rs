@@ -23,11 +23,14 @@ pub struct Metrics {
     pub connections_max: IntGauge,
     /// `possync_http_limit_hits_total{limit}`: requests or connections stopped by a limit of the front
     /// (`header_timeout`, `header_too_large`, `body_timeout`, `body_too_large`, `idle_or_write_timeout`,
-    /// `max_connections`, `inflight_pushes`, `ambiguous_framing`, `malformed_request`, `accept_error`,
-    /// `request_deadline`, `connection_error`).
+    /// `max_connections`, `inflight_pushes`, `push_in_flight`, `body_bytes`, `ambiguous_framing`,
+    /// `malformed_request`, `accept_error`, `request_deadline`, `connection_error`).
     pub limit_hits: IntCounterVec,
     /// `possync_push_in_flight`: push requests doing database work now.
     pub pushes_in_flight: IntGauge,
+    /// `possync_http_body_bytes_reading`: bytes of the body byte budget held by bodies being read,
+    /// set when `/metrics` is rendered.
+    pub body_bytes_reading: IntGauge,
     /// `possync_token_cache_hits_total`: requests whose token was accepted without a database lookup.
     pub token_cache_hits: prometheus::IntCounter,
     pool_connections: IntGauge,
@@ -76,6 +79,11 @@ impl Metrics {
         .expect("static metric definition");
         let pushes_in_flight =
             IntGauge::new("possync_push_in_flight", "Push requests doing database work now").expect("static");
+        let body_bytes_reading = IntGauge::new(
+            "possync_http_body_bytes_reading",
+            "Bytes of the body byte budget held by push bodies being read",
+        )
+        .expect("static");
         let token_cache_hits = prometheus::IntCounter::new(
             "possync_token_cache_hits_total",
             "Requests whose device token was accepted without a database lookup",
@@ -96,6 +104,7 @@ impl Metrics {
             Box::new(connections_max.clone()),
             Box::new(limit_hits.clone()),
             Box::new(pushes_in_flight.clone()),
+            Box::new(body_bytes_reading.clone()),
             Box::new(token_cache_hits.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
@@ -113,6 +122,7 @@ impl Metrics {
             connections_max,
             limit_hits,
             pushes_in_flight,
+            body_bytes_reading,
             token_cache_hits,
             pool_connections,
             pool_idle,

@@ -545,9 +545,24 @@ impl LaneOutcome {
     }
 }
 
-/// Audits the request's sales refused before storage, in one transaction.
+/// The audit code of the one row that stands for a request's entries without a usable
+/// `client_tx_id` (see [`audit_refused`]).
+pub const UNIDENTIFIED_ENTRIES: &str = "unidentified_entries";
+
+/// Whether a refused entry names a sale a person can act on: a non-empty `client_tx_id` string (even
+/// one the protocol refuses, e.g. too long: it is what the till sent). Entries that are not objects,
+/// or carry no id, or an id that is no string, name nothing.
+fn identifiable(r: &Refused) -> bool {
+    !r.client_tx_id.is_empty()
+}
+
+/// Audits the request's sales refused before storage, in one transaction: one row per refused
+/// entry that names a sale, and at most one row for all the entries that name none (how many,
+/// which codes; the first one's payload if it had one), so that a request's audit rows are bounded
+/// by the sales it names, not by the entries it holds (500 bare numbers are one row, not 500).
 fn audit_refused<S: PushStore + ?Sized>(store: &S, ctx: &PushContext<'_>, refused: &[Refused]) {
-    let texts: Vec<_> = refused
+    let (named, unnamed): (Vec<&Refused>, Vec<&Refused>) = refused.iter().partition(|r| identifiable(r));
+    let texts: Vec<_> = named
         .iter()
         .map(|r| {
             (
@@ -557,7 +572,7 @@ fn audit_refused<S: PushStore + ?Sized>(store: &S, ctx: &PushContext<'_>, refuse
             )
         })
         .collect();
-    let rejections: Vec<Rejection<'_>> = refused
+    let mut rejections: Vec<Rejection<'_>> = named
         .iter()
         .zip(&texts)
         .map(|(r, (id, sha, message))| Rejection {
@@ -571,10 +586,45 @@ fn audit_refused<S: PushStore + ?Sized>(store: &S, ctx: &PushContext<'_>, refuse
             attempted_payload: r.attempted_payload.as_deref(),
         })
         .collect();
+    let summary = unidentified_summary(&unnamed);
+    if let Some(message) = &summary {
+        log::warn!(correlation_id = ctx.correlation_id, device_id = ctx.device.device_id.as_str(),
+            entries = unnamed.len(), summary = message.as_str();
+            "transaction entries without a client_tx_id refused");
+        rejections.push(Rejection {
+            client_tx_id: "",
+            attempt: None,
+            payload_hash_version: None,
+            payload_sha256: None,
+            code: UNIDENTIFIED_ENTRIES,
+            message,
+            outbox_seq: None,
+            attempted_payload: unnamed.iter().find_map(|r| r.attempted_payload.as_deref()),
+        });
+    }
     if let Err(e) = store.audit_rejections(ctx, &rejections) {
         log::error!(correlation_id = ctx.correlation_id, refused = refused.len(), error:% = e;
             "audit of refused sales failed");
     }
+}
+
+/// The message of the one audit row of a request's entries without a usable `client_tx_id`: how
+/// many, and how many of each code (`None` when there are none).
+fn unidentified_summary(unnamed: &[&Refused]) -> Option<String> {
+    if unnamed.is_empty() {
+        return None;
+    }
+    let mut codes = std::collections::BTreeMap::<&str, usize>::new();
+    for r in unnamed {
+        *codes.entry(r.code).or_default() += 1;
+    }
+    let codes: Vec<String> = codes.iter().map(|(code, n)| format!("{code} × {n}")).collect();
+    let first = without_nul(&unnamed[0].message);
+    Some(capped(format!(
+        "{} transaction entries without a client_tx_id answered INVALID ({}); the first: {first}",
+        unnamed.len(),
+        codes.join(", ")
+    )))
 }
 
 /// The answer for a sale from what storing it came to: the status, code and message the outcome
@@ -642,6 +692,8 @@ fn settle<S: PushStore + ?Sized>(
     metrics.sale_seconds.observe(elapsed.as_secs_f64());
     let level = match result.status {
         PushStatus::Ok | PushStatus::Duplicate => log::Level::Info,
+        // An entry that names no sale: its request's one audit row logs them all, once.
+        PushStatus::Invalid if result.client_tx_id.is_empty() => log::Level::Debug,
         PushStatus::Retry | PushStatus::Conflict | PushStatus::Invalid => log::Level::Warn,
     };
     log::log!(level,
@@ -779,6 +831,30 @@ mod tests {
         let (lanes, _) = CheckedPush { sales, news }.into_lanes(4);
         let sizes: Vec<usize> = lanes.iter().map(|l| l.sales.len()).collect();
         assert_eq!(sizes, vec![13, 13, 12, 12], "50 sales dealt over 4 lanes");
+    }
+
+    #[test]
+    fn entries_without_an_id_are_summed_up_in_one_message() {
+        let bare: Vec<Refused> = (0..500)
+            .map(|n| {
+                let value = serde_json::json!(n);
+                check(value, None, &Limits::default()).err().expect("a bare number is refused")
+            })
+            .collect();
+        assert!(bare.iter().all(|r| !identifiable(r) && r.code == "malformed_transaction"));
+        let mut odd = refused("");
+        odd.code = "bad_client_tx_id";
+        let unnamed: Vec<&Refused> = bare.iter().chain([&odd]).collect();
+        let summary = unidentified_summary(&unnamed).expect("a summary");
+        assert!(
+            summary.starts_with(
+                "501 transaction entries without a client_tx_id answered INVALID \
+                 (bad_client_tx_id × 1, malformed_transaction × 500); the first: transaction entry is not valid"
+            ),
+            "{summary}"
+        );
+        assert_eq!(unidentified_summary(&[]), None);
+        assert!(identifiable(&refused("a\u{0}b")), "an id the protocol refuses still names the sale");
     }
 
     #[test]

@@ -90,10 +90,14 @@ pub struct ServeSettings {
     /// longest-idle connection is closed.
     #[arg(long, env = "POSSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
-    /// Push requests in hand at once (from the token check to the answer); past it 503 + Retry-After
-    /// at once, before the body is read. 0: twice --workers.
+    /// Push requests in hand at once (from the end of the body to the answer); past it 503 +
+    /// Retry-After at once. 0: twice --workers.
     #[arg(long, env = "POSSYNC_MAX_INFLIGHT_PUSHES", default_value_t = 0)]
     pub max_inflight_pushes: usize,
+    /// Bytes of push bodies being read at once, across all connections; a body that does not fit is
+    /// answered 503 + Retry-After at once. 0: 16 x --max-body-bytes; never less than --max-body-bytes.
+    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES_READING", default_value_t = 0)]
+    pub max_body_bytes_reading: usize,
     /// Time a push request may take, in ms; sales not settled by then answer RETRY. Keep it below
     /// the tills' request timeout (30 s by default).
     #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = 20_000)]
@@ -186,6 +190,8 @@ impl ServeSettings {
                 write_timeout: ms(self.write_timeout_ms),
                 max_connections: self.max_connections,
                 max_inflight_pushes: self.max_inflight_pushes,
+                max_body_bytes_reading: self.max_body_bytes_reading,
+                one_push_per_device: true,
                 request_deadline: ms(self.request_deadline_ms),
                 sale_lanes: self.sale_lanes,
                 max_inflight_sales: self.max_inflight_sales,

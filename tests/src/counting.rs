@@ -24,6 +24,8 @@ pub struct AnswerCounts {
     pub retry: BTreeMap<String, u64>,
     /// Requests shed with 429 or 503.
     pub overloaded: u64,
+    /// Of those, by the answer's code (`overloaded`, `push_in_flight`, `database_unavailable`, ...).
+    pub shed: BTreeMap<String, u64>,
     /// Requests that timed out.
     pub timeout: u64,
     /// Requests that failed in transport otherwise (refused, cut) or got another non-200 answer.
@@ -41,22 +43,37 @@ impl AnswerCounts {
         self.overloaded + self.timeout + self.transport
     }
 
+    /// Answers that say the database could not be reached: sales answered `RETRY` with
+    /// `database_unavailable`, `connection_lost` or `database_error`, and requests answered 503
+    /// `database_unavailable`. A proxy's own 503 or a dropped connection is none of them.
+    pub fn database_unreachable(&self) -> u64 {
+        let retried: u64 = ["database_unavailable", "connection_lost", "database_error"]
+            .iter()
+            .map(|code| self.retry.get(*code).copied().unwrap_or(0))
+            .sum();
+        retried + self.shed.get("database_unavailable").copied().unwrap_or(0)
+    }
+
     /// What was counted since `earlier` (a snapshot of the same handle).
     pub fn since(&self, earlier: &AnswerCounts) -> AnswerCounts {
-        let mut retry = self.retry.clone();
-        for (code, n) in &earlier.retry {
-            if let Some(v) = retry.get_mut(code) {
-                *v -= (*n).min(*v);
+        let minus = |now: &BTreeMap<String, u64>, then: &BTreeMap<String, u64>| {
+            let mut left = now.clone();
+            for (code, n) in then {
+                if let Some(v) = left.get_mut(code) {
+                    *v -= (*n).min(*v);
+                }
             }
-        }
-        retry.retain(|_, n| *n > 0);
+            left.retain(|_, n| *n > 0);
+            left
+        };
         AnswerCounts {
             requests: self.requests - earlier.requests,
             ok: self.ok - earlier.ok,
             duplicate: self.duplicate - earlier.duplicate,
             terminal: self.terminal - earlier.terminal,
-            retry,
+            retry: minus(&self.retry, &earlier.retry),
             overloaded: self.overloaded - earlier.overloaded,
+            shed: minus(&self.shed, &earlier.shed),
             timeout: self.timeout - earlier.timeout,
             transport: self.transport - earlier.transport,
         }
@@ -89,7 +106,10 @@ impl Answers {
                     }
                 }
             }
-            Err(TransportError::Overloaded { .. }) => c.overloaded += 1,
+            Err(TransportError::Overloaded { code, .. }) => {
+                c.overloaded += 1;
+                *c.shed.entry(code.clone()).or_default() += 1;
+            }
             Err(TransportError::Timeout(_)) => c.timeout += 1,
             Err(_) => c.transport += 1,
         }

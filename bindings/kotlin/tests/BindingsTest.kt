@@ -140,8 +140,12 @@ fun syncNowAgainstADeadServerReportsOfflineAndKeepsTheSales() {
         waitFor("an Offline status") { listener.statuses.any { it is SyncStatus.Offline } }
         check(engine.status().status is SyncStatus.Offline) { "engine status: ${engine.status().status}" }
         check(engine.counts().pending == 1L) { "the sale must stay pending: ${engine.counts()}" }
+        // Each failed request: its sale's send record at DEBUG, and one WARN for the request.
         val sends = CapturedLogs.records.filter { it.target == "possync::send" && it.fields["correlation_id"] == report.correlationId }
-        check(sends.isNotEmpty() && sends.all { it.fields["result"] == "TRANSPORT" && it.level == LogLevel.WARN }) { "send logs: $sends" }
+        check(sends.isNotEmpty() && sends.all { it.fields["result"] == "TRANSPORT" && it.level == LogLevel.DEBUG }) { "send logs: $sends" }
+        val warns = CapturedLogs.records.filter { it.level == LogLevel.WARN && it.fields["correlation_id"] == report.correlationId }
+        check(warns.size == sends.size && warns.all { it.message.startsWith("request failed; the run ") }) { "warn logs: $warns" }
+        check(warns.last().message == "request failed; the run stops") { "warn logs: $warns" }
     } finally {
         engine.close()
     }

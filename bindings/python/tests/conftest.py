@@ -72,8 +72,18 @@ class CapturedLogs:
                     self.records.append(record)
 
         self.lock = threading.Lock()
+        self.warn = possync.LogLevel.WARN
         self.records = []
         self.sink = Sink(self.records, self.lock)
+
+    def warns(self, correlation_id):
+        """The WARN records of one run."""
+        with self.lock:
+            return [
+                r
+                for r in self.records
+                if r.level == self.warn and r.fields.get("correlation_id") == correlation_id
+            ]
 
     def sends(self, correlation_id):
         with self.lock:

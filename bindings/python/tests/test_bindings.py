@@ -129,8 +129,13 @@ def test_sync_now_against_a_dead_server_reports_offline_and_keeps_the_sales(poss
         wait_for("an Offline status", lambda: any(s.is_offline() for s in listener.statuses))
         assert engine.status().status.is_offline(), engine.status().status
         assert engine.counts().pending == 1
+        # Each failed request: its sale's send record at DEBUG, and one WARN for the request.
         sends = logs.sends(report.correlation_id)
-        assert sends and all(r.fields["result"] == "TRANSPORT" and r.level == p.LogLevel.WARN for r in sends)
+        assert sends and all(r.fields["result"] == "TRANSPORT" and r.level == p.LogLevel.DEBUG for r in sends)
+        warns = logs.warns(report.correlation_id)
+        assert len(warns) == len(sends), [w.message for w in warns]
+        assert all(w.message.startswith("request failed; the run ") for w in warns), [w.message for w in warns]
+        assert warns[-1].message == "request failed; the run stops"
     finally:
         engine.shutdown()
 

@@ -1,7 +1,9 @@
 //! Every send attempt is logged with correlation_id, client_tx_id, attempt, lease_token, drain_reason,
 //! latency_ms and result, for OK, DUPLICATE, RETRY and CONFLICT, and so is an answer dropped because
-//! the lease was lost; never the payload or the token.
-//! (One test installs the logger, which is process-global; it reads only its own runs' records.)
+//! the lease was lost; never the payload or the token. Levels: a sale sent is INFO, a sale that needs a
+//! person WARN, the rest DEBUG; a request that failed, or whose sales came back RETRY or lost their
+//! leases, logs one WARN of its own, not one per sale.
+//! (The logger is process-global: installed once, and each test reads only its own runs' records.)
 
 use std::collections::HashMap;
 
@@ -18,7 +20,10 @@ use possync_core::transport::{Transport, TransportError};
 
 type Fields = HashMap<String, String>;
 
-struct Capture(Mutex<Vec<(String, String, Fields)>>);
+/// One record: level, target, message, key-value fields.
+type Record = (log::Level, String, String, Fields);
+
+struct Capture(Mutex<Vec<Record>>);
 
 impl log::Log for Capture {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -38,12 +43,31 @@ impl log::Log for Capture {
         }
         let mut fields = Fields::new();
         let _ = record.key_values().visit(&mut Visitor(&mut fields));
-        self.0.lock().push((record.target().to_owned(), record.args().to_string(), fields));
+        self.0.lock().push((record.level(), record.target().to_owned(), record.args().to_string(), fields));
     }
     fn flush(&self) {}
 }
 
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+/// The records captured so far; installs the logger on first use.
+fn records() -> Vec<Record> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CAPTURE).expect("install logger");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+    CAPTURE.0.lock().clone()
+}
+
+/// The records of one run (other tests of this binary log too).
+fn of_run(records: &[Record], correlation_id: &str) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|(_, _, _, f)| f.get("correlation_id").map(String::as_str) == Some(correlation_id))
+        .cloned()
+        .collect()
+}
 
 /// Answers by receipt number: R-1 OK, R-2 DUPLICATE, R-3 CONFLICT, R-4 RETRY.
 struct ByReceipt;
@@ -102,8 +126,7 @@ fn assert_seven_fields(fields: &Fields, correlation_id: &str, reason: &str, resu
 
 #[test]
 fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
-    log::set_logger(&CAPTURE).expect("install logger");
-    log::set_max_level(log::LevelFilter::Trace);
+    records();
 
     let t = TempOutbox::new();
     let outbox = t.open();
@@ -115,23 +138,30 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
         .expect("drain");
     assert_eq!((report.sent, report.duplicate, report.conflict, report.retry), (1, 1, 1, 1));
 
-    let records = CAPTURE.0.lock().clone();
-    // Other tests of this binary log too: only this run's records count.
-    let sends: Vec<&Fields> = records
-        .iter()
-        .filter(|(target, _, f)| {
-            target == "possync::send" && f.get("correlation_id") == Some(&report.correlation_id)
-        })
-        .map(|(_, _, f)| f)
-        .collect();
+    let run = of_run(&records(), &report.correlation_id);
+    let sends: Vec<&Record> = run.iter().filter(|(_, target, _, _)| target == "possync::send").collect();
     assert_eq!(sends.len(), 4, "one record per send attempt");
-    for (id, expected) in ids.iter().zip(["OK", "DUPLICATE", "CONFLICT", "RETRY"]) {
-        let fields = sends
+    for (id, expected, level) in ids
+        .iter()
+        .zip([
+            ("OK", log::Level::Info),
+            ("DUPLICATE", log::Level::Info),
+            ("CONFLICT", log::Level::Warn),
+            ("RETRY", log::Level::Debug),
+        ])
+        .map(|(id, (result, level))| (id, result, level))
+    {
+        let (record_level, _, _, fields) = sends
             .iter()
-            .find(|f| f.get("client_tx_id") == Some(id))
+            .find(|(_, _, _, f)| f.get("client_tx_id") == Some(id))
             .unwrap_or_else(|| panic!("no record for {id}"));
         assert_seven_fields(fields, &report.correlation_id, "focus", expected);
+        assert_eq!(*record_level, level, "{expected}: {fields:?}");
     }
+    // The RETRY is told once for the request, as a WARN; the CONFLICT is the only other WARN.
+    let warns: Vec<&str> =
+        run.iter().filter(|(l, _, _, _)| *l == log::Level::Warn).map(|(_, _, m, _)| m.as_str()).collect();
+    assert_eq!(warns, ["send attempt", "sales answered RETRY by the server; sent again later"], "{run:?}");
 
     // A lease lost mid-send: the dropped answer's record carries the same seven fields.
     let stolen = TempOutbox::new();
@@ -143,23 +173,76 @@ fn send_attempt_records_carry_all_seven_fields_with_the_right_values() {
         .drain(DrainReason::Manual.into(), DrainHooks::default())
         .expect("drain");
     assert_eq!(lost.lease_lost, 1, "{lost:?}");
-    let records = CAPTURE.0.lock().clone();
+    let records = records();
     let dropped = records
         .iter()
-        .find(|(_, msg, f)| {
+        .find(|(_, _, msg, f)| {
             msg == "lease lost during send; result dropped" && f.get("client_tx_id") == Some(&id)
         })
         .expect("a lease-lost record");
-    assert_seven_fields(&dropped.2, &lost.correlation_id, "manual", "OK");
+    assert_seven_fields(&dropped.3, &lost.correlation_id, "manual", "OK");
+    assert_eq!(dropped.0, log::Level::Debug);
+    let warns: Vec<String> = of_run(&records, &lost.correlation_id)
+        .into_iter()
+        .filter(|(l, _, _, _)| *l == log::Level::Warn)
+        .map(|(_, _, m, f)| format!("{m} {:?}", f.get("sales")))
+        .collect();
+    assert_eq!(warns, ["leases lost during send; their answers dropped Some(\"1\")"]);
 
     assert!(
-        records.iter().any(|(_, msg, f)| msg == "drain run finished"
+        records.iter().any(|(_, _, msg, f)| msg == "drain run finished"
             && f.get("correlation_id") == Some(&report.correlation_id)),
         "the run's own closing record"
     );
-    for (_, msg, fields) in &records {
+    for (_, _, msg, fields) in &records {
         let text = format!("{msg} {fields:?}");
         assert!(!text.contains("pst_secret_token_value"), "a token was logged: {text}");
         assert!(!text.contains("Article"), "payload content was logged: {text}");
     }
+}
+
+/// Sheds every request with 503 `overloaded` and `Retry-After: 2`.
+struct Shedding;
+
+impl Transport for Shedding {
+    fn push(&self, _request: &PushRequest, _cid: &str) -> Result<PushResponse, TransportError> {
+        Err(TransportError::Overloaded {
+            status: 503,
+            code: "overloaded".into(),
+            message: "the server is at capacity".into(),
+            retry_after_ms: Some(2_000),
+        })
+    }
+}
+
+/// A request that fails as a whole logs one WARN (the run stops on the server's Retry-After), and
+/// each of its twenty sales a DEBUG send record with the seven fields: not twenty WARNs.
+#[test]
+fn a_failed_request_is_one_warn_and_its_sales_debug_records() {
+    records();
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 1..=20 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let config = crate::common::sync_config("pst_secret_token_value");
+    let report = Drainer::new(&outbox, &Shedding, &config)
+        .expect("drainer")
+        .drain(DrainReason::Manual.into(), DrainHooks::default())
+        .expect("drain");
+    assert_eq!((report.sent, report.remaining_pending), (0, 20), "{report:?}");
+    let run = of_run(&records(), &report.correlation_id);
+    let sends: Vec<&Record> = run.iter().filter(|(_, target, _, _)| target == "possync::send").collect();
+    assert_eq!(sends.len(), 20, "one record per sale sent: {run:?}");
+    for (level, _, _, fields) in &sends {
+        assert_seven_fields(fields, &report.correlation_id, "manual", "TRANSPORT");
+        assert_eq!(*level, log::Level::Debug, "{fields:?}");
+    }
+    let warns: Vec<&Record> = run.iter().filter(|(l, _, _, _)| *l == log::Level::Warn).collect();
+    assert_eq!(warns.len(), 1, "one WARN for the failed request: {warns:?}");
+    let (_, _, message, fields) = warns[0];
+    assert_eq!(message, "request failed; the run stops");
+    assert_eq!(fields.get("code").map(String::as_str), Some("overloaded"), "{fields:?}");
+    assert_eq!(fields.get("sales").map(String::as_str), Some("20"), "{fields:?}");
+    assert_eq!(fields.get("stop").map(String::as_str), Some("offline"), "{fields:?}");
 }

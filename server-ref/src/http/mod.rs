@@ -11,12 +11,14 @@
 //!   of the longest-idle connection, and the per-connection timeouts.
 //! - [`routes`]: the router, the push handler (authentication, body limits, admission control,
 //!   deadline) and the small routes.
+//! - [`admission`]: one push in flight per device, and the byte budget of bodies being read.
 //! - [`reply`]: JSON answers and their headers.
 //!
 //! [`RunningServer::shutdown`] stops accepting, lets every connection finish the request in hand (so
 //! in-flight sale transactions commit or roll back normally) and joins the database threads.
 
 pub mod accept;
+mod admission;
 mod framing;
 mod gauges;
 pub mod reply;
@@ -51,9 +53,20 @@ pub struct FrontLimits {
     /// Open connections at most; past it the longest-idle connection is closed to admit the new
     /// one. Lowered at start to fit the process's file-descriptor limit.
     pub max_connections: usize,
-    /// Push requests in hand at once (from the token check to the answer); past it a push is
-    /// answered 503 + `Retry-After` at once, before its body is read. Zero: twice the database threads.
+    /// Push requests in hand at once (from the end of the body to the answer); past it a push is
+    /// answered 503 `overloaded` + `Retry-After` at once. The body is read before a slot is taken,
+    /// so a slow body never holds one. Zero: twice the database threads.
     pub max_inflight_pushes: usize,
+    /// Bytes of push bodies being read at once, across all connections; a body that does not fit is
+    /// answered 503 `overloaded` + `Retry-After` at once (a `Content-Length` is taken whole before
+    /// the first byte is read, a chunked body chunk by chunk). Zero: 16 × the largest body.
+    pub max_body_bytes_reading: usize,
+    /// One push in flight per device (the protocol's single flight): a device's second push while
+    /// one is in hand is answered 429 `push_in_flight` + `Retry-After` at once, before its body is
+    /// read; a push holds its device until its last job ends or its deadline passes, whichever is
+    /// first. Always on in `serve`; tests whose senders share one device's outbox on purpose (two
+    /// processes draining one file) turn it off.
+    pub one_push_per_device: bool,
     /// Time a push request may take from its head to its answer; sales not settled by then answer
     /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).
     pub request_deadline: Duration,
@@ -79,6 +92,8 @@ impl Default for FrontLimits {
             write_timeout: Duration::from_secs(10),
             max_connections: 4096,
             max_inflight_pushes: 0,
+            max_body_bytes_reading: 0,
+            one_push_per_device: true,
             request_deadline: Duration::from_secs(20),
             sale_lanes: 4,
             max_inflight_sales: 0,
@@ -146,6 +161,15 @@ impl HttpConfig {
         }
     }
 
+    /// Bytes of bodies being read at once ([`FrontLimits::max_body_bytes_reading`], or its default),
+    /// never less than one largest body.
+    pub fn max_body_bytes_reading(&self) -> usize {
+        match self.limits.max_body_bytes_reading {
+            0 => self.max_body_bytes.saturating_mul(16),
+            n => n.max(self.max_body_bytes),
+        }
+    }
+
     /// Push requests admitted at once ([`FrontLimits::max_inflight_pushes`], or its default).
     pub fn max_inflight_pushes(&self) -> usize {
         match self.limits.max_inflight_pushes {
@@ -163,6 +187,10 @@ pub(crate) struct App {
     pub(crate) config: HttpConfig,
     pub(crate) pool: BlockingPool,
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
+    /// The device of each push in hand (see [`FrontLimits::one_push_per_device`]).
+    pub(crate) flights: Arc<admission::Flights>,
+    /// Bytes of bodies being read (see [`FrontLimits::max_body_bytes_reading`]).
+    pub(crate) body_budget: admission::BodyBudget,
     pub(crate) console_logins: Arc<tokio::sync::Semaphore>,
     pub(crate) activity: crate::activity::ActivityRecorder,
     /// Sales being settled at once, across requests (see [`FrontLimits::max_inflight_sales`]).
@@ -248,6 +276,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     }
     let console_logins = Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_CONCURRENT_LOGINS));
     let activity = crate::activity::ActivityRecorder::start(store.clone(), config.activity_interval)?;
+    let body_budget = admission::BodyBudget::new(config.max_body_bytes_reading());
     let app = Arc::new(App {
         store,
         metrics: Metrics::new(),
@@ -255,6 +284,8 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         config,
         pool,
         admission,
+        flights: Arc::new(admission::Flights::default()),
+        body_budget,
         console_logins,
         activity,
         sales_budget,

@@ -6,16 +6,18 @@
 //! (tower-http's catch-panic); one in a database job is caught on its thread.
 //!
 //! `POST /sync/push`, in order: a declared body over the limit ⇒ 413 and close, unread; the token
-//! (cache, else a database lookup on the pool) ⇒ 401 and close; admission (a bounded number of pushes
-//! in flight) ⇒ 503 + jittered `Retry-After` at once and close, the body unread; the body, read within
-//! the body limit and the body read timeout ⇒ 413 / 408 and close; the sales counted and their share
-//! of the sales budget taken, else the same 503 at once; the sales checked (parsed, validated, hashed:
-//! no database); then settled on the database pool before the request deadline.
+//! (cache, else a database lookup on the pool) ⇒ 401 and close; the device's one flight (a push of
+//! the same device in hand) ⇒ 429 `push_in_flight` + `Retry-After` at once and close, the body
+//! unread; the body's bytes in the byte budget ⇒ 503 `overloaded` + jittered `Retry-After` at once
+//! and close; the body, read within the body limit and the body read timeout ⇒ 413 / 408 and close;
+//! then a push slot (a bounded number of pushes in flight) and the sales' share of the sales
+//! budget, else the same 503 at once; the sales checked (parsed, validated, hashed: no database);
+//! then settled on the database pool before the request deadline. See [`super::admission`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -26,6 +28,7 @@ use possync_core::protocol::PushResponse;
 use rand::RngExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::admission::{Boarded, HeldBytes};
 use super::reply::{self, Reply};
 use super::App;
 use crate::auth::{bearer_token, token_sha256};
@@ -171,6 +174,7 @@ async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
     if request.method() != Method::GET {
         return method_not_allowed(request.method(), "/metrics", &cid);
     }
+    app.metrics.body_bytes_reading.set(i64::try_from(app.body_budget.in_use()).unwrap_or(i64::MAX));
     let mut text = app.metrics.render(app.store.pool_state());
     if let Some(devices) = app.gauges.text(app.store.clone(), app.config.console.alert_after, &cid).await {
         text.push_str(&devices);
@@ -196,9 +200,10 @@ fn unavailable(app: &App, code: &str, message: String, cid: &str) -> Reply {
     reply::retry_after(reply::error(503, code, message, cid), app.config.retry_after_secs)
 }
 
-/// A 503 `overloaded` with a `Retry-After` spread over [base, 2 × base], so shed tills spread out.
-fn shed(app: &App, what: &str, cid: &str) -> Reply {
-    app.metrics.limit_hits.with_label_values(&["inflight_pushes"]).inc();
+/// A 503 `overloaded` with a `Retry-After` spread over [base, 2 × base], so shed tills spread out;
+/// counted under the limit `limit`.
+fn shed(app: &App, limit: &str, what: &str, cid: &str) -> Reply {
+    app.metrics.limit_hits.with_label_values(&[limit]).inc();
     let base = app.config.retry_after_secs.max(1);
     let secs = rand::rng().random_range(base..=base.saturating_mul(2));
     let message = format!("the server is at capacity ({what}); retry after {secs} s");
@@ -211,7 +216,8 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let queued = queue_blocking(app, job).ok_or_else(|| shed(app, "database queue full", cid))?;
+    let queued =
+        queue_blocking(app, job).ok_or_else(|| shed(app, "inflight_pushes", "database queue full", cid))?;
     job_result(app, cid, queued).await
 }
 
@@ -253,43 +259,77 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         return method_not_allowed(request.method(), PUSH_PATH, &cid);
     }
     let max = app.config.max_body_bytes;
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
-    if declared.and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|len| len > max as u64) {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
         return body_too_large(&app, max, &cid);
     }
     let device = match authenticate(&app, request.headers(), &cid).await {
         Ok(device) => device,
         Err(reply) => return reply,
     };
-    // Shed before the body is read: the connection closes (its body is discarded unread).
-    let Ok(permit) = app.admission.clone().try_acquire_owned() else {
-        return reply::closing(shed(&app, "pushes in flight", &cid));
+    let deadline = started + app.config.limits.request_deadline;
+    // One push per device, taken before the body is read: the connection closes (its body unread).
+    let boarded = if app.config.limits.one_push_per_device {
+        match app.flights.board(&device, deadline, Instant::now()) {
+            Ok(boarded) => Some(boarded),
+            Err(left) => return reply::closing(push_in_flight(&app, &device, left, &cid)),
+        }
+    } else {
+        None
     };
-    app.metrics.pushes_in_flight.inc();
-    let in_flight = InFlight { app: app.clone(), _permit: permit };
-    let body = match read_body(&app, request.into_body(), &cid).await {
+    // The body's bytes, taken whole when declared, before any is read (else chunk by chunk).
+    let mut held = HeldBytes::default();
+    let declared = declared.map_or(0, |len| len as usize);
+    if !app.body_budget.take(&mut held, declared) {
+        return reply::closing(shed(&app, "body_bytes", "request bodies being read", &cid));
+    }
+    let body = match read_body(&app, request.into_body(), &mut held, &cid).await {
         Ok(body) => body,
         Err(reply) => return reply,
     };
+    // With its body in hand, the push takes a slot: a slow body never held one.
+    let Ok(permit) = app.admission.clone().try_acquire_owned() else {
+        return shed(&app, "inflight_pushes", "pushes in flight", &cid);
+    };
+    app.metrics.pushes_in_flight.inc();
+    let in_flight = InFlight { app: app.clone(), _permit: permit, _boarded: boarded };
     // The share of the sales budget is taken on a count of the sales (a scan, no parsing of each
     // sale) before any work on them, so that a push that does not fit is shed at once.
     let budget = app.config.max_inflight_sales();
     let wanted = u32::try_from(count_sales(&body).clamp(1, budget)).unwrap_or(u32::MAX);
     let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
-        return shed(&app, "sales in flight", &cid);
+        return shed(&app, "inflight_pushes", "sales in flight", &cid);
     };
     // Checking the sales is CPU work without the database: done here, not on a database thread.
-    let checked = match check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits) {
+    let checked = check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits);
+    drop((body, held));
+    let checked = match checked {
         Ok(checked) => checked,
         Err(e) => return refused(&app, &device, &cid, e),
     };
-    let deadline = started + app.config.limits.request_deadline;
     let in_flight = Arc::new((in_flight, share));
     match settle_push(&app, &cid, in_flight, device.clone(), checked, deadline).await {
         Ok(Ok(response)) => reply::json(200, &response),
         Ok(Err(e)) => refused(&app, &device, &cid, e),
         Err(reply) => reply,
     }
+}
+
+/// A 429 `push_in_flight`: the device's earlier push is still in hand (for at most `left`, its
+/// deadline). `Retry-After` is the configured value, or sooner when the earlier push's deadline is.
+fn push_in_flight(app: &App, device: &Device, left: Duration, cid: &str) -> Reply {
+    app.metrics.limit_hits.with_label_values(&["push_in_flight"]).inc();
+    let left_secs = u32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
+    let secs = left_secs.clamp(1, app.config.retry_after_secs.max(1));
+    log::debug!(correlation_id = cid, device_id = device.device_id.as_str(), retry_after_secs = secs;
+        "push refused: the device has a push in flight");
+    let message =
+        format!("this device already has a push in flight (one at a time per device); retry after {secs} s");
+    reply::retry_after(reply::error(429, "push_in_flight", message, cid), secs)
 }
 
 /// How many sales a push body holds, from a scan of its `transactions` array (each sale left
@@ -314,11 +354,12 @@ fn refused(app: &App, device: &Device, cid: &str, e: PushError) -> Reply {
     }
 }
 
-/// A push doing database work: holds its admission permit and the in-flight gauge until every job of
-/// the request is done, even when the client has gone.
+/// A push doing database work: holds its admission permit, its device's flight and the in-flight
+/// gauge until every job of the request is done, even when the client has gone.
 struct InFlight {
     app: Arc<App>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _boarded: Option<Boarded>,
 }
 
 impl Drop for InFlight {
@@ -384,7 +425,7 @@ async fn settle_push(
             outcome.check_acknowledged(check, store, &job_device, &job_cid);
             outcome
         });
-        pending.push(queued.ok_or_else(|| shed(app, "database queue full", cid))?);
+        pending.push(queued.ok_or_else(|| shed(app, "inflight_pushes", "database queue full", cid))?);
     }
     let mut outcomes = Vec::with_capacity(pending.len());
     for lane in pending {
@@ -407,25 +448,54 @@ fn body_too_large(app: &App, max: usize, cid: &str) -> Reply {
     reply::closing(reply::error(413, "body_too_large", format!("request body exceeds {max} bytes"), cid))
 }
 
-/// The whole body, within the size limit and the body read timeout.
-async fn read_body(app: &App, body: Body, cid: &str) -> Result<axum::body::Bytes, Reply> {
+/// The whole body, within the size limit, the body read timeout and the byte budget: `held` has the
+/// declared length already; each chunk past it takes its bytes from the budget as it arrives, and
+/// one that does not fit ends the read with 503 `overloaded` at once.
+async fn read_body(app: &App, body: Body, held: &mut HeldBytes, cid: &str) -> Result<Bytes, Reply> {
     let max = app.config.max_body_bytes;
     let timeout: Duration = app.config.limits.body_read_timeout;
-    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+    let read = async {
+        let mut body = Limited::new(body, max);
+        let mut out = Vec::with_capacity(held.bytes());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(BodyFailure::Read)?;
+            let Ok(data) = frame.into_data() else { continue };
+            let past = (out.len() + data.len()).saturating_sub(held.bytes());
+            if !app.body_budget.take(held, past) {
+                return Err(BodyFailure::OverBudget);
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok(out)
+    };
+    match tokio::time::timeout(timeout, read).await {
         Err(_) => {
             app.metrics.limit_hits.with_label_values(&["body_timeout"]).inc();
             let message = format!("the request body was not received within {} ms", timeout.as_millis());
             Err(reply::closing(reply::error(408, "body_timeout", message, cid)))
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(body_too_large(app, max, cid)),
-        Ok(Err(e)) => Err(reply::closing(reply::error(
+        Ok(Err(BodyFailure::OverBudget)) => {
+            Err(reply::closing(shed(app, "body_bytes", "request bodies being read", cid)))
+        }
+        Ok(Err(BodyFailure::Read(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(body_too_large(app, max, cid))
+        }
+        Ok(Err(BodyFailure::Read(e))) => Err(reply::closing(reply::error(
             400,
             "unreadable_body",
             format!("cannot read the request body: {e}"),
             cid,
         ))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes.into()),
     }
+}
+
+/// Why a body was not read whole.
+enum BodyFailure {
+    /// The client's bytes: too many, or the connection failed.
+    Read(axum::BoxError),
+    /// A chunk did not fit the byte budget.
+    OverBudget,
 }
 
 /// The device of the request's bearer token: from the cache, else looked up on the database pool.

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -65,15 +66,27 @@ class Server:
         self.db_url = db_url
 
     def push(self, device, envelopes, report=None):
+        status, answer = self.push_with(self.tokens[device], device, envelopes, report)
+        assert status == 200, answer
+        return [r["status"] for r in answer["results"]]
+
+    def push_with(self, token, device, envelopes, report=None):
+        """A push with ``token``: the HTTP status and the JSON answer (also for an error)."""
         body = {"device_id": device, "transactions": envelopes}
         if report is not None:
             body["report"] = report
         req = urllib.request.Request(
             self.base + "/sync/push", data=json.dumps(body).encode(), method="POST",
-            headers={"Authorization": "Bearer " + self.tokens[device],
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return [r["status"] for r in json.load(resp)["results"]]
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.load(resp)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    def metrics(self):
+        with urllib.request.urlopen(self.base + "/metrics", timeout=30) as resp:
+            return resp.read().decode()
 
 
 def _run(*args, env=None):

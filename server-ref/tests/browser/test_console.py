@@ -1,8 +1,10 @@
 """The shop console in a real headless browser (Chromium through WebDriver), against a real
-possync-server on PostgreSQL: no access without login, logging in and seeing a till that pushed with a
-backlog and one that has gone quiet, a conflict made by two tills settled with a note and exported as
-CSV, a POST without its CSRF token refused, and a product name `<script>alert(1)</script>` shown as
-text. A screenshot of each page is kept (SCREENSHOT_DIR, default target/console-screenshots)."""
+possync-server on PostgreSQL: no access without login (and nothing of the shop shown), logging in and
+seeing a till that pushed with a backlog and one that has gone quiet, a conflict made by two tills
+settled with a note and exported as CSV, a POST without its CSRF token or with a wrong one refused, a
+till's token created and revoked from the page (the till's next push is refused), and a product name
+`<script>alert(1)</script>` shown as text. A screenshot of each page is kept (SCREENSHOT_DIR, default
+target/console-screenshots)."""
 
 import csv
 import os
@@ -42,6 +44,22 @@ def login(driver, server):
     assert driver.current_url.rstrip("/").endswith("/console"), driver.page_source
 
 
+def wait_for(what, done, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "never: " + what
+        time.sleep(0.1)
+
+
+def device_gauge(text, name, device):
+    """The value of a per-device gauge of /metrics for ``device`` of store-1, or None."""
+    prefix = '%s{store_id="store-1",device_id="%s"} ' % (name, device)
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return None
+
+
 def assert_no_alert(driver):
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text
@@ -67,17 +85,24 @@ def shop(server):
     conflict_id = "conflict-" + uuid.uuid4().hex[:8]
     assert server.push("till-1", [envelope(conflict_id, sale("store-1", "R-77", price=250))]) == ["OK"]
     assert server.push("till-2", [envelope(conflict_id, sale("store-1", "R-77", price=300))]) == ["CONFLICT"]
-    time.sleep(1.5)  # device activity is written off the push path, once a second
+    # Device activity is written off the push path: wait until the server has it (the per-device
+    # gauges read what the Tills page reads), not for a guessed time.
+    wait_for("till-1's backlog and till-2's activity written",
+             lambda: device_gauge(server.metrics(), "possync_device_unsent_sales", "till-1") == 80
+             and device_gauge(server.metrics(), "possync_device_last_seen_age_seconds", "till-2") is not None)
     return {"xss_id": xss_id, "conflict_id": conflict_id}
 
 
-def test_no_access_without_login(server, driver, shots):
+def test_no_access_without_login(server, driver, shots, shop):
+    # The shop has pushed (tills, a backlog, a conflict, a sale): none of it shows without a login.
     driver.delete_all_cookies()
-    for path in ["/console", "/console/attention", "/console/sales", "/console/attention.csv"]:
+    for path in ["/console", "/console/attention", "/console/sales", "/console/attention.csv",
+                 "/console/sales?client_tx_id=" + shop["xss_id"]]:
         driver.get(server.base + path)
         assert driver.find_element(By.ID, "error-code").text == "login_required", path
         assert "401" in driver.title
-    assert "till-1" not in driver.page_source
+        for secret in ["till-1", "till-2", shop["conflict_id"], shop["xss_id"], "R-77"]:
+            assert secret not in driver.page_source, (path, secret)
     shot(driver, shots, "01-login-required")
     driver.get(server.base + "/console/login")
     shot(driver, shots, "02-login")
@@ -131,7 +156,7 @@ def test_a_conflict_of_two_tills_is_settled_with_a_note_and_exported(server, dri
     assert row["settled_note"].startswith("Price corrected")
 
 
-def test_a_post_without_the_csrf_token_is_refused(server, driver, shots, shop):
+def test_a_post_without_the_csrf_token_or_with_a_wrong_one_is_refused(server, driver, shots, shop):
     driver.delete_all_cookies()
     login(driver, server)
     form = driver.find_element(By.ID, "create-token")
@@ -144,6 +169,19 @@ def test_a_post_without_the_csrf_token_is_refused(server, driver, shots, shop):
     shot(driver, shots, "06-csrf-refused")
     driver.get(server.base + "/console")
     assert "till-9" not in driver.page_source, "nothing was created"
+    # A token of the right shape that is not this session's: refused the same way.
+    form = driver.find_element(By.ID, "create-token")
+    csrf = form.find_element(By.NAME, "csrf")
+    real = csrf.get_attribute("value")
+    wrong = ("0" if real[0] != "0" else "1") + real[1:]
+    driver.execute_script("arguments[0].value = arguments[1]", csrf, wrong)
+    form.find_element(By.NAME, "store").send_keys("store-1")
+    form.find_element(By.NAME, "device").send_keys("till-9")
+    submit(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert driver.find_element(By.ID, "error-code").text == "csrf_invalid"
+    assert "403" in driver.title
+    driver.get(server.base + "/console")
+    assert "till-9" not in driver.page_source, "nothing was created with a wrong token"
     # With its token the same form works, and the new token is shown once.
     form = driver.find_element(By.ID, "create-token")
     form.find_element(By.NAME, "store").send_keys("store-1")
@@ -151,6 +189,29 @@ def test_a_post_without_the_csrf_token_is_refused(server, driver, shots, shop):
     submit(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert driver.find_element(By.CSS_SELECTOR, "#new-token .token").text.startswith("pst_")
     shot(driver, shots, "07-token-created")
+
+
+def test_a_token_created_and_revoked_from_the_page_stops_the_till(server, driver, shots, shop):
+    driver.delete_all_cookies()
+    login(driver, server)
+    form = driver.find_element(By.ID, "create-token")
+    form.find_element(By.NAME, "store").send_keys("store-1")
+    form.find_element(By.NAME, "device").send_keys("till-8")
+    submit(driver, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    token = driver.find_element(By.CSS_SELECTOR, "#new-token .token").text
+    status, answer = server.push_with(token, "till-8", [envelope(str(uuid.uuid4()), sale("store-1", "T8-1"))])
+    assert status == 200 and [r["status"] for r in answer["results"]] == ["OK"], answer
+    driver.get(server.base + "/console")
+    row = driver.find_element(By.ID, "till-store-1-till-8")
+    submit(driver, row.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+    row = driver.find_element(By.ID, "till-store-1-till-8")
+    assert "revoked" in row.text and row.find_elements(By.TAG_NAME, "form") == [], row.text
+    shot(driver, shots, "08-token-revoked")
+    sale_id = str(uuid.uuid4())
+    status, answer = server.push_with(token, "till-8", [envelope(sale_id, sale("store-1", "T8-2"))])
+    assert (status, answer.get("code")) == (401, "token_revoked"), answer
+    driver.get(server.base + "/console/sales?client_tx_id=" + sale_id)
+    assert "T8-2" not in driver.page_source, "nothing of the refused push was stored"
 
 
 def test_a_script_in_a_product_name_is_shown_as_text(server, driver, shots, shop):
@@ -161,4 +222,4 @@ def test_a_script_in_a_product_name_is_shown_as_text(server, driver, shots, shop
     assert len(cells) == 1, driver.page_source
     assert_no_alert(driver)
     assert driver.find_elements(By.TAG_NAME, "script") == []
-    shot(driver, shots, "08-sales")
+    shot(driver, shots, "09-sales")

@@ -5,6 +5,14 @@ use std::time::Duration;
 
 use possync_test_support::{envelope, new_id, request, sale, TestServer};
 
+/// The token of till `till-race-{n}` of `store-1`, and `body` as that till's push.
+fn racer(server: &TestServer, n: usize, body: &serde_json::Value) -> (String, serde_json::Value) {
+    let device = format!("till-race-{n}");
+    let mut body = body.clone();
+    body["device_id"] = serde_json::json!(device);
+    (server.add_token("store-1", &device), body)
+}
+
 #[test]
 fn concurrent_same_client_tx_id_gives_one_ok_rest_duplicate() {
     let server = Arc::new(TestServer::start());
@@ -12,12 +20,15 @@ fn concurrent_same_client_tx_id_gives_one_ok_rest_duplicate() {
     let body = request(vec![envelope(&id, &sale("store-1", 7, 3))]);
     let threads = 12;
     let barrier = Arc::new(Barrier::new(threads));
+    // Each racer is a till of its own: a till never has two pushes in flight (the server refuses
+    // a second one with 429), so the race for one id is between tills of the store.
     let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (server, body, barrier) = (server.clone(), body.clone(), barrier.clone());
+        .map(|n| {
+            let (token, body) = racer(&server, n, &body);
+            let (server, barrier) = (server.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let reply = server.push(&body);
+                let reply = server.push_raw(Some(&token), serde_json::to_vec(&body).expect("json"));
                 assert_eq!(reply.status, 200, "{}", reply.body);
                 (reply.status_of(0).to_owned(), reply.result(0)["server_tx_id"].as_i64())
             })
@@ -45,10 +56,11 @@ fn concurrent_different_payloads_under_one_id_store_exactly_one_and_the_others_c
     let handles: Vec<_> = (0..threads)
         .map(|n| {
             let body = request(vec![envelope(&id, &sale("store-1", 100 + n as i64, 1 + n % 3))]);
+            let (token, body) = racer(&server, n, &body);
             let (server, barrier) = (server.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let reply = server.push(&body);
+                let reply = server.push_raw(Some(&token), serde_json::to_vec(&body).expect("json"));
                 assert_eq!(reply.status, 200, "{}", reply.body);
                 (n, reply.status_of(0).to_owned())
             })

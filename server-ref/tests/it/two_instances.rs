@@ -39,9 +39,15 @@ fn two_instances_one_database_concurrent_tills_store_every_sale_exactly_once() {
         stores.iter().map(|s| http::start(s.clone(), test_http_config()).expect("start")).collect();
     let bases: Arc<Vec<String>> =
         Arc::new(servers.iter().map(|s| format!("http://{}", s.local_addr())).collect());
-    let token = generate_token();
-    let device = Device { store_id: "store-1".into(), device_id: "till-1".into() };
-    stores[0].create_token(&device, &token_sha256(&token), None).expect("token");
+    // One till per thread (a till never has two pushes in flight: the server answers a second 429).
+    let tokens: Vec<String> = (0..THREADS)
+        .map(|t| {
+            let token = generate_token();
+            let device = Device { store_id: "store-1".into(), device_id: format!("till-{t}") };
+            stores[0].create_token(&device, &token_sha256(&token), None).expect("token");
+            token
+        })
+        .collect();
 
     let sales: Arc<Vec<(String, Value)>> = Arc::new(
         (0..SALES)
@@ -56,7 +62,7 @@ fn two_instances_one_database_concurrent_tills_store_every_sale_exactly_once() {
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let (sales, bases, barrier, token) =
-                (sales.clone(), bases.clone(), barrier.clone(), token.clone());
+                (sales.clone(), bases.clone(), barrier.clone(), tokens[t].clone());
             std::thread::Builder::new()
                 .name(format!("till-{t}"))
                 .spawn(move || till(t, &sales, &bases, &barrier, &token))
@@ -146,7 +152,7 @@ fn till(
             let (batch, tail) = rest.split_at(size);
             rest = tail;
             let body = json!({
-                "device_id": "till-1",
+                "device_id": format!("till-{t}"),
                 "transactions": batch.iter().map(|&i| sales[i].1.clone()).collect::<Vec<_>>(),
             });
             let base = &bases[request_no % bases.len()];

@@ -22,8 +22,16 @@ fn main() -> ExitCode {
         eprintln!("possync-test-server: bad arguments");
         return ExitCode::from(2);
     };
-    let opts =
-        PgOptions { pool_size: 8, lock_timeout_ms, statement_timeout_ms: 10_000, ..PgOptions::default() };
+    // The pool timeout below the test tills' 2 s request timeout, as a shop's 2 s is below its tills'
+    // 30 s: while the database is down, a till is answered (503 or RETRY database_unavailable) before
+    // it gives up on the request, so the chaos test sees what the database crash caused.
+    let opts = PgOptions {
+        pool_size: 8,
+        lock_timeout_ms,
+        statement_timeout_ms: 10_000,
+        pool_timeout: std::time::Duration::from_secs(1),
+        ..PgOptions::default()
+    };
     let store = match PgStore::connect(config, &opts) {
         Ok(s) => s,
         Err(e) => {

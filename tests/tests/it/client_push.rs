@@ -179,10 +179,19 @@ fn killed_till_restarted_at_once_resends_its_leased_sales_before_the_lease_expir
     assert_exactly_once(&server, &outbox, &ids, 1);
 }
 
+/// A server that lets one device have several pushes in flight: the two senders of one outbox below
+/// are on the wire at once on purpose (the lease is what keeps them apart), where the server's rule
+/// of one push per device would turn one of them away with 429 and stop its run.
+fn server_for_two_senders() -> TestServer {
+    let mut http = possync_tests::server::test_http_config();
+    http.limits.one_push_per_device = false;
+    TestServer::start_with(http, possync_tests::server::test_pg_options())
+}
+
 #[test]
 fn two_processes_draining_one_file_never_send_a_sale_twice() {
     let _serial = crate::shared();
-    let server = TestServer::start();
+    let server = server_for_two_senders();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");
     let outbox = Outbox::open(&path, OutboxConfig::default()).expect("open");
@@ -229,7 +238,7 @@ fn two_processes_draining_one_file_never_send_a_sale_twice() {
 #[test]
 fn two_threads_draining_with_their_own_connections_never_send_a_sale_twice() {
     let _serial = crate::shared();
-    let server = TestServer::start();
+    let server = server_for_two_senders();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("till.db");
     let setup = Outbox::open(&path, OutboxConfig::default()).expect("open");
@@ -435,7 +444,8 @@ static CAPTURE: Capture = Capture(parking_lot::Mutex::new(Vec::new()));
 fn attempt_records_over_real_http_carry_the_seven_fields_for_every_answer() {
     let _serial = crate::exclusive();
     log::set_logger(&CAPTURE).expect("the only logger of this test binary");
-    log::set_max_level(log::LevelFilter::Info);
+    // A RETRY's send record is DEBUG (its request logs one WARN for it).
+    log::set_max_level(log::LevelFilter::Debug);
     let pg = possync_server::store::postgres::PgOptions {
         lock_timeout_ms: 200,
         ..possync_tests::server::test_pg_options()

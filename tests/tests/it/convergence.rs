@@ -350,6 +350,15 @@ fn every_sale_arrives_exactly_once_under_chaos() {
                 chaos_log.push(format!("pg_dump at till-p sale {i}: {dumped_rows} sale(s) on the server"));
             }
             if i == restore_at {
+                // Something must have been acknowledged since the dump, or the restore proves nothing:
+                // the tills may all be between kills and restarts here, so wait (bounded) until the
+                // server holds more than the dump did. The process till has unsent sales to push.
+                let since_dump = Instant::now();
+                while sales_on_server(&db_config) <= dumped_rows
+                    && since_dump.elapsed() < Duration::from_secs(60)
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let _ = server.0.kill();
                 let _ = server.0.wait();
                 let before = sales_on_server(&db_config);

@@ -229,38 +229,10 @@ pub struct CheckedPush {
 pub struct PushNews {
     report: Option<crate::report::ParsedReport>,
     had_sales: bool,
-    /// The till's word on its acknowledged sales, until a job takes it to check it.
-    acknowledged: Option<Acknowledged>,
-}
-
-/// What a push's report says of the till's acknowledged sales (its outbox, how far they reach, what it
-/// still keeps), owned so that a database job can carry it. Checked once per push: by the job of the
-/// push's first lane, or by [`finish_push`]. The request's own sales all lie above `acked_seq` (they are
-/// unsent on the till), so the check does not wait for them.
-pub struct Acknowledged {
-    outbox_id: String,
-    acked_seq: i64,
-    kept_seq: i64,
-}
-
-impl Acknowledged {
-    /// The acknowledged runs `store` lacks for the answer's `resend`, after recording what is lost
-    /// for good (see [`PushStore::check_acknowledged`]); `None` when nothing is lacking, or when the
-    /// check failed (it is made again with the till's next push and never costs this push its sales).
-    pub fn resend<S: PushStore + ?Sized>(
-        &self,
-        store: &S,
-        device: &Device,
-        correlation_id: &str,
-    ) -> Option<Resend> {
-        let check = AckCheck {
-            outbox_id: &self.outbox_id,
-            acked_seq: self.acked_seq,
-            kept_seq: self.kept_seq,
-            now_ms: crate::console::now_ms(),
-        };
-        resend_of(store, device, correlation_id, &check)
-    }
+    /// The till's word on its acknowledged sales, until a job takes it to check it. Checked once per
+    /// push: by the job of the push's first lane, or by [`finish_push`]. The request's own sales all
+    /// lie above `acked_seq` (they are unsent on the till), so the check does not wait for them.
+    acknowledged: Option<AckCheck>,
 }
 
 impl PushNews {
@@ -271,7 +243,7 @@ impl PushNews {
 
     /// Takes the till's word on its acknowledged sales out of the news, for the job that checks it
     /// (`None` when its report named no outbox or no `acked_seq`, or a job took it already).
-    pub fn take_acknowledged(&mut self) -> Option<Acknowledged> {
+    pub fn take_acknowledged(&mut self) -> Option<AckCheck> {
         self.acknowledged.take()
     }
 }
@@ -343,7 +315,7 @@ pub fn check_push(
         }
     }
     let acknowledged = report.as_ref().and_then(|r| {
-        Some(Acknowledged {
+        Some(AckCheck {
             outbox_id: r.report.outbox_id.clone()?,
             acked_seq: r.report.acked_seq?,
             kept_seq: r.report.kept_seq.unwrap_or(1),
@@ -476,8 +448,8 @@ pub fn finish_push<S: PushStore + ?Sized>(
         return Err(PushError::Unavailable(message));
     }
     let now = crate::console::now_ms();
-    if let Some(acknowledged) = news.take_acknowledged() {
-        resend = acknowledged.resend(store, device, correlation_id);
+    if let Some(check) = news.take_acknowledged() {
+        resend = resend_of(store, device, correlation_id, &check);
     }
     let retired = news.report.as_ref().map(|r| r.retired_seqs.as_slice()).unwrap_or_default();
     let after = news.report.as_ref().map(|r| r.after_request(decided, &decided_minor, now));
@@ -486,20 +458,21 @@ pub fn finish_push<S: PushStore + ?Sized>(
     Ok(PushResponse { results: results.into_iter().map(|(_, r)| r).collect(), resend })
 }
 
-/// The acknowledged sales the server lacks, for the answer's `resend` (`None`: nothing lacking, or
-/// the check failed: it is made again with the till's next push, and never costs this push its
-/// sales).
+/// The acknowledged runs `store` lacks, for the answer's `resend`, after recording what is lost for
+/// good (see [`PushStore::check_acknowledged`]); `None` when nothing is lacking, or when the check
+/// failed (it is made again with the till's next push, and never costs this push its sales).
 fn resend_of<S: PushStore + ?Sized>(
     store: &S,
     device: &Device,
     correlation_id: &str,
-    check: &AckCheck<'_>,
+    check: &AckCheck,
 ) -> Option<Resend> {
+    let now = crate::console::now_ms();
     // Once more on an error: a pooled connection that died while idle (a restored or restarted
     // database) fails its first use and is dropped; the next one is fresh.
     let plan = match store
-        .check_acknowledged(device, check)
-        .or_else(|_| store.check_acknowledged(device, check))
+        .check_acknowledged(device, check, now)
+        .or_else(|_| store.check_acknowledged(device, check, now))
     {
         Ok(plan) => plan,
         Err(e) => {
@@ -522,21 +495,21 @@ fn resend_of<S: PushStore + ?Sized>(
         first_seq = plan.resend[0].0;
         "acknowledged sales missing on the server; the till is asked to send them again");
     Some(Resend {
-        outbox_id: check.outbox_id.to_owned(),
+        outbox_id: check.outbox_id.clone(),
         ranges: plan.resend.iter().map(|(from, to)| [*from, *to]).collect(),
     })
 }
 
 impl LaneOutcome {
-    /// Makes the push's acknowledged-sales check in this lane's job (see [`Acknowledged`]).
+    /// Makes the push's acknowledged-sales check in this lane's job (see [`PushNews::take_acknowledged`]).
     pub fn check_acknowledged<S: PushStore + ?Sized>(
         &mut self,
-        acknowledged: Option<Acknowledged>,
+        acknowledged: Option<AckCheck>,
         store: &S,
         device: &Device,
         correlation_id: &str,
     ) {
-        self.resend = acknowledged.and_then(|a| a.resend(store, device, correlation_id));
+        self.resend = acknowledged.and_then(|check| resend_of(store, device, correlation_id, &check));
     }
 
     /// Whether refused sales wait for their audit (then [`finish_push`] writes to the database).

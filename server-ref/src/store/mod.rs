@@ -243,11 +243,17 @@ pub trait PushStore: Send + Sync + 'static {
     /// still keeps are returned to be asked for again, runs it no longer keeps are recorded as lost
     /// for good, and the contiguous run moves up (see [`tills::plan_recovery`]). Reads at most
     /// [`tills::MAX_CHECK_SEQS`] numbers; never touches another device or outbox. A device whose stored
-    /// outbox is another one (being replaced) gets an empty plan.
+    /// outbox is another one (being replaced) gets an empty plan. A status row the check makes is first
+    /// seen at `now_ms`.
     ///
     /// # Errors
     /// A [`StoreError`] from the database; the push's sales are settled regardless.
-    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError>;
+    fn check_acknowledged(
+        &self,
+        device: &Device,
+        check: &AckCheck,
+        now_ms: i64,
+    ) -> Result<RecoveryPlan, StoreError>;
 
     /// Starts announcing token revocations (by any instance or admin command) to `sink` until `stop`
     /// is set, on a thread of its own. `None` when this store has no way to announce them: the server

@@ -687,10 +687,15 @@ impl PushStore for PgStore {
         Ok(())
     }
 
-    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
+    fn check_acknowledged(
+        &self,
+        device: &Device,
+        check: &AckCheck,
+        now_ms: i64,
+    ) -> Result<RecoveryPlan, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let plan = tills::check_acknowledged(&mut PgRecovery(&mut tx), device, check)?;
+        let plan = tills::check_acknowledged(&mut PgRecovery(&mut tx), device, check, now_ms)?;
         tx.commit()?;
         Ok(plan)
     }

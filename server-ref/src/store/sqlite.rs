@@ -639,10 +639,15 @@ impl PushStore for SqliteStore {
         Ok(())
     }
 
-    fn check_acknowledged(&self, device: &Device, check: &AckCheck<'_>) -> Result<RecoveryPlan, StoreError> {
+    fn check_acknowledged(
+        &self,
+        device: &Device,
+        check: &AckCheck,
+        now_ms: i64,
+    ) -> Result<RecoveryPlan, StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let plan = tills::check_acknowledged(&mut LiteRecovery(&tx), device, check)?;
+        let plan = tills::check_acknowledged(&mut LiteRecovery(&tx), device, check, now_ms)?;
         tx.commit()?;
         Ok(plan)
     }

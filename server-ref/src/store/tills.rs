@@ -217,17 +217,15 @@ pub const MAX_CHECK_SEQS: i64 = 20_000;
 pub const MAX_LOST_RUNS_PER_CHECK: usize = 100;
 
 /// A till's word on its acknowledged sales, from a push's report, for
-/// [`super::PushStore::check_acknowledged`].
-#[derive(Debug, Clone, Copy)]
-pub struct AckCheck<'a> {
+/// [`super::PushStore::check_acknowledged`]; owned, so that a database job can carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckCheck {
     /// The till's outbox.
-    pub outbox_id: &'a str,
+    pub outbox_id: String,
     /// Every sale numbered up to it was settled by the server, as far as the till knows.
     pub acked_seq: i64,
     /// Lowest sequence number the till still keeps (1 when it reported none).
     pub kept_seq: i64,
-    /// Now, Unix ms (a status row made by the check is first seen then).
-    pub now_ms: i64,
 }
 
 /// Where a device's acknowledged-sales check starts: its stored outbox identity, the end of its
@@ -272,15 +270,17 @@ pub(crate) trait RecoverySteps {
 }
 
 /// [`super::PushStore::check_acknowledged`], written once over a store's [`RecoverySteps`].
+/// `now_ms`: a status row the check makes is first seen then.
 pub(crate) fn check_acknowledged<T: RecoverySteps>(
     tx: &mut T,
     device: &super::Device,
-    check: &AckCheck<'_>,
+    check: &AckCheck,
+    now_ms: i64,
 ) -> Result<RecoveryPlan, T::Error> {
     let state = tx.recovery_state(device)?;
     let (contiguous, replaced) = match &state {
         None => (0, false),
-        Some((stored, _, _)) if stored.as_deref().is_some_and(|id| id != check.outbox_id) => {
+        Some((stored, _, _)) if stored.as_ref().is_some_and(|id| *id != check.outbox_id) => {
             return Ok(RecoveryPlan::default());
         }
         Some((_, contiguous, replaced)) => (*contiguous, *replaced),
@@ -289,17 +289,17 @@ pub(crate) fn check_acknowledged<T: RecoverySteps>(
         return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
     }
     let seqs =
-        tx.settled_seqs(device, check.outbox_id, replaced, contiguous, check.acked_seq, MAX_CHECK_SEQS)?;
+        tx.settled_seqs(device, &check.outbox_id, replaced, contiguous, check.acked_seq, MAX_CHECK_SEQS)?;
     let scanned_to = match seqs.last() {
         Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
         _ => check.acked_seq,
     };
     let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
     for (from, to) in &plan.lost {
-        tx.insert_pruned_run(device, check.outbox_id, *from, *to)?;
+        tx.insert_pruned_run(device, &check.outbox_id, *from, *to)?;
     }
     if plan.contiguous > contiguous || state.is_none() {
-        tx.upsert_contiguous(device, check.outbox_id, plan.contiguous, check.now_ms)?;
+        tx.upsert_contiguous(device, &check.outbox_id, plan.contiguous, now_ms)?;
     }
     Ok(plan)
 }
@@ -322,34 +322,22 @@ pub struct RecoveryPlan {
 /// O(`seqs`); the answer holds at most [`possync_core::protocol::MAX_RESEND_RANGES`] resend runs and
 /// [`MAX_LOST_RUNS_PER_CHECK`] lost runs, and the contiguous run stops before anything left out.
 pub fn plan_recovery(seqs: &[i64], contiguous: i64, scanned_to: i64, kept: i64) -> RecoveryPlan {
+    let seqs = &seqs[..seqs.partition_point(|s| *s <= scanned_to)];
+    let (gaps, _) = gaps_of(seqs, contiguous, Some(scanned_to));
+    // gaps_of lists at most MAX_GAPS_PER_DEVICE runs: past them, nothing is known to be held.
+    let listed_all = gaps.len() < MAX_GAPS_PER_DEVICE;
     let mut plan = RecoveryPlan { contiguous, ..RecoveryPlan::default() };
+    // Set at the first run that stays missing: the contiguous run ends before it.
     let mut blocked = false;
-    let mut expected = contiguous + 1;
-    let mut runs: Vec<(i64, i64)> = Vec::new();
-    for &seq in seqs.iter().filter(|s| **s > contiguous && **s <= scanned_to) {
-        if seq > expected {
-            runs.push((expected, seq - 1));
-        }
-        runs.push((seq, seq)); // marker of a held number (from == to, reached below)
-        expected = expected.max(seq + 1);
-    }
-    if scanned_to >= expected {
-        runs.push((expected, scanned_to));
-    }
-    let held: std::collections::HashSet<i64> = seqs.iter().copied().collect();
-    for (from, to) in runs {
-        if from == to && held.contains(&from) {
-            if !blocked {
-                plan.contiguous = to;
-            }
-            continue;
+    for (from, to, _) in gaps {
+        if !blocked {
+            plan.contiguous = from - 1; // everything between the runs is held
         }
         if from < kept {
-            let lost_to = to.min(kept - 1);
             if plan.lost.len() < MAX_LOST_RUNS_PER_CHECK {
-                plan.lost.push((from, lost_to));
+                plan.lost.push((from, to.min(kept - 1)));
                 if !blocked {
-                    plan.contiguous = lost_to;
+                    plan.contiguous = to.min(kept - 1);
                 }
             } else {
                 blocked = true;
@@ -361,6 +349,9 @@ pub fn plan_recovery(seqs: &[i64], contiguous: i64, scanned_to: i64, kept: i64) 
             }
             blocked = true;
         }
+    }
+    if !blocked && listed_all {
+        plan.contiguous = scanned_to;
     }
     plan
 }

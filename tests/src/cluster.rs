@@ -31,7 +31,7 @@ pub struct Cluster {
 
 /// PostgreSQL's binaries: `POSSYNC_PG_BIN`, else Debian's `/usr/lib/postgresql/15/bin`, else bare
 /// names found on `PATH` (an empty path).
-pub(crate) fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("POSSYNC_PG_BIN") {
         return PathBuf::from(dir);
     }
@@ -138,15 +138,7 @@ impl Cluster {
                  (binaries from POSSYNC_PG_BIN, /usr/lib/postgresql/15/bin or PATH)",
                 args.join(" "),
                 self.run_as.as_deref().map(|u| format!(" (as OS user {u})")).unwrap_or_default(),
-                match other {
-                    Ok(o) => format!(
-                        "{}\n{}{}",
-                        o.status,
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ),
-                    Err(e) => e.to_string(),
-                },
+                describe(&other),
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             ),
         }
@@ -247,6 +239,19 @@ impl Drop for Cluster {
 fn signal(name: &str, pid: u32) {
     let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status();
     assert!(status.is_ok_and(|s| s.success()) || !alive(pid), "kill -{name} {pid} failed");
+}
+
+/// A command's exit status and output, or why it could not run, for a panic message.
+pub(crate) fn describe(out: &std::io::Result<Output>) -> String {
+    match out {
+        Ok(o) => format!(
+            "{}\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// A process exists and is not a zombie.

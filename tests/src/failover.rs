@@ -86,11 +86,11 @@
 //! Nothing here skips: when pg_autoctl cannot be installed or the formation does not come up, the
 //! harness panics with the command, its output, the monitor's view and the tail of each node's log.
 
-use crate::cluster::{alive, bin_dir, children_of, free_port, id_of, running_as_root};
+use crate::cluster::{alive, bin_dir, children_of, describe, free_port, id_of, running_as_root};
 use parking_lot::Mutex;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -874,16 +874,4 @@ fn processes_under(dir: &Path) -> Vec<u32> {
         .filter(|pid| *pid != me && alive(*pid))
         .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
         .collect()
-}
-
-fn describe(out: &std::io::Result<Output>) -> String {
-    match out {
-        Ok(o) => format!(
-            "{}\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => e.to_string(),
-    }
 }

@@ -261,8 +261,8 @@ impl Outbox {
         let counts = self.counts()?;
         let by_currency = self.unsent_by_currency()?;
         let oldest = self.oldest_unsent_age_ms()?;
-        let since = self.clock.now_ms() - RETIRED_REPORT_WINDOW_MS;
         let now = self.clock.now_ms();
+        let since = now - RETIRED_REPORT_WINDOW_MS;
         let (last_seq, seq_start, kept, retired_seqs, outbox_id) = self.with_conn(|conn| {
             type Bounds = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
             let (last_seq, seq_start, kept_seq, kept_at): Bounds =

@@ -273,14 +273,9 @@ impl possync_core::transport::Transport for BrokenAfterCheck {
     }
 }
 
+/// A PostgreSQL client tool, found where the throwaway clusters' binaries are.
 fn pg_tool(name: &str) -> PathBuf {
-    let dir = std::env::var("POSSYNC_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-    let bin = Path::new(&dir).join(name);
-    if bin.exists() {
-        bin
-    } else {
-        PathBuf::from(name)
-    }
+    possync_tests::cluster::bin_dir().join(name)
 }
 
 fn run_tool(cmd: &mut std::process::Command) {

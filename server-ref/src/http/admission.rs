@@ -26,7 +26,7 @@ use crate::store::Device;
 /// The pushes in hand, by device.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    open: Mutex<HashMap<(String, String), Flight>>,
+    open: Mutex<HashMap<Device, Flight>>,
     next_id: AtomicU64,
 }
 
@@ -41,7 +41,7 @@ struct Flight {
 #[derive(Debug)]
 pub(crate) struct Boarded {
     flights: Arc<Flights>,
-    key: (String, String),
+    key: Device,
     id: u64,
 }
 
@@ -54,7 +54,7 @@ impl Flights {
         until: Instant,
         now: Instant,
     ) -> Result<Boarded, Duration> {
-        let key = (device.store_id.clone(), device.device_id.clone());
+        let key = device.clone();
         let mut open = self.open.lock();
         if let Some(flight) = open.get(&key) {
             if flight.until > now {

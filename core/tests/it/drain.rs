@@ -332,3 +332,47 @@ fn retry_after_stops_the_run_at_once() {
         matches!(report.stop, Some(DrainStop::Offline { ref error }) if error.retry_after_ms() == Some(30_000))
     );
 }
+
+/// A server (broken or hostile) that always answers a `resend`: `resend` for each request.
+fn answering_resend(
+    resend: possync_core::protocol::Resend,
+) -> impl Fn(&PushRequest) -> Result<PushResponse, TransportError> + Send + Sync {
+    move |r| Ok(PushResponse { resend: Some(resend.clone()), ..all_ok(r) })
+}
+
+#[test]
+fn a_resend_answer_is_bounded_to_the_tills_own_outbox_and_never_keeps_a_run_going() {
+    let t = TempOutbox::new();
+    let outbox = t.open();
+    for i in 0..10 {
+        outbox.enqueue(&sale(i)).expect("enqueue");
+    }
+    let config = config();
+    let drain = |transport: &dyn Transport| {
+        Drainer::new(&outbox, transport, &config)
+            .expect("drainer")
+            .drain(DrainReason::Interval.into(), DrainHooks::default())
+            .expect("drain")
+    };
+    assert_eq!(drain(&scripted(|r| Ok(all_ok(r)))).sent, 10);
+    let own = outbox.outbox_id().expect("outbox id");
+
+    // Another outbox's identity: ignored, nothing queued again, one report-only request.
+    let other = possync_core::protocol::Resend { outbox_id: "another-outbox".into(), ranges: vec![[1, 10]] };
+    let transport = scripted(answering_resend(other));
+    let report = drain(&transport);
+    assert_eq!((report.resent, report.sent), (0, 0), "{report:?}");
+    assert_eq!(transport.sizes.lock().clone(), vec![0], "one report-only request");
+
+    // Ranges that are not ranges of sequence numbers (reversed, starting below 1): ignored whole.
+    let junk = possync_core::protocol::Resend { outbox_id: own.clone(), ranges: vec![[5, 1], [0, 2]] };
+    assert_eq!(drain(&scripted(answering_resend(junk))).resent, 0);
+
+    // Its own sales 3-5, asked for in every answer: sent again once in the run, and the run ends.
+    let mine = possync_core::protocol::Resend { outbox_id: own, ranges: vec![[3, 5], [3, 5]] };
+    let transport = scripted(answering_resend(mine));
+    let report = drain(&transport);
+    assert_eq!((report.resent, report.sent, report.stop.clone()), (3, 3, None), "{report:?}");
+    assert_eq!(transport.sizes.lock().clone(), vec![0, 3], "report-only, then the three, then done");
+    assert_eq!(outbox.counts().expect("counts").sent, 10);
+}

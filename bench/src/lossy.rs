@@ -30,7 +30,7 @@ use possync_tests::proxy::{FaultProxy, Mode};
 use crate::child::ServerProcess;
 use crate::outbox::sample_sale;
 use crate::server::BenchDb;
-use crate::Row;
+use crate::{Row, Target};
 
 fn token(store: &PgStore, device_id: &str) -> String {
     let token = generate_token();
@@ -67,29 +67,30 @@ pub fn lossy_rows(exe: &Path, admin_url: &str, seconds: u64, seed: u64) -> (Loss
     let failed: u64 = report.proxy.iter().filter(|(k, _)| **k != "pass").map(|(_, v)| v).sum();
     let proxied: u64 = report.proxy.values().sum();
     let rows = vec![
-        Row {
-            scenario: format!("lossy link, one unattended till, 10 sales/s for {seconds} s, goodput"),
-            value: report.sent_in_window.0 as f64 / seconds as f64,
-            baseline: report.sent_in_window.1 as f64 / seconds as f64,
-            unit: "sales/s",
-            note: format!(
-                "sales acknowledged in the window through a proxy failing 30 % ({failed} of {proxied} \
-                 requests: {:?}), vs the same till on a clean link at the same time; {once}; seed {seed}; \
-                 target ≥ 0.5",
-                report.proxy
-            ),
-        },
-        Row {
-            scenario: "lossy link, oldest unsent sale (max of per-second samples)".into(),
-            value: report.max_oldest_unsent_ms.0 as f64 / 1000.0,
-            baseline: 60.0,
-            unit: "s",
-            note: format!(
-                "the lossy till's worst age vs the 60 s bound (the clean till's worst: {:.1} s; \
-                 interval 60 s, request timeout 5 s); target ≤ 1.0",
-                report.max_oldest_unsent_ms.1 as f64 / 1000.0
-            ),
-        },
+        Row::measured(
+            format!("lossy link, one unattended till, 10 sales/s for {seconds} s, goodput"),
+            report.sent_in_window.0 as f64 / seconds as f64,
+            report.sent_in_window.1 as f64 / seconds as f64,
+            "sales/s",
+        )
+        .target(Target::RatioAtLeast(0.5))
+        .note(format!(
+            "sales acknowledged in the window through a proxy failing 30 % ({failed} of {proxied} \
+             requests: {:?}), vs the same till on a clean link at the same time; {once}; seed {seed}",
+            report.proxy
+        )),
+        Row::against(
+            "lossy link, oldest unsent sale (max of per-second samples)",
+            report.max_oldest_unsent_ms.0 as f64 / 1000.0,
+            60.0,
+            "s",
+        )
+        .target(Target::RatioAtMost(1.0))
+        .note(format!(
+            "the lossy till's worst age vs the 60 s bound (the clean till's worst: {:.1} s; \
+             interval 60 s, request timeout 5 s)",
+            report.max_oldest_unsent_ms.1 as f64 / 1000.0
+        )),
     ];
     (report, rows)
 }
@@ -191,15 +192,16 @@ pub fn resend_after_kill(exe: &Path, admin_url: &str, rounds: usize) -> Row {
     }
     server.stop();
     let slowest = times.iter().copied().fold(0.0, f64::max);
-    Row {
-        scenario: format!("SIGKILL mid-send and immediate restart, {rounds} rounds, time until the leased sales are on the server (slowest)"),
-        value: slowest,
-        baseline: lease_s,
-        unit: "s",
-        note: format!(
-            "50 leased sales per round, the link had swallowed their request; from the restart (process \
-             start included) vs the {lease_s:.0} s lease; rounds: {}; target ≤ 5 s",
-            times.iter().map(|t| format!("{t:.2} s")).collect::<Vec<_>>().join(", ")
-        ),
-    }
+    Row::against(
+        format!("SIGKILL mid-send and immediate restart, {rounds} rounds, time until the leased sales are on the server (slowest)"),
+        slowest,
+        5.0,
+        "s",
+    )
+    .target(Target::RatioAtMost(1.0))
+    .note(format!(
+        "50 leased sales per round, the link had swallowed their request; from the restart (process \
+         start included), against the 5 s target (the lease is {lease_s:.0} s); rounds: {}",
+        times.iter().map(|t| format!("{t:.2} s")).collect::<Vec<_>>().join(", ")
+    ))
 }

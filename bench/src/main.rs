@@ -354,7 +354,7 @@ fn main() -> ExitCode {
             unreachable!("handled above")
         }
     }
-    println!("\n{}", markdown(&run.rows));
+    println!("\n{}\n{}", markdown(&run.rows), possync_bench::targets_summary(&run.rows));
     for note in &run.notes {
         println!("{note}");
     }

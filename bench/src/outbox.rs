@@ -10,7 +10,7 @@ use possync_core::protocol::{
 };
 use rusqlite::{params, Connection};
 
-use crate::{median, Row};
+use crate::{median, Row, Target};
 
 /// A realistic sale: three items, one payment.
 pub fn sample_sale(seed: i64) -> SalePayload {
@@ -93,13 +93,14 @@ pub fn enqueue(dir: &Path, durability: Durability, n: usize, rounds: usize) -> R
         }
         theirs.push(n as f64 / start.elapsed().as_secs_f64());
     }
-    Row {
-        scenario: format!("enqueue, synchronous={}", sync_name(durability)),
-        value: median(ours),
-        baseline: median(theirs),
-        unit: "sales/s",
-        note: "vs raw rusqlite INSERT of the same bytes, same durability; target ≥ 0.9".into(),
-    }
+    Row::measured(
+        format!("enqueue, synchronous={}", sync_name(durability)),
+        median(ours),
+        median(theirs),
+        "sales/s",
+    )
+    .target(Target::RatioAtLeast(0.9))
+    .note("vs raw rusqlite INSERT of the same bytes, same durability")
 }
 
 /// Loads `pending` copies of one valid sale, each under its own id, straight into an outbox file
@@ -159,11 +160,12 @@ pub fn claim_finalize(dir: &Path, small: usize, large: usize, sales: usize, batc
         at_small.push(claim_finalize_us(dir, small, sales, batch));
         at_large.push(claim_finalize_us(dir, large, sales, batch));
     }
-    Row {
-        scenario: format!("claim+finalize, batch {batch}, {large} vs {small} pending"),
-        value: median(at_large),
-        baseline: median(at_small),
-        unit: "µs/sale",
-        note: format!("cost at {large} pending over cost at {small}; target ≤ 1.5"),
-    }
+    Row::measured(
+        format!("claim+finalize, batch {batch}, {large} vs {small} pending"),
+        median(at_large),
+        median(at_small),
+        "µs/sale",
+    )
+    .target(Target::RatioAtMost(1.5))
+    .note(format!("cost at {large} pending over cost at {small}"))
 }

@@ -103,24 +103,19 @@ pub fn compare(peer_bin: &Path, dir: &Path, jobs: usize) -> Result<Vec<Row>, Str
         peer.sqlite_synchronous
     );
     Ok(vec![
-        Row {
-            scenario: format!("peer queue: enqueue, outbox vs {}", peer.peer),
-            value: enqueue,
-            baseline: peer.enqueue_per_s,
-            unit: "jobs/s",
-            note: format!(
-                "{jobs} jobs, one committed transaction each; {setting}; reference point, no target"
-            ),
-        },
-        Row {
-            scenario: format!("peer queue: claim+complete one at a time, outbox vs {}", peer.peer),
-            value: complete,
-            baseline: peer.complete_per_s,
-            unit: "jobs/s",
-            note: format!(
-                "{jobs} jobs; {} runs a no-op job per claim; reference point, no target",
-                peer.peer
-            ),
-        },
+        Row::measured(
+            format!("peer queue: enqueue, outbox vs {}", peer.peer),
+            enqueue,
+            peer.enqueue_per_s,
+            "jobs/s",
+        )
+        .note(format!("{jobs} jobs, one committed transaction each; {setting}; reference point")),
+        Row::measured(
+            format!("peer queue: claim+complete one at a time, outbox vs {}", peer.peer),
+            complete,
+            peer.complete_per_s,
+            "jobs/s",
+        )
+        .note(format!("{jobs} jobs; {} runs a no-op job per claim; reference point", peer.peer)),
     ])
 }

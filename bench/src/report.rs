@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{markdown, Row};
+use crate::{markdown, targets_summary, Row};
 
 /// First line of the generated section.
 pub const BEGIN: &str = "<!-- possync-bench: generated results begin -->";
@@ -103,13 +103,14 @@ pub fn section(
          - SQLite {sqlite} (bundled by rusqlite), PostgreSQL {pg}\n\
          - Commit: `{commit}`\n\
          - Command: `{command}`\n\n\
-         {table}{notes}{END}\n",
+         {table}\n{summary}\n{notes}{END}\n",
         cpu = machine.cpu,
         memory = machine.memory,
         kernel = machine.kernel,
         sqlite = machine.sqlite,
         pg = machine.postgres.as_deref().unwrap_or("not reachable"),
         table = markdown(rows),
+        summary = targets_summary(rows),
     )
 }
 

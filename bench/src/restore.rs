@@ -24,7 +24,7 @@ use possync_server::store::{AdminStore, Device};
 use crate::child::ServerProcess;
 use crate::outbox::sample_sale;
 use crate::server::BenchDb;
-use crate::Row;
+use crate::{Row, Target};
 
 /// What the restore scenario measured.
 #[derive(Debug, Clone)]
@@ -169,15 +169,16 @@ pub fn restore_rows(
     let exactly_once = fresh_once && sales_on(&db) == (total, total) && resent == (total - before) as u64;
     server.stop();
     let report = RestoreReport { fresh_seconds, recovery_seconds, resent, exactly_once };
-    let row = Row {
-        scenario: format!("restore: {tills} tills × {sales} acknowledged sales back after a restore"),
-        value: recovery_seconds,
-        baseline: fresh_seconds,
-        unit: "s",
-        note: format!(
-            "the same sales pushed fresh in the same run; target ≤ 2.0; {resent} sent again, {}",
-            if exactly_once { "exactly once" } else { "NOT exactly once" }
-        ),
-    };
+    let row = Row::measured(
+        format!("restore: {tills} tills × {sales} acknowledged sales back after a restore"),
+        recovery_seconds,
+        fresh_seconds,
+        "s",
+    )
+    .target(Target::RatioAtMost(2.0))
+    .note(format!(
+        "the same sales pushed fresh in the same run; {resent} sent again, {}",
+        if exactly_once { "exactly once" } else { "NOT exactly once" }
+    ));
     (report, row)
 }

@@ -36,6 +36,7 @@ use rand::RngExt;
 use crate::child::ServerProcess;
 use crate::outbox::sample_sale;
 use crate::server::BenchDb;
+use crate::Target;
 
 /// Size of a storm.
 #[derive(Debug, Clone, Copy)]
@@ -447,77 +448,51 @@ pub fn storm_rows(
         .and_then(|s| s.migrate())
         .expect("migrate the baseline database");
     let tps16 = crate::server::pgbench_rate(&baseline_db, 16, seconds);
-    let tps16_prepared = crate::server::pgbench_rate_prepared(&baseline_db, 16, seconds);
+    let tps16_simple = crate::server::pgbench_rate_simple(&baseline_db, 16, seconds);
     drop(baseline_db);
     let report = run(exe, admin_url, size);
     let name = format!("storm {}×{}", size.tills, size.sales);
-    let row = |what: &str, value: f64, baseline: f64, unit: &'static str, note: String| crate::Row {
-        scenario: format!("{name}: {what}"),
-        value,
-        baseline,
-        unit,
-        note,
+    let row = |what: &str, value: f64, baseline: f64, unit: &'static str| {
+        crate::Row::measured(format!("{name}: {what}"), value, baseline, unit)
+    };
+    let against = |what: &str, value: f64, bound: f64, unit: &'static str| {
+        crate::Row::against(format!("{name}: {what}"), value, bound, unit)
     };
     let mean_ratio = report.server_mean_ms / report.tills_mean_ms.max(f64::MIN_POSITIVE);
     let rows = vec![
-        row(
-            "time until every till is drained",
-            report.drain_seconds,
-            report.sales as f64 / tps16,
-            "s",
-            format!(
-                "baseline: {} sales at pgbench's per-sale rate at concurrency 16 ({tps16:.0}/s); target ≤ 1.25; \
-                 exactly once: {}; against pgbench -M prepared ({tps16_prepared:.0}/s): {:.2}",
+        row("time until every till is drained", report.drain_seconds, report.sales as f64 / tps16, "s")
+            .target(Target::RatioAtMost(1.25))
+            .note(format!(
+                "baseline: {} sales at pgbench -M prepared's per-sale rate at concurrency 16 ({tps16:.0}/s); \
+                 exactly once: {}; against pgbench's simple protocol ({tps16_simple:.0}/s): {:.2}",
                 report.sales,
                 report.exactly_once,
-                report.drain_seconds * tps16_prepared / report.sales as f64
-            ),
-        ),
-        row(
-            "p99 of admitted pushes at the tills",
-            report.admitted.p99_ms,
-            1000.0,
-            "ms",
-            format!(
-                "{} admitted, p50 {:.0} ms, max {:.0} ms; target < 1 s",
+                report.drain_seconds * tps16_simple / report.sales as f64
+            )),
+        against("p99 of admitted pushes at the tills", report.admitted.p99_ms, 1000.0, "ms")
+            .target(Target::RatioBelow(1.0))
+            .note(format!(
+                "{} admitted, p50 {:.0} ms, max {:.0} ms",
                 report.admitted.count, report.admitted.p50_ms, report.admitted.max_ms
-            ),
-        ),
-        row(
-            "p99 of shed pushes (503) at the tills",
-            report.shed.p99_ms,
-            50.0,
-            "ms",
-            format!(
-                "{} shed at the tills, p50 {:.0} ms, max {:.0} ms; {} 503 counted by the server; target < 50 ms",
+            )),
+        against("p99 of shed pushes (503) at the tills", report.shed.p99_ms, 50.0, "ms")
+            .target(Target::RatioBelow(1.0))
+            .note(format!(
+                "{} shed at the tills, p50 {:.0} ms, max {:.0} ms; {} 503 counted by the server",
                 report.shed.count, report.shed.p50_ms, report.shed.max_ms, report.server_503
-            ),
-        ),
-        row(
-            "server's mean push time vs the tills'",
-            report.server_mean_ms,
-            report.tills_mean_ms,
-            "ms",
-            format!("ratio {mean_ratio:.2}; target within 0.8..1.2 (the server's numbers do not hide a wait)"),
-        ),
-        row(
-            "slowest /healthz or /metrics answer",
-            report.health_max_ms,
-            1000.0,
-            "ms",
-            format!(
-                "{} probes failed or took over 1 s at the prober, {} over 1 s by the server's histogram; \
-                 target < 1 s throughout",
+            )),
+        row("server's mean push time vs the tills'", report.server_mean_ms, report.tills_mean_ms, "ms")
+            .target(Target::RatioWithin(0.8, 1.2))
+            .note(format!("ratio {mean_ratio:.2}: the server's numbers do not hide a wait")),
+        against("slowest /healthz or /metrics answer", report.health_max_ms, 1000.0, "ms")
+            .target(Target::RatioBelow(1.0))
+            .note(format!(
+                "{} probes failed or took over 1 s at the prober, {} over 1 s by the server's histogram",
                 report.health_slow, report.health_slow_at_server
-            ),
-        ),
-        row(
-            "server peak RSS",
-            report.server_peak_rss_kib as f64 / 1024.0,
-            200.0,
-            "MiB",
-            format!("peak open connections {}; target < 200 MiB", report.peak_open_connections),
-        ),
+            )),
+        against("server peak RSS", report.server_peak_rss_kib as f64 / 1024.0, 200.0, "MiB")
+            .target(Target::RatioBelow(1.0))
+            .note(format!("peak open connections {}", report.peak_open_connections)),
     ];
     (report, rows)
 }

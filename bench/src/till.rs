@@ -12,8 +12,8 @@ use possync_core::protocol::{PushRequest, PushResponse, PushResult, PushStatus};
 
 use crate::child::{run_drain, DrainOutcome};
 use crate::outbox::load_pending;
-use crate::server::{pgbench_rate, serve, BenchDb};
-use crate::Row;
+use crate::server::{pgbench_rate, pgbench_rate_simple, serve, BenchDb};
+use crate::{Row, Target};
 
 /// Scenario 4: one till drains `backlog` pending sales to the server over loopback (server in its own
 /// process, PostgreSQL behind it), against pgbench running the server's per-sale SQL on one
@@ -36,21 +36,17 @@ pub fn drain_vs_pgbench(exe: &Path, dir: &Path, admin_url: &str, backlog: usize,
     assert_eq!(stored, backlog as i64, "the server holds every drained sale exactly once");
     drop(conn);
     let baseline = pgbench_rate(&db, 1, seconds);
-    let prepared = crate::server::pgbench_rate_prepared(&db, 1, seconds);
+    let simple = pgbench_rate_simple(&db, 1, seconds);
     let _ = std::fs::remove_file(&path);
     let rate = outcome.settled as f64 / outcome.seconds;
-    Row {
-        scenario: format!("end-to-end drain, one till, {backlog} backlog"),
-        value: rate,
-        baseline,
-        unit: "sales/s",
-        note: format!(
+    Row::measured(format!("end-to-end drain, one till, {backlog} backlog"), rate, baseline, "sales/s")
+        .target(Target::RatioAtLeast(1.5))
+        .note(format!(
             "till process → loopback HTTP → server process (the default workers, 4 sale lanes) → PostgreSQL, vs \
-             pgbench with the server's per-sale SQL on one connection; exactly-once checked; target ≥ 1.5; \
-             against pgbench -M prepared ({prepared:.0}/s): {:.2}",
-            rate / prepared
-        ),
-    }
+             pgbench -M prepared with the server's per-sale SQL on one connection; exactly-once checked; \
+             against pgbench's simple protocol ({simple:.0}/s): {:.2}",
+            rate / simple
+        ))
 }
 
 fn check_complete(outcome: &DrainOutcome, backlog: usize) {
@@ -77,30 +73,22 @@ pub fn till_memory(exe: &Path, dir: &Path, small: usize, large: usize) -> Row {
     };
     let ((at_small, _), (at_large, rate)) = (peak(small), peak(large));
     stub.stop();
-    Row {
-        scenario: format!("till peak RSS draining {large} vs {small} backlog"),
-        value: at_large,
-        baseline: at_small,
-        unit: "MiB",
-        note: format!(
-            "till process VmHWM, default settings, acknowledging loopback server (drained at {rate:.0} sales/s); target < 30 MiB at {large}: {}",
-            if at_large < 30.0 { "met" } else { "not met" }
-        ),
-    }
+    Row::measured(format!("till peak RSS draining {large} vs {small} backlog"), at_large, at_small, "MiB")
+        .target(Target::ValueBelow(30.0))
+        .note(format!(
+            "till process VmHWM, default settings, acknowledging loopback server (drained at {rate:.0} sales/s)"
+        ))
 }
 
 /// Scenario 6, server side: the server's RSS after its start and its peak under scenario 3's load.
 pub fn server_memory(cell: &crate::server::PushCell) -> Row {
-    Row {
-        scenario: format!(
-            "server peak RSS under load ({})",
-            cell.row.scenario.trim_start_matches("server push, ")
-        ),
-        value: cell.server_peak_rss_kib as f64 / 1024.0,
-        baseline: cell.server_idle_rss_kib as f64 / 1024.0,
-        unit: "MiB",
-        note: "server process VmHWM at the end of the load vs its RSS just after start".into(),
-    }
+    Row::measured(
+        format!("server peak RSS under load ({})", cell.row.scenario.trim_start_matches("server push, ")),
+        cell.server_peak_rss_kib as f64 / 1024.0,
+        cell.server_idle_rss_kib as f64 / 1024.0,
+        "MiB",
+    )
+    .note("server process VmHWM at the end of the load vs its RSS just after start")
 }
 
 /// A loopback HTTP server answering every push with `OK` for each sale, storing nothing.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use possync_bench::{child, lossy, outbox, peer, report, restore, server, storm, till, Row};
+use possync_bench::{child, lossy, outbox, peer, report, restore, server, storm, till, Row, Target};
 use possync_core::config::Durability;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_possync-bench");
@@ -115,7 +115,7 @@ fn results_section_replaces_only_the_generated_part() {
     let doc = dir.path().join("benchmarks.md");
     std::fs::write(&doc, "# Benchmarks\n\nintro\n").expect("write");
     let machine = report::Machine::detect(None);
-    let rows = [Row { scenario: "s".into(), value: 2.0, baseline: 4.0, unit: "x/s", note: "n".into() }];
+    let rows = [Row::measured("s", 2.0, 4.0, "x/s").target(Target::RatioAtLeast(0.8)).note("n")];
     let first = report::section("2026-01-01", &machine, "abc", "possync-bench all", &rows, &[]);
     report::write_section(&doc, &first).expect("append");
     std::fs::write(&doc, std::fs::read_to_string(&doc).expect("read") + "\nanalysis\n").expect("write");
@@ -125,7 +125,12 @@ fn results_section_replaces_only_the_generated_part() {
     let text = std::fs::read_to_string(&doc).expect("read");
     assert!(text.starts_with("# Benchmarks\n\nintro\n"), "{text}");
     assert!(text.contains("Results of 2026-01-02") && !text.contains("2026-01-01"), "{text}");
-    assert!(text.contains("| s | 2.0 x/s | 4.0 x/s | 0.50 | n |") && text.contains("skipped"), "{text}");
+    assert!(
+        text.contains("| s | 2.0 x/s | 4.0 x/s | 0.50 | ≥ 0.8 | **not met** | n |")
+            && text.contains("skipped"),
+        "{text}"
+    );
+    assert!(text.contains("Targets met: 0 of 1. Not met: s (0.50, target ≥ 0.8)."), "{text}");
     assert!(text.trim_end().ends_with("analysis"), "{text}");
     assert_eq!(text.matches(report::BEGIN).count(), 1);
 }

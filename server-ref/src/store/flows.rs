@@ -1,7 +1,8 @@
 //! The store's flows off the push path, written once over the [`Driver`] seam for both stores: the
 //! admin work ([`AdminStore`]: tokens, the audit trail, attention review, retention, gaps and
 //! recheck, sale search, console admins and sessions), recording a device's news (with an outbox's
-//! replacement) and the acknowledged-sales check. One row-mapping function per row type reads the
+//! replacement) and the acknowledged-sales check ([`check_acknowledged`]; its plan is
+//! [`tills::plan_recovery`]). One row-mapping function per row type reads the
 //! columns of the dialects' statements, which return them in the same order.
 //!
 //! Times are the app's: expired console sessions are deleted by the `now_ms` the caller passes, and
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::driver::{args, Conn, Driver, Param, Row, Statements};
-use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
+use super::tills::{self, device_gaps, Acknowledged, GapKind};
 use super::{
     AckCheck, AdminStore, AttentionEntry, AuditRecord, ConsoleSession, Device, DeviceActivity, RecoveryPlan,
     SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport, TillStatus, TokenInfo,
@@ -278,63 +279,11 @@ pub(crate) fn record_activity<D: Driver>(
     })
 }
 
-/// The acknowledged-sales check's steps as statements of one transaction.
-struct SqlSteps<'c, 'd> {
-    conn: &'c mut (dyn Conn + 'd),
-    sql: &'static Statements,
-}
-
-impl RecoverySteps for SqlSteps<'_, '_> {
-    type Error = StoreError;
-
-    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, StoreError> {
-        self.conn.row(self.sql.select_recovery_state, args![&device.store_id, &device.device_id], |r| {
-            Ok((r.opt_text(0)?, r.int(1)?, r.flag(2)?))
-        })
-    }
-
-    fn settled_seqs(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        replaced: bool,
-        after: i64,
-        upto: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        settled_seqs(self.conn, self.sql, device, after, Some(outbox_id), replaced, upto, limit)
-    }
-
-    fn insert_pruned_run(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            self.sql.insert_lost_run,
-            args![&device.store_id, &device.device_id, outbox_id, from, to, "pruned"],
-        )?;
-        Ok(())
-    }
-
-    fn upsert_contiguous(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        contiguous: i64,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            self.sql.upsert_contiguous,
-            args![&device.store_id, &device.device_id, contiguous, outbox_id, now_ms],
-        )?;
-        Ok(())
-    }
-}
-
-/// [`super::PushStore::check_acknowledged`]: [`tills::check_acknowledged`] in one transaction.
+/// [`super::PushStore::check_acknowledged`] in one transaction: from the device's checked settled
+/// run (none yet: from 0; another outbox stored: an empty plan), reads at most
+/// [`tills::MAX_CHECK_SEQS`] settled numbers up to the till's `acked_seq`, plans with
+/// [`tills::plan_recovery`], records the runs lost for good (cause `pruned`) and moves the run up (a
+/// status row it makes is first seen at `now_ms`).
 pub(crate) fn check_acknowledged<D: Driver>(
     db: &D,
     device: &Device,
@@ -342,7 +291,37 @@ pub(crate) fn check_acknowledged<D: Driver>(
     now_ms: i64,
 ) -> Result<RecoveryPlan, StoreError> {
     let sql = db.statements();
-    db.in_transaction(|conn| tills::check_acknowledged(&mut SqlSteps { conn, sql }, device, check, now_ms))
+    let (store, dev, outbox) = (&device.store_id, &device.device_id, check.outbox_id.as_str());
+    db.in_transaction(|conn| {
+        let state = conn.row(sql.select_recovery_state, args![store, dev], |r| {
+            Ok((r.opt_text(0)?, r.int(1)?, r.flag(2)?))
+        })?;
+        let (contiguous, replaced) = match &state {
+            None => (0, false),
+            Some((stored, _, _)) if stored.as_deref().is_some_and(|id| id != outbox) => {
+                return Ok(RecoveryPlan::default());
+            }
+            Some((_, contiguous, replaced)) => (*contiguous, *replaced),
+        };
+        if check.acked_seq <= contiguous {
+            return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
+        }
+        let limit = tills::MAX_CHECK_SEQS;
+        let seqs =
+            settled_seqs(conn, sql, device, contiguous, Some(outbox), replaced, check.acked_seq, limit)?;
+        let scanned_to = match seqs.last() {
+            Some(last) if seqs.len() as i64 >= limit => *last,
+            _ => check.acked_seq,
+        };
+        let plan = tills::plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
+        for (from, to) in &plan.lost {
+            conn.execute(sql.insert_lost_run, args![store, dev, outbox, *from, *to, "pruned"])?;
+        }
+        if plan.contiguous > contiguous || state.is_none() {
+            conn.execute(sql.upsert_contiguous, args![store, dev, plan.contiguous, outbox, now_ms])?;
+        }
+        Ok(plan)
+    })
 }
 
 impl<D: Driver> AdminStore for D {

@@ -8,6 +8,15 @@
 //! [`Store`] is both.
 //! [`postgres::PgStore`] is the primary implementation; [`sqlite::SqliteStore`] is the embedded one
 //! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/it/conformance.rs`.
+//!
+//! Each flow is written once: what both stores do alike (the admin work, a device's news, the
+//! acknowledged-sales check) is `flows.rs`, over the seam of `driver.rs` (a connection or transaction
+//! running a dialect's statements, rows read by typed getters) that each store implements; what
+//! truly differs stays in `postgres.rs` and `sqlite.rs` (the push path, pool, migrations, error
+//! classification, revocation watching), and each dialect's SQL in `postgres_sql.rs` and
+//! `sqlite_sql.rs`. A sale's outcome is `outcome.rs`; the till-side types and the pure gap and
+//! recovery planning are `tills.rs`. The store imports nothing from the rest of the server: the
+//! token cache implements this module's [`RevocationSink`].
 
 mod driver;
 mod flows;

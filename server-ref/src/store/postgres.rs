@@ -1,7 +1,7 @@
 //! The PostgreSQL store: one explicit transaction per sale, idempotent by `client_tx_id` + hash.
 //! This file holds what is PostgreSQL's own: the pool, migrations, the prepared push path (items
 //! and payments in one `UNNEST` statement each), error classification, the revocation listener, and
-//! the [`Driver`] on which the flows written once for both stores run (`flows.rs`; the admin work is
+//! the `Driver` on which the flows written once for both stores run (`flows.rs`; the admin work is
 //! [`super::AdminStore`] through it).
 //!
 //! Per sale: `BEGIN`; `SET LOCAL lock_timeout, statement_timeout`; `INSERT` header
@@ -63,7 +63,7 @@ impl Default for PgOptions {
 
 type Pool = r2d2::Pool<PgManager>;
 
-/// The PostgreSQL [`Store`], over an r2d2 connection pool.
+/// The PostgreSQL [`super::Store`], over an r2d2 connection pool.
 pub struct PgStore {
     pool: Pool,
     /// Where new connections go, for the revocation listener's own connection.

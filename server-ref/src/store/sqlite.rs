@@ -1,6 +1,6 @@
 //! The embedded SQLite store: the same rules as [`super::postgres::PgStore`], for the demo and a
 //! one-till shop that runs no database server. This file holds what is SQLite's own: the pool, the
-//! migrations, the push path and error classification, and the [`Driver`] on which the flows written
+//! migrations, the push path and error classification, and the `Driver` on which the flows written
 //! once for both stores run (`flows.rs`; the admin work is [`super::AdminStore`] through it).
 //!
 //! Per sale: `BEGIN IMMEDIATE` (takes the file's write lock at once, waiting up to the busy timeout);
@@ -135,7 +135,7 @@ impl Pool {
     }
 }
 
-/// The embedded SQLite [`Store`].
+/// The embedded SQLite [`super::Store`].
 pub struct SqliteStore {
     path: PathBuf,
     pool: Pool,

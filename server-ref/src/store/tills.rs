@@ -66,7 +66,7 @@ pub struct TillStatus {
     pub reported_at_ms: Option<i64>,
     /// The last report (fields the till did not send stay `None`).
     pub report: TillReport,
-    /// Sales of the device that occurred since `day_start_ms` (see [`super::Store::tills`]).
+    /// Sales of the device that occurred since `day_start_ms` (see [`super::AdminStore::tills`]).
     pub sales_today: i64,
 }
 

@@ -114,23 +114,7 @@ fn duplicate_keys_of(body: &[u8], count: usize) -> Vec<Option<String>> {
     }
 }
 
-/// Longest message of a result (and of its audit row), in bytes; a longer one is cut and marked.
-pub const MAX_MESSAGE_BYTES: usize = 1024;
-
-/// `message` cut to [`MAX_MESSAGE_BYTES`] (at a character boundary) with the cut marked, so that input
-/// quoted by a parser (an unknown field name of megabytes) is neither stored whole nor echoed.
-pub fn capped(mut message: String) -> String {
-    const MARK: &str = "… (cut)";
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES - MARK.len();
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push_str(MARK);
-    }
-    message
-}
+pub use crate::store::{capped, MAX_MESSAGE_BYTES};
 
 #[derive(Deserialize)]
 struct EnvelopeIn {
@@ -828,12 +812,5 @@ mod tests {
         );
         assert_eq!(unidentified_summary(&[]), None);
         assert!(identifiable(&refused("a\u{0}b")), "an id the protocol refuses still names the sale");
-    }
-
-    #[test]
-    fn long_messages_are_cut_and_marked() {
-        assert_eq!(capped("short".into()), "short");
-        let cut = capped("é".repeat(2000));
-        assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with("(cut)"), "{}", cut.len());
     }
 }

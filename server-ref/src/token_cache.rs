@@ -17,7 +17,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use possync_core::clock::{Clock, SystemClock};
 
-use crate::store::Device;
+use crate::store::{Device, RevocationSink};
 
 /// Most tokens held; when full, expired entries are dropped, and if none were, all of them.
 const MAX_ENTRIES: usize = 4_096;
@@ -31,14 +31,6 @@ pub struct TokenCache {
     announced: AtomicBool,
     /// Bumped (under the `entries` lock) by every revocation and change of the channel.
     generation: AtomicU64,
-}
-
-/// Where a store announces revocations.
-pub trait RevocationSink: Send + Sync {
-    /// Some token was revoked (by any instance or admin command).
-    fn revoked(&self);
-    /// Whether revocations reach this sink now (`false` while the store's channel is down).
-    fn announcing(&self, on: bool);
 }
 
 impl TokenCache {

@@ -23,8 +23,8 @@ use crate::auth::{generate_token, token_sha256};
 use crate::http::reply::{self, Reply};
 use crate::http::routes::{cid_of, run_blocking};
 use crate::http::App;
+use crate::store::RevocationSink;
 use crate::store::{ConsoleSession, Device, SaleQuery, StoreError};
-use crate::token_cache::RevocationSink;
 
 /// Most attention items on the page.
 const ATTENTION_LIMIT: u32 = 200;
@@ -289,7 +289,9 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
     let ttl = ctx.app.config.console.session_ttl;
     let expires = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     let admin = name.clone();
-    if let Err(reply) = ctx.db(move |s| s.create_session(&sha, &admin, &random_hex(), expires)).await {
+    if let Err(reply) =
+        ctx.db(move |s| s.create_session(&sha, &admin, &random_hex(), expires, now_ms())).await
+    {
         return reply;
     }
     log::info!(correlation_id = &*ctx.cid, admin = name.as_str(); "console: logged in");
@@ -383,7 +385,7 @@ async fn settle(ctx: &Ctx, session: &ConsoleSession, fields: &Fields) -> Result<
     let client_tx_id = fields.required("client_tx_id", 128).map_err(|e| ctx.input(&e))?;
     let note = fields.required("note", 1000).map_err(|e| ctx.input(&e))?;
     let admin = session.admin_name.clone();
-    let settled = ctx.db(move |s| s.settle_attention(&client_tx_id, audit_id, &admin, &note)).await?;
+    let settled = ctx.db(move |s| s.mark_reviewed(&client_tx_id, audit_id, &admin, &note)).await?;
     if !settled {
         return Err(ctx.error(404, "not_found", "no such unsettled attention item"));
     }

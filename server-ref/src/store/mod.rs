@@ -8,7 +8,18 @@
 //! [`Store`] is both.
 //! [`postgres::PgStore`] is the primary implementation; [`sqlite::SqliteStore`] is the embedded one
 //! (the demo, a one-till shop). Both pass the conformance suite `server-ref/tests/it/conformance.rs`.
+//!
+//! Each flow is written once: what both stores do alike (the admin work, a device's news, the
+//! acknowledged-sales check) is `flows.rs`, over the seam of `driver.rs` (a connection or transaction
+//! running a dialect's statements, rows read by typed getters) that each store implements; what
+//! truly differs stays in `postgres.rs` and `sqlite.rs` (the push path, pool, migrations, error
+//! classification, revocation watching), and each dialect's SQL in `postgres_sql.rs` and
+//! `sqlite_sql.rs`. A sale's outcome is `outcome.rs`; the till-side types and the pure gap and
+//! recovery planning are `tills.rs`. The store imports nothing from the rest of the server: the
+//! token cache implements this module's [`RevocationSink`].
 
+mod driver;
+mod flows;
 mod outcome;
 mod pg_pool;
 pub mod postgres;
@@ -21,8 +32,8 @@ use std::time::SystemTime;
 
 use possync_core::protocol::SalePayload;
 
-pub(crate) use outcome::{settle, ClassifiedError, TxError};
-pub use outcome::{Failure, FailureKind, SaleOutcome};
+pub use outcome::{capped, Failure, FailureKind, SaleOutcome, MAX_MESSAGE_BYTES};
+pub(crate) use outcome::{outcome_of, ClassifiedError, TxError};
 
 pub use tills::{
     AckCheck, Acknowledged, AttentionEntry, ConsoleSession, DeviceActivity, GapKind, RecoveryPlan, SaleQuery,
@@ -232,7 +243,7 @@ pub trait PushStore: Send + Sync + 'static {
 
     /// Records news about a device (last seen, last push, backlog report, retired sequence numbers)
     /// in one statement; older news than what is stored never overwrites it (several instances may
-    /// write). Called by [`crate::activity::ActivityRecorder`], off the push path.
+    /// write). Called off the push path, by the server's activity recorder.
     ///
     /// # Errors
     /// A [`StoreError`] from the database; the push's sales are settled regardless.
@@ -263,7 +274,7 @@ pub trait PushStore: Send + Sync + 'static {
     /// The OS error when the thread cannot be spawned.
     fn watch_revocations(
         &self,
-        sink: std::sync::Arc<dyn crate::token_cache::RevocationSink>,
+        sink: std::sync::Arc<dyn RevocationSink>,
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
         let _ = (sink, stop);
@@ -380,12 +391,12 @@ pub trait AdminStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<AttentionEntry>, StoreError>;
 
-    /// Marks an attention item (audit row `audit_id` of sale `client_tx_id`) settled by `admin` with
-    /// `note`; `false` when there is no such unsettled CONFLICT or INVALID row.
+    /// Marks an attention item (audit row `audit_id` of sale `client_tx_id`) reviewed by `admin` with
+    /// `note`; `false` when there is no such CONFLICT or INVALID row not reviewed yet.
     ///
     /// # Errors
     /// A [`StoreError`] from the database.
-    fn settle_attention(
+    fn mark_reviewed(
         &self,
         client_tx_id: &str,
         audit_id: i64,
@@ -405,7 +416,8 @@ pub trait AdminStore: Send + Sync + 'static {
     /// A [`StoreError`] from the database.
     fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError>;
 
-    /// Removes a console admin and their sessions; `false` when there was none.
+    /// Removes a console admin and, explicitly in the same transaction, their sessions; `false` when
+    /// there was none.
     ///
     /// # Errors
     /// A [`StoreError`] from the database.
@@ -423,8 +435,8 @@ pub trait AdminStore: Send + Sync + 'static {
     /// A [`StoreError`] from the database.
     fn has_admin(&self) -> Result<bool, StoreError>;
 
-    /// Stores a session (by the SHA-256 of its cookie) valid until `expires_ms`, and deletes expired
-    /// ones.
+    /// Stores a session (by the SHA-256 of its cookie) valid until `expires_ms`, and deletes the ones
+    /// expired at `now_ms` (the app's clock, not the database's).
     ///
     /// # Errors
     /// A [`StoreError`] from the database.
@@ -434,6 +446,7 @@ pub trait AdminStore: Send + Sync + 'static {
         admin: &str,
         csrf_token: &str,
         expires_ms: i64,
+        now_ms: i64,
     ) -> Result<(), StoreError>;
 
     /// The live session of a cookie's SHA-256, if any.
@@ -447,6 +460,15 @@ pub trait AdminStore: Send + Sync + 'static {
     /// # Errors
     /// A [`StoreError`] from the database.
     fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError>;
+}
+
+/// Where a store announces token revocations ([`PushStore::watch_revocations`]); the token cache is
+/// one.
+pub trait RevocationSink: Send + Sync {
+    /// Some token was revoked (by any instance or admin command).
+    fn revoked(&self);
+    /// Whether revocations reach this sink now (`false` while the store's channel is down).
+    fn announcing(&self, on: bool);
 }
 
 /// A whole store: the push path and the admin work. Every type with both is one (blanket impl), so

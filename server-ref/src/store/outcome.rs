@@ -1,8 +1,8 @@
 //! What storing one sale came to, as data: [`SaleOutcome`], and the plumbing both stores share to
 //! reach it. A store's transaction either decides the sale (stored now, a replay, a conflict) or
-//! fails and rolls back ([`TxError`]); [`settle`] turns such a failure into a transient or a
-//! rejected outcome the same way for both stores. Only `crate::push` turns an outcome into the
-//! protocol's `PushResult`.
+//! fails and rolls back ([`TxError`]); [`outcome_of`] turns such a failure into a transient or a
+//! rejected outcome the same way for both stores, its message cut by [`capped`]. Only the push
+//! module turns an outcome into the protocol's `PushResult`.
 
 use possync_core::protocol::PushStatus;
 
@@ -106,6 +106,24 @@ impl SaleOutcome {
     }
 }
 
+/// Longest message of a result (and of its audit row), in bytes; a longer one is cut and marked.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`] (at a character boundary) with the cut marked, so that input
+/// quoted by a parser (an unknown field name of megabytes) is neither stored whole nor echoed.
+pub fn capped(mut message: String) -> String {
+    const MARK: &str = "… (cut)";
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - MARK.len();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(MARK);
+    }
+    message
+}
+
 /// How a database error settles a sale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -142,9 +160,9 @@ impl<E: ClassifiedError> From<E> for TxError<E> {
 /// The outcome of a sale from the result of its transaction, the same for both stores: a decided
 /// outcome as it is; no connection is `database_unavailable` and a failpoint `injected_failure`
 /// (both transient); a database error as [`ClassifiedError::classify`] says, its message cut to
-/// [`crate::push::MAX_MESSAGE_BYTES`]. A rejected sale is audited (in a transaction of its own, as
+/// [`MAX_MESSAGE_BYTES`]. A rejected sale is audited (in a transaction of its own, as
 /// its own rolled back); an unexpected error (`database_error`) is logged.
-pub(crate) fn settle<S, E>(
+pub(crate) fn outcome_of<S, E>(
     store: &S,
     ctx: &PushContext<'_>,
     sale: &CheckedSale<'_>,
@@ -168,7 +186,7 @@ where
     if code == "database_error" {
         log::error!(client_tx_id = sale.client_tx_id, error:% = err; "unexpected database error");
     }
-    let failure = Failure { code, message: crate::push::capped(err.to_string()) };
+    let failure = Failure { code, message: capped(err.to_string()) };
     if kind == FailureKind::Transient {
         return SaleOutcome::Transient(failure);
     }
@@ -186,4 +204,16 @@ where
         log::error!(client_tx_id = sale.client_tx_id, error:% = e; "audit of a refused sale failed");
     }
     SaleOutcome::Rejected(failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{capped, MAX_MESSAGE_BYTES};
+
+    #[test]
+    fn long_messages_are_cut_and_marked() {
+        assert_eq!(capped("short".into()), "short");
+        let cut = capped("é".repeat(2000));
+        assert!(cut.len() <= MAX_MESSAGE_BYTES && cut.ends_with("(cut)"), "{}", cut.len());
+    }
 }

@@ -1,4 +1,8 @@
 //! The PostgreSQL store: one explicit transaction per sale, idempotent by `client_tx_id` + hash.
+//! This file holds what is PostgreSQL's own: the pool, migrations, the prepared push path (items
+//! and payments in one `UNNEST` statement each), error classification, the revocation listener, and
+//! the `Driver` on which the flows written once for both stores run (`flows.rs`; the admin work is
+//! [`super::AdminStore`] through it).
 //!
 //! Per sale: `BEGIN`; `SET LOCAL lock_timeout, statement_timeout`; `INSERT` header
 //! `ON CONFLICT DO NOTHING RETURNING`; when no row came back the stored hash decides `DUPLICATE` or
@@ -7,29 +11,24 @@
 //! SQLSTATE, never by message text: deadlock, lock timeout, serialization failure, statement timeout,
 //! connection loss ⇒ `RETRY`; integrity or data errors ⇒ `INVALID`.
 
-use std::time::{Duration, SystemTime};
-
-use ::postgres::error::SqlState;
-use ::postgres::types::Type;
-use ::postgres::{Client, GenericClient, NoTls, Transaction};
-use possync_core::protocol::PushStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::token_cache::RevocationSink;
+use ::postgres::error::SqlState;
+use ::postgres::types::{ToSql, Type};
+use ::postgres::{Client, GenericClient, NoTls, Transaction};
+use possync_core::protocol::PushStatus;
 
+use super::driver::{Conn, Driver, Param, Row, Statements};
+use super::flows;
 use super::pg_pool::{ConnectError, PgManager, Prepared};
 use super::postgres_sql as sql;
-use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
 use super::{
-    new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
-    ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
-    RecoveryPlan, Rejection, SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport,
-    TillStatus, TokenInfo, TokenLookup, TxError,
+    new_server_tx_id, outcome_of, AckCheck, CheckedSale, ClassifiedError, Device, DeviceActivity,
+    FailureKind, PoolState, PushContext, PushStore, RecoveryPlan, Rejection, RevocationSink, SaleOutcome,
+    StoreError, TokenLookup, TxError,
 };
-
-/// Audit rows deleted per transaction by [`Store::prune_audit`].
-const PRUNE_BATCH_ROWS: i64 = 10_000;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -64,7 +63,7 @@ impl Default for PgOptions {
 
 type Pool = r2d2::Pool<PgManager>;
 
-/// The PostgreSQL [`Store`], over an r2d2 connection pool.
+/// The PostgreSQL [`super::Store`], over an r2d2 connection pool.
 pub struct PgStore {
     pool: Pool,
     /// Where new connections go, for the revocation listener's own connection.
@@ -356,147 +355,12 @@ impl<'a> AuditRow<'a> {
     }
 }
 
-/// Settled sequence numbers of a device's outbox in (`contiguous`, `upto`], at most `limit`
-/// ([`sql::SELECT_SETTLED_SEQS`]).
-#[allow(clippy::too_many_arguments)]
-fn settled_seqs(
-    conn: &mut impl GenericClient,
-    store: &str,
-    device: &str,
-    contiguous: i64,
-    outbox_id: Option<&str>,
-    replaced: bool,
-    upto: i64,
-    limit: i64,
-) -> Result<Vec<i64>, ::postgres::Error> {
-    Ok(conn
-        .query(
-            sql::SELECT_SETTLED_SEQS,
-            &[&store, &device, &contiguous, &outbox_id, &replaced, &upto, &limit],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
-}
-
-/// When a report newer than the stored one names another outbox than the device's (its outbox was
-/// wiped or replaced): keeps what the old outbox never delivered (its gaps and the run up to its last
-/// report) as lost runs, and starts the device's sequence bookkeeping from scratch under `new_id`.
-/// A device seen without an identity before (an older library) adopts it without a reset.
-fn replace_outbox_if_new(
-    tx: &mut Transaction<'_>,
-    device: &Device,
-    new_id: &str,
-    reported_ms: i64,
-) -> Result<(), ::postgres::Error> {
-    let (store, dev) = (&device.store_id, &device.device_id);
-    let Some(state) = tx.query_opt(sql::SELECT_OUTBOX_STATE, &[store, dev, &reported_ms])? else {
-        return Ok(());
-    };
-    let old_id: Option<String> = state.get(0);
-    let newer: bool = state.get(4);
-    let Some(old_id) = old_id.filter(|old| old != new_id && newer) else {
-        return Ok(());
-    };
-    let (contiguous, last_seq, replaced): (i64, Option<i64>, bool) =
-        (state.get(1), state.get(2), state.get(3));
-    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced, i64::MAX, i64::MAX)?;
-    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq, Acknowledged::default());
-    for run in &lost {
-        tx.execute(sql::INSERT_LOST_RUN, &[store, dev, &old_id, &run.from, &run.to, &"replaced"])?;
-    }
-    tx.execute(sql::REPLACE_OUTBOX, &[store, dev, &new_id])?;
-    tx.execute(sql::DELETE_RETIRED_SEQS, &[store, dev])?;
-    log::warn!(store_id = store.as_str(), device_id = dev.as_str(), old_outbox = old_id.as_str(),
-        new_outbox = new_id, lost_runs = lost.len(); "till's outbox replaced");
-    Ok(())
-}
-
-/// The acknowledged-sales check's statements in one PostgreSQL transaction.
-struct PgRecovery<'t, 'c>(&'t mut Transaction<'c>);
-
-impl RecoverySteps for PgRecovery<'_, '_> {
-    type Error = ::postgres::Error;
-
-    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, Self::Error> {
-        let row = self.0.query_opt(sql::SELECT_RECOVERY_STATE, &[&device.store_id, &device.device_id])?;
-        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
-    }
-
-    fn settled_seqs(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        replaced: bool,
-        after: i64,
-        upto: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, Self::Error> {
-        settled_seqs(
-            self.0,
-            &device.store_id,
-            &device.device_id,
-            after,
-            Some(outbox_id),
-            replaced,
-            upto,
-            limit,
-        )
-    }
-
-    fn insert_pruned_run(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<(), Self::Error> {
-        self.0.execute(
-            sql::INSERT_LOST_RUN,
-            &[&device.store_id, &device.device_id, &outbox_id, &from, &to, &"pruned"],
-        )?;
-        Ok(())
-    }
-
-    fn upsert_contiguous(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        contiguous: i64,
-        now_ms: i64,
-    ) -> Result<(), Self::Error> {
-        self.0.execute(
-            sql::UPSERT_CONTIGUOUS,
-            &[&device.store_id, &device.device_id, &contiguous, &outbox_id, &now_ms],
-        )?;
-        Ok(())
-    }
-}
-
 fn schema_version(conn: &mut Client) -> Result<Option<i32>, ::postgres::Error> {
     let has_history: bool = conn.query_one(sql::HAS_SCHEMA_HISTORY, &[])?.get(0);
     if !has_history {
         return Ok(None);
     }
     Ok(conn.query_one(sql::SELECT_SCHEMA_VERSION, &[])?.get(0))
-}
-
-fn audit_record(row: &::postgres::Row) -> AuditRecord {
-    AuditRecord {
-        audit_id: row.get(0),
-        at: row.get(1),
-        store_id: row.get(2),
-        device_id: row.get(3),
-        client_tx_id: row.get(4),
-        correlation_id: row.get(5),
-        attempt: row.get(6),
-        outcome: row.get(7),
-        code: row.get(8),
-        message: row.get(9),
-        payload_hash_version: row.get(10),
-        payload_sha256: row.get(11),
-        stored_sha256: row.get(12),
-    }
 }
 
 /// Keeps a connection listening on the revocation channel until `stop`: every notification empties
@@ -587,7 +451,7 @@ impl PushStore for PgStore {
     }
 
     fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> SaleOutcome {
-        settle(self, ctx, sale, self.store_sale_tx(ctx, sale))
+        outcome_of(self, ctx, sale, self.store_sale_tx(ctx, sale))
     }
 
     fn audit_rejections(
@@ -654,37 +518,7 @@ impl PushStore for PgStore {
     }
 
     fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
-        let empty = TillReport::default();
-        let report = activity.report.unwrap_or(&empty);
-        let retired: Vec<i64> = activity.retired_seqs.to_vec();
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction()?;
-        if let (Some(new_id), Some(at)) = (report.outbox_id.as_deref(), activity.reported_ms) {
-            replace_outbox_if_new(&mut tx, device, new_id, at)?;
-        }
-        tx.query_typed(
-            sql::RECORD_ACTIVITY,
-            &[
-                (&device.store_id, Type::TEXT),
-                (&device.device_id, Type::TEXT),
-                (&retired, Type::INT8_ARRAY),
-                (&activity.seen_ms, Type::INT8),
-                (&activity.pushed_ms, Type::INT8),
-                (&activity.report.and(activity.reported_ms), Type::INT8),
-                (&report.library_version, Type::TEXT),
-                (&report.unsent_count, Type::INT8),
-                (&report.oldest_unsent_age_ms, Type::INT8),
-                (&report.unsent_minor, Type::TEXT),
-                (&report.last_seq, Type::INT8),
-                (&report.seq_start, Type::INT8),
-                (&report.outbox_id, Type::TEXT),
-                (&report.acked_seq, Type::INT8),
-                (&report.kept_seq, Type::INT8),
-                (&report.kept_since_ms, Type::INT8),
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        flows::record_activity(self, device, activity)
     }
 
     fn check_acknowledged(
@@ -693,11 +527,7 @@ impl PushStore for PgStore {
         check: &AckCheck,
         now_ms: i64,
     ) -> Result<RecoveryPlan, StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction()?;
-        let plan = tills::check_acknowledged(&mut PgRecovery(&mut tx), device, check, now_ms)?;
-        tx.commit()?;
-        Ok(plan)
+        flows::check_acknowledged(self, device, check, now_ms)
     }
 
     fn pool_state(&self) -> PoolState {
@@ -706,273 +536,95 @@ impl PushStore for PgStore {
     }
 }
 
-impl AdminStore for PgStore {
-    fn create_token(
-        &self,
-        device: &Device,
-        token_sha256: &str,
-        label: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.conn()?
-            .execute(sql::INSERT_TOKEN, &[&token_sha256, &device.store_id, &device.device_id, &label])?;
-        Ok(())
+/// A PostgreSQL client or transaction as the flows' [`Conn`]. Statements run with `query_typed`
+/// (parameter types given: one round trip, no separate prepare).
+struct PgClient<'c, C>(&'c mut C);
+
+/// The parameters with their PostgreSQL types.
+fn typed<'p>(params: &'p [Param<'_>]) -> Vec<(&'p (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|p| -> (&(dyn ToSql + Sync), Type) {
+            match p {
+                Param::Text(v) => (v, Type::TEXT),
+                Param::Int(v) => (v, Type::INT8),
+                Param::Bool(v) => (v, Type::BOOL),
+                Param::Texts(v) => (v, Type::TEXT_ARRAY),
+                Param::Ints(v) => (v, Type::INT8_ARRAY),
+            }
+        })
+        .collect()
+}
+
+impl<C: GenericClient> Conn for PgClient<'_, C> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        Ok(self.0.execute_typed(sql, &typed(params))?)
     }
 
-    fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for row in self.0.query_typed(sql, &typed(params))? {
+            each(&PgRow(&row))?;
+        }
+        Ok(())
+    }
+}
+
+/// A PostgreSQL result row as the flows' [`Row`]: integers of any width read as `i64`.
+struct PgRow<'r>(&'r ::postgres::Row);
+
+impl PgRow<'_> {
+    fn opt_i64(&self, i: usize) -> Result<Option<i64>, ::postgres::Error> {
+        let ty = self.0.columns().get(i).map(|c| c.type_().clone());
+        match ty {
+            Some(Type::INT4) => Ok(self.0.try_get::<_, Option<i32>>(i)?.map(i64::from)),
+            Some(Type::INT2) => Ok(self.0.try_get::<_, Option<i16>>(i)?.map(i64::from)),
+            _ => self.0.try_get(i),
+        }
+    }
+}
+
+impl Row for PgRow<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        self.opt_i64(i)?
+            .ok_or_else(|| StoreError::Schema(format!("column {i} is NULL where a number is due")))
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.opt_i64(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.0.try_get(i)?)
+    }
+}
+
+impl Driver for PgStore {
+    fn statements(&self) -> &'static Statements {
+        &sql::STATEMENTS
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        f(&mut PgClient(&mut **conn))
+    }
+
+    fn in_transaction<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let revoked = tx.execute(sql::REVOKE_TOKENS, &[&device.store_id, &device.device_id])?;
-        if revoked > 0 {
-            let what = format!("{}/{}", device.store_id, device.device_id);
-            tx.execute(sql::NOTIFY_REVOKED, &[&what])?;
-        }
+        let value = f(&mut PgClient(&mut tx))?;
         tx.commit()?;
-        Ok(revoked)
-    }
-
-    fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
-        let rows = self.conn()?.query(sql::LIST_TOKENS, &[&store_id])?;
-        Ok(rows
-            .into_iter()
-            .map(|row| TokenInfo {
-                token_sha256_prefix: row.get(0),
-                store_id: row.get(1),
-                device_id: row.get(2),
-                label: row.get(3),
-                created_at: row.get(4),
-                revoked_at: row.get(5),
-            })
-            .collect())
-    }
-
-    fn attention_items(
-        &self,
-        store_id: &str,
-        since: Option<SystemTime>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = self.conn()?.query(sql::SELECT_ATTENTION, &[&store_id, &since])?;
-        Ok(rows.iter().map(audit_record).collect())
-    }
-
-    fn audit_trail(&self, store_id: &str, client_tx_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = self.conn()?.query(sql::SELECT_AUDIT_TRAIL, &[&store_id, &client_tx_id])?;
-        Ok(rows.iter().map(audit_record).collect())
-    }
-
-    fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError> {
-        let row = self.conn()?.query_opt(sql::SELECT_STORED_SALE, &[&store_id, &client_tx_id])?;
-        Ok(row.map(|row| StoredSale {
-            server_tx_id: row.get(0),
-            payload_sha256: row.get(1),
-            payload_hash_version: row.get(2),
-            device_id: row.get(3),
-            received_at: row.get(4),
-        }))
-    }
-
-    fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError> {
-        let days = i32::try_from(older_than_days).unwrap_or(i32::MAX);
-        let mut conn = self.conn()?;
-        let mut deleted = 0;
-        loop {
-            let n = conn.execute(sql::PRUNE_AUDIT_BATCH, &[&days, &PRUNE_BATCH_ROWS])?;
-            deleted += n;
-            if n < PRUNE_BATCH_ROWS as u64 {
-                return Ok(deleted);
-            }
-        }
-    }
-
-    fn sale_hashes(
-        &self,
-        store_id: Option<&str>,
-        client_tx_ids: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let mut conn = self.conn()?;
-        let mut found = std::collections::HashMap::with_capacity(client_tx_ids.len());
-        for chunk in client_tx_ids.chunks(10_000) {
-            for row in conn.query(sql::SELECT_HASHES, &[&chunk, &store_id])? {
-                found.insert(row.get(0), row.get(1));
-            }
-        }
-        Ok(found)
-    }
-
-    fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
-        let rows = self.conn()?.query(sql::SELECT_DEVICE_SALES, &[&device.store_id, &device.device_id])?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
-    fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
-        let rows = self.conn()?.query(sql::SELECT_TILLS, &[&day_start_ms])?;
-        Ok(rows
-            .iter()
-            .map(|r| TillStatus {
-                store_id: r.get(0),
-                device_id: r.get(1),
-                label: r.get(2),
-                token_active: r.get(3),
-                last_seen_ms: r.get(4),
-                last_push_ms: r.get(5),
-                reported_at_ms: r.get(6),
-                report: TillReport {
-                    library_version: r.get(7),
-                    unsent_count: r.get(8),
-                    oldest_unsent_age_ms: r.get(9),
-                    unsent_minor: r.get(10),
-                    last_seq: r.get(11),
-                    seq_start: r.get(12),
-                    outbox_id: r.get(14),
-                    acked_seq: r.get(15),
-                    kept_seq: r.get(16),
-                    kept_since_ms: r.get(17),
-                },
-                sales_today: r.get(13),
-            })
-            .collect())
-    }
-
-    fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
-        let mut conn = self.conn()?;
-        let mut gaps: Vec<SeqGap> = conn
-            .query(sql::SELECT_LOST_RUNS, &[&store_id])?
-            .iter()
-            .map(|r| SeqGap {
-                store_id: r.get(0),
-                device_id: r.get(1),
-                previous_outbox: (r.get::<_, String>(5) == "replaced").then(|| r.get(2)),
-                from: r.get(3),
-                to: r.get(4),
-                after_last_received: false,
-                kind: GapKind::Lost,
-            })
-            .collect();
-        let states = conn.query(sql::SELECT_SEQ_STATES, &[&store_id])?;
-        for state in states {
-            let (store, device): (String, String) = (state.get(0), state.get(1));
-            let contiguous: i64 = state.get(2);
-            let last_seq: Option<i64> = state.get(3);
-            let outbox_id: Option<String> = state.get(4);
-            let replaced: bool = state.get(5);
-            let acked = Acknowledged { acked_seq: state.get(6), kept_seq: state.get(7) };
-            let seqs = settled_seqs(
-                &mut **conn,
-                &store,
-                &device,
-                contiguous,
-                outbox_id.as_deref(),
-                replaced,
-                i64::MAX,
-                i64::MAX,
-            )?;
-            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq, acked);
-            if new_contiguous > contiguous {
-                conn.execute(sql::ADVANCE_CONTIGUOUS, &[&store, &device, &new_contiguous, &outbox_id])?;
-            }
-            gaps.extend(found);
-        }
-        gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
-        Ok(gaps)
-    }
-
-    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
-        Ok(self.conn()?.execute(sql::RESET_CONTIGUOUS, &[&store_id])?)
-    }
-
-    fn attention_entries(
-        &self,
-        store_id: Option<&str>,
-        include_settled: bool,
-        limit: u32,
-    ) -> Result<Vec<AttentionEntry>, StoreError> {
-        let limit = i64::from(limit);
-        let rows =
-            self.conn()?.query(sql::SELECT_ATTENTION_ENTRIES, &[&store_id, &include_settled, &limit])?;
-        Ok(rows
-            .iter()
-            .map(|r| AttentionEntry {
-                record: audit_record(r),
-                outbox_seq: r.get(13),
-                attempted_payload: r.get(14),
-                stored_payload: r.get(15),
-                settled_at_ms: r.get(16),
-                settled_by: r.get(17),
-                settled_note: r.get(18),
-            })
-            .collect())
-    }
-
-    fn settle_attention(
-        &self,
-        client_tx_id: &str,
-        audit_id: i64,
-        admin: &str,
-        note: &str,
-    ) -> Result<bool, StoreError> {
-        let n = self.conn()?.execute(sql::SETTLE_ATTENTION, &[&client_tx_id, &audit_id, &admin, &note])?;
-        Ok(n > 0)
-    }
-
-    fn find_sales(&self, query: &SaleQuery) -> Result<Vec<SaleRecord>, StoreError> {
-        let (from, to) = match query.occurred_ms {
-            Some((from, to)) => (Some(from), Some(to)),
-            None => (None, None),
-        };
-        let limit = i64::from(query.limit);
-        let rows = self
-            .conn()?
-            .query(sql::FIND_SALES, &[&query.store_id, &query.client_tx_id, &from, &to, &limit])?;
-        Ok(rows
-            .iter()
-            .map(|r| SaleRecord {
-                server_tx_id: r.get(0),
-                store_id: r.get(1),
-                client_tx_id: r.get(2),
-                device_id: r.get(3),
-                outbox_seq: r.get(4),
-                occurred_ms: r.get(5),
-                received_ms: r.get(6),
-                payload_canonical: r.get(7),
-            })
-            .collect())
-    }
-
-    fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError> {
-        Ok(self.conn()?.execute(sql::INSERT_ADMIN, &[&name, &secret_phc])? > 0)
-    }
-
-    fn delete_admin(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.conn()?.execute(sql::DELETE_ADMIN, &[&name])? > 0)
-    }
-
-    fn admin_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.conn()?.query_opt(sql::SELECT_ADMIN_SECRET, &[&name])?.map(|r| r.get(0)))
-    }
-
-    fn has_admin(&self) -> Result<bool, StoreError> {
-        Ok(self.conn()?.query_one(sql::HAS_ADMIN, &[])?.get(0))
-    }
-
-    fn create_session(
-        &self,
-        session_sha256: &str,
-        admin: &str,
-        csrf_token: &str,
-        expires_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        conn.execute(sql::DELETE_EXPIRED_SESSIONS, &[])?;
-        conn.execute(sql::INSERT_SESSION, &[&session_sha256, &admin, &csrf_token, &expires_ms])?;
-        Ok(())
-    }
-
-    fn session(&self, session_sha256: &str, now_ms: i64) -> Result<Option<ConsoleSession>, StoreError> {
-        let row = self.conn()?.query_opt(sql::SELECT_SESSION, &[&session_sha256, &now_ms])?;
-        Ok(row.map(|r| ConsoleSession { admin_name: r.get(0), csrf_token: r.get(1) }))
-    }
-
-    fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(sql::DELETE_SESSION, &[&session_sha256])?;
-        Ok(())
+        Ok(value)
     }
 }

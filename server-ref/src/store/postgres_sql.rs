@@ -1,7 +1,10 @@
-//! Every SQL statement of the PostgreSQL store, in one place.
+//! Every SQL statement of the PostgreSQL store, in one place: those of the flows written once are
+//! gathered in [`STATEMENTS`] by their shared names.
 //!
 //! Times are `timestamptz`; money and quantities `bigint`. Items and payments are inserted with one
 //! multi-row `INSERT .. SELECT .. FROM UNNEST(..)` each, whatever their count.
+
+use super::driver::Statements;
 
 /// Per-transaction timeouts, in milliseconds (`SET LOCAL` through `set_config(.., true)`).
 pub const SET_LOCAL_TIMEOUTS: &str = "SELECT set_config('lock_timeout', $1, true), \
@@ -91,12 +94,14 @@ macro_rules! audit_columns {
     };
 }
 
-/// Attention items of a store (`$1`): CONFLICT and INVALID attempts at or after `$2` (NULL: all).
+/// Attention items of a store (`$1`): CONFLICT and INVALID attempts at or after `$2` (Unix ms; NULL:
+/// all).
 pub const SELECT_ATTENTION: &str = concat!(
     "SELECT ",
     audit_columns!(),
     " FROM pos_transaction_audit WHERE store_id = $1 AND outcome IN ('CONFLICT', 'INVALID') \
-     AND ($2::timestamptz IS NULL OR at >= $2::timestamptz) ORDER BY at, audit_id"
+     AND ($2::int8 IS NULL OR at >= timestamptz 'epoch' + $2::int8 * interval '1 millisecond') \
+     ORDER BY at, audit_id"
 );
 
 /// Every audit row of one sale (`$2`) pushed by devices of a store (`$1`).
@@ -315,8 +320,8 @@ pub const SELECT_ATTENTION_ENTRIES: &str = concat!(
      AND ($2::bool OR a.settled_at IS NULL) ORDER BY a.at DESC, a.audit_id DESC LIMIT $3::int8"
 );
 
-/// Settles the attention item `$2` of sale `$1` by `$3` with note `$4`.
-pub const SETTLE_ATTENTION: &str = "UPDATE pos_transaction_audit \
+/// Marks the attention item `$2` of sale `$1` reviewed by `$3` with note `$4`.
+pub const MARK_REVIEWED: &str = "UPDATE pos_transaction_audit \
      SET settled_at = now(), settled_by = $3, settled_note = $4 \
      WHERE client_tx_id = $1 AND audit_id = $2 AND outcome IN ('CONFLICT', 'INVALID') AND settled_at IS NULL";
 
@@ -340,7 +345,10 @@ pub const FIND_SALES: &str = concat!(
 pub const INSERT_ADMIN: &str =
     "INSERT INTO pos_console_admins (name, secret_phc) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
 
-/// Removes a console admin (their sessions go with them).
+/// Removes a console admin's sessions.
+pub const DELETE_ADMIN_SESSIONS: &str = "DELETE FROM pos_console_sessions WHERE admin_name = $1";
+
+/// Removes a console admin (after their sessions, deleted explicitly by [`DELETE_ADMIN_SESSIONS`]).
 pub const DELETE_ADMIN: &str = "DELETE FROM pos_console_admins WHERE name = $1";
 
 /// The PHC string of an admin's secret.
@@ -349,8 +357,9 @@ pub const SELECT_ADMIN_SECRET: &str = "SELECT secret_phc FROM pos_console_admins
 /// Whether any admin exists.
 pub const HAS_ADMIN: &str = "SELECT EXISTS (SELECT 1 FROM pos_console_admins)";
 
-/// Deletes expired sessions.
-pub const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM pos_console_sessions WHERE expires_at < now()";
+/// Deletes sessions expired before `$1` (ms, the app's clock).
+pub const DELETE_EXPIRED_SESSIONS: &str =
+    concat!("DELETE FROM pos_console_sessions WHERE expires_at < ", ts!("$1"));
 
 /// Stores a session valid until `$4` (ms).
 pub const INSERT_SESSION: &str = concat!(
@@ -368,3 +377,43 @@ pub const SELECT_SESSION: &str = concat!(
 
 /// Ends a session.
 pub const DELETE_SESSION: &str = "DELETE FROM pos_console_sessions WHERE session_sha256 = $1";
+
+/// The statements of the flows written once (`flows.rs`), by their shared names.
+pub static STATEMENTS: Statements = Statements {
+    insert_token: INSERT_TOKEN,
+    revoke_tokens: REVOKE_TOKENS,
+    list_tokens: LIST_TOKENS,
+    select_attention: SELECT_ATTENTION,
+    select_audit_trail: SELECT_AUDIT_TRAIL,
+    select_stored_sale: SELECT_STORED_SALE,
+    prune_audit_batch: PRUNE_AUDIT_BATCH,
+    select_hashes: SELECT_HASHES,
+    select_device_sales: SELECT_DEVICE_SALES,
+    select_tills: SELECT_TILLS,
+    select_lost_runs: SELECT_LOST_RUNS,
+    select_seq_states: SELECT_SEQ_STATES,
+    select_settled_seqs: SELECT_SETTLED_SEQS,
+    advance_contiguous: ADVANCE_CONTIGUOUS,
+    reset_contiguous: RESET_CONTIGUOUS,
+    select_attention_entries: SELECT_ATTENTION_ENTRIES,
+    mark_reviewed: MARK_REVIEWED,
+    find_sales: FIND_SALES,
+    insert_admin: INSERT_ADMIN,
+    delete_admin_sessions: DELETE_ADMIN_SESSIONS,
+    delete_admin: DELETE_ADMIN,
+    select_admin_secret: SELECT_ADMIN_SECRET,
+    has_admin: HAS_ADMIN,
+    delete_expired_sessions: DELETE_EXPIRED_SESSIONS,
+    insert_session: INSERT_SESSION,
+    select_session: SELECT_SESSION,
+    delete_session: DELETE_SESSION,
+    select_outbox_state: SELECT_OUTBOX_STATE,
+    insert_lost_run: INSERT_LOST_RUN,
+    replace_outbox: REPLACE_OUTBOX,
+    delete_retired_seqs: DELETE_RETIRED_SEQS,
+    record_activity: RECORD_ACTIVITY,
+    select_recovery_state: SELECT_RECOVERY_STATE,
+    upsert_contiguous: UPSERT_CONTIGUOUS,
+    notify_revoked: Some(NOTIFY_REVOKED),
+    insert_retired_seqs: None,
+};

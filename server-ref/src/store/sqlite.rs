@@ -1,5 +1,7 @@
-//! The embedded SQLite store: the same rules as [`super::postgres::PgStore`] in one file, for the demo
-//! and a one-till shop that runs no database server.
+//! The embedded SQLite store: the same rules as [`super::postgres::PgStore`], for the demo and a
+//! one-till shop that runs no database server. This file holds what is SQLite's own: the pool, the
+//! migrations, the push path and error classification, and the `Driver` on which the flows written
+//! once for both stores run (`flows.rs`; the admin work is [`super::AdminStore`] through it).
 //!
 //! Per sale: `BEGIN IMMEDIATE` (takes the file's write lock at once, waiting up to the busy timeout);
 //! `INSERT` header `ON CONFLICT DO NOTHING RETURNING`; when no row came back the stored hash decides
@@ -15,26 +17,25 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use possync_core::protocol::PushStatus;
+use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{
-    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, ToSql, Transaction,
+    TransactionBehavior,
 };
 use rusqlite_migration::{Migrations, M};
 
+use super::driver::{Conn, Driver, Param, Row, Statements};
+use super::flows;
 use super::sqlite_sql as sql;
-use super::tills::{self, device_gaps, Acknowledged, GapKind, RecoverySteps};
 use super::{
-    new_server_tx_id, settle, AckCheck, AdminStore, AttentionEntry, AuditRecord, CheckedSale,
-    ClassifiedError, ConsoleSession, Device, DeviceActivity, FailureKind, PoolState, PushContext, PushStore,
-    RecoveryPlan, Rejection, SaleOutcome, SaleQuery, SaleRecord, SeqGap, StoreError, StoredSale, TillReport,
-    TillStatus, TokenInfo, TokenLookup, TxError,
+    new_server_tx_id, outcome_of, AckCheck, CheckedSale, ClassifiedError, Device, DeviceActivity,
+    FailureKind, PoolState, PushContext, PushStore, RecoveryPlan, Rejection, SaleOutcome, StoreError,
+    TokenLookup, TxError,
 };
-
-/// Audit rows deleted per transaction by [`Store::prune_audit`].
-const PRUNE_BATCH_ROWS: i64 = 10_000;
 
 /// The schema's migrations, oldest first (the version lives in `PRAGMA user_version`).
 fn migrations() -> Migrations<'static> {
@@ -134,7 +135,7 @@ impl Pool {
     }
 }
 
-/// The embedded SQLite [`Store`].
+/// The embedded SQLite [`super::Store`].
 pub struct SqliteStore {
     path: PathBuf,
     pool: Pool,
@@ -158,13 +159,6 @@ fn open_connection(path: &Path, create: bool, opts: &SqliteOptions) -> Result<Co
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.query_row(sql::PING, [], |_| Ok(()))?;
     Ok(conn)
-}
-
-fn now_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
 }
 
 impl SqliteStore {
@@ -344,154 +338,9 @@ fn audit(
     Ok(())
 }
 
-/// Settled sequence numbers of a device's outbox in (`contiguous`, `upto`], at most `limit`
-/// ([`sql::SELECT_SETTLED_SEQS`]).
-#[allow(clippy::too_many_arguments)]
-fn settled_seqs(
-    conn: &Connection,
-    store: &str,
-    device: &str,
-    contiguous: i64,
-    outbox_id: Option<&str>,
-    replaced: bool,
-    upto: i64,
-    limit: i64,
-) -> Result<Vec<i64>, rusqlite::Error> {
-    conn.prepare_cached(sql::SELECT_SETTLED_SEQS)?
-        .query_map(params![store, device, contiguous, outbox_id, replaced, upto, limit], |r| r.get(0))?
-        .collect()
-}
-
-/// When a report newer than the stored one names another outbox than the device's (its outbox was
-/// wiped or replaced): keeps what the old outbox never delivered (its gaps and the run up to its last
-/// report) as lost runs, and starts the device's sequence bookkeeping from scratch under `new_id`.
-/// A device seen without an identity before (an older library) adopts it without a reset.
-fn replace_outbox_if_new(
-    tx: &Transaction<'_>,
-    device: &Device,
-    new_id: &str,
-    reported_ms: i64,
-) -> Result<(), rusqlite::Error> {
-    let (store, dev) = (&device.store_id, &device.device_id);
-    type State = (Option<String>, i64, Option<i64>, bool, bool);
-    let state: Option<State> = tx
-        .prepare_cached(sql::SELECT_OUTBOX_STATE)?
-        .query_row(params![store, dev, reported_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get::<_, i64>(4)? != 0))
-        })
-        .optional()?;
-    let Some((Some(old_id), contiguous, last_seq, replaced, true)) = state else {
-        return Ok(());
-    };
-    if old_id == new_id {
-        return Ok(());
-    }
-    let seqs = settled_seqs(tx, store, dev, contiguous, Some(&old_id), replaced, i64::MAX, i64::MAX)?;
-    let (lost, _) = device_gaps(store, dev, &seqs, contiguous, last_seq, Acknowledged::default());
-    for run in &lost {
-        tx.prepare_cached(sql::INSERT_LOST_RUN)?
-            .execute(params![store, dev, old_id, run.from, run.to, "replaced"])?;
-    }
-    tx.prepare_cached(sql::REPLACE_OUTBOX)?.execute(params![store, dev, new_id])?;
-    tx.prepare_cached(sql::DELETE_RETIRED_SEQS)?.execute(params![store, dev])?;
-    log::warn!(store_id = store.as_str(), device_id = dev.as_str(), old_outbox = old_id.as_str(),
-        new_outbox = new_id, lost_runs = lost.len(); "till's outbox replaced");
-    Ok(())
-}
-
-/// The acknowledged-sales check's statements in one SQLite transaction.
-struct LiteRecovery<'t, 'c>(&'t Transaction<'c>);
-
-impl RecoverySteps for LiteRecovery<'_, '_> {
-    type Error = rusqlite::Error;
-
-    fn recovery_state(&mut self, device: &Device) -> Result<Option<tills::RecoveryState>, Self::Error> {
-        self.0
-            .prepare_cached(sql::SELECT_RECOVERY_STATE)?
-            .query_row(params![device.store_id, device.device_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
-            })
-            .optional()
-    }
-
-    fn settled_seqs(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        replaced: bool,
-        after: i64,
-        upto: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, Self::Error> {
-        settled_seqs(
-            self.0,
-            &device.store_id,
-            &device.device_id,
-            after,
-            Some(outbox_id),
-            replaced,
-            upto,
-            limit,
-        )
-    }
-
-    fn insert_pruned_run(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<(), Self::Error> {
-        self.0.prepare_cached(sql::INSERT_LOST_RUN)?.execute(params![
-            device.store_id,
-            device.device_id,
-            outbox_id,
-            from,
-            to,
-            "pruned"
-        ])?;
-        Ok(())
-    }
-
-    fn upsert_contiguous(
-        &mut self,
-        device: &Device,
-        outbox_id: &str,
-        contiguous: i64,
-        now_ms: i64,
-    ) -> Result<(), Self::Error> {
-        self.0.prepare_cached(sql::UPSERT_CONTIGUOUS)?.execute(params![
-            device.store_id,
-            device.device_id,
-            contiguous,
-            outbox_id,
-            now_ms
-        ])?;
-        Ok(())
-    }
-}
-
 fn user_version(conn: &Connection) -> Result<usize, StoreError> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     Ok(usize::try_from(v).unwrap_or(0))
-}
-
-fn audit_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
-    Ok(AuditRecord {
-        audit_id: row.get(0)?,
-        at: row.get(1)?,
-        store_id: row.get(2)?,
-        device_id: row.get(3)?,
-        client_tx_id: row.get(4)?,
-        correlation_id: row.get(5)?,
-        attempt: row.get(6)?,
-        outcome: row.get(7)?,
-        code: row.get(8)?,
-        message: row.get(9)?,
-        payload_hash_version: row.get(10)?,
-        payload_sha256: row.get(11)?,
-        stored_sha256: row.get(12)?,
-    })
 }
 
 impl ClassifiedError for rusqlite::Error {
@@ -545,7 +394,7 @@ impl PushStore for SqliteStore {
     }
 
     fn store_sale(&self, ctx: &PushContext<'_>, sale: &CheckedSale<'_>) -> SaleOutcome {
-        settle(self, ctx, sale, self.store_sale_tx(ctx, sale))
+        outcome_of(self, ctx, sale, self.store_sale_tx(ctx, sale))
     }
 
     fn audit_rejections(
@@ -603,40 +452,7 @@ impl PushStore for SqliteStore {
     }
 
     fn record_activity(&self, device: &Device, activity: &DeviceActivity<'_>) -> Result<(), StoreError> {
-        let empty = TillReport::default();
-        let report = activity.report.unwrap_or(&empty);
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let (Some(new_id), Some(at)) = (report.outbox_id.as_deref(), activity.reported_ms) {
-            replace_outbox_if_new(&tx, device, new_id, at)?;
-        }
-        if !activity.retired_seqs.is_empty() {
-            let retired = serde_json::to_string(activity.retired_seqs).unwrap_or_else(|_| "[]".into());
-            tx.prepare_cached(sql::INSERT_RETIRED_SEQS)?.execute(params![
-                device.store_id,
-                device.device_id,
-                retired
-            ])?;
-        }
-        tx.prepare_cached(sql::RECORD_ACTIVITY)?.execute(params![
-            device.store_id,
-            device.device_id,
-            activity.seen_ms,
-            activity.pushed_ms,
-            activity.report.and(activity.reported_ms),
-            report.library_version,
-            report.unsent_count,
-            report.oldest_unsent_age_ms,
-            report.unsent_minor,
-            report.last_seq,
-            report.seq_start,
-            report.outbox_id,
-            report.acked_seq,
-            report.kept_seq,
-            report.kept_since_ms,
-        ])?;
-        tx.commit()?;
-        Ok(())
+        flows::record_activity(self, device, activity)
     }
 
     fn check_acknowledged(
@@ -645,11 +461,7 @@ impl PushStore for SqliteStore {
         check: &AckCheck,
         now_ms: i64,
     ) -> Result<RecoveryPlan, StoreError> {
-        let mut conn = self.pool.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let plan = tills::check_acknowledged(&mut LiteRecovery(&tx), device, check, now_ms)?;
-        tx.commit()?;
-        Ok(plan)
+        flows::check_acknowledged(self, device, check, now_ms)
     }
 
     fn pool_state(&self) -> PoolState {
@@ -658,339 +470,95 @@ impl PushStore for SqliteStore {
     }
 }
 
-impl AdminStore for SqliteStore {
-    fn create_token(
-        &self,
-        device: &Device,
-        token_sha256: &str,
-        label: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.pool.get()?.prepare_cached(sql::INSERT_TOKEN)?.execute(params![
-            token_sha256,
-            device.store_id,
-            device.device_id,
-            label
-        ])?;
-        Ok(())
-    }
+/// A SQLite connection (or a transaction on it) as the flows' [`Conn`].
+struct LiteConn<'c>(&'c Connection);
 
-    fn revoke_tokens(&self, device: &Device) -> Result<u64, StoreError> {
-        let n = self
-            .pool
-            .get()?
-            .prepare_cached(sql::REVOKE_TOKENS)?
-            .execute(params![device.store_id, device.device_id])?;
+/// A [`Param`] as SQLite binds it: lists as JSON text, for `json_each`.
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let json = |r: serde_json::Result<String>| {
+            r.map(|s| ToSqlOutput::Owned(Value::Text(s)))
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+        };
+        match self {
+            Param::Text(v) => v.to_sql(),
+            Param::Int(v) => v.to_sql(),
+            Param::Bool(v) => v.to_sql(),
+            Param::Texts(v) => json(serde_json::to_string(v)),
+            Param::Ints(v) => json(serde_json::to_string(v)),
+        }
+    }
+}
+
+impl Conn for LiteConn<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let n = self.0.prepare_cached(sql)?.execute(params_from_iter(params))?;
         Ok(n as u64)
     }
 
-    fn list_tokens(&self, store_id: Option<&str>) -> Result<Vec<TokenInfo>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::LIST_TOKENS)?;
-        let rows = stmt.query_map([store_id], |row| {
-            Ok(TokenInfo {
-                token_sha256_prefix: row.get(0)?,
-                store_id: row.get(1)?,
-                device_id: row.get(2)?,
-                label: row.get(3)?,
-                created_at: row.get(4)?,
-                revoked_at: row.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn attention_items(
-        &self,
-        store_id: &str,
-        since: Option<SystemTime>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_ATTENTION)?;
-        let rows = stmt.query_map(params![store_id, since.map(now_ms)], audit_record)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn audit_trail(&self, store_id: &str, client_tx_id: &str) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_AUDIT_TRAIL)?;
-        let rows = stmt.query_map(params![store_id, client_tx_id], audit_record)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn stored_sale(&self, store_id: &str, client_tx_id: &str) -> Result<Option<StoredSale>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_STORED_SALE)?;
-        let sale = stmt
-            .query_row(params![store_id, client_tx_id], |row| {
-                Ok(StoredSale {
-                    server_tx_id: row.get(0)?,
-                    payload_sha256: row.get(1)?,
-                    payload_hash_version: row.get(2)?,
-                    device_id: row.get(3)?,
-                    received_at: row.get(4)?,
-                })
-            })
-            .optional()?;
-        Ok(sale)
-    }
-
-    fn prune_audit(&self, older_than_days: u32) -> Result<u64, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::PRUNE_AUDIT_BATCH)?;
-        let mut deleted = 0;
-        loop {
-            let n = stmt.execute(params![i64::from(older_than_days), PRUNE_BATCH_ROWS])? as u64;
-            deleted += n;
-            if n < PRUNE_BATCH_ROWS as u64 {
-                return Ok(deleted);
-            }
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&dyn Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(sql)?;
+        let mut rows = stmt.query(params_from_iter(params))?;
+        while let Some(row) = rows.next()? {
+            each(&LiteRow(row))?;
         }
+        Ok(())
+    }
+}
+
+/// A SQLite result row as the flows' [`Row`].
+struct LiteRow<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl Row for LiteRow<'_, '_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.0.get(i)?)
+    }
+}
+
+impl Driver for SqliteStore {
+    fn statements(&self) -> &'static Statements {
+        &sql::STATEMENTS
     }
 
-    fn sale_hashes(
+    fn with_conn<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.pool.get()?;
+        f(&mut LiteConn(&conn))
+    }
+
+    /// `BEGIN IMMEDIATE`: takes the file's write lock at once (waiting up to the busy timeout).
+    fn in_transaction<T>(
         &self,
-        store_id: Option<&str>,
-        client_tx_ids: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_HASHES)?;
-        let mut found = std::collections::HashMap::with_capacity(client_tx_ids.len());
-        for chunk in client_tx_ids.chunks(10_000) {
-            let ids = serde_json::to_string(chunk)
-                .map_err(|e| StoreError::Unavailable(format!("cannot encode sale ids: {e}")))?;
-            let rows = stmt.query_map(params![ids, store_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (id, hash) = row?;
-                found.insert(id, hash);
-            }
-        }
-        Ok(found)
-    }
-
-    fn device_sales(&self, device: &Device) -> Result<Vec<String>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_DEVICE_SALES)?;
-        let rows = stmt.query_map(params![device.store_id, device.device_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn tills(&self, day_start_ms: i64) -> Result<Vec<TillStatus>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_TILLS)?;
-        let rows = stmt.query_map([day_start_ms], |r| {
-            Ok(TillStatus {
-                store_id: r.get(0)?,
-                device_id: r.get(1)?,
-                label: r.get(2)?,
-                token_active: r.get::<_, i64>(3)? != 0,
-                last_seen_ms: r.get(4)?,
-                last_push_ms: r.get(5)?,
-                reported_at_ms: r.get(6)?,
-                report: TillReport {
-                    library_version: r.get(7)?,
-                    unsent_count: r.get(8)?,
-                    oldest_unsent_age_ms: r.get(9)?,
-                    unsent_minor: r.get(10)?,
-                    last_seq: r.get(11)?,
-                    seq_start: r.get(12)?,
-                    outbox_id: r.get(14)?,
-                    acked_seq: r.get(15)?,
-                    kept_seq: r.get(16)?,
-                    kept_since_ms: r.get(17)?,
-                },
-                sales_today: r.get(13)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn seq_gaps(&self, store_id: Option<&str>) -> Result<Vec<SeqGap>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut gaps: Vec<SeqGap> = conn
-            .prepare_cached(sql::SELECT_LOST_RUNS)?
-            .query_map([store_id], |r| {
-                Ok(SeqGap {
-                    store_id: r.get(0)?,
-                    device_id: r.get(1)?,
-                    previous_outbox: (r.get::<_, String>(5)? == "replaced").then(|| r.get(2)).transpose()?,
-                    from: r.get(3)?,
-                    to: r.get(4)?,
-                    after_last_received: false,
-                    kind: GapKind::Lost,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        type State = (String, String, i64, Option<i64>, Option<String>, bool, Acknowledged);
-        let states: Vec<State> = conn
-            .prepare_cached(sql::SELECT_SEQ_STATES)?
-            .query_map([store_id], |r| {
-                let acked = Acknowledged { acked_seq: r.get(6)?, kept_seq: r.get(7)? };
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, i64>(5)? != 0, acked))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (store, device, contiguous, last_seq, outbox_id, replaced, acked) in states {
-            let seqs = settled_seqs(
-                &conn,
-                &store,
-                &device,
-                contiguous,
-                outbox_id.as_deref(),
-                replaced,
-                i64::MAX,
-                i64::MAX,
-            )?;
-            let (found, new_contiguous) = device_gaps(&store, &device, &seqs, contiguous, last_seq, acked);
-            if new_contiguous > contiguous {
-                conn.prepare_cached(sql::ADVANCE_CONTIGUOUS)?.execute(params![
-                    store,
-                    device,
-                    new_contiguous,
-                    outbox_id
-                ])?;
-            }
-            gaps.extend(found);
-        }
-        gaps.sort_by(|a, b| (&a.store_id, &a.device_id).cmp(&(&b.store_id, &b.device_id)));
-        Ok(gaps)
-    }
-
-    fn recheck_seqs(&self, store_id: Option<&str>) -> Result<u64, StoreError> {
-        let conn = self.pool.get()?;
-        let devices = conn.prepare_cached(sql::RESET_CONTIGUOUS)?.execute([store_id])?;
-        Ok(devices as u64)
-    }
-
-    fn attention_entries(
-        &self,
-        store_id: Option<&str>,
-        include_settled: bool,
-        limit: u32,
-    ) -> Result<Vec<AttentionEntry>, StoreError> {
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::SELECT_ATTENTION_ENTRIES)?;
-        let rows = stmt.query_map(params![store_id, include_settled, limit], |r| {
-            Ok(AttentionEntry {
-                record: audit_record(r)?,
-                outbox_seq: r.get(13)?,
-                attempted_payload: r.get(14)?,
-                stored_payload: r.get(15)?,
-                settled_at_ms: r.get(16)?,
-                settled_by: r.get(17)?,
-                settled_note: r.get(18)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn settle_attention(
-        &self,
-        client_tx_id: &str,
-        audit_id: i64,
-        admin: &str,
-        note: &str,
-    ) -> Result<bool, StoreError> {
-        let conn = self.pool.get()?;
-        let n = conn.prepare_cached(sql::SETTLE_ATTENTION)?.execute(params![
-            client_tx_id,
-            audit_id,
-            admin,
-            note
-        ])?;
-        Ok(n > 0)
-    }
-
-    fn find_sales(&self, query: &SaleQuery) -> Result<Vec<SaleRecord>, StoreError> {
-        let (from, to) = match query.occurred_ms {
-            Some((from, to)) => (Some(from), Some(to)),
-            None => (None, None),
-        };
-        let conn = self.pool.get()?;
-        let mut stmt = conn.prepare_cached(sql::FIND_SALES)?;
-        let rows =
-            stmt.query_map(params![query.store_id, query.client_tx_id, from, to, query.limit], |r| {
-                Ok(SaleRecord {
-                    server_tx_id: r.get(0)?,
-                    store_id: r.get(1)?,
-                    client_tx_id: r.get(2)?,
-                    device_id: r.get(3)?,
-                    outbox_seq: r.get(4)?,
-                    occurred_ms: r.get(5)?,
-                    received_ms: r.get(6)?,
-                    payload_canonical: r.get(7)?,
-                })
-            })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn create_admin(&self, name: &str, secret_phc: &str) -> Result<bool, StoreError> {
-        let conn = self.pool.get()?;
-        let n = conn.prepare_cached(sql::INSERT_ADMIN)?.execute(params![name, secret_phc])?;
-        Ok(n > 0)
-    }
-
-    fn delete_admin(&self, name: &str) -> Result<bool, StoreError> {
+        f: impl FnOnce(&mut dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached(sql::DELETE_ADMIN_SESSIONS)?.execute([name])?;
-        let n = tx.prepare_cached(sql::DELETE_ADMIN)?.execute([name])?;
+        let value = f(&mut LiteConn(&tx))?;
         tx.commit()?;
-        Ok(n > 0)
-    }
-
-    fn admin_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.pool.get()?;
-        let secret =
-            conn.prepare_cached(sql::SELECT_ADMIN_SECRET)?.query_row([name], |r| r.get(0)).optional()?;
-        Ok(secret)
-    }
-
-    fn has_admin(&self) -> Result<bool, StoreError> {
-        let conn = self.pool.get()?;
-        let exists = conn.prepare_cached(sql::HAS_ADMIN)?.query_row([], |r| r.get(0))?;
-        Ok(exists)
-    }
-
-    fn create_session(
-        &self,
-        session_sha256: &str,
-        admin: &str,
-        csrf_token: &str,
-        expires_ms: i64,
-    ) -> Result<(), StoreError> {
-        let conn = self.pool.get()?;
-        conn.prepare_cached(sql::DELETE_EXPIRED_SESSIONS)?.execute([now_ms(SystemTime::now())])?;
-        conn.prepare_cached(sql::INSERT_SESSION)?.execute(params![
-            session_sha256,
-            admin,
-            csrf_token,
-            expires_ms
-        ])?;
-        Ok(())
-    }
-
-    fn session(&self, session_sha256: &str, now_ms: i64) -> Result<Option<ConsoleSession>, StoreError> {
-        let conn = self.pool.get()?;
-        let session = conn
-            .prepare_cached(sql::SELECT_SESSION)?
-            .query_row(params![session_sha256, now_ms], |r| {
-                Ok(ConsoleSession { admin_name: r.get(0)?, csrf_token: r.get(1)? })
-            })
-            .optional()?;
-        Ok(session)
-    }
-
-    fn delete_session(&self, session_sha256: &str) -> Result<(), StoreError> {
-        let conn = self.pool.get()?;
-        conn.prepare_cached(sql::DELETE_SESSION)?.execute([session_sha256])?;
-        Ok(())
+        Ok(value)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::AdminStore;
 
     #[test]
     fn migrations_are_valid() {

@@ -2,7 +2,10 @@
 //!
 //! The same statements as [`super::postgres_sql`] in SQLite's dialect: times are integer Unix
 //! milliseconds (formatted as RFC 3339 UTC on the way out), items and payments are inserted one
-//! prepared (cached) statement per row, arrays become `json_each`.
+//! prepared (cached) statement per row, arrays become `json_each`. Those of the flows written once
+//! are gathered in [`STATEMENTS`] by the names PostgreSQL's use, with the same parameters.
+
+use super::driver::Statements;
 
 /// The schema, as versioned migrations run by `rusqlite_migration` (`PRAGMA user_version`).
 pub const MIGRATION_V1: &str = include_str!("../../migrations-sqlite/V1__init.sql");
@@ -158,16 +161,17 @@ macro_rules! later {
     };
 }
 
-/// Records news of a device (`?1`, `?2`): last seen at `?3`, last push at `?4`, the backlog report
-/// (`?6`..`?15`: `?12` the outbox identity, `?13`..`?15` the acknowledged run and the recovery
-/// window) received at `?5` (ms; NULL: none). Older news never
-/// overwrites newer; a newer report's outbox identity is adopted (a replaced outbox was dealt with
-/// before, by [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]).
+/// Records news of a device (`?1`, `?2`): last seen at `?4`, last push at `?5`, the backlog report
+/// (`?7`..`?16`: `?13` the outbox identity, `?14`..`?16` the acknowledged run and the recovery
+/// window) received at `?6` (ms; NULL: none). `?3` (the retired numbers) is bound and unused: they
+/// were recorded before by [`INSERT_RETIRED_SEQS`], so the parameters are those of PostgreSQL's
+/// statement. Older news never overwrites newer; a newer report's outbox identity is adopted (a
+/// replaced outbox was dealt with before, by [`SELECT_OUTBOX_STATE`] and [`REPLACE_OUTBOX`]).
 pub const RECORD_ACTIVITY: &str = concat!(
     "INSERT INTO pos_device_status AS d (store_id, device_id, first_seen_at, last_seen_at, last_push_at, \
      reported_at, library_version, unsent_count, oldest_unsent_age_ms, unsent_minor, last_seq, seq_start, \
      outbox_id, acked_seq, kept_seq, kept_since_ms) \
-     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+     VALUES (?1, ?2, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
      ON CONFLICT (store_id, device_id) DO UPDATE SET \
      last_seen_at = max(d.last_seen_at, excluded.last_seen_at), \
      last_push_at = ",
@@ -300,8 +304,8 @@ pub const SELECT_ATTENTION_ENTRIES: &str = concat!(
      AND (?2 OR a.settled_at IS NULL) ORDER BY a.at DESC, a.audit_id DESC LIMIT ?3"
 );
 
-/// Settles the attention item `?2` of sale `?1` by `?3` with note `?4`.
-pub const SETTLE_ATTENTION: &str = concat!(
+/// Marks the attention item `?2` of sale `?1` reviewed by `?3` with note `?4`.
+pub const MARK_REVIEWED: &str = concat!(
     "UPDATE pos_transaction_audit SET settled_at = ",
     now_ms!(),
     ", settled_by = ?3, settled_note = ?4 WHERE client_tx_id = ?1 AND audit_id = ?2 \
@@ -344,3 +348,43 @@ pub const SELECT_SESSION: &str =
 
 /// Ends a session.
 pub const DELETE_SESSION: &str = "DELETE FROM pos_console_sessions WHERE session_sha256 = ?1";
+
+/// The statements of the flows written once (`flows.rs`), by their shared names.
+pub static STATEMENTS: Statements = Statements {
+    insert_token: INSERT_TOKEN,
+    revoke_tokens: REVOKE_TOKENS,
+    list_tokens: LIST_TOKENS,
+    select_attention: SELECT_ATTENTION,
+    select_audit_trail: SELECT_AUDIT_TRAIL,
+    select_stored_sale: SELECT_STORED_SALE,
+    prune_audit_batch: PRUNE_AUDIT_BATCH,
+    select_hashes: SELECT_HASHES,
+    select_device_sales: SELECT_DEVICE_SALES,
+    select_tills: SELECT_TILLS,
+    select_lost_runs: SELECT_LOST_RUNS,
+    select_seq_states: SELECT_SEQ_STATES,
+    select_settled_seqs: SELECT_SETTLED_SEQS,
+    advance_contiguous: ADVANCE_CONTIGUOUS,
+    reset_contiguous: RESET_CONTIGUOUS,
+    select_attention_entries: SELECT_ATTENTION_ENTRIES,
+    mark_reviewed: MARK_REVIEWED,
+    find_sales: FIND_SALES,
+    insert_admin: INSERT_ADMIN,
+    delete_admin_sessions: DELETE_ADMIN_SESSIONS,
+    delete_admin: DELETE_ADMIN,
+    select_admin_secret: SELECT_ADMIN_SECRET,
+    has_admin: HAS_ADMIN,
+    delete_expired_sessions: DELETE_EXPIRED_SESSIONS,
+    insert_session: INSERT_SESSION,
+    select_session: SELECT_SESSION,
+    delete_session: DELETE_SESSION,
+    select_outbox_state: SELECT_OUTBOX_STATE,
+    insert_lost_run: INSERT_LOST_RUN,
+    replace_outbox: REPLACE_OUTBOX,
+    delete_retired_seqs: DELETE_RETIRED_SEQS,
+    record_activity: RECORD_ACTIVITY,
+    select_recovery_state: SELECT_RECOVERY_STATE,
+    upsert_contiguous: UPSERT_CONTIGUOUS,
+    notify_revoked: None,
+    insert_retired_seqs: Some(INSERT_RETIRED_SEQS),
+};

@@ -66,7 +66,7 @@ pub struct TillStatus {
     pub reported_at_ms: Option<i64>,
     /// The last report (fields the till did not send stay `None`).
     pub report: TillReport,
-    /// Sales of the device that occurred since `day_start_ms` (see [`super::Store::tills`]).
+    /// Sales of the device that occurred since `day_start_ms` (see [`super::AdminStore::tills`]).
     pub sales_today: i64,
 }
 
@@ -226,82 +226,6 @@ pub struct AckCheck {
     pub acked_seq: i64,
     /// Lowest sequence number the till still keeps (1 when it reported none).
     pub kept_seq: i64,
-}
-
-/// Where a device's acknowledged-sales check starts: its stored outbox identity, the end of its
-/// checked settled run, and whether its outbox was replaced before.
-pub(crate) type RecoveryState = (Option<String>, i64, bool);
-
-/// The statements of an acknowledged-sales check, one per step, inside one transaction of a store:
-/// the flow itself ([`check_acknowledged`]) is written once, and each store implements only these.
-pub(crate) trait RecoverySteps {
-    /// The store's error.
-    type Error;
-    /// The device's outbox identity, the end of its checked settled run, and whether its outbox was
-    /// replaced before; `None` when the device has no status row yet.
-    fn recovery_state(&mut self, device: &super::Device) -> Result<Option<RecoveryState>, Self::Error>;
-    /// Settled sequence numbers of the device's outbox in (`after`, `upto`], ascending, at most
-    /// `limit` (see the stores' `SELECT_SETTLED_SEQS`).
-    fn settled_seqs(
-        &mut self,
-        device: &super::Device,
-        outbox_id: &str,
-        replaced: bool,
-        after: i64,
-        upto: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, Self::Error>;
-    /// Records a run lost for good (cause `pruned`), once.
-    fn insert_pruned_run(
-        &mut self,
-        device: &super::Device,
-        outbox_id: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<(), Self::Error>;
-    /// Moves the device's checked settled run up to `contiguous` (creating its status row).
-    fn upsert_contiguous(
-        &mut self,
-        device: &super::Device,
-        outbox_id: &str,
-        contiguous: i64,
-        now_ms: i64,
-    ) -> Result<(), Self::Error>;
-}
-
-/// [`super::PushStore::check_acknowledged`], written once over a store's [`RecoverySteps`].
-/// `now_ms`: a status row the check makes is first seen then.
-pub(crate) fn check_acknowledged<T: RecoverySteps>(
-    tx: &mut T,
-    device: &super::Device,
-    check: &AckCheck,
-    now_ms: i64,
-) -> Result<RecoveryPlan, T::Error> {
-    let state = tx.recovery_state(device)?;
-    let (contiguous, replaced) = match &state {
-        None => (0, false),
-        Some((stored, _, _)) if stored.as_ref().is_some_and(|id| *id != check.outbox_id) => {
-            return Ok(RecoveryPlan::default());
-        }
-        Some((_, contiguous, replaced)) => (*contiguous, *replaced),
-    };
-    if check.acked_seq <= contiguous {
-        return Ok(RecoveryPlan { contiguous, ..RecoveryPlan::default() });
-    }
-    let seqs =
-        tx.settled_seqs(device, &check.outbox_id, replaced, contiguous, check.acked_seq, MAX_CHECK_SEQS)?;
-    let scanned_to = match seqs.last() {
-        Some(last) if seqs.len() as i64 >= MAX_CHECK_SEQS => *last,
-        _ => check.acked_seq,
-    };
-    let plan = plan_recovery(&seqs, contiguous, scanned_to, check.kept_seq);
-    for (from, to) in &plan.lost {
-        tx.insert_pruned_run(device, &check.outbox_id, *from, *to)?;
-    }
-    if plan.contiguous > contiguous || state.is_none() {
-        tx.upsert_contiguous(device, &check.outbox_id, plan.contiguous, now_ms)?;
-    }
-    Ok(plan)
 }
 
 /// What one acknowledged-sales check found for a device ([`plan_recovery`]).

@@ -216,7 +216,7 @@ fn attention_export_and_the_consoles_csv_are_one_format() {
     assert!(f
         .server
         .store
-        .settle_attention(&f.conflicted, conflict.record.audit_id, "manager", "checked with the till")
+        .mark_reviewed(&f.conflicted, conflict.record.audit_id, "manager", "checked with the till")
         .expect("settle"));
 
     let (ok, out, err) = run_cli(&db_url(&f.server.db), &["attention", "export", "--store", "store-1"]);

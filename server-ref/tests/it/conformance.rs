@@ -41,6 +41,8 @@ conformance!(
     a_till_that_starts_sending_its_outbox_identity_keeps_its_numbers,
     conflicts_keep_both_payloads_and_settle_with_a_note,
     admins_and_sessions,
+    expired_sessions_are_deleted_by_the_app_clock,
+    deleting_an_admin_ends_their_sessions_and_no_one_else_s,
     sales_are_found_by_id_store_and_day,
 );
 
@@ -188,8 +190,8 @@ fn conflicts_keep_both_payloads_and_settle_with_a_note(h: &dyn Harness) {
     let e = &entries[0];
     assert_eq!(e.attempted_payload.as_deref(), Some(attempted.canonical.as_str()));
     assert!(e.stored_payload.is_some() && e.stored_payload != e.attempted_payload);
-    assert!(st.settle_attention(&id, e.record.audit_id, "manager", "phoned the till").expect("settle"));
-    assert!(!st.settle_attention(&id, e.record.audit_id, "manager", "again").expect("settle twice"));
+    assert!(st.mark_reviewed(&id, e.record.audit_id, "manager", "phoned the till").expect("settle"));
+    assert!(!st.mark_reviewed(&id, e.record.audit_id, "manager", "again").expect("settle twice"));
     assert!(st.attention_entries(None, false, 50).expect("entries").is_empty(), "{}", h.name());
     let all = st.attention_entries(Some("store-1"), true, 50).expect("entries");
     assert_eq!(all[0].settled_note.as_deref(), Some("phoned the till"));
@@ -205,13 +207,58 @@ fn admins_and_sessions(h: &dyn Harness) {
     assert!(st.has_admin().expect("has_admin"));
     let sha = "a".repeat(64);
     let year_2100_ms = 4_102_444_800_000;
-    st.create_session(&sha, "manager", "csrf", year_2100_ms).expect("session");
+    st.create_session(&sha, "manager", "csrf", year_2100_ms, 0).expect("session");
     let s = st.session(&sha, 0).expect("session").expect("live");
     assert_eq!((s.admin_name.as_str(), s.csrf_token.as_str()), ("manager", "csrf"));
     assert!(st.session(&sha, year_2100_ms + 1).expect("session").is_none(), "expired");
     st.delete_session(&sha).expect("logout");
     assert!(st.session(&sha, 0).expect("session").is_none());
     assert!(st.delete_admin("manager").expect("delete"));
+}
+
+/// Creating a session deletes those expired by the `now_ms` the app passes, never by the database's
+/// own clock (the two stores used to differ: PostgreSQL's `now()`, SQLite's app time).
+fn expired_sessions_are_deleted_by_the_app_clock(h: &dyn Harness) {
+    let st = h.store();
+    assert!(st.create_admin("manager", "$argon2id$x").expect("admin"));
+    let year_2100_ms = 4_102_444_800_000;
+    let (old, live, later) = ("b".repeat(64), "c".repeat(64), "d".repeat(64));
+    // Expired in 1970 by the database's clock, live by the app's (`now_ms` 1 000 and 2 000).
+    st.create_session(&old, "manager", "csrf", 5_000, 1_000).expect("old session");
+    st.create_session(&live, "manager", "csrf", year_2100_ms, 2_000).expect("live session");
+    assert!(
+        st.session(&old, 0).expect("session").is_some(),
+        "{}: a session live by the app's clock was deleted by the database's",
+        h.name()
+    );
+    // The app's clock passes 2100: both are expired then, though the database's clock says otherwise.
+    st.create_session(&later, "manager", "csrf", year_2100_ms * 2, year_2100_ms + 1).expect("later");
+    assert!(st.session(&old, 0).expect("session").is_none(), "{}: expired session kept", h.name());
+    assert!(
+        st.session(&live, 0).expect("session").is_none(),
+        "{}: a session expired by the app's clock was kept by the database's",
+        h.name()
+    );
+    assert!(st.session(&later, 0).expect("session").is_some(), "{}", h.name());
+}
+
+/// Deleting an admin deletes their sessions (explicitly, not by relying on a foreign-key cascade)
+/// and nobody else's.
+fn deleting_an_admin_ends_their_sessions_and_no_one_else_s(h: &dyn Harness) {
+    let st = h.store();
+    assert!(st.create_admin("manager", "$argon2id$x").expect("admin"));
+    assert!(st.create_admin("clerk", "$argon2id$y").expect("admin"));
+    let year_2100_ms = 4_102_444_800_000;
+    let (manager, clerk) = ("e".repeat(64), "f".repeat(64));
+    st.create_session(&manager, "manager", "csrf", year_2100_ms, 0).expect("session");
+    st.create_session(&clerk, "clerk", "csrf", year_2100_ms, 0).expect("session");
+    assert!(st.delete_admin("manager").expect("delete"), "{}", h.name());
+    assert!(st.session(&manager, 0).expect("session").is_none(), "{}: session outlived its admin", h.name());
+    let kept = st.session(&clerk, 0).expect("session").expect("another admin's session is kept");
+    assert_eq!(kept.admin_name, "clerk", "{}", h.name());
+    assert!(!st.delete_admin("manager").expect("delete again"), "{}", h.name());
+    assert_eq!(st.admin_secret("manager").expect("secret"), None, "{}", h.name());
+    assert!(st.has_admin().expect("has_admin"), "{}", h.name());
 }
 
 fn sales_are_found_by_id_store_and_day(h: &dyn Harness) {

@@ -129,6 +129,11 @@ impl ServerProcess {
         ServerProcess { child, stdin, base }
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak RSS of the server process so far, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         peak_rss_kib(self.child.id()).unwrap_or(0)

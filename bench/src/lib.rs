@@ -21,6 +21,7 @@
 //! The server and the till run in their own processes ([`child`]).
 
 pub mod child;
+pub mod cpu;
 pub mod lossy;
 pub mod outbox;
 pub mod peer;

@@ -160,6 +160,8 @@ pub struct StormReport {
     pub online_hold: Latency,
     /// Every till's outbox empty, every sale on the server once with its hash, nothing extra.
     pub exactly_once: bool,
+    /// CPU seconds by party from the first `Online` to the last outbox empty (`own`: the tills).
+    pub cpu: crate::cpu::CpuUse,
 }
 
 /// A free loopback port, for a server that is started later (the tills know its address while it
@@ -223,6 +225,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
     let prober = Prober::start(exe, &format!("http://127.0.0.1:{monitor_port}"));
 
     let started = Instant::now();
+    let cpu_at_start = crate::cpu::CpuSample::take(Some(server.pid()));
     let mut order: Vec<usize> = (0..tills.len()).collect();
     let mut rng = rand::rng();
     for i in (1..order.len()).rev() {
@@ -246,6 +249,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
         std::thread::sleep(Duration::from_millis(100));
     }
     let drain_seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_at_start.until(&crate::cpu::CpuSample::take(Some(server.pid())));
     let (health_max_ms, health_slow, peak_open_connections) = prober.finish();
     let metrics = scrape(&base).unwrap_or_default();
     let server_peak_rss_kib = server.peak_rss_kib();
@@ -284,6 +288,7 @@ pub fn run(exe: &Path, admin_url: &str, size: StormSize) -> StormReport {
     StormReport {
         sales: size.tills * size.sales,
         drain_seconds,
+        cpu,
         admitted: Latency::of(ms(Outcome::Admitted)),
         shed: Latency::of(ms(Outcome::Shed)),
         failed: seen.iter().filter(|s| s.outcome == Outcome::Failed).count(),
@@ -447,7 +452,9 @@ pub fn storm_rows(
     PgStore::connect(baseline_db.config.clone(), &PgOptions { pool_size: 1, ..PgOptions::default() })
         .and_then(|s| s.migrate())
         .expect("migrate the baseline database");
+    let cpu_before = crate::cpu::CpuSample::take(None);
     let tps16 = crate::server::pgbench_rate(&baseline_db, 16, seconds);
+    let pgbench_cpu = cpu_before.until(&crate::cpu::CpuSample::take(None));
     let tps16_simple = crate::server::pgbench_rate_simple(&baseline_db, 16, seconds);
     drop(baseline_db);
     let report = run(exe, admin_url, size);
@@ -459,12 +466,27 @@ pub fn storm_rows(
         crate::Row::against(format!("{name}: {what}"), value, bound, unit)
     };
     let mean_ratio = report.server_mean_ms / report.tills_mean_ms.max(f64::MIN_POSITIVE);
+    // Where the time went: each party's CPU per 1,000 sales, the storm's against pgbench's.
+    let per_k = |s: f64, sales: f64| s * 1000.0 / sales.max(1.0);
+    let pgbench_sales = tps16 * seconds as f64;
+    let storm_sales = report.sales as f64;
+    let cpu_note = format!(
+        "CPU s per 1,000 sales: storm PostgreSQL {:.2}, server {:.2}, tills {:.2} (machine busy {:.0} %); \
+         pgbench -M prepared PostgreSQL {:.2}, pgbench {:.2} (busy {:.0} %)",
+        per_k(report.cpu.postgres, storm_sales),
+        per_k(report.cpu.server, storm_sales),
+        per_k(report.cpu.own, storm_sales),
+        100.0 * report.cpu.total() / (report.drain_seconds * cores()),
+        per_k(pgbench_cpu.postgres, pgbench_sales),
+        per_k(pgbench_cpu.own, pgbench_sales),
+        100.0 * pgbench_cpu.total() / (seconds as f64 * cores()),
+    );
     let rows = vec![
         row("time until every till is drained", report.drain_seconds, report.sales as f64 / tps16, "s")
             .target(Target::RatioAtMost(1.25))
             .note(format!(
                 "baseline: {} sales at pgbench -M prepared's per-sale rate at concurrency 16 ({tps16:.0}/s); \
-                 exactly once: {}; against pgbench's simple protocol ({tps16_simple:.0}/s): {:.2}",
+                 exactly once: {}; against pgbench's simple protocol ({tps16_simple:.0}/s): {:.2}; {cpu_note}",
                 report.sales,
                 report.exactly_once,
                 report.drain_seconds * tps16_simple / report.sales as f64
@@ -495,4 +517,9 @@ pub fn storm_rows(
             .note(format!("peak open connections {}", report.peak_open_connections)),
     ];
     (report, rows)
+}
+
+/// CPUs this process may use.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }

@@ -1,8 +1,12 @@
-//! The settings of `possync-server serve`, declared once: the same struct is the command line (clap,
-//! with its environment variables and defaults), the config file's schema (serde, unknown keys
-//! refused) and the `--print-config` output.
+//! The settings of `possync-server serve`: one struct is the command line (clap, with its environment
+//! variables and defaults), the config file's schema (serde, unknown keys refused) and the
+//! `--print-config` output. [`crate::config::layer`] merges them: command line, then environment,
+//! then file, then default.
 //!
-//! [`crate::config::layer`] merges them: command line, then environment, then file, then default.
+//! Not everything is declared here alone: the binary's other commands declare the database options
+//! (`--database-url`, `--sqlite`, `--config`) again in their `DbArgs`; and the library's own
+//! defaults ([`HttpConfig::default`], [`PgOptions::default`]), used by servers started in-process
+//! (tests, benchmarks), are written apart from the defaults of the options below.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +16,7 @@ use clap::Args;
 use possync_core::protocol::Limits;
 use serde::{Deserialize, Serialize};
 
+use crate::blocking::default_workers;
 use crate::http::{FrontLimits, HttpConfig};
 use crate::push::PushLimits;
 use crate::store::postgres::PgOptions;
@@ -147,12 +152,6 @@ pub struct ServeSettings {
     pub print_config: bool,
 }
 
-/// The default number of database threads: four per CPU core this process may use, 4 to 16.
-pub fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    cores.saturating_mul(4).clamp(4, 16)
-}
-
 /// Database threads for a `--workers` value: itself, or [`default_workers`] when it is 0.
 pub fn workers_for(configured: usize) -> usize {
     match configured {
@@ -205,8 +204,9 @@ impl ServeSettings {
         }
     }
 
-    /// The database pool's options.
-    pub fn pg_options(&self) -> PgOptions {
+    /// The database's options (pool size and timeout, lock and statement timeouts): PostgreSQL's,
+    /// from which the SQLite store takes its pool and its busy timeout too.
+    pub fn db_options(&self) -> PgOptions {
         PgOptions {
             pool_size: self.pool_size,
             pool_timeout: Duration::from_millis(self.pool_timeout_ms),

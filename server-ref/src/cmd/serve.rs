@@ -28,7 +28,7 @@ pub fn serve(cli: ServeSettings, matches: &ArgMatches, ctx: &CommandContext, log
     if settings.print_config {
         return print_config(settings, &backend, log_level);
     }
-    let store = open_store(&backend, &settings.pg_options(), false)?.store();
+    let store = open_store(&backend, &settings.db_options(), false)?.store();
     store.check_ready()?;
     let retention = settings
         .audit_retention_days

@@ -297,7 +297,7 @@ fn the_all_clear_waits_until_no_till_holds_unsent_sales() {
 #[test]
 fn unsent_amounts_and_sales_today_are_exported_as_on_the_page() {
     let s = TestServer::start();
-    let now_ms = possync_server::console::now_ms();
+    let now_ms = possync_server::clock::now_ms();
     let mut today = sale("store-1", 1, 1);
     today.header.occurred_at_ms = now_ms;
     let mut body = request(vec![envelope(&new_id(), &today)]);

@@ -1,12 +1,12 @@
 //! A bounded pool of pre-spawned threads for blocking work (the database clients), fed from the async
-//! HTTP front.
+//! HTTP front, the push and the console.
 //!
 //! Every thread is spawned by [`BlockingPool::start`], so a process that later hits its thread limit
 //! keeps serving with the threads it has. The queue is bounded: [`BlockingPool::submit`] never waits
-//! and answers [`Submit::Full`] when as many jobs wait as the queue holds, which the front turns into
-//! a 503 at once. A job that panics is reported to its caller as [`JobError::Panicked`]; the thread
-//! survives. Dropping the pool lets the threads finish the queued jobs and exit; [`BlockingPool::join`]
-//! waits for them.
+//! and answers [`Submit::Full`] when as many jobs wait as the queue holds ([`BlockingPool::run`]:
+//! [`JobError::Full`]), which the caller turns into a 503 at once. A job that panics is reported to
+//! its caller as [`JobError::Panicked`]; the thread survives. Dropping the pool lets the threads
+//! finish the queued jobs and exit; [`BlockingPool::join`] waits for them.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};

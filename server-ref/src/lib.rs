@@ -1,6 +1,6 @@
 //! possync-server: the reference server of possync for small shops.
 //!
-//! `POST /sync/push` settles each sale of a batch in its own database transaction (PostgreSQL, or an
+//! `POST /sync/push` stores (or refuses) each sale of a batch in its own database transaction (PostgreSQL, or an
 //! embedded SQLite file for the demo and a one-till shop), idempotent by `client_tx_id` and payload
 //! hash (see `docs/protocol.md`). The crate is a library so tests and the
 //! till simulator can run a server in-process; the `possync-server` binary is its CLI.

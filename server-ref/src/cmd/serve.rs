@@ -1,4 +1,5 @@
-//! `serve`: layer the settings, open the store, run the HTTP front until SIGTERM / SIGINT.
+//! `serve`: layer the settings, open the store, run the HTTP front (and the audit retention thread,
+//! when asked) until SIGTERM / SIGINT; or print the effective settings (`--print-config`).
 
 use anyhow::{bail, Context, Result};
 use clap::ArgMatches;

@@ -2,8 +2,8 @@
 //! the server and what needs them. Server-rendered HTML (askama), no JavaScript; every page works
 //! with a plain form.
 //!
-//! - Off unless an admin exists (`possync-server admin create`): then every `/console` path answers
-//!   404 `console_off`.
+//! - Off unless an admin exists (`possync-server admin create`): until then every console page
+//!   answers 404 `console_off`.
 //! - Login with the admin's name and secret (argon2id); a session cookie (`HttpOnly`,
 //!   `SameSite=Strict`, `Secure` unless told otherwise) of 32 random bytes, only its SHA-256 stored.
 //! - Every POST carries the session's CSRF token (the login form: a token in a cookie of its own);

@@ -1,4 +1,4 @@
-//! The per-device gauges of `/metrics`, answered within a bound.
+//! The per-device gauges of `/metrics` ([`device_gauges`]), answered within a bound.
 //!
 //! The gauges need a database query (the same `till_views` as the console's Tills page). Queued on
 //! the push threads, a scrape would wait behind every push in hand, and monitoring would go blind in

@@ -5,7 +5,8 @@
 //! schema current), `GET /metrics` (Prometheus text), and the shop console under `/console`
 //! ([`crate::console`]). Every answer carries `X-Correlation-Id` (the
 //! request's, or a fresh UUID v7); every error routed to the application is a JSON
-//! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code`.
+//! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code` (the console
+//! answers a browser with the same code on an HTML page).
 //!
 //! - [`accept`]: the accept loop (survives fd and thread exhaustion), the connection cap with eviction
 //!   of the longest-idle connection, and the per-connection timeouts.

@@ -434,7 +434,6 @@ pub trait PushHost: Send + Sync + 'static {
 /// fills half way, the lanes already queued still store their sales, each its own transaction; the
 /// till's resend of those answers `DUPLICATE`), a panic, or a stopped pool. The inner [`PushError`]
 /// as [`finish_push`] answers.
-#[allow(clippy::too_many_arguments)]
 pub async fn store_push<H: PushHost>(
     host: &Arc<H>,
     admitted: Arc<dyn std::any::Any + Send + Sync>,

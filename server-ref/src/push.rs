@@ -1,7 +1,7 @@
 //! The `/sync/push` logic, independent of HTTP: parse, check and settle each sale of a request.
 //!
 //! Request-level problems ([`PushError`]) refuse the whole request and store nothing. Everything about
-//! one sale (its envelope, id, hash, payload shape, business rules, storage) settles only that sale:
+//! one sale (its envelope, id, hash, payload shape, business rules, storage) decides only that sale:
 //! one bad sale never fails its neighbours. Results come back in request order.
 //!
 //! A push is [`check_push`] (CPU work, on the caller's thread), then [`store_push`], which runs the
@@ -247,7 +247,7 @@ impl PushNews {
     }
 }
 
-/// Sales of one request that one database thread settles, one after another, in request order.
+/// Sales of one request that one database thread stores, one after another, in request order.
 pub struct Lane {
     sales: Vec<(usize, Result<Prepared, Refused>)>,
     /// The till's outbox identity from the request's report, kept with each sale.
@@ -362,7 +362,7 @@ impl CheckedPush {
     }
 }
 
-/// Settles a lane's sales one after another, each in its own transaction. Sales not settled by
+/// Stores a lane's sales one after another, each in its own transaction. Sales not settled by
 /// `deadline` answer `RETRY` (`deadline_exceeded`) untouched; when the database cannot be reached the
 /// lane stops there.
 fn run_lane<S: PushStore + ?Sized>(

@@ -4,7 +4,7 @@
 //! [`CorrelationId`].
 //!
 //! Handlers return an [`ApiError`] without knowing the request's correlation id: the HTTP front
-//! settles the id before routing and writes the error's body, id included, as the answer leaves
+//! picks the id before routing and writes the error's body, id included, as the answer leaves
 //! ([`write_error_body`]). [`job_failed`] is the answer to database work that could not run.
 
 use std::convert::Infallible;
@@ -40,7 +40,7 @@ pub fn text(content_type: &'static str, body: String) -> Reply {
     reply
 }
 
-/// The request's correlation id: its `X-Correlation-Id` when sane, else a fresh UUID v7, settled by
+/// The request's correlation id: its `X-Correlation-Id` when sane, else a fresh UUID v7, picked by
 /// the HTTP front before routing (empty for a request that did not pass the front).
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub Arc<str>);

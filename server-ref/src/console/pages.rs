@@ -1,6 +1,6 @@
 //! The console's router, its extractors and its handlers. Each page is one route with its methods
 //! ([`router`]); a wrong method is 405 (axum's `Allow`), any other path under `/console` 404. The
-//! `Session` extractor settles the session (or answers 401 / 404 `console_off`), `Posted` also
+//! `Session` extractor finds the session (or answers 401 / 404 `console_off`), `Posted` also
 //! reads the form and checks its CSRF token (403): a page that takes one cannot run without it.
 
 use std::sync::Arc;

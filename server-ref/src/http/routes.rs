@@ -2,7 +2,7 @@
 //!
 //! Routes are declared with their method: another method is 405 `method_not_allowed` (with axum's
 //! `Allow`), any other path 404 `not_found`; the console's pages are its own router, merged in.
-//! Every request passes [`front`] first: it settles the correlation id (handlers take it with the
+//! Every request passes [`front`] first: it picks the correlation id (handlers take it with the
 //! [`CorrelationId`] extractor), refuses ambiguous framing (`Content-Length` with
 //! `Transfer-Encoding`, several `Content-Length`s) with 400 and close, and after the handler writes
 //! the body of an [`ApiError`] answer with the id and records the metrics and the access log. A panic

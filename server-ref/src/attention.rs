@@ -2,7 +2,8 @@
 //!
 //! A `CONFLICT` (a `client_tx_id` already stored with another payload hash) or an `INVALID` (a sale
 //! that failed validation) is permanent: the till keeps the sale and shows it, and the shop's manager
-//! decides what to do. These functions back `possync-server attention list | show | export`: they read
+//! decides what to do. These functions back `possync-server attention list | show | export` (and
+//! [`write_csv`] the console's CSV export): they read
 //! [`AdminStore::attention_items`], [`AdminStore::audit_trail`] and [`AdminStore::stored_sale`] and write plain text
 //! or CSV. They never change anything.
 

@@ -1,12 +1,12 @@
 //! A bounded pool of pre-spawned threads for blocking work (the database clients), fed from the async
-//! HTTP front.
+//! HTTP front, the push and the console.
 //!
 //! Every thread is spawned by [`BlockingPool::start`], so a process that later hits its thread limit
 //! keeps serving with the threads it has. The queue is bounded: [`BlockingPool::submit`] never waits
-//! and answers [`Submit::Full`] when as many jobs wait as the queue holds, which the front turns into
-//! a 503 at once. A job that panics is reported to its caller as [`JobError::Panicked`]; the thread
-//! survives. Dropping the pool lets the threads finish the queued jobs and exit; [`BlockingPool::join`]
-//! waits for them.
+//! and answers [`Submit::Full`] when as many jobs wait as the queue holds ([`BlockingPool::run`]:
+//! [`JobError::Full`]), which the caller turns into a 503 at once. A job that panics is reported to
+//! its caller as [`JobError::Panicked`]; the thread survives. Dropping the pool lets the threads
+//! finish the queued jobs and exit; [`BlockingPool::join`] waits for them.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -15,6 +15,12 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
+
+/// The default number of database threads: four per CPU core this process may use, 4 to 16.
+pub fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores.saturating_mul(4).clamp(4, 16)
+}
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -27,6 +33,9 @@ pub struct BlockingPool {
 /// Why a job did not produce its value.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The queue was full (or the pool stopped): the job was not queued.
+    #[error("the blocking pool's queue is full")]
+    Full,
     /// The job panicked (logged by the pool); its thread goes on with the next job.
     #[error("the job panicked")]
     Panicked,
@@ -80,6 +89,21 @@ impl BlockingPool {
         match queue.try_send(boxed) {
             Ok(()) => Submit::Queued(rx),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Submit::Full,
+        }
+    }
+
+    /// Queues `job` and waits for its value; [`JobError::Full`] at once when the queue is full.
+    ///
+    /// # Errors
+    /// [`JobError`] when the job did not run or panicked.
+    pub async fn run<R, F>(&self, job: F) -> Result<R, JobError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        match self.submit(job) {
+            Submit::Full => Err(JobError::Full),
+            Submit::Queued(rx) => rx.await.unwrap_or(Err(JobError::Stopped)),
         }
     }
 

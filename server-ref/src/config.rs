@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every key is optional. Precedence, highest first: command line, environment variable, file,
-//! built-in default (the CLI in `main.rs` merges them). An unknown key is an error that names it, so
+//! built-in default ([`layer`] merges them, for each command of the binary). An unknown key is an error that names it, so
 //! a typo never silently falls back to a default.
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,13 @@
 //! The `/sync/push` logic, independent of HTTP: parse, check and settle each sale of a request.
 //!
 //! Request-level problems ([`PushError`]) refuse the whole request and store nothing. Everything about
-//! one sale (its envelope, id, hash, payload shape, business rules, storage) settles only that sale:
+//! one sale (its envelope, id, hash, payload shape, business rules, storage) decides only that sale:
 //! one bad sale never fails its neighbours. Results come back in request order.
 //!
-//! A push is [`check_push`], then [`settle_lane`] for each of its lanes (the HTTP front runs them in
-//! parallel on the database threads), then [`finish_push`].
+//! A push is [`check_push`] (CPU work, on the caller's thread), then [`store_push`], which runs the
+//! push's lanes in parallel on the database threads it is given and gathers their answers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use possync_core::protocol::duplicate_keys::{self, first_duplicate_key};
@@ -18,9 +19,10 @@ use possync_core::protocol::{
 use serde::Deserialize;
 
 use crate::activity::ActivityRecorder;
+use crate::blocking::{BlockingPool, JobError, Submit};
 use crate::metrics::Metrics;
-use crate::report::parse_report;
-use crate::store::{AckCheck, CheckedSale, Device, PushContext, PushStore, Rejection, SaleOutcome};
+use crate::report::{parse_report, MAX_OUTBOX_SEQ};
+use crate::store::{AckCheck, CheckedSale, Device, PushContext, PushStore, Rejection, SaleOutcome, Store};
 
 /// Limits of one push request.
 #[derive(Debug, Clone, Copy)]
@@ -128,9 +130,6 @@ struct EnvelopeIn {
     outbox_seq: Option<u64>,
 }
 
-/// Largest outbox sequence number accepted (2^53, exact in every JSON parser).
-pub const MAX_OUTBOX_SEQ: u64 = 1 << 53;
-
 /// Longest attempted payload kept in the audit row of a refused sale, in bytes.
 pub const MAX_ATTEMPTED_PAYLOAD_BYTES: usize = 64 * 1024;
 
@@ -227,12 +226,12 @@ impl PushNews {
 
     /// Takes the till's word on its acknowledged sales out of the news, for the job that checks it
     /// (`None` when its report named no outbox or no `acked_seq`, or a job took it already).
-    pub fn take_acknowledged(&mut self) -> Option<AckCheck> {
+    fn take_acknowledged(&mut self) -> Option<AckCheck> {
         self.acknowledged.take()
     }
 }
 
-/// Sales of one request that one database thread settles, one after another, in request order.
+/// Sales of one request that one database thread stores, one after another, in request order.
 pub struct Lane {
     sales: Vec<(usize, Result<Prepared, Refused>)>,
     /// The till's outbox identity from the request's report, kept with each sale.
@@ -324,7 +323,7 @@ impl CheckedPush {
     /// the lanes are even (a lane that ends last keeps the whole request waiting). Sales with the
     /// same `client_tx_id` land in the lane of its first occurrence, in request order, so a request
     /// naming one sale twice answers `OK` then `DUPLICATE` as when settled one by one.
-    pub fn into_lanes(self, lanes: usize) -> (Vec<Lane>, PushNews) {
+    fn into_lanes(self, lanes: usize) -> (Vec<Lane>, PushNews) {
         let n = lanes.clamp(1, self.sales.len().max(1));
         let outbox_id: Option<std::sync::Arc<str>> = self.news.outbox_id().map(Into::into);
         let mut out: Vec<Lane> =
@@ -347,10 +346,10 @@ impl CheckedPush {
     }
 }
 
-/// Settles a lane's sales one after another, each in its own transaction. Sales not settled by
+/// Stores a lane's sales one after another, each in its own transaction. Sales not settled by
 /// `deadline` answer `RETRY` (`deadline_exceeded`) untouched; when the database cannot be reached the
 /// lane stops there.
-pub fn settle_lane<S: PushStore + ?Sized>(
+fn run_lane<S: PushStore + ?Sized>(
     store: &S,
     metrics: &Metrics,
     device: &Device,
@@ -380,20 +379,116 @@ pub fn settle_lane<S: PushStore + ?Sized>(
         }
         let amount =
             sale.as_ref().ok().map(|p| (p.payload.header.currency.clone(), p.payload.header.total_minor));
-        let result = settle(store, metrics, &ctx, sale, &mut out.refused);
+        let (result, unavailable) = answer_sale(store, metrics, &ctx, sale, &mut out.refused);
         if result.status != PushStatus::Retry {
             out.decided += 1;
             if let Some((currency, total)) = amount {
                 *out.decided_minor.entry(currency).or_insert(0) += total;
             }
         }
-        if result.status == PushStatus::Retry && result.code.as_deref() == Some("database_unavailable") {
+        if unavailable {
             out.unavailable = Some(result.message.unwrap_or_default());
             break;
         }
         out.results.push((index, result));
     }
     out
+}
+
+/// What [`store_push`] needs of the server: the store, the database threads that run a push's
+/// lanes, the metrics and the recorder of device activity.
+pub trait PushHost: Send + Sync + 'static {
+    /// The store the sales go to.
+    fn store(&self) -> &dyn Store;
+    /// The database threads.
+    fn pool(&self) -> &BlockingPool;
+    /// The server's metrics.
+    fn metrics(&self) -> &Metrics;
+    /// Where the device's news goes, written off the push path.
+    fn activity(&self) -> &ActivityRecorder;
+}
+
+/// Stores a checked push on the database threads of `host` and answers it: one job for a push of
+/// one lane (a single sale, or `lanes` 1); else its sales split into at most `lanes` lanes run in
+/// parallel, each sale still in its own transaction; then [`finish_push`]. `admitted` (the push's
+/// admission) is held by every job until it ends, even when the client has gone.
+///
+/// # Errors
+/// The outer [`JobError`] when a job could not run: [`JobError::Full`] when the queue was full (if it
+/// fills half way, the lanes already queued still store their sales, each its own transaction; the
+/// till's resend of those answers `DUPLICATE`), a panic, or a stopped pool. The inner [`PushError`]
+/// as [`finish_push`] answers.
+pub async fn store_push<H: PushHost>(
+    host: &Arc<H>,
+    admitted: Arc<dyn std::any::Any + Send + Sync>,
+    device: Device,
+    correlation_id: Arc<str>,
+    checked: CheckedPush,
+    lanes: usize,
+    deadline: Instant,
+) -> Result<Result<PushResponse, PushError>, JobError> {
+    let (mut split, mut news) = checked.into_lanes(lanes);
+    if split.len() <= 1 {
+        let (job_host, cid) = (host.clone(), correlation_id);
+        return queue(host.pool(), move || {
+            let _admitted = admitted;
+            let (store, metrics) = (job_host.store(), job_host.metrics());
+            let outcomes = split
+                .pop()
+                .map(|lane| run_lane(store, metrics, &device, &cid, lane, deadline))
+                .into_iter()
+                .collect();
+            finish_push(store, job_host.activity(), &device, &cid, news, outcomes)
+        })?
+        .await
+        .unwrap_or(Err(JobError::Stopped));
+    }
+    // Every lane is queued before any is awaited, so that they run at once. The first lane's job also
+    // checks the till's acknowledged sales: no extra job for it.
+    let mut pending = Vec::with_capacity(split.len());
+    let mut acknowledged = news.take_acknowledged();
+    for lane in split {
+        let (job_host, cid, job_device, guard) =
+            (host.clone(), correlation_id.clone(), device.clone(), admitted.clone());
+        let check = acknowledged.take();
+        pending.push(queue(host.pool(), move || {
+            let _admitted = guard;
+            let store = job_host.store();
+            let mut outcome = run_lane(store, job_host.metrics(), &job_device, &cid, lane, deadline);
+            outcome.check_acknowledged(check, store, &job_device, &cid);
+            outcome
+        })?);
+    }
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for lane in pending {
+        outcomes.push(lane.await.unwrap_or(Err(JobError::Stopped))?);
+    }
+    if outcomes.iter().any(LaneOutcome::has_refused) {
+        // The audit of refused sales writes to the database: on its thread too.
+        let job_host = host.clone();
+        return queue(host.pool(), move || {
+            let _admitted = admitted;
+            finish_push(job_host.store(), job_host.activity(), &device, &correlation_id, news, outcomes)
+        })?
+        .await
+        .unwrap_or(Err(JobError::Stopped));
+    }
+    Ok(finish_push(host.store(), host.activity(), &device, &correlation_id, news, outcomes))
+}
+
+/// `job` queued on `pool` now (not when awaited), so that several jobs run at once.
+fn queue<R, F>(
+    pool: &BlockingPool,
+    job: F,
+) -> Result<tokio::sync::oneshot::Receiver<Result<R, JobError>>, JobError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match pool.submit(job) {
+        Submit::Queued(rx) => Ok(rx),
+        Submit::Full => Err(JobError::Full),
+    }
 }
 
 /// Puts the lanes' results back in request order and audits the refused sales in one transaction.
@@ -403,7 +498,7 @@ pub fn settle_lane<S: PushStore + ?Sized>(
 /// stored; their replay answers `DUPLICATE`).
 /// The device's news (last seen, last push, backlog report less the sales decided now) goes to
 /// `activity`, written off this path.
-pub fn finish_push<S: PushStore + ?Sized>(
+fn finish_push<S: PushStore + ?Sized>(
     store: &S,
     activity: &ActivityRecorder,
     device: &Device,
@@ -431,7 +526,7 @@ pub fn finish_push<S: PushStore + ?Sized>(
     if let Some(message) = unavailable {
         return Err(PushError::Unavailable(message));
     }
-    let now = crate::console::now_ms();
+    let now = crate::clock::now_ms();
     if let Some(check) = news.take_acknowledged() {
         resend = resend_of(store, device, correlation_id, &check);
     }
@@ -451,7 +546,7 @@ fn resend_of<S: PushStore + ?Sized>(
     correlation_id: &str,
     check: &AckCheck,
 ) -> Option<Resend> {
-    let now = crate::console::now_ms();
+    let now = crate::clock::now_ms();
     // Once more on an error: a pooled connection that died while idle (a restored or restarted
     // database) fails its first use and is dropped; the next one is fresh.
     let plan = match store
@@ -486,7 +581,7 @@ fn resend_of<S: PushStore + ?Sized>(
 
 impl LaneOutcome {
     /// Makes the push's acknowledged-sales check in this lane's job (see [`PushNews::take_acknowledged`]).
-    pub fn check_acknowledged<S: PushStore + ?Sized>(
+    fn check_acknowledged<S: PushStore + ?Sized>(
         &mut self,
         acknowledged: Option<AckCheck>,
         store: &S,
@@ -497,7 +592,7 @@ impl LaneOutcome {
     }
 
     /// Whether refused sales wait for their audit (then [`finish_push`] writes to the database).
-    pub fn has_refused(&self) -> bool {
+    fn has_refused(&self) -> bool {
         !self.refused.is_empty()
     }
 }
@@ -608,16 +703,18 @@ fn retry(client_tx_id: &str, code: &str, message: String) -> PushResult {
     }
 }
 
-/// Settles one sale: stored (or found stored) in its own transaction, or refused before storage (then
-/// kept in `refused` for the request's one audit transaction).
-fn settle<S: PushStore + ?Sized>(
+/// The answer for one sale: stored (or found stored) in its own transaction, or refused before
+/// storage (then kept in `refused` for the request's one audit transaction); and whether the database
+/// could not be reached ([`SaleOutcome::is_unavailable`]).
+fn answer_sale<S: PushStore + ?Sized>(
     store: &S,
     metrics: &Metrics,
     ctx: &PushContext<'_>,
     sale: Result<Prepared, Refused>,
     refused: &mut Vec<Refused>,
-) -> PushResult {
+) -> (PushResult, bool) {
     let started = Instant::now();
+    let mut unavailable = false;
     let (result, attempt) = match sale {
         Ok(p) => {
             let checked = CheckedSale {
@@ -629,7 +726,9 @@ fn settle<S: PushStore + ?Sized>(
                 canonical: &p.canonical,
                 outbox_seq: p.outbox_seq,
             };
-            (push_result(&p.client_tx_id, &store.store_sale(ctx, &checked)), Some(p.attempt))
+            let outcome = store.store_sale(ctx, &checked);
+            unavailable = outcome.is_unavailable();
+            (push_result(&p.client_tx_id, &outcome), Some(p.attempt))
         }
         Err(r) => {
             let result = PushResult {
@@ -664,7 +763,7 @@ fn settle<S: PushStore + ?Sized>(
         server_tx_id = result.server_tx_id.unwrap_or(0),
         latency_ms = elapsed.as_millis() as u64;
         "sale settled");
-    result
+    (result, unavailable)
 }
 
 /// `s` with every U+0000 replaced by U+FFFD, for the audit row of a refused attempt: refused input may

@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::push::MAX_OUTBOX_SEQ;
 use crate::store::TillReport;
 
+/// Largest outbox sequence number accepted, in a report and in a sale's envelope (2^53, exact in
+/// every JSON parser).
+pub const MAX_OUTBOX_SEQ: u64 = 1 << 53;
 /// Most currencies in `unsent_minor`.
 pub const MAX_CURRENCIES: usize = 16;
 /// Most sequence numbers in `retired_seqs` per request.

@@ -1,8 +1,11 @@
-//! The settings of `possync-server serve`, declared once: the same struct is the command line (clap,
-//! with its environment variables and defaults), the config file's schema (serde, unknown keys
-//! refused) and the `--print-config` output.
+//! The settings of `possync-server serve`: one struct is the command line (clap, with its environment
+//! variables and defaults), the config file's schema (serde, unknown keys refused) and the
+//! `--print-config` output. [`crate::config::layer`] merges them: command line, then environment,
+//! then file, then default.
 //!
-//! [`crate::config::layer`] merges them: command line, then environment, then file, then default.
+//! The options' defaults are the library's own ([`HttpConfig::default`], [`PgOptions::default`], the
+//! defaults of a server started in-process), so they are written once. The binary's other commands
+//! declare the database options (`--database-url`, `--sqlite`, `--config`) again in their `DbArgs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +15,7 @@ use clap::Args;
 use possync_core::protocol::Limits;
 use serde::{Deserialize, Serialize};
 
+use crate::blocking::default_workers;
 use crate::http::{FrontLimits, HttpConfig};
 use crate::push::PushLimits;
 use crate::store::postgres::PgOptions;
@@ -40,7 +44,7 @@ pub struct ServeSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
     /// Address to listen on.
-    #[arg(long, env = "POSSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "POSSYNC_LISTEN", default_value_t = http().listen)]
     pub listen: SocketAddr,
     /// A second address serving only /healthz, /readyz and /metrics, on a thread of its own, so that
     /// monitoring is answered while the main port is busy with pushes. None by default.
@@ -53,75 +57,76 @@ pub struct ServeSettings {
     #[arg(long, env = "POSSYNC_WORKERS", default_value_t = 0)]
     pub workers: usize,
     /// Threads of the async runtime that read requests and write answers.
-    #[arg(long, env = "POSSYNC_ASYNC_THREADS", default_value_t = 2)]
+    #[arg(long, env = "POSSYNC_ASYNC_THREADS", default_value_t = http().async_threads)]
     pub async_threads: usize,
     /// Database connections in the pool.
-    #[arg(long, env = "POSSYNC_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "POSSYNC_POOL_SIZE", default_value_t = db().pool_size)]
     pub pool_size: u32,
     /// How long a request waits for a database connection before a 503, in ms.
-    #[arg(long, env = "POSSYNC_POOL_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "POSSYNC_POOL_TIMEOUT_MS", default_value_t = ms(db().pool_timeout))]
     pub pool_timeout_ms: u64,
     /// lock_timeout of each sale's transaction, in ms.
-    #[arg(long, env = "POSSYNC_LOCK_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "POSSYNC_LOCK_TIMEOUT_MS", default_value_t = db().lock_timeout_ms)]
     pub lock_timeout_ms: u64,
     /// statement_timeout of each sale's transaction, in ms.
-    #[arg(long, env = "POSSYNC_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "POSSYNC_STATEMENT_TIMEOUT_MS", default_value_t = db().statement_timeout_ms)]
     pub statement_timeout_ms: u64,
     /// Largest request body, in bytes.
-    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES", default_value_t = http().max_body_bytes)]
     pub max_body_bytes: usize,
     /// Largest request head (request line and headers), in bytes; at least 8192.
-    #[arg(long, env = "POSSYNC_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+    #[arg(long, env = "POSSYNC_MAX_HEADER_BYTES",
+        default_value_t = u32::try_from(front().max_header_bytes).unwrap_or(u32::MAX),
         value_parser = clap::value_parser!(u32).range(8192..))]
     pub max_header_bytes: u32,
     /// Time for a client to send a request's head, in ms.
-    #[arg(long, env = "POSSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "POSSYNC_HEADER_READ_TIMEOUT_MS", default_value_t = ms(front().header_read_timeout))]
     pub header_read_timeout_ms: u64,
     /// Time for a client to send a request's whole body, in ms (then 408).
-    #[arg(long, env = "POSSYNC_BODY_READ_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(long, env = "POSSYNC_BODY_READ_TIMEOUT_MS", default_value_t = ms(front().body_read_timeout))]
     pub body_read_timeout_ms: u64,
     /// Close a connection on which no byte arrives for this long, in ms (keep-alive idle timeout).
-    #[arg(long, env = "POSSYNC_IDLE_TIMEOUT_MS", default_value_t = 45_000)]
+    #[arg(long, env = "POSSYNC_IDLE_TIMEOUT_MS", default_value_t = ms(front().idle_timeout))]
     pub idle_timeout_ms: u64,
     /// Close a connection whose client does not take its answer for this long, in ms.
-    #[arg(long, env = "POSSYNC_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "POSSYNC_WRITE_TIMEOUT_MS", default_value_t = ms(front().write_timeout))]
     pub write_timeout_ms: u64,
     /// Open connections at most (lowered to fit the file-descriptor limit); past it the
     /// longest-idle connection is closed.
-    #[arg(long, env = "POSSYNC_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long, env = "POSSYNC_MAX_CONNECTIONS", default_value_t = front().max_connections)]
     pub max_connections: usize,
     /// Push requests in hand at once (from the end of the body to the answer); past it 503 +
     /// Retry-After at once. 0: twice --workers.
-    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_PUSHES", default_value_t = 0)]
+    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_PUSHES", default_value_t = front().max_inflight_pushes)]
     pub max_inflight_pushes: usize,
     /// Bytes of push bodies being read at once, across all connections; a body that does not fit is
     /// answered 503 + Retry-After at once. 0: 16 x --max-body-bytes; never less than --max-body-bytes.
-    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES_READING", default_value_t = 0)]
+    #[arg(long, env = "POSSYNC_MAX_BODY_BYTES_READING", default_value_t = front().max_body_bytes_reading)]
     pub max_body_bytes_reading: usize,
     /// Time a push request may take, in ms; sales not settled by then answer RETRY. Keep it below
     /// the tills' request timeout (30 s by default).
-    #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = 20_000)]
+    #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = ms(front().request_deadline))]
     pub request_deadline_ms: u64,
     /// Sales being settled at once across all pushes; a push that does not fit is answered 503 +
     /// Retry-After at once. 0: 25 per --workers.
-    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = 0)]
+    #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = front().max_inflight_sales)]
     pub max_inflight_sales: usize,
     /// Sales of one push settled at once, each in its own transaction (at most this many database
     /// connections for one request; fewer when many pushes share the workers). 1: one after another.
-    #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = 4)]
+    #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = front().sale_lanes)]
     pub sale_lanes: usize,
     /// Most sales per request.
-    #[arg(long, env = "POSSYNC_MAX_TRANSACTIONS", default_value_t = 500)]
+    #[arg(long, env = "POSSYNC_MAX_TRANSACTIONS", default_value_t = http().push_limits.max_transactions)]
     pub max_transactions: usize,
     /// Most items per sale.
-    #[arg(long, env = "POSSYNC_MAX_ITEMS", default_value_t = 500)]
+    #[arg(long, env = "POSSYNC_MAX_ITEMS", default_value_t = http().push_limits.sale.max_items_per_sale)]
     pub max_items: usize,
     /// Retry-After seconds sent with 503 answers (shed pushes get this to twice this).
-    #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = 2)]
+    #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = http().retry_after_secs)]
     pub retry_after_secs: u32,
     /// Seconds an accepted device token is trusted without a database lookup; a revocation reaches
     /// every instance within a second regardless. 0: look it up on every request.
-    #[arg(long, env = "POSSYNC_TOKEN_CACHE_SECS", default_value_t = 5)]
+    #[arg(long, env = "POSSYNC_TOKEN_CACHE_SECS", default_value_t = http().token_cache_ttl.as_secs())]
     pub token_cache_secs: u64,
     /// Delete audit rows older than this many days, at start and then hourly (default: keep all).
     #[arg(long, env = "POSSYNC_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -129,11 +134,11 @@ pub struct ServeSettings {
     pub audit_retention_days: Option<u32>,
     /// Console: flag a till whose oldest unsent sale, or whose silence, is older than this many
     /// seconds.
-    #[arg(long, env = "POSSYNC_CONSOLE_ALERT_AFTER_SECS", default_value_t = 3600)]
+    #[arg(long, env = "POSSYNC_CONSOLE_ALERT_AFTER_SECS", default_value_t = default_console_alert_after_secs())]
     #[serde(default = "default_console_alert_after_secs")]
     pub console_alert_after_secs: u64,
     /// Console: hours a login lasts.
-    #[arg(long, env = "POSSYNC_CONSOLE_SESSION_HOURS", default_value_t = 12)]
+    #[arg(long, env = "POSSYNC_CONSOLE_SESSION_HOURS", default_value_t = default_console_session_hours())]
     #[serde(default = "default_console_session_hours")]
     pub console_session_hours: u64,
     /// Console: send cookies without `Secure`, for a server reached over plain HTTP (loopback, tests).
@@ -145,12 +150,6 @@ pub struct ServeSettings {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
-}
-
-/// The default number of database threads: four per CPU core this process may use, 4 to 16.
-pub fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    cores.saturating_mul(4).clamp(4, 16)
 }
 
 /// Database threads for a `--workers` value: itself, or [`default_workers`] when it is 0.
@@ -205,8 +204,9 @@ impl ServeSettings {
         }
     }
 
-    /// The database pool's options.
-    pub fn pg_options(&self) -> PgOptions {
+    /// The database's options (pool size and timeout, lock and statement timeouts): PostgreSQL's,
+    /// from which the SQLite store takes its pool and its busy timeout too.
+    pub fn db_options(&self) -> PgOptions {
         PgOptions {
             pool_size: self.pool_size,
             pool_timeout: Duration::from_millis(self.pool_timeout_ms),
@@ -264,10 +264,30 @@ impl ServeSettings {
     }
 }
 
+// The defaults of the options above are the library's own: [`HttpConfig::default`] and
+// [`PgOptions::default`], written once.
+
+fn http() -> HttpConfig {
+    HttpConfig::default()
+}
+
+fn front() -> FrontLimits {
+    FrontLimits::default()
+}
+
+fn db() -> PgOptions {
+    PgOptions::default()
+}
+
+/// `d` in whole milliseconds, as the `*_ms` options take it.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn default_console_alert_after_secs() -> u64 {
-    3600
+    http().console.alert_after.as_secs()
 }
 
 fn default_console_session_hours() -> u64 {
-    12
+    http().console.session_ttl.as_secs() / 3600
 }

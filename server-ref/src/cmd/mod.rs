@@ -74,7 +74,7 @@ pub struct DbArgs {
     pub config: Option<PathBuf>,
 }
 
-/// What a command runs with: the config file (empty without one) and the effective log level.
+/// What a command runs with: the config file (empty without one) and where it is.
 pub struct CommandContext {
     /// The config file's keys.
     pub file: FileConfig,

@@ -1,4 +1,5 @@
-//! `serve`: layer the settings, open the store, run the HTTP front until SIGTERM / SIGINT.
+//! `serve`: layer the settings, open the store, run the HTTP front (and the audit retention thread,
+//! when asked) until SIGTERM / SIGINT; or print the effective settings (`--print-config`).
 
 use anyhow::{bail, Context, Result};
 use clap::ArgMatches;
@@ -28,7 +29,7 @@ pub fn serve(cli: ServeSettings, matches: &ArgMatches, ctx: &CommandContext, log
     if settings.print_config {
         return print_config(settings, &backend, log_level);
     }
-    let store = open_store(&backend, &settings.pg_options(), false)?.store();
+    let store = open_store(&backend, &settings.db_options(), false)?.store();
     store.check_ready()?;
     let retention = settings
         .audit_retention_days

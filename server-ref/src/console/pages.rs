@@ -1,12 +1,18 @@
-//! The console's handlers: one dispatcher over `/console/...` that settles the session (or answers
-//! 401 / 404 `console_off`), checks the CSRF token of every POST (403), and renders the page.
+//! The console's router, its extractors and its handlers. Each page is one route with its methods
+//! ([`router`]); a wrong method is 405 (axum's `Allow`), any other path under `/console` 404. The
+//! `Session` extractor finds the session (or answers 401 / 404 `console_off`), `Posted` also
+//! reads the form and checks its CSRF token (403): a page that takes one cannot run without it.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use axum::Router;
 use possync_core::protocol::SalePayload;
 
 use super::forms::{utc_day, Fields, InputError};
@@ -17,14 +23,12 @@ use super::views::{
     money, till_views, utc, AttentionPage, AttentionView, ErrorPage, LoginPage, Nav, SaleView, SalesPage,
     TillsPage,
 };
-use super::{diff, now_ms};
+use super::{diff, Console};
 use crate::attention::write_csv;
 use crate::auth::{generate_token, token_sha256};
-use crate::http::reply::{self, Reply};
-use crate::http::routes::{cid_of, run_blocking};
-use crate::http::App;
-use crate::store::RevocationSink;
-use crate::store::{ConsoleSession, Device, SaleQuery, StoreError};
+use crate::clock::now_ms;
+use crate::reply::{job_failed, ApiError, CorrelationId, Reply};
+use crate::store::{ConsoleSession, Device, RevocationSink, SaleQuery, StoreError};
 
 /// Most attention items on the page.
 const ATTENTION_LIMIT: u32 = 200;
@@ -33,51 +37,119 @@ const CSV_LIMIT: u32 = 10_000;
 /// Most sales found at once.
 const SALES_LIMIT: u32 = 100;
 
-/// The request as the handlers need it.
+/// The console's pages, for any outer router state `S`.
+pub fn router<S: Clone + Send + Sync + 'static>(console: Arc<Console>) -> Router<S> {
+    Router::new()
+        .route("/console", get(tills))
+        .route("/console/", get(tills))
+        .route("/console/attention", get(attention))
+        .route("/console/attention.csv", get(attention_csv))
+        .route("/console/sales", get(sales))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/tokens", post(create_token))
+        .route("/console/tokens/revoke", post(revoke_token))
+        .route("/console/attention/settle", post(mark_reviewed))
+        .route("/console/{*rest}", any(no_such_page))
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(console)
+}
+
+async fn no_such_page(ctx: Ctx) -> ConsoleError {
+    ctx.error(404, "not_found", "no such console page")
+}
+
+async fn wrong_method(ctx: Ctx, method: Method, uri: Uri) -> ConsoleError {
+    let method: String = method.as_str().chars().take(32).collect();
+    ctx.error(405, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// An error of a console page: an HTML page with the code for a browser, the JSON error body
+/// otherwise.
+pub struct ConsoleError {
+    error: ApiError,
+    html: bool,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Reply {
+        if !self.html {
+            return self.error.into_response();
+        }
+        let e = self.error;
+        let page =
+            ErrorPage { status: e.status.as_u16(), code: e.code.to_owned(), message: e.message.clone() };
+        let mut reply = html(e.status.as_u16(), page.render().unwrap_or_default());
+        e.headers_onto(&mut reply);
+        reply
+    }
+}
+
+/// The request as every handler needs it: the console, the correlation id (for the logs), and
+/// whether errors answer HTML.
 struct Ctx {
-    app: Arc<App>,
+    console: Arc<Console>,
     cid: Arc<str>,
     html: bool,
 }
 
+impl FromRequestParts<Arc<Console>> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Self, Self::Rejection> {
+        let Ok(CorrelationId(cid)) = CorrelationId::from_request_parts(parts, console).await;
+        Ok(Ctx { console: console.clone(), cid, html: wants_html(&parts.headers) })
+    }
+}
+
 impl Ctx {
-    /// An error answer: an HTML page with the code for a browser, the JSON error body otherwise.
-    fn error(&self, status: u16, code: &str, message: impl Into<String>) -> Reply {
-        let message = message.into();
-        if !self.html {
-            return reply::error(status, code, message, &self.cid);
-        }
-        let page = ErrorPage { status, code: code.to_owned(), message };
-        html(status, page.render().unwrap_or_default())
+    /// An error answer with `status`, `code` and `message`.
+    fn error(&self, status: u16, code: &'static str, message: impl Into<String>) -> ConsoleError {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ConsoleError { error: ApiError::new(status, code, message), html: self.html }
     }
 
-    fn input(&self, e: &InputError) -> Reply {
+    fn input(&self, e: &InputError) -> ConsoleError {
         let (status, code) = e.status_and_code();
         self.error(status, code, e.to_string())
     }
 
-    fn store_failed(&self, e: &StoreError) -> Reply {
+    fn store_failed(&self, e: &StoreError) -> ConsoleError {
         log::error!(correlation_id = &*self.cid, error:% = e; "console: database error");
         match e {
-            StoreError::Unavailable(_) => reply::retry_after(
-                self.error(503, "database_unavailable", "the database is unavailable; reload in a moment"),
-                self.app.config.retry_after_secs,
-            ),
+            StoreError::Unavailable(_) => {
+                let mut e = self.error(
+                    503,
+                    "database_unavailable",
+                    "the database is unavailable; reload in a moment",
+                );
+                e.error = e.error.retry_after(self.console.limits.retry_after_secs);
+                e
+            }
             _ => self.error(500, "internal_error", "the server failed to answer; reload in a moment"),
         }
     }
 
     /// Runs `job` on the database pool; its error becomes an answer.
-    async fn db<R, F>(&self, job: F) -> Result<R, Reply>
+    async fn db<R, F>(&self, job: F) -> Result<R, ConsoleError>
     where
         F: FnOnce(&dyn crate::store::Store) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let store = self.app.store.clone();
-        match run_blocking(&self.app, &self.cid, move || job(store.as_ref())).await? {
-            Ok(value) => Ok(value),
-            Err(e) => Err(self.store_failed(&e)),
+        let store = self.console.store.clone();
+        let c = &self.console;
+        match c.pool.run(move || job(store.as_ref())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.store_failed(&e)),
+            Err(e) => Err(ConsoleError {
+                error: job_failed(&c.metrics, c.limits.retry_after_secs, e),
+                html: self.html,
+            }),
         }
+    }
+
+    fn secure_cookie(&self) -> bool {
+        self.console.limits.config.secure_cookie
     }
 }
 
@@ -106,7 +178,12 @@ fn render<T: Template>(status: u16, page: &T) -> Reply {
         Ok(body) => html(status, body),
         Err(e) => {
             log::error!(error:% = e; "console: template failed");
-            reply::error(500, "internal_error", "the page could not be rendered", "")
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the page could not be rendered",
+            )
+            .into_response()
         }
     }
 }
@@ -131,85 +208,72 @@ fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
 }
 
-/// Every `/console` request.
-pub(crate) async fn console(State(app): State<Arc<App>>, request: Request) -> Reply {
-    let ctx = Ctx { app, cid: cid_of(&request), html: wants_html(request.headers()) };
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let is_get = method == Method::GET || method == Method::HEAD;
-    let is_post = method == Method::POST;
-    let allowed = match path.as_str() {
-        "/console" | "/console/" | "/console/attention" | "/console/attention.csv" | "/console/sales" => {
-            "GET"
+/// The session of the request's cookie; without one 401 `login_required` (404 `console_off` when no
+/// admin exists).
+struct Session {
+    session: ConsoleSession,
+    /// The SHA-256 of the session's cookie, as stored.
+    sha: String,
+}
+
+impl FromRequestParts<Arc<Console>> for Session {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Self, ConsoleError> {
+        let Ok(ctx) = Ctx::from_request_parts(parts, console).await;
+        if let Some(value) = cookie(&parts.headers, SESSION_COOKIE) {
+            let sha = token_sha256(&value);
+            let lookup = sha.clone();
+            if let Some(session) = ctx.db(move |s| s.session(&lookup, now_ms())).await? {
+                return Ok(Session { session, sha });
+            }
         }
-        "/console/login" => "GET, POST",
-        "/console/logout" | "/console/tokens" | "/console/tokens/revoke" | "/console/attention/settle" => {
-            "POST"
-        }
-        _ => return ctx.error(404, "not_found", "no such console page"),
-    };
-    if !((is_get && allowed.contains("GET")) || (is_post && allowed.contains("POST"))) {
-        let mut reply = ctx.error(405, "method_not_allowed", format!("{method} is not allowed on {path}"));
-        reply.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
-        return reply;
+        console_on(&ctx).await?;
+        Err(ctx.error(401, "login_required", "log in to the console first"))
     }
-    if path == "/console/login" {
-        return if is_get { login_form(&ctx, None).await } else { login(&ctx, request).await };
-    }
-    let (session, session_sha) = match session_of(&ctx, request.headers()).await {
-        Ok(found) => found,
-        Err(reply) => return reply,
-    };
-    if is_post {
-        let timeout = ctx.app.config.limits.body_read_timeout;
-        let fields = match Fields::from_body(request.into_body(), timeout).await {
-            Ok(f) => f,
-            Err(e) => return ctx.input(&e),
-        };
+}
+
+/// A POSTed form of a session, its CSRF token checked (else 403 `csrf_invalid`).
+struct Posted {
+    session: Session,
+    fields: Fields,
+}
+
+impl FromRequest<Arc<Console>> for Posted {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, console: &Arc<Console>) -> Result<Self, ConsoleError> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(ctx) = Ctx::from_request_parts(&mut parts, console).await;
+        let session = Session::from_request_parts(&mut parts, console).await?;
+        let fields =
+            Fields::from_body(body, console.limits.body_read_timeout).await.map_err(|e| ctx.input(&e))?;
         let csrf = fields.text("csrf", 64).unwrap_or_default();
-        if csrf.is_empty() || !same_token(&csrf, &session.csrf_token) {
-            return ctx.error(
+        if csrf.is_empty() || !same_token(&csrf, &session.session.csrf_token) {
+            return Err(ctx.error(
                 403,
                 "csrf_invalid",
                 "this form lacks its CSRF token: reload the page and submit again",
-            );
+            ));
         }
-        let outcome = match path.as_str() {
-            "/console/logout" => logout(&ctx, session_sha).await,
-            "/console/tokens" => create_token(&ctx, &session, &fields).await,
-            "/console/tokens/revoke" => revoke_token(&ctx, &fields).await,
-            _ => settle(&ctx, &session, &fields).await,
-        };
-        return outcome.unwrap_or_else(|reply| reply);
+        Ok(Posted { session, fields })
     }
-    let query = match Fields::from_query(request.uri().query()) {
-        Ok(q) => q,
-        Err(e) => return ctx.input(&e),
-    };
-    let outcome = match path.as_str() {
-        "/console/attention" => attention(&ctx, &session, &query).await,
-        "/console/attention.csv" => attention_csv(&ctx, &query).await,
-        "/console/sales" => sales(&ctx, &session, &query).await,
-        _ => tills(&ctx, &session, None).await,
-    };
-    outcome.unwrap_or_else(|reply| reply)
 }
 
-/// The session of the request's cookie; else 404 `console_off` (no admin) or 401 `login_required`.
-async fn session_of(ctx: &Ctx, headers: &HeaderMap) -> Result<(ConsoleSession, String), Reply> {
-    if let Some(value) = cookie(headers, SESSION_COOKIE) {
-        let sha = token_sha256(&value);
-        let lookup = sha.clone();
-        if let Some(session) = ctx.db(move |s| s.session(&lookup, now_ms())).await? {
-            return Ok((session, sha));
-        }
+/// The query string's fields (bounded).
+struct Query(Fields);
+
+impl FromRequestParts<Arc<Console>> for Query {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Self, ConsoleError> {
+        let Ok(ctx) = Ctx::from_request_parts(parts, console).await;
+        Fields::from_query(parts.uri.query()).map(Query).map_err(|e| ctx.input(&e))
     }
-    console_on(ctx).await?;
-    Err(ctx.error(401, "login_required", "log in to the console first"))
 }
 
 /// `Ok` when an admin exists; else 404 `console_off`.
-async fn console_on(ctx: &Ctx) -> Result<(), Reply> {
+async fn console_on(ctx: &Ctx) -> Result<(), ConsoleError> {
     if ctx.db(|s| s.has_admin()).await? {
         Ok(())
     } else {
@@ -221,50 +285,50 @@ async fn console_on(ctx: &Ctx) -> Result<(), Reply> {
     }
 }
 
-async fn login_form(ctx: &Ctx, error: Option<String>) -> Reply {
-    if let Err(reply) = console_on(ctx).await {
-        return reply;
-    }
+async fn login_form(ctx: Ctx) -> Result<Reply, ConsoleError> {
+    login_page(&ctx, None).await
+}
+
+async fn login_page(ctx: &Ctx, error: Option<String>) -> Result<Reply, ConsoleError> {
+    console_on(ctx).await?;
     let csrf = random_hex();
     let status = if error.is_some() { 401 } else { 200 };
     let reply = render(status, &LoginPage { csrf: csrf.clone(), error });
-    with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, ctx.app.config.console.secure_cookie))
+    Ok(with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, &csrf, 3600, ctx.secure_cookie())))
 }
 
-async fn login(ctx: &Ctx, request: Request) -> Reply {
-    if let Err(reply) = console_on(ctx).await {
-        return reply;
-    }
+async fn login(ctx: Ctx, request: Request) -> Result<Reply, ConsoleError> {
+    console_on(&ctx).await?;
     let expected = cookie(request.headers(), LOGIN_CSRF_COOKIE);
-    if expected.is_none() && ctx.app.config.console.secure_cookie && over_plain_http(request.headers()) {
+    if expected.is_none() && ctx.secure_cookie() && over_plain_http(request.headers()) {
         // The form's cookie is `Secure`: a browser on plain HTTP never stored it, and reloading
         // cannot help.
-        return ctx.error(
+        return Err(ctx.error(
             403,
             "console_needs_tls",
             "this console runs over plain HTTP, where the browser does not keep its Secure login \
              cookie: serve it behind TLS (docs/deploy.md, section 6) or start possync-server with \
              --console-insecure-cookie on loopback",
-        );
+        ));
     }
-    let fields = match Fields::from_body(request.into_body(), ctx.app.config.limits.body_read_timeout).await {
-        Ok(f) => f,
-        Err(e) => return ctx.input(&e),
-    };
+    let timeout = ctx.console.limits.body_read_timeout;
+    let fields = Fields::from_body(request.into_body(), timeout).await.map_err(|e| ctx.input(&e))?;
     let csrf = fields.text("csrf", 64).unwrap_or_default();
     if expected.is_none_or(|e| csrf.is_empty() || !same_token(&csrf, &e)) {
-        return ctx.error(
+        return Err(ctx.error(
             403,
             "csrf_invalid",
             "the login form lacks its CSRF token: reload it and try again",
-        );
+        ));
     }
     let (name, secret) = match (fields.required("name", 64), fields.required("secret", 256)) {
         (Ok(n), Ok(s)) => (n, s),
-        _ => return login_form(ctx, Some("Enter your admin name and login secret.".into())).await,
+        _ => return login_page(&ctx, Some("Enter your admin name and login secret.".into())).await,
     };
-    let Ok(permit) = ctx.app.console_logins.clone().try_acquire_owned() else {
-        return reply::retry_after(ctx.error(503, "overloaded", "too many logins at once; try again"), 1);
+    let Ok(permit) = ctx.console.logins.clone().try_acquire_owned() else {
+        let mut e = ctx.error(503, "overloaded", "too many logins at once; try again");
+        e.error = e.error.retry_after(1);
+        return Err(e);
     };
     let check_name = name.clone();
     let verified = ctx
@@ -275,30 +339,22 @@ async fn login(ctx: &Ctx, request: Request) -> Reply {
             let ok = verify_secret(&secret, phc.as_deref().unwrap_or_else(|| dummy_phc()));
             Ok(ok && phc.is_some())
         })
-        .await;
-    match verified {
-        Ok(true) => {}
-        Ok(false) => {
-            log::warn!(correlation_id = &*ctx.cid, admin = name.as_str(); "console: login refused");
-            return login_form(ctx, Some("Wrong admin name or login secret.".into())).await;
-        }
-        Err(reply) => return reply,
+        .await?;
+    if !verified {
+        log::warn!(correlation_id = &*ctx.cid, admin = name.as_str(); "console: login refused");
+        return login_page(&ctx, Some("Wrong admin name or login secret.".into())).await;
     }
     let value = random_hex();
     let sha = token_sha256(&value);
-    let ttl = ctx.app.config.console.session_ttl;
+    let ttl = ctx.console.limits.config.session_ttl;
     let expires = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
     let admin = name.clone();
-    if let Err(reply) =
-        ctx.db(move |s| s.create_session(&sha, &admin, &random_hex(), expires, now_ms())).await
-    {
-        return reply;
-    }
+    ctx.db(move |s| s.create_session(&sha, &admin, &random_hex(), expires, now_ms())).await?;
     log::info!(correlation_id = &*ctx.cid, admin = name.as_str(); "console: logged in");
-    let secure = ctx.app.config.console.secure_cookie;
+    let secure = ctx.secure_cookie();
     let reply =
         with_cookie(see_other("/console"), &set_cookie(SESSION_COOKIE, &value, ttl.as_secs(), secure));
-    with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure))
+    Ok(with_cookie(reply, &set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure)))
 }
 
 /// Whether the browser sent this request over plain HTTP, as far as its headers tell: a proxy's
@@ -311,9 +367,10 @@ fn over_plain_http(headers: &HeaderMap) -> bool {
     text("origin").or_else(|| text("referer")).is_some_and(|url| url.starts_with("http://"))
 }
 
-async fn logout(ctx: &Ctx, session_sha: String) -> Result<Reply, Reply> {
+async fn logout(ctx: Ctx, posted: Posted) -> Result<Reply, ConsoleError> {
+    let session_sha = posted.session.sha;
     ctx.db(move |s| s.delete_session(&session_sha)).await?;
-    let cookie = set_cookie(SESSION_COOKIE, "", 0, ctx.app.config.console.secure_cookie);
+    let cookie = set_cookie(SESSION_COOKIE, "", 0, ctx.secure_cookie());
     Ok(with_cookie(see_other("/console/login"), &cookie))
 }
 
@@ -321,11 +378,15 @@ fn nav(session: &ConsoleSession, page: &'static str) -> Nav {
     Nav { admin: session.admin_name.clone(), csrf: session.csrf_token.clone(), page }
 }
 
-async fn tills(
+async fn tills(ctx: Ctx, session: Session) -> Result<Reply, ConsoleError> {
+    tills_page(&ctx, &session.session, None).await
+}
+
+async fn tills_page(
     ctx: &Ctx,
     session: &ConsoleSession,
     new_token: Option<(String, String, String)>,
-) -> Result<Reply, Reply> {
+) -> Result<Reply, ConsoleError> {
     let now = now_ms();
     let day_start = now - now.rem_euclid(86_400_000);
     let (tills, gaps, attention) = ctx
@@ -336,7 +397,7 @@ async fn tills(
             Ok((tills, gaps, attention))
         })
         .await?;
-    let alert = ctx.app.config.console.alert_after;
+    let alert = ctx.console.limits.config.alert_after;
     let alert_ms = i64::try_from(alert.as_millis()).unwrap_or(i64::MAX);
     let page = TillsPage {
         nav: nav(session, "tills"),
@@ -349,7 +410,8 @@ async fn tills(
     Ok(render(200, &page))
 }
 
-async fn create_token(ctx: &Ctx, session: &ConsoleSession, fields: &Fields) -> Result<Reply, Reply> {
+async fn create_token(ctx: Ctx, posted: Posted) -> Result<Reply, ConsoleError> {
+    let (session, fields) = (&posted.session.session, &posted.fields);
     let parsed =
         (|| Ok::<_, InputError>((fields.id("store")?, fields.id("device")?, fields.text("label", 200)?)))();
     let (store_id, device_id, label) = parsed.map_err(|e| ctx.input(&e))?;
@@ -363,20 +425,23 @@ async fn create_token(ctx: &Ctx, session: &ConsoleSession, fields: &Fields) -> R
     ctx.db(move |s| s.create_token(&device, &sha, label.as_deref())).await?;
     log::info!(correlation_id = &*ctx.cid, admin = session.admin_name.as_str(), store_id = store_id.as_str(),
         device_id = device_id.as_str(); "console: token created");
-    tills(ctx, session, Some((store_id, device_id, token))).await
+    tills_page(&ctx, session, Some((store_id, device_id, token))).await
 }
 
-async fn revoke_token(ctx: &Ctx, fields: &Fields) -> Result<Reply, Reply> {
+async fn revoke_token(ctx: Ctx, posted: Posted) -> Result<Reply, ConsoleError> {
+    let fields = &posted.fields;
     let store_id = fields.id("store").map_err(|e| ctx.input(&e))?;
     let device_id = fields.id("device").map_err(|e| ctx.input(&e))?;
     let device = Device { store_id, device_id };
     let revoked = ctx.db(move |s| s.revoke_tokens(&device)).await?;
-    ctx.app.tokens.revoked();
+    ctx.console.tokens.revoked();
     log::info!(correlation_id = &*ctx.cid, revoked = revoked; "console: tokens revoked");
     Ok(see_other("/console"))
 }
 
-async fn settle(ctx: &Ctx, session: &ConsoleSession, fields: &Fields) -> Result<Reply, Reply> {
+/// Marks an attention item reviewed, with the admin's note.
+async fn mark_reviewed(ctx: Ctx, posted: Posted) -> Result<Reply, ConsoleError> {
+    let (session, fields) = (&posted.session.session, &posted.fields);
     let audit_id: i64 = fields
         .required("audit_id", 20)
         .ok()
@@ -392,7 +457,8 @@ async fn settle(ctx: &Ctx, session: &ConsoleSession, fields: &Fields) -> Result<
     Ok(see_other("/console/attention"))
 }
 
-async fn attention(ctx: &Ctx, session: &ConsoleSession, query: &Fields) -> Result<Reply, Reply> {
+async fn attention(ctx: Ctx, session: Session, Query(query): Query) -> Result<Reply, ConsoleError> {
+    let session = &session.session;
     let store = query.id("store").map_err(|e| ctx.input(&e))?;
     let include_settled = query.has("settled");
     let filter = (!store.is_empty()).then(|| store.clone());
@@ -424,7 +490,7 @@ async fn attention(ctx: &Ctx, session: &ConsoleSession, query: &Fields) -> Resul
     Ok(render(200, &AttentionPage { nav: nav(session, "attention"), items, include_settled, store }))
 }
 
-async fn attention_csv(ctx: &Ctx, query: &Fields) -> Result<Reply, Reply> {
+async fn attention_csv(ctx: Ctx, _session: Session, Query(query): Query) -> Result<Reply, ConsoleError> {
     let store = query.id("store").map_err(|e| ctx.input(&e))?;
     let filter = (!store.is_empty()).then_some(store);
     let entries = ctx.db(move |s| s.attention_entries(filter.as_deref(), true, CSV_LIMIT)).await?;
@@ -438,7 +504,8 @@ async fn attention_csv(ctx: &Ctx, query: &Fields) -> Result<Reply, Reply> {
     Ok(reply)
 }
 
-async fn sales(ctx: &Ctx, session: &ConsoleSession, query: &Fields) -> Result<Reply, Reply> {
+async fn sales(ctx: Ctx, session: Session, Query(query): Query) -> Result<Reply, ConsoleError> {
+    let session = &session.session;
     let parsed =
         (|| Ok::<_, InputError>((query.id("store")?, query.id("client_tx_id")?, query.text("day", 10)?)))();
     let (store, client_tx_id, day) = parsed.map_err(|e| ctx.input(&e))?;

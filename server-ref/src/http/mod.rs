@@ -5,14 +5,17 @@
 //! schema current), `GET /metrics` (Prometheus text), and the shop console under `/console`
 //! ([`crate::console`]). Every answer carries `X-Correlation-Id` (the
 //! request's, or a fresh UUID v7); every error routed to the application is a JSON
-//! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code`.
+//! [`ErrorBody`](possync_core::protocol::ErrorBody) with a machine-readable `code` (the console
+//! answers a browser with the same code on an HTML page).
 //!
 //! - [`accept`]: the accept loop (survives fd and thread exhaustion), the connection cap with eviction
 //!   of the longest-idle connection, and the per-connection timeouts.
 //! - [`routes`]: the router, the push handler (authentication, body limits, admission control,
 //!   deadline) and the small routes.
 //! - [`admission`]: one push in flight per device, and the byte budget of bodies being read.
-//! - [`reply`]: JSON answers and their headers.
+//!
+//! Answers and the one error type are [`crate::reply`]'s; the console is its own router
+//! ([`crate::console::router`]), merged into this one.
 //!
 //! [`RunningServer::shutdown`] stops accepting, lets every connection finish the request in hand (so
 //! in-flight sale transactions commit or roll back normally) and joins the database threads.
@@ -21,7 +24,6 @@ pub mod accept;
 mod admission;
 mod framing;
 mod gauges;
-pub mod reply;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -139,7 +141,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             monitor_listen: None,
-            workers: crate::settings::default_workers(),
+            workers: crate::blocking::default_workers(),
             async_threads: 2,
             max_body_bytes: 4 * 1024 * 1024,
             push_limits: PushLimits::default(),
@@ -182,21 +184,37 @@ impl HttpConfig {
 /// What every handler shares.
 pub(crate) struct App {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) tokens: Arc<TokenCache>,
     pub(crate) config: HttpConfig,
-    pub(crate) pool: BlockingPool,
+    pub(crate) pool: Arc<BlockingPool>,
     pub(crate) admission: Arc<tokio::sync::Semaphore>,
     /// The device of each push in hand (see [`FrontLimits::one_push_per_device`]).
     pub(crate) flights: Arc<admission::Flights>,
     /// Bytes of bodies being read (see [`FrontLimits::max_body_bytes_reading`]).
     pub(crate) body_budget: admission::BodyBudget,
-    pub(crate) console_logins: Arc<tokio::sync::Semaphore>,
+    /// The shop console's state (its router is merged into the main one).
+    pub(crate) console: Arc<crate::console::Console>,
     pub(crate) activity: crate::activity::ActivityRecorder,
     /// Sales being settled at once, across requests (see [`FrontLimits::max_inflight_sales`]).
     pub(crate) sales_budget: Arc<tokio::sync::Semaphore>,
     /// The per-device gauges of `/metrics`, refreshed off the push threads.
     pub(crate) gauges: gauges::DeviceGauges,
+}
+
+impl crate::push::PushHost for App {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+    fn pool(&self) -> &BlockingPool {
+        &self.pool
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn activity(&self) -> &crate::activity::ActivityRecorder {
+        &self.activity
+    }
 }
 
 /// Why the server stopped.
@@ -265,7 +283,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     // Every admitted push has at most `sale_lanes` jobs queued at once, token lookups and readiness
     // checks one each per request: admitted work always fits the queue.
     let queue = config.max_inflight_pushes() * config.limits.sale_lanes.max(1) + config.workers * 4;
-    let pool = BlockingPool::start(config.workers.max(1), queue, "possync-db")?;
+    let pool = Arc::new(BlockingPool::start(config.workers.max(1), queue, "possync-db")?);
     let admission = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_pushes()));
     let sales_budget = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_sales()));
     let tokens = Arc::new(TokenCache::new(config.token_cache_ttl));
@@ -274,19 +292,30 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     if watcher.is_none() && !config.token_cache_ttl.is_zero() {
         log::info!("this store cannot announce token revocations: tokens are looked up on every request");
     }
-    let console_logins = Arc::new(tokio::sync::Semaphore::new(crate::console::MAX_CONCURRENT_LOGINS));
+    let metrics = Arc::new(Metrics::new());
+    let console = Arc::new(crate::console::Console::new(
+        store.clone(),
+        pool.clone(),
+        metrics.clone(),
+        tokens.clone(),
+        crate::console::ConsoleLimits {
+            config: config.console,
+            retry_after_secs: config.retry_after_secs,
+            body_read_timeout: config.limits.body_read_timeout,
+        },
+    ));
     let activity = crate::activity::ActivityRecorder::start(store.clone(), config.activity_interval)?;
     let body_budget = admission::BodyBudget::new(config.max_body_bytes_reading());
     let app = Arc::new(App {
         store,
-        metrics: Metrics::new(),
+        metrics,
         tokens,
         config,
         pool,
         admission,
         flights: Arc::new(admission::Flights::default()),
         body_budget,
-        console_logins,
+        console,
         activity,
         sales_budget,
         gauges: gauges::DeviceGauges::start()?,

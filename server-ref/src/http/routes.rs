@@ -1,9 +1,13 @@
 //! The router and its handlers.
 //!
-//! Every request passes [`front`] first: it settles the correlation id, refuses ambiguous framing
-//! (`Content-Length` with `Transfer-Encoding`, several `Content-Length`s) with 400 and close, and after
-//! the handler records the metrics and the access log. A panic anywhere in a handler is a JSON 500
-//! (tower-http's catch-panic); one in a database job is caught on its thread.
+//! Routes are declared with their method: another method is 405 `method_not_allowed` (with axum's
+//! `Allow`), any other path 404 `not_found`; the console's pages are its own router, merged in.
+//! Every request passes [`front`] first: it picks the correlation id (handlers take it with the
+//! [`CorrelationId`] extractor), refuses ambiguous framing (`Content-Length` with
+//! `Transfer-Encoding`, several `Content-Length`s) with 400 and close, and after the handler writes
+//! the body of an [`ApiError`] answer with the id and records the metrics and the access log. A panic
+//! anywhere in a handler is a JSON 500 (tower-http's catch-panic); one in a database job is caught on
+//! its thread.
 //!
 //! `POST /sync/push`, in order: a declared body over the limit ⇒ 413 and close, unread; the token
 //! (cache, else a database lookup on the pool) ⇒ 401 and close; the device's one flight (a push of
@@ -12,68 +16,62 @@
 //! and close; the body, read within the body limit and the body read timeout ⇒ 413 / 408 and close;
 //! then a push slot (a bounded number of pushes in flight) and the sales' share of the sales
 //! budget, else the same 503 at once; the sales checked (parsed, validated, hashed: no database);
-//! then settled on the database pool before the request deadline. See [`super::admission`].
+//! then handed to [`crate::push::store_push`], which stores them on the database threads before
+//! the request deadline. See [`super::admission`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use possync_core::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
-use possync_core::protocol::PushResponse;
-use rand::RngExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::admission::{Boarded, HeldBytes};
-use super::reply::{self, Reply};
 use super::App;
 use crate::auth::{bearer_token, token_sha256};
-use crate::blocking::{JobError, Submit};
-use crate::push::{check_push, finish_push, settle_lane, CheckedPush, LaneOutcome, PushError};
+use crate::push::{check_push, store_push, PushError};
+use crate::reply::{self, job_failed, ApiError, CorrelationId, Reply};
 use crate::store::{Device, TokenLookup};
-use tokio::sync::oneshot;
 
 /// Set on a request by the connection when its raw head stated the body length both by
 /// `Content-Length` and by `Transfer-Encoding` (hyper keeps only the latter; see `framing.rs`).
 #[derive(Clone, Copy)]
 pub(crate) struct AmbiguousFraming;
 
-/// The request's correlation id, set by [`front`] for the handlers.
-#[derive(Clone)]
-struct CorrelationId(Arc<str>);
-
-/// The routes of the server, behind [`front`] and catch-panic.
+/// The routes of the server (the console's merged in), behind [`front`] and catch-panic.
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let routes = Router::new()
-        .route(PUSH_PATH, axum::routing::any(push))
-        .route("/healthz", axum::routing::any(healthz))
-        .route("/readyz", axum::routing::any(readyz))
-        .route("/metrics", axum::routing::any(metrics))
-        .route("/console", axum::routing::any(crate::console::pages::console))
-        .route("/console/{*rest}", axum::routing::any(crate::console::pages::console));
+    let routes = monitoring().route(PUSH_PATH, post(push)).merge(crate::console::router(app.console.clone()));
     layered(routes, app)
 }
 
 /// The monitoring routes alone (`/healthz`, `/readyz`, `/metrics`), for the monitoring port.
 pub(crate) fn monitor_router(app: Arc<App>) -> Router {
-    let routes = Router::new()
-        .route("/healthz", axum::routing::any(healthz))
-        .route("/readyz", axum::routing::any(readyz))
-        .route("/metrics", axum::routing::any(metrics));
-    layered(routes, app)
+    layered(monitoring(), app)
 }
 
-/// `routes` behind [`front`] and catch-panic, with a JSON 404 for anything else.
+fn monitoring() -> Router<Arc<App>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// `routes` behind [`front`] and catch-panic, with a JSON 404 for any other path and a JSON 405 (with
+/// axum's `Allow`) for another method.
 fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     routes
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(|_| {
             log::error!("request handler panicked");
-            reply::error(500, "internal_error", "the server failed to answer; retry later", "")
+            ApiError::internal().into_response()
         }))
         .layer(middleware::from_fn_with_state(app.clone(), front))
         .with_state(app)
@@ -89,16 +87,17 @@ async fn front(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
         _ => "other",
     };
     let method = request.method().clone();
-    let mut reply = match ambiguous_framing(&request) {
+    let reply = match ambiguous_framing(&request) {
         Some(why) => {
             app.metrics.limit_hits.with_label_values(&["ambiguous_framing"]).inc();
-            reply::closing(reply::error(400, "ambiguous_framing", why, &cid))
+            ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_framing", why).closing().into_response()
         }
         None => {
             request.extensions_mut().insert(CorrelationId(cid.clone()));
             next.run(request).await
         }
     };
+    let mut reply = reply::write_error_body(reply, &cid);
     if let Ok(value) = HeaderValue::from_str(&cid) {
         reply.headers_mut().insert(CORRELATION_HEADER, value);
     }
@@ -142,38 +141,27 @@ fn correlation_id_of(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// The correlation id [`front`] settled for this request.
-pub(crate) fn cid_of(request: &Request) -> Arc<str> {
-    request.extensions().get::<CorrelationId>().map(|c| c.0.clone()).unwrap_or_else(|| "".into())
-}
-
-/// 405 with the `Allow` header (RFC 9110) naming the one method of the route.
-fn method_not_allowed(method: &Method, path: &str, cid: &str) -> Reply {
-    let allow = if path == PUSH_PATH { "POST" } else { "GET" };
+/// 405 `method_not_allowed` (axum adds the `Allow` header naming the route's methods).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     let method: String = method.as_str().chars().take(32).collect();
-    let mut reply =
-        reply::error(405, "method_not_allowed", format!("{method} is not allowed on {path}"), cid);
-    reply.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-    reply
+    let path: String = uri.path().chars().take(256).collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {path}"),
+    )
 }
 
-async fn not_found(request: Request) -> Reply {
-    let path: String = request.uri().path().chars().take(256).collect();
-    reply::error(404, "not_found", format!("no route {path}"), &cid_of(&request))
+async fn not_found(uri: Uri) -> ApiError {
+    let path: String = uri.path().chars().take(256).collect();
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))
 }
 
-async fn healthz(request: Request) -> Reply {
-    if request.method() != Method::GET {
-        return method_not_allowed(request.method(), "/healthz", &cid_of(&request));
-    }
-    reply::json(200, &serde_json::json!({"status": "ok"}))
+async fn healthz() -> Reply {
+    reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
-    let cid = cid_of(&request);
-    if request.method() != Method::GET {
-        return method_not_allowed(request.method(), "/metrics", &cid);
-    }
+async fn metrics(State(app): State<Arc<App>>, CorrelationId(cid): CorrelationId) -> Reply {
     app.metrics.body_bytes_reading.set(i64::try_from(app.body_budget.in_use()).unwrap_or(i64::MAX));
     let mut text = app.metrics.render(app.store.pool_state());
     if let Some(devices) = app.gauges.text(app.store.clone(), app.config.console.alert_after, &cid).await {
@@ -182,82 +170,43 @@ async fn metrics(State(app): State<Arc<App>>, request: Request) -> Reply {
     reply::text("text/plain; version=0.0.4", text)
 }
 
-async fn readyz(State(app): State<Arc<App>>, request: Request) -> Reply {
-    let cid = cid_of(&request);
-    if request.method() != Method::GET {
-        return method_not_allowed(request.method(), "/readyz", &cid);
-    }
+async fn readyz(State(app): State<Arc<App>>) -> Result<Reply, ApiError> {
     let store = app.store.clone();
-    match run_blocking(&app, &cid, move || store.check_ready()).await {
-        Ok(Ok(())) => reply::json(200, &serde_json::json!({"status": "ready"})),
-        Ok(Err(e)) => unavailable(&app, "not_ready", e.to_string(), &cid),
-        Err(reply) => reply,
+    match run_blocking(&app, move || store.check_ready()).await? {
+        Ok(()) => Ok(reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))),
+        Err(e) => Err(unavailable(&app, "not_ready", e.to_string())),
     }
 }
 
 /// A 503 with the configured `Retry-After`.
-fn unavailable(app: &App, code: &str, message: String, cid: &str) -> Reply {
-    reply::retry_after(reply::error(503, code, message, cid), app.config.retry_after_secs)
+fn unavailable(app: &App, code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(app.config.retry_after_secs)
 }
 
-/// A 503 `overloaded` with a `Retry-After` spread over [base, 2 × base], so shed tills spread out;
-/// counted under the limit `limit`.
-fn shed(app: &App, limit: &str, what: &str, cid: &str) -> Reply {
-    app.metrics.limit_hits.with_label_values(&[limit]).inc();
-    let base = app.config.retry_after_secs.max(1);
-    let secs = rand::rng().random_range(base..=base.saturating_mul(2));
-    let message = format!("the server is at capacity ({what}); retry after {secs} s");
-    reply::retry_after(reply::error(503, "overloaded", message, cid), secs)
+/// A 503 `overloaded` with a jittered `Retry-After` (see [`reply::shed`]).
+fn shed(app: &App, limit: &str, what: &str) -> ApiError {
+    reply::shed(&app.metrics, app.config.retry_after_secs, limit, what)
 }
 
 /// Runs `job` on the database pool; a full queue is answered 503 at once.
-pub(crate) async fn run_blocking<R, F>(app: &App, cid: &str, job: F) -> Result<R, Reply>
+async fn run_blocking<R, F>(app: &App, job: F) -> Result<R, ApiError>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let queued =
-        queue_blocking(app, job).ok_or_else(|| shed(app, "inflight_pushes", "database queue full", cid))?;
-    job_result(app, cid, queued).await
+    app.pool.run(job).await.map_err(|e| job_failed(&app.metrics, app.config.retry_after_secs, e))
 }
 
-/// Queues `job` on the database pool now (not when awaited, as [`run_blocking`] would), so that
-/// several jobs run at once; `None` when the queue is full (the caller sheds). [`job_result`] awaits
-/// it.
-fn queue_blocking<R, F>(app: &App, job: F) -> Option<oneshot::Receiver<Result<R, JobError>>>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    match app.pool.submit(job) {
-        Submit::Full => None,
-        Submit::Queued(rx) => Some(rx),
+async fn push(State(app): State<Arc<App>>, CorrelationId(cid): CorrelationId, request: Request) -> Reply {
+    match answer_push(&app, cid, request).await {
+        Ok(reply) => reply,
+        Err(e) => e.into_response(),
     }
 }
 
-/// The value of a queued job: a panic is a 500, a stopped pool a 503 `shutting_down`.
-async fn job_result<R>(
-    app: &App,
-    cid: &str,
-    queued: oneshot::Receiver<Result<R, JobError>>,
-) -> Result<R, Reply> {
-    match queued.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(JobError::Panicked)) => {
-            Err(reply::error(500, "internal_error", "the server failed to answer; retry later", cid))
-        }
-        Ok(Err(JobError::Stopped)) | Err(_) => {
-            Err(unavailable(app, "shutting_down", "the server is shutting down".into(), cid))
-        }
-    }
-}
-
-async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
+/// The push handler's steps, in the order of the module's comment; every refusal is an [`ApiError`].
+async fn answer_push(app: &Arc<App>, cid: Arc<str>, request: Request) -> Result<Reply, ApiError> {
     let started = Instant::now();
-    let cid = cid_of(&request);
-    if request.method() != Method::POST {
-        return method_not_allowed(request.method(), PUSH_PATH, &cid);
-    }
     let max = app.config.max_body_bytes;
     let declared = request
         .headers()
@@ -265,18 +214,15 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
-        return body_too_large(&app, max, &cid);
+        return Err(body_too_large(app, max));
     }
-    let device = match authenticate(&app, request.headers(), &cid).await {
-        Ok(device) => device,
-        Err(reply) => return reply,
-    };
+    let device = authenticate(app, request.headers()).await?;
     let deadline = started + app.config.limits.request_deadline;
     // One push per device, taken before the body is read: the connection closes (its body unread).
     let boarded = if app.config.limits.one_push_per_device {
         match app.flights.board(&device, deadline, Instant::now()) {
             Ok(boarded) => Some(boarded),
-            Err(left) => return reply::closing(push_in_flight(&app, &device, left, &cid)),
+            Err(left) => return Err(push_in_flight(app, &device, left, &cid).closing()),
         }
     } else {
         None
@@ -285,15 +231,12 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
     let mut held = HeldBytes::default();
     let declared = declared.map_or(0, |len| len as usize);
     if !app.body_budget.take(&mut held, declared) {
-        return reply::closing(shed(&app, "body_bytes", "request bodies being read", &cid));
+        return Err(shed(app, "body_bytes", "request bodies being read").closing());
     }
-    let body = match read_body(&app, request.into_body(), &mut held, &cid).await {
-        Ok(body) => body,
-        Err(reply) => return reply,
-    };
+    let body = read_body(app, request.into_body(), &mut held).await?;
     // With its body in hand, the push takes a slot: a slow body never held one.
     let Ok(permit) = app.admission.clone().try_acquire_owned() else {
-        return shed(&app, "inflight_pushes", "pushes in flight", &cid);
+        return Err(shed(app, "inflight_pushes", "pushes in flight"));
     };
     app.metrics.pushes_in_flight.inc();
     let in_flight = InFlight { app: app.clone(), _permit: permit, _boarded: boarded };
@@ -302,26 +245,25 @@ async fn push(State(app): State<Arc<App>>, request: Request) -> Reply {
     let budget = app.config.max_inflight_sales();
     let wanted = u32::try_from(count_sales(&body).clamp(1, budget)).unwrap_or(u32::MAX);
     let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
-        return shed(&app, "inflight_pushes", "sales in flight", &cid);
+        return Err(shed(app, "inflight_pushes", "sales in flight"));
     };
     // Checking the sales is CPU work without the database: done here, not on a database thread.
     let checked = check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits);
     drop((body, held));
-    let checked = match checked {
-        Ok(checked) => checked,
-        Err(e) => return refused(&app, &device, &cid, e),
-    };
-    let in_flight = Arc::new((in_flight, share));
-    match settle_push(&app, &cid, in_flight, device.clone(), checked, deadline).await {
-        Ok(Ok(response)) => reply::json(200, &response),
-        Ok(Err(e)) => refused(&app, &device, &cid, e),
-        Err(reply) => reply,
+    let checked = checked.map_err(|e| refused(app, &device, &cid, e))?;
+    let admitted: Arc<dyn std::any::Any + Send + Sync> = Arc::new((in_flight, share));
+    let pushes = app.config.max_inflight_pushes().saturating_sub(app.admission.available_permits());
+    let lanes = lanes_for(app.config.limits.sale_lanes, app.config.workers, pushes);
+    match store_push(app, admitted, device.clone(), cid.clone(), checked, lanes, deadline).await {
+        Ok(Ok(response)) => Ok(reply::json(StatusCode::OK, &response)),
+        Ok(Err(e)) => Err(refused(app, &device, &cid, e)),
+        Err(e) => Err(job_failed(&app.metrics, app.config.retry_after_secs, e)),
     }
 }
 
 /// A 429 `push_in_flight`: the device's earlier push is still in hand (for at most `left`, its
 /// deadline). `Retry-After` is the configured value, or sooner when the earlier push's deadline is.
-fn push_in_flight(app: &App, device: &Device, left: Duration, cid: &str) -> Reply {
+fn push_in_flight(app: &App, device: &Device, left: Duration, cid: &str) -> ApiError {
     app.metrics.limit_hits.with_label_values(&["push_in_flight"]).inc();
     let left_secs = u32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(u32::MAX);
     let secs = left_secs.clamp(1, app.config.retry_after_secs.max(1));
@@ -329,7 +271,7 @@ fn push_in_flight(app: &App, device: &Device, left: Duration, cid: &str) -> Repl
         "push refused: the device has a push in flight");
     let message =
         format!("this device already has a push in flight (one at a time per device); retry after {secs} s");
-    reply::retry_after(reply::error(429, "push_in_flight", message, cid), secs)
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "push_in_flight", message).retry_after(secs)
 }
 
 /// How many sales a push body holds, from a scan of its `transactions` array (each sale left
@@ -344,13 +286,14 @@ fn count_sales(body: &[u8]) -> usize {
 }
 
 /// The answer to a push refused as a whole.
-fn refused(app: &App, device: &Device, cid: &str, e: PushError) -> Reply {
+fn refused(app: &App, device: &Device, cid: &str, e: PushError) -> ApiError {
     let (status, code) = e.status_and_code();
     log::warn!(correlation_id = cid, device_id = device.device_id.as_str(), code = code; "push refused");
-    let reply = reply::error(status, code, e.to_string(), cid);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = ApiError::new(status, code, e.to_string());
     match e {
-        PushError::Unavailable(_) => reply::retry_after(reply, app.config.retry_after_secs),
-        _ => reply,
+        PushError::Unavailable(_) => error.retry_after(app.config.retry_after_secs),
+        _ => error,
     }
 }
 
@@ -368,9 +311,6 @@ impl Drop for InFlight {
     }
 }
 
-/// A push's admission and its share of the sales budget, held by every job of the push.
-type Admitted = Arc<(InFlight, tokio::sync::OwnedSemaphorePermit)>;
-
 /// Lanes for one push when `in_flight` pushes (this one included) are admitted: up to `sale_lanes`
 /// while the database threads have room, fewer as pushes share them, one when every thread has a
 /// push of its own. A till alone drains faster than one connection commits; in a storm the lanes
@@ -379,79 +319,20 @@ fn lanes_for(sale_lanes: usize, workers: usize, in_flight: usize) -> usize {
     (workers / in_flight.max(1)).clamp(1, sale_lanes.max(1))
 }
 
-/// Settles a checked push on the database threads: one job for a request of one lane (a single sale,
-/// or `--sale-lanes 1`); else its sales split into lanes settled in parallel, each sale still in its
-/// own transaction, at most `--sale-lanes` connections for one request.
-async fn settle_push(
-    app: &Arc<App>,
-    cid: &Arc<str>,
-    admitted: Admitted,
-    device: Device,
-    checked: CheckedPush,
-    deadline: Instant,
-) -> Result<Result<PushResponse, PushError>, Reply> {
-    let in_flight = app.config.max_inflight_pushes().saturating_sub(app.admission.available_permits());
-    let lanes = lanes_for(app.config.limits.sale_lanes, app.config.workers, in_flight);
-    let (mut split, news) = checked.into_lanes(lanes);
-    if split.len() <= 1 {
-        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
-        return run_blocking(app, cid, move || {
-            let _guard = guard;
-            let store = job_app.store.as_ref();
-            let outcomes = split
-                .pop()
-                .map(|lane| settle_lane(store, &job_app.metrics, &device, &job_cid, lane, deadline))
-                .into_iter()
-                .collect();
-            finish_push(store, &job_app.activity, &device, &job_cid, news, outcomes)
-        })
-        .await;
-    }
-    // Every lane is queued before any is awaited, so that they run at once. If the queue fills up
-    // half way, the lanes already queued still settle their sales (each its own transaction); the
-    // till gets the 503 and its resend of those answers DUPLICATE.
-    let mut pending = Vec::with_capacity(split.len());
-    let mut news = news;
-    // The first lane's job also checks the till's acknowledged sales: no extra job for it.
-    let mut acknowledged = news.take_acknowledged();
-    for lane in split {
-        let (job_app, job_cid, job_device, guard) =
-            (app.clone(), cid.clone(), device.clone(), admitted.clone());
-        let check = acknowledged.take();
-        let queued = queue_blocking(app, move || {
-            let _guard = guard;
-            let store = job_app.store.as_ref();
-            let mut outcome = settle_lane(store, &job_app.metrics, &job_device, &job_cid, lane, deadline);
-            outcome.check_acknowledged(check, store, &job_device, &job_cid);
-            outcome
-        });
-        pending.push(queued.ok_or_else(|| shed(app, "inflight_pushes", "database queue full", cid))?);
-    }
-    let mut outcomes = Vec::with_capacity(pending.len());
-    for lane in pending {
-        outcomes.push(job_result(app, cid, lane).await?);
-    }
-    if outcomes.iter().any(LaneOutcome::has_refused) {
-        // The audit of refused sales writes to the database: on its thread too.
-        let (job_app, job_cid, guard) = (app.clone(), cid.clone(), admitted);
-        return run_blocking(app, cid, move || {
-            let _guard = guard;
-            finish_push(job_app.store.as_ref(), &job_app.activity, &device, &job_cid, news, outcomes)
-        })
-        .await;
-    }
-    Ok(finish_push(app.store.as_ref(), &app.activity, &device, cid, news, outcomes))
-}
-
-fn body_too_large(app: &App, max: usize, cid: &str) -> Reply {
+fn body_too_large(app: &App, max: usize) -> ApiError {
     app.metrics.limit_hits.with_label_values(&["body_too_large"]).inc();
-    reply::closing(reply::error(413, "body_too_large", format!("request body exceeds {max} bytes"), cid))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds {max} bytes"),
+    )
+    .closing()
 }
 
 /// The whole body, within the size limit, the body read timeout and the byte budget: `held` has the
 /// declared length already; each chunk past it takes its bytes from the budget as it arrives, and
 /// one that does not fit ends the read with 503 `overloaded` at once.
-async fn read_body(app: &App, body: Body, held: &mut HeldBytes, cid: &str) -> Result<Bytes, Reply> {
+async fn read_body(app: &App, body: Body, held: &mut HeldBytes) -> Result<Bytes, ApiError> {
     let max = app.config.max_body_bytes;
     let timeout: Duration = app.config.limits.body_read_timeout;
     let read = async {
@@ -472,20 +353,20 @@ async fn read_body(app: &App, body: Body, held: &mut HeldBytes, cid: &str) -> Re
         Err(_) => {
             app.metrics.limit_hits.with_label_values(&["body_timeout"]).inc();
             let message = format!("the request body was not received within {} ms", timeout.as_millis());
-            Err(reply::closing(reply::error(408, "body_timeout", message, cid)))
+            Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).closing())
         }
         Ok(Err(BodyFailure::OverBudget)) => {
-            Err(reply::closing(shed(app, "body_bytes", "request bodies being read", cid)))
+            Err(shed(app, "body_bytes", "request bodies being read").closing())
         }
         Ok(Err(BodyFailure::Read(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(body_too_large(app, max, cid))
+            Err(body_too_large(app, max))
         }
-        Ok(Err(BodyFailure::Read(e))) => Err(reply::closing(reply::error(
-            400,
+        Ok(Err(BodyFailure::Read(e))) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
             "unreadable_body",
             format!("cannot read the request body: {e}"),
-            cid,
-        ))),
+        )
+        .closing()),
         Ok(Ok(bytes)) => Ok(bytes.into()),
     }
 }
@@ -499,10 +380,10 @@ enum BodyFailure {
 }
 
 /// The device of the request's bearer token: from the cache, else looked up on the database pool.
-async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<Device, Reply> {
+async fn authenticate(app: &Arc<App>, headers: &HeaderMap) -> Result<Device, ApiError> {
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     let Some(token) = token else {
-        return Err(reply::unauthorized("missing_token", "send Authorization: Bearer <device token>", cid));
+        return Err(ApiError::unauthorized("missing_token", "send Authorization: Bearer <device token>"));
     };
     let token_sha256 = token_sha256(token);
     if let Some(device) = app.tokens.get(&token_sha256) {
@@ -512,16 +393,16 @@ async fn authenticate(app: &Arc<App>, headers: &HeaderMap, cid: &str) -> Result<
     let store = app.store.clone();
     let sha = token_sha256.clone();
     let generation = app.tokens.generation();
-    match run_blocking(app, cid, move || store.lookup_token(&sha)).await? {
+    match run_blocking(app, move || store.lookup_token(&sha)).await? {
         Ok(TokenLookup::Active(device)) => {
             app.tokens.put(&token_sha256, &device, generation);
             Ok(device)
         }
         Ok(TokenLookup::Revoked) => {
-            Err(reply::unauthorized("token_revoked", "this device token was revoked", cid))
+            Err(ApiError::unauthorized("token_revoked", "this device token was revoked"))
         }
-        Ok(TokenLookup::Unknown) => Err(reply::unauthorized("invalid_token", "unknown device token", cid)),
-        Err(e) => Err(unavailable(app, "database_unavailable", e.to_string(), cid)),
+        Ok(TokenLookup::Unknown) => Err(ApiError::unauthorized("invalid_token", "unknown device token")),
+        Err(e) => Err(unavailable(app, "database_unavailable", e.to_string())),
     }
 }
 

@@ -95,6 +95,12 @@ impl SaleOutcome {
         }
     }
 
+    /// Whether the database could not be reached: a transient failure with code
+    /// `database_unavailable` (then a push stops storing its lane there).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SaleOutcome::Transient(f) if f.code == "database_unavailable")
+    }
+
     /// The server's id of the sale, when it is stored (now or before).
     pub fn server_tx_id(&self) -> Option<i64> {
         match self {

@@ -1,7 +1,8 @@
 //! Server side of the shop console: the optional backlog report and outbox sequence numbers of a push
 //! (old tills without them still push), the gaps (a till whose outbox lost sales 3–5 shows exactly
 //! that gap; a voided sale is no gap), the `gaps` command, the per-device gauges of `/metrics`, and
-//! the console's doors (off without an admin, 401 without a session, 403 without a CSRF token). The
+//! the console's doors (off without an admin, 401 without a session, 403 without a CSRF token), and
+//! its declared pages (another path 404, another method 405 with `Allow`, both as pages). The
 //! pages themselves are driven in a real browser by `server-ref/tests/browser/`.
 
 use possync_server::console::session::{hash_secret, new_secret};
@@ -222,6 +223,53 @@ fn the_console_is_off_without_an_admin_and_closed_without_login_or_csrf() {
     assert_eq!(status, 400, "query strings are bounded");
 }
 
+/// A `method` request to `path` with `Accept`; its status, `Allow`, `Content-Type`,
+/// `X-Correlation-Id` and body.
+fn call(s: &TestServer, method: &str, path: &str, accept: &str) -> (u16, String, String, String, String) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", s.base))
+        .header("Accept", accept)
+        .body(())
+        .expect("request");
+    let mut resp = agent.run(req).expect("answer");
+    let header =
+        |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (allow, content_type, cid) = (header("allow"), header("content-type"), header("x-correlation-id"));
+    (resp.status().as_u16(), allow, content_type, cid, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn each_route_takes_its_declared_methods_and_any_other_path_is_not_found() {
+    let s = TestServer::start();
+    assert!(s.store.create_admin("manager", &hash_secret(&new_secret()).expect("hash")).expect("admin"));
+    // The JSON routes: another method is 405 with the error body, its correlation id the header's.
+    for (method, path, allow) in [("DELETE", "/healthz", "GET,HEAD"), ("POST", "/metrics", "GET,HEAD")] {
+        let (status, allowed, _, cid, body) = call(&s, method, path, "application/json");
+        assert_eq!((status, allowed.as_str()), (405, allow), "{method} {path}");
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["code"], "method_not_allowed");
+        assert_eq!(body["correlation_id"], cid.as_str(), "the body names the answer's correlation id");
+    }
+    // The console's pages: the same answers, as pages for a browser.
+    let html = "text/html";
+    let (status, allow, content_type, _, page) = call(&s, "DELETE", "/console/login", html);
+    assert_eq!((status, allow.as_str()), (405, "GET,HEAD,POST"));
+    assert!(content_type.starts_with("text/html") && page.contains("method_not_allowed"), "{page}");
+    let (status, allow, _, _, _) = call(&s, "GET", "/console/attention/settle", html);
+    assert_eq!((status, allow.as_str()), (405, "POST"), "a form's target is no page");
+    for path in ["/console/nope", "/console/attention/settled", "/console/tokens/x"] {
+        let (status, _, content_type, _, page) = call(&s, "POST", path, html);
+        assert_eq!(status, 404, "{path}");
+        assert!(content_type.starts_with("text/html") && page.contains("not_found"), "{path}: {page}");
+        let (status, _, _, _, body) = call(&s, "GET", path, "application/json");
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(serde_json::from_str::<Value>(&body).expect("json")["code"], "not_found");
+    }
+}
+
 /// Creates an admin and logs in; the session cookie and the session's CSRF token (from the page).
 pub(crate) fn login(s: &TestServer) -> (String, String) {
     let secret = new_secret();
@@ -297,7 +345,7 @@ fn the_all_clear_waits_until_no_till_holds_unsent_sales() {
 #[test]
 fn unsent_amounts_and_sales_today_are_exported_as_on_the_page() {
     let s = TestServer::start();
-    let now_ms = possync_server::console::now_ms();
+    let now_ms = possync_server::clock::now_ms();
     let mut today = sale("store-1", 1, 1);
     today.header.occurred_at_ms = now_ms;
     let mut body = request(vec![envelope(&new_id(), &today)]);

@@ -624,7 +624,10 @@ pub fn judge(
     config: &SyncConfig,
     rng: &mut impl rand::Rng,
 ) -> Judged {
-    let request = RequestResult::of(&result);
+    let request = match &result {
+        Ok(_) => RequestResult::Answered,
+        Err(e) => e.request_result(),
+    };
     let (link, verdict) = judge_batch(&config.link, link, request, sendable.len());
     let stop = result.as_ref().err().and_then(|error| match verdict {
         BatchVerdict::Continue => None,

@@ -439,6 +439,17 @@ fn the_engine_answers_while_an_outbox_query_runs() {
 }
 
 #[test]
+fn the_engine_settings_show_the_token_redacted() {
+    let config = EngineConfig::new(possync_core::config::SyncConfig::new(
+        "http://127.0.0.1:1",
+        "pst_very_secret",
+        "till-1",
+    ));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("pst_very_secret") && shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
 fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight() {
     let t = TempOutbox::new();
     let outbox = Arc::new(t.open());

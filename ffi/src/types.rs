@@ -12,8 +12,8 @@
 //!
 //! The other records and enums mirror a core type whose shape the FFI changes, each said at the type,
 //! with a field-for-field conversion: this module decides nothing. Counts, sizes and times cross as `i64`
-//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): [`int`] widens the core's
-//! unsigned values (saturating, never reached in practice), [`non_negative`] narrows the app's values
+//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): `int` widens the core's
+//! unsigned values (saturating, never reached in practice), `non_negative` narrows the app's values
 //! and refuses a negative one as a config error. The core's bit set of drain reasons becomes a list.
 
 pub use possync_core::config::Durability;

@@ -217,159 +217,199 @@ impl<'a> Drainer<'a> {
         })
     }
 
+    /// One run as steps: claim a batch ([`Drainer::claim`]), send it ([`Drainer::send`]), count the
+    /// request ([`Run::count_request`]), write the answer under the leases ([`Drainer::apply`]), count
+    /// the sales ([`Run::count_sales`]), queue again what the server lacks; with nothing due, ask once
+    /// whether the server lacks acknowledged sales ([`Drainer::ask_for_lost_sales`]).
     fn run(
         &self,
         reasons: DrainReasons,
         hooks: &mut DrainHooks<'_>,
         heartbeat: &Heartbeat,
     ) -> Result<DrainReport, StorageError> {
-        let clock = self.outbox.clock().clone();
-        let started_at_ms = clock.now_ms();
+        let mut run = self.start_run(reasons)?;
+        while run.report.stop.is_none() && !hooks.stop.as_ref().is_some_and(|stop| stop()) {
+            let claimed = self.claim(&run)?;
+            if claimed.is_empty() {
+                match self.ask_for_lost_sales(&mut run)? {
+                    Asked::Requeued => continue,
+                    Asked::Done => break,
+                }
+            }
+            let sent = self.send(&mut run, &claimed, heartbeat);
+            run.count_request(&sent);
+            let applied = self.apply(&run, sent.settled, &sent.lost, sent.latency_ms)?;
+            run.count_sales(&applied, sent.latency_ms);
+            self.requeue(&mut run, sent.resend.as_ref())?;
+            if run.report.lease_lost > 0 && run.report.stop.is_none() {
+                run.report.stop = Some(DrainStop::LeaseLost);
+            }
+            run.done += claimed.len() as u64;
+            if let Some(progress) = hooks.progress.as_mut() {
+                progress(run.done.min(run.total.max(run.done)), run.total.max(run.done));
+            }
+        }
+        self.end_run(run)
+    }
+
+    /// A run starting now, with the batch size the last run ended with.
+    fn start_run(&self, reasons: DrainReasons) -> Result<Run, StorageError> {
+        let started_at_ms = self.outbox.clock().now_ms();
         let wall = Instant::now();
         let correlation_id = uuid::Uuid::now_v7().to_string();
         let total = self.outbox.counts()?.unsent();
-        let mut report = DrainReport::new(correlation_id.clone(), reasons, started_at_ms);
         let carried = (*self.batch_size.lock()).clamp(1, self.config.batch_size);
-        let mut link = LinkState { batch_size: carried, ..LinkState::new(self.config.batch_size) };
-        let mut done = 0u64;
-        let mut rng = rand::rng();
-        let mut backlog_cache = BacklogCache::default();
-        let mut recovery = Recovery::default();
-        while report.stop.is_none() && !hooks.stop.as_ref().is_some_and(|stop| stop()) {
-            let claimed = self.outbox.claim_due_by(
-                &self.owner,
-                link.batch_size,
-                self.config.lease_ms,
-                started_at_ms,
-            )?;
-            if claimed.is_empty() {
-                if report.requests_ok > 0 || recovery.checked {
-                    break;
-                }
-                // Nothing to send: one report-only request, so that a server that lost sales it
-                // had acknowledged (a restored backup, a promoted standby) asks for them again.
-                recovery.checked = true;
-                let Some(backlog) = backlog_cache.current(self.outbox, clock.now_ms()) else { break };
-                if backlog.acked_seq.is_none() {
-                    break;
-                }
-                let request = PushRequest {
-                    device_id: self.config.device_id.clone(),
-                    transactions: vec![],
-                    report: Some(backlog),
-                };
-                match self.transport.push(&request, &correlation_id) {
-                    Ok(response) => {
-                        report.requests_ok += 1;
-                        let queued =
-                            recovery.requeue(self.outbox, response.resend.as_ref(), &correlation_id)?;
-                        report.resent += queued;
-                        if queued == 0 {
-                            break;
-                        }
-                        backlog_cache = BacklogCache::default();
-                        continue;
-                    }
-                    Err(e) => {
-                        // Nothing was due: the link is not judged on it; the next run asks again.
-                        log::debug!(correlation_id = correlation_id.as_str(), error:% = e;
-                            "report-only request failed; nothing was due");
-                        report.requests_failed += 1;
-                        report.last_error = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            let backlog = backlog_cache.current(self.outbox, clock.now_ms());
-            let (request, sendable, broken) = build_request(&self.config.device_id, &claimed, backlog);
-            let mut settled: Vec<(&Claimed, Outcome)> = broken
-                .into_iter()
-                .map(|(c, reason)| (c, Outcome::Invalid { code: "corrupt_payload".into(), message: reason }))
-                .collect();
-            let mut lost = HashSet::new();
-            let mut latency_ms = 0;
-            let mut resend: Option<Resend> = None;
-            if !sendable.is_empty() {
-                let sent_at = Instant::now();
-                heartbeat.begin(sendable.iter().map(|c| c.lease.clone()).collect());
-                let result = self.transport.push(&request, &correlation_id);
-                lost = heartbeat.end();
-                latency_ms = sent_at.elapsed().as_millis() as u64;
-                let result = result.and_then(|response| {
-                    resend = response.resend.clone();
-                    check_response(&request, response)
-                });
-                let error = result.as_ref().err().cloned();
-                let judged =
-                    judge(result, &sendable, link, clock.now_ms(), started_at_ms, self.config, &mut rng);
-                match judged.request {
-                    RequestResult::Answered => report.requests_ok += 1,
-                    RequestResult::TimedOut | RequestResult::Failed { .. } => report.requests_failed += 1,
-                    RequestResult::TooLarge | RequestResult::NeedsPerson => {}
-                }
-                if let Some(error) = &error {
-                    report.last_error = Some(error.to_string());
-                    log_request_failed(
-                        &correlation_id,
-                        error,
-                        &judged.link,
-                        judged.stop.as_ref(),
-                        sendable.len(),
-                    );
-                }
-                report.stop = judged.stop;
-                link = judged.link;
-                settled.extend(sendable.iter().copied().zip(judged.outcomes));
-            }
+        Ok(Run {
+            report: DrainReport::new(correlation_id, reasons, started_at_ms),
+            wall,
+            link: LinkState { batch_size: carried, ..LinkState::new(self.config.batch_size) },
+            done: 0,
+            total,
+            rng: rand::rng(),
+            backlog: BacklogCache::default(),
+            recovery: Recovery::default(),
+        })
+    }
 
-            let mut to_write = Vec::with_capacity(settled.len());
-            let mut written_for = Vec::with_capacity(settled.len());
-            let mut batch = BatchTally::default();
-            for (c, outcome) in settled {
-                if lost.contains(&c.lease.seq) {
-                    batch.note_lost();
-                    log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, &outcome);
-                    continue;
+    /// Claims the next batch of due sales (due at the run's start at the latest).
+    fn claim(&self, run: &Run) -> Result<Vec<Claimed>, StorageError> {
+        self.outbox.claim_due_by(
+            &self.owner,
+            run.link.batch_size,
+            self.config.lease_ms,
+            run.report.started_at_ms,
+        )
+    }
+
+    /// Nothing to send: one report-only request per run (unless the run answered one already), so
+    /// that a server that lost sales it had acknowledged (a restored backup, a promoted standby) asks
+    /// for them again; they are queued again at once.
+    fn ask_for_lost_sales(&self, run: &mut Run) -> Result<Asked, StorageError> {
+        if run.report.requests_ok > 0 || run.recovery.checked {
+            return Ok(Asked::Done);
+        }
+        run.recovery.checked = true;
+        let now = self.outbox.clock().now_ms();
+        let Some(backlog) = run.backlog.current(self.outbox, now) else { return Ok(Asked::Done) };
+        if backlog.acked_seq.is_none() {
+            return Ok(Asked::Done);
+        }
+        let request = PushRequest {
+            device_id: self.config.device_id.clone(),
+            transactions: vec![],
+            report: Some(backlog),
+        };
+        let correlation_id = run.report.correlation_id.clone();
+        match self.transport.push(&request, &correlation_id) {
+            Ok(response) => {
+                run.report.requests_ok += 1;
+                let queued = run.recovery.requeue(self.outbox, response.resend.as_ref(), &correlation_id)?;
+                run.report.resent += queued;
+                if queued == 0 {
+                    return Ok(Asked::Done);
                 }
-                to_write.push((c.lease.clone(), outcome));
-                written_for.push(c);
+                run.backlog = BacklogCache::default();
+                Ok(Asked::Requeued)
             }
-            let written = self.outbox.finalize_all(&to_write)?;
-            for (((_, outcome), finalized), c) in to_write.iter().zip(written).zip(written_for) {
-                if finalized == Finalized::LeaseLost {
-                    batch.note_lost();
-                    log_send(SendRecord::LeaseLost, &correlation_id, reasons, c, latency_ms, outcome);
-                    continue;
-                }
-                batch.note(outcome);
-                log_send(SendRecord::Attempt, &correlation_id, reasons, c, latency_ms, outcome);
-                report.tally(outcome);
-                if !matches!(outcome, Outcome::Retry { .. }) {
-                    backlog_cache.settled(1);
-                }
-            }
-            report.lease_lost += batch.lease_lost;
-            batch.log(&correlation_id);
-            let queued = recovery.requeue(self.outbox, resend.as_ref(), &correlation_id)?;
-            if queued > 0 {
-                report.resent += queued;
-                backlog_cache = BacklogCache::default();
-            }
-            if report.lease_lost > 0 && report.stop.is_none() {
-                report.stop = Some(DrainStop::LeaseLost);
-            }
-            done += claimed.len() as u64;
-            if let Some(progress) = hooks.progress.as_mut() {
-                progress(done.min(total.max(done)), total.max(done));
+            Err(e) => {
+                // Nothing was due: the link is not judged on it; the next run asks again.
+                log::debug!(correlation_id = correlation_id.as_str(), error:% = e;
+                    "report-only request failed; nothing was due");
+                run.report.requests_failed += 1;
+                run.report.last_error = Some(e.to_string());
+                Ok(Asked::Done)
             }
         }
+    }
 
+    /// Sends a claimed batch (its leases extended while it is on the wire) and judges the answer:
+    /// each sale's outcome (a stored payload that is not JSON is `corrupt_payload`, never sent), the
+    /// leases lost meanwhile, and how the request went.
+    fn send<'c>(&self, run: &mut Run, claimed: &'c [Claimed], heartbeat: &Heartbeat) -> SentBatch<'c> {
+        let backlog = run.backlog.current(self.outbox, self.outbox.clock().now_ms());
+        let (request, sendable, broken) = build_request(&self.config.device_id, claimed, backlog);
+        let mut settled: Vec<(&Claimed, Outcome)> = broken
+            .into_iter()
+            .map(|(c, reason)| (c, Outcome::Invalid { code: "corrupt_payload".into(), message: reason }))
+            .collect();
+        if sendable.is_empty() {
+            return SentBatch { settled, lost: HashSet::new(), latency_ms: 0, resend: None, request: None };
+        }
+        let sent_at = Instant::now();
+        heartbeat.begin(sendable.iter().map(|c| c.lease.clone()).collect());
+        let result = self.transport.push(&request, &run.report.correlation_id);
+        let lost = heartbeat.end();
+        let latency_ms = sent_at.elapsed().as_millis() as u64;
+        let mut resend = None;
+        let result = result.and_then(|response| {
+            resend = response.resend.clone();
+            check_response(&request, response)
+        });
+        let error = result.as_ref().err().cloned();
+        let now = self.outbox.clock().now_ms();
+        let judged =
+            judge(result, &sendable, run.link, now, run.report.started_at_ms, self.config, &mut run.rng);
+        settled.extend(sendable.iter().copied().zip(judged.outcomes));
+        let request = Request {
+            result: judged.request,
+            error,
+            stop: judged.stop,
+            link: judged.link,
+            sales: sendable.len(),
+        };
+        SentBatch { settled, lost, latency_ms, resend, request: Some(request) }
+    }
+
+    /// Writes each outcome under its lease: an outcome whose lease was lost on the wire (`lost`, logged
+    /// here) or is found lost at the write is dropped. Returns each outcome with what became of it:
+    /// the ones lost on the wire first, then the others in order.
+    fn apply<'c>(
+        &self,
+        run: &Run,
+        settled: Vec<(&'c Claimed, Outcome)>,
+        lost: &HashSet<i64>,
+        latency_ms: u64,
+    ) -> Result<Vec<Applied<'c>>, StorageError> {
+        let (correlation_id, reasons) = (&run.report.correlation_id, run.report.reasons);
+        let mut applied = Vec::with_capacity(settled.len());
+        let mut to_write = Vec::with_capacity(settled.len());
+        let mut written_for = Vec::with_capacity(settled.len());
+        for (c, outcome) in settled {
+            if lost.contains(&c.lease.seq) {
+                log_send(SendRecord::LeaseLost, correlation_id, reasons, c, latency_ms, &outcome);
+                applied.push(Applied { claimed: c, outcome, fate: Fate::LostOnTheWire });
+                continue;
+            }
+            to_write.push((c.lease.clone(), outcome));
+            written_for.push(c);
+        }
+        let written = self.outbox.finalize_all(&to_write)?;
+        for (((_, outcome), finalized), c) in to_write.into_iter().zip(written).zip(written_for) {
+            let fate = if finalized == Finalized::LeaseLost { Fate::LostAtWrite } else { Fate::Written };
+            applied.push(Applied { claimed: c, outcome, fate });
+        }
+        Ok(applied)
+    }
+
+    /// Queues again the sales the server asked for and lacks (see [`Recovery`]).
+    fn requeue(&self, run: &mut Run, resend: Option<&Resend>) -> Result<(), StorageError> {
+        let queued = run.recovery.requeue(self.outbox, resend, &run.report.correlation_id)?;
+        if queued > 0 {
+            run.report.resent += queued;
+            run.backlog = BacklogCache::default();
+        }
+        Ok(())
+    }
+
+    /// Keeps the batch size for the next run and completes the report with what is left unsent.
+    fn end_run(&self, run: Run) -> Result<DrainReport, StorageError> {
+        let Run { mut report, link, wall, .. } = run;
         *self.batch_size.lock() = link.batch_size;
         let counts = self.outbox.counts()?;
         report.remaining_pending = counts.unsent();
         report.oldest_pending_age_ms = self.outbox.oldest_unsent_age_ms()?;
         report.duration_ms = wall.elapsed().as_millis() as u64;
-        log::info!(correlation_id = report.correlation_id.as_str(), drain_reason:% = reasons,
+        log::info!(correlation_id = report.correlation_id.as_str(), drain_reason:% = report.reasons,
             sent = report.sent, duplicate = report.duplicate, conflict = report.conflict,
             invalid = report.invalid, retry = report.retry, lease_lost = report.lease_lost,
             resent = report.resent,
@@ -378,6 +418,132 @@ impl<'a> Drainer<'a> {
             "drain run finished");
         Ok(report)
     }
+}
+
+/// What one run carries from batch to batch.
+struct Run {
+    /// The report so far.
+    report: DrainReport,
+    /// When the run started, for its duration.
+    wall: Instant,
+    /// Failures in a row and the batch size.
+    link: LinkState,
+    /// Sales claimed so far, and the unsent sales at the start (for the progress hook).
+    done: u64,
+    total: u64,
+    /// Jitter of the sales' backoff.
+    rng: rand::rngs::ThreadRng,
+    /// The backlog report sent with each request.
+    backlog: BacklogCache,
+    /// Acknowledged sales the server asked for again.
+    recovery: Recovery,
+}
+
+impl Run {
+    /// Counts a batch's request (answered or failed), keeps the link's new state and the run's stop,
+    /// and logs a failed request.
+    fn count_request(&mut self, sent: &SentBatch<'_>) {
+        let Some(request) = &sent.request else { return };
+        match request.result {
+            RequestResult::Answered => self.report.requests_ok += 1,
+            RequestResult::TimedOut | RequestResult::Failed { .. } => self.report.requests_failed += 1,
+            RequestResult::TooLarge | RequestResult::NeedsPerson => {}
+        }
+        if let Some(error) = &request.error {
+            self.report.last_error = Some(error.to_string());
+            let stop = request.stop.as_ref();
+            log_request_failed(&self.report.correlation_id, error, &request.link, stop, request.sales);
+        }
+        self.report.stop = request.stop.clone();
+        self.link = request.link;
+    }
+
+    /// Counts a batch's sales as they were written (one log record each), and logs the request's
+    /// `RETRY`s and lost leases once.
+    fn count_sales(&mut self, applied: &[Applied<'_>], latency_ms: u64) {
+        let (correlation_id, reasons) = (self.report.correlation_id.clone(), self.report.reasons);
+        let correlation_id = correlation_id.as_str();
+        let mut batch = BatchTally::default();
+        for a in applied {
+            match a.fate {
+                // Logged before the write.
+                Fate::LostOnTheWire => batch.note_lost(),
+                Fate::LostAtWrite => {
+                    batch.note_lost();
+                    log_send(
+                        SendRecord::LeaseLost,
+                        correlation_id,
+                        reasons,
+                        a.claimed,
+                        latency_ms,
+                        &a.outcome,
+                    );
+                }
+                Fate::Written => {
+                    batch.note(&a.outcome);
+                    log_send(SendRecord::Attempt, correlation_id, reasons, a.claimed, latency_ms, &a.outcome);
+                    self.report.tally(&a.outcome);
+                    if !matches!(a.outcome, Outcome::Retry { .. }) {
+                        self.backlog.settled(1);
+                    }
+                }
+            }
+        }
+        self.report.lease_lost += batch.lease_lost;
+        batch.log(&self.report.correlation_id);
+    }
+}
+
+/// What asking for lost sales came to.
+enum Asked {
+    /// Sales were queued again: the run goes on with them.
+    Requeued,
+    /// Nothing to queue again (or the question was asked already, or failed): the run ends.
+    Done,
+}
+
+/// A batch sent and its answer judged ([`Drainer::send`]).
+struct SentBatch<'c> {
+    /// Each claimed sale with the outcome to write.
+    settled: Vec<(&'c Claimed, Outcome)>,
+    /// Seqs whose lease was lost while the batch was on the wire.
+    lost: HashSet<i64>,
+    /// How long the request took, in ms (0 when nothing was sent).
+    latency_ms: u64,
+    /// The sales the server asked to be sent again.
+    resend: Option<Resend>,
+    /// How the request went; `None` when nothing could be sent.
+    request: Option<Request>,
+}
+
+/// How a batch's request went, judged ([`judge`]).
+struct Request {
+    result: RequestResult,
+    /// The failure, when it failed.
+    error: Option<TransportError>,
+    stop: Option<DrainStop>,
+    /// The link state for the next batch.
+    link: LinkState,
+    /// Sales sent in it.
+    sales: usize,
+}
+
+/// One sale's outcome and what became of it ([`Drainer::apply`]).
+struct Applied<'c> {
+    claimed: &'c Claimed,
+    outcome: Outcome,
+    fate: Fate,
+}
+
+/// Whether an outcome was written, or dropped with its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Written.
+    Written,
+    /// Dropped: the lease was lost while the batch was on the wire (logged then).
+    LostOnTheWire,
+    /// Dropped: the lease was found lost at the write.
+    LostAtWrite,
 }
 
 /// What a run did about acknowledged sales the server says it lacks ([`PushResponse::resend`]).
@@ -458,7 +624,10 @@ pub fn judge(
     config: &SyncConfig,
     rng: &mut impl rand::Rng,
 ) -> Judged {
-    let request = RequestResult::of(&result);
+    let request = match &result {
+        Ok(_) => RequestResult::Answered,
+        Err(e) => e.request_result(),
+    };
     let (link, verdict) = judge_batch(&config.link, link, request, sendable.len());
     let stop = result.as_ref().err().and_then(|error| match verdict {
         BatchVerdict::Continue => None,

@@ -125,9 +125,20 @@ struct State {
     recent: VecDeque<(u64, Result<DrainReport, String>)>,
     offline_failures: u32,
     status: SyncStatus,
+    /// Bumped each time `status` is set (a reading of the outbox taken before a newer status was set
+    /// is not written over it).
+    status_version: u64,
     shutdown: bool,
     /// The worker has finished: statuses delivered, threads ended, WAL checkpointed.
     stopped: bool,
+}
+
+impl State {
+    /// Sets the status shown to the cashier.
+    fn set_status(&mut self, status: SyncStatus) {
+        self.status = status;
+        self.status_version += 1;
+    }
 }
 
 struct Shared {
@@ -151,11 +162,34 @@ impl Shared {
         self.wake.notify_all();
         // An idle banner shows what is unsent: a recorded sale changes that now, not at the next
         // run's end (which a hold or a backoff may put off).
-        if reason == DrainReason::SaleRecorded && matches!(st.status, SyncStatus::Idle { .. }) {
-            st.status = idle(&self.outbox);
-            let status = st.status.clone();
+        if reason == DrainReason::SaleRecorded {
+            drop(st);
+            self.recount_idle();
+        }
+    }
+
+    /// While the engine is `Idle`, sets its status to the outbox's unsent sales now and notifies. The
+    /// outbox is read without the engine's lock; a status set by someone else meanwhile means that
+    /// reading may be older than theirs, so it is read again.
+    fn recount_idle(&self) {
+        let mut version = self.state.lock().status_version;
+        loop {
+            if !matches!(self.state.lock().status, SyncStatus::Idle { .. }) {
+                return;
+            }
+            let status = idle(&self.outbox);
+            let mut st = self.state.lock();
+            if st.status_version != version {
+                version = st.status_version;
+                continue;
+            }
+            if !matches!(st.status, SyncStatus::Idle { .. }) {
+                return;
+            }
+            st.set_status(status.clone());
             drop(st);
             self.notifier.status(status);
+            return;
         }
     }
 
@@ -222,6 +256,7 @@ impl SyncEngine {
             recent: VecDeque::new(),
             offline_failures: 0,
             status,
+            status_version: 0,
             shutdown: false,
             stopped: false,
         };
@@ -607,28 +642,11 @@ fn summary_of(outbox: &Outbox, result: &Result<DrainReport, StorageError>) -> Ru
 }
 
 /// Records a finished run, sets the engine's backoff or next due run and its status, wakes `sync_now`
-/// callers, notifies.
+/// callers, notifies. The outbox is read first; the engine's lock is then taken for its own state only.
 fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageError>) {
-    let counts = shared.outbox.counts().unwrap_or_default();
     let summary = summary_of(&shared.outbox, &result);
+    let (status, last_error) = status_after(&shared.outbox, &result);
     let mut rng = rand::rng();
-    let (status, last_error) = match &result {
-        Ok(report) => match &report.stop {
-            Some(DrainStop::Offline { error }) => (None, Some(error.to_string())),
-            Some(DrainStop::AuthFailed { error }) => {
-                (Some(SyncStatus::AuthFailed { last_error: error.to_string() }), Some(error.to_string()))
-            }
-            Some(DrainStop::TlsFailed { error }) => {
-                (Some(SyncStatus::TlsFailed { last_error: error.to_string() }), Some(error.to_string()))
-            }
-            _ if counts.conflict + counts.invalid > 0 => (
-                Some(SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }),
-                None,
-            ),
-            _ => (Some(idle(&shared.outbox)), None),
-        },
-        Err(e) => (None, Some(e.to_string())),
-    };
     let status = {
         let mut st = shared.state.lock();
         let (failures, next) = plan_after_run(st.offline_failures, &summary);
@@ -648,21 +666,23 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
                 st.timers.retry_after_until_ms = retry_after_ms.map(in_ms);
                 st.timers.due_at_ms = None;
                 let next_retry_at_ms = shared.clock.now_ms().saturating_add(delay as i64);
-                let last_error = last_error.unwrap_or_default();
-                status.unwrap_or(SyncStatus::Offline { next_retry_at_ms, last_error })
+                match status {
+                    StatusAfter::Set(status) => status,
+                    StatusAfter::ByPlan { .. } => SyncStatus::Offline { next_retry_at_ms, last_error },
+                }
             }
             NextRun::DueIn { ms } => {
                 st.timers.backoff_until_ms = None;
                 st.timers.retry_after_until_ms = None;
                 // Never later than the interval would run anyway.
                 st.timers.due_at_ms = Some(in_ms(ms.min(shared.config.interval_ms)));
-                status.unwrap_or_else(|| idle(&shared.outbox))
+                status.or_idle()
             }
             NextRun::Interval => {
                 st.timers.backoff_until_ms = None;
                 st.timers.retry_after_until_ms = None;
                 st.timers.due_at_ms = None;
-                status.unwrap_or_else(|| idle(&shared.outbox))
+                status.or_idle()
             }
         };
         st.finished_runs = seq;
@@ -670,7 +690,7 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
         while st.recent.len() > RECENT_RUNS {
             st.recent.pop_front();
         }
-        st.status = status.clone();
+        st.set_status(status.clone());
         shared.wake.notify_all();
         status
     };
@@ -679,4 +699,52 @@ fn finish_run(shared: &Shared, seq: u64, result: Result<DrainReport, StorageErro
         Err(e) => log::error!(error:% = e; "drain run failed on the outbox"),
     }
     shared.notifier.status(status);
+}
+
+/// The cashier's status after a run, as far as the run decides it.
+enum StatusAfter {
+    /// The run decides it.
+    Set(SyncStatus),
+    /// The plan after the run decides: `Offline` when the engine backs off, else `idle` (read from the
+    /// outbox beforehand, so that the engine's lock is never held across a query).
+    ByPlan {
+        /// `Idle` with the outbox's unsent sales after the run.
+        idle: SyncStatus,
+    },
+}
+
+impl StatusAfter {
+    /// The status when the engine does not back off.
+    fn or_idle(self) -> SyncStatus {
+        match self {
+            StatusAfter::Set(status) | StatusAfter::ByPlan { idle: status } => status,
+        }
+    }
+}
+
+/// The status a run leaves (reading the outbox), and its last error for an `Offline` status.
+fn status_after(outbox: &Outbox, result: &Result<DrainReport, StorageError>) -> (StatusAfter, String) {
+    let by_plan = || StatusAfter::ByPlan { idle: idle(outbox) };
+    match result {
+        Ok(report) => match &report.stop {
+            Some(DrainStop::Offline { error }) => (by_plan(), error.to_string()),
+            Some(DrainStop::AuthFailed { error }) => (
+                StatusAfter::Set(SyncStatus::AuthFailed { last_error: error.to_string() }),
+                error.to_string(),
+            ),
+            Some(DrainStop::TlsFailed { error }) => {
+                (StatusAfter::Set(SyncStatus::TlsFailed { last_error: error.to_string() }), error.to_string())
+            }
+            _ => {
+                let counts = outbox.counts().unwrap_or_default();
+                let status = if counts.conflict + counts.invalid > 0 {
+                    SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }
+                } else {
+                    idle(outbox)
+                };
+                (StatusAfter::Set(status), String::new())
+            }
+        },
+        Err(e) => (by_plan(), e.to_string()),
+    }
 }

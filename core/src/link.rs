@@ -9,8 +9,6 @@
 //! slow link carries smaller requests in time); answers double it back up to its ceiling; a 413 lowers
 //! the ceiling itself. 401/403 and TLS failures stop the run for a person.
 
-use crate::transport::TransportError;
-
 /// The link policy of drain runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkPolicy {
@@ -24,7 +22,8 @@ impl Default for LinkPolicy {
     }
 }
 
-/// What one request came to, as far as the link is concerned.
+/// What one request came to, as far as the link is concerned (the transport says which for a failed
+/// request: `TransportError::request_result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestResult {
     /// A 200 whose results match the request: the link works (whatever each sale's answer).
@@ -40,19 +39,6 @@ pub enum RequestResult {
     TooLarge,
     /// 401/403 or a TLS failure: retrying cannot help until a person fixes the setup.
     NeedsPerson,
-}
-
-impl RequestResult {
-    /// The link's view of a request's result.
-    pub fn of<T>(result: &Result<T, TransportError>) -> Self {
-        match result {
-            Ok(_) => RequestResult::Answered,
-            Err(e) if e.is_auth() || e.is_tls() => RequestResult::NeedsPerson,
-            Err(TransportError::TooLarge { .. }) => RequestResult::TooLarge,
-            Err(TransportError::Timeout(_)) => RequestResult::TimedOut,
-            Err(e) => RequestResult::Failed { retry_after_ms: e.retry_after_ms() },
-        }
-    }
 }
 
 /// The link as one run has seen it so far.
@@ -195,9 +181,5 @@ mod tests {
             judge_batch(&K3, LinkState::new(5), RequestResult::NeedsPerson, 5).1,
             BatchVerdict::NeedsPerson
         );
-        let e: Result<(), _> = Err(TransportError::Tls("pin".into()));
-        assert_eq!(RequestResult::of(&e), RequestResult::NeedsPerson);
-        let e: Result<(), _> = Err(TransportError::Timeout("slow".into()));
-        assert_eq!(RequestResult::of(&e), RequestResult::TimedOut);
     }
 }

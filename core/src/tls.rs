@@ -10,10 +10,8 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned,
@@ -26,48 +24,6 @@ use ureq::unversioned::transport::{
 use crate::config::TlsOptions;
 use crate::error::ConfigError;
 
-/// Checks the options: every PEM string holds at least one certificate, every pin is base64 of 32 bytes.
-///
-/// # Errors
-/// [`ConfigError`] naming the bad entry.
-pub(crate) fn check(options: &TlsOptions) -> Result<(), ConfigError> {
-    extra_cas(options)?;
-    pins(options)?;
-    Ok(())
-}
-
-fn extra_cas(options: &TlsOptions) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let mut certs = Vec::new();
-    for (i, pem) in options.extra_ca_pem.iter().enumerate() {
-        let found = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ConfigError(format!("tls extra_ca_pem[{i}] is not PEM: {e}")))?;
-        if found.is_empty() {
-            return Err(ConfigError(format!(
-                "tls extra_ca_pem[{i}] holds no -----BEGIN CERTIFICATE----- block"
-            )));
-        }
-        certs.extend(found);
-    }
-    Ok(certs)
-}
-
-fn pins(options: &TlsOptions) -> Result<Vec<[u8; 32]>, ConfigError> {
-    options
-        .spki_sha256_pins
-        .iter()
-        .enumerate()
-        .map(|(i, pin)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(pin.trim().trim_start_matches("sha256/"))
-                .map_err(|e| ConfigError(format!("tls spki_sha256_pins[{i}] is not base64: {e}")))?;
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                ConfigError(format!("tls spki_sha256_pins[{i}] is {} bytes, a SHA-256 is 32", bytes.len()))
-            })
-        })
-        .collect()
-}
-
 /// The rustls client config of `options`: public roots plus the extra CAs, and the pins.
 ///
 /// # Errors
@@ -75,13 +31,13 @@ fn pins(options: &TlsOptions) -> Result<Vec<[u8; 32]>, ConfigError> {
 pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    for (i, ca) in extra_cas(options)?.into_iter().enumerate() {
+    for (i, ca) in options.extra_cas()?.into_iter().enumerate() {
         roots.add(ca).map_err(|e| ConfigError(format!("tls extra CA certificate {i} is not usable: {e}")))?;
     }
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| ConfigError(format!("tls trust settings: {e}")))?;
-    let verifier = PinningVerifier { inner, pins: pins(options)? };
+    let verifier = PinningVerifier { inner, pins: options.pins()? };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError(format!("tls protocol versions: {e}")))?

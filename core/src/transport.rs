@@ -15,6 +15,7 @@ use crate::config::DeviceToken;
 #[cfg(feature = "http")]
 use crate::config::SyncConfig;
 use crate::error::ConfigError;
+use crate::link::RequestResult;
 #[cfg(feature = "http")]
 use crate::protocol::push::{CORRELATION_HEADER, PUSH_PATH};
 use crate::protocol::{ErrorBody, PushRequest, PushResponse};
@@ -104,6 +105,18 @@ impl TransportError {
         match self {
             TransportError::Overloaded { retry_after_ms, .. } => *retry_after_ms,
             _ => None,
+        }
+    }
+
+    /// The link's view of this failure ([`crate::link::judge_batch`] judges it): 401/403 and TLS need a
+    /// person, 413 is too large, a timeout is timed out, the rest failed (with the server's
+    /// `Retry-After`, if any).
+    pub fn request_result(&self) -> RequestResult {
+        match self {
+            e if e.is_auth() || e.is_tls() => RequestResult::NeedsPerson,
+            TransportError::TooLarge { .. } => RequestResult::TooLarge,
+            TransportError::Timeout(_) => RequestResult::TimedOut,
+            e => RequestResult::Failed { retry_after_ms: e.retry_after_ms() },
         }
     }
 
@@ -296,5 +309,25 @@ fn classify_ureq(err: ureq::Error) -> TransportError {
         }
         ureq::Error::Io(e) => TransportError::Io(e.to_string()),
         other => TransportError::Io(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_and_tls_need_a_person_and_a_timeout_is_timed_out() {
+        let refused = TransportError::Forbidden { code: "device_mismatch".into(), message: String::new() };
+        assert_eq!(refused.request_result(), RequestResult::NeedsPerson);
+        assert_eq!(TransportError::Tls("pin".into()).request_result(), RequestResult::NeedsPerson);
+        assert_eq!(TransportError::Timeout("slow".into()).request_result(), RequestResult::TimedOut);
+        let busy = TransportError::Overloaded {
+            status: 503,
+            code: "not_ready".into(),
+            message: String::new(),
+            retry_after_ms: Some(5),
+        };
+        assert_eq!(busy.request_result(), RequestResult::Failed { retry_after_ms: Some(5) });
     }
 }

@@ -111,7 +111,7 @@ impl PossyncConfig {
         Ok(OutboxConfig {
             busy_timeout_ms: non_negative("busy_timeout_ms", self.busy_timeout_ms)?,
             max_size_bytes: self.max_size_bytes.map(|v| non_negative("max_size_bytes", v)).transpose()?,
-            durability: self.durability.map_or(defaults.durability, Into::into),
+            durability: self.durability.unwrap_or(defaults.durability),
             sent_retention_ms: non_negative("sent_retention_ms", self.sent_retention_ms)?,
             ..defaults
         })
@@ -278,7 +278,7 @@ impl PossyncEngine {
     /// # Errors
     /// [`SaleError`]; nothing was stored.
     pub fn enqueue(&self, sale: SalePayload) -> Result<String, SaleError> {
-        self.engine.outbox().enqueue(&sale.into()).map_err(Into::into)
+        self.engine.outbox().enqueue(&sale).map_err(Into::into)
     }
 
     /// Records a sale under the app's own id. The same sale under the same id again is a no-op
@@ -287,16 +287,12 @@ impl PossyncEngine {
     /// # Errors
     /// [`SaleError::IdConflict`] when the id holds another sale; other [`SaleError`]s; nothing was stored.
     pub fn enqueue_with_id(&self, client_tx_id: String, sale: SalePayload) -> Result<Enqueued, SaleError> {
-        self.engine
-            .outbox()
-            .enqueue_with_id(&client_tx_id, &sale.into())
-            .map(Enqueued::from)
-            .map_err(Into::into)
+        self.engine.outbox().enqueue_with_id(&client_tx_id, &sale).map_err(Into::into)
     }
 
     /// Asks for a drain run and returns at once; triggers coalesce (a burst gives at most two runs).
     pub fn trigger(&self, reason: DrainReason) {
-        self.engine.trigger(reason.into());
+        self.engine.trigger(reason);
     }
 
     /// "Sync now": waits up to `timeout_ms` for a run that starts after this call (so it covers every

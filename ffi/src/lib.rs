@@ -1,7 +1,7 @@
 //! possync-ffi: the uniffi layer over `possync-core` for the Android (Kotlin), iOS (Swift) and Python
-//! apps. It holds no logic: records and enums mirroring the core's types ([`types`]), one error enum per
-//! concern with one `From` conversion per core concern ([`error`]), the [`engine::PossyncEngine`] object whose methods
-//! are one-line delegates, and the traits the app implements: [`listener::StatusListener`],
+//! apps. It holds no logic: the core's records and enums that cross as they are, and mirrors of those
+//! whose shape the FFI changes ([`types`]), one error enum per concern with one `From` conversion per
+//! core concern ([`error`]), the [`engine::PossyncEngine`] object whose methods are one-line delegates, and the traits the app implements: [`listener::StatusListener`],
 //! [`logging::LogSink`] and, to carry requests over the platform's own HTTP stack, [`http::HttpClient`].
 //!
 //! Thread-safety: `PossyncEngine` may be called from any thread. Callbacks come from the engine's

@@ -1,15 +1,28 @@
-//! Records and enums that cross the FFI, each a mirror of a core type, and their conversions.
+//! Records and enums that cross the FFI.
 //!
-//! Conversions are field-for-field: this module decides nothing. Counts, sizes and times cross as `i64`
-//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): [`int`] widens the core's
-//! unsigned values (saturating, never reached in practice), [`non_negative`] narrows the app's values
+//! The core's types that have the FFI's shape cross as they are: the sale ([`SalePayload`] and its
+//! parts), [`Enqueued`], [`DrainReason`], [`SaleState`], [`Durability`] and [`SaleResolution`] (the
+//! core's `outbox::Resolved`). Each is declared to uniffi with `#[uniffi::remote(..)]`: the
+//! declaration repeats the core's fields or variants (a difference fails to compile) and carries the
+//! docs of the generated bindings, but there is no second Rust type and no conversion. They are
+//! declared here, not derived in possync-core behind a feature, because a derive would make them a
+//! second uniffi component (`possync_core`): a second Kotlin package (two components cannot share one,
+//! each file declares the same runtime classes), a second Python module and a second Swift FFI module,
+//! which changes every app's imports.
+//!
+//! The other records and enums mirror a core type whose shape the FFI changes, each said at the type,
+//! with a field-for-field conversion: this module decides nothing. Counts, sizes and times cross as `i64`
+//! (Kotlin `Long`, Swift `Int64`, never the awkward `ULong`/`UInt64`): `int` widens the core's
+//! unsigned values (saturating, never reached in practice), `non_negative` narrows the app's values
 //! and refuses a negative one as a config error. The core's bit set of drain reasons becomes a list.
 
+pub use possync_core::config::Durability;
 use possync_core::drain as core_drain;
 use possync_core::engine as core_engine;
 use possync_core::outbox as core_outbox;
-use possync_core::protocol as core_protocol;
-use possync_core::reason as core_reason;
+pub use possync_core::outbox::{Enqueued, Resolved as SaleResolution, SaleState};
+pub use possync_core::protocol::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
+pub use possync_core::reason::DrainReason;
 use possync_core::status as core_status;
 use possync_core::ConfigError;
 
@@ -37,7 +50,7 @@ pub(crate) fn non_negative(name: &str, v: i64) -> Result<u64, ConfigError> {
 }
 
 /// Whether a receipt is a sale or a refund.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum SaleKind {
     /// A sale: total is zero or positive.
     Sale,
@@ -46,7 +59,7 @@ pub enum SaleKind {
 }
 
 /// Receipt-level data of a sale. Money in minor units of `currency`, times in Unix ms (UTC).
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct SaleHeader {
     /// The shop the sale belongs to; must be the store of this till's token.
     pub store_id: String,
@@ -72,7 +85,7 @@ pub struct SaleHeader {
 }
 
 /// One line of a receipt.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct SaleItem {
     /// Position on the receipt, unique within the sale, from 1.
     pub line_no: u32,
@@ -93,7 +106,7 @@ pub struct SaleItem {
 }
 
 /// One tender of a sale.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct SalePayment {
     /// Tender type, lower-case ASCII letters, digits and `_` (`"cash"`, `"card"`).
     pub method: String,
@@ -105,7 +118,7 @@ pub struct SalePayment {
 }
 
 /// One finished sale (or refund) as recorded by the till (protocol v1, see docs/protocol.md).
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct SalePayload {
     /// Receipt-level data and totals.
     pub header: SaleHeader,
@@ -116,7 +129,7 @@ pub struct SalePayload {
 }
 
 /// Result of `PossyncEngine::enqueue_with_id`.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::remote(Record)]
 pub struct Enqueued {
     /// The sale's id.
     pub client_tx_id: String,
@@ -125,7 +138,7 @@ pub struct Enqueued {
 }
 
 /// Why a drain runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum DrainReason {
     /// The periodic timer (or the app's periodic background job).
     Interval,
@@ -143,6 +156,8 @@ pub enum DrainReason {
 }
 
 /// Why a drain run ended before everything due was settled.
+//
+// Mirror of `drain::DrainStop`: the core carries the transport error, the FFI its code and text.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum DrainStop {
     /// The server could not be reached or sheds load; sales wait and are retried.
@@ -171,6 +186,8 @@ pub enum DrainStop {
 }
 
 /// What one drain run did.
+//
+// Mirror of `drain::DrainReport`: counts as `i64`, the reasons' bit set as a list, the stop mirrored.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct DrainReport {
     /// Id of the run, sent as `X-Correlation-Id` with each of its requests (find it in server logs).
@@ -207,6 +224,8 @@ pub struct DrainReport {
 }
 
 /// The engine's state, as a cashier's banner shows it.
+//
+// Mirror of `status::SyncStatus`: counts as `i64`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SyncStatus {
     /// Nothing to do, or waiting for the next trigger; with what was still unsent at that moment, for
@@ -252,6 +271,8 @@ pub enum SyncStatus {
 }
 
 /// Sales in the outbox by state.
+//
+// Mirror of `outbox::Counts`: counts as `i64`, and `unsent` as a field (a method in the core).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
 pub struct Counts {
     /// Waiting to be sent.
@@ -269,6 +290,8 @@ pub struct Counts {
 }
 
 /// Unsent sales of one currency.
+//
+// Mirror of `outbox::CurrencyAmount`: the count as `i64`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct CurrencyAmount {
     /// ISO 4217 code.
@@ -280,7 +303,7 @@ pub struct CurrencyAmount {
 }
 
 /// Where a sale is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum SaleState {
     /// Waiting to be sent.
     Pending,
@@ -295,6 +318,8 @@ pub enum SaleState {
 }
 
 /// A sale refused for good, which a person must look at.
+//
+// Mirror of `outbox::AttentionItem`: the attempts as `i64`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct AttentionItem {
     /// The sale's id.
@@ -314,6 +339,8 @@ pub struct AttentionItem {
 }
 
 /// Everything a cashier's screen needs, in one call.
+//
+// Mirror of `engine::StatusSnapshot`: its parts are mirrors.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct StatusSnapshot {
     /// The engine's state.
@@ -329,7 +356,7 @@ pub struct StatusSnapshot {
 }
 
 /// How hard the outbox flushes each recorded sale to storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum Durability {
     /// `synchronous=FULL` (the default): a sale survives a power cut once `enqueue` returns.
     Full,
@@ -339,6 +366,9 @@ pub enum Durability {
 }
 
 /// What a person decides for a sale that needs attention. The original sale is always kept.
+//
+// Mirror of `outbox::Resolution`: the core's `Replace` holds the sale unnamed, which uniffi would
+// name `v1`; here it is `sale`.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Resolution {
     /// Send the same sale again under a new id (the fix for a `Conflict`: another sale holds the id).
@@ -353,7 +383,7 @@ pub enum Resolution {
 }
 
 /// What a person decided for a sale, as the sales screen shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+#[uniffi::remote(Enum)]
 pub enum SaleResolution {
     /// Sent again under a new id (`linked_client_tx_id`).
     Rekeyed,
@@ -364,6 +394,9 @@ pub enum SaleResolution {
 }
 
 /// One sale of the outbox, for a till's sales screen.
+//
+// Mirror of `outbox::OutboxEntry`: the sale parsed, the resolution decoded, the attempts as `i64`,
+// without the core's scheduling fields.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SaleRecord {
     /// The sale's id.
@@ -403,31 +436,12 @@ pub struct SaleRecord {
     pub payload_sha256: String,
 }
 
-impl From<Durability> for possync_core::config::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Full => possync_core::config::Durability::Full,
-            Durability::Normal => possync_core::config::Durability::Normal,
-        }
-    }
-}
-
 impl From<Resolution> for core_outbox::Resolution {
     fn from(r: Resolution) -> Self {
         match r {
             Resolution::Rekey => core_outbox::Resolution::Rekey,
-            Resolution::Replace { sale } => core_outbox::Resolution::Replace(sale.into()),
+            Resolution::Replace { sale } => core_outbox::Resolution::Replace(sale),
             Resolution::Void => core_outbox::Resolution::Void,
-        }
-    }
-}
-
-impl From<core_outbox::Resolved> for SaleResolution {
-    fn from(r: core_outbox::Resolved) -> Self {
-        match r {
-            core_outbox::Resolved::Rekeyed => SaleResolution::Rekeyed,
-            core_outbox::Resolved::Replaced => SaleResolution::Replaced,
-            core_outbox::Resolved::Voided => SaleResolution::Voided,
         }
     }
 }
@@ -435,11 +449,11 @@ impl From<core_outbox::Resolved> for SaleResolution {
 impl From<core_outbox::OutboxEntry> for SaleRecord {
     fn from(e: core_outbox::OutboxEntry) -> Self {
         SaleRecord {
-            resolution: e.resolved().map(SaleResolution::from),
-            sale: e.sale().map(SalePayload::from),
+            resolution: e.resolved(),
+            sale: e.sale(),
             client_tx_id: e.client_tx_id,
             seq: e.seq,
-            state: e.state.into(),
+            state: e.state,
             resolution_note: e.resolution_note,
             linked_client_tx_id: e.linked_client_tx_id,
             currency: e.currency,
@@ -452,136 +466,6 @@ impl From<core_outbox::OutboxEntry> for SaleRecord {
             last_error: e.last_error,
             server_tx_id: e.server_tx_id,
             payload_sha256: e.payload_sha256,
-        }
-    }
-}
-
-impl From<core_protocol::SalePayload> for SalePayload {
-    fn from(s: core_protocol::SalePayload) -> Self {
-        let h = s.header;
-        SalePayload {
-            header: SaleHeader {
-                store_id: h.store_id,
-                receipt_number: h.receipt_number,
-                kind: match h.kind {
-                    core_protocol::SaleKind::Sale => SaleKind::Sale,
-                    core_protocol::SaleKind::Refund => SaleKind::Refund,
-                },
-                occurred_at_ms: h.occurred_at_ms,
-                currency: h.currency,
-                subtotal_minor: h.subtotal_minor,
-                tax_minor: h.tax_minor,
-                total_minor: h.total_minor,
-                change_minor: h.change_minor,
-                cashier_id: h.cashier_id,
-            },
-            items: s
-                .items
-                .into_iter()
-                .map(|i| SaleItem {
-                    line_no: i.line_no,
-                    sku: i.sku,
-                    name: i.name,
-                    quantity_milli: i.quantity_milli,
-                    unit_price_minor: i.unit_price_minor,
-                    discount_minor: i.discount_minor,
-                    line_total_minor: i.line_total_minor,
-                    refund: i.refund,
-                })
-                .collect(),
-            payments: s
-                .payments
-                .into_iter()
-                .map(|p| SalePayment {
-                    method: p.method,
-                    amount_minor: p.amount_minor,
-                    reference: p.reference,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<SaleKind> for core_protocol::SaleKind {
-    fn from(k: SaleKind) -> Self {
-        match k {
-            SaleKind::Sale => core_protocol::SaleKind::Sale,
-            SaleKind::Refund => core_protocol::SaleKind::Refund,
-        }
-    }
-}
-
-impl From<SalePayload> for core_protocol::SalePayload {
-    fn from(s: SalePayload) -> Self {
-        let h = s.header;
-        core_protocol::SalePayload {
-            header: core_protocol::SaleHeader {
-                store_id: h.store_id,
-                receipt_number: h.receipt_number,
-                kind: h.kind.into(),
-                occurred_at_ms: h.occurred_at_ms,
-                currency: h.currency,
-                subtotal_minor: h.subtotal_minor,
-                tax_minor: h.tax_minor,
-                total_minor: h.total_minor,
-                change_minor: h.change_minor,
-                cashier_id: h.cashier_id,
-            },
-            items: s
-                .items
-                .into_iter()
-                .map(|i| core_protocol::SaleItem {
-                    line_no: i.line_no,
-                    sku: i.sku,
-                    name: i.name,
-                    quantity_milli: i.quantity_milli,
-                    unit_price_minor: i.unit_price_minor,
-                    discount_minor: i.discount_minor,
-                    line_total_minor: i.line_total_minor,
-                    refund: i.refund,
-                })
-                .collect(),
-            payments: s
-                .payments
-                .into_iter()
-                .map(|p| core_protocol::SalePayment {
-                    method: p.method,
-                    amount_minor: p.amount_minor,
-                    reference: p.reference,
-                })
-                .collect(),
-        }
-    }
-}
-
-impl From<core_outbox::Enqueued> for Enqueued {
-    fn from(e: core_outbox::Enqueued) -> Self {
-        Enqueued { client_tx_id: e.client_tx_id, created: e.created }
-    }
-}
-
-impl From<DrainReason> for core_reason::DrainReason {
-    fn from(r: DrainReason) -> Self {
-        match r {
-            DrainReason::Interval => core_reason::DrainReason::Interval,
-            DrainReason::Online => core_reason::DrainReason::Online,
-            DrainReason::Focus => core_reason::DrainReason::Focus,
-            DrainReason::Manual => core_reason::DrainReason::Manual,
-            DrainReason::Startup => core_reason::DrainReason::Startup,
-            DrainReason::SaleRecorded => core_reason::DrainReason::SaleRecorded,
-        }
-    }
-}
-
-impl From<core_reason::DrainReason> for DrainReason {
-    fn from(r: core_reason::DrainReason) -> Self {
-        match r {
-            core_reason::DrainReason::Interval => DrainReason::Interval,
-            core_reason::DrainReason::Online => DrainReason::Online,
-            core_reason::DrainReason::Focus => DrainReason::Focus,
-            core_reason::DrainReason::Manual => DrainReason::Manual,
-            core_reason::DrainReason::Startup => DrainReason::Startup,
-            core_reason::DrainReason::SaleRecorded => DrainReason::SaleRecorded,
         }
     }
 }
@@ -607,7 +491,7 @@ impl From<core_drain::DrainReport> for DrainReport {
     fn from(r: core_drain::DrainReport) -> Self {
         DrainReport {
             correlation_id: r.correlation_id,
-            reasons: r.reasons.iter().map(DrainReason::from).collect(),
+            reasons: r.reasons.iter().collect(),
             started_at_ms: r.started_at_ms,
             duration_ms: int(r.duration_ms),
             sent: int(r.sent),
@@ -666,23 +550,11 @@ impl From<core_outbox::CurrencyAmount> for CurrencyAmount {
     }
 }
 
-impl From<core_outbox::SaleState> for SaleState {
-    fn from(s: core_outbox::SaleState) -> Self {
-        match s {
-            core_outbox::SaleState::Pending => SaleState::Pending,
-            core_outbox::SaleState::InFlight => SaleState::InFlight,
-            core_outbox::SaleState::Sent => SaleState::Sent,
-            core_outbox::SaleState::Conflict => SaleState::Conflict,
-            core_outbox::SaleState::Invalid => SaleState::Invalid,
-        }
-    }
-}
-
 impl From<core_outbox::AttentionItem> for AttentionItem {
     fn from(a: core_outbox::AttentionItem) -> Self {
         AttentionItem {
             client_tx_id: a.client_tx_id,
-            state: a.state.into(),
+            state: a.state,
             code: a.code,
             message: a.message,
             payload_sha256: a.payload_sha256,

@@ -69,6 +69,13 @@ pub struct Outbox {
     retired_again: Mutex<Vec<i64>>,
 }
 
+/// The connection of an outbox, held by a test (see `Outbox::hold_connection`).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub struct HeldConnection<'a> {
+    _guard: parking_lot::MutexGuard<'a, Connection>,
+}
+
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox").field("path", &self.path).finish_non_exhaustive()
@@ -130,6 +137,14 @@ impl Outbox {
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
         let conn = self.conn.lock();
         f(&conn).map_err(|e| self.err(e))
+    }
+
+    /// Holds this outbox's connection until the guard is dropped, as a slow query on another thread
+    /// would: every query of this outbox waits meanwhile. For tests only (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn hold_connection(&self) -> HeldConnection<'_> {
+        HeldConnection { _guard: self.conn.lock() }
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, under the connection's lock, and commits when

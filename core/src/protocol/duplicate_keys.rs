@@ -42,7 +42,7 @@ pub fn parse_sale_json(json: &str) -> Result<SalePayload, InvalidSale> {
     serde_json::from_str(json).map_err(|e| InvalidSale::Malformed { detail: e.to_string() })
 }
 
-/// The error for `key`, quoted up to [`MAX_KEY_QUOTED`] characters.
+/// The error for `key`, quoted up to `MAX_KEY_QUOTED` characters.
 pub fn duplicate(key: &str) -> InvalidSale {
     let mut quoted: String = key.chars().take(MAX_KEY_QUOTED).collect();
     if quoted.len() < key.len() {

@@ -25,4 +25,4 @@ pub use push::{
     BacklogReport, ErrorBody, PushRequest, PushResponse, PushResult, PushStatus, PushTransaction, Resend,
     MAX_RESEND_RANGES,
 };
-pub use validate::{validate_client_tx_id, validate_sale, InvalidSale, Limits};
+pub use validate::{validate_client_tx_id, validate_sale, InvalidSale, Limits, INVALID_SALE_CODES};

@@ -4,7 +4,7 @@
 //! `INVALID` with [`InvalidSale::code`] when a rule is broken. Arithmetic is checked (`i128` for
 //! products), so a huge number is refused instead of wrapping.
 
-use super::payload::{SaleKind, SalePayload};
+use super::payload::{SaleHeader, SaleItem, SaleKind, SalePayload, SalePayment};
 
 /// Largest absolute money amount accepted anywhere in a sale, in minor units (10^13).
 pub const MAX_ABS_MINOR: i64 = 10_000_000_000_000;
@@ -184,6 +184,27 @@ impl InvalidSale {
     }
 }
 
+/// Every code [`InvalidSale::code`] gives, once each: the validator's `INVALID` codes listed in
+/// `docs/protocol.md`. Tests and fuzz targets check answers against it (the server adds its own codes
+/// for what is not the sale's content, e.g. `hash_mismatch`).
+pub const INVALID_SALE_CODES: &[&str] = &[
+    "bad_client_tx_id",
+    "malformed_sale",
+    "duplicate_key",
+    "bad_text",
+    "unknown_currency",
+    "bad_timestamp",
+    "negative_money",
+    "out_of_range",
+    "no_items",
+    "too_many_items",
+    "too_many_payments",
+    "bad_line_no",
+    "bad_quantity",
+    "discount_too_large",
+    "totals_mismatch",
+];
+
 /// Checks a `client_tx_id`: 1..=64 characters of `A-Z a-z 0-9 . _ : -` (a UUID fits).
 ///
 /// # Errors
@@ -208,10 +229,21 @@ pub fn validate_client_tx_id(id: &str) -> Result<(), InvalidSale> {
 /// totals; total = subtotal + tax; payments minus change equal the total; signs match the kind (a sale
 /// is ≥ 0 and paid with positive tenders, a refund is ≤ 0 and paid out with negative tenders).
 ///
+/// The header's own fields are checked first, then the sizes, the items, the header's totals against
+/// the items, and the payments against the total.
+///
 /// # Errors
 /// The [`InvalidSale`] naming the first broken rule.
 pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidSale> {
-    let h = &sale.header;
+    header_fields(&sale.header)?;
+    sizes(sale, limits)?;
+    let subtotal = items(&sale.items)?;
+    header_totals(&sale.header, subtotal)?;
+    payments(&sale.header, &sale.payments)
+}
+
+/// The header's texts, currency, time and money ranges, and a change that is not negative.
+fn header_fields(h: &SaleHeader) -> Result<(), InvalidSale> {
     text("header.store_id", &h.store_id)?;
     text("header.receipt_number", &h.receipt_number)?;
     if let Some(cashier) = &h.cashier_id {
@@ -234,7 +266,11 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
     if h.change_minor < 0 {
         return Err(InvalidSale::NegativeMoney { field: "header.change_minor".into() });
     }
+    Ok(())
+}
 
+/// At least one item, and no more items or payments than `limits` allow.
+fn sizes(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidSale> {
     if sale.items.is_empty() {
         return Err(InvalidSale::NoItems);
     }
@@ -247,46 +283,62 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
             max: limits.max_payments_per_sale,
         });
     }
+    Ok(())
+}
 
-    let mut line_numbers = std::collections::HashSet::with_capacity(sale.items.len());
+/// Each item's rules (line number, texts, quantity, money, line total); returns the sum of the line
+/// totals, the subtotal the header must carry.
+fn items(items: &[SaleItem]) -> Result<i128, InvalidSale> {
+    let mut line_numbers = std::collections::HashSet::with_capacity(items.len());
     let mut subtotal: i128 = 0;
-    for (i, item) in sale.items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if item.line_no == 0 || item.line_no > MAX_LINE_NO || !line_numbers.insert(item.line_no) {
             return Err(InvalidSale::BadLineNo { index: i, line_no: item.line_no });
         }
-        text(&format!("items[{i}].sku"), &item.sku)?;
-        text(&format!("items[{i}].name"), &item.name)?;
-        if item.quantity_milli.unsigned_abs() > MAX_ABS_QUANTITY_MILLI as u64 {
-            return Err(InvalidSale::OutOfRange { field: format!("items[{i}].quantity_milli") });
-        }
-        if item.quantity_milli == 0 || (item.quantity_milli < 0 && !item.refund) {
-            return Err(InvalidSale::BadQuantity { index: i, quantity_milli: item.quantity_milli });
-        }
-        for (name, value) in [
-            ("unit_price_minor", item.unit_price_minor),
-            ("discount_minor", item.discount_minor),
-            ("line_total_minor", item.line_total_minor),
-        ] {
-            money_in_range(&format!("items[{i}].{name}"), value)?;
-        }
-        for (name, value) in
-            [("unit_price_minor", item.unit_price_minor), ("discount_minor", item.discount_minor)]
-        {
-            if value < 0 {
-                return Err(InvalidSale::NegativeMoney { field: format!("items[{i}].{name}") });
-            }
-        }
-        let gross = gross_minor(item.quantity_milli, item.unit_price_minor);
-        let discount = i128::from(item.discount_minor);
-        if discount > gross.abs() {
-            return Err(InvalidSale::DiscountTooLarge { index: i });
-        }
-        let expected = gross - gross.signum() * discount;
-        if expected != i128::from(item.line_total_minor) {
-            return Err(mismatch(format!("items[{i}].line_total_minor"), expected, item.line_total_minor));
-        }
-        subtotal += expected;
+        subtotal += line_total(i, item)?;
     }
+    Ok(subtotal)
+}
+
+/// One item's rules but its line number; returns its line total.
+fn line_total(i: usize, item: &SaleItem) -> Result<i128, InvalidSale> {
+    text(&format!("items[{i}].sku"), &item.sku)?;
+    text(&format!("items[{i}].name"), &item.name)?;
+    if item.quantity_milli.unsigned_abs() > MAX_ABS_QUANTITY_MILLI as u64 {
+        return Err(InvalidSale::OutOfRange { field: format!("items[{i}].quantity_milli") });
+    }
+    if item.quantity_milli == 0 || (item.quantity_milli < 0 && !item.refund) {
+        return Err(InvalidSale::BadQuantity { index: i, quantity_milli: item.quantity_milli });
+    }
+    for (name, value) in [
+        ("unit_price_minor", item.unit_price_minor),
+        ("discount_minor", item.discount_minor),
+        ("line_total_minor", item.line_total_minor),
+    ] {
+        money_in_range(&format!("items[{i}].{name}"), value)?;
+    }
+    for (name, value) in
+        [("unit_price_minor", item.unit_price_minor), ("discount_minor", item.discount_minor)]
+    {
+        if value < 0 {
+            return Err(InvalidSale::NegativeMoney { field: format!("items[{i}].{name}") });
+        }
+    }
+    let gross = gross_minor(item.quantity_milli, item.unit_price_minor);
+    let discount = i128::from(item.discount_minor);
+    if discount > gross.abs() {
+        return Err(InvalidSale::DiscountTooLarge { index: i });
+    }
+    let expected = gross - gross.signum() * discount;
+    if expected != i128::from(item.line_total_minor) {
+        return Err(mismatch(format!("items[{i}].line_total_minor"), expected, item.line_total_minor));
+    }
+    Ok(expected)
+}
+
+/// The header's subtotal (the items' `subtotal`) and total, and the signs of its total, tax and
+/// change for the sale's kind.
+fn header_totals(h: &SaleHeader, subtotal: i128) -> Result<(), InvalidSale> {
     if subtotal != i128::from(h.subtotal_minor) {
         return Err(mismatch("header.subtotal_minor".into(), subtotal, h.subtotal_minor));
     }
@@ -294,22 +346,23 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
     if total != i128::from(h.total_minor) {
         return Err(mismatch("header.total_minor".into(), total, h.total_minor));
     }
-
     let kind = h.kind.as_str();
-    let sign_ok = |v: i64| match h.kind {
-        SaleKind::Sale => v >= 0,
-        SaleKind::Refund => v <= 0,
-    };
     for (field, value) in [("header.total_minor", h.total_minor), ("header.tax_minor", h.tax_minor)] {
-        if !sign_ok(value) {
+        if !sign_ok(h.kind, value) {
             return Err(InvalidSale::WrongSign { field: field.into(), kind });
         }
     }
     if h.kind == SaleKind::Refund && h.change_minor != 0 {
         return Err(InvalidSale::WrongSign { field: "header.change_minor".into(), kind });
     }
+    Ok(())
+}
+
+/// Each payment's method, reference, amount and sign, and payments minus change equal to the total.
+fn payments(h: &SaleHeader, payments: &[SalePayment]) -> Result<(), InvalidSale> {
+    let kind = h.kind.as_str();
     let mut paid: i128 = 0;
-    for (i, p) in sale.payments.iter().enumerate() {
+    for (i, p) in payments.iter().enumerate() {
         let field = format!("payments[{i}].method");
         let method_ok = (1..=32).contains(&p.method.len())
             && p.method.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -320,7 +373,7 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
             text(&format!("payments[{i}].reference"), reference)?;
         }
         money_in_range(&format!("payments[{i}].amount_minor"), p.amount_minor)?;
-        if p.amount_minor == 0 || !sign_ok(p.amount_minor) {
+        if p.amount_minor == 0 || !sign_ok(h.kind, p.amount_minor) {
             let field = format!("payments[{i}].amount_minor");
             return Err(match h.kind {
                 SaleKind::Sale => InvalidSale::NegativeMoney { field },
@@ -338,6 +391,14 @@ pub fn validate_sale(sale: &SalePayload, limits: &Limits) -> Result<(), InvalidS
         });
     }
     Ok(())
+}
+
+/// Whether `v` has the sign of `kind`: a sale's amounts are ≥ 0, a refund's ≤ 0.
+fn sign_ok(kind: SaleKind, v: i64) -> bool {
+    match kind {
+        SaleKind::Sale => v >= 0,
+        SaleKind::Refund => v <= 0,
+    }
 }
 
 /// `quantity_milli * unit_price_minor / 1000`, rounded half away from zero.
@@ -381,7 +442,6 @@ fn text(field: &str, value: &str) -> Result<(), InvalidSale> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::protocol::payload::{SaleHeader, SaleItem, SalePayment};
 
     pub(crate) fn sample() -> SalePayload {
         SalePayload {
@@ -524,5 +584,33 @@ pub(crate) mod tests {
         let mut sale = sample();
         sale.items[0].name = "Café crème – ☕ 日本".into();
         assert!(validate_sale(&sale, &Limits::default()).is_ok());
+    }
+    #[test]
+    fn the_exported_codes_are_exactly_the_codes_of_invalid_sale() {
+        let field = || "f".to_string();
+        let every = [
+            InvalidSale::BadClientTxId,
+            InvalidSale::DuplicateKey { key: field() },
+            InvalidSale::Malformed { detail: field() },
+            InvalidSale::EmptyText { field: field() },
+            InvalidSale::BadText { field: field() },
+            InvalidSale::BadPaymentMethod { field: field() },
+            InvalidSale::UnknownCurrency { currency: field() },
+            InvalidSale::OccurredAtOutOfRange { value: 0 },
+            InvalidSale::NegativeMoney { field: field() },
+            InvalidSale::OutOfRange { field: field() },
+            InvalidSale::NoItems,
+            InvalidSale::TooManyItems { count: 2, max: 1 },
+            InvalidSale::TooManyPayments { count: 2, max: 1 },
+            InvalidSale::BadLineNo { index: 0, line_no: 0 },
+            InvalidSale::BadQuantity { index: 0, quantity_milli: 0 },
+            InvalidSale::DiscountTooLarge { index: 0 },
+            InvalidSale::TotalsMismatch { field: field(), expected: 1, actual: 0 },
+            InvalidSale::WrongSign { field: field(), kind: "sale" },
+        ];
+        let given: std::collections::BTreeSet<&str> = every.iter().map(InvalidSale::code).collect();
+        let listed: std::collections::BTreeSet<&str> = INVALID_SALE_CODES.iter().copied().collect();
+        assert_eq!(given, listed);
+        assert_eq!(listed.len(), INVALID_SALE_CODES.len(), "a code is listed twice");
     }
 }

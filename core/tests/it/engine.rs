@@ -407,6 +407,49 @@ fn idle_carries_the_unsent_count_and_amounts() {
 }
 
 #[test]
+fn the_engine_answers_while_an_outbox_query_runs() {
+    let t = TempOutbox::new();
+    let outbox = Arc::new(t.open());
+    let transport = Gated::opened();
+    let (l, reports, _) = listener();
+    let engine = start(&outbox, &transport, Some(l));
+    reports.recv_timeout(WAIT).expect("startup run");
+    let (answered_tx, answered) = mpsc::channel();
+    std::thread::scope(|s| {
+        // As a slow query on another thread would: every query of the outbox waits until it is dropped.
+        let held = outbox.hold_connection();
+        // An idle engine recounts the unsent sales on a recorded sale: that query waits.
+        s.spawn(|| engine.trigger(DrainReason::SaleRecorded));
+        std::thread::sleep(Duration::from_millis(200));
+        let engine = &engine;
+        s.spawn(move || {
+            engine.trigger(DrainReason::Focus);
+            let _ = (engine.runs_started(), engine.waiting(), engine.failed_runs_in_a_row());
+            let _ = answered_tx.send(());
+        });
+        let in_time = answered.recv_timeout(Duration::from_secs(2)).is_ok();
+        drop(held);
+        assert!(in_time, "the engine's lock was held across an outbox query");
+    });
+    match engine.status().expect("status once the query is done").status {
+        SyncStatus::Idle { unsent, .. } => assert_eq!(unsent, 0),
+        other => panic!("expected Idle, got {other:?}"),
+    }
+    engine.shutdown();
+}
+
+#[test]
+fn the_engine_settings_show_the_token_redacted() {
+    let config = EngineConfig::new(possync_core::config::SyncConfig::new(
+        "http://127.0.0.1:1",
+        "pst_very_secret",
+        "till-1",
+    ));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("pst_very_secret") && shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
 fn dropping_the_engine_returns_at_once_and_await_shutdown_waits_for_the_batch_in_flight() {
     let t = TempOutbox::new();
     let outbox = Arc::new(t.open());

@@ -107,10 +107,14 @@ pub struct ServeSettings {
     /// the tills' request timeout (30 s by default).
     #[arg(long, env = "POSSYNC_REQUEST_DEADLINE_MS", default_value_t = ms(front().request_deadline))]
     pub request_deadline_ms: u64,
-    /// Sales being settled at once across all pushes; a push that does not fit is answered 503 +
-    /// Retry-After at once. 0: 25 per --workers.
+    /// Sales being settled at once across all pushes; a push that does not fit waits in line for
+    /// room (--sales-wait-ms), then is answered 503 + Retry-After. 0: 25 per --workers.
     #[arg(long, env = "POSSYNC_MAX_INFLIGHT_SALES", default_value_t = front().max_inflight_sales)]
     pub max_inflight_sales: usize,
+    /// How long a push whose sales do not fit waits in line for room, first come first served,
+    /// holding its push slot, before it is answered 503 + Retry-After, in ms. 0: shed at once.
+    #[arg(long, env = "POSSYNC_SALES_WAIT_MS", default_value_t = ms(front().sales_wait))]
+    pub sales_wait_ms: u64,
     /// Sales of one push settled at once, each in its own transaction (at most this many database
     /// connections for one request; fewer when many pushes share the workers). 1: one after another.
     #[arg(long, env = "POSSYNC_SALE_LANES", default_value_t = front().sale_lanes)]
@@ -194,6 +198,7 @@ impl ServeSettings {
                 request_deadline: ms(self.request_deadline_ms),
                 sale_lanes: self.sale_lanes,
                 max_inflight_sales: self.max_inflight_sales,
+                sales_wait: ms(self.sales_wait_ms),
             },
             console: crate::console::ConsoleConfig {
                 alert_after: Duration::from_secs(self.console_alert_after_secs),

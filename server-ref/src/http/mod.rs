@@ -72,11 +72,18 @@ pub struct FrontLimits {
     /// Time a push request may take from its head to its answer; sales not settled by then answer
     /// `RETRY` (`deadline_exceeded`). Below the tills' default request timeout (30 s).
     pub request_deadline: Duration,
-    /// Sales being settled at once across all pushes; a push whose sales do not fit is answered 503
-    /// `overloaded` at once (after its body was checked, before any sale is settled). It bounds the
-    /// work an admitted push waits behind, so admitted pushes stay fast while the excess is shed.
-    /// Zero: 25 per database thread. A push larger than the whole budget takes all of it.
+    /// Sales being settled at once across all pushes; a push whose sales do not fit waits in line
+    /// for room (see [`FrontLimits::sales_wait`]) and is answered 503 `overloaded` when none comes in
+    /// time, before any of its sales is settled. It bounds the work an admitted push waits behind, so
+    /// admitted pushes stay fast while the excess waits or is shed. Zero: 25 per database thread. A
+    /// push larger than the whole budget takes all of it.
     pub max_inflight_sales: usize,
+    /// How long a push whose sales do not fit the sales budget waits in line for room, first come
+    /// first served, before it is answered 503 `overloaded`. It waits holding its push slot, so at
+    /// most `max_inflight_pushes` pushes wait or run, and past them a push is shed at once. Waiting
+    /// keeps the database threads fed when a push ends (a shed till comes back only after its
+    /// `Retry-After`) and spares a till sending its batch again. Zero: shed at once.
+    pub sales_wait: Duration,
     /// Sales of one request settled at once, each in its own transaction on its own connection, so
     /// that one till drains faster than one connection commits; at most this many database threads
     /// for one request, fewer when many pushes share the workers (`workers / pushes in flight`, at
@@ -99,6 +106,7 @@ impl Default for FrontLimits {
             request_deadline: Duration::from_secs(20),
             sale_lanes: 4,
             max_inflight_sales: 0,
+            sales_wait: Duration::from_secs(1),
         }
     }
 }
@@ -198,6 +206,8 @@ pub(crate) struct App {
     pub(crate) activity: crate::activity::ActivityRecorder,
     /// Sales being settled at once, across requests (see [`FrontLimits::max_inflight_sales`]).
     pub(crate) sales_budget: Arc<tokio::sync::Semaphore>,
+    /// Pushes holding a share of the sales budget: those doing database work, not those in line.
+    pub(crate) pushes_settling: Arc<std::sync::atomic::AtomicUsize>,
     /// The per-device gauges of `/metrics`, refreshed off the push threads.
     pub(crate) gauges: gauges::DeviceGauges,
 }
@@ -318,6 +328,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         console,
         activity,
         sales_budget,
+        pushes_settling: Arc::default(),
         gauges: gauges::DeviceGauges::start()?,
     });
     let (stop, stop_rx) = watch::channel(false);

@@ -241,23 +241,65 @@ async fn answer_push(app: &Arc<App>, cid: Arc<str>, request: Request) -> Result<
     app.metrics.pushes_in_flight.inc();
     let in_flight = InFlight { app: app.clone(), _permit: permit, _boarded: boarded };
     // The share of the sales budget is taken on a count of the sales (a scan, no parsing of each
-    // sale) before any work on them, so that a push that does not fit is shed at once.
+    // sale) before any work on them; a push that does not fit waits in line, holding its slot.
     let budget = app.config.max_inflight_sales();
     let wanted = u32::try_from(count_sales(&body).clamp(1, budget)).unwrap_or(u32::MAX);
-    let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) else {
+    let Some(share) = sales_share(app, wanted, deadline).await else {
         return Err(shed(app, "inflight_pushes", "sales in flight"));
     };
+    let settling = Settling::start(&app.pushes_settling);
     // Checking the sales is CPU work without the database: done here, not on a database thread.
     let checked = check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits);
     drop((body, held));
     let checked = checked.map_err(|e| refused(app, &device, &cid, e))?;
-    let admitted: Arc<dyn std::any::Any + Send + Sync> = Arc::new((in_flight, share));
-    let pushes = app.config.max_inflight_pushes().saturating_sub(app.admission.available_permits());
+    let pushes = settling.pushes();
+    let admitted: Arc<dyn std::any::Any + Send + Sync> = Arc::new((in_flight, share, settling));
     let lanes = lanes_for(app.config.limits.sale_lanes, app.config.workers, pushes);
     match store_push(app, admitted, device.clone(), cid.clone(), checked, lanes, deadline).await {
         Ok(Ok(response)) => Ok(reply::json(StatusCode::OK, &response)),
         Ok(Err(e)) => Err(refused(app, &device, &cid, e)),
         Err(e) => Err(job_failed(&app.metrics, app.config.retry_after_secs, e)),
+    }
+}
+
+/// The push's share of the sales budget: at once when it fits, else after waiting in line (first come,
+/// first served) for at most [`FrontLimits::sales_wait`](super::FrontLimits::sales_wait) and never
+/// past the push's deadline; `None` when no room came in time.
+async fn sales_share(app: &App, wanted: u32, deadline: Instant) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(share) = app.sales_budget.clone().try_acquire_many_owned(wanted) {
+        return Some(share);
+    }
+    let wait = app.config.limits.sales_wait;
+    if wait.is_zero() {
+        return None;
+    }
+    let until = (Instant::now() + wait).min(deadline);
+    let line = app.sales_budget.clone().acquire_many_owned(wanted);
+    match tokio::time::timeout_at(until.into(), line).await {
+        Ok(Ok(share)) => Some(share),
+        _ => None,
+    }
+}
+
+/// A push with its share of the sales budget, counted while it does database work (the pushes in
+/// line are not): the count sets how many lanes each push gets.
+struct Settling(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Settling {
+    fn start(count: &Arc<std::sync::atomic::AtomicUsize>) -> Settling {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Settling(count.clone())
+    }
+
+    /// Pushes doing database work now, this one included.
+    fn pushes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -915,17 +915,20 @@ fn push_in_thread(
 }
 
 /// Pushes of several tills past the limits on pushes and sales in flight are shed at once with 503
-/// `overloaded` (their bodies read first: a body never holds a slot), a second push of a till whose
-/// push is in hand is refused at once with 429 `push_in_flight`, and the admitted pushes complete.
+/// `overloaded` when the server keeps no line (`--sales-wait-ms 0`; their bodies read first: a body
+/// never holds a slot), a second push of a till whose push is in hand is refused at once with 429
+/// `push_in_flight`, and the admitted pushes complete.
 #[test]
 fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_complete() {
-    // Two pushes and three sales in flight at most.
+    // Two pushes and three sales in flight at most, no line.
     let mut h = Hostile::start(
         &[
             "--max-inflight-pushes",
             "2",
             "--max-inflight-sales",
             "3",
+            "--sales-wait-ms",
+            "0",
             "--lock-timeout-ms",
             "20000",
             "--retry-after-secs",
@@ -987,6 +990,92 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
             "{answer}"
         );
     }
+}
+
+/// A push whose sales do not fit the sales budget waits in line, holding its push slot, and is stored
+/// when room comes; pushes past the push slots are shed at once; and a push that waits longer than
+/// `--sales-wait-ms` is shed, its sales not stored.
+#[test]
+fn a_push_over_the_sales_budget_waits_in_line_and_one_past_the_slots_is_shed() {
+    // Three pushes and three sales in flight at most; a long line wait.
+    let mut h = Hostile::start(
+        &[
+            "--max-inflight-pushes",
+            "3",
+            "--max-inflight-sales",
+            "3",
+            "--sales-wait-ms",
+            "20000",
+            "--lock-timeout-ms",
+            "20000",
+            "--retry-after-secs",
+            "1",
+        ],
+        None,
+    );
+    h.assert_normal_push("before");
+    let (till_a, till_b, till_c, till_d) =
+        (h.till("till-a"), h.till("till-b"), h.till("till-c"), h.till("till-d"));
+    let mut locker = h.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    // A takes two of the three sales and waits on the lock; B (two sales) does not fit: it waits in
+    // line with its slot; C (one sale) fits the one left but comes after B: first come, first served.
+    let ids_a = [new_id(), new_id()];
+    let a = push_in_thread(&h, &till_a, &ids_a);
+    wait_pushes_in_flight(&h, 1);
+    let ids_b = [new_id(), new_id()];
+    let b = push_in_thread(&h, &till_b, &ids_b);
+    wait_pushes_in_flight(&h, 2);
+    let ids_c = [new_id()];
+    let c = push_in_thread(&h, &till_c, &ids_c);
+    wait_pushes_in_flight(&h, 3);
+    // Every slot is held: D is shed at once.
+    let ids_d = [new_id()];
+    assert_shed(&h, &mut push_now(&h, &till_d, &ids_d), &ids_d, "past the push slots");
+    assert_eq!(h.sales_stored(&ids_b[0]) + h.sales_stored(&ids_c[0]), 0, "the line holds its sales back");
+    tx.rollback().expect("release the lock");
+    for (pushed, ids) in [(a, &ids_a[..]), (b, &ids_b[..]), (c, &ids_c[..])] {
+        let (status, answer) = pushed.join().expect("thread");
+        assert_eq!(status, 200, "{answer}");
+        let results = answer["results"].as_array().expect("results");
+        assert_eq!(results.len(), ids.len());
+        assert!(results.iter().all(|r| r["status"] == "OK"), "{answer}");
+        for id in ids {
+            assert_eq!(h.sales_stored(id), 1, "stored once after its wait in line");
+        }
+    }
+    drop(locker);
+    drop(h);
+
+    // A line wait that runs out: shed, nothing stored.
+    let mut h = Hostile::start(
+        &[
+            "--max-inflight-sales",
+            "1",
+            "--sales-wait-ms",
+            "300",
+            "--lock-timeout-ms",
+            "20000",
+            "--retry-after-secs",
+            "1",
+        ],
+        None,
+    );
+    h.assert_normal_push("before");
+    let (till_a, till_b) = (h.till("till-a"), h.till("till-b"));
+    let mut locker = h.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    let ids_a = [new_id()];
+    let a = push_in_thread(&h, &till_a, &ids_a);
+    wait_pushes_in_flight(&h, 1);
+    let ids_b = [new_id()];
+    assert_shed(&h, &mut push_now(&h, &till_b, &ids_b), &ids_b, "after its line wait ran out");
+    tx.rollback().expect("release the lock");
+    let (status, answer) = a.join().expect("thread");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(h.sales_stored(&ids_a[0]), 1);
 }
 
 /// The monitoring port answers `/healthz`, `/readyz` and `/metrics` on a thread of its own, and

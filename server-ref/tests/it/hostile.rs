@@ -998,7 +998,7 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
 #[test]
 fn a_push_over_the_sales_budget_waits_in_line_and_one_past_the_slots_is_shed() {
     // Three pushes and three sales in flight at most; a long line wait.
-    let mut h = Hostile::start(
+    let h = Hostile::start(
         &[
             "--max-inflight-pushes",
             "3",
@@ -1049,7 +1049,7 @@ fn a_push_over_the_sales_budget_waits_in_line_and_one_past_the_slots_is_shed() {
     drop(h);
 
     // A line wait that runs out: shed, nothing stored.
-    let mut h = Hostile::start(
+    let h = Hostile::start(
         &[
             "--max-inflight-sales",
             "1",

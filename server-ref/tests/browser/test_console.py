@@ -12,9 +12,12 @@ import time
 import uuid
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ALERT_AFTER_SECS, envelope, sale
@@ -30,10 +33,26 @@ def shot(driver, shots, name):
 
 def submit(driver, button):
     """Clicks a form's button and waits until the browser has left the page (the click can return
-    before the answer arrives: checking an argon2 hash in a debug build takes a while)."""
+    before the answer arrives: checking an argon2 hash in a debug build takes a while) and the next
+    page has loaded."""
     page = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+    def left(_driver):
+        try:
+            page.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            # ChromeDriver sometimes reports the old page's node, gone with its document, this way
+            # instead of as a stale element.
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+
+    WebDriverWait(driver, 30).until(left)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def login(driver, server):

@@ -172,19 +172,22 @@ impl Shared {
     /// outbox is read without the engine's lock; a status set by someone else meanwhile means that
     /// reading may be older than theirs, so it is read again.
     fn recount_idle(&self) {
-        let mut version = self.state.lock().status_version;
-        loop {
-            if !matches!(self.state.lock().status, SyncStatus::Idle { .. }) {
+        let mut version = {
+            let st = self.state.lock();
+            if !matches!(st.status, SyncStatus::Idle { .. }) {
                 return;
             }
+            st.status_version
+        };
+        loop {
             let status = idle(&self.outbox);
             let mut st = self.state.lock();
+            if !matches!(st.status, SyncStatus::Idle { .. }) {
+                return;
+            }
             if st.status_version != version {
                 version = st.status_version;
                 continue;
-            }
-            if !matches!(st.status, SyncStatus::Idle { .. }) {
-                return;
             }
             st.set_status(status.clone());
             drop(st);
@@ -504,8 +507,13 @@ impl Drop for SyncEngine {
 
 /// `Idle` with the outbox's unsent sales now (zero if the outbox cannot be read).
 fn idle(outbox: &Outbox) -> SyncStatus {
+    idle_with(outbox, &outbox.counts().unwrap_or_default())
+}
+
+/// [`idle`] with the outbox's counts already read.
+fn idle_with(outbox: &Outbox, counts: &Counts) -> SyncStatus {
     SyncStatus::Idle {
-        unsent: outbox.counts().map(|c| c.unsent()).unwrap_or_default(),
+        unsent: counts.unsent(),
         unsent_by_currency: outbox.unsent_by_currency().unwrap_or_default(),
     }
 }
@@ -740,7 +748,7 @@ fn status_after(outbox: &Outbox, result: &Result<DrainReport, StorageError>) -> 
                 let status = if counts.conflict + counts.invalid > 0 {
                     SyncStatus::NeedsAttention { conflicts: counts.conflict, invalid: counts.invalid }
                 } else {
-                    idle(outbox)
+                    idle_with(outbox, &counts)
                 };
                 (StatusAfter::Set(status), String::new())
             }

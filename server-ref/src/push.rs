@@ -430,18 +430,19 @@ pub async fn store_push<H: PushHost>(
     let (mut split, mut news) = checked.into_lanes(lanes);
     if split.len() <= 1 {
         let (job_host, cid) = (host.clone(), correlation_id);
-        return queue(host.pool(), move || {
-            let _admitted = admitted;
-            let (store, metrics) = (job_host.store(), job_host.metrics());
-            let outcomes = split
-                .pop()
-                .map(|lane| run_lane(store, metrics, &device, &cid, lane, deadline))
-                .into_iter()
-                .collect();
-            finish_push(store, job_host.activity(), &device, &cid, news, outcomes)
-        })?
-        .await
-        .unwrap_or(Err(JobError::Stopped));
+        return host
+            .pool()
+            .run(move || {
+                let _admitted = admitted;
+                let (store, metrics) = (job_host.store(), job_host.metrics());
+                let outcomes = split
+                    .pop()
+                    .map(|lane| run_lane(store, metrics, &device, &cid, lane, deadline))
+                    .into_iter()
+                    .collect();
+                finish_push(store, job_host.activity(), &device, &cid, news, outcomes)
+            })
+            .await;
     }
     // Every lane is queued before any is awaited, so that they run at once. The first lane's job also
     // checks the till's acknowledged sales: no extra job for it.
@@ -466,12 +467,13 @@ pub async fn store_push<H: PushHost>(
     if outcomes.iter().any(LaneOutcome::has_refused) {
         // The audit of refused sales writes to the database: on its thread too.
         let job_host = host.clone();
-        return queue(host.pool(), move || {
-            let _admitted = admitted;
-            finish_push(job_host.store(), job_host.activity(), &device, &correlation_id, news, outcomes)
-        })?
-        .await
-        .unwrap_or(Err(JobError::Stopped));
+        return host
+            .pool()
+            .run(move || {
+                let _admitted = admitted;
+                finish_push(job_host.store(), job_host.activity(), &device, &correlation_id, news, outcomes)
+            })
+            .await;
     }
     Ok(finish_push(host.store(), host.activity(), &device, &correlation_id, news, outcomes))
 }

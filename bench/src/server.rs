@@ -43,6 +43,13 @@ impl BenchDb {
             admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin_url.to_owned());
         BenchDb { admin, url: format!("{base}/{name}"), name, config }
     }
+
+    /// Runs a `CHECKPOINT`, so that a measured run starts with no dirty pages and a checkpoint's
+    /// writes fall inside the runs as their own WAL brings them, not where an earlier run left them.
+    pub fn checkpoint(&self) {
+        let mut c = self.admin.connect(postgres::NoTls).expect("PostgreSQL reachable at DATABASE_URL");
+        c.batch_execute("CHECKPOINT").expect("CHECKPOINT");
+    }
 }
 
 impl Drop for BenchDb {
@@ -226,7 +233,23 @@ pub fn pgbench_rate_simple(db: &BenchDb, concurrency: usize, seconds: u64) -> f6
     pgbench_rate_in(db, concurrency, seconds, "simple")
 }
 
+/// Seconds `pgbench -M prepared` with [`pgbench_script`] takes for `transactions` per-sale
+/// transactions at `concurrency` (split evenly over the clients), wall clock: the baseline of a run
+/// that stores a given number of sales (its tables grow as much as the run's do).
+pub fn pgbench_seconds_for(db: &BenchDb, concurrency: usize, transactions: usize) -> f64 {
+    let per_client = transactions.div_ceil(concurrency.max(1));
+    let started = std::time::Instant::now();
+    pgbench_in(db, concurrency, &["-t", &per_client.to_string()], "prepared");
+    started.elapsed().as_secs_f64()
+}
+
 fn pgbench_rate_in(db: &BenchDb, concurrency: usize, seconds: u64, protocol: &str) -> f64 {
+    pgbench_in(db, concurrency, &["-T", &seconds.to_string()], protocol)
+}
+
+/// Runs pgbench with [`pgbench_script`] for as long or as many transactions as `run` says (`-T N` or
+/// `-t N`) and returns its transactions per second.
+fn pgbench_in(db: &BenchDb, concurrency: usize, run: &[&str], protocol: &str) -> f64 {
     let dir = tempfile::tempdir().expect("tmp");
     let script = dir.path().join("sale.sql");
     let mut sql = pgbench_script();
@@ -237,18 +260,9 @@ fn pgbench_rate_in(db: &BenchDb, concurrency: usize, seconds: u64, protocol: &st
     }
     std::fs::write(&script, sql).expect("script");
     let out = Command::new("pgbench")
-        .args([
-            "-n",
-            "-M",
-            protocol,
-            "-c",
-            &concurrency.to_string(),
-            "-j",
-            &concurrency.to_string(),
-            "-T",
-            &seconds.to_string(),
-            "-f",
-        ])
+        .args(["-n", "-M", protocol, "-c", &concurrency.to_string(), "-j", &concurrency.to_string()])
+        .args(run)
+        .arg("-f")
         .arg(&script)
         .arg(&db.url)
         .output()

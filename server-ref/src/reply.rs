@@ -151,12 +151,9 @@ pub fn write_error_body(reply: Reply, correlation_id: &str) -> Reply {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// A 503 `overloaded` with a `Retry-After` spread over [base, 2 × base], so shed clients spread
-/// out; counted under the limit `limit` of `metrics`.
-pub fn shed(metrics: &Metrics, retry_after_secs: u32, limit: &str, what: &str) -> ApiError {
+/// A 503 `overloaded` with a `Retry-After` of `secs`; counted under the limit `limit` of `metrics`.
+pub fn shed(metrics: &Metrics, secs: u32, limit: &str, what: &str) -> ApiError {
     metrics.limit_hits.with_label_values(&[limit]).inc();
-    let base = retry_after_secs.max(1);
-    let secs = rand::rng().random_range(base..=base.saturating_mul(2));
     let message = format!("the server is at capacity ({what}); retry after {secs} s");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(secs)
 }
@@ -165,7 +162,12 @@ pub fn shed(metrics: &Metrics, retry_after_secs: u32, limit: &str, what: &str) -
 /// panic a 500, a stopped pool a 503 `shutting_down`.
 pub fn job_failed(metrics: &Metrics, retry_after_secs: u32, e: JobError) -> ApiError {
     match e {
-        JobError::Full => shed(metrics, retry_after_secs, "inflight_pushes", "database queue full"),
+        JobError::Full => {
+            // Spread over [base, 2 × base] so that the clients shed together do not come back together.
+            let base = retry_after_secs.max(1);
+            let secs = rand::rng().random_range(base..=base.saturating_mul(2));
+            shed(metrics, secs, "inflight_pushes", "database queue full")
+        }
         JobError::Panicked => ApiError::internal(),
         JobError::Stopped => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down")

@@ -125,7 +125,8 @@ pub struct ServeSettings {
     /// Most items per sale.
     #[arg(long, env = "POSSYNC_MAX_ITEMS", default_value_t = http().push_limits.sale.max_items_per_sale)]
     pub max_items: usize,
-    /// Retry-After seconds sent with 503 answers (shed pushes get this to twice this).
+    /// Retry-After seconds sent with 503 answers other than a shed push's (which is told a second
+    /// reserved for it, at the rate the server admits pushes).
     #[arg(long, env = "POSSYNC_RETRY_AFTER_SECS", default_value_t = http().retry_after_secs)]
     pub retry_after_secs: u32,
     /// Seconds an accepted device token is trusted without a database lookup; a revocation reaches

@@ -22,6 +22,7 @@
 
 pub mod accept;
 mod admission;
+mod comeback;
 mod framing;
 mod gauges;
 pub mod routes;
@@ -129,8 +130,10 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Per-request and per-sale limits.
     pub push_limits: PushLimits,
-    /// `Retry-After` seconds sent with 503 answers; a shed push gets a value spread between this and
-    /// twice this, so shed tills do not all come back in the same second.
+    /// `Retry-After` seconds sent with 503 answers (database unavailable, not ready, shutting down;
+    /// spread between this and twice this when the database queue is full). A push shed by admission
+    /// is told a second reserved for it instead, from 1 s on, so that shed tills come back at the
+    /// rate the server admits pushes (see `comeback`).
     pub retry_after_secs: u32,
     /// How long an accepted device token is trusted without asking the store again (zero: every
     /// request asks). Revocations announced by the store empty the cache at once; a store that
@@ -210,6 +213,8 @@ pub(crate) struct App {
     pub(crate) pushes_settling: Arc<std::sync::atomic::AtomicUsize>,
     /// The per-device gauges of `/metrics`, refreshed off the push threads.
     pub(crate) gauges: gauges::DeviceGauges,
+    /// When each shed push is told to come back (its `Retry-After`).
+    pub(crate) come_back: comeback::ComeBack,
 }
 
 impl crate::push::PushHost for App {
@@ -316,6 +321,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
     ));
     let activity = crate::activity::ActivityRecorder::start(store.clone(), config.activity_interval)?;
     let body_budget = admission::BodyBudget::new(config.max_body_bytes_reading());
+    let config_pushes = config.max_inflight_pushes();
     let app = Arc::new(App {
         store,
         metrics,
@@ -330,6 +336,7 @@ pub fn start(store: Arc<dyn Store>, config: HttpConfig) -> Result<RunningServer,
         sales_budget,
         pushes_settling: Arc::default(),
         gauges: gauges::DeviceGauges::start()?,
+        come_back: comeback::ComeBack::new(config_pushes),
     });
     let (stop, stop_rx) = watch::channel(false);
     let router = routes::router(app.clone());

@@ -183,9 +183,9 @@ fn unavailable(app: &App, code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(app.config.retry_after_secs)
 }
 
-/// A 503 `overloaded` with a jittered `Retry-After` (see [`reply::shed`]).
+/// A 503 `overloaded` whose `Retry-After` is a second reserved for it (see [`super::comeback`]).
 fn shed(app: &App, limit: &str, what: &str) -> ApiError {
-    reply::shed(&app.metrics, app.config.retry_after_secs, limit, what)
+    reply::shed(&app.metrics, app.come_back.retry_after_secs(), limit, what)
 }
 
 /// Runs `job` on the database pool; a full queue is answered 503 at once.
@@ -247,6 +247,7 @@ async fn answer_push(app: &Arc<App>, cid: Arc<str>, request: Request) -> Result<
     let Some(share) = sales_share(app, wanted, deadline).await else {
         return Err(shed(app, "inflight_pushes", "sales in flight"));
     };
+    app.come_back.admitted();
     let settling = Settling::start(&app.pushes_settling);
     // Checking the sales is CPU work without the database: done here, not on a database thread.
     let checked = check_push(&app.metrics, &device, &cid, &body, &app.config.push_limits);

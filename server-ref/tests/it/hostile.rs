@@ -992,6 +992,58 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
     }
 }
 
+/// Shed pushes are told to come back at the rate the server admits pushes, not all in the same
+/// second: with one push slot (and one push admitted), eight pushes shed one after another are given
+/// one second each, so their `Retry-After`s climb (a fixed `Retry-After` spread over [1, 2] s, as
+/// before, tops out at 2). Shed pushes store nothing.
+#[test]
+fn shed_pushes_are_told_seconds_of_their_own_to_come_back_in() {
+    let h = Hostile::start(
+        &[
+            "--max-inflight-pushes",
+            "1",
+            "--sales-wait-ms",
+            "0",
+            "--lock-timeout-ms",
+            "20000",
+            "--retry-after-secs",
+            "1",
+        ],
+        None,
+    );
+    let (till_1, till_a) = (h.till_1(), h.till("till-a"));
+    let mut locker = h.db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
+    let held_ids = [new_id()];
+    let held = push_in_thread(&h, &till_1, &held_ids);
+    wait_pushes_in_flight(&h, 1);
+
+    let started = Instant::now();
+    let mut seconds = Vec::new();
+    for _ in 0..8 {
+        let ids = [new_id()];
+        let mut reply = push_now(&h, &till_a, &ids);
+        assert_eq!(reply.status().as_u16(), 503);
+        let body: serde_json::Value = reply.body_mut().read_json().expect("a JSON error body");
+        assert_eq!(body["code"], "overloaded", "{body}");
+        let retry_after = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        seconds.push(retry_after.and_then(|v| v.parse::<u64>().ok()).expect("a Retry-After in seconds"));
+        assert_eq!(h.sales_stored(&ids[0]), 0, "a shed sale is not stored");
+    }
+    // Sheds that straddle the server's second boundaries lose at most one second each.
+    let straddled = started.elapsed().as_secs() + 1;
+    assert_eq!(seconds[0], 1, "the first shed push comes back after a second: {seconds:?}");
+    assert!(seconds.windows(2).all(|w| w[0] <= w[1]), "later pushes are told later seconds: {seconds:?}");
+    assert!(
+        seconds[7] + straddled >= 8,
+        "eight pushes at one admitted per second are spread over eight seconds: {seconds:?} ({straddled} s straddled)"
+    );
+    tx.rollback().expect("release the lock");
+    let (status, answer) = held.join().expect("thread");
+    assert_eq!(status, 200, "{answer}");
+}
+
 /// A push whose sales do not fit the sales budget waits in line, holding its push slot, and is stored
 /// when room comes; pushes past the push slots are shed at once; and a push that waits longer than
 /// `--sales-wait-ms` is shed, its sales not stored.

@@ -157,7 +157,7 @@ impl Default for HttpConfig {
             max_body_bytes: 4 * 1024 * 1024,
             push_limits: PushLimits::default(),
             retry_after_secs: 2,
-            token_cache_ttl: Duration::from_secs(5),
+            token_cache_ttl: Duration::from_secs(60),
             limits: FrontLimits::default(),
             console: crate::console::ConsoleConfig::default(),
             activity_interval: Duration::from_secs(1),

@@ -44,9 +44,13 @@ impl BenchDb {
         BenchDb { admin, url: format!("{base}/{name}"), name, config }
     }
 
-    /// Runs a `CHECKPOINT`, so that a measured run starts with no dirty pages and a checkpoint's
-    /// writes fall inside the runs as their own WAL brings them, not where an earlier run left them.
+    /// Flushes the machine's dirty pages (`sync`: an earlier scenario's outbox files of a gigabyte may
+    /// still be being written back) and runs a `CHECKPOINT`, so that a measured run starts with no
+    /// dirty pages and a checkpoint's writes fall inside the runs as their own WAL brings them, not
+    /// where an earlier run left them.
     pub fn checkpoint(&self) {
+        let synced = std::process::Command::new("sync").status();
+        assert!(synced.as_ref().is_ok_and(|s| s.success()), "sync failed: {synced:?}");
         let mut c = self.admin.connect(postgres::NoTls).expect("PostgreSQL reachable at DATABASE_URL");
         c.batch_execute("CHECKPOINT").expect("CHECKPOINT");
     }

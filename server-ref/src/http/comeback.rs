@@ -7,7 +7,11 @@
 //! N / rate seconds, so they do not come back all at once to be shed again; a lone shed till is back
 //! after 1 s, so the server does not sit idle while the last tills of a storm wait out a fixed delay.
 //! The till adds its own spread on top (`possync_core::backoff`: `r..=2r`).
+//!
+//! A device shed again before its reserved second (a client that ignores `Retry-After`) is told the
+//! same second again and takes no new one: hammering cannot push the other tills' seconds away.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -20,6 +24,10 @@ const RATE_WINDOW_SECS: u64 = 3;
 
 /// Seconds ahead kept in the ledger (more than [`MAX_COME_BACK_SECS`]).
 const AHEAD: usize = 64;
+
+/// Most devices whose reserved second is remembered; past it the ones whose second has passed are
+/// forgotten, and if none has, all of them.
+const MAX_DEVICES: usize = 16_384;
 
 /// A count kept for one second, by its number since the server started.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,6 +61,8 @@ impl PerSecond {
 pub struct Ledger {
     admitted: [PerSecond; RATE_WINDOW_SECS as usize + 1],
     promised: [PerSecond; AHEAD],
+    /// The second reserved for each device shed lately.
+    reserved: HashMap<String, u64>,
 }
 
 impl Default for Ledger {
@@ -60,6 +70,7 @@ impl Default for Ledger {
         Ledger {
             admitted: [PerSecond::default(); RATE_WINDOW_SECS as usize + 1],
             promised: [PerSecond::default(); AHEAD],
+            reserved: HashMap::new(),
         }
     }
 }
@@ -82,6 +93,25 @@ impl Ledger {
         let mean = full.div_ceil(RATE_WINDOW_SECS as u32);
         let current = self.admitted[(second % n) as usize].at(second);
         mean.max(current).max(floor).max(1)
+    }
+
+    /// [`Ledger::reserve`] for a push of `device`: a device that still holds a second later than
+    /// `second` is told that one again, and takes no new one.
+    pub fn reserve_for(&mut self, device: &str, second: u64, rate: u32) -> u32 {
+        if let Some(&at) = self.reserved.get(device) {
+            if at > second {
+                return u32::try_from(at - second).unwrap_or(MAX_COME_BACK_SECS);
+            }
+        }
+        let ahead = self.reserve(second, rate);
+        if self.reserved.len() >= MAX_DEVICES {
+            self.reserved.retain(|_, at| *at > second);
+            if self.reserved.len() >= MAX_DEVICES {
+                self.reserved.clear();
+            }
+        }
+        self.reserved.insert(device.to_owned(), second + u64::from(ahead));
+        ahead
     }
 
     /// Reserves a second to come back in for a push shed during `second`, and returns how many seconds
@@ -131,12 +161,14 @@ impl ComeBack {
         self.ledger.lock().admitted(second);
     }
 
-    /// The `Retry-After` of a push shed now, in seconds (reserved: see the module's comment).
-    pub(crate) fn retry_after_secs(&self) -> u32 {
+    /// The `Retry-After` of a push of `device` shed now, in seconds (reserved: see the module's
+    /// comment).
+    pub(crate) fn retry_after_secs(&self, device: &crate::store::Device) -> u32 {
         let second = self.second();
+        let key = format!("{}\u{0}{}", device.store_id, device.device_id);
         let mut ledger = self.ledger.lock();
         let rate = ledger.rate(second, self.floor);
-        ledger.reserve(second, rate)
+        ledger.reserve_for(&key, second, rate)
     }
 }
 
@@ -190,6 +222,19 @@ mod tests {
         let answers: Vec<u32> = (0..(MAX_COME_BACK_SECS + 5)).map(|_| ledger.reserve(0, 1)).collect();
         assert_eq!(answers[..MAX_COME_BACK_SECS as usize], (1..=MAX_COME_BACK_SECS).collect::<Vec<_>>()[..]);
         assert!(answers[MAX_COME_BACK_SECS as usize..].iter().all(|&a| a == MAX_COME_BACK_SECS));
+    }
+
+    #[test]
+    fn a_device_shed_again_before_its_second_keeps_it_and_takes_no_other() {
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.reserve_for("hammer", 10, 1), 1);
+        // Back at once, a thousand times: told the same second, which stays its only one.
+        for _ in 0..1_000 {
+            assert_eq!(ledger.reserve_for("hammer", 10, 1), 1);
+        }
+        assert_eq!(ledger.reserve_for("till-2", 10, 1), 2, "the next till gets the next second");
+        // Once its second has come, a device shed again takes a new one.
+        assert_eq!(ledger.reserve_for("hammer", 11, 1), 2);
     }
 
     #[test]

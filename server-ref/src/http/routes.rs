@@ -183,9 +183,10 @@ fn unavailable(app: &App, code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(app.config.retry_after_secs)
 }
 
-/// A 503 `overloaded` whose `Retry-After` is a second reserved for it (see [`super::comeback`]).
-fn shed(app: &App, limit: &str, what: &str) -> ApiError {
-    reply::shed(&app.metrics, app.come_back.retry_after_secs(), limit, what)
+/// A 503 `overloaded` for a push of `device`, whose `Retry-After` is a second reserved for it (see
+/// [`super::comeback`]).
+fn shed(app: &App, device: &Device, limit: &str, what: &str) -> ApiError {
+    reply::shed(&app.metrics, app.come_back.retry_after_secs(device), limit, what)
 }
 
 /// Runs `job` on the database pool; a full queue is answered 503 at once.
@@ -231,12 +232,12 @@ async fn answer_push(app: &Arc<App>, cid: Arc<str>, request: Request) -> Result<
     let mut held = HeldBytes::default();
     let declared = declared.map_or(0, |len| len as usize);
     if !app.body_budget.take(&mut held, declared) {
-        return Err(shed(app, "body_bytes", "request bodies being read").closing());
+        return Err(shed(app, &device, "body_bytes", "request bodies being read").closing());
     }
-    let body = read_body(app, request.into_body(), &mut held).await?;
+    let body = read_body(app, &device, request.into_body(), &mut held).await?;
     // With its body in hand, the push takes a slot: a slow body never held one.
     let Ok(permit) = app.admission.clone().try_acquire_owned() else {
-        return Err(shed(app, "inflight_pushes", "pushes in flight"));
+        return Err(shed(app, &device, "inflight_pushes", "pushes in flight"));
     };
     app.metrics.pushes_in_flight.inc();
     let in_flight = InFlight { app: app.clone(), _permit: permit, _boarded: boarded };
@@ -245,7 +246,7 @@ async fn answer_push(app: &Arc<App>, cid: Arc<str>, request: Request) -> Result<
     let budget = app.config.max_inflight_sales();
     let wanted = u32::try_from(count_sales(&body).clamp(1, budget)).unwrap_or(u32::MAX);
     let Some(share) = sales_share(app, wanted, deadline).await else {
-        return Err(shed(app, "inflight_pushes", "sales in flight"));
+        return Err(shed(app, &device, "inflight_pushes", "sales in flight"));
     };
     app.come_back.admitted();
     let settling = Settling::start(&app.pushes_settling);
@@ -375,7 +376,7 @@ fn body_too_large(app: &App, max: usize) -> ApiError {
 /// The whole body, within the size limit, the body read timeout and the byte budget: `held` has the
 /// declared length already; each chunk past it takes its bytes from the budget as it arrives, and
 /// one that does not fit ends the read with 503 `overloaded` at once.
-async fn read_body(app: &App, body: Body, held: &mut HeldBytes) -> Result<Bytes, ApiError> {
+async fn read_body(app: &App, device: &Device, body: Body, held: &mut HeldBytes) -> Result<Bytes, ApiError> {
     let max = app.config.max_body_bytes;
     let timeout: Duration = app.config.limits.body_read_timeout;
     let read = async {
@@ -399,7 +400,7 @@ async fn read_body(app: &App, body: Body, held: &mut HeldBytes) -> Result<Bytes,
             Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).closing())
         }
         Ok(Err(BodyFailure::OverBudget)) => {
-            Err(shed(app, "body_bytes", "request bodies being read").closing())
+            Err(shed(app, device, "body_bytes", "request bodies being read").closing())
         }
         Ok(Err(BodyFailure::Read(e))) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(body_too_large(app, max))

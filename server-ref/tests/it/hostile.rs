@@ -993,9 +993,10 @@ fn pushes_past_the_admission_limits_are_shed_at_once_and_the_admitted_ones_compl
 }
 
 /// Shed pushes are told to come back at the rate the server admits pushes, not all in the same
-/// second: with one push slot (and one push admitted), eight pushes shed one after another are given
+/// second: with one push slot (and one push admitted), eight tills shed one after another are given
 /// one second each, so their `Retry-After`s climb (a fixed `Retry-After` spread over [1, 2] s, as
-/// before, tops out at 2). Shed pushes store nothing.
+/// before, tops out at 2). A till that comes back at once, again and again, is told its own second
+/// again and pushes nobody's second away. Shed pushes store nothing.
 #[test]
 fn shed_pushes_are_told_seconds_of_their_own_to_come_back_in() {
     let h = Hostile::start(
@@ -1011,7 +1012,8 @@ fn shed_pushes_are_told_seconds_of_their_own_to_come_back_in() {
         ],
         None,
     );
-    let (till_1, till_a) = (h.till_1(), h.till("till-a"));
+    let till_1 = h.till_1();
+    let tills: Vec<Till> = (0..9).map(|n| h.till(&format!("till-{n}-shed"))).collect();
     let mut locker = h.db.client();
     let mut tx = locker.transaction().expect("begin");
     tx.batch_execute("LOCK TABLE pos_transactions IN SHARE ROW EXCLUSIVE MODE").expect("lock");
@@ -1019,18 +1021,21 @@ fn shed_pushes_are_told_seconds_of_their_own_to_come_back_in() {
     let held = push_in_thread(&h, &till_1, &held_ids);
     wait_pushes_in_flight(&h, 1);
 
-    let started = Instant::now();
-    let mut seconds = Vec::new();
-    for _ in 0..8 {
+    let shed_secs = |till: &Till| -> u64 {
         let ids = [new_id()];
-        let mut reply = push_now(&h, &till_a, &ids);
+        let mut reply = push_now(&h, till, &ids);
         assert_eq!(reply.status().as_u16(), 503);
         let body: serde_json::Value = reply.body_mut().read_json().expect("a JSON error body");
         assert_eq!(body["code"], "overloaded", "{body}");
         let retry_after = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        seconds.push(retry_after.and_then(|v| v.parse::<u64>().ok()).expect("a Retry-After in seconds"));
         assert_eq!(h.sales_stored(&ids[0]), 0, "a shed sale is not stored");
-    }
+        retry_after.and_then(|v| v.parse::<u64>().ok()).expect("a Retry-After in seconds")
+    };
+    let started = Instant::now();
+    let seconds: Vec<u64> = tills[..8].iter().map(shed_secs).collect();
+    // The first till, back at once twenty times, ignoring its Retry-After.
+    let hammered: Vec<u64> = (0..20).map(|_| shed_secs(&tills[0])).collect();
+    let next = shed_secs(&tills[8]);
     // Sheds that straddle the server's second boundaries lose at most one second each.
     let straddled = started.elapsed().as_secs() + 1;
     assert_eq!(seconds[0], 1, "the first shed push comes back after a second: {seconds:?}");
@@ -1038,6 +1043,15 @@ fn shed_pushes_are_told_seconds_of_their_own_to_come_back_in() {
     assert!(
         seconds[7] + straddled >= 8,
         "eight pushes at one admitted per second are spread over eight seconds: {seconds:?} ({straddled} s straddled)"
+    );
+    // Back before its second, a till is told it again: it takes a new one only when its second has
+    // come, at most once per second of the server's clock.
+    let mut distinct = hammered.clone();
+    distinct.dedup();
+    assert!(distinct.len() as u64 <= straddled + 1, "a till back early keeps its own second: {hammered:?}");
+    assert!(
+        next <= seconds[7] + straddled,
+        "the hammering took no second of the others: the next till gets {next} after {seconds:?} ({straddled} s straddled)"
     );
     tx.rollback().expect("release the lock");
     let (status, answer) = held.join().expect("thread");
